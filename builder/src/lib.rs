@@ -1,0 +1,1 @@
+//! strata-builder: see ../shared/design/ARCHITECTURE.md for this crate's room.

@@ -1,0 +1,1 @@
+//! strata-registry-client: see ../shared/design/ARCHITECTURE.md for this crate's room.

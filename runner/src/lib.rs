@@ -1,0 +1,1 @@
+//! strata-runner: see ../shared/design/ARCHITECTURE.md for this crate's room.

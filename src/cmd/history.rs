@@ -1,0 +1,13 @@
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+
+use crate::Cli;
+
+/// Arguments of `strata history`.
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_cli: &Cli, _args: &Args) -> Result<ExitCode> {
+    bail!("strata history: not implemented yet")
+}

@@ -1,0 +1,76 @@
+//! `strata`: the command-line front of the strata crates.
+//!
+//! The CLI is deliberately thin: each subcommand lives in `src/cmd/<name>.rs`, parses its flags with
+//! clap derive, calls one library function and prints the result. Errors are `anyhow` here only; the
+//! libraries use `thiserror` enums so that every message names the thing at fault.
+
+mod cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Daemonless image builder and layered-filesystem toolkit.
+#[derive(Parser, Debug)]
+#[command(name = "strata", version, about, long_about = None)]
+pub struct Cli {
+    /// Store root (an OCI image layout). Defaults to $STRATA_ROOT, else /var/lib/strata as root,
+    /// else $XDG_DATA_HOME/strata.
+    #[arg(long, global = true, env = "STRATA_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// Log verbosity for diagnostics on stderr (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
+    pub log_level: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every subcommand; each variant's arguments live beside its implementation.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List images in the store.
+    Images(cmd::images::Args),
+    /// Show an image's reference, digest, manifest and config as JSON.
+    Inspect(cmd::inspect::Args),
+    /// Show an image's history.
+    History(cmd::history::Args),
+    /// Give an image another name.
+    Tag(cmd::tag::Args),
+    /// Remove image names (and the images no name points at any more on the next gc).
+    Rmi(cmd::rmi::Args),
+    /// Make a one-layer image from a root filesystem tarball.
+    Import(cmd::import::Args),
+    /// Write an image's flattened root filesystem as a tarball.
+    Export(cmd::export::Args),
+    /// Write images to a docker-archive or OCI archive.
+    Save(cmd::save::Args),
+    /// Load images from a docker-archive or OCI archive.
+    Load(cmd::load::Args),
+    /// Remove everything no tag, build, container or cache entry references.
+    #[command(alias = "prune")]
+    Gc(cmd::gc::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level);
+    match cmd::dispatch(&cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("strata: {err:#}");
+            ExitCode::from(cmd::EXIT_STRATA_ERROR)
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,1 @@
+//! strata-unionfs: see ../shared/design/ARCHITECTURE.md for this crate's room.
