@@ -1,1 +1,36 @@
-//! strata-runner: see ../shared/design/ARCHITECTURE.md for this crate's room.
+//! strata-runner: the sandbox shared by `strata run` and the builder's RUN step.
+//!
+//! A caller describes the container with a [`ContainerSpec`] (rootfs lowerdirs + upper/work,
+//! process args/env/cwd/user, network mode, mounts, stdio, cgroup limits) and either
+//! [`Container::spawn`]s it (pipes for stdout/stderr to stream and capture, [`Container::wait`]
+//! for the [`ExitStatus`]) or hands it to [`run_attached`] (terminal, signal forwarding).
+//!
+//! The sandbox, in order (see each module for the why and the CVE behind it): new mount, pid,
+//! ipc, uts (and network) namespaces; cgroup limits (v1 or v2); the rootfs as an overlay mounted
+//! by fd; fresh `/proc`, read-only `/sys`, a tmpfs `/dev`; volumes; masked and read-only paths;
+//! `pivot_root`; fds closed and cwd verified; user, groups, capabilities, `no_new_privs`,
+//! seccomp; `execve`.
+//!
+//! Requires root (real, not a user namespace) and Linux ≥ 5.6 (openat2, the new mount API);
+//! overlay `lowerdir+` is used on Linux ≥ 6.8.
+
+mod attach;
+mod caps;
+pub mod cgroups;
+mod error;
+mod failure;
+mod init;
+mod net;
+mod path;
+mod process;
+pub mod rootfs;
+pub mod seccomp;
+mod spec;
+pub mod state;
+mod sys;
+pub mod user;
+
+pub use attach::{run_attached, AttachOptions, FORWARDED};
+pub use error::{RunnerError, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_RUNTIME_ERROR};
+pub use process::{Container, ExitStatus};
+pub use spec::*;

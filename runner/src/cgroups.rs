@@ -1,0 +1,232 @@
+//! cgroup limits for a container, on cgroup v2 (unified) or v1 (legacy and hybrid hosts).
+//!
+//! Hybrid hosts (v1 controllers + an empty v2 hierarchy at `/sys/fs/cgroup/unified`) are common
+//! on older systemd setups; crun refuses them, we use the v1 controllers there. Layout, as
+//! Docker's: v2 `/sys/fs/cgroup/strata/<id>`, v1 `/sys/fs/cgroup/<controller>/strata/<id>`.
+//! The container's first process joins by writing `0` to each `cgroup.procs` before it execs
+//! (cgroups(7)); the directories are removed when the container is gone.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::RunnerError;
+use crate::spec::ResourceLimits;
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+/// CFS period for `--cpus`, as Docker (100 ms).
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// A container's cgroup (one directory per v1 controller, or one v2 directory).
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    dirs: Vec<PathBuf>,
+}
+
+fn is_v2(root: &Path) -> bool {
+    nix::sys::statfs::statfs(root)
+        .map(|s| s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC)
+        .unwrap_or(false)
+}
+
+fn write(dir: &Path, file: &str, value: &str) -> Result<(), RunnerError> {
+    let path = dir.join(file);
+    std::fs::write(&path, value).map_err(|source| RunnerError::Cgroup {
+        what: "writing limit",
+        path,
+        source,
+    })
+}
+
+impl Cgroup {
+    /// Creates the cgroup for container `id` with `limits`; `None` when no limit is set.
+    pub fn create(id: &str, limits: &ResourceLimits) -> Result<Option<Cgroup>, RunnerError> {
+        if !limits.any() {
+            return Ok(None);
+        }
+        if id.is_empty() || id.contains('/') || id.starts_with('.') {
+            return Err(RunnerError::InvalidSpec(format!(
+                "container id {id:?} can't name a cgroup"
+            )));
+        }
+        let root = Path::new(CGROUP_ROOT);
+        let mut cg = Cgroup { dirs: Vec::new() };
+        let res = if is_v2(root) {
+            cg.create_v2(root, id, limits)
+        } else {
+            cg.create_v1(root, id, limits)
+        };
+        match res {
+            Ok(()) => Ok(Some(cg)),
+            Err(e) => {
+                let _ = cg.remove();
+                Err(e)
+            }
+        }
+    }
+
+    fn mkdir(&mut self, dir: PathBuf) -> Result<PathBuf, RunnerError> {
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| RunnerError::Cgroup {
+                what: "creating",
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(RunnerError::Cgroup {
+                    what: "creating",
+                    path: dir,
+                    source,
+                })
+            }
+        }
+        self.dirs.push(dir.clone());
+        Ok(dir)
+    }
+
+    fn create_v2(&mut self, root: &Path, id: &str, l: &ResourceLimits) -> Result<(), RunnerError> {
+        let mut wanted = Vec::new();
+        if l.memory.is_some() {
+            wanted.push("+memory");
+        }
+        if l.cpus.is_some() {
+            wanted.push("+cpu");
+        }
+        if l.pids.is_some() {
+            wanted.push("+pids");
+        }
+        let parent = root.join("strata");
+        for dir in [root, parent.as_path()] {
+            if dir == parent && !dir.exists() {
+                std::fs::create_dir_all(dir).map_err(|source| RunnerError::Cgroup {
+                    what: "creating",
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+            }
+            let available =
+                std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+            for w in &wanted {
+                if !available.split_whitespace().any(|c| c == &w[1..]) {
+                    return Err(RunnerError::NoController(match *w {
+                        "+memory" => "memory",
+                        "+cpu" => "cpu",
+                        _ => "pids",
+                    }));
+                }
+            }
+            write(dir, "cgroup.subtree_control", &wanted.join(" "))?;
+        }
+        let dir = self.mkdir(parent.join(id))?;
+        if let Some(m) = l.memory {
+            write(&dir, "memory.max", &m.to_string())?;
+            // Docker: --memory without --memory-swap allows as much swap again.
+            if dir.join("memory.swap.max").exists() {
+                write(&dir, "memory.swap.max", &m.to_string())?;
+            }
+        }
+        if let Some(c) = l.cpus {
+            write(&dir, "cpu.max", &format!("{} {CPU_PERIOD_US}", quota(c)))?;
+        }
+        if let Some(p) = l.pids {
+            write(&dir, "pids.max", &p.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn create_v1(&mut self, root: &Path, id: &str, l: &ResourceLimits) -> Result<(), RunnerError> {
+        let controller = |name: &'static str| -> Result<PathBuf, RunnerError> {
+            let p = root.join(name);
+            if p.join("cgroup.procs").exists() {
+                Ok(p.join("strata").join(id))
+            } else {
+                Err(RunnerError::NoController(name))
+            }
+        };
+        if let Some(m) = l.memory {
+            let dir = self.mkdir(controller("memory")?)?;
+            write(&dir, "memory.limit_in_bytes", &m.to_string())?;
+            // memsw = memory + swap; present only with swap accounting.
+            if dir.join("memory.memsw.limit_in_bytes").exists() {
+                write(
+                    &dir,
+                    "memory.memsw.limit_in_bytes",
+                    &m.saturating_mul(2).to_string(),
+                )?;
+            }
+        }
+        if let Some(c) = l.cpus {
+            let dir = self.mkdir(controller("cpu")?)?;
+            write(&dir, "cpu.cfs_period_us", &CPU_PERIOD_US.to_string())?;
+            write(&dir, "cpu.cfs_quota_us", &quota(c).to_string())?;
+        }
+        if let Some(p) = l.pids {
+            let dir = self.mkdir(controller("pids")?)?;
+            write(&dir, "pids.max", &p.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds a handle from recorded directories (cleanup after a crash).
+    pub fn from_dirs(dirs: Vec<PathBuf>) -> Cgroup {
+        Cgroup { dirs }
+    }
+
+    /// The cgroup directories.
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    /// The `cgroup.procs` files the container's first process writes itself into.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
+    }
+
+    /// Removes the directories, killing any process still inside (bounded: ~1 s per directory).
+    pub fn remove(&self) -> Result<(), RunnerError> {
+        for dir in self.dirs.iter().rev() {
+            let mut last = None;
+            for _ in 0..200 {
+                match std::fs::remove_dir(dir) {
+                    Ok(()) => {
+                        last = None;
+                        break;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        last = None;
+                        break;
+                    }
+                    Err(e) => {
+                        last = Some(e);
+                        if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+                            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                                let _ = nix::sys::signal::kill(
+                                    nix::unistd::Pid::from_raw(pid),
+                                    nix::sys::signal::Signal::SIGKILL,
+                                );
+                            }
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+            if let Some(source) = last {
+                return Err(RunnerError::Cgroup {
+                    what: "removing",
+                    path: dir.clone(),
+                    source,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn quota(cpus: f64) -> u64 {
+    // The kernel's minimum quota is 1 ms.
+    ((cpus * CPU_PERIOD_US as f64) as u64).max(1000)
+}

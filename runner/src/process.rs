@@ -1,0 +1,784 @@
+//! Starting and waiting for a container.
+//!
+//! Process tree (why three processes): the caller (P) may be multi-threaded (the builder), so it
+//! only `fork`s (glibc's fork keeps malloc usable in the child). That child (the *relay*)
+//! `unshare`s the namespaces and forks the container's PID 1, then waits for it and reports its
+//! status over a pipe. PID 1 builds the rootfs, switches identity and `execve`s the command —
+//! strata's own binary is never executed inside the container, and the setup process is
+//! non-dumpable, so a container process can't open it through `/proc/<pid>/exe` (runc
+//! CVE-2019-5736, where the container overwrote the host's runc binary that way).
+//!
+//! Setup errors travel back over a close-on-exec pipe: EOF without a message means `execve`
+//! succeeded.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{ForkResult, Pid};
+
+use crate::caps;
+use crate::cgroups::Cgroup;
+use crate::error::{RunnerError, EXIT_RUNTIME_ERROR};
+use crate::failure::{Context, Failure};
+use crate::rootfs;
+use crate::seccomp::{self, Programs};
+use crate::spec::{ContainerSpec, NetworkMode, Stdio, DEFAULT_PATH};
+use crate::user;
+
+/// How the container's PID 1 ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Exited with this code.
+    Exited(i32),
+    /// Killed by this signal number.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// Docker's exit code: the code, or 128 + signal number.
+    pub fn code(&self) -> i32 {
+        match *self {
+            ExitStatus::Exited(c) => c,
+            ExitStatus::Signaled(s) => 128 + s,
+        }
+    }
+
+    fn encode(&self) -> [u8; 8] {
+        let (k, v) = match *self {
+            ExitStatus::Exited(c) => (0i32, c),
+            ExitStatus::Signaled(s) => (1i32, s),
+        };
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&k.to_le_bytes());
+        b[4..].copy_from_slice(&v.to_le_bytes());
+        b
+    }
+
+    fn decode(b: [u8; 8]) -> ExitStatus {
+        let k = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let v = i32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+        if k == 0 {
+            ExitStatus::Exited(v)
+        } else {
+            ExitStatus::Signaled(v)
+        }
+    }
+}
+
+/// A started container. Dropping it without [`Container::wait`] kills and reaps it.
+pub struct Container {
+    pid: Pid,
+    relay: Pid,
+    status_pipe: File,
+    status: Option<ExitStatus>,
+    stdin: Option<File>,
+    stdout: Option<File>,
+    stderr: Option<File>,
+    pty_master: Option<OwnedFd>,
+    cgroup: Option<Cgroup>,
+    stubs: Vec<String>,
+    reaped: bool,
+}
+
+struct ChildFds {
+    msg_w: RawFd,
+    status_w: RawFd,
+    stdin: Option<RawFd>,
+    stdout: Option<RawFd>,
+    stderr: Option<RawFd>,
+    pty_slave: Option<RawFd>,
+}
+
+fn pipe() -> Result<(File, File), RunnerError> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| RunnerError::sys("pipe2", e))?;
+    Ok((File::from(r), File::from(w)))
+}
+
+fn write_all_raw(fd: RawFd, mut buf: &[u8]) {
+    while !buf.is_empty() {
+        // SAFETY: writing from a valid buffer to an fd we own.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            if Errno::last() == Errno::EINTR {
+                continue;
+            }
+            return;
+        }
+        buf = &buf[n as usize..];
+    }
+}
+
+fn send_failure(fd: RawFd, f: &Failure) {
+    let mut msg = vec![b'E', f.code as u8];
+    msg.extend_from_slice(f.message.as_bytes());
+    msg.push(0);
+    write_all_raw(fd, &msg);
+}
+
+fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and runs no destructors or atexit handlers of the parent image.
+    unsafe { libc::_exit(code) }
+}
+
+impl Container {
+    /// Starts the container described by `spec` and returns once its command has been
+    /// `execve`d (or with the reason it could not be: [`RunnerError::Start`] carries Docker's
+    /// exit code 125/126/127). Nothing is left behind on failure.
+    pub fn spawn(spec: &ContainerSpec) -> Result<Container, RunnerError> {
+        if spec.process.args.is_empty() {
+            return Err(RunnerError::InvalidSpec("no command to run".into()));
+        }
+        prepare_state_dir(spec)?;
+        let programs = if spec.security.seccomp {
+            Some(seccomp::default_programs()?)
+        } else {
+            None
+        };
+        let cgroup = Cgroup::create(&spec.id, &spec.limits)?;
+        let result = Self::spawn_inner(spec, programs, cgroup.clone());
+        if result.is_err() {
+            if let Some(cg) = &cgroup {
+                let _ = cg.remove();
+            }
+        }
+        result
+    }
+
+    fn spawn_inner(
+        spec: &ContainerSpec,
+        programs: Option<&'static Programs>,
+        cgroup: Option<Cgroup>,
+    ) -> Result<Container, RunnerError> {
+        let (mut msg_r, msg_w) = pipe()?;
+        let (mut status_r, status_w) = pipe()?;
+        let mut keep_parent: (Option<File>, Option<File>, Option<File>) = (None, None, None);
+        let mut child_side: Vec<OwnedFd> = Vec::new();
+        let mut fds = ChildFds {
+            msg_w: msg_w.as_raw_fd(),
+            status_w: status_w.as_raw_fd(),
+            stdin: None,
+            stdout: None,
+            stderr: None,
+            pty_slave: None,
+        };
+        let mut pty_master = None;
+        if spec.stdio.terminal {
+            let ws = window_size();
+            let pty =
+                nix::pty::openpty(ws.as_ref(), None).map_err(|e| RunnerError::sys("openpty", e))?;
+            set_cloexec(pty.master.as_raw_fd());
+            set_cloexec(pty.slave.as_raw_fd());
+            fds.pty_slave = Some(pty.slave.as_raw_fd());
+            child_side.push(pty.slave);
+            pty_master = Some(pty.master);
+        } else {
+            let null = || -> Result<OwnedFd, RunnerError> {
+                let f = File::options()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")
+                    .map_err(|e| RunnerError::io("opening", "/dev/null", e))?;
+                Ok(f.into())
+            };
+            match spec.stdio.stdin {
+                Stdio::Inherit => {}
+                Stdio::Null => {
+                    let n = null()?;
+                    fds.stdin = Some(n.as_raw_fd());
+                    child_side.push(n);
+                }
+                Stdio::Piped => {
+                    let (r, w) = pipe()?;
+                    fds.stdin = Some(r.as_raw_fd());
+                    child_side.push(r.into());
+                    keep_parent.0 = Some(w);
+                }
+            }
+            for (which, slot) in [(spec.stdio.stdout, 1), (spec.stdio.stderr, 2)] {
+                let fd = match which {
+                    Stdio::Inherit => continue,
+                    Stdio::Null => {
+                        let n = null()?;
+                        let raw = n.as_raw_fd();
+                        child_side.push(n);
+                        raw
+                    }
+                    Stdio::Piped => {
+                        let (r, w) = pipe()?;
+                        let raw = w.as_raw_fd();
+                        child_side.push(w.into());
+                        if slot == 1 {
+                            keep_parent.1 = Some(r);
+                        } else {
+                            keep_parent.2 = Some(r);
+                        }
+                        raw
+                    }
+                };
+                if slot == 1 {
+                    fds.stdout = Some(fd);
+                } else {
+                    fds.stderr = Some(fd);
+                }
+            }
+        }
+
+        let parent_pid = nix::unistd::getpid();
+        // SAFETY: the child only runs our code until it _exits or execs; see the module docs.
+        let relay = match unsafe { nix::unistd::fork() }.map_err(|e| RunnerError::sys("fork", e))? {
+            ForkResult::Child => {
+                let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    relay_main(spec, &fds, programs, cgroup.as_ref(), parent_pid)
+                }))
+                .unwrap_or(EXIT_RUNTIME_ERROR);
+                exit_now(code)
+            }
+            ForkResult::Parent { child } => child,
+        };
+        drop(msg_w);
+        drop(status_w);
+        drop(child_side);
+
+        let mut pid_buf = [0u8; 4];
+        if status_r.read_exact(&mut pid_buf).is_err() {
+            let mut message = String::new();
+            let _ = msg_r.read_to_string(&mut message);
+            let _ = waitpid(relay, None);
+            let (exit_code, message) = parse_failure(message.as_bytes()).unwrap_or((
+                EXIT_RUNTIME_ERROR,
+                "container setup failed before start".into(),
+            ));
+            return Err(RunnerError::Start { exit_code, message });
+        }
+        let pid = Pid::from_raw(i32::from_le_bytes(pid_buf));
+        let mut container = Container {
+            pid,
+            relay,
+            status_pipe: status_r,
+            status: None,
+            stdin: keep_parent.0,
+            stdout: keep_parent.1,
+            stderr: keep_parent.2,
+            pty_master,
+            cgroup,
+            stubs: Vec::new(),
+            reaped: false,
+        };
+        let mut messages = Vec::new();
+        let _ = msg_r.read_to_end(&mut messages);
+        let mut failure = None;
+        for m in messages.split(|&b| b == 0).filter(|m| !m.is_empty()) {
+            match m[0] {
+                b'S' => container
+                    .stubs
+                    .push(String::from_utf8_lossy(&m[1..]).into_owned()),
+                b'E' => failure = parse_failure(m),
+                _ => {}
+            }
+        }
+        if let Some((exit_code, message)) = failure {
+            let _ = container.wait();
+            return Err(RunnerError::Start { exit_code, message });
+        }
+        Ok(container)
+    }
+
+    /// Host pid of the container's PID 1 (signal it with [`Container::signal`]).
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+
+    /// Sends `sig` to the container's PID 1.
+    pub fn signal(&self, sig: Signal) -> Result<(), RunnerError> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        match nix::sys::signal::kill(self.pid, sig) {
+            Ok(()) | Err(Errno::ESRCH) => Ok(()),
+            Err(e) => Err(RunnerError::sys("signalling the container", e)),
+        }
+    }
+
+    /// The write end of the container's stdin pipe (`Stdio::Piped`).
+    pub fn take_stdin(&mut self) -> Option<File> {
+        self.stdin.take()
+    }
+    /// The read end of the container's stdout pipe (`Stdio::Piped`).
+    pub fn take_stdout(&mut self) -> Option<File> {
+        self.stdout.take()
+    }
+    /// The read end of the container's stderr pipe (`Stdio::Piped`).
+    pub fn take_stderr(&mut self) -> Option<File> {
+        self.stderr.take()
+    }
+    /// The pty master (`terminal: true`).
+    pub fn take_pty_master(&mut self) -> Option<OwnedFd> {
+        self.pty_master.take()
+    }
+
+    /// Paths (inside the container) created only to serve as mount points. A builder removes
+    /// them from the upperdir before diffing so they don't land in the layer.
+    pub fn mount_stubs(&self) -> &[String] {
+        &self.stubs
+    }
+
+    /// A file descriptor that becomes readable when the container has exited (for `poll`).
+    pub fn exit_fd(&self) -> RawFd {
+        self.status_pipe.as_raw_fd()
+    }
+
+    /// Waits for PID 1 to exit, reaps the helper, removes the cgroup. Idempotent.
+    pub fn wait(&mut self) -> Result<ExitStatus, RunnerError> {
+        if self.status.is_none() {
+            let mut buf = [0u8; 8];
+            let status = match self.status_pipe.read_exact(&mut buf) {
+                Ok(()) => ExitStatus::decode(buf),
+                // The relay died without reporting (it is SIGKILLed only if we die first, so
+                // this means something killed it): report as killed.
+                Err(_) => ExitStatus::Signaled(libc::SIGKILL),
+            };
+            self.status = Some(status);
+        }
+        if !self.reaped {
+            loop {
+                match waitpid(self.relay, None) {
+                    Err(Errno::EINTR) => continue,
+                    _ => break,
+                }
+            }
+            self.reaped = true;
+            if let Some(cg) = self.cgroup.take() {
+                cg.remove()?;
+            }
+        }
+        Ok(self.status.unwrap_or(ExitStatus::Signaled(libc::SIGKILL)))
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if !self.reaped {
+            if self.status.is_none() {
+                let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+            }
+            let _ = self.wait();
+        }
+    }
+}
+
+fn parse_failure(m: &[u8]) -> Option<(i32, String)> {
+    let m = m.iter().position(|&b| b == b'E').map(|i| &m[i..])?;
+    if m.len() < 2 {
+        return None;
+    }
+    let end = m.iter().position(|&b| b == 0).unwrap_or(m.len());
+    Some((
+        m[1] as i32,
+        String::from_utf8_lossy(&m[2..end]).into_owned(),
+    ))
+}
+
+fn set_cloexec(fd: RawFd) {
+    let _ = nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+}
+
+/// The caller's terminal size (stdout, else stdin), for a new pty.
+pub fn window_size() -> Option<nix::pty::Winsize> {
+    for fd in [1, 0, 2] {
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        // SAFETY: TIOCGWINSZ fills a winsize.
+        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 {
+            return Some(ws);
+        }
+    }
+    None
+}
+
+/// Creates `rootfs/` and writes `hosts`, `hostname`, `resolv.conf` into the state dir.
+fn prepare_state_dir(spec: &ContainerSpec) -> Result<(), RunnerError> {
+    let dir = &spec.state_dir;
+    let mp = dir.join("rootfs");
+    match std::fs::create_dir(&mp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(RunnerError::io("creating rootfs mount point", mp, e)),
+    }
+    let hosts = match spec.network {
+        NetworkMode::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+        NetworkMode::None => format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
+            spec.hostname
+        ),
+    };
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    for (name, content) in [
+        ("hosts", hosts),
+        ("hostname", format!("{}\n", spec.hostname)),
+        ("resolv.conf", resolv),
+    ] {
+        let p = dir.join(name);
+        std::fs::write(&p, content).map_err(|e| RunnerError::io("writing", p, e))?;
+    }
+    Ok(())
+}
+
+/// The relay: unshare, fork PID 1, report its pid and exit status.
+fn relay_main(
+    spec: &ContainerSpec,
+    fds: &ChildFds,
+    programs: Option<&Programs>,
+    cgroup: Option<&Cgroup>,
+    parent: Pid,
+) -> i32 {
+    // If strata is killed (even with SIGKILL), take the container down with it: the relay gets
+    // SIGKILL, and PID 1 (below) gets SIGKILL when the relay dies, which ends the namespaces and
+    // with them every mount. A later strata command then only has directories to clean.
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    if nix::unistd::getppid() != parent {
+        return EXIT_RUNTIME_ERROR;
+    }
+    let mut flags = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS;
+    if spec.network == NetworkMode::None {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    if let Err(e) = nix::sched::unshare(flags) {
+        send_failure(
+            fds.msg_w,
+            &Failure::new(format!("creating namespaces: {}", e.desc())),
+        );
+        return EXIT_RUNTIME_ERROR;
+    }
+    let me = nix::unistd::getpid();
+    // SAFETY: single-threaded (we are a fresh fork).
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => {
+            send_failure(
+                fds.msg_w,
+                &Failure::new(format!("forking the container's init: {}", e.desc())),
+            );
+            EXIT_RUNTIME_ERROR
+        }
+        Ok(ForkResult::Child) => {
+            let failure = container_main(spec, fds, programs, cgroup, me);
+            send_failure(fds.msg_w, &failure);
+            failure.code
+        }
+        Ok(ForkResult::Parent { child }) => {
+            // SAFETY: closing our copy so the parent sees EOF when PID 1 execs.
+            unsafe { libc::close(fds.msg_w) };
+            write_all_raw(fds.status_w, &child.as_raw().to_le_bytes());
+            let status = loop {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, c)) => break ExitStatus::Exited(c),
+                    Ok(WaitStatus::Signaled(_, s, _)) => break ExitStatus::Signaled(s as i32),
+                    Ok(_) | Err(Errno::EINTR) => continue,
+                    Err(_) => break ExitStatus::Exited(EXIT_RUNTIME_ERROR),
+                }
+            };
+            write_all_raw(fds.status_w, &status.encode());
+            0
+        }
+    }
+}
+
+fn reset_signals() {
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    for sig in Signal::iterator() {
+        if sig == Signal::SIGKILL || sig == Signal::SIGSTOP {
+            continue;
+        }
+        // SAFETY: restoring default dispositions (strata ignores SIGPIPE; the container must not).
+        let _ = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) };
+    }
+}
+
+/// PID 1 of the container: returns only on failure.
+fn container_main(
+    spec: &ContainerSpec,
+    fds: &ChildFds,
+    programs: Option<&Programs>,
+    cgroup: Option<&Cgroup>,
+    relay: Pid,
+) -> Failure {
+    match setup(spec, fds, programs, cgroup, relay) {
+        Ok(never) => match never {},
+        Err(f) => f,
+    }
+}
+
+fn setup(
+    spec: &ContainerSpec,
+    fds: &ChildFds,
+    programs: Option<&Programs>,
+    cgroup: Option<&Cgroup>,
+    relay: Pid,
+) -> Result<std::convert::Infallible, Failure> {
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        // CVE-2019-5736: while we still are a copy of strata, nothing may open /proc/self/exe.
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+    // getppid() is 0 in a new pid namespace, so check the caller instead: if strata died before
+    // our PDEATHSIG was armed, the error pipe has no reader left (POLLERR on its write end).
+    let _ = relay;
+    let mut pfd = libc::pollfd {
+        fd: fds.msg_w,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    if unsafe { libc::poll(&mut pfd, 1, 0) } > 0 && pfd.revents & libc::POLLERR != 0 {
+        return Err(Failure::new("strata exited during container setup"));
+    }
+    reset_signals();
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+
+    nix::unistd::setsid().ctx(|| "setsid".into())?;
+    if let Some(slave) = fds.pty_slave {
+        // SAFETY: TIOCSCTTY on the pty slave we own makes it our controlling terminal.
+        if unsafe { libc::ioctl(slave, libc::TIOCSCTTY as _, 0) } < 0 {
+            return Err(Errno::last()).ctx(|| "making the pty the controlling terminal".into());
+        }
+        for target in 0..3 {
+            nix::unistd::dup2(slave, target).ctx(|| "attaching the pty".into())?;
+        }
+    } else {
+        for (fd, target) in [(fds.stdin, 0), (fds.stdout, 1), (fds.stderr, 2)] {
+            if let Some(fd) = fd {
+                nix::unistd::dup2(fd, target).ctx(|| "attaching stdio".into())?;
+            }
+        }
+    }
+
+    if let Some(cg) = cgroup {
+        for f in cg.procs_files() {
+            // "0" = the writing process (cgroups(7)); children inherit the cgroup.
+            std::fs::write(&f, "0").ctx(|| format!("joining cgroup {}", f.display()))?;
+        }
+    }
+    nix::unistd::sethostname(&spec.hostname)
+        .ctx(|| format!("setting hostname {:?}", spec.hostname))?;
+    if spec.network == NetworkMode::None {
+        crate::net::loopback_up()?;
+    }
+
+    let prepared = rootfs::prepare(spec)?;
+    for s in &prepared.stubs {
+        let mut m = vec![b'S'];
+        m.extend_from_slice(s.as_bytes());
+        m.push(0);
+        write_all_raw(fds.msg_w, &m);
+    }
+    let cwd = if spec.process.cwd.is_empty() {
+        "/"
+    } else {
+        spec.process.cwd.as_str()
+    };
+    crate::path::ensure_dir(prepared.root.as_raw_fd(), cwd, false).map_err(|e| {
+        Failure::new(format!(
+            "working directory {cwd} in the container: {}",
+            e.desc()
+        ))
+    })?;
+    let exec_user = user::resolve(
+        &spec.process.user,
+        prepared.passwd.as_deref(),
+        prepared.group.as_deref(),
+    )
+    .map_err(Failure::new)?;
+    if spec.readonly_rootfs {
+        rootfs::make_readonly(&prepared.root)?;
+    }
+    rootfs::pivot(&prepared.root)?;
+    drop(prepared);
+
+    // CVE-2024-21626: a leaked host fd (e.g. to the host's cgroupfs) reachable as
+    // /proc/self/fd/N would let `WORKDIR /proc/self/fd/N` put the process's cwd on the host.
+    // Close every fd except stdio and the error pipe *before* chdir, and verify the result.
+    let msg = fds.msg_w as u32;
+    if msg > 3 {
+        crate::sys::close_range(3, msg - 1, false).ctx(|| "closing inherited fds".into())?;
+    }
+    crate::sys::close_range(msg + 1, u32::MAX, false).ctx(|| "closing inherited fds".into())?;
+    nix::unistd::chdir(cwd).ctx(|| format!("chdir to working directory {cwd}"))?;
+    match nix::unistd::getcwd() {
+        Ok(p) if p.as_os_str().as_bytes().starts_with(b"/") => {}
+        _ => {
+            return Err(Failure::new(format!(
+                "working directory {cwd} is outside the container (CVE-2024-21626 guard)"
+            )))
+        }
+    }
+
+    if spec.init {
+        // Block everything before forking so no signal meant for the command is lost; the
+        // command's process unblocks, the init waits for them synchronously.
+        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), None);
+        // SAFETY: single-threaded.
+        match unsafe { nix::unistd::fork() }.ctx(|| "forking the command under --init".into())? {
+            ForkResult::Parent { child } => {
+                // SAFETY: our copy of the error pipe; the command's copy closes on exec.
+                unsafe { libc::close(fds.msg_w) };
+                // The init keeps strata's code: reduce it like the command (caps, no_new_privs,
+                // seccomp); it stays non-dumpable (CVE-2019-5736).
+                let _ = caps::drop_bounding(spec.security.capabilities);
+                let _ = caps::set_process_caps(spec.security.capabilities);
+                let _ = caps::set_no_new_privs();
+                if let Some(p) = programs {
+                    let _ = seccomp::install(p);
+                }
+                crate::init::run(child);
+            }
+            ForkResult::Child => {
+                let _ = nix::sys::signal::sigprocmask(
+                    SigmaskHow::SIG_SETMASK,
+                    Some(&SigSet::empty()),
+                    None,
+                );
+            }
+        }
+    }
+    exec_command(spec, &exec_user, programs)
+}
+
+fn exec_command(
+    spec: &ContainerSpec,
+    u: &user::ExecUser,
+    programs: Option<&Programs>,
+) -> Result<std::convert::Infallible, Failure> {
+    let mut env: Vec<String> = spec.process.env.clone();
+    let has = |env: &[String], k: &str| {
+        env.iter()
+            .any(|e| e.split_once('=').map(|(a, _)| a) == Some(k))
+    };
+    if !has(&env, "PATH") {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if !has(&env, "HOME") {
+        env.push(format!("HOME={}", u.home));
+    }
+    let path_var = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH)
+        .to_string();
+    let arg0 = &spec.process.args[0];
+    let program = resolve_command(arg0, &path_var)?;
+
+    let to_c = |s: &str| {
+        CString::new(s).map_err(|_| {
+            Failure::new(format!(
+                "argument or environment entry {s:?} contains a NUL byte"
+            ))
+        })
+    };
+    let argv: Vec<CString> = spec
+        .process
+        .args
+        .iter()
+        .map(|a| to_c(a))
+        .collect::<Result<_, _>>()?;
+    let envp: Vec<CString> = env.iter().map(|e| to_c(e)).collect::<Result<_, _>>()?;
+    let prog = CString::new(program.as_os_str().as_bytes())
+        .map_err(|_| Failure::new("command path contains a NUL byte"))?;
+
+    caps::drop_bounding(spec.security.capabilities)?;
+    caps::set_process_caps(spec.security.capabilities)?;
+    let gids: Vec<nix::unistd::Gid> = u
+        .additional_gids
+        .iter()
+        .map(|&g| nix::unistd::Gid::from_raw(g))
+        .collect();
+    nix::unistd::setgroups(&gids).ctx(|| "setgroups".into())?;
+    let gid = nix::unistd::Gid::from_raw(u.gid);
+    nix::unistd::setresgid(gid, gid, gid).ctx(|| format!("setting gid {}", u.gid))?;
+    let uid = nix::unistd::Uid::from_raw(u.uid);
+    nix::unistd::setresuid(uid, uid, uid).ctx(|| format!("setting uid {}", u.uid))?;
+    if spec.security.no_new_privs {
+        caps::set_no_new_privs()?;
+    }
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    if let Some(p) = programs {
+        seccomp::install(p).map_err(Failure::new)?;
+    }
+    let err = match nix::unistd::execve(&prog, &argv, &envp) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let shown = program.display();
+    Err(match err {
+        Errno::ENOENT => {
+            Failure::not_found(format!("exec: \"{shown}\": no such file or directory"))
+        }
+        Errno::EACCES | Errno::ENOEXEC | Errno::EISDIR | Errno::EPERM => {
+            Failure::not_executable(format!("exec: \"{shown}\": permission denied"))
+        }
+        e => Failure::new(format!("exec: \"{shown}\": {}", e.desc())),
+    })
+}
+
+/// `exec.LookPath` inside the container: a name with `/` is used as is, else the first
+/// executable regular file in `PATH`.
+fn resolve_command(arg0: &str, path_var: &str) -> Result<std::path::PathBuf, Failure> {
+    use std::os::unix::fs::PermissionsExt;
+    if arg0.is_empty() {
+        return Err(Failure::not_found(
+            "exec: \"\": executable file not found in $PATH",
+        ));
+    }
+    if arg0.contains('/') {
+        return Ok(arg0.into());
+    }
+    let mut denied = None;
+    for dir in path_var.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = Path::new(dir).join(arg0);
+        if let Ok(meta) = std::fs::metadata(&candidate) {
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return Ok(candidate);
+            }
+            denied.get_or_insert(candidate);
+        }
+    }
+    match denied {
+        Some(p) => Err(Failure::not_executable(format!(
+            "exec: \"{}\": permission denied",
+            p.display()
+        ))),
+        None => Err(Failure::not_found(format!(
+            "exec: \"{arg0}\": executable file not found in $PATH"
+        ))),
+    }
+}

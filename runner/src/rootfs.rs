@@ -1,0 +1,543 @@
+//! The container's filesystem view, built in its private mount namespace: the rootfs (overlay of
+//! the image's layers + upper, or a bind of a directory), then `/proc`, `/dev`, `/sys`, the
+//! `/etc/{hosts,hostname,resolv.conf}` files, volumes and tmpfs, runc's masked and read-only
+//! paths, and finally `pivot_root`.
+//!
+//! Every mount is made with the new mount API (fsopen(2)/fsmount(2)/open_tree(2)) and attached
+//! with move_mount(2) onto an fd resolved by [`crate::path`]: a mount target is looked up exactly
+//! once, inside the rootfs.
+
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+use nix::sys::stat::{Mode, SFlag};
+
+use crate::failure::{Context, Failure};
+use crate::path::{self, Target};
+use crate::spec::{ContainerSpec, MountSpec, Rootfs};
+use crate::sys::{self, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+
+/// runc's (and Docker's) default masked paths: kernel interfaces that leak host information or
+/// allow attacks from a container. Files get `/dev/null` bound over them, directories an empty
+/// read-only tmpfs. (runc libcontainer/specconv/example.go `MaskedPaths`; `/proc/kcore` exposes
+/// physical memory, `/proc/keys` the host keyring, `/proc/timer_list` host timer addresses …)
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// runc's default read-only paths: writable `/proc` knobs that act on the host kernel
+/// (`/proc/sysrq-trigger` reboots it, `/proc/sys` sets its sysctls).
+pub const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Device nodes created in the container's `/dev` (the OCI runtime-spec's default devices).
+const DEVICES: &[(&CStr, u64, u64)] = &[
+    (c"null", 1, 3),
+    (c"zero", 1, 5),
+    (c"full", 1, 7),
+    (c"random", 1, 8),
+    (c"urandom", 1, 9),
+    (c"tty", 5, 0),
+];
+
+/// Symlinks in `/dev` (runtime-spec "Default Devices" and runc's defaults).
+const DEV_SYMLINKS: &[(&CStr, &CStr)] = &[
+    (c"/proc/self/fd", c"fd"),
+    (c"/proc/self/fd/0", c"stdin"),
+    (c"/proc/self/fd/1", c"stdout"),
+    (c"/proc/self/fd/2", c"stderr"),
+    (c"pts/ptmx", c"ptmx"),
+    (c"/proc/kcore", c"core"),
+];
+
+/// What the finished rootfs setup hands back.
+pub struct Prepared {
+    /// An fd on the container's `/` (the root of the rootfs mount).
+    pub root: OwnedFd,
+    /// Paths (inside the container) we had to create as mount points; a builder removes them
+    /// from the upperdir so they don't end up in a layer (BuildKit's "mount stubs").
+    pub stubs: Vec<String>,
+    /// The container's `/etc/passwd` and `/etc/group`, read before `pivot_root`.
+    pub passwd: Option<String>,
+    pub group: Option<String>,
+}
+
+fn cstring(p: &Path) -> Result<CString, Failure> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| Failure::new(format!("path {} contains a NUL byte", p.display())))
+}
+
+/// A fresh filesystem instance of `fstype` with string options and MOUNT_ATTR_* `attrs`, detached.
+fn new_fs(
+    fstype: &CStr,
+    options: &[(&CStr, &CStr)],
+    flags: &[&CStr],
+    attrs: u64,
+) -> nix::Result<OwnedFd> {
+    let fs = sys::fsopen(fstype)?;
+    for (k, v) in options {
+        sys::fsconfig_string(&fs, k, v)?;
+    }
+    for f in flags {
+        sys::fsconfig_flag(&fs, f)?;
+    }
+    sys::fs_create_mount(&fs, attrs)
+}
+
+fn record(stubs: &mut Vec<String>, t: &Target) {
+    if let Some(c) = &t.created {
+        stubs.push(c.clone());
+    }
+}
+
+/// Builds the whole filesystem view and returns before `pivot_root` (see [`pivot`]).
+pub fn prepare(spec: &ContainerSpec) -> Result<Prepared, Failure> {
+    // Our mount namespace is a copy of the host's. Make it rslave first (runc's default
+    // rootfsPropagation): nothing we mount propagates back to the host, while host unmounts still
+    // propagate in, so we never pin a host mount busy.
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx(|| "making / rslave in the container's mount namespace".into())?;
+
+    let root = mount_rootfs(spec)?;
+    let r = root.as_raw_fd();
+    let mut stubs = Vec::new();
+
+    // /proc must be a real directory: runc CVE-2019-19921 (and CVE-2019-16884) — an image whose
+    // /proc is a symlink could make the runtime mount procfs, and later write to it, elsewhere.
+    let proc_t = path::ensure_dir(r, "/proc", true).map_err(|e| refuse_symlink("/proc", e))?;
+    record(&mut stubs, &proc_t);
+    let procfs = new_fs(
+        c"proc",
+        &[],
+        &[],
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+    )
+    .ctx(|| "mounting a fresh procfs".into())?;
+    sys::move_mount_fd(&procfs, proc_t.fd.as_raw_fd())
+        .ctx(|| "attaching procfs on /proc".into())?;
+
+    let devnull = mount_dev(r, &mut stubs)?;
+
+    let sys_t = path::ensure_dir(r, "/sys", true).map_err(|e| refuse_symlink("/sys", e))?;
+    record(&mut stubs, &sys_t);
+    let sysfs = match new_fs(
+        c"sysfs",
+        &[],
+        &[],
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+    ) {
+        Ok(m) => m,
+        // sysfs can't be mounted in a network namespace we don't own; fall back to a read-only
+        // recursive bind of the host's /sys, as runc does for rootless containers.
+        Err(_) => {
+            let m = sys::open_tree_clone(libc::AT_FDCWD, c"/sys", true)
+                .ctx(|| "cloning /sys".into())?;
+            sys::mount_setattr(
+                m.as_raw_fd(),
+                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+                0,
+                true,
+            )
+            .ctx(|| "making /sys read-only".into())?;
+            m
+        }
+    };
+    sys::move_mount_fd(&sysfs, sys_t.fd.as_raw_fd()).ctx(|| "attaching sysfs on /sys".into())?;
+
+    // /etc/hosts, /etc/hostname, /etc/resolv.conf: bind-mounted from the state dir, as Docker
+    // does, so the image's own files are not modified. A dangling symlink in the image (e.g.
+    // resolv.conf -> ../run/systemd/resolve/stub-resolv.conf) is left alone rather than followed.
+    for (name, file) in [
+        ("/etc/hosts", "hosts"),
+        ("/etc/hostname", "hostname"),
+        ("/etc/resolv.conf", "resolv.conf"),
+    ] {
+        let src_path = spec.state_dir.join(file);
+        if !src_path.exists() {
+            continue;
+        }
+        let t = match path::ensure_file(r, name) {
+            Ok(t) => t,
+            Err(Errno::EEXIST) | Err(Errno::ENOENT) | Err(Errno::EISDIR) | Err(Errno::ENOTDIR)
+            | Err(Errno::ELOOP) => continue,
+            Err(e) => {
+                return Err(Failure::new(format!(
+                    "preparing {name} in the container: {}",
+                    e.desc()
+                )))
+            }
+        };
+        record(&mut stubs, &t);
+        let src = sys::open_tree_clone(libc::AT_FDCWD, &cstring(&src_path)?, false)
+            .ctx(|| format!("cloning {}", src_path.display()))?;
+        sys::move_mount_fd(&src, t.fd.as_raw_fd()).ctx(|| format!("bind-mounting {name}"))?;
+    }
+
+    for m in &spec.mounts {
+        match m {
+            MountSpec::Bind {
+                source,
+                destination,
+                readonly,
+            } => {
+                let meta = std::fs::metadata(source).map_err(|e| {
+                    Failure::new(format!("bind source path {}: {e}", source.display()))
+                })?;
+                let t = if meta.is_dir() {
+                    path::ensure_dir(r, destination, false)
+                } else {
+                    path::ensure_file(r, destination)
+                }
+                .map_err(|e| {
+                    Failure::new(format!(
+                        "mount target {destination} in the container: {}",
+                        e.desc()
+                    ))
+                })?;
+                record(&mut stubs, &t);
+                let src = sys::open_tree_clone(libc::AT_FDCWD, &cstring(source)?, true)
+                    .ctx(|| format!("cloning bind source {}", source.display()))?;
+                if *readonly {
+                    // Set on the detached clone before it becomes visible: no window where the
+                    // volume is writable.
+                    sys::mount_setattr(src.as_raw_fd(), MOUNT_ATTR_RDONLY, 0, true)
+                        .ctx(|| format!("making {destination} read-only"))?;
+                }
+                sys::move_mount_fd(&src, t.fd.as_raw_fd())
+                    .ctx(|| format!("mounting {} on {destination}", source.display()))?;
+            }
+            MountSpec::Tmpfs { destination } => {
+                let t = path::ensure_dir(r, destination, false).map_err(|e| {
+                    Failure::new(format!(
+                        "tmpfs target {destination} in the container: {}",
+                        e.desc()
+                    ))
+                })?;
+                record(&mut stubs, &t);
+                let fs = new_fs(
+                    c"tmpfs",
+                    &[(c"mode", c"1777")],
+                    &[],
+                    MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+                )
+                .ctx(|| format!("creating tmpfs for {destination}"))?;
+                sys::move_mount_fd(&fs, t.fd.as_raw_fd())
+                    .ctx(|| format!("mounting tmpfs on {destination}"))?;
+            }
+        }
+    }
+
+    mask_paths(r, &devnull)?;
+    readonly_paths(r)?;
+
+    let passwd = read_small(r, "/etc/passwd");
+    let group = read_small(r, "/etc/group");
+
+    Ok(Prepared {
+        root,
+        stubs,
+        passwd,
+        group,
+    })
+}
+
+fn refuse_symlink(what: &str, e: Errno) -> Failure {
+    match e {
+        Errno::ELOOP => Failure::new(format!(
+            "the image's {what} is a symlink: refusing to mount over it (runc CVE-2019-19921)"
+        )),
+        Errno::ENOTDIR => Failure::new(format!("the image's {what} is not a directory")),
+        e => Failure::new(format!("preparing {what} in the container: {}", e.desc())),
+    }
+}
+
+/// Mounts the rootfs on `<state_dir>/rootfs` and returns an fd on its root.
+fn mount_rootfs(spec: &ContainerSpec) -> Result<OwnedFd, Failure> {
+    let mountpoint = spec.state_dir.join("rootfs");
+    let target = nix::fcntl::open(
+        &mountpoint,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("opening rootfs mount point {}", mountpoint.display()))?;
+    let mnt = match &spec.rootfs {
+        Rootfs::Directory(dir) => sys::open_tree_clone(libc::AT_FDCWD, &cstring(dir)?, true)
+            .ctx(|| format!("cloning rootfs directory {}", dir.display()))?,
+        Rootfs::Overlay { lowerdirs, upper } => {
+            if lowerdirs.is_empty() {
+                return Err(Failure::new("overlay rootfs without any lower directory"));
+            }
+            if lowerdirs.len() == 1 && upper.is_none() {
+                // overlayfs needs two lowers without an upper: a read-only bind does the same.
+                let m = sys::open_tree_clone(libc::AT_FDCWD, &cstring(&lowerdirs[0])?, true)
+                    .ctx(|| format!("cloning layer {}", lowerdirs[0].display()))?;
+                sys::mount_setattr(m.as_raw_fd(), MOUNT_ATTR_RDONLY, 0, true)
+                    .ctx(|| "making the rootfs read-only".into())?;
+                m
+            } else {
+                overlay(lowerdirs, upper.as_ref())?
+            }
+        }
+    };
+    // SAFETY-free: move by fd, the mount point was opened once above.
+    // The fd stays valid as a handle on the mounted tree's root after the move.
+    sys::move_mount_fd(&mnt, target.as_raw_fd())
+        .ctx(|| format!("attaching the rootfs on {}", mountpoint.display()))?;
+    Ok(mnt)
+}
+
+fn overlay(
+    lowerdirs: &[std::path::PathBuf],
+    upper: Option<&crate::spec::OverlayUpper>,
+) -> Result<OwnedFd, Failure> {
+    let fs = sys::fsopen(c"overlay").ctx(|| "fsopen(overlay)".into())?;
+    // `lowerdir+` (Linux 6.8) takes one layer per call, top first, with no escaping and no
+    // page-size limit on the option string; fall back to one `lowerdir=` string on older kernels.
+    let mut plus = true;
+    for (i, dir) in lowerdirs.iter().rev().enumerate() {
+        match sys::fsconfig_string(&fs, c"lowerdir+", &cstring(dir)?) {
+            Ok(()) => {}
+            Err(Errno::EINVAL) if i == 0 => {
+                plus = false;
+                break;
+            }
+            Err(e) => {
+                return Err(Failure::new(format!(
+                    "overlay lower layer {}: {}",
+                    dir.display(),
+                    e.desc()
+                )))
+            }
+        }
+    }
+    let fs = if plus {
+        fs
+    } else {
+        let fs = sys::fsopen(c"overlay").ctx(|| "fsopen(overlay)".into())?;
+        let mut joined = Vec::new();
+        for (i, dir) in lowerdirs.iter().rev().enumerate() {
+            if i > 0 {
+                joined.push(b':');
+            }
+            for &b in dir.as_os_str().as_bytes() {
+                if b == b':' || b == b',' || b == b'\\' {
+                    joined.push(b'\\');
+                }
+                joined.push(b);
+            }
+        }
+        let joined =
+            CString::new(joined).map_err(|_| Failure::new("layer path contains a NUL byte"))?;
+        sys::fsconfig_string(&fs, c"lowerdir", &joined).ctx(|| "overlay lowerdir".into())?;
+        fs
+    };
+    if let Some(u) = upper {
+        sys::fsconfig_string(&fs, c"upperdir", &cstring(&u.upperdir)?)
+            .ctx(|| format!("overlay upperdir {}", u.upperdir.display()))?;
+        sys::fsconfig_string(&fs, c"workdir", &cstring(&u.workdir)?)
+            .ctx(|| format!("overlay workdir {}", u.workdir.display()))?;
+    }
+    sys::fs_create_mount(&fs, 0).ctx(|| "mounting the overlay rootfs".into())
+}
+
+/// `/dev`: a fresh tmpfs with the default device nodes, devpts (a new instance, so the
+/// container can't reach the host's ptys), `/dev/shm` and `/dev/mqueue`. Returns an `O_PATH` fd
+/// on our own `/dev/null`.
+fn mount_dev(root: RawFd, stubs: &mut Vec<String>) -> Result<OwnedFd, Failure> {
+    let t = path::ensure_dir(root, "/dev", true).map_err(|e| refuse_symlink("/dev", e))?;
+    record(stubs, &t);
+    let dev = new_fs(
+        c"tmpfs",
+        &[(c"mode", c"755"), (c"size", c"65536k")],
+        &[],
+        MOUNT_ATTR_NOSUID,
+    )
+    .ctx(|| "creating the /dev tmpfs".into())?;
+    let d = dev.as_raw_fd();
+    for (name, major, minor) in DEVICES {
+        nix::sys::stat::mknodat(
+            Some(d),
+            *name,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(*major, *minor),
+        )
+        .ctx(|| format!("mknod /dev/{}", name.to_string_lossy()))?;
+    }
+    for (target, name) in DEV_SYMLINKS {
+        nix::unistd::symlinkat(*target, Some(d), *name)
+            .ctx(|| format!("symlink /dev/{}", name.to_string_lossy()))?;
+    }
+    for (name, mode) in [(c"pts", 0o755), (c"shm", 0o1777), (c"mqueue", 0o1777)] {
+        nix::sys::stat::mkdirat(Some(d), name, Mode::from_bits_truncate(mode))
+            .ctx(|| format!("mkdir /dev/{}", name.to_string_lossy()))?;
+    }
+    sys::move_mount_fd(&dev, t.fd.as_raw_fd()).ctx(|| "attaching tmpfs on /dev".into())?;
+
+    let sub = |name: &CStr| {
+        sys::openat2(
+            d,
+            name,
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+            sys::RESOLVE_NO_SYMLINKS,
+        )
+    };
+    let pts = new_fs(
+        c"devpts",
+        &[(c"ptmxmode", c"0666"), (c"mode", c"0620"), (c"gid", c"5")],
+        &[c"newinstance"],
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+    )
+    .ctx(|| "creating devpts".into())?;
+    sys::move_mount_fd(
+        &pts,
+        sub(c"pts").ctx(|| "opening /dev/pts".into())?.as_raw_fd(),
+    )
+    .ctx(|| "mounting /dev/pts".into())?;
+    let shm = new_fs(
+        c"tmpfs",
+        &[(c"mode", c"1777"), (c"size", c"65536k")],
+        &[],
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+    )
+    .ctx(|| "creating /dev/shm".into())?;
+    sys::move_mount_fd(
+        &shm,
+        sub(c"shm").ctx(|| "opening /dev/shm".into())?.as_raw_fd(),
+    )
+    .ctx(|| "mounting /dev/shm".into())?;
+    let mq = new_fs(
+        c"mqueue",
+        &[],
+        &[],
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+    )
+    .ctx(|| "creating mqueue".into())?;
+    sys::move_mount_fd(
+        &mq,
+        sub(c"mqueue")
+            .ctx(|| "opening /dev/mqueue".into())?
+            .as_raw_fd(),
+    )
+    .ctx(|| "mounting /dev/mqueue".into())?;
+
+    let null = sys::openat2(
+        d,
+        c"null",
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+        sys::RESOLVE_NO_SYMLINKS,
+    )
+    .ctx(|| "opening /dev/null".into())?;
+    // runc CVE-2025-31133: masking binds /dev/null over files; if "/dev/null" were a symlink or
+    // another file, the mask would bind something else (e.g. /proc/sys/kernel/core_pattern)
+    // writable. We made this node ourselves, on our own tmpfs, and still check it is 1:3.
+    let st = nix::sys::stat::fstat(null.as_raw_fd()).ctx(|| "stat /dev/null".into())?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != nix::sys::stat::makedev(1, 3) {
+        return Err(Failure::new(
+            "/dev/null in the container is not the null device (CVE-2025-31133 guard)",
+        ));
+    }
+    Ok(null)
+}
+
+fn mask_paths(root: RawFd, devnull: &OwnedFd) -> Result<(), Failure> {
+    for p in MASKED_PATHS {
+        // No symlinks at all: procfs and sysfs have none on these paths; one would mean something
+        // mounted over them to redirect us.
+        let t = match path::open_path(root, p, true) {
+            Ok(t) => t,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(Failure::new(format!("masking {p}: {}", e.desc()))),
+        };
+        let dir = path::is_dir(t.as_raw_fd()).ctx(|| format!("stat {p}"))?;
+        let m = if dir {
+            new_fs(
+                c"tmpfs",
+                &[(c"size", c"0")],
+                &[],
+                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+            )
+            .ctx(|| format!("creating a tmpfs to mask {p}"))?
+        } else {
+            sys::open_tree_clone(devnull.as_raw_fd(), c"", false)
+                .ctx(|| format!("cloning /dev/null to mask {p}"))?
+        };
+        sys::move_mount_fd(&m, t.as_raw_fd()).ctx(|| format!("masking {p}"))?;
+    }
+    Ok(())
+}
+
+fn readonly_paths(root: RawFd) -> Result<(), Failure> {
+    for p in READONLY_PATHS {
+        let t = match path::open_path(root, p, true) {
+            Ok(t) => t,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(Failure::new(format!("making {p} read-only: {}", e.desc()))),
+        };
+        let m = sys::open_tree_clone(t.as_raw_fd(), c"", true).ctx(|| format!("cloning {p}"))?;
+        sys::mount_setattr(
+            m.as_raw_fd(),
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+            0,
+            true,
+        )
+        .ctx(|| format!("making {p} read-only"))?;
+        sys::move_mount_fd(&m, t.as_raw_fd()).ctx(|| format!("remounting {p} read-only"))?;
+    }
+    Ok(())
+}
+
+fn read_small(root: RawFd, p: &str) -> Option<String> {
+    use std::io::Read;
+    let fd = path::open_read(root, p).ok()?;
+    let mut s = String::new();
+    // Bounded: a hostile image can't make us read a huge (or endless) file.
+    std::fs::File::from(fd)
+        .take(4 << 20)
+        .read_to_string(&mut s)
+        .ok()?;
+    Some(s)
+}
+
+/// Makes the rootfs read-only (`--read-only`), after every mount point has been created.
+pub fn make_readonly(root: &OwnedFd) -> Result<(), Failure> {
+    sys::mount_setattr(root.as_raw_fd(), MOUNT_ATTR_RDONLY, 0, false)
+        .ctx(|| "making the rootfs read-only".into())
+}
+
+/// `pivot_root` into the rootfs and detach the old root (runc's `pivot_root(".", ".")` trick:
+/// no put_old directory is needed inside the image).
+pub fn pivot(root: &OwnedFd) -> Result<(), Failure> {
+    nix::unistd::fchdir(root.as_raw_fd()).ctx(|| "chdir to the rootfs".into())?;
+    sys::pivot_root(c".", c".").ctx(|| "pivot_root".into())?;
+    nix::mount::umount2(".", MntFlags::MNT_DETACH).ctx(|| "detaching the old root".into())?;
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+    Ok(())
+}

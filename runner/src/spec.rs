@@ -1,0 +1,165 @@
+//! What to run and how: the typed description a caller (`strata run`, the builder's RUN step)
+//! hands to [`crate::Container::spawn`]. Nothing here touches the system.
+
+use std::path::PathBuf;
+
+/// Docker's default capability set (moby `oci/caps/defaults.go`): CHOWN, DAC_OVERRIDE, FSETID,
+/// FOWNER, MKNOD, NET_RAW, SETGID, SETUID, SETFCAP, SETPCAP, NET_BIND_SERVICE, SYS_CHROOT, KILL,
+/// AUDIT_WRITE. As a mask: `0x00000000a80425fb`.
+pub const DEFAULT_CAPABILITIES: u64 = 0x0000_0000_a804_25fb;
+
+/// Default `PATH` when neither the image nor the caller sets one (Docker's).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A container to start.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    /// Container id (used for the cgroup name); `[a-zA-Z0-9_.-]` only.
+    pub id: String,
+    /// The root filesystem.
+    pub rootfs: Rootfs,
+    /// An existing directory private to this container (e.g. the store's `containers/<id>/`):
+    /// the runner creates the rootfs mount point `rootfs/` and the `hosts`, `hostname` and
+    /// `resolv.conf` files it bind-mounts in there.
+    pub state_dir: PathBuf,
+    /// The process to start.
+    pub process: ProcessSpec,
+    /// Hostname inside the UTS namespace.
+    pub hostname: String,
+    /// Network namespace mode.
+    pub network: NetworkMode,
+    /// Extra mounts (volumes, tmpfs), applied in order after the standard ones.
+    pub mounts: Vec<MountSpec>,
+    /// Mount the rootfs read-only (`--read-only`); volumes and tmpfs stay writable.
+    pub readonly_rootfs: bool,
+    /// cgroup limits; no cgroup is created when all are `None`.
+    pub limits: ResourceLimits,
+    /// Put a minimal init (reaps zombies, forwards signals) in front of the command as PID 1.
+    pub init: bool,
+    /// Standard streams of the process.
+    pub stdio: StdioSpec,
+    /// Security settings (Docker's defaults by [`SecuritySpec::default`]).
+    pub security: SecuritySpec,
+}
+
+/// Where the container's `/` comes from.
+#[derive(Debug, Clone)]
+pub enum Rootfs {
+    /// Kernel overlayfs: `lowerdirs` bottom layer first (as `Store::unpacked_layers` returns them),
+    /// plus an optional writable `upperdir`/`workdir` pair on one filesystem. Without an upper the
+    /// mount is read-only.
+    Overlay {
+        lowerdirs: Vec<PathBuf>,
+        upper: Option<OverlayUpper>,
+    },
+    /// An existing directory (or an already mounted union, e.g. from `unionfs`), bind-mounted.
+    Directory(PathBuf),
+}
+
+/// The writable part of an overlay rootfs.
+#[derive(Debug, Clone)]
+pub struct OverlayUpper {
+    /// Receives every change; the builder diffs it into a layer.
+    pub upperdir: PathBuf,
+    /// Overlay's scratch directory, on the same filesystem as `upperdir`.
+    pub workdir: PathBuf,
+}
+
+/// The process inside the container.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessSpec {
+    /// argv; `args[0]` without a `/` is looked up in the container's `PATH`.
+    pub args: Vec<String>,
+    /// `KEY=VALUE` entries; `HOME` is added from `/etc/passwd` and `PATH` defaulted when missing.
+    pub env: Vec<String>,
+    /// Working directory inside the container (created when missing, as Docker does).
+    pub cwd: String,
+    /// `USER[:GROUP]`, names or numbers, resolved against the image's `/etc/passwd` and
+    /// `/etc/group`; empty means root.
+    pub user: String,
+}
+
+/// Network namespace mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NetworkMode {
+    /// A fresh network namespace with only `lo` (up).
+    #[default]
+    None,
+    /// Share the host's network namespace.
+    Host,
+}
+
+/// An extra mount.
+#[derive(Debug, Clone)]
+pub enum MountSpec {
+    /// Bind-mount a host path (file or directory, recursively).
+    Bind {
+        source: PathBuf,
+        destination: String,
+        readonly: bool,
+    },
+    /// A fresh tmpfs (mode 1777, nosuid, nodev, noexec, as Docker's `--tmpfs`).
+    Tmpfs { destination: String },
+}
+
+/// cgroup limits (cgroup v1 or v2, whichever the host has for the controller).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ResourceLimits {
+    /// Memory limit in bytes (`--memory`); swap is limited to the same amount again, as Docker.
+    pub memory: Option<u64>,
+    /// CPU quota in CPUs (`--cpus 1.5`), enforced as CFS quota over a 100 ms period.
+    pub cpus: Option<f64>,
+    /// Maximum number of tasks (`--pids-limit`).
+    pub pids: Option<u64>,
+}
+
+impl ResourceLimits {
+    /// True when any limit is set (and a cgroup is needed).
+    pub fn any(&self) -> bool {
+        self.memory.is_some() || self.cpus.is_some() || self.pids.is_some()
+    }
+}
+
+/// What one standard stream is connected to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stdio {
+    /// The caller's own stream.
+    #[default]
+    Inherit,
+    /// `/dev/null`.
+    Null,
+    /// A pipe; the caller gets the other end from [`crate::Container`] (`take_stdin` etc.).
+    Piped,
+}
+
+/// The process's standard streams.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StdioSpec {
+    pub stdin: Stdio,
+    pub stdout: Stdio,
+    pub stderr: Stdio,
+    /// Allocate a pseudo-terminal: stdin, stdout and stderr all become its slave side, and the
+    /// caller gets the master (the three fields above are then ignored).
+    pub terminal: bool,
+}
+
+/// Security settings of the process.
+#[derive(Debug, Clone, Copy)]
+pub struct SecuritySpec {
+    /// Bounding/effective/permitted capability mask for root (non-root users get none).
+    pub capabilities: u64,
+    /// Set `no_new_privs` (setuid binaries and file capabilities can't raise privileges).
+    pub no_new_privs: bool,
+    /// Install the default seccomp filter (see [`crate::seccomp`]).
+    pub seccomp: bool,
+}
+
+impl Default for SecuritySpec {
+    fn default() -> Self {
+        SecuritySpec {
+            capabilities: DEFAULT_CAPABILITIES,
+            no_new_privs: true,
+            seccomp: true,
+        }
+    }
+}
