@@ -61,8 +61,17 @@ pub struct Target {
 }
 
 /// Makes sure `path` is a directory inside the rootfs, creating missing components (0755), and
-/// returns an `O_PATH` fd on it.
+/// returns an `O_PATH` fd on it. A dangling symlink on the way is followed *inside* the rootfs
+/// (its target is created there), as Docker does for volume targets.
 pub fn ensure_dir(root: RawFd, path: &str, no_symlinks: bool) -> Result<Target, Errno> {
+    ensure_dir_at_depth(root, path, no_symlinks, 0)
+}
+
+fn ensure_dir_at_depth(root: RawFd, path: &str, no_symlinks: bool, depth: u32) -> Result<Target, Errno> {
+    // Linux's own bound on symlink hops (path_resolution(7)).
+    if depth > 40 {
+        return Err(Errno::ELOOP);
+    }
     match open_path(root, path, no_symlinks) {
         Ok(fd) => {
             if !is_dir(fd.as_raw_fd())? {
@@ -76,24 +85,31 @@ pub fn ensure_dir(root: RawFd, path: &str, no_symlinks: bool) -> Result<Target, 
     let mut created = None;
     let mut prefix = String::new();
     let mut parent = open_path(root, "/", no_symlinks)?;
-    for comp in components(path) {
+    let comps: Vec<&str> = components(path).collect();
+    for (i, comp) in comps.iter().enumerate() {
+        let parent_prefix = prefix.clone();
         prefix.push('/');
         prefix.push_str(comp);
         let fd = match open_path(root, &prefix, no_symlinks) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => {
-                let name = CString::new(comp).map_err(|_| Errno::EINVAL)?;
-                match nix::sys::stat::mkdirat(
-                    Some(parent.as_raw_fd()),
-                    name.as_c_str(),
-                    Mode::from_bits_truncate(0o755),
-                ) {
+                let name = CString::new(*comp).map_err(|_| Errno::EINVAL)?;
+                match nix::sys::stat::mkdirat(Some(parent.as_raw_fd()), name.as_c_str(), Mode::from_bits_truncate(0o755)) {
                     Ok(()) => {
                         if created.is_none() {
                             created = Some(prefix.clone());
                         }
                     }
-                    Err(Errno::EEXIST) => {}
+                    Err(Errno::EEXIST) => {
+                        // A dangling symlink: continue from its target, resolved in the rootfs.
+                        let link = nix::fcntl::readlinkat(Some(parent.as_raw_fd()), name.as_c_str())?;
+                        let link = link.to_str().ok_or(Errno::EINVAL)?;
+                        let base = if link.starts_with('/') { link.to_string() } else { format!("{parent_prefix}/{link}") };
+                        let rest = comps[i + 1..].join("/");
+                        let mut t = ensure_dir_at_depth(root, &format!("{base}/{rest}"), no_symlinks, depth + 1)?;
+                        t.created = created.or(t.created);
+                        return Ok(t);
+                    }
                     Err(e) => return Err(e),
                 }
                 open_path(root, &prefix, no_symlinks)?
@@ -105,10 +121,7 @@ pub fn ensure_dir(root: RawFd, path: &str, no_symlinks: bool) -> Result<Target, 
         }
         parent = fd;
     }
-    Ok(Target {
-        fd: parent,
-        created,
-    })
+    Ok(Target { fd: parent, created })
 }
 
 /// Makes sure `path` is a non-directory inside the rootfs (an empty regular file is created when
