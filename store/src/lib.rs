@@ -1,10 +1,54 @@
 //! strata-store: the image store.
 //!
 //! The store root is a valid OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/…`) with a few
-//! strata-owned directories beside it (`layers/`, `index/`, `cache/`, `containers/`, `tmp/`). See
-//! `../shared/design/ARCHITECTURE.md` for the layout and the safety rules every reader follows.
+//! strata-owned directories beside it. See `../shared/design/ARCHITECTURE.md`:
+//!
+//! ```text
+//! oci-layout, index.json      tags are index.json entries (org.opencontainers.image.ref.name)
+//! blobs/sha256/<hex>          manifests, configs, compressed layers — immutable, verified before visible
+//! layers/sha256/<diffid>/     each layer unpacked once, read-only, overlay-format whiteouts
+//! index/                      per-image merged metadata for unionfs
+//! cache/                      build cache
+//! containers/<id>/            containers' upper/work/state
+//! leases/                     what running builds and containers hold (gc keeps it)
+//! locks/                      flock(2) files
+//! tmp/                        staging; what a dead process left here is removed at open
+//! ```
 
+pub mod archive;
+mod blobs;
+pub mod digest;
+pub mod error;
+pub mod gc;
+mod image;
+pub mod layer;
+pub mod lock;
+pub mod model;
+pub mod ops;
+pub mod reference;
+pub mod refs;
+pub mod safe;
+mod unpacked;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+pub use blobs::BlobWriter;
+pub use digest::Digest;
+pub use error::StoreError;
+pub use image::Image;
+pub use lock::LockGuard;
+pub use model::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs};
+pub use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
+pub use reference::Reference;
+pub use refs::{descriptor, IndexEntry};
+pub use unpacked::open_layer_tar;
+
+use error::IoContext;
+use lock::LockMode;
 
 /// The default store root: `/var/lib/strata` as root, else `$XDG_DATA_HOME/strata`
 /// (or `~/.local/share/strata`).
@@ -19,38 +63,227 @@ pub fn default_root() -> PathBuf {
     Path::new(&home).join(".local/share/strata")
 }
 
-/// An open store.
+/// An open store. Cheap to share by reference across threads.
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
+    /// This process's staging directory under `tmp/`, created on first use and held by a lock so
+    /// that other processes know it is alive.
+    staging: OnceLock<Result<(PathBuf, LockGuard), String>>,
+    counter: AtomicU64,
 }
 
-/// Errors from the store.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// An I/O error on a path in the store.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
+const LAYOUT_DIRS: &[&str] = &[
+    "blobs/sha256",
+    "layers/sha256",
+    "index",
+    "cache",
+    "containers",
+    "leases",
+    "locks",
+    "tmp",
+];
 
 impl Store {
-    /// Opens (creating if needed) the store at `root`.
+    /// Opens (creating if needed) the store at `root`, and removes what dead processes left in
+    /// `tmp/`.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(root).map_err(|source| StoreError::Io {
-            path: root.to_path_buf(),
-            source,
-        })?;
-        Ok(Store {
-            root: root.to_path_buf(),
-        })
+        fs::create_dir_all(root).at(root)?;
+        let root = fs::canonicalize(root).at(root)?;
+        for d in LAYOUT_DIRS {
+            let p = root.join(d);
+            fs::create_dir_all(&p).at(&p)?;
+        }
+        let store = Store {
+            root,
+            staging: OnceLock::new(),
+            counter: AtomicU64::new(0),
+        };
+        store.init_layout_files()?;
+        store.clean_dead_staging();
+        Ok(store)
+    }
+
+    fn init_layout_files(&self) -> Result<(), StoreError> {
+        let layout = self.root.join("oci-layout");
+        if !layout.exists() {
+            self.write_file_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        let index = self.root.join("index.json");
+        if !index.exists() {
+            let _g = self.lock("index", LockMode::Exclusive)?;
+            if !index.exists() {
+                self.write_file_atomic(&index, &refs::empty_index_bytes())?;
+            }
+        }
+        Ok(())
     }
 
     /// The store's root directory.
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    /// `<root>/tmp`, on the same filesystem as everything else (renames are atomic).
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// This process's own staging directory (under `tmp/`), removed by the next `open` after the
+    /// process dies.
+    pub fn staging_dir(&self) -> Result<&Path, StoreError> {
+        let r = self.staging.get_or_init(|| {
+            let name = format!("p{}-{}", std::process::id(), nanos());
+            let lock_path = self.tmp_dir().join(format!("{name}.lock"));
+            let guard = lock::lock(&lock_path, LockMode::Exclusive).map_err(|e| e.to_string())?;
+            let dir = self.tmp_dir().join(&name);
+            fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            Ok((dir, guard))
+        });
+        match r {
+            Ok((p, _)) => Ok(p),
+            Err(msg) => Err(StoreError::io(
+                self.tmp_dir(),
+                std::io::Error::other(msg.clone()),
+            )),
+        }
+    }
+
+    /// Removes staging directories whose owners are gone (their lock is free).
+    fn clean_dead_staging(&self) {
+        let Ok(entries) = fs::read_dir(self.tmp_dir()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some(base) = name.strip_suffix(".lock") else {
+                continue;
+            };
+            if let Ok(Some(_g)) = lock::try_lock(&e.path(), LockMode::Exclusive) {
+                let dir = self.tmp_dir().join(base);
+                let _ = safe::remove_tree(&dir);
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+
+    /// A fresh unique path inside this process's staging dir.
+    pub fn temp_path(&self, hint: &str) -> Result<PathBuf, StoreError> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        Ok(self.staging_dir()?.join(format!("{hint}-{n}")))
+    }
+
+    /// Creates a fresh temp file in staging.
+    pub(crate) fn temp_file(&self, hint: &str) -> Result<(File, PathBuf), StoreError> {
+        let path = self.temp_path(hint)?;
+        let f = OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create_new(true)
+            .open(&path)
+            .at(&path)?;
+        Ok((f, path))
+    }
+
+    /// Writes a small file atomically: temp file, fsync, rename, fsync of the directory.
+    pub fn write_file_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        let (mut f, tmp) = self.temp_file("atomic")?;
+        f.write_all(bytes).at(&tmp)?;
+        f.sync_all().at(&tmp)?;
+        drop(f);
+        fs::rename(&tmp, dest).at(dest)?;
+        fsync_parent(dest)
+    }
+
+    /// Takes a named store lock (`locks/<name>.lock`).
+    pub fn lock(&self, name: &str, mode: LockMode) -> Result<LockGuard, StoreError> {
+        lock::lock(&self.root.join("locks").join(format!("{name}.lock")), mode)
+    }
+
+    /// Held (shared) by every operation that writes objects not yet reachable from a tag, so that a
+    /// concurrent `gc` (which takes it exclusively) never deletes them mid-way.
+    pub fn write_guard(&self) -> Result<LockGuard, StoreError> {
+        self.lock("gc", LockMode::Shared)
+    }
+
+    // ---- blobs -------------------------------------------------------------------------------
+
+    /// Path of a blob (whether or not it exists).
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(d.hex())
+    }
+
+    /// True when the blob is in the store.
+    pub fn has_blob(&self, d: &Digest) -> bool {
+        self.blob_path(d).is_file()
+    }
+
+    /// Opens a blob for reading.
+    pub fn open_blob(&self, d: &Digest) -> Result<File, StoreError> {
+        File::open(self.blob_path(d)).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::BlobNotFound { digest: d.clone() },
+            _ => StoreError::io(self.blob_path(d), e),
+        })
+    }
+
+    /// Reads a whole (small) blob and verifies its digest.
+    pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>, StoreError> {
+        let bytes = fs::read(self.blob_path(d)).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::BlobNotFound { digest: d.clone() },
+            _ => StoreError::io(self.blob_path(d), e),
+        })?;
+        let actual = Digest::of_bytes(&bytes);
+        if actual != *d {
+            return Err(StoreError::DigestMismatch {
+                what: format!("stored blob {}", self.blob_path(d).display()),
+                expected: d.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Stores a small blob from memory.
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
+        let d = Digest::of_bytes(bytes);
+        if self.has_blob(&d) {
+            return Ok(d);
+        }
+        let mut w = self.blob_writer()?;
+        w.write_all(bytes).at(self.tmp_dir())?;
+        Ok(w.commit(Some(&d))?.0)
+    }
+
+    /// A streaming blob writer (hashes in-stream, verifies on commit).
+    pub fn blob_writer(&self) -> Result<BlobWriter<'_>, StoreError> {
+        BlobWriter::new(self)
+    }
+
+    /// Moves a finished, verified temp file into `blobs/` (idempotent).
+    pub(crate) fn publish_blob(&self, tmp: &Path, d: &Digest) -> Result<(), StoreError> {
+        let dest = self.blob_path(d);
+        if dest.exists() {
+            let _ = fs::remove_file(tmp);
+            return Ok(());
+        }
+        // Blobs are immutable: make them read-only so nothing edits one in place.
+        let _ = fs::set_permissions(tmp, std::os::unix::fs::PermissionsExt::from_mode(0o444));
+        fs::rename(tmp, &dest).at(&dest)?;
+        fsync_parent(&dest)
+    }
+}
+
+/// fsyncs the directory holding `path`, making a rename durable.
+pub(crate) fn fsync_parent(path: &Path) -> Result<(), StoreError> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    File::open(parent).and_then(|d| d.sync_all()).at(parent)
+}
+
+/// Nanoseconds since the epoch (for unique names).
+pub(crate) fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }

@@ -1,0 +1,154 @@
+//! The store's error type. Every variant names the thing at fault (path, digest, reference, layer
+//! entry) so the CLI can print one line a user can act on.
+
+use std::path::PathBuf;
+
+/// Errors from the store, the layer codec and the archive formats.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An I/O error on a path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A reference that does not follow Docker's grammar.
+    #[error("invalid reference {reference:?}: {reason}")]
+    InvalidReference {
+        /// What the user wrote.
+        reference: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+    /// A malformed digest.
+    #[error("invalid digest {digest:?}: {reason}")]
+    InvalidDigest {
+        /// The text.
+        digest: String,
+        /// Why.
+        reason: String,
+    },
+    /// No image by that name or digest.
+    #[error("image {name:?} not found in the store (see `strata images`; pull or load it first)")]
+    ImageNotFound {
+        /// The name or digest asked for.
+        name: String,
+    },
+    /// An ID prefix that matches several images.
+    #[error(
+        "image ID prefix {prefix:?} is ambiguous: it matches {count} images; give more digits"
+    )]
+    AmbiguousId {
+        /// The prefix.
+        prefix: String,
+        /// How many matched.
+        count: usize,
+    },
+    /// A blob the store should have but does not.
+    #[error(
+        "blob {digest} is missing from the store (the image is incomplete: pull or load it again)"
+    )]
+    BlobNotFound {
+        /// The digest.
+        digest: crate::Digest,
+    },
+    /// Content whose digest is not the one it claimed.
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}; the data is corrupt or truncated")]
+    DigestMismatch {
+        /// What was being verified (blob, layer, archive member).
+        what: String,
+        /// The claimed digest.
+        expected: crate::Digest,
+        /// The digest of what arrived.
+        actual: crate::Digest,
+    },
+    /// A size that does not match the descriptor.
+    #[error("size mismatch for {what}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// What was being verified.
+        what: String,
+        /// Claimed size.
+        expected: u64,
+        /// Real size.
+        actual: u64,
+    },
+    /// A JSON document (manifest, config, index, archive manifest) that cannot be used.
+    #[error("{what}: invalid JSON document: {reason}")]
+    InvalidDocument {
+        /// Which document.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// A layer entry refused for safety or malformation.
+    #[error("layer {layer}: entry {entry:?}: {reason}")]
+    BadLayerEntry {
+        /// The layer's digest (or a description when it has none yet).
+        layer: String,
+        /// The entry's path inside the tar.
+        entry: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A layer stream that is not a valid (compressed) tar.
+    #[error("layer {layer}: {reason}")]
+    BadLayer {
+        /// The layer's digest or description.
+        layer: String,
+        /// Why.
+        reason: String,
+    },
+    /// An archive (docker-archive / OCI archive) that cannot be loaded.
+    #[error("archive {archive}: {reason}")]
+    BadArchive {
+        /// The archive's path (or `-`).
+        archive: String,
+        /// Why.
+        reason: String,
+    },
+    /// An unsupported media type or format.
+    #[error("{what}: unsupported media type {media_type:?}")]
+    UnsupportedMediaType {
+        /// Which object.
+        what: String,
+        /// The type.
+        media_type: String,
+    },
+    /// An image index with no manifest for this platform.
+    #[error("image {name}: no manifest for platform {platform} in its index")]
+    NoMatchingPlatform {
+        /// The image.
+        name: String,
+        /// The platform asked for.
+        platform: String,
+    },
+}
+
+impl StoreError {
+    /// Builds an [`StoreError::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Attaches a path to io errors.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T, StoreError>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::io(path, e))
+    }
+}
+
+impl<T> IoContext<T> for nix::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::io(path, std::io::Error::from(e)))
+    }
+}

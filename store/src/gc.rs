@@ -1,0 +1,288 @@
+//! Garbage collection: remove what nothing references.
+//!
+//! Roots are the tagged entries of `index.json`, the leases held by live processes (running builds
+//! and containers, see [`Store::lease`]) and the build cache's roots (`cache/roots/*`). From each
+//! root manifest we mark the manifest (and an index's children), its config, its layer blobs, the
+//! unpacked trees of its diff IDs and its unionfs index. Everything else — untagged (dangling)
+//! entries, unreferenced blobs, unpacked layers, indexes — is removed.
+//!
+//! gc holds the `gc` lock exclusively; every writer holds it shared ([`Store::write_guard`]) from
+//! its first blob until its tag is written, so gc can never delete a half-made image.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::error::StoreError;
+use crate::lock::{self, LockGuard, LockMode};
+use crate::model::{MT_DOCKER_LIST, MT_OCI_INDEX};
+use crate::Store;
+
+/// What a gc run removed.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct GcReport {
+    /// Dangling index entries dropped.
+    pub entries: usize,
+    /// Blobs removed.
+    pub blobs: usize,
+    /// Unpacked layers removed.
+    pub layers: usize,
+    /// unionfs indexes removed.
+    pub indexes: usize,
+    /// Stale leases removed.
+    pub leases: usize,
+    /// Bytes freed (blobs only).
+    pub bytes: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LeaseFile {
+    holder: String,
+    digests: Vec<Digest>,
+}
+
+/// A lease: while alive, gc keeps the listed manifests (and all they reference).
+#[derive(Debug)]
+pub struct Lease {
+    json: PathBuf,
+    lock_path: PathBuf,
+    _guard: LockGuard,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.json);
+        let _ = fs::remove_file(&self.lock_path);
+    }
+}
+
+/// A build-cache root: files under `cache/roots/` listing digests gc must keep.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct CacheRoot {
+    /// Manifests, configs or layer blobs to keep.
+    pub digests: Vec<Digest>,
+    /// diff IDs whose unpacked trees to keep.
+    #[serde(default)]
+    pub diff_ids: Vec<Digest>,
+}
+
+impl Store {
+    /// Takes a lease on `digests` (manifests or blobs) for as long as the returned guard lives.
+    /// `holder` says who (e.g. `container 1a2b…`) for `strata gc` reports.
+    pub fn lease(&self, holder: &str, digests: &[Digest]) -> Result<Lease, StoreError> {
+        let id = format!("{}-{}", std::process::id(), crate::nanos());
+        let dir = self.root().join("leases");
+        let lock_path = dir.join(format!("{id}.lock"));
+        let guard = lock::lock(&lock_path, LockMode::Exclusive)?;
+        let json = dir.join(format!("{id}.json"));
+        let body = serde_json::to_vec(&LeaseFile {
+            holder: holder.to_string(),
+            digests: digests.to_vec(),
+        })
+        .unwrap_or_default();
+        self.write_file_atomic(&json, &body)?;
+        Ok(Lease {
+            json,
+            lock_path,
+            _guard: guard,
+        })
+    }
+
+    /// Records (or replaces) a build-cache root named `key`.
+    pub fn put_cache_root(&self, key: &str, root: &CacheRoot) -> Result<(), StoreError> {
+        let dir = self.root().join("cache/roots");
+        fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        let safe_key: String = key
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let body = serde_json::to_vec(root).unwrap_or_default();
+        self.write_file_atomic(&dir.join(safe_key), &body)
+    }
+
+    fn live_lease_roots(&self, report: &mut GcReport) -> Result<Vec<Digest>, StoreError> {
+        let dir = self.root().join("leases");
+        let mut out = Vec::new();
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(out);
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().and_then(|x| x.to_str()) != Some("json") {
+                continue;
+            }
+            let lock_path = p.with_extension("lock");
+            // A lease whose lock nobody holds belongs to a dead process.
+            if let Ok(Some(_g)) = lock::try_lock(&lock_path, LockMode::Exclusive) {
+                let _ = fs::remove_file(&p);
+                let _ = fs::remove_file(&lock_path);
+                report.leases += 1;
+                continue;
+            }
+            if let Ok(bytes) = fs::read(&p) {
+                if let Ok(l) = serde_json::from_slice::<LeaseFile>(&bytes) {
+                    out.extend(l.digests);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn cache_roots(&self) -> (Vec<Digest>, Vec<Digest>) {
+        let mut digests = Vec::new();
+        let mut diff_ids = Vec::new();
+        if let Ok(entries) = fs::read_dir(self.root().join("cache/roots")) {
+            for e in entries.flatten() {
+                if let Ok(bytes) = fs::read(e.path()) {
+                    if let Ok(r) = serde_json::from_slice::<CacheRoot>(&bytes) {
+                        digests.extend(r.digests);
+                        diff_ids.extend(r.diff_ids);
+                    }
+                }
+            }
+        }
+        (digests, diff_ids)
+    }
+
+    /// Marks a manifest (or index) and everything it references.
+    fn mark(
+        &self,
+        d: &Digest,
+        blobs: &mut HashSet<Digest>,
+        diff_ids: &mut HashSet<Digest>,
+        depth: u32,
+    ) {
+        if depth > 4 || !blobs.insert(d.clone()) {
+            return;
+        }
+        let Ok(bytes) = fs::read(self.blob_path(d)) else {
+            return;
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            return;
+        };
+        let mt = v.get("mediaType").and_then(|m| m.as_str()).unwrap_or("");
+        let digest_of = |x: &serde_json::Value| {
+            x.get("digest")
+                .and_then(|s| s.as_str())
+                .and_then(|s| Digest::parse(s).ok())
+        };
+        if mt == MT_OCI_INDEX || mt == MT_DOCKER_LIST || v.get("manifests").is_some() {
+            if let Some(ms) = v.get("manifests").and_then(|m| m.as_array()) {
+                for m in ms {
+                    if let Some(cd) = digest_of(m) {
+                        self.mark(&cd, blobs, diff_ids, depth + 1);
+                    }
+                }
+            }
+            return;
+        }
+        if let Some(cd) = v.get("config").and_then(digest_of) {
+            blobs.insert(cd.clone());
+            if let Ok(cb) = fs::read(self.blob_path(&cd)) {
+                if let Ok(cfg) = serde_json::from_slice::<serde_json::Value>(&cb) {
+                    if let Some(ids) = cfg.pointer("/rootfs/diff_ids").and_then(|x| x.as_array()) {
+                        for id in ids {
+                            if let Some(id) = id.as_str().and_then(|s| Digest::parse(s).ok()) {
+                                diff_ids.insert(id);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(ls) = v.get("layers").and_then(|l| l.as_array()) {
+            for l in ls {
+                if let Some(ld) = digest_of(l) {
+                    blobs.insert(ld);
+                }
+            }
+        }
+    }
+
+    /// Removes everything unreferenced. Blocks until in-flight writers finish.
+    pub fn gc(&self) -> Result<GcReport, StoreError> {
+        let _g = self.lock("gc", LockMode::Exclusive)?;
+        let mut report = GcReport::default();
+        let mut blobs = HashSet::new();
+        let mut diff_ids = HashSet::new();
+        let mut manifests = Vec::new();
+        for e in self.entries()? {
+            let Ok(d) = e.digest() else { continue };
+            if e.reference.is_some() {
+                manifests.push(d);
+            } else {
+                report.entries += self.remove_entries_for(&d)?;
+            }
+        }
+        manifests.extend(self.live_lease_roots(&mut report)?);
+        let (cache_digests, cache_diff_ids) = self.cache_roots();
+        manifests.extend(cache_digests);
+        diff_ids.extend(cache_diff_ids);
+        let roots = manifests.clone();
+        for d in &roots {
+            self.mark(d, &mut blobs, &mut diff_ids, 0);
+        }
+        // Blobs.
+        let bdir = self.root().join("blobs/sha256");
+        for e in fs::read_dir(&bdir)
+            .map_err(|e| StoreError::io(&bdir, e))?
+            .flatten()
+        {
+            let name = e.file_name();
+            let Some(hex) = name.to_str() else { continue };
+            let keep = Digest::from_hex(hex)
+                .map(|d| blobs.contains(&d))
+                .unwrap_or(false);
+            if !keep {
+                report.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                fs::remove_file(e.path()).map_err(|err| StoreError::io(e.path(), err))?;
+                report.blobs += 1;
+            }
+        }
+        // Unpacked layers.
+        let ldir = self.root().join("layers/sha256");
+        for e in fs::read_dir(&ldir)
+            .map_err(|e| StoreError::io(&ldir, e))?
+            .flatten()
+        {
+            let name = e.file_name();
+            let keep = name
+                .to_str()
+                .and_then(|h| Digest::from_hex(h).ok())
+                .map(|d| diff_ids.contains(&d))
+                .unwrap_or(false);
+            if !keep {
+                crate::safe::remove_tree(&e.path()).map_err(|err| StoreError::io(e.path(), err))?;
+                report.layers += 1;
+            }
+        }
+        // unionfs indexes: index/<manifest hex>[...]
+        let idir = self.root().join("index");
+        if let Ok(entries) = fs::read_dir(&idir) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                let hex: String = name.chars().take(64).collect();
+                let keep = Digest::from_hex(&hex)
+                    .map(|d| blobs.contains(&d))
+                    .unwrap_or(true);
+                if !keep {
+                    crate::safe::remove_tree(&e.path())
+                        .map_err(|err| StoreError::io(e.path(), err))?;
+                    report.indexes += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,144 @@
+//! The unpacked-layer cache: `layers/sha256/<diffid>/`.
+//!
+//! Each layer is extracted once, in overlay format (whiteouts as char 0/0, opaque dirs as
+//! `trusted.overlay.opaque=y`), into a staging directory, its diffID verified from the very bytes
+//! the applier read, then renamed into place: a directory under `layers/` is always complete. It is
+//! then ready to be an overlayfs lowerdir (or a unionfs layer) for builds, mounts and runs. Layers
+//! of one image are extracted in parallel.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::PathBuf;
+
+use oci_spec::image::Descriptor;
+use rayon::prelude::*;
+use sha2::{Digest as _, Sha256};
+
+use crate::digest::Digest;
+use crate::error::StoreError;
+use crate::image::Image;
+use crate::layer::{apply_layer, decompress, ApplyMode};
+use crate::lock::LockMode;
+use crate::Store;
+
+/// A reader that hashes everything read through it.
+pub(crate) struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    read: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            read: 0,
+        }
+    }
+    /// Reads the rest (tar padding after the end marker) and returns the digest.
+    pub(crate) fn finish(mut self) -> io::Result<(Digest, u64)> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok((
+            Digest::from_sha256(self.hasher.finalize().into()),
+            self.read,
+        ))
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+impl Store {
+    /// Where a layer's unpacked tree lives (whether or not it exists yet).
+    pub fn unpacked_layer_path(&self, diff_id: &Digest) -> PathBuf {
+        self.root().join("layers/sha256").join(diff_id.hex())
+    }
+
+    /// The unpacked tree of one layer, extracting it first if needed.
+    pub fn unpacked_layer(
+        &self,
+        layer: &Descriptor,
+        diff_id: &Digest,
+    ) -> Result<PathBuf, StoreError> {
+        let dest = self.unpacked_layer_path(diff_id);
+        if dest.is_dir() {
+            return Ok(dest);
+        }
+        let _g = self.lock(&format!("layer-{}", diff_id.hex()), LockMode::Exclusive)?;
+        if dest.is_dir() {
+            return Ok(dest);
+        }
+        let blob_digest = Digest::from_oci(layer.digest())?;
+        let staging = self.temp_path("unpack")?;
+        std::fs::create_dir(&staging).map_err(|e| StoreError::io(&staging, e))?;
+        let result = (|| {
+            let file = self.open_blob(&blob_digest)?;
+            let reader = decompress(BufReader::with_capacity(256 * 1024, file)).map_err(|e| {
+                StoreError::BadLayer {
+                    layer: blob_digest.to_string(),
+                    reason: format!("cannot decompress: {e}"),
+                }
+            })?;
+            let mut hr = HashingReader::new(reader);
+            apply_layer(
+                &mut hr,
+                &staging,
+                ApplyMode::Overlay,
+                &blob_digest.to_string(),
+            )?;
+            let (actual, _) = hr.finish().map_err(|e| StoreError::BadLayer {
+                layer: blob_digest.to_string(),
+                reason: format!("cannot read: {e}"),
+            })?;
+            if actual != *diff_id {
+                return Err(StoreError::DigestMismatch {
+                    what: format!("uncompressed layer {blob_digest} (diff_id)"),
+                    expected: diff_id.clone(),
+                    actual,
+                });
+            }
+            // The staging dir was created 0700; a layer root is a plain directory.
+            std::fs::set_permissions(
+                &staging,
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )
+            .map_err(|e| StoreError::io(&staging, e))?;
+            std::fs::rename(&staging, &dest).map_err(|e| StoreError::io(&dest, e))?;
+            crate::fsync_parent(&dest)
+        })();
+        if result.is_err() {
+            let _ = crate::safe::remove_tree(&staging);
+        }
+        result.map(|_| dest)
+    }
+
+    /// The unpacked trees of all of an image's layers, bottom layer first (extracting missing ones
+    /// in parallel).
+    pub fn unpacked_layers(&self, image: &Image) -> Result<Vec<PathBuf>, StoreError> {
+        let layers = image.layers()?;
+        layers
+            .par_iter()
+            .map(|(desc, diff_id)| self.unpacked_layer(desc, diff_id))
+            .collect()
+    }
+}
+
+/// Opens a layer blob as a decompressed tar stream.
+pub fn open_layer_tar(
+    store: &Store,
+    desc: &Descriptor,
+) -> Result<Box<dyn Read + Send>, StoreError> {
+    let d = Digest::from_oci(desc.digest())?;
+    let f: File = store.open_blob(&d)?;
+    decompress(BufReader::with_capacity(256 * 1024, f)).map_err(|e| StoreError::BadLayer {
+        layer: d.to_string(),
+        reason: format!("cannot decompress: {e}"),
+    })
+}
