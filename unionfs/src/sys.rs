@@ -1,0 +1,190 @@
+//! Thin, checked wrappers over the few libc calls std does not offer (xattrs, mknod, lchown,
+//! utimensat, FICLONE). Every path is passed as a C string; errors come back as `io::Error`.
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// `_IOW(0x94, 9, int)`: share the extents of one file with another (btrfs, xfs).
+const FICLONE: libc::c_ulong = 0x4004_9409;
+
+/// The path as a C string (paths with interior NULs cannot exist on Linux: EINVAL).
+pub fn cpath(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn check(ret: libc::c_int) -> io::Result<()> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn check_size(ret: libc::ssize_t) -> io::Result<usize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// mknod(2): device nodes, FIFOs, sockets and (with mode S_IFCHR, rdev 0) overlay whiteouts.
+pub fn mknod(path: &Path, mode: u32, rdev: u64) -> io::Result<()> {
+    let p = cpath(path)?;
+    // SAFETY: p is a valid NUL-terminated string.
+    check(unsafe { libc::mknod(p.as_ptr(), mode, rdev) })
+}
+
+/// Creates an overlay whiteout (character device 0/0) at `path`, see overlayfs(5).
+pub fn make_whiteout(path: &Path) -> io::Result<()> {
+    mknod(path, libc::S_IFCHR, 0)
+}
+
+/// lchown(2); `None` leaves that id unchanged.
+pub fn lchown(path: &Path, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+    let p = cpath(path)?;
+    // SAFETY: valid C string; u32::MAX is (uid_t)-1, "unchanged".
+    check(unsafe { libc::lchown(p.as_ptr(), uid.unwrap_or(u32::MAX), gid.unwrap_or(u32::MAX)) })
+}
+
+/// chmod(2) (never called on symlinks, whose mode Linux cannot change).
+pub fn chmod(path: &Path, mode: u32) -> io::Result<()> {
+    let p = cpath(path)?;
+    // SAFETY: valid C string.
+    check(unsafe { libc::chmod(p.as_ptr(), mode & 0o7777) })
+}
+
+/// A time for [`utimens`]: keep, now, or a given (seconds, nanoseconds).
+#[derive(Debug, Clone, Copy)]
+pub enum TimeSpec {
+    /// Leave unchanged (UTIME_OMIT).
+    Omit,
+    /// The current time (UTIME_NOW).
+    Now,
+    /// This time.
+    At(i64, u32),
+}
+
+fn timespec(t: TimeSpec) -> libc::timespec {
+    match t {
+        TimeSpec::Omit => libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+        TimeSpec::Now => libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW },
+        TimeSpec::At(s, ns) => libc::timespec { tv_sec: s, tv_nsec: i64::from(ns) },
+    }
+}
+
+/// utimensat(2) with AT_SYMLINK_NOFOLLOW: set atime and mtime of the entry itself.
+pub fn utimens(path: &Path, atime: TimeSpec, mtime: TimeSpec) -> io::Result<()> {
+    let p = cpath(path)?;
+    let times = [timespec(atime), timespec(mtime)];
+    // SAFETY: valid C string and a two-element timespec array.
+    check(unsafe {
+        libc::utimensat(libc::AT_FDCWD, p.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW)
+    })
+}
+
+/// lgetxattr(2) into a fresh buffer (`Ok(None)` when the attribute does not exist).
+pub fn lgetxattr(path: &Path, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
+    let p = cpath(path)?;
+    let n = CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    for _ in 0..4 {
+        // SAFETY: a NULL buffer with size 0 asks for the size.
+        let size = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) };
+        let size = match check_size(size) {
+            Ok(s) => s,
+            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut buf = vec![0u8; size];
+        // SAFETY: buf has `size` bytes.
+        let got = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), size) };
+        match check_size(got) {
+            Ok(got) => {
+                buf.truncate(got);
+                return Ok(Some(buf));
+            }
+            // The value grew between the two calls: ask again.
+            Err(e) if e.raw_os_error() == Some(libc::ERANGE) => continue,
+            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::from_raw_os_error(libc::ERANGE))
+}
+
+/// llistxattr(2): the attribute names of the entry itself.
+pub fn llistxattr(path: &Path) -> io::Result<Vec<Vec<u8>>> {
+    let p = cpath(path)?;
+    for _ in 0..4 {
+        // SAFETY: NULL/0 asks for the size.
+        let size = check_size(unsafe { libc::llistxattr(p.as_ptr(), std::ptr::null_mut(), 0) })?;
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let mut buf = vec![0u8; size];
+        // SAFETY: buf has `size` bytes.
+        match check_size(unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), size) }) {
+            Ok(got) => {
+                buf.truncate(got);
+                return Ok(buf
+                    .split(|&b| b == 0)
+                    .filter(|n| !n.is_empty())
+                    .map(<[u8]>::to_vec)
+                    .collect());
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ERANGE) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::from_raw_os_error(libc::ERANGE))
+}
+
+/// lsetxattr(2).
+pub fn lsetxattr(path: &Path, name: &[u8], value: &[u8], flags: i32) -> io::Result<()> {
+    let p = cpath(path)?;
+    let n = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: valid C strings and a value slice with its length.
+    check(unsafe {
+        libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), flags)
+    })
+}
+
+/// lremovexattr(2).
+pub fn lremovexattr(path: &Path, name: &[u8]) -> io::Result<()> {
+    let p = cpath(path)?;
+    let n = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: valid C strings.
+    check(unsafe { libc::lremovexattr(p.as_ptr(), n.as_ptr()) })
+}
+
+/// Marks an upper directory opaque (`trusted.overlay.opaque=y`): lower layers' entries under this
+/// path are hidden, exactly as overlayfs does after rmdir + mkdir of a merged directory.
+pub fn set_opaque(path: &Path) -> io::Result<()> {
+    lsetxattr(path, b"trusted.overlay.opaque", b"y", 0)
+}
+
+/// Copies the bytes of `src` into `dst`: FICLONE (shared extents, O(1)) where the file system
+/// allows it, else copy_file_range(2) via `std::io::copy`, which falls back to read/write.
+pub fn copy_file_data(src: &std::fs::File, dst: &mut std::fs::File) -> io::Result<()> {
+    // SAFETY: both fds are open for the duration of the call.
+    let cloned = unsafe { libc::ioctl(dst.as_raw_fd(), FICLONE as _, src.as_raw_fd()) };
+    if cloned == 0 {
+        return Ok(());
+    }
+    let mut reader = src;
+    std::io::copy(&mut reader, dst)?;
+    Ok(())
+}
+
+/// statvfs(2) of the file system holding `path`.
+pub fn statvfs(path: &Path) -> io::Result<libc::statvfs> {
+    let p = cpath(path)?;
+    // SAFETY: statvfs is plain data; zeroed is a valid initial value.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid C string and out pointer.
+    check(unsafe { libc::statvfs(p.as_ptr(), &mut st) })?;
+    Ok(st)
+}
