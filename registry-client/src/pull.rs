@@ -1,0 +1,215 @@
+//! Pulling an image into the store.
+//!
+//! Sources: the registry's mirrors in order, then the registry (see `config`). One source serves the
+//! whole pull (manifest and blobs), so an image is never stitched together from two registries; a
+//! mirror that fails (unreachable, unauthorized, no such image, bad bytes) hands over to the next.
+
+use std::sync::Arc;
+
+use oci_spec::image::{ImageIndex, ImageManifest};
+use strata_store::{Digest, Image, Reference, Store};
+
+use crate::blob;
+use crate::config::Endpoint;
+use crate::error::{RegistryError, Result};
+use crate::manifest::{self, FetchedManifest};
+use crate::parallel;
+use crate::platform::{self, Platform};
+use crate::progress::{NoProgress, Progress};
+use crate::transport::pull_scope;
+use crate::RegistryClient;
+
+/// Options for [`RegistryClient::pull`].
+#[derive(Clone)]
+pub struct PullOptions {
+    /// The platform to pick from a multi-platform index; `None` = this host's.
+    pub platform: Option<Platform>,
+    /// Blobs transferred at once.
+    pub jobs: usize,
+    /// Where progress goes.
+    pub progress: Arc<dyn Progress>,
+}
+
+impl Default for PullOptions {
+    fn default() -> PullOptions {
+        PullOptions {
+            platform: None,
+            jobs: 4,
+            progress: Arc::new(NoProgress),
+        }
+    }
+}
+
+impl std::fmt::Debug for PullOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullOptions")
+            .field("platform", &self.platform)
+            .field("jobs", &self.jobs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RegistryClient {
+    /// Pulls `reference` (by tag or digest) into `store`, tags it there under `reference`, and returns
+    /// the stored image. Blobs already in the store are not transferred again.
+    pub fn pull(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        options: &PullOptions,
+    ) -> Result<Image> {
+        let sources = self.config.pull_sources(&reference.registry);
+        let mut failures = Vec::new();
+        for ep in &sources {
+            match self.pull_from(ep, store, reference, options) {
+                Ok(image) => return Ok(image),
+                Err(e) if ep.is_mirror && e.is_source_specific() => {
+                    tracing::warn!(mirror = %ep.host, error = %e, "mirror failed; trying the next source");
+                    failures.push(format!("mirror {}: {e}", ep.host));
+                }
+                Err(e) if failures.is_empty() => return Err(e),
+                Err(e) => {
+                    failures.push(format!("{}: {e}", ep.host));
+                    return Err(RegistryError::AllSourcesFailed {
+                        reference: reference.to_string(),
+                        attempts: failures,
+                    });
+                }
+            }
+        }
+        Err(RegistryError::AllSourcesFailed {
+            reference: reference.to_string(),
+            attempts: failures,
+        })
+    }
+
+    fn pull_from(
+        &self,
+        ep: &Endpoint,
+        store: &Store,
+        reference: &Reference,
+        options: &PullOptions,
+    ) -> Result<Image> {
+        let repo = reference.repository.as_str();
+        let scopes = vec![pull_scope(repo)];
+        let display = reference.to_string();
+        let top = match (&reference.digest, &reference.tag) {
+            (Some(d), _) => self.manifest_by_digest(ep, store, repo, d, &scopes, &display)?,
+            (None, tag) => {
+                let tag = tag.as_deref().unwrap_or("latest");
+                // HEAD first: when we already hold the manifest it names, the GET is saved.
+                match manifest::head(&self.client, ep, repo, tag, &scopes)? {
+                    Some(d) if store.has_blob(&d) => {
+                        self.manifest_by_digest(ep, store, repo, &d, &scopes, &display)?
+                    }
+                    _ => manifest::get(&self.client, ep, repo, tag, None, &scopes, &display)?,
+                }
+            }
+        };
+        let (image_manifest, index) = if top.is_index() {
+            let index: ImageIndex =
+                serde_json::from_slice(&top.bytes).map_err(|e| RegistryError::Protocol {
+                    what: format!("image index {display}"),
+                    message: e.to_string(),
+                })?;
+            let want = options.platform.clone().unwrap_or_else(Platform::host);
+            let chosen = platform::select(&index, &want, &display)?;
+            let child_digest = Digest::from_oci(chosen.digest())?;
+            let child = self.manifest_by_digest(
+                ep,
+                store,
+                repo,
+                &child_digest,
+                &scopes,
+                &format!("{display} ({want})"),
+            )?;
+            if child.is_index() {
+                return Err(RegistryError::Protocol {
+                    what: format!("{display} ({want})"),
+                    message: "nested image indexes are not supported".into(),
+                });
+            }
+            (child, Some(top))
+        } else {
+            (top, None)
+        };
+        let parsed: ImageManifest =
+            serde_json::from_slice(&image_manifest.bytes).map_err(|e| RegistryError::Protocol {
+                what: format!("manifest {display}"),
+                message: e.to_string(),
+            })?;
+
+        // Config first in the list: it is small and tells nothing we need before the layers, but a
+        // registry that lacks it fails the pull before hundreds of megabytes move.
+        let mut blobs: Vec<(Digest, Option<u64>, &'static str)> = Vec::new();
+        let config = parsed.config();
+        blobs.push((
+            Digest::from_oci(config.digest())?,
+            Some(config.size()),
+            "config",
+        ));
+        for layer in parsed.layers() {
+            let d = Digest::from_oci(layer.digest())?;
+            if !blobs.iter().any(|(have, _, _)| *have == d) {
+                blobs.push((d, Some(layer.size()), "layer"));
+            }
+        }
+        let progress = options.progress.as_ref();
+        parallel::for_each(options.jobs, &blobs, |(digest, size, what)| {
+            blob::download(
+                &self.client,
+                ep,
+                repo,
+                digest,
+                *size,
+                what,
+                &scopes,
+                store,
+                progress,
+            )
+            .map(|_| ())
+        })?;
+
+        if let Some(index) = &index {
+            blob::store_small(
+                store,
+                &index.bytes,
+                &index.digest,
+                &format!("image index {display}"),
+            )?;
+        }
+        Ok(store.commit_image(&image_manifest.bytes, Some(reference))?)
+    }
+
+    /// A manifest by digest: from the store when it is there (verified when it was stored), else GET.
+    fn manifest_by_digest(
+        &self,
+        ep: &Endpoint,
+        store: &Store,
+        repo: &str,
+        digest: &Digest,
+        scopes: &[String],
+        display: &str,
+    ) -> Result<FetchedManifest> {
+        if store.has_blob(digest) {
+            let bytes = store.read_blob(digest)?;
+            if let Some(media_type) = manifest::media_type_of(None, &bytes) {
+                return Ok(FetchedManifest {
+                    bytes,
+                    media_type,
+                    digest: digest.clone(),
+                });
+            }
+        }
+        let fetched = manifest::get(
+            &self.client,
+            ep,
+            repo,
+            &digest.to_string(),
+            Some(digest),
+            scopes,
+            display,
+        )?;
+        Ok(fetched)
+    }
+}
