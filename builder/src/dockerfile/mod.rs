@@ -1,0 +1,25 @@
+//! The Dockerfile front end, in three layers as BuildKit has them:
+//!
+//! 1. [`lines`] — the line parser: directives, comments, continuations, heredocs, JSON vs shell
+//!    form; produces an [`Ast`] of nodes that keep their source lines;
+//! 2. [`instructions`] — typed instructions with their flags validated ([`flags`], [`mounts`]),
+//!    grouped into build stages;
+//! 3. [`lexer`] — shell-word expansion (`$var`, `${var:-word}`, quotes, escapes), used by the
+//!    planner ([`crate::plan`]) when it expands instruction arguments.
+//!
+//! [`dump`] renders the AST in BuildKit's test-dump format; [`errors`] renders BuildKit-style
+//! `Dockerfile:7` snippets.
+
+pub mod directives;
+pub mod dump;
+pub mod errors;
+pub mod flags;
+pub mod heredoc;
+pub mod instructions;
+pub mod lexer;
+pub mod lines;
+pub mod mounts;
+
+pub use errors::{render_snippet, Span};
+pub use instructions::{parse_dockerfile, Dockerfile, ParseError};
+pub use lines::{Ast, Node};

@@ -1,0 +1,773 @@
+//! The planning algorithm: ARG scoping, expansion, stage resolution, the DAG, pruning.
+//!
+//! Scoping follows BuildKit's dockerfile2llb:
+//! * Global ARGs (before the first FROM) are evaluated in order, `--build-arg` overriding
+//!   defaults; they and the predefined platform ARGs are visible to FROM lines only.
+//! * Inside a stage, `ARG X` takes the `--build-arg` value, else its default (expanded), else the
+//!   global value of `X`; a declared ARG with a value joins the stage environment, so ENV after
+//!   it shadows it, and RUN sees it.
+//! * A stage built FROM another stage starts with that stage's environment and ARGs.
+//! * Each instruction is expanded against the environment *before* it (`ENV a=b c=$a` sees the
+//!   old `a`); RUN/CMD/ENTRYPOINT/HEALTHCHECK/SHELL/ONBUILD/MAINTAINER are not expanded.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use super::checks::{static_checks, CheckConfig, Warning};
+use super::env::EnvList;
+use super::platform::{is_builtin_arg, Platform, PROXY_ARGS};
+use super::validate::{check_chmod, check_reference, check_signal, normalize_port};
+use super::{
+    BaseImageConfig, BuildGraph, CacheKeyInputs, Parent, PlanError, PlanErrorKind, PlanOptions, PlannedStage,
+    SourceRef, StageBase, Step,
+};
+use crate::dockerfile::errors::{suggest, Span};
+use crate::dockerfile::instructions::{parse_command, ArgDecl, Command, Dockerfile, Instruction, KeyValue};
+use crate::dockerfile::lexer::{Lexer, VarLookup};
+use crate::dockerfile::lines;
+use crate::dockerfile::mounts::parse_mount;
+
+/// Default PATH BuildKit gives every stage whose image does not set one.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Parses a `--build-arg` value: `K=V`, or `K` to take the value from the environment (`lookup`);
+/// `None` when `K` is not set there (Docker then leaves the argument out).
+pub fn parse_build_arg(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Option<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) => Some((k.to_string(), v.to_string())),
+        None => lookup(s).map(|v| (s.to_string(), v)),
+    }
+}
+
+/// Plans `dockerfile` with `options` (base images not yet known: empty environments).
+pub fn plan(dockerfile: &Dockerfile, options: &PlanOptions) -> Result<BuildGraph, PlanError> {
+    plan_with_bases(Arc::new(dockerfile.clone()), options, BTreeMap::new())
+}
+
+fn at(span: Span) -> impl Fn(PlanErrorKind) -> PlanError {
+    move |kind| PlanError { kind, span }
+}
+
+fn invalid(span: Span, msg: impl Into<String>) -> PlanError {
+    PlanError {
+        kind: PlanErrorKind::Invalid(msg.into()),
+        span,
+    }
+}
+
+/// The state a stage carries from step to step.
+#[derive(Clone, Default)]
+struct StageState {
+    env: EnvList,
+    /// Declared ARGs in scope, in order, with their values.
+    args: Vec<(String, Option<String>)>,
+    shell: Vec<String>,
+    workdir: String,
+    workdir_set: bool,
+}
+
+fn stage_label(df: &Dockerfile, i: usize) -> String {
+    df.stages[i].name.clone().unwrap_or_else(|| format!("stage-{i}"))
+}
+
+/// Resolves `--from` / `from=`: a stage name, a stage index (COPY only) or an image.
+fn resolve_source(df: &Dockerfile, from: &str, allow_index: bool, span: Span) -> Result<SourceRef, PlanError> {
+    let lower = from.to_lowercase();
+    if let Some(j) = df.stages.iter().position(|s| s.name.as_deref() == Some(lower.as_str())) {
+        return Ok(SourceRef::Stage(j));
+    }
+    if allow_index {
+        if let Ok(j) = from.parse::<usize>() {
+            if j >= df.stages.len() {
+                return Err(at(span)(PlanErrorKind::StageIndex(j)));
+            }
+            return Ok(SourceRef::Stage(j));
+        }
+    }
+    check_reference(from).map_err(|reason| {
+        at(span)(PlanErrorKind::Reference {
+            reference: from.to_string(),
+            reason: format!("{reason} (and no stage is named {from:?})"),
+        })
+    })?;
+    Ok(SourceRef::Image(from.to_string()))
+}
+
+/// Parses a base image's ONBUILD triggers into commands located at the FROM line.
+fn parse_triggers(triggers: &[String], span: Span) -> Result<Vec<Command>, PlanError> {
+    let mut out = Vec::new();
+    for t in triggers {
+        let bad = |m: String| invalid(span, format!("invalid ONBUILD trigger {t:?} of the base image: {m}"));
+        let ast = lines::parse(t).map_err(|e| bad(e.kind.to_string()))?;
+        if ast.nodes.len() != 1 {
+            return Err(bad("onbuild trigger should be a single expression".into()));
+        }
+        let node = &ast.nodes[0];
+        if matches!(node.name().as_str(), "from" | "onbuild" | "maintainer") {
+            return Err(bad(format!("{} isn't allowed as an ONBUILD trigger", node.keyword)));
+        }
+        let mut c = parse_command(node).map_err(|e| bad(e.to_string()))?;
+        c.span = span;
+        out.push(c);
+    }
+    Ok(out)
+}
+
+pub(crate) fn plan_with_bases(
+    df: Arc<Dockerfile>,
+    opts: &PlanOptions,
+    bases: BTreeMap<usize, BaseImageConfig>,
+) -> Result<BuildGraph, PlanError> {
+    let lex = Lexer::new(df.ast.escape);
+    let checks = CheckConfig::of(&df);
+    let mut warnings = static_checks(&df);
+    if df.stages.is_empty() {
+        return Err(at(df.ast.span())(PlanErrorKind::NoStages));
+    }
+    let n = df.stages.len();
+
+    // Global scope: predefined platform args, then the global ARGs in order.
+    let mut global = EnvList::default();
+    for (k, v) in opts.target_platform.args("TARGET").into_iter().chain(opts.build_platform.args("BUILD")) {
+        let v = opts.build_args.get(&k).cloned().unwrap_or(v);
+        global.set(&k, &v);
+    }
+    let mut global_args: Vec<(String, Option<String>)> = Vec::new();
+    let mut consumed: BTreeSet<String> = BTreeSet::new();
+    for cmd in &df.meta_args {
+        let Instruction::Arg(decls) = &cmd.instruction else { continue };
+        for d in decls {
+            let value = match (opts.build_args.get(&d.key), &d.default) {
+                (Some(v), _) => Some(v.clone()),
+                (None, Some(def)) => Some(lex.process_word(def, &global).map_err(|e| at(cmd.span)(e.into()))?),
+                (None, None) => None,
+            };
+            if let Some(v) = &value {
+                global.set(&d.key, v);
+            }
+            consumed.insert(d.key.clone());
+            global_args.push((d.key.clone(), value));
+        }
+    }
+    let declared_global = |k: &str| global_args.iter().any(|(g, _)| g == k) || is_builtin_arg(k);
+
+    // Stage bases and platforms (FROM sees global ARGs only).
+    let mut stage_bases = Vec::with_capacity(n);
+    let mut platforms = Vec::with_capacity(n);
+    for (i, st) in df.stages.iter().enumerate() {
+        let e = lex.process(&st.base, &global).map_err(|e| at(st.span)(e.into()))?;
+        for u in &e.unmatched {
+            if !declared_global(u) {
+                let hint = suggest(u, global_args.iter().map(|(k, _)| k.as_str()))
+                    .map(|s| format!(" (did you mean {s}?)"))
+                    .unwrap_or_default();
+                warnings.push(Warning {
+                    rule: "UndefinedArgInFrom",
+                    message: format!("FROM argument '{u}' is not declared{hint}"),
+                    span: st.span,
+                });
+            }
+        }
+        if e.result.is_empty() {
+            return Err(at(st.span)(PlanErrorKind::BlankBase(st.base.clone())));
+        }
+        let lower = e.result.to_lowercase();
+        let base = if let Some(j) = (0..i).find(|&j| df.stages[j].name.as_deref() == Some(lower.as_str())) {
+            StageBase::Stage(j)
+        } else if e.result == "scratch" {
+            StageBase::Scratch
+        } else {
+            check_reference(&e.result).map_err(|reason| {
+                at(st.span)(PlanErrorKind::Reference {
+                    reference: e.result.clone(),
+                    reason,
+                })
+            })?;
+            StageBase::Image(e.result.clone())
+        };
+        stage_bases.push(base);
+        let platform = match &st.platform {
+            None => None,
+            Some(p) => {
+                let v = lex.process_word(p, &global).map_err(|e| at(st.span)(e.into()))?;
+                if v.is_empty() {
+                    return Err(at(st.span)(PlanErrorKind::Platform(format!("empty platform value from expression {p}"))));
+                }
+                Some(Platform::parse(&v).map_err(|m| at(st.span)(PlanErrorKind::Platform(m)))?)
+            }
+        };
+        platforms.push(platform);
+    }
+
+    // Commands per stage: the base image's ONBUILD triggers first.
+    let mut stage_commands: Vec<Vec<(Command, bool)>> = Vec::with_capacity(n);
+    for (i, st) in df.stages.iter().enumerate() {
+        let mut cmds = Vec::new();
+        if let (StageBase::Image(_), Some(cfg)) = (&stage_bases[i], bases.get(&i)) {
+            for c in parse_triggers(&cfg.onbuild, st.span)? {
+                cmds.push((c, true));
+            }
+        }
+        cmds.extend(st.commands.iter().cloned().map(|c| (c, false)));
+        stage_commands.push(cmds);
+    }
+
+    // Dependencies: base stage, COPY --from, RUN --mount from=.
+    let mut deps: Vec<Vec<(usize, Span)>> = vec![Vec::new(); n];
+    for i in 0..n {
+        if let StageBase::Stage(j) = stage_bases[i] {
+            deps[i].push((j, df.stages[i].span));
+        }
+        for (c, _) in &stage_commands[i] {
+            for from in source_names(c, &lex, &global)? {
+                let (name, allow_index) = from;
+                if let SourceRef::Stage(j) = resolve_source(&df, &name, allow_index, c.span)? {
+                    deps[i].push((j, c.span));
+                }
+            }
+        }
+    }
+    detect_cycles(&df, &deps)?;
+
+    // Target and the stages it needs.
+    let target = match &opts.target {
+        None => n - 1,
+        Some(t) => {
+            let lower = t.to_lowercase();
+            df.stages
+                .iter()
+                .position(|s| s.name.as_deref() == Some(lower.as_str()))
+                .ok_or_else(|| {
+                    at(Span::default())(PlanErrorKind::UnknownTarget {
+                        target: t.clone(),
+                        suggestion: suggest(t, df.stages.iter().filter_map(|s| s.name.as_deref())).map(str::to_string),
+                    })
+                })?
+        }
+    };
+    let mut needed = vec![opts.all_stages; n];
+    needed[target] = true;
+    let mut reach = vec![false; n];
+    reach[target] = true;
+    let mut stack = vec![target];
+    while let Some(s) = stack.pop() {
+        for &(d, _) in &deps[s] {
+            if !reach[d] {
+                reach[d] = true;
+                needed[d] = true;
+                stack.push(d);
+            }
+        }
+    }
+
+    // Plan the needed stages in order.
+    let mut finals: Vec<Option<StageState>> = vec![None; n];
+    let mut planned = Vec::new();
+    for i in 0..n {
+        if !needed[i] {
+            continue;
+        }
+        let st = &df.stages[i];
+        let mut state = match (&stage_bases[i], bases.get(&i)) {
+            (StageBase::Stage(j), _) => finals[*j].clone().unwrap_or_default(),
+            (_, cfg) => {
+                let mut s = StageState::default();
+                if let Some(cfg) = cfg {
+                    for kv in &cfg.env {
+                        let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+                        s.env.set(k, v);
+                    }
+                    s.shell = cfg.shell.clone();
+                    s.workdir = cfg.workdir.clone();
+                }
+                s
+            }
+        };
+        if state.env.get("PATH").is_none() {
+            state.env.set("PATH", DEFAULT_PATH);
+        }
+        if state.workdir.is_empty() {
+            state.workdir = "/".into();
+        }
+        let mut steps: Vec<Step> = Vec::new();
+        let mut planner = StagePlanner {
+            df: &df,
+            opts,
+            lex,
+            global: &global,
+            index: i,
+            warnings: &mut warnings,
+            consumed: &mut consumed,
+        };
+        for (c, onbuild) in &stage_commands[i] {
+            let parent = if steps.is_empty() { Parent::Base } else { Parent::Step(steps.len() - 1) };
+            let step = planner.step(&mut state, c, *onbuild, parent)?;
+            steps.push(step);
+        }
+        let mut depends_on: Vec<usize> = deps[i].iter().map(|(d, _)| *d).collect();
+        depends_on.sort_unstable();
+        depends_on.dedup();
+        planned.push(PlannedStage {
+            index: i,
+            name: st.name.clone(),
+            base: stage_bases[i].clone(),
+            platform: platforms[i].clone(),
+            span: st.span,
+            steps,
+            depends_on,
+        });
+        finals[i] = Some(state);
+    }
+
+    let unused: Vec<String> = opts
+        .build_args
+        .keys()
+        .filter(|k| !consumed.contains(*k) && !is_builtin_arg(k))
+        .cloned()
+        .collect();
+    if !unused.is_empty() {
+        warnings.push(Warning {
+            rule: "UnusedBuildArgs",
+            message: format!("One or more build-args [{}] were not consumed", unused.join(" ")),
+            span: Span::default(),
+        });
+    }
+    warnings.retain(|w| checks.enabled(w.rule));
+    warnings.sort_by_key(|w| (w.span.start, w.span.end));
+    let target_pos = planned.iter().position(|s| s.index == target).unwrap_or(0);
+    Ok(BuildGraph {
+        stages: planned,
+        target: target_pos,
+        global_args,
+        warnings,
+        unused_build_args: unused,
+        dockerfile: df,
+        options: opts.clone(),
+        bases,
+    })
+}
+
+/// The `--from` / `from=` names a command refers to (expanded with the global ARGs), and
+/// whether a numeric stage index is allowed (COPY yes, mounts no, as in BuildKit).
+fn source_names(c: &Command, lex: &Lexer, global: &EnvList) -> Result<Vec<(String, bool)>, PlanError> {
+    let mut out = Vec::new();
+    match &c.instruction {
+        Instruction::Copy(cp) => {
+            if let Some(f) = &cp.from {
+                out.push((lex.process_word(f, global).map_err(|e| at(c.span)(e.into()))?, true));
+            }
+        }
+        Instruction::Run(r) => {
+            for m in &r.mounts {
+                let mut ex = |v: &str| lex.process_word(v, global).map_err(|e| e.to_string());
+                let mount = parse_mount(m, &mut ex).map_err(|e| at(c.span)(e.into()))?;
+                if let Some(f) = mount.from {
+                    out.push((f, false));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(out)
+}
+
+fn detect_cycles(df: &Dockerfile, deps: &[Vec<(usize, Span)>]) -> Result<(), PlanError> {
+    // 0 = unvisited, 1 = on the current path, 2 = done.
+    let mut color = vec![0u8; deps.len()];
+    for start in 0..deps.len() {
+        if color[start] != 0 {
+            continue;
+        }
+        let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+        color[start] = 1;
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            if let Some(&(dep, span)) = deps[node].get(*next) {
+                *next += 1;
+                match color[dep] {
+                    0 => {
+                        color[dep] = 1;
+                        stack.push((dep, 0));
+                    }
+                    1 => return Err(at(span)(PlanErrorKind::Cycle(stage_label(df, start)))),
+                    _ => {}
+                }
+            } else {
+                color[node] = 2;
+                stack.pop();
+            }
+        }
+    }
+    Ok(())
+}
+
+struct StagePlanner<'a> {
+    df: &'a Dockerfile,
+    opts: &'a PlanOptions,
+    lex: Lexer,
+    global: &'a EnvList,
+    index: usize,
+    warnings: &'a mut Vec<Warning>,
+    consumed: &'a mut BTreeSet<String>,
+}
+
+/// Expands words against one environment and remembers which variables were used.
+struct Expander<'a> {
+    lex: Lexer,
+    env: &'a EnvList,
+    span: Span,
+    matched: BTreeSet<String>,
+}
+
+impl<'e> Expander<'e> {
+    fn new(lex: Lexer, env: &'e EnvList, span: Span) -> Self {
+        Expander {
+            lex,
+            env,
+            span,
+            matched: BTreeSet::new(),
+        }
+    }
+
+    fn word(&mut self, w: &str) -> Result<String, PlanError> {
+        let e = self.lex.process(w, self.env).map_err(|e| at(self.span)(e.into()))?;
+        self.matched.extend(e.matched);
+        Ok(e.result)
+    }
+
+    fn opt(&mut self, w: &Option<String>) -> Result<Option<String>, PlanError> {
+        w.as_deref().map(|w| self.word(w)).transpose()
+    }
+
+    fn all(&mut self, v: &[String]) -> Result<Vec<String>, PlanError> {
+        v.iter().map(|w| self.word(w)).collect()
+    }
+
+    fn pairs(&mut self, kv: &[KeyValue]) -> Result<Vec<KeyValue>, PlanError> {
+        kv.iter()
+            .map(|p| {
+                Ok(KeyValue {
+                    key: self.word(&p.key)?,
+                    value: self.word(&p.value)?,
+                    legacy: p.legacy,
+                })
+            })
+            .collect()
+    }
+}
+
+impl StagePlanner<'_> {
+    fn stage_name(&self, i: usize) -> String {
+        stage_label(self.df, i)
+    }
+
+    fn source(&self, from: &str, allow_index: bool, span: Span, what: &str) -> Result<SourceRef, PlanError> {
+        let s = resolve_source(self.df, from, allow_index, span)?;
+        if let SourceRef::Stage(j) = s {
+            if j > self.index {
+                return Err(at(span)(PlanErrorKind::ForwardReference {
+                    from: format!("{what}{}", self.stage_name(j)),
+                    current: self.stage_name(self.index),
+                }));
+            }
+        }
+        Ok(s)
+    }
+
+    fn step(&mut self, state: &mut StageState, c: &Command, onbuild: bool, parent: Parent) -> Result<Step, PlanError> {
+        let span = c.span;
+        let mut step = Step {
+            instruction: c.instruction.clone(),
+            span,
+            source: c.source.clone(),
+            onbuild,
+            env: Vec::new(),
+            proxy_env: Vec::new(),
+            mounts: Vec::new(),
+            mount_sources: Vec::new(),
+            copy_source: SourceRef::Context,
+            workdir: state.workdir.clone(),
+            shell: if state.shell.is_empty() {
+                vec!["/bin/sh".into(), "-c".into()]
+            } else {
+                state.shell.clone()
+            },
+            cache: CacheKeyInputs {
+                instruction: String::new(),
+                parent,
+                build_args: Vec::new(),
+            },
+        };
+        let mut matched: BTreeSet<String> = BTreeSet::new();
+        let mut all_args_used = false;
+        let lex = self.lex;
+                let instruction = match &c.instruction {
+            Instruction::Run(r) => {
+                let mut ex = Expander::new(lex, &state.env, span);
+                let mut r = r.clone();
+                let mut mounts = Vec::new();
+                let mut sources = Vec::new();
+                for m in &r.mounts {
+                    let mut f = |v: &str| ex.word(v).map_err(|e| e.kind.to_string());
+                    let mount = parse_mount(m, &mut f).map_err(|e| at(span)(e.into()))?;
+                    let src = match &mount.from {
+                        Some(from) => self.source(from, false, span, "")?,
+                        None => SourceRef::Context,
+                    };
+                    mounts.push(mount);
+                    sources.push(src);
+                }
+                matched = ex.matched;
+                step.mounts = mounts;
+                step.mount_sources = sources;
+                step.env = state.env.entries().to_vec();
+                let declared: BTreeSet<&str> = state.args.iter().map(|(k, _)| k.as_str()).collect();
+                step.proxy_env = PROXY_ARGS
+                    .iter()
+                    .filter(|k| !declared.contains(**k))
+                    .filter_map(|k| self.opts.build_args.get(*k).map(|v| (k.to_string(), v.clone())))
+                    .collect();
+                all_args_used = true;
+                // The canonical text (and so the cache key) sees the expanded mounts.
+                r.mounts = step.mounts.iter().map(|m| format!("{m:?}")).collect();
+                Instruction::Run(r)
+            }
+            Instruction::Copy(cp) => {
+                let mut ex = Expander::new(lex, &state.env, span);
+                let mut cp = cp.clone();
+                if let Some(f) = &cp.from {
+                    let f = self.lex.process_word(f, self.global).map_err(|e| at(span)(e.into()))?;
+                    step.copy_source = self.source(&f, true, span, "")?;
+                    cp.from = Some(f);
+                }
+                cp.chown = ex.opt(&cp.chown)?;
+                cp.chmod = ex.opt(&cp.chmod)?;
+                if let Some(m) = &cp.chmod {
+                    check_chmod(m).map_err(|e| invalid(span, e))?;
+                }
+                cp.sources = ex.all(&cp.sources)?;
+                cp.dest = ex.word(&cp.dest)?;
+                cp.exclude = ex.all(&cp.exclude)?;
+                for i in &mut cp.inline {
+                    if i.expand {
+                        i.data = expand_heredoc(&i.data, &state.env, span, &mut ex.matched)?;
+                    }
+                }
+                matched = ex.matched;
+                Instruction::Copy(cp)
+            }
+            Instruction::Add(a) => {
+                let mut ex = Expander::new(lex, &state.env, span);
+                let mut a = a.clone();
+                a.chown = ex.opt(&a.chown)?;
+                a.chmod = ex.opt(&a.chmod)?;
+                if let Some(m) = &a.chmod {
+                    check_chmod(m).map_err(|e| invalid(span, e))?;
+                }
+                a.checksum = ex.opt(&a.checksum)?;
+                a.sources = ex.all(&a.sources)?;
+                a.dest = ex.word(&a.dest)?;
+                a.exclude = ex.all(&a.exclude)?;
+                if let Some(sum) = &a.checksum {
+                    let http = |s: &str| s.starts_with("http://") || s.starts_with("https://");
+                    if a.sources.len() != 1 || !a.inline.is_empty() {
+                        return Err(invalid(span, "checksum can't be specified for multiple sources"));
+                    }
+                    if !http(&a.sources[0]) {
+                        return Err(invalid(span, "checksum can't be specified for non-HTTP(S) sources"));
+                    }
+                    let ok = sum.split_once(':').is_some_and(|(alg, hex)| {
+                        !alg.is_empty() && !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit())
+                    });
+                    if !ok {
+                        return Err(invalid(span, format!("invalid checksum digest format {sum:?} (expected sha256:<hex>)")));
+                    }
+                }
+                for i in &mut a.inline {
+                    if i.expand {
+                        i.data = expand_heredoc(&i.data, &state.env, span, &mut ex.matched)?;
+                    }
+                }
+                matched = ex.matched;
+                Instruction::Add(a)
+            }
+            Instruction::Env(kv) => {
+                let mut ex = Expander::new(lex, &state.env, span);
+                let kv = ex.pairs(kv)?;
+                matched = ex.matched;
+                Instruction::Env(kv)
+            }
+            Instruction::Label(kv) => {
+                let mut ex = Expander::new(lex, &state.env, span);
+                let kv = ex.pairs(kv)?;
+                matched = ex.matched;
+                Instruction::Label(kv)
+            }
+            Instruction::Arg(decls) => {
+                // Processed one by one: a default may use an ARG declared earlier on the line.
+                let mut out = Vec::new();
+                for d in decls {
+                    let value = match (self.opts.build_args.get(&d.key), &d.default) {
+                        (Some(v), _) => Some(v.clone()),
+                        (None, Some(def)) => {
+                            let e = self.lex.process(def, &state.env).map_err(|e| at(span)(e.into()))?;
+                            matched.extend(e.matched);
+                            Some(e.result)
+                        }
+                        (None, None) => self.global.get(&d.key).map(str::to_string),
+                    };
+                    if let Some(v) = &value {
+                        state.env.set(&d.key, v);
+                    }
+                    match state.args.iter_mut().find(|(k, _)| *k == d.key) {
+                        Some(slot) => slot.1 = value.clone(),
+                        None => state.args.push((d.key.clone(), value.clone())),
+                    }
+                    self.consumed.insert(d.key.clone());
+                    out.push(ArgDecl {
+                        key: d.key.clone(),
+                        default: value,
+                    });
+                }
+                Instruction::Arg(out)
+            }
+            Instruction::Expose(ports) => {
+                let mut out = Vec::new();
+                for p in ports {
+                    let e = self.lex.process(p, &state.env).map_err(|e| at(span)(e.into()))?;
+                    matched.extend(e.matched);
+                    for w in e.words {
+                        out.push(normalize_port(&w).map_err(|m| invalid(span, m))?);
+                    }
+                }
+                Instruction::Expose(out)
+            }
+            Instruction::Volume(v) => {
+                let mut ex = Expander::new(lex, &state.env, span);
+                let v = ex.all(v)?;
+                matched = ex.matched;
+                if v.iter().any(|s| s.is_empty()) {
+                    return Err(invalid(span, "VOLUME specified can not be an empty string"));
+                }
+                Instruction::Volume(v)
+            }
+            Instruction::User(u) => {
+                let mut ex = Expander::new(lex, &state.env, span);
+                let u = ex.word(u)?;
+                matched = ex.matched;
+                Instruction::User(u)
+            }
+            Instruction::StopSignal(s) => {
+                let mut ex = Expander::new(lex, &state.env, span);
+                let s = ex.word(s)?;
+                matched = ex.matched;
+                check_signal(&s).map_err(|m| invalid(span, m))?;
+                Instruction::StopSignal(s)
+            }
+            Instruction::Workdir(w) => {
+                let mut ex = Expander::new(lex, &state.env, span);
+                let w = ex.word(w)?;
+                matched = ex.matched;
+                if w.is_empty() {
+                    return Err(invalid(span, "WORKDIR requires a non-empty path"));
+                }
+                if !state.workdir_set && !w.starts_with('/') {
+                    self.warnings.push(Warning {
+                        rule: "WorkdirRelativePath",
+                        message: format!("Relative workdir {w:?} can have unexpected results if the base image changes"),
+                        span,
+                    });
+                }
+                Instruction::Workdir(w)
+            }
+            Instruction::Cmd(cl) | Instruction::Entrypoint(cl) => {
+                if cl.shell_form && state.shell.is_empty() {
+                    self.warnings.push(Warning {
+                        rule: "JSONArgsRecommended",
+                        message: format!(
+                            "JSON arguments recommended for {} to prevent unintended behavior related to OS signals",
+                            c.instruction.keyword()
+                        ),
+                        span,
+                    });
+                }
+                c.instruction.clone()
+            }
+            other => other.clone(),
+        };
+
+        // Apply the instruction's effect on the stage state.
+        match &instruction {
+            Instruction::Env(kv) => {
+                for p in kv {
+                    state.env.set(&p.key, &p.value);
+                }
+            }
+            Instruction::Shell(sh) => state.shell = sh.clone(),
+            Instruction::Workdir(w) => {
+                state.workdir = normalize_workdir(&state.workdir, w);
+                state.workdir_set = true;
+            }
+            _ => {}
+        }
+
+        // Build args this step uses: every ARG in scope for RUN, the expanded ones otherwise.
+        let mut used: Vec<(String, String)> = state
+            .args
+            .iter()
+            .filter(|(k, v)| v.is_some() && (all_args_used || matched.contains(k)))
+            .map(|(k, v)| {
+                let value = state.env.get(k).map(str::to_string).or_else(|| v.clone()).unwrap_or_default();
+                (k.clone(), value)
+            })
+            .collect();
+        used.sort();
+        step.cache.instruction = instruction.to_string();
+        step.cache.build_args = used;
+        if let Instruction::Workdir(_) = &instruction {
+            step.workdir = state.workdir.clone();
+        }
+        step.instruction = instruction;
+        Ok(step)
+    }
+}
+
+/// Expands a heredoc body: variables only, quotes kept (BuildKit's `SkipProcessQuotes`).
+fn expand_heredoc(data: &str, env: &EnvList, span: Span, matched: &mut BTreeSet<String>) -> Result<String, PlanError> {
+    let mut lex = Lexer::new('\\');
+    lex.skip_process_quotes = true;
+    let e = lex.process(data, env as &dyn VarLookup).map_err(|e| at(span)(e.into()))?;
+    matched.extend(e.matched);
+    Ok(e.result)
+}
+
+/// Joins a WORKDIR with the current one and cleans it (`path.Clean` semantics).
+fn normalize_workdir(current: &str, requested: &str) -> String {
+    let joined = if requested.starts_with('/') {
+        requested.to_string()
+    } else {
+        format!("{current}/{requested}")
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for p in joined.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_workdir;
+
+    #[test]
+    fn workdirs() {
+        assert_eq!(normalize_workdir("/", "app"), "/app");
+        assert_eq!(normalize_workdir("/app", "../src/./x/"), "/src/x");
+        assert_eq!(normalize_workdir("/app", "/abs"), "/abs");
+    }
+}

@@ -1,0 +1,142 @@
+//! Checks on expanded values: image references, EXPOSE ports, STOPSIGNAL, COPY --chmod.
+
+/// Checks an image reference the way Docker's reference grammar does (lower-case repository
+/// path components, optional registry host, `:tag`, `@digest`). Returns why it is invalid.
+pub fn check_reference(r: &str) -> Result<(), String> {
+    if r.is_empty() {
+        return Err("empty image reference".into());
+    }
+    if r.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("it contains whitespace".into());
+    }
+    let (name, digest) = match r.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (r, None),
+    };
+    if let Some(d) = digest {
+        let Some((alg, hex)) = d.split_once(':') else {
+            return Err(format!("invalid digest {d:?}"));
+        };
+        if alg.is_empty() || hex.len() < 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(format!("invalid digest {d:?}"));
+        }
+    }
+    let last_slash = name.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let (repo, tag) = match name[last_slash..].rfind(':') {
+        Some(i) => (&name[..last_slash + i], Some(&name[last_slash + i + 1..])),
+        None => (name, None),
+    };
+    if let Some(t) = tag {
+        let ok = !t.is_empty()
+            && t.len() <= 128
+            && t.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !ok {
+            return Err(format!("invalid tag {t:?}"));
+        }
+    }
+    let mut comps: Vec<&str> = repo.split('/').collect();
+    if comps.len() > 1 {
+        let first = comps[0];
+        if first.contains('.') || first.contains(':') || first == "localhost" {
+            let host_ok = first
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+            if !host_ok {
+                return Err(format!("invalid registry host {first:?}"));
+            }
+            comps.remove(0);
+        }
+    }
+    for c in comps {
+        let ok = !c.is_empty()
+            && c.starts_with(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
+            && c.ends_with(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
+            && c.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '.' | '_' | '-'));
+        if !ok {
+            if c.chars().any(|ch| ch.is_ascii_uppercase()) {
+                return Err("repository name must be lowercase".into());
+            }
+            return Err(format!("invalid repository name component {c:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Normalizes an EXPOSE port spec (`80`, `80/tcp`, `53/UDP`, `8000-8010`) to `port[-end]/proto`.
+pub fn normalize_port(spec: &str) -> Result<String, String> {
+    let (ports, proto) = match spec.split_once('/') {
+        Some((p, proto)) => (p, proto.to_ascii_lowercase()),
+        None => (spec, "tcp".to_string()),
+    };
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(format!("Invalid proto: {proto}"));
+    }
+    // An `ip:host:container` mapping is not valid in EXPOSE; only the container part counts.
+    let container = ports.rsplit(':').next().unwrap_or(ports);
+    let parse = |p: &str| p.parse::<u16>().map_err(|_| format!("Invalid containerPort: {spec}"));
+    match container.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (parse(a)?, parse(b)?);
+            if b < a {
+                return Err(format!("Invalid range format for --expose: {spec}, error: End port must be greater than start port"));
+            }
+            Ok(format!("{a}-{b}/{proto}"))
+        }
+        None => Ok(format!("{}/{proto}", parse(container)?)),
+    }
+}
+
+const SIGNALS: [&str; 31] = [
+    "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE", "POLL",
+    "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU", "URG", "USR1",
+    "USR2", "WINCH",
+];
+
+/// Checks a STOPSIGNAL value: a signal number, `SIGTERM`, `TERM` or `SIGRTMIN+3`.
+pub fn check_signal(s: &str) -> Result<(), String> {
+    if let Ok(n) = s.parse::<u32>() {
+        return if (1..=64).contains(&n) { Ok(()) } else { Err(format!("Invalid signal: {s}")) };
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    if SIGNALS.contains(&name) || name.starts_with("RTMIN") || name.starts_with("RTMAX") {
+        Ok(())
+    } else {
+        Err(format!("Invalid signal: {s}"))
+    }
+}
+
+/// Checks COPY/ADD `--chmod`: octal up to 07777.
+pub fn check_chmod(s: &str) -> Result<(), String> {
+    match u32::from_str_radix(s, 8) {
+        Ok(v) if v <= 0o7777 => Ok(()),
+        _ => Err(format!("invalid chmod parameter: '{s}'. it should be octal string and between 0 and 07777")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references() {
+        for ok in ["alpine", "alpine:3.19", "docker.io/library/busybox:latest", "localhost:5000/a/b", "golang@sha256:0123456789abcdef0123456789abcdef"] {
+            assert!(check_reference(ok).is_ok(), "{ok}");
+        }
+        for bad in ["Alpine", "a b", "alpine:", "alpine:-x", "a//b", "x@sha256:zz"] {
+            assert!(check_reference(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ports_signals_chmod() {
+        assert_eq!(normalize_port("80").unwrap(), "80/tcp");
+        assert_eq!(normalize_port("53/UDP").unwrap(), "53/udp");
+        assert_eq!(normalize_port("8000-8010").unwrap(), "8000-8010/tcp");
+        assert!(normalize_port("http").is_err());
+        assert!(normalize_port("80/xyz").is_err());
+        assert!(check_signal("SIGTERM").is_ok() && check_signal("9").is_ok() && check_signal("SIGFOO").is_err());
+        assert!(check_chmod("0755").is_ok() && check_chmod("888").is_err() && check_chmod("17777").is_err());
+    }
+}
