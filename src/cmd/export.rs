@@ -1,13 +1,32 @@
+//! `strata export`: an image's flattened root filesystem as a tarball.
+
+use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{Context, Result};
 
 use crate::Cli;
 
 /// Arguments of `strata export`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
-
-pub fn run(_cli: &Cli, _args: &Args) -> Result<ExitCode> {
-    bail!("strata export: not implemented yet")
+pub struct Args {
+    /// The image.
+    pub image: String,
+    /// Output file (`-` or absent: standard output).
+    #[arg(short, long)]
+    pub output: Option<String>,
 }
+
+pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
+    let store = super::open_store(cli)?;
+    let img = store.image(&args.image)?;
+    super::write_output(args.output.as_deref(), |w| {
+        store.export_rootfs(&img, w)?;
+        Ok(())
+    })
+    .with_context(|| format!("exporting {}", args.image))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(dead_code)]
+fn _assert_write<W: Write>(_: W) {}

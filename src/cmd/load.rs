@@ -1,13 +1,43 @@
+//! `strata load`: a docker-archive or OCI archive (plain or compressed) → the store.
+
+use std::fs::File;
+use std::io::Read;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{Context, Result};
 
 use crate::Cli;
 
 /// Arguments of `strata load`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// The archive (`-` for standard input).
+    #[arg(short, long, default_value = "-")]
+    pub input: String,
+    /// Print only image IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
 
-pub fn run(_cli: &Cli, _args: &Args) -> Result<ExitCode> {
-    bail!("strata load: not implemented yet")
+pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
+    let store = super::open_store(cli)?;
+    let (reader, what): (Box<dyn Read + Send>, String) = if args.input == "-" {
+        (Box::new(std::io::stdin()), "<stdin>".into())
+    } else {
+        let f = File::open(&args.input)
+            .with_context(|| format!("cannot open archive {}", args.input))?;
+        (Box::new(f), args.input.clone())
+    };
+    let loaded = store.load(reader, &what)?;
+    for (img, names) in &loaded.images {
+        if names.is_empty() || args.quiet {
+            println!("Loaded image ID: {}", img.config_digest);
+        }
+        if !args.quiet {
+            for n in names {
+                println!("Loaded image: {}", n.familiar());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,15 +1,26 @@
 //! One module per subcommand. Each exposes `Args` (clap derive) and `run`.
 
+pub mod build;
+pub mod daemon;
 pub mod export;
+pub mod fuse_compat;
 pub mod gc;
 pub mod history;
 pub mod images;
 pub mod import;
 pub mod inspect;
 pub mod load;
+pub mod login;
+pub mod logout;
+pub mod mount;
+pub mod pull;
+pub mod push;
 pub mod rmi;
+pub mod run;
 pub mod save;
+pub mod search;
 pub mod tag;
+pub mod umount;
 
 use std::process::ExitCode;
 
@@ -23,6 +34,7 @@ pub const EXIT_STRATA_ERROR: u8 = 125;
 /// Runs the chosen subcommand.
 pub fn dispatch(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
+        Command::Build(a) => build::run(cli, a),
         Command::Images(a) => images::run(cli, a),
         Command::Inspect(a) => inspect::run(cli, a),
         Command::History(a) => history::run(cli, a),
@@ -33,6 +45,14 @@ pub fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Save(a) => save::run(cli, a),
         Command::Load(a) => load::run(cli, a),
         Command::Gc(a) => gc::run(cli, a),
+        Command::Pull(a) => pull::run(cli, a),
+        Command::Push(a) => push::run(cli, a),
+        Command::Login(a) => login::run(cli, a),
+        Command::Logout(a) => logout::run(cli, a),
+        Command::Search(a) => search::run(cli, a),
+        Command::Mount(a) => mount::run(cli, a),
+        Command::Umount(a) => umount::run(cli, a),
+        Command::Run(a) => run::run(cli, a),
     }
 }
 
@@ -40,4 +60,47 @@ pub fn dispatch(cli: &Cli) -> Result<ExitCode> {
 pub fn open_store(cli: &Cli) -> Result<strata_store::Store> {
     let root = cli.root.clone().unwrap_or_else(strata_store::default_root);
     Ok(strata_store::Store::open(&root)?)
+}
+
+/// Writes to a file atomically (temp file in the same directory, then rename) or to stdout.
+pub fn write_output<F>(output: Option<&str>, f: F) -> Result<()>
+where
+    F: FnOnce(&mut dyn std::io::Write) -> Result<()>,
+{
+    use std::io::Write;
+    match output {
+        None | Some("-") => {
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            f(&mut w)?;
+            w.flush()?;
+            Ok(())
+        }
+        Some(path) => {
+            let path = std::path::Path::new(path);
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let tmp = dir.join(format!(".{name}.strata-tmp-{}", std::process::id()));
+            let result = (|| -> Result<()> {
+                let file = std::fs::File::create(&tmp)
+                    .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", tmp.display()))?;
+                let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+                f(&mut w)?;
+                let file = w.into_inner().map_err(|e| e.into_error())?;
+                file.sync_all()?;
+                std::fs::rename(&tmp, path)?;
+                Ok(())
+            })();
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result
+        }
+    }
 }

@@ -1,13 +1,57 @@
+//! `strata rmi`: remove names (or, given an ID, every name of that image). Content goes on the
+//! next `strata gc`.
+
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+use strata_store::{Reference, StoreError};
 
 use crate::Cli;
 
 /// Arguments of `strata rmi`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Images (names, digests or IDs).
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
 
-pub fn run(_cli: &Cli, _args: &Args) -> Result<ExitCode> {
-    bail!("strata rmi: not implemented yet")
+pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
+    let store = super::open_store(cli)?;
+    let mut failed = false;
+    for name in &args.images {
+        let by_name = Reference::parse(name).ok().filter(|r| r.tag.is_some());
+        let removed = match &by_name {
+            Some(r) if store.untag(r)? => {
+                println!("Untagged: {}", r.familiar());
+                true
+            }
+            _ => false,
+        };
+        if removed {
+            continue;
+        }
+        match store.image(name) {
+            Ok(img) => {
+                let n = store.remove_entries_for(&img.manifest_digest)?;
+                println!(
+                    "Deleted: {} ({} name{})",
+                    img.manifest_digest,
+                    n,
+                    if n == 1 { "" } else { "s" }
+                );
+            }
+            Err(e @ StoreError::ImageNotFound { .. })
+            | Err(e @ StoreError::InvalidReference { .. }) => {
+                eprintln!("strata: {e}");
+                failed = true;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

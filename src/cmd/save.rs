@@ -1,13 +1,76 @@
+//! `strata save`: images → a docker-archive or OCI archive.
+
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{Context, Result};
+use strata_store::archive::{ArchiveFormat, SaveItem};
+use strata_store::Reference;
 
 use crate::Cli;
 
+/// Archive format flag.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Format {
+    /// `docker save` layout (manifest.json, repositories, per-layer tars).
+    Docker,
+    /// OCI image layout in a tar.
+    Oci,
+}
+
 /// Arguments of `strata save`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Output file (`-` or absent: standard output).
+    #[arg(short, long)]
+    pub output: Option<String>,
+    /// Archive format.
+    #[arg(long, value_enum, default_value = "docker")]
+    pub format: Format,
+    /// Images (names, digests or IDs).
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
 
-pub fn run(_cli: &Cli, _args: &Args) -> Result<ExitCode> {
-    bail!("strata save: not implemented yet")
+pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
+    let store = super::open_store(cli)?;
+    let mut items: Vec<SaveItem> = Vec::new();
+    for name in &args.images {
+        let image = store.image(name)?;
+        // Saved by name: record that name; by ID: record every name the image has.
+        let names: Vec<Reference> = match Reference::parse(name)
+            .ok()
+            .filter(|_| image.reference.is_some())
+        {
+            Some(r) if r.tag.is_some() => vec![r],
+            _ => store
+                .list_tags()?
+                .into_iter()
+                .filter(|(_, d)| d.digest().to_string() == image.manifest_digest.to_string())
+                .map(|(r, _)| r)
+                .collect(),
+        };
+        if let Some(existing) = items
+            .iter_mut()
+            .find(|i| i.image.manifest_digest == image.manifest_digest)
+        {
+            for n in names {
+                if !existing.names.contains(&n) {
+                    existing.names.push(n);
+                }
+            }
+        } else {
+            items.push(SaveItem { image, names });
+        }
+    }
+    let format = match args.format {
+        Format::Docker => ArchiveFormat::Docker,
+        Format::Oci => ArchiveFormat::Oci,
+    };
+    let what = args.output.clone().unwrap_or_else(|| "<stdout>".into());
+    super::write_output(args.output.as_deref(), |w| {
+        store.save(&items, format, w, &what)?;
+        Ok(())
+    })
+    .with_context(|| format!("saving to {what}"))?;
+    Ok(ExitCode::SUCCESS)
 }

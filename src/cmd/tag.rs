@@ -1,13 +1,31 @@
+//! `strata tag`: give an image another name.
+
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+use strata_store::Reference;
 
 use crate::Cli;
 
 /// Arguments of `strata tag`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// The image (name, digest or ID).
+    pub source: String,
+    /// The new name.
+    pub target: String,
+}
 
-pub fn run(_cli: &Cli, _args: &Args) -> Result<ExitCode> {
-    bail!("strata tag: not implemented yet")
+pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
+    let store = super::open_store(cli)?;
+    let img = store.image(&args.source)?;
+    let target = Reference::parse(&args.target)?;
+    if target.digest.is_some() {
+        anyhow::bail!(
+            "cannot tag with a digest reference {:?}: give NAME[:TAG]",
+            args.target
+        );
+    }
+    store.tag(&target, &img.descriptor())?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Makes a busybox base image offline from Debian's busybox-static and loads it into a strata store
+# as busybox:latest (or the name given as $1).
+#
+#   testdata/make-busybox.sh [NAME]     # uses $STRATA (default: strata on PATH, else target/*/strata)
+#                                       # and $STRATA_ROOT / --root as strata does
+#
+# The tarball is made reproducibly (sorted, numeric root owners, fixed mtime), so the image digest
+# is the same on every run with the same busybox-static package.
+set -euo pipefail
+name=${1:-busybox:latest}
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+
+if [ -z "${STRATA:-}" ]; then
+  if command -v strata >/dev/null 2>&1; then STRATA=strata
+  elif [ -x "$repo/target/release/strata" ]; then STRATA="$repo/target/release/strata"
+  elif [ -x "$repo/target/debug/strata" ]; then STRATA="$repo/target/debug/strata"
+  else echo "make-busybox: no strata binary (build it or set \$STRATA)" >&2; exit 1; fi
+fi
+
+if [ ! -x /bin/busybox ] || ! /bin/busybox --help 2>&1 | head -1 | grep -q BusyBox; then
+  if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null; }
+  else
+    echo "make-busybox: /bin/busybox missing: apt-get install busybox-static" >&2; exit 1
+  fi
+fi
+
+rootfs=$(mktemp -d)
+trap 'rm -rf "$rootfs"' EXIT
+mkdir -p "$rootfs"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,root,home,var,proc,sys,dev}
+cp /bin/busybox "$rootfs/bin/busybox"
+chmod 0755 "$rootfs/bin/busybox"
+# One symlink per applet, where busybox would install it.
+/bin/busybox --list-full | while read -r applet; do
+  [ "$applet" = bin/busybox ] && continue
+  dir=$(dirname "$applet")
+  mkdir -p "$rootfs/$dir"
+  case "$dir" in
+    bin) target=busybox ;;
+    sbin) target=../bin/busybox ;;
+    usr/bin|usr/sbin) target=../../bin/busybox ;;
+    *) target=/bin/busybox ;;
+  esac
+  ln -sf "$target" "$rootfs/$applet"
+done
+cat > "$rootfs/etc/passwd" <<'P'
+root:x:0:0:root:/root:/bin/sh
+daemon:x:1:1:daemon:/usr/sbin:/bin/false
+nobody:x:65534:65534:nobody:/home:/bin/false
+P
+cat > "$rootfs/etc/group" <<'G'
+root:x:0:
+daemon:x:1:
+nogroup:x:65534:
+G
+chmod 1777 "$rootfs/tmp"
+chmod 0700 "$rootfs/root"
+tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --format=pax \
+    --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
+    -C "$rootfs" -cf - . \
+  | "$STRATA" import --change 'CMD ["sh"]' --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - "$name"
