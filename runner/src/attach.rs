@@ -46,7 +46,23 @@ impl Drop for RawModeGuard {
     }
 }
 
+/// Blocks the signals [`run_attached`] forwards (and SIGWINCH) in the calling thread, so that
+/// threads spawned afterwards inherit the mask. Call it first thing in a process that will
+/// forward signals: a signal delivered to a thread where it isn't blocked would take its
+/// default action (kill strata) instead of reaching the container.
+pub fn block_forwarded_signals() {
+    let mut mask = SigSet::empty();
+    for s in FORWARDED {
+        mask.add(*s);
+    }
+    mask.add(Signal::SIGWINCH);
+    let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), None);
+}
+
 /// Starts the container and waits for it, forwarding signals and copying pty traffic.
+///
+/// Any thread of the process that exists before this call must have the forwarded signals
+/// blocked (see [`block_forwarded_signals`]).
 pub fn run_attached(spec: &ContainerSpec, opts: &AttachOptions) -> Result<ExitStatus, RunnerError> {
     let mut mask = SigSet::empty();
     for s in FORWARDED {

@@ -25,7 +25,7 @@ pub struct Cgroup {
 
 fn is_v2(root: &Path) -> bool {
     nix::sys::statfs::statfs(root)
-        .map(|s| s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC)
+        .map(|s| s.filesystem_type().0 == CGROUP2_SUPER_MAGIC)
         .unwrap_or(false)
 }
 

@@ -17,6 +17,7 @@
 mod attach;
 mod caps;
 pub mod cgroups;
+mod console;
 mod error;
 mod failure;
 mod init;
@@ -30,7 +31,24 @@ pub mod state;
 mod sys;
 pub mod user;
 
-pub use attach::{run_attached, AttachOptions, FORWARDED};
+pub use attach::{block_forwarded_signals, run_attached, AttachOptions, FORWARDED};
 pub use error::{RunnerError, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_RUNTIME_ERROR};
 pub use process::{Container, ExitStatus};
 pub use spec::*;
+
+pub use nix::sys::signal::Signal;
+
+/// Parses a signal as Docker's `StopSignal` accepts it: `SIGTERM`, `TERM`, `15`.
+pub fn parse_signal(s: &str) -> Option<Signal> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).ok();
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse().ok()
+}

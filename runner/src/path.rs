@@ -67,7 +67,12 @@ pub fn ensure_dir(root: RawFd, path: &str, no_symlinks: bool) -> Result<Target, 
     ensure_dir_at_depth(root, path, no_symlinks, 0)
 }
 
-fn ensure_dir_at_depth(root: RawFd, path: &str, no_symlinks: bool, depth: u32) -> Result<Target, Errno> {
+fn ensure_dir_at_depth(
+    root: RawFd,
+    path: &str,
+    no_symlinks: bool,
+    depth: u32,
+) -> Result<Target, Errno> {
     // Linux's own bound on symlink hops (path_resolution(7)).
     if depth > 40 {
         return Err(Errno::ELOOP);
@@ -94,7 +99,11 @@ fn ensure_dir_at_depth(root: RawFd, path: &str, no_symlinks: bool, depth: u32) -
             Ok(fd) => fd,
             Err(Errno::ENOENT) => {
                 let name = CString::new(*comp).map_err(|_| Errno::EINVAL)?;
-                match nix::sys::stat::mkdirat(Some(parent.as_raw_fd()), name.as_c_str(), Mode::from_bits_truncate(0o755)) {
+                match nix::sys::stat::mkdirat(
+                    Some(parent.as_raw_fd()),
+                    name.as_c_str(),
+                    Mode::from_bits_truncate(0o755),
+                ) {
                     Ok(()) => {
                         if created.is_none() {
                             created = Some(prefix.clone());
@@ -102,11 +111,21 @@ fn ensure_dir_at_depth(root: RawFd, path: &str, no_symlinks: bool, depth: u32) -
                     }
                     Err(Errno::EEXIST) => {
                         // A dangling symlink: continue from its target, resolved in the rootfs.
-                        let link = nix::fcntl::readlinkat(Some(parent.as_raw_fd()), name.as_c_str())?;
+                        let link =
+                            nix::fcntl::readlinkat(Some(parent.as_raw_fd()), name.as_c_str())?;
                         let link = link.to_str().ok_or(Errno::EINVAL)?;
-                        let base = if link.starts_with('/') { link.to_string() } else { format!("{parent_prefix}/{link}") };
+                        let base = if link.starts_with('/') {
+                            link.to_string()
+                        } else {
+                            format!("{parent_prefix}/{link}")
+                        };
                         let rest = comps[i + 1..].join("/");
-                        let mut t = ensure_dir_at_depth(root, &format!("{base}/{rest}"), no_symlinks, depth + 1)?;
+                        let mut t = ensure_dir_at_depth(
+                            root,
+                            &format!("{base}/{rest}"),
+                            no_symlinks,
+                            depth + 1,
+                        )?;
                         t.created = created.or(t.created);
                         return Ok(t);
                     }
@@ -121,7 +140,10 @@ fn ensure_dir_at_depth(root: RawFd, path: &str, no_symlinks: bool, depth: u32) -
         }
         parent = fd;
     }
-    Ok(Target { fd: parent, created })
+    Ok(Target {
+        fd: parent,
+        created,
+    })
 }
 
 /// Makes sure `path` is a non-directory inside the rootfs (an empty regular file is created when

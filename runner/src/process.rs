@@ -94,7 +94,8 @@ struct ChildFds {
     stdin: Option<RawFd>,
     stdout: Option<RawFd>,
     stderr: Option<RawFd>,
-    pty_slave: Option<RawFd>,
+    console_sock: Option<RawFd>,
+    winsize: Option<libc::winsize>,
 }
 
 fn pipe() -> Result<(File, File), RunnerError> {
@@ -168,18 +169,23 @@ impl Container {
             stdin: None,
             stdout: None,
             stderr: None,
-            pty_slave: None,
+            console_sock: None,
+            winsize: None,
         };
-        let mut pty_master = None;
+        let mut console_parent = None;
         if spec.stdio.terminal {
-            let ws = window_size();
-            let pty =
-                nix::pty::openpty(ws.as_ref(), None).map_err(|e| RunnerError::sys("openpty", e))?;
-            set_cloexec(pty.master.as_raw_fd());
-            set_cloexec(pty.slave.as_raw_fd());
-            fds.pty_slave = Some(pty.slave.as_raw_fd());
-            child_side.push(pty.slave);
-            pty_master = Some(pty.master);
+            use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+            let (p, c) = socketpair(
+                AddressFamily::Unix,
+                SockType::SeqPacket,
+                None,
+                SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(|e| RunnerError::sys("socketpair for the console", e))?;
+            fds.console_sock = Some(c.as_raw_fd());
+            fds.winsize = window_size();
+            child_side.push(c);
+            console_parent = Some(p);
         } else {
             let null = || -> Result<OwnedFd, RunnerError> {
                 let f = File::options()
@@ -260,6 +266,10 @@ impl Container {
             return Err(RunnerError::Start { exit_code, message });
         }
         let pid = Pid::from_raw(i32::from_le_bytes(pid_buf));
+        let pty_master = console_parent
+            .as_ref()
+            .and_then(|s| crate::console::receive_master(s.as_raw_fd()));
+        drop(console_parent);
         let mut container = Container {
             pid,
             relay,
@@ -349,12 +359,7 @@ impl Container {
             self.status = Some(status);
         }
         if !self.reaped {
-            loop {
-                match waitpid(self.relay, None) {
-                    Err(Errno::EINTR) => continue,
-                    _ => break,
-                }
-            }
+            while let Err(Errno::EINTR) = waitpid(self.relay, None) {}
             self.reaped = true;
             if let Some(cg) = self.cgroup.take() {
                 cg.remove()?;
@@ -385,13 +390,6 @@ fn parse_failure(m: &[u8]) -> Option<(i32, String)> {
         m[1] as i32,
         String::from_utf8_lossy(&m[2..end]).into_owned(),
     ))
-}
-
-fn set_cloexec(fd: RawFd) {
-    let _ = nix::fcntl::fcntl(
-        fd,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    );
 }
 
 /// The caller's terminal size (stdout, else stdin), for a new pty.
@@ -565,15 +563,7 @@ fn setup(
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
 
     nix::unistd::setsid().ctx(|| "setsid".into())?;
-    if let Some(slave) = fds.pty_slave {
-        // SAFETY: TIOCSCTTY on the pty slave we own makes it our controlling terminal.
-        if unsafe { libc::ioctl(slave, libc::TIOCSCTTY as _, 0) } < 0 {
-            return Err(Errno::last()).ctx(|| "making the pty the controlling terminal".into());
-        }
-        for target in 0..3 {
-            nix::unistd::dup2(slave, target).ctx(|| "attaching the pty".into())?;
-        }
-    } else {
+    if fds.console_sock.is_none() {
         for (fd, target) in [(fds.stdin, 0), (fds.stdout, 1), (fds.stderr, 2)] {
             if let Some(fd) = fd {
                 nix::unistd::dup2(fd, target).ctx(|| "attaching stdio".into())?;
@@ -622,6 +612,9 @@ fn setup(
     }
     rootfs::pivot(&prepared.root)?;
     drop(prepared);
+    if let Some(sock) = fds.console_sock {
+        crate::console::setup_in_container(sock, fds.winsize.as_ref())?;
+    }
 
     // CVE-2024-21626: a leaked host fd (e.g. to the host's cgroupfs) reachable as
     // /proc/self/fd/N would let `WORKDIR /proc/self/fd/N` put the process's cwd on the host.

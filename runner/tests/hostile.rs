@@ -34,7 +34,11 @@ fn proc_or_sys_or_dev_as_symlink_is_refused() {
         let (code, msg) = start_error(run(&fx.spec(&["true"])));
         assert_eq!(code, 125);
         assert!(msg.contains(&format!("/{name} is a symlink")), "{msg}");
-        assert_eq!(std::fs::read_dir(&target).unwrap().count(), 1, "nothing created on the host");
+        assert_eq!(
+            std::fs::read_dir(&target).unwrap().count(),
+            1,
+            "nothing created on the host"
+        );
     }
 }
 
@@ -44,9 +48,17 @@ fn dev_null_swapped_for_a_symlink_is_harmless() {
     let target = host_target(&fx);
     std::fs::create_dir(fx.lower().join("dev")).unwrap();
     std::os::unix::fs::symlink(target.join("precious"), fx.lower().join("dev/null")).unwrap();
-    let o = run(&fx.spec(&["/bin/sh", "-c", "echo overwritten > /dev/null; stat -c %F /dev/null; wc -c < /proc/timer_list"])).unwrap();
+    let o = run(&fx.spec(&[
+        "/bin/sh",
+        "-c",
+        "echo overwritten > /dev/null; stat -c %F /dev/null; wc -c < /proc/timer_list",
+    ]))
+    .unwrap();
     assert_eq!(o.stdout, "character special file\n0\n", "{o:?}");
-    assert_eq!(std::fs::read_to_string(target.join("precious")).unwrap(), "host data");
+    assert_eq!(
+        std::fs::read_to_string(target.join("precious")).unwrap(),
+        "host data"
+    );
 }
 
 #[test]
@@ -57,17 +69,37 @@ fn symlinked_volume_target_stays_inside_the_rootfs() {
     let vol = fx.tmp.path().join("vol");
     std::fs::create_dir(&vol).unwrap();
     std::fs::write(vol.join("v"), "volume").unwrap();
-    let mut spec = fx.spec(&["/bin/sh", "-c", "cat /data/sub/v; echo; echo hi > /data/sub/w"]);
+    let mut spec = fx.spec(&[
+        "/bin/sh",
+        "-c",
+        "cat /data/sub/v; echo; echo hi > /data/sub/w",
+    ]);
     spec.mounts = vec![
-        MountSpec::Bind { source: vol.clone(), destination: "/data/sub".into(), readonly: false },
-        MountSpec::Tmpfs { destination: "/data/tmp".into() },
+        MountSpec::Bind {
+            source: vol.clone(),
+            destination: "/data/sub".into(),
+            readonly: false,
+        },
+        MountSpec::Tmpfs {
+            destination: "/data/tmp".into(),
+        },
     ];
     let o = run(&spec).unwrap();
     assert_eq!(o.stdout, "volume\n", "{o:?}");
     // The mount point was created inside the rootfs (in the upper dir), not on the host.
-    assert!(!target.join("sub").exists(), "mount point created on the host");
-    assert!(!target.join("tmp").exists(), "mount point created on the host");
-    assert!(fx.upper().join(target.strip_prefix("/").unwrap()).join("sub").is_dir());
+    assert!(
+        !target.join("sub").exists(),
+        "mount point created on the host"
+    );
+    assert!(
+        !target.join("tmp").exists(),
+        "mount point created on the host"
+    );
+    assert!(fx
+        .upper()
+        .join(target.strip_prefix("/").unwrap())
+        .join("sub")
+        .is_dir());
     assert_eq!(std::fs::read_dir(&target).unwrap().count(), 1);
 }
 
@@ -83,7 +115,10 @@ fn workdir_through_proc_self_fd_cannot_reach_the_host() {
             Ok(o) => {
                 assert!(o.stdout.starts_with('/'), "fd {n}: {o:?}");
                 assert!(!o.stdout.contains("(unreachable)"), "fd {n}: {o:?}");
-                assert!(!o.stdout.contains("strata-runner-test"), "fd {n}: host dir listed: {o:?}");
+                assert!(
+                    !o.stdout.contains("strata-runner-test"),
+                    "fd {n}: host dir listed: {o:?}"
+                );
             }
             Err(e) => panic!("fd {n}: {e}"),
         }
