@@ -26,6 +26,9 @@ pub struct PullOptions {
     pub platform: Option<Platform>,
     /// Blobs transferred at once.
     pub jobs: usize,
+    /// Unpack each layer into the store's layer cache as soon as it has arrived (while other layers
+    /// still download), so a `run` or a build FROM the image starts without extracting.
+    pub unpack: bool,
     /// Where progress goes.
     pub progress: Arc<dyn Progress>,
 }
@@ -35,6 +38,7 @@ impl Default for PullOptions {
         PullOptions {
             platform: None,
             jobs: 4,
+            unpack: true,
             progress: Arc::new(NoProgress),
         }
     }
@@ -45,6 +49,7 @@ impl std::fmt::Debug for PullOptions {
         f.debug_struct("PullOptions")
             .field("platform", &self.platform)
             .field("jobs", &self.jobs)
+            .field("unpack", &self.unpack)
             .finish_non_exhaustive()
     }
 }
@@ -139,35 +144,34 @@ impl RegistryClient {
                 message: e.to_string(),
             })?;
 
-        // Config first in the list: it is small and tells nothing we need before the layers, but a
-        // registry that lacks it fails the pull before hundreds of megabytes move.
-        let mut blobs: Vec<(Digest, Option<u64>, &'static str)> = Vec::new();
+        let progress = options.progress.as_ref();
+        // The config first, alone: it is small, it holds the diff IDs that unpacking checks layers
+        // against, and a registry that lacks it fails the pull before hundreds of megabytes move.
         let config = parsed.config();
-        blobs.push((
-            Digest::from_oci(config.digest())?,
-            Some(config.size()),
-            "config",
-        ));
-        for layer in parsed.layers() {
+        let config_digest = Digest::from_oci(config.digest())?;
+        blob::download(&self.client, ep, repo, &config_digest, Some(config.size()), "config", &scopes, store, progress)?;
+        let diff_ids = if options.unpack { diff_ids_of(store, &config_digest, &display)? } else { Vec::new() };
+        if options.unpack && diff_ids.len() != parsed.layers().len() {
+            return Err(RegistryError::Protocol {
+                what: format!("image {display}"),
+                message: format!("manifest lists {} layers but the config has {} diff_ids", parsed.layers().len(), diff_ids.len()),
+            });
+        }
+
+        let mut layers: Vec<(usize, Digest)> = Vec::new();
+        for (i, layer) in parsed.layers().iter().enumerate() {
             let d = Digest::from_oci(layer.digest())?;
-            if !blobs.iter().any(|(have, _, _)| *have == d) {
-                blobs.push((d, Some(layer.size()), "layer"));
+            if !layers.iter().any(|(_, have)| *have == d) {
+                layers.push((i, d));
             }
         }
-        let progress = options.progress.as_ref();
-        parallel::for_each(options.jobs, &blobs, |(digest, size, what)| {
-            blob::download(
-                &self.client,
-                ep,
-                repo,
-                digest,
-                *size,
-                what,
-                &scopes,
-                store,
-                progress,
-            )
-            .map(|_| ())
+        parallel::for_each(options.jobs, &layers, |(i, digest)| {
+            let desc = &parsed.layers()[*i];
+            blob::download(&self.client, ep, repo, digest, Some(desc.size()), "layer", &scopes, store, progress)?;
+            if let Some(diff_id) = diff_ids.get(*i) {
+                store.unpacked_layer(desc, diff_id)?;
+            }
+            Ok(())
         })?;
 
         if let Some(index) = &index {
@@ -212,4 +216,23 @@ impl RegistryClient {
         )?;
         Ok(fetched)
     }
+}
+
+/// `rootfs.diff_ids` of a stored config.
+fn diff_ids_of(store: &Store, config: &Digest, display: &str) -> Result<Vec<Digest>> {
+    #[derive(serde::Deserialize)]
+    struct RootFs {
+        #[serde(default)]
+        diff_ids: Vec<Digest>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Config {
+        rootfs: RootFs,
+    }
+    let bytes = store.read_blob(config)?;
+    let parsed: Config = serde_json::from_slice(&bytes).map_err(|e| RegistryError::Protocol {
+        what: format!("image config {config} of {display}"),
+        message: e.to_string(),
+    })?;
+    Ok(parsed.rootfs.diff_ids)
 }

@@ -89,6 +89,12 @@ fn push_pull_round_trip_without_auth_keeps_every_digest_and_skips_existing_blobs
         dst.image(&dest.to_string()).unwrap().manifest_digest,
         image.manifest_digest
     );
+    // Layers were unpacked into the layer cache as they arrived (the default).
+    for (i, diff_id) in image.config.rootfs.diff_ids.iter().enumerate() {
+        let file = dst.unpacked_layer_path(diff_id).join(format!("file{i}"));
+        let want = noise(1000 + i as u64, [200_000, 6_000_000, 1_000][i]);
+        assert_eq!(std::fs::read(&file).unwrap(), want, "{}", file.display());
+    }
 
     // A repeated pull is served from the store after one HEAD.
     let again = client.pull(&dst, &dest, &PullOptions::default()).unwrap();
@@ -113,10 +119,11 @@ fn pull_by_digest_and_unknown_tags_name_the_reference() {
 
     let dst = new_store(tmp.path(), "dst");
     let by_digest = reference(&format!("{}/app@{}", reg.host(), image.manifest_digest));
-    let pulled = client
-        .pull(&dst, &by_digest, &PullOptions::default())
-        .unwrap();
+    let no_unpack = PullOptions { unpack: false, ..PullOptions::default() };
+    let pulled = client.pull(&dst, &by_digest, &no_unpack).unwrap();
     assert_same_image(&image, &pulled, &dst);
+    let first_diff_id = &image.config.rootfs.diff_ids[0];
+    assert!(!dst.unpacked_layer_path(first_diff_id).exists(), "unpack: false unpacked");
     assert_eq!(
         dst.image(&by_digest.to_string()).unwrap().manifest_digest,
         image.manifest_digest
