@@ -52,9 +52,17 @@ pub enum Command {
     /// Remove everything no tag, build, container or cache entry references.
     #[command(alias = "prune")]
     Gc(cmd::gc::Args),
+    /// Mount an image as one tree (FUSE union file system or kernel overlayfs).
+    Mount(cmd::mount::Args),
+    /// Unmount a `strata mount`.
+    Umount(cmd::umount::Args),
 }
 
 fn main() -> ExitCode {
+    // Invoked as `strata-fuse` (a symlink): fuse-overlayfs's command line.
+    if let Some(code) = cmd::fuse_compat::run_if_alias() {
+        return code;
+    }
     let cli = Cli::parse();
     init_logging(&cli.log_level);
     match cmd::dispatch(&cli) {

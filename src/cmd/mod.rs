@@ -2,7 +2,9 @@
 
 pub mod build;
 pub mod daemon;
+pub mod daemon;
 pub mod export;
+pub mod fuse_compat;
 pub mod fuse_compat;
 pub mod gc;
 pub mod history;
@@ -10,6 +12,7 @@ pub mod images;
 pub mod import;
 pub mod inspect;
 pub mod load;
+pub mod mount;
 pub mod login;
 pub mod logout;
 pub mod mount;
@@ -20,6 +23,7 @@ pub mod run;
 pub mod save;
 pub mod search;
 pub mod tag;
+pub mod umount;
 pub mod umount;
 
 use std::process::ExitCode;
@@ -45,6 +49,8 @@ pub fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Save(a) => save::run(cli, a),
         Command::Load(a) => load::run(cli, a),
         Command::Gc(a) => gc::run(cli, a),
+        Command::Mount(a) => mount::run(cli, a),
+        Command::Umount(a) => umount::run(cli, a),
         Command::Pull(a) => pull::run(cli, a),
         Command::Push(a) => push::run(cli, a),
         Command::Login(a) => login::run(cli, a),

@@ -14,9 +14,18 @@ fn main() {
         work,
         passthrough: std::env::var_os("NO_PASSTHROUGH").is_none(),
     };
-    let threads = std::env::var("THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(4);
-    let options = strata_unionfs::MountOptions { read_only: config.upper.is_none(), threads, ..Default::default() };
-    if let Err(e) = strata_unionfs::mount_and_serve(config, None, mountpoint, options, |_| eprintln!("ready")) {
+    let threads = std::env::var("THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(4);
+    let options = strata_unionfs::MountOptions {
+        read_only: config.upper.is_none(),
+        threads,
+        ..Default::default()
+    };
+    if let Err(e) =
+        strata_unionfs::mount_and_serve(config, None, mountpoint, options, |_| eprintln!("ready"))
+    {
         eprintln!("serve: {e}");
         std::process::exit(1);
     }

@@ -184,7 +184,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             a.layers,
-            [PathBuf::from("/bottom"), PathBuf::from("/mid:x"), PathBuf::from("/top")]
+            [
+                PathBuf::from("/bottom"),
+                PathBuf::from("/mid:x"),
+                PathBuf::from("/top")
+            ]
         );
         assert_eq!(a.upper, Some(PathBuf::from("/u")));
         assert_eq!(a.mountpoint, PathBuf::from("/mnt"));
@@ -194,7 +198,10 @@ mod tests {
     #[test]
     fn mount_helper_form_and_errors() {
         let a = parse(&args(&["img", "/mnt", "-o", "ro,nodev,lowerdir=/a", "-f"])).unwrap();
-        assert_eq!((a.fsname.as_str(), a.read_only, a.dev, a.foreground), ("img", true, false, true));
+        assert_eq!(
+            (a.fsname.as_str(), a.read_only, a.dev, a.foreground),
+            ("img", true, false, true)
+        );
         assert!(parse(&args(&["/mnt"])).is_err());
         assert!(parse(&args(&["-o", "lowerdir=/a,upperdir=/u", "/mnt"])).is_err());
         assert!(parse(&args(&["-o"])).is_err());

@@ -198,7 +198,11 @@ impl UnionFs {
             }
             None => Tree::from_index(&lower, None),
         };
-        let ttl = if config.upper.is_some() { RW_TTL } else { RO_TTL };
+        let ttl = if config.upper.is_some() {
+            RW_TTL
+        } else {
+            RO_TTL
+        };
         Ok(UnionFs {
             layers: config.layers,
             upper: config.upper,
@@ -461,7 +465,14 @@ impl UnionFs {
     }
 
     /// Adds a freshly created upper entry to the tree and answers with its attributes.
-    fn insert_new(&self, tree: &mut Tree, parent: u64, name: &OsStr, path: &Path, opaque: bool) -> Result<(u64, FileAttr), Errno> {
+    fn insert_new(
+        &self,
+        tree: &mut Tree,
+        parent: u64,
+        name: &OsStr,
+        path: &Path,
+        opaque: bool,
+    ) -> Result<(u64, FileAttr), Errno> {
         let meta = fs::symlink_metadata(path).map_err(|e| errno(&e))?;
         let attr = Attr::from_metadata(&meta);
         let ino = tree.push(Node {
@@ -500,7 +511,9 @@ impl UnionFs {
         else {
             return;
         };
-        let Some(node) = tree.get_mut(ino) else { return };
+        let Some(node) = tree.get_mut(ino) else {
+            return;
+        };
         if node.parent == parent && node.name == name {
             if node.extra_links.is_empty() {
                 node.unlinked = true;
@@ -510,14 +523,21 @@ impl UnionFs {
                 node.name = n;
             }
         } else {
-            node.extra_links.retain(|(p, n)| !(*p == parent && n == name));
+            node.extra_links
+                .retain(|(p, n)| !(*p == parent && n == name));
         }
         node.attr.nlink = node.attr.nlink.saturating_sub(1);
     }
 
     /// Removes `parent/name` from the merged view: deletes the upper copy, leaves a whiteout
     /// if a lower layer still has the name.
-    fn remove_name(&self, tree: &mut Tree, parent: u64, name: &OsStr, want_dir: bool) -> Result<(), Errno> {
+    fn remove_name(
+        &self,
+        tree: &mut Tree,
+        parent: u64,
+        name: &OsStr,
+        want_dir: bool,
+    ) -> Result<(), Errno> {
         let ino = tree.child(parent, name).ok_or(Errno::ENOENT)?;
         let node = tree.get(ino).ok_or(Errno::ENOENT)?;
         let is_dir = node.attr.is_dir();
@@ -548,12 +568,8 @@ impl UnionFs {
         let acc = flags & libc::O_ACCMODE;
         // O_APPEND stays out: the kernel sends the offset to write at (a pwrite on an O_APPEND
         // fd would append anyway); creation flags were handled by the caller.
-        let keep = libc::O_TRUNC | libc::O_SYNC | libc::O_DSYNC | libc::O_NOATIME;
-        let mut opts = OpenOptions::new();
-        opts.read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
-            .write(acc == libc::O_WRONLY || acc == libc::O_RDWR)
-            .custom_flags((flags & keep & !libc::O_NOATIME) | libc::O_NOFOLLOW);
-        let file = opts.open(&path).map_err(|e| errno(&e))?;
+        let keep = libc::O_TRUNC | libc::O_SYNC | libc::O_DSYNC;
+        let file = sys::open_flags(&path, acc | (flags & keep)).map_err(|e| errno(&e))?;
         Ok((file, src))
     }
 
@@ -587,7 +603,14 @@ impl UnionFs {
         match open(file) {
             Ok(id) => {
                 let id = Arc::new(id);
-                backings.insert(ino, Backing { id: id.clone(), src, opens: 1 });
+                backings.insert(
+                    ino,
+                    Backing {
+                        id: id.clone(),
+                        src,
+                        opens: 1,
+                    },
+                );
                 Ok(Some(id))
             }
             Err(e) => {
@@ -623,7 +646,12 @@ impl UnionFs {
     }
 
     fn entries_for(&self, ino: u64, fh: FileHandle) -> Result<Arc<Vec<(OsString, u64)>>, Errno> {
-        if let Some(e) = self.dirs.lock().unwrap_or_else(|p| p.into_inner()).get(&fh.0) {
+        if let Some(e) = self
+            .dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh.0)
+        {
             return Ok(e.clone());
         }
         self.dir_entries(&self.read_tree(), ino)
@@ -659,6 +687,10 @@ impl Filesystem for UnionFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        // FUSE leaves NAME_MAX to the file system.
+        if name.len() > 255 {
+            return reply.error(Errno::ENAMETOOLONG);
+        }
         let tree = self.read_tree();
         match tree.child(parent.0, name) {
             Some(ino) => match self.reply_attr_of(&tree, ino) {
@@ -737,7 +769,10 @@ impl Filesystem for UnionFs {
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         let tree = self.read_tree();
-        match self.real_path(&tree, ino.0).and_then(|p| fs::read_link(p).map_err(|e| errno(&e))) {
+        match self
+            .real_path(&tree, ino.0)
+            .and_then(|p| fs::read_link(p).map_err(|e| errno(&e)))
+        {
             Ok(target) => reply.data(target.as_os_str().as_bytes()),
             Err(e) => reply.error(e),
         }
@@ -810,7 +845,10 @@ impl Filesystem for UnionFs {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let mut tree = self.write_tree();
-        match self.upper_root().and_then(|_| self.remove_name(&mut tree, parent.0, name, false)) {
+        match self
+            .upper_root()
+            .and_then(|_| self.remove_name(&mut tree, parent.0, name, false))
+        {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -818,7 +856,10 @@ impl Filesystem for UnionFs {
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let mut tree = self.write_tree();
-        match self.upper_root().and_then(|_| self.remove_name(&mut tree, parent.0, name, true)) {
+        match self
+            .upper_root()
+            .and_then(|_| self.remove_name(&mut tree, parent.0, name, true))
+        {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -859,7 +900,9 @@ impl Filesystem for UnionFs {
         let mut tree = self.write_tree();
         let result = (|| -> Result<(), Errno> {
             self.upper_root()?;
-            if flags.contains(RenameFlags::RENAME_EXCHANGE) || flags.contains(RenameFlags::RENAME_WHITEOUT) {
+            if flags.contains(RenameFlags::RENAME_EXCHANGE)
+                || flags.contains(RenameFlags::RENAME_WHITEOUT)
+            {
                 return Err(Errno::EINVAL);
             }
             if newname.len() > 255 {
@@ -950,8 +993,10 @@ impl Filesystem for UnionFs {
                 if n.parent == parent && n.name == name {
                     n.parent = newparent;
                     n.name = newname.to_os_string();
-                } else if let Some(link) =
-                    n.extra_links.iter_mut().find(|(p, l)| *p == parent && l == name)
+                } else if let Some(link) = n
+                    .extra_links
+                    .iter_mut()
+                    .find(|(p, l)| *p == parent && l == name)
                 {
                     *link = (newparent, newname.to_os_string());
                 }
@@ -964,7 +1009,14 @@ impl Filesystem for UnionFs {
         }
     }
 
-    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
         let mut tree = self.write_tree();
         let result = (|| {
             let ino = ino.0;
@@ -1017,7 +1069,11 @@ impl Filesystem for UnionFs {
         let fh = self.new_fh();
         self.files.lock().unwrap_or_else(|p| p.into_inner()).insert(
             fh,
-            OpenFile { file: Arc::new(file), ino, backing: backing.clone() },
+            OpenFile {
+                file: Arc::new(file),
+                ino,
+                backing: backing.clone(),
+            },
         );
         match backing {
             // The kernel refuses passthrough opens carrying any flag outside
@@ -1078,7 +1134,14 @@ impl Filesystem for UnionFs {
         }
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lo: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lo: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         reply.ok();
     }
 
@@ -1092,7 +1155,11 @@ impl Filesystem for UnionFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let removed = self.files.lock().unwrap_or_else(|p| p.into_inner()).remove(&fh.0);
+        let removed = self
+            .files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh.0);
         if let Some(f) = removed {
             if f.backing.is_some() {
                 self.release_backing(f.ino);
@@ -1101,9 +1168,21 @@ impl Filesystem for UnionFs {
         reply.ok();
     }
 
-    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         let result = self.handle(fh).and_then(|f| {
-            if datasync { f.sync_data() } else { f.sync_all() }.map_err(|e| errno(&e))
+            if datasync {
+                f.sync_data()
+            } else {
+                f.sync_all()
+            }
+            .map_err(|e| errno(&e))
         });
         match result {
             Ok(()) => reply.ok(),
@@ -1118,7 +1197,10 @@ impl Filesystem for UnionFs {
             Err(e) => return reply.error(e),
         };
         let fh = self.new_fh();
-        self.dirs.lock().unwrap_or_else(|p| p.into_inner()).insert(fh, entries);
+        self.dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(fh, entries);
         let flags = if self.upper.is_none() {
             FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR
         } else {
@@ -1127,14 +1209,24 @@ impl Filesystem for UnionFs {
         reply.opened(FileHandle(fh), flags);
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         let entries = match self.entries_for(ino.0, fh) {
             Ok(e) => e,
             Err(e) => return reply.error(e),
         };
         let tree = self.read_tree();
         for (i, (name, child)) in entries.iter().enumerate().skip(offset as usize) {
-            let kind = tree.get(*child).map(|n| kind_of(n.attr.mode)).unwrap_or(FileType::RegularFile);
+            let kind = tree
+                .get(*child)
+                .map(|n| kind_of(n.attr.mode))
+                .unwrap_or(FileType::RegularFile);
             if reply.add(INodeNo(*child), i as u64 + 1, kind, name) {
                 break;
             }
@@ -1156,25 +1248,55 @@ impl Filesystem for UnionFs {
         };
         let tree = self.read_tree();
         for (i, (name, child)) in entries.iter().enumerate().skip(offset as usize) {
-            let Ok(attr) = self.reply_attr_of(&tree, *child) else { continue };
-            if reply.add(INodeNo(*child), i as u64 + 1, name, &self.ttl, &attr, Generation(0)) {
+            let Ok(attr) = self.reply_attr_of(&tree, *child) else {
+                continue;
+            };
+            if reply.add(
+                INodeNo(*child),
+                i as u64 + 1,
+                name,
+                &self.ttl,
+                &attr,
+                Generation(0),
+            ) {
                 break;
             }
         }
         reply.ok();
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        self.dirs.lock().unwrap_or_else(|p| p.into_inner()).remove(&fh.0);
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh.0);
         reply.ok();
     }
 
-    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         reply.ok();
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let path = self.upper.clone().or_else(|| self.layers.last().cloned()).unwrap_or_default();
+        let path = self
+            .upper
+            .clone()
+            .or_else(|| self.layers.last().cloned())
+            .unwrap_or_default();
         match sys::statvfs(&path) {
             Ok(st) => reply.statfs(
                 st.f_blocks,
@@ -1289,15 +1411,7 @@ impl Filesystem for UnionFs {
         let mut tree = self.write_tree();
         let result = (|| {
             let (path, _) = self.prepare_new_name(&mut tree, parent.0, name)?;
-            let acc = flags & libc::O_ACCMODE;
-            let file = OpenOptions::new()
-                .read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
-                .write(acc == libc::O_WRONLY || acc == libc::O_RDWR)
-                .create_new(true)
-                .mode(mode & 0o7777)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)
-                .map_err(|e| errno(&e))?;
+            let file = sys::create_exclusive(&path, flags, mode & 0o7777).map_err(|e| errno(&e))?;
             let (uid, gid) = self.new_owner(&tree, parent.0, req);
             sys::lchown(&path, Some(uid), Some(gid)).map_err(|e| errno(&e))?;
             // chown(2) as root may clear set-id bits that were asked for: set the mode again.
@@ -1316,11 +1430,28 @@ impl Filesystem for UnionFs {
         let fh = self.new_fh();
         self.files.lock().unwrap_or_else(|p| p.into_inner()).insert(
             fh,
-            OpenFile { file: Arc::new(file), ino, backing: backing.clone() },
+            OpenFile {
+                file: Arc::new(file),
+                ino,
+                backing: backing.clone(),
+            },
         );
         match backing {
-            Some(id) => reply.created_passthrough(&self.ttl, &attr, Generation(0), FileHandle(fh), FopenFlags::empty(), &id),
-            None => reply.created(&self.ttl, &attr, Generation(0), FileHandle(fh), FopenFlags::empty()),
+            Some(id) => reply.created_passthrough(
+                &self.ttl,
+                &attr,
+                Generation(0),
+                FileHandle(fh),
+                FopenFlags::empty(),
+                &id,
+            ),
+            None => reply.created(
+                &self.ttl,
+                &attr,
+                Generation(0),
+                FileHandle(fh),
+                FopenFlags::empty(),
+            ),
         }
     }
 
@@ -1337,7 +1468,11 @@ impl Filesystem for UnionFs {
         let result = self.handle(fh).and_then(|f| {
             // SAFETY: the fd is open for the duration of the call.
             let r = unsafe { libc::fallocate(f.as_raw_fd(), mode, offset as i64, length as i64) };
-            if r < 0 { Err(errno(&io::Error::last_os_error())) } else { Ok(()) }
+            if r < 0 {
+                Err(errno(&io::Error::last_os_error()))
+            } else {
+                Ok(())
+            }
         });
         match result {
             Ok(()) => reply.ok(),
@@ -1345,11 +1480,23 @@ impl Filesystem for UnionFs {
         }
     }
 
-    fn lseek(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
         let result = self.handle(fh).and_then(|f| {
             // SAFETY: the fd is open; SEEK_DATA/SEEK_HOLE only read the file's extent map.
             let r = unsafe { libc::lseek(f.as_raw_fd(), offset, whence) };
-            if r < 0 { Err(errno(&io::Error::last_os_error())) } else { Ok(r) }
+            if r < 0 {
+                Err(errno(&io::Error::last_os_error()))
+            } else {
+                Ok(r)
+            }
         });
         match result {
             Ok(off) => reply.offset(off),

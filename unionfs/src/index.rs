@@ -535,11 +535,20 @@ mod tests {
         fs::write(l1.join("d/a"), "a1!").unwrap();
         fs::write(l1.join("o/new"), "n").unwrap();
         let wh = CString::new(l1.join("d/gone").as_os_str().as_bytes()).unwrap();
-        assert_eq!(unsafe { libc::mknod(wh.as_ptr(), libc::S_IFCHR | 0o600, 0) }, 0);
+        assert_eq!(
+            unsafe { libc::mknod(wh.as_ptr(), libc::S_IFCHR | 0o600, 0) },
+            0
+        );
         let o = CString::new(l1.join("o").as_os_str().as_bytes()).unwrap();
         assert_eq!(
             unsafe {
-                libc::setxattr(o.as_ptr(), c"trusted.overlay.opaque".as_ptr(), b"y".as_ptr().cast(), 1, 0)
+                libc::setxattr(
+                    o.as_ptr(),
+                    c"trusted.overlay.opaque".as_ptr(),
+                    b"y".as_ptr().cast(),
+                    1,
+                    0,
+                )
             },
             0
         );

@@ -101,6 +101,8 @@ pub fn check_mountpoint(mountpoint: &Path) -> Result<()> {
 pub struct MountInfo {
     /// Device number "major:minor".
     pub dev: String,
+    /// The directory of the source file system that is mounted (a bind mount's source).
+    pub root: PathBuf,
     /// Mount point.
     pub mountpoint: PathBuf,
     /// File system type (e.g. `fuse.strata`, `overlay`).
@@ -134,7 +136,9 @@ pub fn mount_at(path: &Path) -> Option<MountInfo> {
     let mut found = None;
     for line in text.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
-        let Some(sep) = fields.iter().position(|f| *f == "-") else { continue };
+        let Some(sep) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
         if fields.len() < sep + 3 || fields.len() < 5 {
             continue;
         }
@@ -142,6 +146,7 @@ pub fn mount_at(path: &Path) -> Option<MountInfo> {
         if mp == canon {
             found = Some(MountInfo {
                 dev: fields[2].to_string(),
+                root: PathBuf::from(unescape_mountinfo(fields[3])),
                 mountpoint: mp,
                 fstype: fields[sep + 1].to_string(),
                 source: unescape_mountinfo(fields[sep + 2]),

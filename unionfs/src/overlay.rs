@@ -42,7 +42,11 @@ pub struct OverlaySpec {
 }
 
 fn err<'a>(what: &'static str, target: &'a Path) -> impl FnOnce(io::Error) -> UnionError + 'a {
-    move |source| UnionError::Mount { what, path: target.to_path_buf(), source }
+    move |source| UnionError::Mount {
+        what,
+        path: target.to_path_buf(),
+        source,
+    }
 }
 
 fn cstr(s: &[u8]) -> io::Result<CString> {
@@ -50,7 +54,8 @@ fn cstr(s: &[u8]) -> io::Result<CString> {
 }
 
 /// Mounts `spec` on `target` with kernel overlayfs (a single read-only layer is bind-mounted
-/// read-only instead, since overlayfs needs two lower layers when it has no upper).
+/// read-only instead, since overlayfs needs two lower layers when it has no upper; `strata
+/// umount` recognises such a mount by its source directory under `layers/sha256/`).
 pub fn mount_overlay(spec: &OverlaySpec, target: &Path) -> Result<()> {
     if spec.layers.is_empty() {
         return Err(UnionError::NoLayers);
@@ -87,7 +92,12 @@ fn syscall_fd(ret: libc::c_long) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
 }
 
-fn fsconfig(fs: &OwnedFd, cmd: libc::c_uint, key: Option<&[u8]>, value: Option<&[u8]>) -> io::Result<()> {
+fn fsconfig(
+    fs: &OwnedFd,
+    cmd: libc::c_uint,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> io::Result<()> {
     let key = key.map(cstr).transpose()?;
     let value = value.map(cstr).transpose()?;
     // SAFETY: fs is an fsopen fd; key/value are NUL-terminated or NULL as fsconfig(2) allows.
@@ -110,15 +120,32 @@ fn fsconfig(fs: &OwnedFd, cmd: libc::c_uint, key: Option<&[u8]>, value: Option<&
 
 fn mount_new_api(spec: &OverlaySpec, target: &Path) -> io::Result<()> {
     // SAFETY: a constant NUL-terminated file system name.
-    let fs = syscall_fd(unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) })?;
+    let fs = syscall_fd(unsafe {
+        libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC)
+    })?;
     fsconfig(&fs, FSCONFIG_SET_STRING, Some(b"source"), Some(b"strata"))?;
     // overlay's order is top layer first.
     for layer in spec.layers.iter().rev() {
-        fsconfig(&fs, FSCONFIG_SET_STRING, Some(b"lowerdir+"), Some(layer.as_os_str().as_bytes()))?;
+        fsconfig(
+            &fs,
+            FSCONFIG_SET_STRING,
+            Some(b"lowerdir+"),
+            Some(layer.as_os_str().as_bytes()),
+        )?;
     }
     if let Some((upper, work)) = &spec.upper_work {
-        fsconfig(&fs, FSCONFIG_SET_STRING, Some(b"upperdir"), Some(upper.as_os_str().as_bytes()))?;
-        fsconfig(&fs, FSCONFIG_SET_STRING, Some(b"workdir"), Some(work.as_os_str().as_bytes()))?;
+        fsconfig(
+            &fs,
+            FSCONFIG_SET_STRING,
+            Some(b"upperdir"),
+            Some(upper.as_os_str().as_bytes()),
+        )?;
+        fsconfig(
+            &fs,
+            FSCONFIG_SET_STRING,
+            Some(b"workdir"),
+            Some(work.as_os_str().as_bytes()),
+        )?;
     }
     // index=off, xino=off: plain layer directories without overlay's extra bookkeeping.
     let _ = fsconfig(&fs, FSCONFIG_SET_STRING, Some(b"index"), Some(b"off"));
@@ -131,7 +158,9 @@ fn mount_new_api(spec: &OverlaySpec, target: &Path) -> io::Result<()> {
         attrs |= MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID;
     }
     // SAFETY: fs is a configured fs context fd.
-    let mnt = syscall_fd(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) })?;
+    let mnt = syscall_fd(unsafe {
+        libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs)
+    })?;
     let c_target = sys::cpath(target)?;
     // SAFETY: mnt is a detached mount fd; c_target a valid path.
     let ret = unsafe {
@@ -200,7 +229,13 @@ fn mount_legacy(spec: &OverlaySpec, target: &Path) -> Result<()> {
     let c_target = sys::cpath(target).map_err(err("overlay mount on", target))?;
     // SAFETY: valid C strings.
     let rc = unsafe {
-        libc::mount(c"strata".as_ptr(), c_target.as_ptr(), c"overlay".as_ptr(), flags, c_data.as_ptr().cast())
+        libc::mount(
+            c"strata".as_ptr(),
+            c_target.as_ptr(),
+            c"overlay".as_ptr(),
+            flags,
+            c_data.as_ptr().cast(),
+        )
     };
     if rc != 0 {
         return Err(err("overlay mount on", target)(io::Error::last_os_error()));
@@ -213,14 +248,29 @@ fn bind_read_only(layer: &Path, target: &Path) -> Result<()> {
     let c_target = sys::cpath(target).map_err(err("bind mount on", target))?;
     // SAFETY: valid C strings; NULL fstype/data are allowed for MS_BIND.
     let rc = unsafe {
-        libc::mount(c_src.as_ptr(), c_target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null())
+        libc::mount(
+            c_src.as_ptr(),
+            c_target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
     };
     if rc != 0 {
         return Err(err("bind mount on", target)(io::Error::last_os_error()));
     }
-    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NODEV | libc::MS_NOSUID;
+    let flags =
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NODEV | libc::MS_NOSUID;
     // SAFETY: as above.
-    let rc = unsafe { libc::mount(std::ptr::null(), c_target.as_ptr(), std::ptr::null(), flags, std::ptr::null()) };
+    let rc = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c_target.as_ptr(),
+            std::ptr::null(),
+            flags,
+            std::ptr::null(),
+        )
+    };
     if rc != 0 {
         let e = io::Error::last_os_error();
         let _ = crate::mount::umount(target, true);

@@ -12,7 +12,8 @@ const FICLONE: libc::c_ulong = 0x4004_9409;
 
 /// The path as a C string (paths with interior NULs cannot exist on Linux: EINVAL).
 pub fn cpath(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
 fn check(ret: libc::c_int) -> io::Result<()> {
@@ -70,9 +71,18 @@ pub enum TimeSpec {
 
 fn timespec(t: TimeSpec) -> libc::timespec {
     match t {
-        TimeSpec::Omit => libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
-        TimeSpec::Now => libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW },
-        TimeSpec::At(s, ns) => libc::timespec { tv_sec: s, tv_nsec: i64::from(ns) },
+        TimeSpec::Omit => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        TimeSpec::Now => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        TimeSpec::At(s, ns) => libc::timespec {
+            tv_sec: s,
+            tv_nsec: i64::from(ns),
+        },
     }
 }
 
@@ -82,14 +92,20 @@ pub fn utimens(path: &Path, atime: TimeSpec, mtime: TimeSpec) -> io::Result<()> 
     let times = [timespec(atime), timespec(mtime)];
     // SAFETY: valid C string and a two-element timespec array.
     check(unsafe {
-        libc::utimensat(libc::AT_FDCWD, p.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW)
+        libc::utimensat(
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
     })
 }
 
 /// lgetxattr(2) into a fresh buffer (`Ok(None)` when the attribute does not exist).
 pub fn lgetxattr(path: &Path, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
     let p = cpath(path)?;
-    let n = CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let n =
+        CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     for _ in 0..4 {
         // SAFETY: a NULL buffer with size 0 asks for the size.
         let size = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) };
@@ -148,7 +164,13 @@ pub fn lsetxattr(path: &Path, name: &[u8], value: &[u8], flags: i32) -> io::Resu
     let n = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: valid C strings and a value slice with its length.
     check(unsafe {
-        libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), flags)
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
     })
 }
 
@@ -177,6 +199,35 @@ pub fn copy_file_data(src: &std::fs::File, dst: &mut std::fs::File) -> io::Resul
     let mut reader = src;
     std::io::copy(&mut reader, dst)?;
     Ok(())
+}
+
+/// open(2) with O_CREAT|O_EXCL and the caller's access mode (O_RDONLY included, which std's
+/// OpenOptions refuses to combine with creation).
+pub fn create_exclusive(path: &Path, access: i32, mode: u32) -> io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    let p = cpath(path)?;
+    let flags = (access & libc::O_ACCMODE) | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: valid C string; mode is passed as the variadic third argument.
+    let fd = unsafe { libc::open(p.as_ptr(), flags, mode as libc::c_uint) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by open(2) and is owned by nobody else.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// open(2) with the kernel's flags as given (including access mode 3, "neither read nor
+/// write", which std's OpenOptions cannot express), never following a final symlink.
+pub fn open_flags(path: &Path, flags: i32) -> io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    let p = cpath(path)?;
+    // SAFETY: valid C string; no O_CREAT, so no mode argument is read.
+    let fd = unsafe { libc::open(p.as_ptr(), flags | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by open(2).
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
 /// statvfs(2) of the file system holding `path`.

@@ -81,7 +81,9 @@ impl Tree {
         for (i, n) in index.nodes.iter().enumerate() {
             let ino = i as u64 + 1;
             for (name, child) in &n.children {
-                let Some(c) = nodes.get_mut((child - 1) as usize) else { continue };
+                let Some(c) = nodes.get_mut((child - 1) as usize) else {
+                    continue;
+                };
                 if !(c.parent == ino && &c.name == name) {
                     c.extra_links.push((ino, name.clone()));
                 }
@@ -100,7 +102,8 @@ impl Tree {
 
     /// The node of `ino`, mutable.
     pub fn get_mut(&mut self, ino: u64) -> Option<&mut Node> {
-        ino.checked_sub(1).and_then(move |i| self.nodes.get_mut(i as usize))
+        ino.checked_sub(1)
+            .and_then(move |i| self.nodes.get_mut(i as usize))
     }
 
     /// The child called `name` in directory `parent`.
@@ -132,7 +135,9 @@ impl Tree {
     pub fn under_opaque(&self, ino: u64) -> bool {
         let mut cur = ino;
         for _ in 0..=self.nodes.len() {
-            let Some(node) = self.get(cur) else { return false };
+            let Some(node) = self.get(cur) else {
+                return false;
+            };
             if node.opaque {
                 return true;
             }
@@ -162,7 +167,9 @@ pub fn lower_has(lower: &MergedIndex, path: &Path) -> bool {
     let mut ino = ROOT_INO;
     for comp in path.components() {
         let name = comp.as_os_str();
-        let Some(node) = lower.nodes.get((ino - 1) as usize) else { return false };
+        let Some(node) = lower.nodes.get((ino - 1) as usize) else {
+            return false;
+        };
         let found = node
             .children
             .binary_search_by(|(n, _)| n.as_os_str().cmp(name))

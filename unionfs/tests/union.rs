@@ -31,8 +31,16 @@ fn many_layers(root: &Path) -> Vec<PathBuf> {
     std::os::unix::fs::symlink("../etc/passwd", l(0, "usr/passwd-rel")).unwrap();
     std::os::unix::fs::symlink("/etc/hosts", l(0, "usr/hosts-abs")).unwrap();
     fs::create_dir_all(l(0, "dev")).unwrap();
-    mknod(&l(0, "dev/null"), libc::S_IFCHR | 0o666, libc::makedev(1, 3));
-    mknod(&l(0, "dev/loop9"), libc::S_IFBLK | 0o660, libc::makedev(7, 9));
+    mknod(
+        &l(0, "dev/null"),
+        libc::S_IFCHR | 0o666,
+        libc::makedev(1, 3),
+    );
+    mknod(
+        &l(0, "dev/loop9"),
+        libc::S_IFBLK | 0o660,
+        libc::makedev(7, 9),
+    );
     mknod(&l(0, "dev/fifo"), libc::S_IFIFO | 0o644, 0);
     drop(std::os::unix::net::UnixListener::bind(l(0, "dev/sock")).unwrap());
     write(&l(0, "var/lib/state"), "old state");
@@ -89,7 +97,10 @@ fn many_layers(root: &Path) -> Vec<PathBuf> {
 
 /// overlayfs reports a link count of 1 for merged directories (it cannot know the real one);
 /// we report 2 + subdirectories, so directory link counts are not compared.
-const FULL: SnapOpts = SnapOpts { mtimes: true, dir_nlink: false };
+const FULL: SnapOpts = SnapOpts {
+    mtimes: true,
+    dir_nlink: false,
+};
 
 #[test]
 fn merged_tree_of_many_layers_equals_kernel_overlayfs() {
@@ -104,9 +115,15 @@ fn merged_tree_of_many_layers_equals_kernel_overlayfs() {
     // Spot checks that the comparison is about the right things.
     assert!(!ours.dir.join("var/cache").exists());
     assert_eq!(fs::read_dir(ours.dir.join("opq")).unwrap().count(), 1);
-    assert_eq!(fs::read_to_string(ours.dir.join("flip")).unwrap(), "a file again");
+    assert_eq!(
+        fs::read_to_string(ours.dir.join("flip")).unwrap(),
+        "a file again"
+    );
     let sh = fs::metadata(ours.dir.join("bin/sh")).unwrap();
-    assert_eq!((sh.nlink(), sh.ino()), (4, fs::metadata(ours.dir.join("bin/ls")).unwrap().ino()));
+    assert_eq!(
+        (sh.nlink(), sh.ino()),
+        (4, fs::metadata(ours.dir.join("bin/ls")).unwrap().ino())
+    );
     // The read-only mount refuses writes.
     let err = fs::write(ours.dir.join("etc/hosts"), "x").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EROFS));
@@ -120,7 +137,11 @@ fn read_only_without_passthrough_serves_the_same_tree() {
     let layers = many_layers(t.path());
     let ours = FuseGuard::mount_with(&layers, None, &t.path().join("fuse"), false);
     let kernel = OverlayGuard::mount(&layers, None, &t.path().join("ovl"));
-    assert_same_tree(&snapshot(&ours.dir, &FULL), &snapshot(&kernel.dir, &FULL), "no passthrough");
+    assert_same_tree(
+        &snapshot(&ours.dir, &FULL),
+        &snapshot(&kernel.dir, &FULL),
+        "no passthrough",
+    );
 }
 
 /// The same sequence of changes on a kernel overlayfs mount and on ours.
@@ -128,13 +149,22 @@ fn mutate(root: &Path) {
     let p = |s: &str| root.join(s);
     // copy-up by write, append, truncate, chmod, chown, utimens, xattr
     fs::write(p("etc/hosts"), "rewritten\n").unwrap();
-    let mut f = fs::OpenOptions::new().append(true).open(p("usr/d1/f1")).unwrap();
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(p("usr/d1/f1"))
+        .unwrap();
     f.write_all(b" appended").unwrap();
     drop(f);
-    let f = fs::OpenOptions::new().write(true).open(p("usr/d1/f2")).unwrap();
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(p("usr/d1/f2"))
+        .unwrap();
     f.set_len(3).unwrap();
     drop(f);
-    let mut f = fs::OpenOptions::new().write(true).open(p("usr/d1/f3")).unwrap();
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .open(p("usr/d1/f3"))
+        .unwrap();
     f.seek(SeekFrom::Start(2)).unwrap();
     f.write_all(b"XY").unwrap();
     drop(f);
@@ -180,7 +210,10 @@ fn rw_changes_match_kernel_overlayfs_in_merged_view_and_upper() {
     let t = tempfile::tempdir().unwrap();
     let layers = many_layers(t.path());
     let dirs = |name: &str| {
-        let (u, w) = (t.path().join(format!("{name}-upper")), t.path().join(format!("{name}-work")));
+        let (u, w) = (
+            t.path().join(format!("{name}-upper")),
+            t.path().join(format!("{name}-work")),
+        );
         fs::create_dir_all(&u).unwrap();
         fs::create_dir_all(&w).unwrap();
         (u, w)
@@ -191,12 +224,23 @@ fn rw_changes_match_kernel_overlayfs_in_merged_view_and_upper() {
     let kernel = OverlayGuard::mount(&layers, Some((ku.clone(), kw)), &t.path().join("ovl"));
     mutate(&ours.dir);
     mutate(&kernel.dir);
-    let opts = SnapOpts { mtimes: false, dir_nlink: false };
-    assert_same_tree(&snapshot(&ours.dir, &opts), &snapshot(&kernel.dir, &opts), "merged view after changes");
+    let opts = SnapOpts {
+        mtimes: false,
+        dir_nlink: false,
+    };
+    assert_same_tree(
+        &snapshot(&ours.dir, &opts),
+        &snapshot(&kernel.dir, &opts),
+        "merged view after changes",
+    );
     ours.unmount();
     kernel.unmount();
     let (a, b) = (upper_snapshot(&ou), upper_snapshot(&ku));
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "upper paths");
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "upper paths"
+    );
     for (k, v) in &a {
         assert_eq!(Some(v), b.get(k), "upper entry {}", k.display());
     }
@@ -207,9 +251,21 @@ fn rw_changes_match_kernel_overlayfs_in_merged_view_and_upper() {
     for w in ["fuse-work2", "ovl-work2"] {
         fs::create_dir_all(t.path().join(w)).unwrap();
     }
-    let ours = FuseGuard::mount(&layers, Some((ou.clone(), t.path().join("fuse-work2"))), &t.path().join("fuse"));
-    let kernel = OverlayGuard::mount(&layers, Some((ku, t.path().join("ovl-work2"))), &t.path().join("ovl"));
-    assert_same_tree(&snapshot(&ours.dir, &opts), &snapshot(&kernel.dir, &opts), "remounted upper");
+    let ours = FuseGuard::mount(
+        &layers,
+        Some((ou.clone(), t.path().join("fuse-work2"))),
+        &t.path().join("fuse"),
+    );
+    let kernel = OverlayGuard::mount(
+        &layers,
+        Some((ku, t.path().join("ovl-work2"))),
+        &t.path().join("ovl"),
+    );
+    assert_same_tree(
+        &snapshot(&ours.dir, &opts),
+        &snapshot(&kernel.dir, &opts),
+        "remounted upper",
+    );
 }
 
 #[test]
@@ -221,16 +277,38 @@ fn copy_up_of_every_file_type_keeps_type_content_and_metadata() {
     fs::create_dir_all(&w).unwrap();
     let ours = FuseGuard::mount(&layers, Some((u.clone(), w)), &t.path().join("m"));
     let before = snapshot(&ours.dir, &FULL);
-    let entries = ["usr/d3/f1", "usr/hosts-abs", "dev/null", "dev/loop9", "dev/fifo", "dev/sock", "etc/hosts", "usr/d4"];
+    let entries = [
+        "usr/d3/f1",
+        "usr/hosts-abs",
+        "dev/null",
+        "dev/loop9",
+        "dev/fifo",
+        "dev/sock",
+        "etc/hosts",
+        "usr/d4",
+    ];
     for e in entries {
         // Setting the times an entry already has: a metadata change that forces copy-up
         // without changing anything (chown would clear set-id bits, by POSIX).
         let m = fs::symlink_metadata(ours.dir.join(e)).unwrap();
         let ts = [
-            libc::timespec { tv_sec: m.atime(), tv_nsec: m.atime_nsec() },
-            libc::timespec { tv_sec: m.mtime(), tv_nsec: m.mtime_nsec() },
+            libc::timespec {
+                tv_sec: m.atime(),
+                tv_nsec: m.atime_nsec(),
+            },
+            libc::timespec {
+                tv_sec: m.mtime(),
+                tv_nsec: m.mtime_nsec(),
+            },
         ];
-        let r = unsafe { libc::utimensat(libc::AT_FDCWD, c(&ours.dir.join(e)).as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+        let r = unsafe {
+            libc::utimensat(
+                libc::AT_FDCWD,
+                c(&ours.dir.join(e)).as_ptr(),
+                ts.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
         assert_eq!(r, 0, "utimensat {e}");
     }
     let after = snapshot(&ours.dir, &FULL);
@@ -245,9 +323,17 @@ fn copy_up_of_every_file_type_keeps_type_content_and_metadata() {
             "upper copy of {e}"
         );
     }
-    assert_eq!(get_xattr(&u.join("etc/hosts"), "user.test"), None, "layer 1's hosts has no xattr");
+    assert_eq!(
+        get_xattr(&u.join("etc/hosts"), "user.test"),
+        None,
+        "layer 1's hosts has no xattr"
+    );
     assert_eq!(fs::read(u.join("etc/hosts")).unwrap(), b"10.0.0.1 upper\n");
-    assert_eq!(fs::symlink_metadata(u.join("usr/d3/f1")).unwrap().mode() & 0o7777, 0o4755, "setuid survives copy-up");
+    assert_eq!(
+        fs::symlink_metadata(u.join("usr/d3/f1")).unwrap().mode() & 0o7777,
+        0o4755,
+        "setuid survives copy-up"
+    );
 }
 
 #[test]
@@ -258,13 +344,27 @@ fn rename_of_a_lower_directory_copies_it_up_opaque() {
     fs::create_dir_all(&u).unwrap();
     fs::create_dir_all(&w).unwrap();
     let ours = FuseGuard::mount(&layers, Some((u.clone(), w)), &t.path().join("m"));
-    let before = snapshot(&ours.dir.join("usr/d5"), &SnapOpts { mtimes: true, dir_nlink: true });
+    let before = snapshot(
+        &ours.dir.join("usr/d5"),
+        &SnapOpts {
+            mtimes: true,
+            dir_nlink: true,
+        },
+    );
     fs::rename(ours.dir.join("usr/d5"), ours.dir.join("moved")).unwrap();
     // A merged directory (layers 0 and 1, with a whiteout) moved as a whole.
     assert!(!ours.dir.join("usr/d5").exists());
-    let after = snapshot(&ours.dir.join("moved"), &SnapOpts { mtimes: true, dir_nlink: true });
+    let after = snapshot(
+        &ours.dir.join("moved"),
+        &SnapOpts {
+            mtimes: true,
+            dir_nlink: true,
+        },
+    );
     let strip = |m: &std::collections::BTreeMap<PathBuf, Entry>| {
-        m.iter().map(|(k, e)| (k.clone(), (e.kind, e.mode, e.content.clone()))).collect::<Vec<_>>()
+        m.iter()
+            .map(|(k, e)| (k.clone(), (e.kind, e.mode, e.content.clone())))
+            .collect::<Vec<_>>()
     };
     assert_eq!(strip(&before), strip(&after));
     // Renaming it onto an existing lower directory name.
@@ -273,13 +373,29 @@ fn rename_of_a_lower_directory_copies_it_up_opaque() {
     assert_eq!(fs::read_dir(ours.dir.join("usr/d16")).unwrap().count(), 14);
     ours.unmount();
     assert_eq!(fs::symlink_metadata(u.join("usr/d5")).unwrap().rdev(), 0);
-    assert!(fs::symlink_metadata(u.join("usr/d5")).unwrap().file_type().is_char_device_like());
-    assert_eq!(get_xattr(&u.join("usr/d16"), "trusted.overlay.opaque").as_deref(), Some(&b"y"[..]));
+    assert!(fs::symlink_metadata(u.join("usr/d5"))
+        .unwrap()
+        .file_type()
+        .is_char_device_like());
+    assert_eq!(
+        get_xattr(&u.join("usr/d16"), "trusted.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
     assert!(!u.join("moved").exists());
     // And the kernel agrees with what the upper now says.
     fs::create_dir_all(t.path().join("work2")).unwrap();
-    let kernel = OverlayGuard::mount(&layers, Some((u, t.path().join("work2"))), &t.path().join("k"));
-    let k = snapshot(&kernel.dir.join("usr/d16"), &SnapOpts { mtimes: true, dir_nlink: true });
+    let kernel = OverlayGuard::mount(
+        &layers,
+        Some((u, t.path().join("work2"))),
+        &t.path().join("k"),
+    );
+    let k = snapshot(
+        &kernel.dir.join("usr/d16"),
+        &SnapOpts {
+            mtimes: true,
+            dir_nlink: true,
+        },
+    );
     assert_eq!(strip(&before), strip(&k));
     assert!(!kernel.dir.join("usr/d5").exists());
 }
@@ -299,12 +415,24 @@ fn second_mount_on_a_busy_mountpoint_is_refused_and_remount_is_safe() {
     let layers = many_layers(t.path());
     let dir = t.path().join("m");
     let first = FuseGuard::mount(&layers, None, &dir);
-    let config = strata_unionfs::UnionConfig { layers: layers.clone(), upper: None, work: None, passthrough: true };
-    let err = strata_unionfs::mount_and_serve(config, None, &dir, Default::default(), |_| {}).unwrap_err();
-    assert!(err.to_string().contains("already a fuse.strata mount"), "{err}");
+    let config = strata_unionfs::UnionConfig {
+        layers: layers.clone(),
+        upper: None,
+        work: None,
+        passthrough: true,
+    };
+    let err = strata_unionfs::mount_and_serve(config, None, &dir, Default::default(), |_| {})
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("already a fuse.strata mount"),
+        "{err}"
+    );
     first.unmount();
     // Mount, unmount, mount again at the same path: the old session must not take the new one down.
     let second = FuseGuard::mount(&layers, None, &dir);
     std::thread::sleep(std::time::Duration::from_millis(200));
-    assert_eq!(fs::read_to_string(second.dir.join("top-only")).unwrap(), "top");
+    assert_eq!(
+        fs::read_to_string(second.dir.join("top-only")).unwrap(),
+        "top"
+    );
 }

@@ -22,7 +22,13 @@ pub fn c(p: &Path) -> CString {
 
 pub fn mknod(p: &Path, mode: u32, rdev: u64) {
     let r = unsafe { libc::mknod(c(p).as_ptr(), mode, rdev) };
-    assert_eq!(r, 0, "mknod {}: {}", p.display(), std::io::Error::last_os_error());
+    assert_eq!(
+        r,
+        0,
+        "mknod {}: {}",
+        p.display(),
+        std::io::Error::last_os_error()
+    );
 }
 
 pub fn whiteout(p: &Path) {
@@ -32,14 +38,35 @@ pub fn whiteout(p: &Path) {
 
 pub fn set_xattr(p: &Path, name: &str, value: &[u8]) {
     let n = CString::new(name).unwrap();
-    let r = unsafe { libc::lsetxattr(c(p).as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-    assert_eq!(r, 0, "setxattr {name} on {}: {}", p.display(), std::io::Error::last_os_error());
+    let r = unsafe {
+        libc::lsetxattr(
+            c(p).as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "setxattr {name} on {}: {}",
+        p.display(),
+        std::io::Error::last_os_error()
+    );
 }
 
 pub fn get_xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
     let n = CString::new(name).unwrap();
     let mut buf = vec![0u8; 4096];
-    let r = unsafe { libc::lgetxattr(c(p).as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let r = unsafe {
+        libc::lgetxattr(
+            c(p).as_ptr(),
+            n.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
     if r < 0 {
         return None;
     }
@@ -65,7 +92,11 @@ pub struct FuseGuard {
 }
 
 impl FuseGuard {
-    pub fn mount(layers: &[PathBuf], upper_work: Option<(PathBuf, PathBuf)>, dir: &Path) -> FuseGuard {
+    pub fn mount(
+        layers: &[PathBuf],
+        upper_work: Option<(PathBuf, PathBuf)>,
+        dir: &Path,
+    ) -> FuseGuard {
         Self::mount_with(layers, upper_work, dir, true)
     }
 
@@ -97,16 +128,28 @@ impl FuseGuard {
         let mountpoint = dir.to_path_buf();
         let lower = MergedIndex::build(layers).unwrap();
         let thread = std::thread::spawn(move || {
-            let r = strata_unionfs::mount_and_serve(config, Some(lower), &mountpoint, options, move |_| {
-                let _ = tx.send(());
-            });
+            let r = strata_unionfs::mount_and_serve(
+                config,
+                Some(lower),
+                &mountpoint,
+                options,
+                move |_| {
+                    let _ = tx.send(());
+                },
+            );
             r
         });
-        let mut guard = FuseGuard { dir: dir.to_path_buf(), thread: Some(thread) };
+        let mut guard = FuseGuard {
+            dir: dir.to_path_buf(),
+            thread: Some(thread),
+        };
         if rx.recv_timeout(Duration::from_secs(20)).is_err() {
             let t = guard.thread.take().unwrap();
             let r = t.join();
-            panic!("FUSE mount on {} did not become ready: {r:?}", dir.display());
+            panic!(
+                "FUSE mount on {} did not become ready: {r:?}",
+                dir.display()
+            );
         }
         guard
     }
@@ -119,7 +162,11 @@ impl FuseGuard {
         if let Some(t) = self.thread.take() {
             let _ = mount::umount(&self.dir, false).or_else(|_| mount::umount(&self.dir, true));
             let r = t.join();
-            assert!(matches!(r, Ok(Ok(()))), "session on {} ended with {r:?}", self.dir.display());
+            assert!(
+                matches!(r, Ok(Ok(()))),
+                "session on {} ended with {r:?}",
+                self.dir.display()
+            );
         }
     }
 }
@@ -140,7 +187,11 @@ pub struct OverlayGuard {
 }
 
 impl OverlayGuard {
-    pub fn mount(layers: &[PathBuf], upper_work: Option<(PathBuf, PathBuf)>, dir: &Path) -> OverlayGuard {
+    pub fn mount(
+        layers: &[PathBuf],
+        upper_work: Option<(PathBuf, PathBuf)>,
+        dir: &Path,
+    ) -> OverlayGuard {
         fs::create_dir_all(dir).unwrap();
         let spec = OverlaySpec {
             layers: layers.to_vec(),
@@ -149,7 +200,10 @@ impl OverlayGuard {
             nodev_nosuid: false,
         };
         overlay::mount_overlay(&spec, dir).unwrap();
-        OverlayGuard { dir: dir.to_path_buf(), mounted: true }
+        OverlayGuard {
+            dir: dir.to_path_buf(),
+            mounted: true,
+        }
     }
 
     pub fn unmount(mut self) {
@@ -195,7 +249,10 @@ pub fn snapshot(root: &Path, opts: &SnapOpts) -> BTreeMap<PathBuf, Entry> {
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let dir = root.join(&rel);
-        let mut names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let mut names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         names.sort();
         for name in names {
             let r = rel.join(&name);
@@ -211,13 +268,20 @@ pub fn snapshot(root: &Path, opts: &SnapOpts) -> BTreeMap<PathBuf, Entry> {
             } else if ft.is_fifo() {
                 "fifo"
             } else if ft.is_char_device() {
-                if m.rdev() == 0 { "whiteout" } else { "chr" }
+                if m.rdev() == 0 {
+                    "whiteout"
+                } else {
+                    "chr"
+                }
             } else if ft.is_block_device() {
                 "blk"
             } else {
                 "socket"
             };
-            let same_as = first_of_ino.entry((m.dev(), m.ino())).or_insert_with(|| r.clone()).clone();
+            let same_as = first_of_ino
+                .entry((m.dev(), m.ino()))
+                .or_insert_with(|| r.clone())
+                .clone();
             out.insert(
                 r.clone(),
                 Entry {
@@ -226,7 +290,11 @@ pub fn snapshot(root: &Path, opts: &SnapOpts) -> BTreeMap<PathBuf, Entry> {
                     uid: m.uid(),
                     gid: m.gid(),
                     size: if ft.is_dir() { 0 } else { m.size() },
-                    nlink: if ft.is_dir() && !opts.dir_nlink { 0 } else { m.nlink() },
+                    nlink: if ft.is_dir() && !opts.dir_nlink {
+                        0
+                    } else {
+                        m.nlink()
+                    },
                     rdev: m.rdev(),
                     mtime: (opts.mtimes && !ft.is_dir()).then(|| (m.mtime(), m.mtime_nsec())),
                     content: ft.is_file().then(|| fs::read(&p).unwrap()),
@@ -274,9 +342,13 @@ pub fn upper_snapshot(root: &Path) -> BTreeMap<PathBuf, (String, u32, u32, Optio
             } else {
                 format!("{:o}", m.mode() & libc::S_IFMT)
             };
-            let opaque = ft.is_dir() && get_xattr(&p, "trusted.overlay.opaque").as_deref() == Some(b"y");
+            let opaque =
+                ft.is_dir() && get_xattr(&p, "trusted.overlay.opaque").as_deref() == Some(b"y");
             let content = ft.is_file().then(|| fs::read(&p).unwrap());
-            out.insert(r.clone(), (kind, m.mode() & 0o7777, m.uid(), content, opaque));
+            out.insert(
+                r.clone(),
+                (kind, m.mode() & 0o7777, m.uid(), content, opaque),
+            );
             if ft.is_dir() {
                 stack.push(r);
             }
