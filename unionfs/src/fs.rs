@@ -94,6 +94,11 @@ pub struct UnionFs {
     copyup_seq: AtomicU64,
 }
 
+/// A real path usable at any length (see [`sys::LongPath`]).
+fn long(path: PathBuf) -> Result<sys::LongPath, Errno> {
+    sys::long_path(path).map_err(|e| errno(&e))
+}
+
 fn errno(e: &io::Error) -> Errno {
     Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
 }
@@ -238,14 +243,14 @@ impl UnionFs {
     }
 
     /// The real path of `ino`'s bytes.
-    fn real_path(&self, tree: &Tree, ino: u64) -> Result<PathBuf, Errno> {
+    fn real_path(&self, tree: &Tree, ino: u64) -> Result<sys::LongPath, Errno> {
         let node = tree.get(ino).ok_or(Errno::ENOENT)?;
         match node.src {
             Src::Lower(l) => {
                 let layer = self.layers.get(l as usize).ok_or(Errno::EIO)?;
-                Ok(layer.join(&node.lower_rel))
+                long(layer.join(&node.lower_rel))
             }
-            Src::Upper => Ok(self.upper_root()?.join(tree.path_of(ino))),
+            Src::Upper => long(self.upper_root()?.join(tree.path_of(ino))),
         }
     }
 
@@ -323,7 +328,7 @@ impl UnionFs {
         }
         for &dir in chain.iter().rev() {
             let from = self.real_path(tree, dir)?;
-            let to = upper.join(tree.path_of(dir));
+            let to = long(upper.join(tree.path_of(dir)))?;
             let attr = tree.get(dir).ok_or(Errno::ENOENT)?.attr;
             let staged = self.staging_path(&to);
             let result = fs::create_dir(&staged)
@@ -352,7 +357,7 @@ impl UnionFs {
         self.ensure_upper_dir(tree, node.parent)?;
         let upper = self.upper_root()?.to_path_buf();
         let from = self.real_path(tree, ino)?;
-        let to = upper.join(tree.path_of(ino));
+        let to = long(upper.join(tree.path_of(ino)))?;
         let staged = self.staging_path(&to);
         let attr = node.attr;
         let result = (|| -> io::Result<()> {
@@ -386,7 +391,7 @@ impl UnionFs {
         // Other names of a lower hard link must follow, or they would show the old bytes.
         for (parent, name) in node.extra_links {
             self.ensure_upper_dir(tree, parent)?;
-            let link = upper.join(tree.path_of(parent)).join(&name);
+            let link = long(upper.join(tree.path_of(parent)).join(&name))?;
             self.clear_upper_name(&link)?;
             fs::hard_link(&to, &link).map_err(|e| errno(&e))?;
         }
@@ -447,7 +452,7 @@ impl UnionFs {
         tree: &mut Tree,
         parent: u64,
         name: &OsStr,
-    ) -> Result<(PathBuf, bool), Errno> {
+    ) -> Result<(sys::LongPath, bool), Errno> {
         if name.len() > 255 {
             return Err(Errno::ENAMETOOLONG);
         }
@@ -459,7 +464,7 @@ impl UnionFs {
             return Err(Errno::EEXIST);
         }
         self.ensure_upper_dir(tree, parent)?;
-        let path = self.upper_root()?.join(tree.path_of(parent)).join(name);
+        let path = long(self.upper_root()?.join(tree.path_of(parent)).join(name))?;
         self.clear_upper_name(&path)?;
         Ok((path, self.lower_visible(tree, parent, name)))
     }
@@ -552,7 +557,7 @@ impl UnionFs {
         }
         let needs_whiteout = self.lower_visible(tree, parent, name);
         self.ensure_upper_dir(tree, parent)?;
-        let path = self.upper_root()?.join(tree.path_of(parent)).join(name);
+        let path = long(self.upper_root()?.join(tree.path_of(parent)).join(name))?;
         self.clear_upper_name(&path)?;
         if needs_whiteout {
             sys::make_whiteout(&path).map_err(|e| errno(&e))?;
@@ -956,8 +961,8 @@ impl Filesystem for UnionFs {
             self.ensure_upper_dir(&mut tree, parent)?;
             self.ensure_upper_dir(&mut tree, newparent)?;
             let upper = self.upper_root()?.to_path_buf();
-            let from = upper.join(tree.path_of(parent)).join(name);
-            let to = upper.join(tree.path_of(newparent)).join(newname);
+            let from = long(upper.join(tree.path_of(parent)).join(name))?;
+            let to = long(upper.join(tree.path_of(newparent)).join(newname))?;
             // The destination's upper entry (a whiteout, a file being replaced, or a directory
             // holding only whiteouts) makes way; rename(2) then moves the source.
             if tree.child(newparent, newname).is_some() || fs::symlink_metadata(&to).is_ok() {

@@ -230,6 +230,80 @@ pub fn open_flags(path: &Path, flags: i32) -> io::Result<std::fs::File> {
     Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
+/// A path that path-based syscalls accept even when it is longer than PATH_MAX (4096): the
+/// upper or a layer may be nested deep enough that `<upper>/<merged path>` exceeds it while the
+/// merged path alone does not. Long paths are walked with openat(2) in pieces and end up as
+/// `/proc/self/fd/N/<rest>`, with the directory fd kept open as long as the value lives.
+#[derive(Debug)]
+pub struct LongPath {
+    _dir: Option<std::os::fd::OwnedFd>,
+    path: std::path::PathBuf,
+}
+
+impl std::ops::Deref for LongPath {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for LongPath {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Comfortably below PATH_MAX, leaving room for the `/proc/self/fd/N/` prefix.
+const SHORT_ENOUGH: usize = 3000;
+
+/// Makes `path` usable whatever its length (see [`LongPath`]).
+pub fn long_path(path: std::path::PathBuf) -> io::Result<LongPath> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    if path.as_os_str().len() < SHORT_ENOUGH {
+        return Ok(LongPath { _dir: None, path });
+    }
+    let comps: Vec<&OsStr> = path.components().map(|c| c.as_os_str()).collect();
+    let mut dir: Option<OwnedFd> = None;
+    let mut start = 0usize;
+    loop {
+        let base = match &dir {
+            Some(fd) => format!("/proc/self/fd/{}", fd.as_raw_fd()),
+            None => String::new(),
+        };
+        let rest_len: usize = comps[start..].iter().map(|c| c.len() + 1).sum();
+        if base.len() + rest_len < SHORT_ENOUGH {
+            let mut p = std::path::PathBuf::from(if base.is_empty() { "." } else { &base });
+            for c in &comps[start..] {
+                p.push(c);
+            }
+            return Ok(LongPath { _dir: dir, path: p });
+        }
+        // Open the longest prefix of directories (leaving at least the last component) that fits.
+        let mut end = start;
+        let mut len = 0usize;
+        while end + 1 < comps.len() && len + comps[end].len() + 1 < SHORT_ENOUGH {
+            len += comps[end].len() + 1;
+            end += 1;
+        }
+        if end == start {
+            return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+        }
+        let prefix: std::path::PathBuf = comps[start..end].iter().collect();
+        let c = cpath(&prefix)?;
+        let at = dir.as_ref().map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+        // SAFETY: valid C string and dir fd; O_PATH opens only a reference to the directory.
+        let fd = unsafe {
+            libc::openat(at, c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just returned by openat(2).
+        dir = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+        start = end;
+    }
+}
+
 /// statvfs(2) of the file system holding `path`.
 pub fn statvfs(path: &Path) -> io::Result<libc::statvfs> {
     let p = cpath(path)?;

@@ -1,0 +1,488 @@
+//! `strata run`: run a command in a new container from an image, with Docker's defaults and
+//! flag semantics (Entrypoint/Cmd interplay, env layering, exit codes 125/126/127/128+N).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+
+use strata_runner::state::{self, ContainerDir};
+use strata_runner::{
+    AttachOptions, ContainerSpec, MountSpec, NetworkMode, OverlayUpper, ProcessSpec,
+    ResourceLimits, Rootfs, RunnerError, SecuritySpec, Stdio, StdioSpec,
+};
+
+use crate::Cli;
+
+/// Arguments of `strata run`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Remove the container's directory (writable layer, anonymous volumes) when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Name the container (must be unique among kept containers).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Set an environment variable (`KEY=VALUE`, or `KEY` to copy strata's own).
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file (one `KEY=VALUE` per line, `#` comments).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Bind-mount a host path: `HOST:CONTAINER[:ro|rw]` (both absolute).
+    #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
+    pub volume: Vec<String>,
+    /// Mount a fresh tmpfs at this container path.
+    #[arg(long = "tmpfs", value_name = "PATH")]
+    pub tmpfs: Vec<String>,
+    /// Working directory inside the container (absolute; created when missing).
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User to run as: `USER[:GROUP]`, names (from the image's /etc/passwd, /etc/group) or numbers.
+    #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+    /// Override the image's Entrypoint (also resets its Cmd); "" removes it.
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+    /// Container hostname (default: the first 12 digits of its id).
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Network: `none` (own namespace with only `lo`) or `host`.
+    #[arg(long, default_value = "none", value_name = "none|host")]
+    pub network: String,
+    /// Mount the container's root filesystem read-only.
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Memory limit (`64m`, `1g`, bytes); swap is limited to as much again.
+    #[arg(short = 'm', long, value_name = "BYTES")]
+    pub memory: Option<String>,
+    /// CPU limit in CPUs (`0.5`, `2`).
+    #[arg(long, value_name = "CPUS")]
+    pub cpus: Option<String>,
+    /// Maximum number of processes (`-1` for unlimited).
+    #[arg(long = "pids-limit", value_name = "N", allow_hyphen_values = true)]
+    pub pids_limit: Option<String>,
+    /// Run a minimal init as PID 1 that forwards signals and reaps zombies.
+    #[arg(long)]
+    pub init: bool,
+    /// Keep stdin attached.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Image name, digest or id prefix.
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// Command and arguments (default: the image's Entrypoint + Cmd).
+    #[arg(
+        value_name = "CMD",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
+    // Before the store can start any thread: signals must reach the container, not kill strata.
+    strata_runner::block_forwarded_signals();
+    // Validate every flag before touching the store: bad input leaves nothing behind.
+    let limits = ResourceLimits {
+        memory: a.memory.as_deref().map(parse_memory).transpose()?,
+        cpus: a.cpus.as_deref().map(parse_cpus).transpose()?,
+        pids: a
+            .pids_limit
+            .as_deref()
+            .map(parse_pids)
+            .transpose()?
+            .flatten(),
+    };
+    let network = match a.network.as_str() {
+        "none" => NetworkMode::None,
+        "host" => NetworkMode::Host,
+        other => bail!("invalid --network {other:?}: strata supports \"none\" and \"host\""),
+    };
+    let mut mounts = Vec::new();
+    for v in &a.volume {
+        mounts.push(parse_volume(v)?);
+    }
+    for t in &a.tmpfs {
+        let dest = t.split(':').next().unwrap_or_default();
+        if !dest.starts_with('/') {
+            bail!("invalid --tmpfs {t:?}: the container path must be absolute");
+        }
+        mounts.push(MountSpec::Tmpfs {
+            destination: dest.to_string(),
+        });
+    }
+    if let Some(w) = &a.workdir {
+        if !w.starts_with('/') {
+            bail!("the working directory {w:?} is invalid: it needs to be an absolute path");
+        }
+    }
+    let mut file_env = Vec::new();
+    for f in &a.env_file {
+        file_env.extend(read_env_file(f)?);
+    }
+
+    let store = super::open_store(cli)?;
+    let containers = store.root().join("containers");
+    state::cleanup_stale(&containers);
+
+    let image = store.image(&a.image).with_context(|| {
+        format!(
+            "Unable to find image '{}' locally (pull or load it first)",
+            a.image
+        )
+    })?;
+    let cfg = &image.config.config;
+
+    let args = command_line(
+        cfg.entrypoint.as_deref(),
+        cfg.cmd.as_deref(),
+        a.entrypoint.as_deref(),
+        &a.command,
+    );
+    if args.is_empty() {
+        bail!("no command specified: image {} has no Entrypoint or Cmd; give one after the image name", a.image);
+    }
+    let lowerdirs = store
+        .unpacked_layers(&image)
+        .with_context(|| format!("unpacking the layers of image {}", a.image))?;
+
+    let id = state::new_id();
+    let hostname = a.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+    let mut env = vec![format!("HOSTNAME={hostname}")];
+    if a.tty {
+        env.push("TERM=xterm".into());
+    }
+    merge_env(&mut env, cfg.env.iter().flatten().cloned());
+    merge_env(&mut env, file_env);
+    merge_env(&mut env, a.env.iter().filter_map(|e| expand_env(e)));
+
+    let image_name = image
+        .reference
+        .as_ref()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| image.manifest_digest.to_string());
+    let cdir = ContainerDir::create(&containers, &id, a.name.as_deref(), &image_name, a.rm)?;
+
+    // Anonymous volumes for the image's VOLUMEs not covered by -v/--tmpfs.
+    let covered: Vec<String> = mounts
+        .iter()
+        .map(|m| match m {
+            MountSpec::Bind { destination, .. } | MountSpec::Tmpfs { destination } => {
+                destination.clone()
+            }
+        })
+        .collect();
+    let result = (|| -> Result<i32> {
+        for (i, vol) in cfg.volumes.iter().flat_map(|v| v.keys()).enumerate() {
+            if covered
+                .iter()
+                .any(|c| c.trim_end_matches('/') == vol.trim_end_matches('/'))
+            {
+                continue;
+            }
+            let dir = cdir.dir.join("volumes").join(i.to_string());
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("creating anonymous volume {}", dir.display()))?;
+            mounts.push(MountSpec::Bind {
+                source: dir,
+                destination: vol.clone(),
+                readonly: false,
+            });
+        }
+        let lowerdirs = if lowerdirs.is_empty() {
+            let empty = cdir.dir.join("empty");
+            std::fs::create_dir_all(&empty)?;
+            vec![empty]
+        } else {
+            lowerdirs
+        };
+        let spec = ContainerSpec {
+            id: id.clone(),
+            rootfs: Rootfs::Overlay {
+                lowerdirs,
+                upper: Some(OverlayUpper {
+                    upperdir: cdir.upper(),
+                    workdir: cdir.work(),
+                }),
+            },
+            state_dir: cdir.dir.clone(),
+            process: ProcessSpec {
+                args,
+                env,
+                cwd: a
+                    .workdir
+                    .clone()
+                    .or_else(|| cfg.working_dir.clone().filter(|w| !w.is_empty()))
+                    .unwrap_or_else(|| "/".into()),
+                user: a
+                    .user
+                    .clone()
+                    .or_else(|| cfg.user.clone())
+                    .unwrap_or_default(),
+            },
+            hostname,
+            network,
+            mounts,
+            readonly_rootfs: a.read_only,
+            limits,
+            init: a.init,
+            stdio: StdioSpec {
+                stdin: if a.interactive {
+                    Stdio::Inherit
+                } else {
+                    Stdio::Null
+                },
+                stdout: Stdio::Inherit,
+                stderr: Stdio::Inherit,
+                terminal: a.tty,
+            },
+            security: SecuritySpec::default(),
+        };
+        let opts = AttachOptions {
+            stop_signal: cfg
+                .stop_signal
+                .as_deref()
+                .and_then(strata_runner::parse_signal),
+            stdin: a.interactive,
+        };
+        match strata_runner::run_attached(&spec, &opts) {
+            Ok(status) => Ok(status.code()),
+            Err(RunnerError::Start { exit_code, message }) => {
+                eprintln!("strata: {message}");
+                Ok(exit_code)
+            }
+            Err(e) => Err(e.into()),
+        }
+    })();
+    let exit_code = match &result {
+        Ok(code) => *code,
+        Err(_) => strata_runner::EXIT_RUNTIME_ERROR,
+    };
+    if let Err(e) = cdir.finish(Some(exit_code)) {
+        eprintln!("strata: warning: {e}");
+    }
+    result.map(|code| ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// Docker's Entrypoint/Cmd rules: `--entrypoint` replaces the image's Entrypoint and resets its
+/// Cmd; command-line args replace Cmd.
+fn command_line(
+    entrypoint: Option<&[String]>,
+    cmd: Option<&[String]>,
+    flag: Option<&str>,
+    args: &[String],
+) -> Vec<String> {
+    let (ep, default_cmd): (Vec<String>, Vec<String>) = match flag {
+        Some("") => (vec![], vec![]),
+        Some(e) => (vec![e.to_string()], vec![]),
+        None => (
+            entrypoint.unwrap_or_default().to_vec(),
+            cmd.unwrap_or_default().to_vec(),
+        ),
+    };
+    let tail = if args.is_empty() {
+        default_cmd
+    } else {
+        args.to_vec()
+    };
+    ep.into_iter().chain(tail).collect()
+}
+
+/// Sets entries, a later `KEY=` replacing an earlier one in place.
+fn merge_env(env: &mut Vec<String>, entries: impl IntoIterator<Item = String>) {
+    for e in entries {
+        let key = e.split_once('=').map(|(k, _)| k).unwrap_or(&e).to_string();
+        match env
+            .iter_mut()
+            .find(|x| x.split_once('=').map(|(k, _)| k) == Some(key.as_str()))
+        {
+            Some(slot) => *slot = e,
+            None => env.push(e),
+        }
+    }
+}
+
+/// `KEY=VALUE` as is; `KEY` alone takes strata's own value (dropped when unset), as Docker.
+fn expand_env(e: &str) -> Option<String> {
+    if e.contains('=') {
+        Some(e.to_string())
+    } else {
+        std::env::var(e).ok().map(|v| format!("{e}={v}"))
+    }
+}
+
+fn read_env_file(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading env file {}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let key = line.split_once('=').map(|(k, _)| k).unwrap_or(line);
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            bail!(
+                "{}:{}: invalid environment variable {line:?}",
+                path.display(),
+                n + 1
+            );
+        }
+        out.extend(expand_env(line));
+    }
+    Ok(out)
+}
+
+fn parse_volume(v: &str) -> Result<MountSpec> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (host, ctr, mode) = match parts.as_slice() {
+        [h, c] => (*h, *c, ""),
+        [h, c, m] => (*h, *c, *m),
+        _ => bail!("invalid volume specification {v:?}: expected HOST:CONTAINER[:ro|rw]"),
+    };
+    if !host.starts_with('/') {
+        bail!("invalid volume specification {v:?}: named volumes are not supported, the host path must be absolute");
+    }
+    if !ctr.starts_with('/') {
+        bail!("invalid volume specification {v:?}: the container path {ctr:?} must be absolute");
+    }
+    let readonly = match mode {
+        "" | "rw" => false,
+        "ro" => true,
+        m => bail!("invalid volume specification {v:?}: invalid mode {m:?} (use ro or rw)"),
+    };
+    if std::fs::symlink_metadata(host).is_err() {
+        bail!("invalid volume specification {v:?}: bind source path does not exist: {host}");
+    }
+    Ok(MountSpec::Bind {
+        source: host.into(),
+        destination: ctr.to_string(),
+        readonly,
+    })
+}
+
+/// Docker's `RAMInBytes`: a number with an optional b/k/m/g/t/p unit (binary multiples).
+fn parse_memory(s: &str) -> Result<u64> {
+    let lower = s.trim().to_ascii_lowercase();
+    let t = lower
+        .strip_suffix('b')
+        .filter(|r| !r.is_empty() && r.ends_with(|c: char| c.is_ascii_alphabetic()))
+        .unwrap_or(&lower);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        Some('p') => (&t[..t.len() - 1], 1 << 50),
+        Some('b') => (&t[..t.len() - 1], 1),
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0)
+        .with_context(|| {
+            format!("invalid argument {s:?} for \"-m, --memory\" flag: invalid size")
+        })?;
+    let bytes = (n * mult as f64) as u64;
+    if bytes < 6 << 20 {
+        bail!(
+            "invalid argument {s:?} for \"-m, --memory\" flag: minimum memory limit allowed is 6MB"
+        );
+    }
+    Ok(bytes)
+}
+
+fn parse_cpus(s: &str) -> Result<f64> {
+    let n: f64 = s
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite())
+        .with_context(|| format!("invalid argument {s:?} for \"--cpus\" flag: not a number"))?;
+    let available = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as f64;
+    if n < 0.01 || n > available {
+        bail!("invalid argument {s:?} for \"--cpus\" flag: range of CPUs is from 0.01 to {available:.2}, as there are only {available} CPUs available");
+    }
+    Ok(n)
+}
+
+/// `None` = unlimited (0 or negative, as Docker).
+fn parse_pids(s: &str) -> Result<Option<u64>> {
+    let n: i64 = s.trim().parse().with_context(|| {
+        format!("invalid argument {s:?} for \"--pids-limit\" flag: not an integer")
+    })?;
+    Ok(if n <= 0 { None } else { Some(n as u64) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn entrypoint_and_cmd_follow_docker() {
+        let ep = v(&["/ep", "-x"]);
+        let cmd = v(&["default"]);
+        assert_eq!(
+            command_line(Some(&ep), Some(&cmd), None, &[]),
+            v(&["/ep", "-x", "default"])
+        );
+        assert_eq!(
+            command_line(Some(&ep), Some(&cmd), None, &v(&["a"])),
+            v(&["/ep", "-x", "a"])
+        );
+        assert_eq!(
+            command_line(Some(&ep), Some(&cmd), Some("/other"), &[]),
+            v(&["/other"])
+        );
+        assert_eq!(
+            command_line(Some(&ep), Some(&cmd), Some(""), &v(&["ls"])),
+            v(&["ls"])
+        );
+        assert_eq!(command_line(None, Some(&cmd), None, &[]), v(&["default"]));
+    }
+
+    #[test]
+    fn sizes_and_limits() {
+        assert_eq!(parse_memory("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_memory("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_memory("512mb").unwrap(), 512 << 20);
+        assert_eq!(parse_memory("10000000").unwrap(), 10_000_000);
+        assert!(parse_memory("lots").is_err());
+        assert!(parse_memory("1k").is_err());
+        assert!(parse_cpus("abc").is_err());
+        assert!(parse_cpus("0.5").is_ok());
+        assert_eq!(parse_pids("-1").unwrap(), None);
+        assert_eq!(parse_pids("20").unwrap(), Some(20));
+        assert!(parse_pids("x").is_err());
+    }
+
+    #[test]
+    fn env_merges_later_over_earlier() {
+        let mut env = v(&["A=1", "B=2"]);
+        merge_env(&mut env, v(&["B=3", "C=4"]));
+        assert_eq!(env, v(&["A=1", "B=3", "C=4"]));
+    }
+
+    #[test]
+    fn volume_specs() {
+        assert!(matches!(
+            parse_volume("/tmp:/data:ro").unwrap(),
+            MountSpec::Bind { readonly: true, .. }
+        ));
+        assert!(parse_volume("named:/data").is_err());
+        assert!(parse_volume("/tmp:rel").is_err());
+        assert!(parse_volume("/tmp:/d:xx").is_err());
+        assert!(parse_volume("/no/such/host/path:/d").is_err());
+    }
+}
