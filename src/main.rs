@@ -52,6 +52,8 @@ pub enum Command {
     /// Remove everything no tag, build, container or cache entry references.
     #[command(alias = "prune")]
     Gc(cmd::gc::Args),
+    /// Run a command in a new container from an image.
+    Run(cmd::run::Args),
     /// Mount an image as one tree (FUSE union file system or kernel overlayfs).
     Mount(cmd::mount::Args),
     /// Unmount a `strata mount`.
