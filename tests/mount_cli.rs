@@ -16,21 +16,36 @@ const STRATA: &str = env!("CARGO_BIN_EXE_strata");
 fn store() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
-        let dir = tempfile::Builder::new().prefix("strata-mount-e2e").tempdir().unwrap().keep();
+        let dir = tempfile::Builder::new()
+            .prefix("strata-mount-e2e")
+            .tempdir()
+            .unwrap()
+            .keep();
         let root = dir.join("store");
         let out = Command::new("bash")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/make-busybox.sh"))
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/testdata/make-busybox.sh"
+            ))
             .env("STRATA", STRATA)
             .env("STRATA_ROOT", &root)
             .output()
             .unwrap();
-        assert!(out.status.success(), "make-busybox: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "make-busybox: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         root
     })
 }
 
 fn strata(args: &[&str]) -> Output {
-    Command::new(STRATA).args(args).env("STRATA_ROOT", store()).output().unwrap()
+    Command::new(STRATA)
+        .args(args)
+        .env("STRATA_ROOT", store())
+        .output()
+        .unwrap()
 }
 
 fn umount2(dir: &Path, flags: i32) -> i32 {
@@ -61,7 +76,11 @@ fn mounted(dir: &Path) -> Option<String> {
 }
 
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "strata failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "strata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -72,22 +91,49 @@ fn mount_lists_the_image_keeps_its_index_and_umount_ends_the_server() {
     fs::create_dir(&dir).unwrap();
     let _guard = Unmount(dir.clone());
     ok(&strata(&["mount", "busybox", dir.to_str().unwrap()]));
-    assert!(mounted(&dir).unwrap().starts_with("fuse.strata "), "{:?}", mounted(&dir));
+    assert!(
+        mounted(&dir).unwrap().starts_with("fuse.strata "),
+        "{:?}",
+        mounted(&dir)
+    );
     assert!(dir.join("bin/busybox").is_file());
-    assert!(fs::read_dir(dir.join("bin")).unwrap().count() > 50, "busybox applets listed");
+    assert!(
+        fs::read_dir(dir.join("bin")).unwrap().count() > 50,
+        "busybox applets listed"
+    );
     // Read-only: writes are refused.
-    assert_eq!(fs::write(dir.join("x"), "x").unwrap_err().raw_os_error(), Some(libc::EROFS));
+    assert_eq!(
+        fs::write(dir.join("x"), "x").unwrap_err().raw_os_error(),
+        Some(libc::EROFS)
+    );
     // The merged index was saved in the store under the manifest digest.
-    let indexes: Vec<_> = fs::read_dir(store().join("index")).unwrap().map(|e| e.unwrap().path()).collect();
-    assert!(indexes.iter().any(|p| p.join("merged").is_file()), "{indexes:?}");
+    let indexes: Vec<_> = fs::read_dir(store().join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(
+        indexes.iter().any(|p| p.join("merged").is_file()),
+        "{indexes:?}"
+    );
     // The server is a separate process until umount, which waits for it.
     let dev = fs::metadata(&dir).unwrap().dev();
-    let pid_file = PathBuf::from(format!("/run/strata/mounts/{}_{}.pid", libc::major(dev), libc::minor(dev)));
-    let pid: i32 = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let pid_file = PathBuf::from(format!(
+        "/run/strata/mounts/{}_{}.pid",
+        libc::major(dev),
+        libc::minor(dev)
+    ));
+    let pid: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(Path::new(&format!("/proc/{pid}")).exists());
     ok(&strata(&["umount", dir.to_str().unwrap()]));
     assert_eq!(mounted(&dir), None);
-    assert!(!Path::new(&format!("/proc/{pid}/cmdline")).exists() || fs::read(format!("/proc/{pid}/cmdline")).unwrap().is_empty());
+    assert!(
+        !Path::new(&format!("/proc/{pid}/cmdline")).exists()
+            || fs::read(format!("/proc/{pid}/cmdline")).unwrap().is_empty()
+    );
     assert!(!pid_file.exists());
     // Mounting again at the same place works (the old server is gone).
     ok(&strata(&["mount", "busybox", dir.to_str().unwrap()]));
@@ -103,39 +149,77 @@ fn clear_errors_for_missing_image_busy_mountpoint_and_foreign_mount() {
     let _guard = Unmount(dir.clone());
     let out = strata(&["mount", "no-such-image", dir.to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-image"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no-such-image"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     ok(&strata(&["mount", "busybox", dir.to_str().unwrap()]));
     let out = strata(&["mount", "busybox", dir.to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already a fuse.strata mount"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already a fuse.strata mount"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     ok(&strata(&["umount", dir.to_str().unwrap()]));
     let out = strata(&["umount", dir.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a mount point"));
-    let out = strata(&["mount", "busybox", t.path().join("missing").to_str().unwrap()]);
+    let out = strata(&[
+        "mount",
+        "busybox",
+        t.path().join("missing").to_str().unwrap(),
+    ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
 }
 
 #[test]
 fn rw_mount_writes_an_overlay_format_upper_and_overlay_driver_shows_the_same_tree() {
     let t = tempfile::tempdir().unwrap();
-    let (fuse, ovl, upper) = (t.path().join("fuse"), t.path().join("ovl"), t.path().join("upper"));
+    let (fuse, ovl, upper) = (
+        t.path().join("fuse"),
+        t.path().join("ovl"),
+        t.path().join("upper"),
+    );
     fs::create_dir(&fuse).unwrap();
     fs::create_dir(&ovl).unwrap();
     let _g1 = Unmount(fuse.clone());
     let _g2 = Unmount(ovl.clone());
-    ok(&strata(&["mount", "busybox", fuse.to_str().unwrap(), "--rw", "--upper", upper.to_str().unwrap()]));
+    ok(&strata(&[
+        "mount",
+        "busybox",
+        fuse.to_str().unwrap(),
+        "--rw",
+        "--upper",
+        upper.to_str().unwrap(),
+    ]));
     fs::write(fuse.join("etc/motd"), "hello from strata\n").unwrap();
     fs::remove_file(fuse.join("bin/vi")).unwrap();
     ok(&strata(&["umount", fuse.to_str().unwrap()]));
-    assert_eq!(fs::read_to_string(upper.join("etc/motd")).unwrap(), "hello from strata\n");
+    assert_eq!(
+        fs::read_to_string(upper.join("etc/motd")).unwrap(),
+        "hello from strata\n"
+    );
     let wh = fs::symlink_metadata(upper.join("bin/vi")).unwrap();
-    assert!(wh.file_type().is_char_device() && wh.rdev() == 0, "deletion is an overlay whiteout");
+    assert!(
+        wh.file_type().is_char_device() && wh.rdev() == 0,
+        "deletion is an overlay whiteout"
+    );
 
     // The kernel overlay driver over the same image, and the FUSE one read-only, list the same.
-    ok(&strata(&["mount", "busybox", ovl.to_str().unwrap(), "--driver", "overlay"]));
+    ok(&strata(&[
+        "mount",
+        "busybox",
+        ovl.to_str().unwrap(),
+        "--driver",
+        "overlay",
+    ]));
     ok(&strata(&["mount", "busybox", fuse.to_str().unwrap()]));
     let list = |d: &Path| {
-        let mut v: Vec<_> = walk(d).into_iter().map(|p| p.strip_prefix(d).unwrap().to_path_buf()).collect();
+        let mut v: Vec<_> = walk(d)
+            .into_iter()
+            .map(|p| p.strip_prefix(d).unwrap().to_path_buf())
+            .collect();
         v.sort();
         v
     };
@@ -179,9 +263,19 @@ fn strata_fuse_takes_the_fuse_overlayfs_command_line() {
         p("upper").display(),
         p("work").display()
     );
-    let out = Command::new(p("bin/strata-fuse")).args(["-o", &opts, p("m").to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let mut names: Vec<_> = fs::read_dir(p("m/d")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let out = Command::new(p("bin/strata-fuse"))
+        .args(["-o", &opts, p("m").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<_> = fs::read_dir(p("m/d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     names.sort();
     assert_eq!(names, ["a", "b"]);
     fs::write(p("m/d/new"), "new").unwrap();
@@ -189,15 +283,27 @@ fn strata_fuse_takes_the_fuse_overlayfs_command_line() {
     assert_eq!(fs::read_to_string(p("upper/d/new")).unwrap(), "new");
     // The mount.fuse helper form: SOURCE MOUNTPOINT -o OPTIONS, read-only without an upper.
     let out = Command::new(p("bin/strata-fuse"))
-        .args(["mysource", p("m").to_str().unwrap(), "-o", &format!("ro,lowerdir={}", p("bottom").display())])
+        .args([
+            "mysource",
+            p("m").to_str().unwrap(),
+            "-o",
+            &format!("ro,lowerdir={}", p("bottom").display()),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(mounted(&p("m")).unwrap().contains("mysource"));
     assert!(p("m/d/gone").exists());
     ok(&strata(&["umount", p("m").to_str().unwrap()]));
     // A bad command line says what is wrong.
-    let out = Command::new(p("bin/strata-fuse")).arg(p("m")).output().unwrap();
+    let out = Command::new(p("bin/strata-fuse"))
+        .arg(p("m"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("lowerdir"));
 }

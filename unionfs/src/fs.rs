@@ -76,6 +76,9 @@ struct Backing {
     opens: usize,
 }
 
+/// A directory's entries as of OPENDIR (with `.` and `..`): (name, inode).
+type DirSnapshot = Arc<Vec<(OsString, u64)>>;
+
 /// The union file system, ready to hand to a fuser session.
 pub struct UnionFs {
     layers: Vec<PathBuf>,
@@ -85,7 +88,7 @@ pub struct UnionFs {
     lower: Arc<MergedIndex>,
     tree: RwLock<Tree>,
     files: Mutex<HashMap<u64, OpenFile>>,
-    dirs: Mutex<HashMap<u64, Arc<Vec<(OsString, u64)>>>>,
+    dirs: Mutex<HashMap<u64, DirSnapshot>>,
     backings: Mutex<HashMap<u64, Backing>>,
     next_fh: AtomicU64,
     want_passthrough: bool,
@@ -640,7 +643,7 @@ impl UnionFs {
         files.get(&fh.0).map(|f| f.file.clone()).ok_or(Errno::EBADF)
     }
 
-    fn dir_entries(&self, tree: &Tree, ino: u64) -> Result<Arc<Vec<(OsString, u64)>>, Errno> {
+    fn dir_entries(&self, tree: &Tree, ino: u64) -> Result<DirSnapshot, Errno> {
         let node = tree.get(ino).ok_or(Errno::ENOENT)?;
         let children = node.children.as_ref().ok_or(Errno::ENOTDIR)?;
         let mut entries = Vec::with_capacity(children.len() + 2);
@@ -650,7 +653,7 @@ impl UnionFs {
         Ok(Arc::new(entries))
     }
 
-    fn entries_for(&self, ino: u64, fh: FileHandle) -> Result<Arc<Vec<(OsString, u64)>>, Errno> {
+    fn entries_for(&self, ino: u64, fh: FileHandle) -> Result<DirSnapshot, Errno> {
         if let Some(e) = self
             .dirs
             .lock()

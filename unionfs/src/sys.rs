@@ -206,7 +206,11 @@ pub fn copy_file_data(src: &std::fs::File, dst: &mut std::fs::File) -> io::Resul
 pub fn create_exclusive(path: &Path, access: i32, mode: u32) -> io::Result<std::fs::File> {
     use std::os::fd::FromRawFd;
     let p = cpath(path)?;
-    let flags = (access & libc::O_ACCMODE) | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    let flags = (access & libc::O_ACCMODE)
+        | libc::O_CREAT
+        | libc::O_EXCL
+        | libc::O_NOFOLLOW
+        | libc::O_CLOEXEC;
     // SAFETY: valid C string; mode is passed as the variadic third argument.
     let fd = unsafe { libc::open(p.as_ptr(), flags, mode as libc::c_uint) };
     if fd < 0 {
@@ -293,7 +297,11 @@ pub fn long_path(path: std::path::PathBuf) -> io::Result<LongPath> {
         let at = dir.as_ref().map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
         // SAFETY: valid C string and dir fd; O_PATH opens only a reference to the directory.
         let fd = unsafe {
-            libc::openat(at, c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            libc::openat(
+                at,
+                c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
         };
         if fd < 0 {
             return Err(io::Error::last_os_error());

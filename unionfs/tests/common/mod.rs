@@ -128,16 +128,9 @@ impl FuseGuard {
         let mountpoint = dir.to_path_buf();
         let lower = MergedIndex::build(layers).unwrap();
         let thread = std::thread::spawn(move || {
-            let r = strata_unionfs::mount_and_serve(
-                config,
-                Some(lower),
-                &mountpoint,
-                options,
-                move |_| {
-                    let _ = tx.send(());
-                },
-            );
-            r
+            strata_unionfs::mount_and_serve(config, Some(lower), &mountpoint, options, move |_| {
+                let _ = tx.send(());
+            })
         });
         let mut guard = FuseGuard {
             dir: dir.to_path_buf(),
@@ -322,7 +315,10 @@ pub fn assert_same_tree(a: &BTreeMap<PathBuf, Entry>, b: &BTreeMap<PathBuf, Entr
 
 /// The upper directory as the builder's diff would read it: types, whiteouts, opaque flags,
 /// content, mode and owner (times differ between two runs).
-pub fn upper_snapshot(root: &Path) -> BTreeMap<PathBuf, (String, u32, u32, Option<Vec<u8>>, bool)> {
+/// Per path: (kind, permission bits, owner, content, opaque).
+pub type UpperEntry = (String, u32, u32, Option<Vec<u8>>, bool);
+
+pub fn upper_snapshot(root: &Path) -> BTreeMap<PathBuf, UpperEntry> {
     let mut out = BTreeMap::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
