@@ -9,7 +9,11 @@ use strata_builder::plan::{plan, PlanOptions};
 fn generated() -> String {
     let mut out = vec!["ARG BASE=debian".to_string(), "ARG TAG=12".to_string()];
     for s in 0..50 {
-        let base = if s % 5 == 0 { "${BASE}:${TAG}".to_string() } else { format!("s{}", s - 1) };
+        let base = if s % 5 == 0 {
+            "${BASE}:${TAG}".to_string()
+        } else {
+            format!("s{}", s - 1)
+        };
         out.push(format!("FROM {base} AS s{s}"));
         out.push(format!("ARG V{s}=value-{s}"));
         let mut i = 0;
@@ -47,8 +51,15 @@ fn parse_and_plan_5000_lines() {
     }
     times.sort();
     let median = times[times.len() / 2];
-    println!("parse+plan of {lines} lines ({steps} steps): median {median:?}, min {:?}, max {:?}", times[0], times[times.len() - 1]);
+    println!(
+        "parse+plan of {lines} lines ({steps} steps): median {median:?}, min {:?}, max {:?}",
+        times[0],
+        times[times.len() - 1]
+    );
     if !cfg!(debug_assertions) {
-        assert!(median < Duration::from_millis(50), "median {median:?} is over the 50 ms budget");
+        assert!(
+            median < Duration::from_millis(50),
+            "median {median:?} is over the 50 ms budget"
+        );
     }
 }

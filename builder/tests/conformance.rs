@@ -45,13 +45,21 @@ fn all_33_parser_cases_dump_byte_for_byte() {
             Ok(ast) => {
                 let got = dump(&ast);
                 if got != expected {
-                    failures.push(format!("{}:\n--- expected\n{expected}--- got\n{got}", case.display()));
+                    failures.push(format!(
+                        "{}:\n--- expected\n{expected}--- got\n{got}",
+                        case.display()
+                    ));
                 }
             }
             Err(e) => failures.push(format!("{}: {e}", case.display())),
         }
     }
-    assert!(failures.is_empty(), "{} of 33 cases differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of 33 cases differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -66,7 +74,12 @@ fn all_4_negative_cases_fail() {
     for case in &cases {
         let source = read(&case.join("Dockerfile"));
         let r = parse_dockerfile(&source);
-        assert!(r.is_err(), "{} must fail to parse, got {:?}", case.display(), r.map(|d| d.ast.nodes.len()));
+        assert!(
+            r.is_err(),
+            "{} must fail to parse, got {:?}",
+            case.display(),
+            r.map(|d| d.ast.nodes.len())
+        );
     }
 }
 
@@ -76,16 +89,24 @@ fn line_numbers_match() {
     let ast = lines::parse(&read(&dir.join("parser/testfile-line/Dockerfile"))).unwrap();
     assert_eq!(ast.span(), Span::new(5, 31));
     let spans: Vec<Span> = ast.nodes.iter().map(|n| n.span).collect();
-    assert_eq!(spans, vec![Span::new(5, 5), Span::new(11, 12), Span::new(17, 31)]);
+    assert_eq!(
+        spans,
+        vec![Span::new(5, 5), Span::new(11, 12), Span::new(17, 31)]
+    );
 }
 
 #[test]
 fn env_var_table_a_and_u_rows() {
     let Some(dir) = corpus() else { return };
-    let env: BTreeMap<String, String> = [("PWD", "/home"), ("SHELL", "bash"), ("KOREAN", "한국어"), ("NULL", "")]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let env: BTreeMap<String, String> = [
+        ("PWD", "/home"),
+        ("SHELL", "bash"),
+        ("KOREAN", "한국어"),
+        ("NULL", ""),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     let lex = Lexer::new('\\');
     let mut checked = 0;
     let mut failures = Vec::new();
@@ -107,11 +128,19 @@ fn env_var_table_a_and_u_rows() {
             _ => false,
         };
         if !ok {
-            failures.push(format!("line {}: {source:?} expected {expected:?}, got {got:?}", n + 1));
+            failures.push(format!(
+                "line {}: {source:?} expected {expected:?}, got {got:?}",
+                n + 1
+            ));
         }
     }
     assert!(checked > 200, "only {checked} rows checked");
-    assert!(failures.is_empty(), "{} of {checked} rows fail:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} rows fail:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -134,16 +163,28 @@ fn words_table_rows() {
         let parts: Vec<&str> = line.split('|').collect();
         assert_eq!(parts.len(), 2, "line {}: {line}", n + 1);
         let input = parts[0].trim();
-        let expected: Vec<String> = parts[1].trim_start_matches(' ').split(',').map(str::to_string).collect();
+        let expected: Vec<String> = parts[1]
+            .trim_start_matches(' ')
+            .split(',')
+            .map(str::to_string)
+            .collect();
         let got = match lex.process_words(input, &env) {
             Ok(w) => w,
             Err(_) => vec!["error".to_string()],
         };
         checked += 1;
         if got != expected {
-            failures.push(format!("line {}: {input:?} expected {expected:?}, got {got:?}", n + 1));
+            failures.push(format!(
+                "line {}: {input:?} expected {expected:?}, got {got:?}",
+                n + 1
+            ));
         }
     }
     assert_eq!(checked, 24, "wordsTest has 24 rows");
-    assert!(failures.is_empty(), "{} rows fail:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} rows fail:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -1,9 +1,13 @@
 //! Front-end behaviour: heredocs, ARG scoping, --target pruning and the DAG, ONBUILD splicing,
 //! cache-key inputs, and every user-facing error with the line it names.
 
+#![allow(clippy::field_reassign_with_default)] // tests build options step by step
+
 use strata_builder::dockerfile::instructions::{Healthcheck, Instruction};
 use strata_builder::dockerfile::{parse_dockerfile, render_snippet, Span};
-use strata_builder::plan::{plan, BaseImageConfig, BuildGraph, PlanError, PlanOptions, SourceRef, StageBase, Step};
+use strata_builder::plan::{
+    plan, BaseImageConfig, BuildGraph, PlanError, PlanOptions, SourceRef, StageBase, Step,
+};
 
 fn graph(src: &str) -> BuildGraph {
     graph_with(src, PlanOptions::default())
@@ -31,12 +35,18 @@ fn args(pairs: &[(&str, &str)]) -> PlanOptions {
 }
 
 fn env_of<'a>(step: &'a Step, key: &str) -> Option<&'a str> {
-    step.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    step.env
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 fn env_instr(step: &Step) -> Vec<(String, String)> {
     match &step.instruction {
-        Instruction::Env(kv) => kv.iter().map(|p| (p.key.clone(), p.value.clone())).collect(),
+        Instruction::Env(kv) => kv
+            .iter()
+            .map(|p| (p.key.clone(), p.value.clone()))
+            .collect(),
         other => panic!("not ENV: {other:?}"),
     }
 }
@@ -78,8 +88,14 @@ fn heredoc_dash_strips_tabs_including_the_delimiter() {
 fn heredoc_quoted_delimiters_disable_expansion() {
     let src = "FROM alpine\nARG NAME=world\nCOPY <<EOF <<\"RAW\" <<'RAW2' /out/\nhello $NAME\nEOF\nhello $NAME\nRAW\nhello ${NAME}\nRAW2\n";
     let g = graph(src);
-    let Instruction::Copy(c) = &g.stages[0].steps[1].instruction else { panic!() };
-    let data: Vec<(&str, &str, bool)> = c.inline.iter().map(|i| (i.path.as_str(), i.data.as_str(), i.expand)).collect();
+    let Instruction::Copy(c) = &g.stages[0].steps[1].instruction else {
+        panic!()
+    };
+    let data: Vec<(&str, &str, bool)> = c
+        .inline
+        .iter()
+        .map(|i| (i.path.as_str(), i.data.as_str(), i.expand))
+        .collect();
     assert_eq!(
         data,
         [
@@ -90,7 +106,10 @@ fn heredoc_quoted_delimiters_disable_expansion() {
     );
     assert_eq!(g.stages[0].steps[1].span, Span::new(3, 9));
     // The expanded heredoc makes NAME part of the cache key.
-    assert_eq!(g.stages[0].steps[1].cache.build_args, [("NAME".to_string(), "world".to_string())]);
+    assert_eq!(
+        g.stages[0].steps[1].cache.build_args,
+        [("NAME".to_string(), "world".to_string())]
+    );
 }
 
 #[test]
@@ -105,7 +124,9 @@ fn heredoc_in_add_and_onbuild_and_fd() {
     }
     assert_eq!(cmds[1].span, Span::new(5, 7));
     // Exec form never has heredocs.
-    assert!(matches!(&cmds[2].instruction, Instruction::Run(r) if r.command.heredocs.is_empty() && !r.command.shell_form));
+    assert!(
+        matches!(&cmds[2].instruction, Instruction::Run(r) if r.command.heredocs.is_empty() && !r.command.shell_form)
+    );
     assert_eq!(df.ast.nodes[1].heredocs[0].fd, 0);
     assert_eq!(df.ast.nodes[2].heredocs[0].fd, 3);
 }
@@ -115,7 +136,9 @@ fn heredoc_spliced_trigger_runs_with_its_body() {
     let src = "FROM base-image\nRUN true\n";
     let mut g = graph(src);
     let trigger = parse_dockerfile("FROM x\nONBUILD COPY <<EOF /f\nbody\nEOF\n").unwrap();
-    let Instruction::Onbuild(expr) = &trigger.stages[0].commands[0].instruction else { panic!() };
+    let Instruction::Onbuild(expr) = &trigger.stages[0].commands[0].instruction else {
+        panic!()
+    };
     g.splice_onbuild(0, std::slice::from_ref(expr)).unwrap();
     let s = &g.stages[0].steps[0];
     assert!(s.onbuild);
@@ -131,10 +154,22 @@ fn global_args_are_visible_to_from_only() {
     let g = graph(src);
     let s = &g.stages[0];
     assert_eq!(s.base, StageBase::Image("alpine:3.19".into()));
-    assert_eq!(env_instr(&s.steps[0]), [("A".to_string(), "[]".to_string())]);
+    assert_eq!(
+        env_instr(&s.steps[0]),
+        [("A".to_string(), "[]".to_string())]
+    );
     // `ARG TAG` in the stage imports the global value.
-    assert_eq!(env_instr(&s.steps[2]), [("B".to_string(), "[3.19]".to_string())]);
-    assert_eq!(g.global_args, [("TAG".to_string(), Some("3.19".to_string())), ("UNSET".to_string(), None)]);
+    assert_eq!(
+        env_instr(&s.steps[2]),
+        [("B".to_string(), "[3.19]".to_string())]
+    );
+    assert_eq!(
+        g.global_args,
+        [
+            ("TAG".to_string(), Some("3.19".to_string())),
+            ("UNSET".to_string(), None)
+        ]
+    );
 }
 
 #[test]
@@ -148,7 +183,10 @@ fn build_args_override_global_and_stage_defaults() {
     assert_eq!(env_of(run, "W"), Some("keep"));
     assert_eq!(
         run.cache.build_args,
-        [("V".to_string(), "given".to_string()), ("W".to_string(), "keep".to_string())]
+        [
+            ("V".to_string(), "given".to_string()),
+            ("W".to_string(), "keep".to_string())
+        ]
     );
 }
 
@@ -158,8 +196,14 @@ fn stage_from_stage_inherits_args_and_env() {
     let g = graph(src);
     let b = &g.stages[1];
     assert_eq!(b.base, StageBase::Stage(0));
-    assert_eq!(env_instr(&b.steps[0]), [("Z".to_string(), "2-e".to_string())]);
-    assert_eq!(b.steps[1].cache.build_args, [("Y".to_string(), "2".to_string())]);
+    assert_eq!(
+        env_instr(&b.steps[0]),
+        [("Z".to_string(), "2-e".to_string())]
+    );
+    assert_eq!(
+        b.steps[1].cache.build_args,
+        [("Y".to_string(), "2".to_string())]
+    );
 }
 
 #[test]
@@ -168,10 +212,16 @@ fn env_shadows_arg_and_one_value_per_instruction() {
     let g = graph(src);
     let s = &g.stages[0];
     assert_eq!(env_of(&s.steps[2], "A"), Some("2"));
-    assert_eq!(s.steps[2].cache.build_args, [("A".to_string(), "2".to_string())]);
+    assert_eq!(
+        s.steps[2].cache.build_args,
+        [("A".to_string(), "2".to_string())]
+    );
     assert_eq!(
         env_instr(&s.steps[4]),
-        [("a".to_string(), "new".to_string()), ("c".to_string(), "old".to_string())]
+        [
+            ("a".to_string(), "new".to_string()),
+            ("c".to_string(), "old".to_string())
+        ]
     );
 }
 
@@ -193,37 +243,64 @@ fn predefined_platform_args() {
     // TARGETARCH is declared in the stage, BUILDOS is not.
     assert_eq!(
         env_instr(&s.steps[1]),
-        [("X".to_string(), "[arm64]".to_string()), ("Y".to_string(), "[]".to_string())]
+        [
+            ("X".to_string(), "[arm64]".to_string()),
+            ("Y".to_string(), "[]".to_string())
+        ]
     );
 }
 
 #[test]
 fn proxy_args_stay_out_of_cache_keys_unless_declared() {
-    let g = graph_with("FROM alpine\nRUN a\nARG https_proxy\nRUN b\n", args(&[("HTTP_PROXY", "p1"), ("https_proxy", "p2")]));
+    let g = graph_with(
+        "FROM alpine\nRUN a\nARG https_proxy\nRUN b\n",
+        args(&[("HTTP_PROXY", "p1"), ("https_proxy", "p2")]),
+    );
     let s = &g.stages[0];
     assert_eq!(
         s.steps[0].proxy_env,
-        [("HTTP_PROXY".to_string(), "p1".to_string()), ("https_proxy".to_string(), "p2".to_string())]
+        [
+            ("HTTP_PROXY".to_string(), "p1".to_string()),
+            ("https_proxy".to_string(), "p2".to_string())
+        ]
     );
     assert!(s.steps[0].cache.build_args.is_empty());
-    assert_eq!(s.steps[2].proxy_env, [("HTTP_PROXY".to_string(), "p1".to_string())]);
-    assert_eq!(s.steps[2].cache.build_args, [("https_proxy".to_string(), "p2".to_string())]);
+    assert_eq!(
+        s.steps[2].proxy_env,
+        [("HTTP_PROXY".to_string(), "p1".to_string())]
+    );
+    assert_eq!(
+        s.steps[2].cache.build_args,
+        [("https_proxy".to_string(), "p2".to_string())]
+    );
     assert!(g.unused_build_args.is_empty());
 }
 
 #[test]
 fn unused_build_args_are_warned_about() {
-    let g = graph_with("FROM alpine\nARG USED\n", args(&[("USED", "1"), ("NOPE", "2")]));
+    let g = graph_with(
+        "FROM alpine\nARG USED\n",
+        args(&[("USED", "1"), ("NOPE", "2")]),
+    );
     assert_eq!(g.unused_build_args, ["NOPE"]);
-    assert!(g.warnings.iter().any(|w| w.rule == "UnusedBuildArgs" && w.message.contains("[NOPE]")));
+    assert!(g
+        .warnings
+        .iter()
+        .any(|w| w.rule == "UnusedBuildArgs" && w.message.contains("[NOPE]")));
 }
 
 #[test]
 fn build_arg_from_environment() {
     use strata_builder::plan::parse_build_arg;
     let lookup = |k: &str| (k == "FROM_ENV").then(|| "v".to_string());
-    assert_eq!(parse_build_arg("A=b=c", lookup), Some(("A".into(), "b=c".into())));
-    assert_eq!(parse_build_arg("FROM_ENV", lookup), Some(("FROM_ENV".into(), "v".into())));
+    assert_eq!(
+        parse_build_arg("A=b=c", lookup),
+        Some(("A".into(), "b=c".into()))
+    );
+    assert_eq!(
+        parse_build_arg("FROM_ENV", lookup),
+        Some(("FROM_ENV".into(), "v".into()))
+    );
     assert_eq!(parse_build_arg("MISSING", lookup), None);
 }
 
@@ -235,10 +312,14 @@ fn expansion_sites() {
     assert!(matches!(&st[1].instruction, Instruction::Workdir(w) if w == "/data"));
     assert_eq!(st[2].workdir, "/data/sub");
     assert!(matches!(&st[3].instruction, Instruction::User(u) if u == "app"));
-    assert!(matches!(&st[4].instruction, Instruction::Expose(p) if p == &["53/udp", "8080/tcp"] || p == &["8080/tcp", "53/udp"]));
+    assert!(
+        matches!(&st[4].instruction, Instruction::Expose(p) if p == &["53/udp", "8080/tcp"] || p == &["8080/tcp", "53/udp"])
+    );
     assert!(matches!(&st[5].instruction, Instruction::Volume(v) if v == &["/data/v"]));
     assert!(matches!(&st[6].instruction, Instruction::StopSignal(s) if s == "SIGTERM"));
-    assert!(matches!(&st[7].instruction, Instruction::Label(kv) if kv[0].key == "k app" && kv[0].value == "v 8080"));
+    assert!(
+        matches!(&st[7].instruction, Instruction::Label(kv) if kv[0].key == "k app" && kv[0].value == "v 8080")
+    );
     match &st[8].instruction {
         Instruction::Copy(c) => {
             assert_eq!(c.chown.as_deref(), Some("app:app"));
@@ -279,7 +360,11 @@ fn indices(g: &BuildGraph) -> Vec<usize> {
 #[test]
 fn target_pruning() {
     let g = graph(MULTI);
-    assert_eq!(indices(&g), [0, 1, 3, 4], "the default target (last stage) does not need `test`");
+    assert_eq!(
+        indices(&g),
+        [0, 1, 3, 4],
+        "the default target (last stage) does not need `test`"
+    );
     assert_eq!(g.target_stage().name.as_deref(), Some("final"));
     let mut o = PlanOptions::default();
     o.target = Some("BUILDER".into());
@@ -311,7 +396,10 @@ fn copy_from_index_and_image() {
     let s = &g.stages[1];
     assert_eq!(s.base, StageBase::Scratch);
     assert_eq!(s.steps[0].copy_source, SourceRef::Stage(0));
-    assert_eq!(s.steps[1].copy_source, SourceRef::Image("busybox:1.36".into()));
+    assert_eq!(
+        s.steps[1].copy_source,
+        SourceRef::Image("busybox:1.36".into())
+    );
     assert_eq!(s.depends_on, [0]);
 }
 
@@ -342,7 +430,11 @@ fn base_image_env_and_onbuild_triggers() {
     assert_eq!(env_of(&steps[3], "FROM_TRIGGER"), Some("1"));
     assert_eq!(env_of(&steps[3], "PATH"), Some("/go/bin:/usr/bin"));
     let bad = g.splice_onbuild(0, &["FROM x".to_string()]).unwrap_err();
-    assert!(bad.to_string().contains("isn't allowed as an ONBUILD trigger"), "{bad}");
+    assert!(
+        bad.to_string()
+            .contains("isn't allowed as an ONBUILD trigger"),
+        "{bad}"
+    );
 }
 
 // ---------------------------------------------------------------- cache keys
@@ -374,7 +466,10 @@ fn parse_error(src: &str) -> (String, Span) {
 fn error_unknown_instruction_suggests() {
     let (msg, span) = parse_error("FROM alpine\nRUN a\nRUNN b\n");
     assert_eq!(span, Span::line(3));
-    assert!(msg.contains("unknown instruction: RUNN (did you mean RUN?)"), "{msg}");
+    assert!(
+        msg.contains("unknown instruction: RUNN (did you mean RUN?)"),
+        "{msg}"
+    );
     let snippet = render_snippet("FROM alpine\nRUN a\nRUNN b\n", "Dockerfile", span);
     assert!(snippet.starts_with("Dockerfile:3\n"), "{snippet}");
     assert!(snippet.contains("   3 | >>> RUNN b\n"), "{snippet}");
@@ -392,7 +487,10 @@ fn error_unterminated_quote_and_brace() {
     let e = plan_err("FROM alpine\nENV A=\"abc\nRUN x\n", PlanOptions::default());
     assert_eq!(e.span, Span::line(2));
     assert!(e.to_string().contains("matching double-quote"), "{e}");
-    let e = plan_err("FROM alpine\nRUN x\nWORKDIR /a/${B\n", PlanOptions::default());
+    let e = plan_err(
+        "FROM alpine\nRUN x\nWORKDIR /a/${B\n",
+        PlanOptions::default(),
+    );
     assert_eq!(e.span, Span::line(3));
     assert!(e.to_string().contains("missing '}'"), "{e}");
     let e = plan_err("FROM alpine\nUSER ${B:=x}\n", PlanOptions::default());
@@ -406,7 +504,10 @@ fn error_unknown_and_misplaced_flags() {
     assert!(msg.contains("unknown flag: chmown"), "{msg}");
     let (msg, span) = parse_error("FROM alpine\n\nRUN --chown=1:1 make\n");
     assert_eq!(span, Span::line(3));
-    assert!(msg.contains("--chown is a flag of COPY and ADD, not of RUN"), "{msg}");
+    assert!(
+        msg.contains("--chown is a flag of COPY and ADD, not of RUN"),
+        "{msg}"
+    );
     let (msg, _) = parse_error("FROM alpine\nRUN --mount=type=nfs,target=/x make\n");
     assert!(msg.contains("unsupported mount type"), "{msg}");
     let (msg, _) = parse_error("FROM alpine\nRUN --network=bridge make\n");
@@ -426,21 +527,49 @@ fn error_env_without_value() {
 fn error_duplicate_stage_name() {
     let (msg, span) = parse_error("FROM alpine AS one\nRUN x\nFROM alpine AS One\n");
     assert_eq!(span, Span::line(3));
-    assert!(msg.contains("duplicate stage name \"one\"") && msg.contains("line 1"), "{msg}");
+    assert!(
+        msg.contains("duplicate stage name \"one\"") && msg.contains("line 1"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn error_from_cycle_and_forward_reference() {
-    let e = plan_err("FROM alpine AS a\nCOPY --from=b /x /x\nFROM alpine AS b\nCOPY --from=a /y /y\n", PlanOptions::default());
-    assert!(e.to_string().contains("circular dependency detected on stage"), "{e}");
-    assert!(e.span == Span::line(2) || e.span == Span::line(4), "{:?}", e.span);
-    let e = plan_err("FROM alpine AS a\nCOPY --from=a /x /x\n", PlanOptions::default());
+    let e = plan_err(
+        "FROM alpine AS a\nCOPY --from=b /x /x\nFROM alpine AS b\nCOPY --from=a /y /y\n",
+        PlanOptions::default(),
+    );
+    assert!(
+        e.to_string()
+            .contains("circular dependency detected on stage"),
+        "{e}"
+    );
+    assert!(
+        e.span == Span::line(2) || e.span == Span::line(4),
+        "{:?}",
+        e.span
+    );
+    let e = plan_err(
+        "FROM alpine AS a\nCOPY --from=a /x /x\n",
+        PlanOptions::default(),
+    );
     assert_eq!(e.span, Span::line(2));
-    assert!(e.to_string().contains("circular dependency detected on stage: a"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("circular dependency detected on stage: a"),
+        "{e}"
+    );
     let mut o = PlanOptions::default();
     o.target = Some("a".into());
-    let e = plan_err("FROM alpine AS a\nCOPY --from=b /x /x\nFROM alpine AS b\n", o);
-    assert!(e.to_string().contains("needs to be defined before current stage"), "{e}");
+    let e = plan_err(
+        "FROM alpine AS a\nCOPY --from=b /x /x\nFROM alpine AS b\n",
+        o,
+    );
+    assert!(
+        e.to_string()
+            .contains("needs to be defined before current stage"),
+        "{e}"
+    );
     assert_eq!(e.span, Span::line(2));
 }
 
@@ -457,21 +586,44 @@ fn error_unknown_target() {
     let mut o = PlanOptions::default();
     o.target = Some("biulder".into());
     let e = plan_err("FROM alpine AS builder\nFROM alpine\n", o);
-    assert_eq!(e.to_string(), "target stage \"biulder\" could not be found (did you mean builder?)");
+    assert_eq!(
+        e.to_string(),
+        "target stage \"biulder\" could not be found (did you mean builder?)"
+    );
 }
 
 #[test]
 fn error_other_instruction_checks() {
     for (src, needle, line) in [
         ("RUN x\n", "RUN before the first FROM", 1),
-        ("FROM a b\n", "FROM requires either one or three arguments", 1),
+        (
+            "FROM a b\n",
+            "FROM requires either one or three arguments",
+            1,
+        ),
         ("FROM a AS 1x\n", "invalid name for build stage", 1),
         ("FROM a\nCOPY x\n", "requires at least two arguments", 2),
-        ("FROM a\nSHELL sh -c\n", "SHELL requires the arguments to be in JSON form", 2),
-        ("FROM a\nCMD [\"a\", 1]\n", "arrays must be comprised of strings only", 2),
+        (
+            "FROM a\nSHELL sh -c\n",
+            "SHELL requires the arguments to be in JSON form",
+            2,
+        ),
+        (
+            "FROM a\nCMD [\"a\", 1]\n",
+            "arrays must be comprised of strings only",
+            2,
+        ),
         ("FROM a\nONBUILD ONBUILD RUN x\n", "Chaining ONBUILD", 2),
-        ("FROM a\nCOPY <<EOF <<EOF2\nx\nEOF\ny\nEOF2\n", "heredoc as a destination", 2),
-        ("FROM a\nWORKDIR\n", "WORKDIR requires exactly one argument", 2),
+        (
+            "FROM a\nCOPY <<EOF <<EOF2\nx\nEOF\ny\nEOF2\n",
+            "heredoc as a destination",
+            2,
+        ),
+        (
+            "FROM a\nWORKDIR\n",
+            "WORKDIR requires exactly one argument",
+            2,
+        ),
     ] {
         let (msg, span) = parse_error(src);
         assert!(msg.contains(needle), "{src:?}: {msg}");
@@ -482,7 +634,11 @@ fn error_other_instruction_checks() {
         ("FROM Alpine\n", "repository name must be lowercase", 1),
         ("FROM a\nEXPOSE http\n", "Invalid containerPort", 2),
         ("FROM a\nSTOPSIGNAL SIGNOPE\n", "Invalid signal", 2),
-        ("FROM a\nCOPY --chmod=999 a b\n", "invalid chmod parameter", 2),
+        (
+            "FROM a\nCOPY --chmod=999 a b\n",
+            "invalid chmod parameter",
+            2,
+        ),
         ("FROM a\nADD --checksum=sha256:ab a b\n", "non-HTTP(S)", 2),
         ("FROM a\nCOPY --from=7 /a /b\n", "invalid stage index 7", 2),
     ] {
@@ -497,7 +653,13 @@ fn error_other_instruction_checks() {
 #[test]
 fn check_warnings_with_lines() {
     let src = "FROM alpine AS Build\nMAINTAINER me\nENV K v\nWORKDIR app\nRUN a \\\n\n  b\nCMD run\nFROM alpine:${NOPE:-3} as x\n";
-    let g = graph_with(src, PlanOptions { all_stages: true, ..PlanOptions::default() });
+    let g = graph_with(
+        src,
+        PlanOptions {
+            all_stages: true,
+            ..PlanOptions::default()
+        },
+    );
     let found: Vec<(&str, usize)> = g.warnings.iter().map(|w| (w.rule, w.span.start)).collect();
     for expected in [
         ("StageNameCasing", 1),
@@ -509,7 +671,10 @@ fn check_warnings_with_lines() {
         ("UndefinedArgInFrom", 9),
         ("FromAsCasing", 9),
     ] {
-        assert!(found.contains(&expected), "missing {expected:?} in {found:?}");
+        assert!(
+            found.contains(&expected),
+            "missing {expected:?} in {found:?}"
+        );
     }
     let skipped = graph("# check=skip=JSONArgsRecommended\nFROM alpine\nCMD run\n");
     assert!(skipped.warnings.is_empty(), "{:?}", skipped.warnings);
@@ -518,8 +683,13 @@ fn check_warnings_with_lines() {
 #[test]
 fn healthcheck_none_and_check() {
     let g = graph("FROM a\nHEALTHCHECK NONE\nHEALTHCHECK --timeout=3s CMD [\"curl\", \"-f\"]\n");
-    assert!(matches!(g.stages[0].steps[0].instruction, Instruction::Healthcheck(Healthcheck::None)));
-    assert!(matches!(&g.stages[0].steps[1].instruction, Instruction::Healthcheck(Healthcheck::Check { test, .. }) if test == &["CMD", "curl", "-f"]));
+    assert!(matches!(
+        g.stages[0].steps[0].instruction,
+        Instruction::Healthcheck(Healthcheck::None)
+    ));
+    assert!(
+        matches!(&g.stages[0].steps[1].instruction, Instruction::Healthcheck(Healthcheck::Check { test, .. }) if test == &["CMD", "curl", "-f"])
+    );
 }
 
 #[test]
@@ -528,6 +698,11 @@ fn escape_directive_backtick() {
     let g = graph(src);
     let st = &g.stages[0].steps;
     assert!(matches!(&st[0].instruction, Instruction::Run(r) if r.command.args == ["echo a   b"]));
-    assert!(matches!(&st[1].instruction, Instruction::Copy(c) if c.sources == ["C:\\src"] && c.dest == "C:\\dst"));
-    assert_eq!(env_instr(&st[2]), [("P".to_string(), "C:\\x$y".to_string())]);
+    assert!(
+        matches!(&st[1].instruction, Instruction::Copy(c) if c.sources == ["C:\\src"] && c.dest == "C:\\dst")
+    );
+    assert_eq!(
+        env_instr(&st[2]),
+        [("P".to_string(), "C:\\x$y".to_string())]
+    );
 }

@@ -29,12 +29,18 @@ pub struct Span {
 impl Span {
     /// A span covering lines `start..=end`.
     pub fn new(start: usize, end: usize) -> Self {
-        Span { start, end: end.max(start) }
+        Span {
+            start,
+            end: end.max(start),
+        }
     }
 
     /// A span covering one line.
     pub fn line(line: usize) -> Self {
-        Span { start: line, end: line }
+        Span {
+            start: line,
+            end: line,
+        }
     }
 }
 
@@ -52,7 +58,10 @@ impl fmt::Display for Span {
 /// `>>>`. Single-line spans get two lines of context on each side, longer spans one, exactly as
 /// BuildKit prints them. Returns an empty string when the span lies outside the source.
 pub fn render_snippet(source: &str, filename: &str, span: Span) -> String {
-    let lines: Vec<&str> = source.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).collect();
+    let lines: Vec<&str> = source
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .collect();
     let (mut start, mut end) = (span.start, span.end.max(span.start));
     if start < 1 || start > lines.len() {
         return String::new();
@@ -75,7 +84,11 @@ pub fn render_snippet(source: &str, filename: &str, span: Span) -> String {
     }
     let mut out = format!("{filename}:{first_marked}\n--------------------\n");
     for i in start..=end {
-        let marker = if i >= span.start && i <= span.end.max(span.start) { ">>>" } else { "   " };
+        let marker = if i >= span.start && i <= span.end.max(span.start) {
+            ">>>"
+        } else {
+            "   "
+        };
         let text = lines.get(i - 1).copied().unwrap_or_default();
         let line = format!(" {i:>3} | {marker} {text}");
         out.push_str(line.trim_end_matches(' '));
@@ -101,7 +114,7 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     }
     let (d, c) = best?;
     // A suggestion is only useful when it is much closer than a rewrite of the word.
-    let limit = (w.chars().count() / 3).max(1).min(2);
+    let limit = (w.chars().count() / 3).clamp(1, 2);
     (d > 0 && d <= limit).then_some(c)
 }
 
@@ -121,7 +134,9 @@ fn levenshtein(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[(i - 1) * w + j] + 1).min(d[i * w + j - 1] + 1).min(d[(i - 1) * w + j - 1] + cost);
+            let mut v = (d[(i - 1) * w + j] + 1)
+                .min(d[i * w + j - 1] + 1)
+                .min(d[(i - 1) * w + j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 v = v.min(d[(i - 2) * w + j - 2] + 1);
             }

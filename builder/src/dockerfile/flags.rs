@@ -106,7 +106,9 @@ impl Flags {
             }
             let v = match (kind, value) {
                 (FlagKind::Bool, None) => "true".to_string(),
-                (FlagKind::Bool, Some("")) => return Err(FlagError::MissingValue(name.to_string())),
+                (FlagKind::Bool, Some("")) => {
+                    return Err(FlagError::MissingValue(name.to_string()))
+                }
                 (FlagKind::Bool, Some(v)) => match v.to_ascii_lowercase().as_str() {
                     "true" => "true".to_string(),
                     "false" => "false".to_string(),
@@ -127,7 +129,10 @@ impl Flags {
 
     /// The value of a string flag.
     pub fn string(&self, name: &str) -> Option<String> {
-        self.values.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+        self.values
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
     }
 
     /// A boolean flag: `None` when not given.
@@ -137,7 +142,11 @@ impl Flags {
 
     /// All values of a list flag, in order.
     pub fn list(&self, name: &str) -> Vec<String> {
-        self.values.iter().filter(|(n, _)| n == name).map(|(_, v)| v.clone()).collect()
+        self.values
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 }
 
@@ -174,7 +183,11 @@ mod tests {
 
     #[test]
     fn kinds() {
-        let f = Flags::parse("copy", &raw(&["--from=a", "--link", "--exclude=x", "--exclude=y"])).unwrap();
+        let f = Flags::parse(
+            "copy",
+            &raw(&["--from=a", "--link", "--exclude=x", "--exclude=y"]),
+        )
+        .unwrap();
         assert_eq!(f.string("from").as_deref(), Some("a"));
         assert_eq!(f.bool("link"), Some(true));
         assert_eq!(f.list("exclude"), vec!["x", "y"]);
@@ -184,14 +197,23 @@ mod tests {
     #[test]
     fn errors() {
         let e = Flags::parse("run", &raw(&["--chown=1"])).unwrap_err();
-        assert_eq!(e.to_string(), "unknown flag: chown (--chown is a flag of COPY and ADD, not of RUN)");
+        assert_eq!(
+            e.to_string(),
+            "unknown flag: chown (--chown is a flag of COPY and ADD, not of RUN)"
+        );
         let e = Flags::parse("copy", &raw(&["--chonw=1"])).unwrap_err();
         assert_eq!(e.to_string(), "unknown flag: chonw (did you mean --chown?)");
-        assert_eq!(Flags::parse("copy", &raw(&["--from"])), Err(FlagError::MissingValue("from".into())));
+        assert_eq!(
+            Flags::parse("copy", &raw(&["--from"])),
+            Err(FlagError::MissingValue("from".into()))
+        );
         assert_eq!(
             Flags::parse("copy", &raw(&["--from=a", "--from=b"])),
             Err(FlagError::Duplicate("from".into()))
         );
-        assert!(matches!(Flags::parse("copy", &raw(&["--link=maybe"])), Err(FlagError::NotBoolean { .. })));
+        assert!(matches!(
+            Flags::parse("copy", &raw(&["--link=maybe"])),
+            Err(FlagError::NotBoolean { .. })
+        ));
     }
 }

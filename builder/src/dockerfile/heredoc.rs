@@ -36,12 +36,16 @@ impl Heredoc {
 
 /// Removes leading tabs from every line (`<<-`).
 pub fn chomp(s: &str) -> String {
-    s.split_inclusive('\n').map(|l| l.trim_start_matches('\t')).collect()
+    s.split_inclusive('\n')
+        .map(|l| l.trim_start_matches('\t'))
+        .collect()
 }
 
 /// Parses one word as a heredoc marker. `Ok(None)` when the word is not a heredoc.
 pub fn parse_heredoc_word(word: &str) -> Result<Option<Heredoc>, String> {
-    let digits_end = word.find(|c: char| !c.is_ascii_digit()).unwrap_or(word.len());
+    let digits_end = word
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(word.len());
     let (digits, rest) = word.split_at(digits_end);
     let Some(rest) = rest.strip_prefix("<<") else {
         return Ok(None);
@@ -56,14 +60,20 @@ pub fn parse_heredoc_word(word: &str) -> Result<Option<Heredoc>, String> {
     let fd = digits.parse::<u32>().unwrap_or(0);
     let mut lex = Lexer::new('\\');
     lex.skip_unset_env = true;
-    let words = lex.process_words(rest, &NoVars).map_err(|e| e.to_string())?;
+    let words = lex
+        .process_words(rest, &NoVars)
+        .map_err(|e| e.to_string())?;
     if words.len() != 1 {
         return Ok(None);
     }
     lex.raw_quotes = true;
-    let raw = lex.process_words(rest, &NoVars).map_err(|e| e.to_string())?;
+    let raw = lex
+        .process_words(rest, &NoVars)
+        .map_err(|e| e.to_string())?;
     if raw.len() != 1 {
-        return Err(format!("internal lexing of heredoc produced inconsistent results: {rest}"));
+        return Err(format!(
+            "internal lexing of heredoc produced inconsistent results: {rest}"
+        ));
     }
     let quotes = |s: &str| s.chars().filter(|&c| c == '\'' || c == '"').count();
     Ok(Some(Heredoc {
@@ -99,7 +109,10 @@ mod tests {
     #[test]
     fn markers() {
         let h = parse_heredoc_word("<<EOF").unwrap().unwrap();
-        assert_eq!((h.name.as_str(), h.expand, h.chomp, h.fd), ("EOF", true, false, 0));
+        assert_eq!(
+            (h.name.as_str(), h.expand, h.chomp, h.fd),
+            ("EOF", true, false, 0)
+        );
         let h = parse_heredoc_word("<<-'EOF'").unwrap().unwrap();
         assert_eq!((h.name.as_str(), h.expand, h.chomp), ("EOF", false, true));
         let h = parse_heredoc_word("3<<\"E\"OF").unwrap().unwrap();
@@ -112,7 +125,10 @@ mod tests {
     #[test]
     fn several_on_one_line() {
         let docs = heredocs_from_line("COPY <<A <<-\"B\" /dst").unwrap();
-        assert_eq!(docs.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["A", "B"]);
+        assert_eq!(
+            docs.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+            ["A", "B"]
+        );
         assert!(heredocs_from_line("RUN echo '<<A").unwrap().is_empty());
     }
 

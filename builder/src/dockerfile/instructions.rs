@@ -73,7 +73,8 @@ pub enum SecurityMode {
 pub struct Run {
     /// The command.
     pub command: CommandLine,
-    /// `--mount` values as written (expanded and parsed by the planner).
+    /// `--mount` values: as written after parsing; in a planned [`crate::plan::Step`] the
+    /// expanded, canonical `type=...,target=...` form (the parsed mounts are in `Step::mounts`).
     pub mounts: Vec<String>,
     /// `--network`.
     pub network: Option<NetworkMode>,
@@ -329,7 +330,9 @@ pub enum ParseErrorKind {
     #[error("FROM requires either one or three arguments (FROM image [AS name])")]
     FromArguments,
     /// `AS 1stage`.
-    #[error("invalid name for build stage: {0:?}, name can't start with a number or contain symbols")]
+    #[error(
+        "invalid name for build stage: {0:?}, name can't start with a number or contain symbols"
+    )]
     InvalidStageName(String),
     /// Two stages with the same name.
     #[error("duplicate stage name {name:?}: it is already used by the stage on line {first_line}")]
@@ -393,7 +396,10 @@ pub fn parse_dockerfile(source: &str) -> Result<Dockerfile, ParseError> {
     let mut meta_args = Vec::new();
     let mut stages: Vec<Stage> = Vec::new();
     for node in &ast.nodes {
-        let at = |kind: ParseErrorKind| ParseError { kind, span: node.span };
+        let at = |kind: ParseErrorKind| ParseError {
+            kind,
+            span: node.span,
+        };
         if node.name() == "from" {
             let stage = parse_from(node).map_err(at)?;
             if let Some(name) = &stage.name {
@@ -411,10 +417,18 @@ pub fn parse_dockerfile(source: &str) -> Result<Dockerfile, ParseError> {
         match stages.last_mut() {
             Some(stage) => stage.commands.push(command),
             None if matches!(command.instruction, Instruction::Arg(_)) => meta_args.push(command),
-            None => return Err(at(ParseErrorKind::NoStage(command.instruction.keyword().to_string()))),
+            None => {
+                return Err(at(ParseErrorKind::NoStage(
+                    command.instruction.keyword().to_string(),
+                )))
+            }
         }
     }
-    Ok(Dockerfile { ast, meta_args, stages })
+    Ok(Dockerfile {
+        ast,
+        meta_args,
+        stages,
+    })
 }
 
 fn flags(node: &Node) -> Result<Flags, ParseErrorKind> {
@@ -680,7 +694,10 @@ fn command_line(node: &Node) -> CommandLine {
 type SourcesAndDest = (Vec<String>, Vec<InlineSource>, String);
 
 fn sources_and_dest(node: &Node, upper: &str) -> Result<SourcesAndDest, ParseErrorKind> {
-    let (dest, srcs) = node.args.split_last().ok_or_else(|| ParseErrorKind::NoDestination(upper.into()))?;
+    let (dest, srcs) = node
+        .args
+        .split_last()
+        .ok_or_else(|| ParseErrorKind::NoDestination(upper.into()))?;
     if !node.json && matches!(parse_heredoc_word(dest), Ok(Some(_))) {
         return Err(ParseErrorKind::HeredocDestination(upper.into()));
     }
@@ -710,7 +727,9 @@ fn parse_healthcheck(node: &Node) -> Result<Healthcheck, ParseErrorKind> {
     let rest = &node.args[1..];
     if typ == "NONE" {
         if !rest.is_empty() {
-            return Err(ParseErrorKind::Healthcheck("HEALTHCHECK NONE takes no arguments".into()));
+            return Err(ParseErrorKind::Healthcheck(
+                "HEALTHCHECK NONE takes no arguments".into(),
+            ));
         }
         return Ok(Healthcheck::None);
     }
@@ -721,14 +740,19 @@ fn parse_healthcheck(node: &Node) -> Result<Healthcheck, ParseErrorKind> {
         )));
     }
     if rest.is_empty() {
-        return Err(ParseErrorKind::Healthcheck("Missing command after HEALTHCHECK CMD".into()));
+        return Err(ParseErrorKind::Healthcheck(
+            "Missing command after HEALTHCHECK CMD".into(),
+        ));
     }
     let mut test = vec![if node.json { "CMD" } else { "CMD-SHELL" }.to_string()];
     test.extend(rest.iter().cloned());
     let interval = |name: &str| -> Result<Option<Duration>, ParseErrorKind> {
-        let Some(v) = f.string(name) else { return Ok(None) };
-        let nanos = parse_go_duration(&v)
-            .ok_or_else(|| ParseErrorKind::Healthcheck(format!("--{name}: time: invalid duration {v:?}")))?;
+        let Some(v) = f.string(name) else {
+            return Ok(None);
+        };
+        let nanos = parse_go_duration(&v).ok_or_else(|| {
+            ParseErrorKind::Healthcheck(format!("--{name}: time: invalid duration {v:?}"))
+        })?;
         if nanos == 0 {
             return Ok(None);
         }
@@ -737,7 +761,9 @@ fn parse_healthcheck(node: &Node) -> Result<Healthcheck, ParseErrorKind> {
                 "Interval {name:?} cannot be less than 1ms"
             )));
         }
-        Ok(Some(Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))))
+        Ok(Some(Duration::from_nanos(
+            u64::try_from(nanos).unwrap_or(u64::MAX),
+        )))
     };
     let retries = match f.string("retries") {
         None => None,
@@ -746,9 +772,13 @@ fn parse_healthcheck(node: &Node) -> Result<Healthcheck, ParseErrorKind> {
                 .parse()
                 .ok()
                 .filter(|n| i32::try_from(*n).is_ok())
-                .ok_or_else(|| ParseErrorKind::Healthcheck(format!("--retries: invalid number {v:?}")))?;
+                .ok_or_else(|| {
+                    ParseErrorKind::Healthcheck(format!("--retries: invalid number {v:?}"))
+                })?;
             if n < 0 {
-                return Err(ParseErrorKind::Healthcheck(format!("--retries cannot be negative ({n})")));
+                return Err(ParseErrorKind::Healthcheck(format!(
+                    "--retries cannot be negative ({n})"
+                )));
             }
             Some(n as u32)
         }
@@ -777,14 +807,18 @@ pub fn parse_go_duration(s: &str) -> Option<i128> {
     }
     let mut total: f64 = 0.0;
     while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         let num = &rest[..num_end];
         if num.is_empty() || num == "." {
             return None;
         }
         let value: f64 = num.parse().ok()?;
         rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_end];
         rest = &rest[unit_end..];
         let mult = match unit {
@@ -810,7 +844,11 @@ impl fmt::Display for Instruction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kw = self.keyword();
         let json = |v: &[String]| serde_json::to_string(v).unwrap_or_default();
-        let opt = |name: &str, v: &Option<String>| v.as_ref().map(|v| format!(" --{name}={v}")).unwrap_or_default();
+        let opt = |name: &str, v: &Option<String>| {
+            v.as_ref()
+                .map(|v| format!(" --{name}={v}"))
+                .unwrap_or_default()
+        };
         match self {
             Instruction::Run(r) => {
                 write!(f, "{kw}")?;
@@ -831,7 +869,13 @@ impl fmt::Display for Instruction {
             }
             Instruction::Shell(v) => write!(f, "{kw} {}", json(v)),
             Instruction::Copy(c) => {
-                write!(f, "{kw}{}{}{}", opt("from", &c.from), opt("chown", &c.chown), opt("chmod", &c.chmod))?;
+                write!(
+                    f,
+                    "{kw}{}{}{}",
+                    opt("from", &c.from),
+                    opt("chown", &c.chown),
+                    opt("chmod", &c.chmod)
+                )?;
                 if c.link {
                     write!(f, " --link")?;
                 }
@@ -844,7 +888,13 @@ impl fmt::Display for Instruction {
                 write_sources(f, &c.sources, &c.inline, &c.dest)
             }
             Instruction::Add(a) => {
-                write!(f, "{kw}{}{}{}", opt("chown", &a.chown), opt("chmod", &a.chmod), opt("checksum", &a.checksum))?;
+                write!(
+                    f,
+                    "{kw}{}{}{}",
+                    opt("chown", &a.chown),
+                    opt("chmod", &a.chmod),
+                    opt("checksum", &a.checksum)
+                )?;
                 if a.link {
                     write!(f, " --link")?;
                 }
@@ -923,10 +973,20 @@ fn write_cmdline(f: &mut fmt::Formatter<'_>, c: &CommandLine) -> fmt::Result {
     }
 }
 
-fn write_sources(f: &mut fmt::Formatter<'_>, sources: &[String], inline: &[InlineSource], dest: &str) -> fmt::Result {
+fn write_sources(
+    f: &mut fmt::Formatter<'_>,
+    sources: &[String],
+    inline: &[InlineSource],
+    dest: &str,
+) -> fmt::Result {
     write!(f, " {}", serde_json::to_string(sources).unwrap_or_default())?;
     for i in inline {
-        write!(f, " <<{}:{}", i.path, serde_json::to_string(&i.data).unwrap_or_default())?;
+        write!(
+            f,
+            " <<{}:{}",
+            i.path,
+            serde_json::to_string(&i.data).unwrap_or_default()
+        )?;
     }
     write!(f, " {dest}")
 }
@@ -947,9 +1007,15 @@ mod tests {
 
     #[test]
     fn healthcheck_forms() {
-        let df = parse_dockerfile("FROM a\nHEALTHCHECK --interval=5s --retries=3 CMD curl -f x\n").unwrap();
+        let df = parse_dockerfile("FROM a\nHEALTHCHECK --interval=5s --retries=3 CMD curl -f x\n")
+            .unwrap();
         match &df.stages[0].commands[0].instruction {
-            Instruction::Healthcheck(Healthcheck::Check { test, interval, retries, .. }) => {
+            Instruction::Healthcheck(Healthcheck::Check {
+                test,
+                interval,
+                retries,
+                ..
+            }) => {
                 assert_eq!(test, &["CMD-SHELL", "curl -f x"]);
                 assert_eq!(*interval, Some(Duration::from_secs(5)));
                 assert_eq!(*retries, Some(3));

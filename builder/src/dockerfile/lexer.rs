@@ -83,7 +83,10 @@ impl VarLookup for HashMap<String, String> {
 impl VarLookup for Vec<(String, String)> {
     fn lookup(&self, name: &str) -> Option<&str> {
         // Last definition wins, like a process environment built by appending.
-        self.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -258,7 +261,11 @@ impl State<'_> {
     }
 
     /// Processes characters until `stop` (consumed) or the end of input.
-    fn process_stop_on(&mut self, stop: Option<char>, raw_escapes: bool) -> Step<(String, Vec<String>)> {
+    fn process_stop_on(
+        &mut self,
+        stop: Option<char>,
+        raw_escapes: bool,
+    ) -> Step<(String, Vec<String>)> {
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
         let r = self.process_stop_on_inner(stop);
@@ -477,7 +484,11 @@ impl State<'_> {
             Some(v) => null_is_unset && v.is_empty(),
         };
         match modifier {
-            Some('-') => Ok(if empty_or_unset { word } else { value.unwrap_or_default() }),
+            Some('-') => Ok(if empty_or_unset {
+                word
+            } else {
+                value.unwrap_or_default()
+            }),
             Some('+') => Ok(if empty_or_unset { String::new() } else { word }),
             Some('?') => {
                 let default = match &value {
@@ -558,8 +569,10 @@ impl State<'_> {
             reason,
         })?;
         let chars: Vec<char> = value.chars().collect();
+        // One memo for every search: match results depend only on (token, position).
+        let mut memo = HashMap::new();
         if !replace_all {
-            return Ok(match find_unanchored(&tokens, &chars, 0) {
+            return Ok(match find_unanchored(&tokens, &chars, 0, &mut memo) {
                 Some((s, e)) => {
                     let mut out: String = chars[..s].iter().collect();
                     out.push_str(&replacement);
@@ -575,7 +588,7 @@ impl State<'_> {
         let mut last_end = 0usize;
         let mut search = 0usize;
         while search <= chars.len() {
-            let Some((s, e)) = find_unanchored(&tokens, &chars, search) else {
+            let Some((s, e)) = find_unanchored(&tokens, &chars, search, &mut memo) else {
                 break;
             };
             out.extend(&chars[last_end..s]);
@@ -634,7 +647,7 @@ fn compile_pattern(pattern: &str) -> Result<Vec<Tok>, String> {
 /// preferences: `*` prefers the longest run when `greedy`, the shortest otherwise. Like `.` in
 /// Go regexps, `?` and `*` never match a newline.
 fn find_match(tokens: &[Tok], text: &[char], start: usize, greedy: bool) -> Option<usize> {
-    let mut memo: HashMap<(usize, usize), Option<usize>> = HashMap::new();
+    let mut memo = Memo::new();
     match_from(tokens, text, 0, start, greedy, &mut memo)
 }
 
@@ -644,7 +657,7 @@ fn match_from(
     mut ti: usize,
     mut pos: usize,
     greedy: bool,
-    memo: &mut HashMap<(usize, usize), Option<usize>>,
+    memo: &mut Memo,
 ) -> Option<usize> {
     loop {
         match tokens.get(ti) {
@@ -692,10 +705,16 @@ fn match_from(
     }
 }
 
+type Memo = HashMap<(usize, usize), Option<usize>>;
+
 /// The leftmost match at or after `from` (greedy), as (start, end).
-fn find_unanchored(tokens: &[Tok], text: &[char], from: usize) -> Option<(usize, usize)> {
-    let mut memo: HashMap<(usize, usize), Option<usize>> = HashMap::new();
-    (from..=text.len()).find_map(|s| match_from(tokens, text, 0, s, true, &mut memo).map(|e| (s, e)))
+fn find_unanchored(
+    tokens: &[Tok],
+    text: &[char],
+    from: usize,
+    memo: &mut Memo,
+) -> Option<(usize, usize)> {
+    (from..=text.len()).find_map(|s| match_from(tokens, text, 0, s, true, memo).map(|e| (s, e)))
 }
 
 #[cfg(test)]
@@ -703,7 +722,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn expand(word: &str, pairs: &[(&str, &str)]) -> Result<String, LexError> {
@@ -718,10 +740,17 @@ mod tests {
         assert_eq!(expand("${FOO%y*}", &e).unwrap(), "xxy");
         assert_eq!(expand("${FOO%%y*}", &e).unwrap(), "xx");
         assert_eq!(expand("${FOO#}", &e).unwrap(), "xxyy");
-        assert_eq!(expand("${FOO%%\\**\\*}", &[("FOO", "a***yy*")]).unwrap(), "a");
+        assert_eq!(
+            expand("${FOO%%\\**\\*}", &[("FOO", "a***yy*")]).unwrap(),
+            "a"
+        );
         assert_eq!(expand("${FOO#?\\?}", &[("FOO", "???y")]).unwrap(), "?y");
         assert_eq!(
-            expand("${FOO#()[]{\\}^$.\\*\\?|\\\\}", &[("FOO", "()[]{}^$.*?|\\x")]).unwrap(),
+            expand(
+                "${FOO#()[]{\\}^$.\\*\\?|\\\\}",
+                &[("FOO", "()[]{}^$.*?|\\x")]
+            )
+            .unwrap(),
             "x"
         );
     }
@@ -734,11 +763,23 @@ mod tests {
             "/foo.*/*.txt - /foo..*.txt"
         );
         let e = [("FOO", "/tmp/tmp/bar.txt"), ("NEEDLE", "/tmp")];
-        assert_eq!(expand("${FOO/$NEEDLE/} - ${FOO//$NEEDLE/}", &e).unwrap(), "/tmp/bar.txt - /bar.txt");
+        assert_eq!(
+            expand("${FOO/$NEEDLE/} - ${FOO//$NEEDLE/}", &e).unwrap(),
+            "/tmp/bar.txt - /bar.txt"
+        );
         let e = [("FOO", "/a/foo/b/c.txt"), ("NEEDLE", "/?/"), ("R", "/")];
-        assert_eq!(expand("${FOO/$NEEDLE/$R} - ${FOO//$NEEDLE/$R}", &e).unwrap(), "/foo/b/c.txt - /foo/c.txt");
-        assert_eq!(expand("${FOO//\\//\\/}", &[("FOO", "/tmp/foo.txt")]).unwrap(), "\\/tmp\\/foo.txt");
-        assert_eq!(expand("${FOO/$BAR/ww}", &[("FOO", "xxyy"), ("BAR", "")]).unwrap(), "wwxxyy");
+        assert_eq!(
+            expand("${FOO/$NEEDLE/$R} - ${FOO//$NEEDLE/$R}", &e).unwrap(),
+            "/foo/b/c.txt - /foo/c.txt"
+        );
+        assert_eq!(
+            expand("${FOO//\\//\\/}", &[("FOO", "/tmp/foo.txt")]).unwrap(),
+            "\\/tmp\\/foo.txt"
+        );
+        assert_eq!(
+            expand("${FOO/$BAR/ww}", &[("FOO", "xxyy"), ("BAR", "")]).unwrap(),
+            "wwxxyy"
+        );
         assert_eq!(expand("${FOO///}", &[("FOO", "xxyy")]).unwrap(), "xxyy");
         assert!(expand("${FOO//ww}", &[("FOO", "xxyy")]).is_err());
         assert!(expand("${FOO//}", &[("FOO", "xxyy")]).is_err());
@@ -751,7 +792,10 @@ mod tests {
         assert!(err.to_string().contains("message herex"), "{err}");
         assert_eq!(expand("${VAR?message}", &e).unwrap(), "");
         let x = Lexer::new('\\')
-            .process("${FOO:-aaa} ${BAR:-bbb} ${BAZ:-ccc}", &env(&[("FOO", "xxx"), ("BAR", "")]))
+            .process(
+                "${FOO:-aaa} ${BAR:-bbb} ${BAZ:-ccc}",
+                &env(&[("FOO", "xxx"), ("BAR", "")]),
+            )
             .unwrap();
         assert_eq!(x.result, "xxx bbb ccc");
         assert_eq!(x.matched.into_iter().collect::<Vec<_>>(), ["BAR", "FOO"]);

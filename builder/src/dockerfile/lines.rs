@@ -201,13 +201,18 @@ pub fn parse(source: &str) -> Result<Ast, LineError> {
         let mut node = node_from_line(&buf, escape, std::mem::take(&mut comments))
             .map_err(|k| err(k, start, current))?;
         if node.can_contain_heredoc() && buf.contains("<<") {
-            let docs = heredocs_from_line(&buf).map_err(|e| err(LineErrorKind::BadHeredoc(e), start, current))?;
+            let docs = heredocs_from_line(&buf)
+                .map_err(|e| err(LineErrorKind::BadHeredoc(e), start, current))?;
             for mut doc in docs {
                 let mut terminated = false;
                 for raw in lines.by_ref() {
                     current += 1;
                     let candidate = trim_newline(raw);
-                    let candidate = if doc.chomp { candidate.trim_start_matches('\t') } else { candidate };
+                    let candidate = if doc.chomp {
+                        candidate.trim_start_matches('\t')
+                    } else {
+                        candidate
+                    };
                     if candidate == doc.name {
                         terminated = true;
                         break;
@@ -215,7 +220,11 @@ pub fn parse(source: &str) -> Result<Ast, LineError> {
                     doc.content.push_str(raw);
                 }
                 if !terminated {
-                    return Err(err(LineErrorKind::UnterminatedHeredoc(doc.name), start, current));
+                    return Err(err(
+                        LineErrorKind::UnterminatedHeredoc(doc.name),
+                        start,
+                        current,
+                    ));
                 }
                 node.heredocs.push(doc);
             }
@@ -224,7 +233,11 @@ pub fn parse(source: &str) -> Result<Ast, LineError> {
         nodes.push(node);
     }
     if nodes.is_empty() {
-        return Err(err(LineErrorKind::NoInstructions, current.max(1), current.max(1)));
+        return Err(err(
+            LineErrorKind::NoInstructions,
+            current.max(1),
+            current.max(1),
+        ));
     }
     Ok(Ast {
         nodes,
@@ -283,10 +296,8 @@ fn node_from_line(line: &str, escape: char, comments: Vec<String>) -> Result<Nod
         "arg" => node.args = parse_words(rest, escape),
         "env" | "label" => node.args = parse_name_val(rest, &keyword.to_ascii_uppercase(), escape)?,
         "expose" | "from" => node.args = split_whitespace(rest),
-        "maintainer" | "stopsignal" | "user" | "workdir" => {
-            if !rest.is_empty() {
-                node.args = vec![rest.to_string()];
-            }
+        "maintainer" | "stopsignal" | "user" | "workdir" if !rest.is_empty() => {
+            node.args = vec![rest.to_string()];
         }
         "healthcheck" => {
             let sep = rest.find(char::is_whitespace).unwrap_or(rest.len());
@@ -297,12 +308,11 @@ fn node_from_line(line: &str, escape: char, comments: Vec<String>) -> Result<Nod
                 parse_maybe_json(cmd, &mut node)?;
             }
         }
-        "onbuild" => {
-            if !rest.is_empty() {
-                node.child = Some(Box::new(node_from_line(rest, escape, Vec::new())?));
-            }
+        "onbuild" if !rest.is_empty() => {
+            node.child = Some(Box::new(node_from_line(rest, escape, Vec::new())?));
         }
-        // Unknown instructions keep no arguments; the instruction layer rejects them.
+        // Empty MAINTAINER/USER/... and ONBUILD, and unknown instructions, keep no arguments;
+        // the instruction layer reports them.
         _ => {}
     }
     Ok(node)
@@ -398,7 +408,10 @@ fn split_whitespace(rest: &str) -> Vec<String> {
     if rest.is_empty() {
         return Vec::new();
     }
-    rest.split(is_sep).filter(|s| !s.is_empty()).map(str::to_string).collect()
+    rest.split(is_sep)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Parses a JSON array of strings. `Ok(None)`: not JSON (use shell form).
@@ -407,7 +420,8 @@ fn parse_json(rest: &str) -> Result<Option<Vec<String>>, LineErrorKind> {
     if !rest.starts_with('[') {
         return Ok(None);
     }
-    let Ok(serde_json::Value::Array(items)) = serde_json::from_str::<serde_json::Value>(rest) else {
+    let Ok(serde_json::Value::Array(items)) = serde_json::from_str::<serde_json::Value>(rest)
+    else {
         return Ok(None);
     };
     items
@@ -543,7 +557,11 @@ fn parse_name_val(rest: &str, keyword: &str, escape: char) -> Result<Vec<String>
             return Err(LineErrorKind::MissingValue(keyword.to_string()));
         };
         let value = rest[i..].trim_start_matches(is_sep);
-        return Ok(vec![rest[..i].to_string(), value.to_string(), String::new()]);
+        return Ok(vec![
+            rest[..i].to_string(),
+            value.to_string(),
+            String::new(),
+        ]);
     }
     let mut out = Vec::with_capacity(words.len() * 3);
     for w in words {
@@ -563,9 +581,15 @@ mod tests {
 
     #[test]
     fn flags_split_off() {
-        assert_eq!(extract_flags("--a=1 --b x y"), ("x y", vec!["--a=1".to_string(), "--b".to_string()]));
+        assert_eq!(
+            extract_flags("--a=1 --b x y"),
+            ("x y", vec!["--a=1".to_string(), "--b".to_string()])
+        );
         assert_eq!(extract_flags("-- x"), (" x", vec![]));
-        assert_eq!(extract_flags("--a=\"x y\" z"), ("z", vec!["--a=x y".to_string()]));
+        assert_eq!(
+            extract_flags("--a=\"x y\" z"),
+            ("z", vec!["--a=x y".to_string()])
+        );
         assert_eq!(extract_flags("x"), ("x", vec![]));
         assert_eq!(extract_flags("--a"), ("", vec!["--a".to_string()]));
     }

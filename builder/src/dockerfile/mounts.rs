@@ -82,6 +82,46 @@ pub struct Mount {
     pub env: Option<String>,
 }
 
+impl fmt::Display for Mount {
+    /// Canonical `key=value,...` form (used in cache keys and progress output).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "type={}", self.kind)?;
+        let opt = |k: &str, v: &Option<String>| {
+            v.as_ref().map(|v| format!(",{k}={v}")).unwrap_or_default()
+        };
+        write!(
+            f,
+            "{}{}{}{}",
+            opt("from", &self.from),
+            opt("source", &self.source),
+            opt("target", &self.target),
+            opt("id", &self.id)
+        )?;
+        if let Some(s) = self.sharing {
+            write!(f, ",sharing={}", format!("{s:?}").to_lowercase())?;
+        }
+        if let Some(m) = self.mode {
+            write!(f, ",mode={m:o}")?;
+        }
+        for (k, v) in [("uid", self.uid), ("gid", self.gid)] {
+            if let Some(v) = v {
+                write!(f, ",{k}={v}")?;
+            }
+        }
+        if let Some(s) = self.size {
+            write!(f, ",size={s}")?;
+        }
+        if let Some(e) = &self.env {
+            write!(f, ",env={e}")?;
+        }
+        write!(f, ",readonly={}", self.readonly)?;
+        if self.required {
+            write!(f, ",required")?;
+        }
+        Ok(())
+    }
+}
+
 /// Why a `--mount` is rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MountError {
@@ -138,7 +178,9 @@ pub fn parse_bool(s: &str) -> Option<bool> {
 /// Parses a size like `64m`, `1g`, `512k`, `100` (bytes), binary units as docker's RAMInBytes.
 pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
-    let num_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let num_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(num_end);
     let n: f64 = num.parse().ok()?;
     let unit = unit.trim_start().to_ascii_lowercase();
@@ -247,7 +289,9 @@ pub fn parse_mount(
                     m.readonly = false;
                     ro_auto = false;
                 }
-                "required" if matches!(m.kind, MountType::Secret | MountType::Ssh) => m.required = true,
+                "required" if matches!(m.kind, MountType::Secret | MountType::Ssh) => {
+                    m.required = true
+                }
                 "required" => return Err(MountError::KeyForType { key, kind: m.kind }),
                 _ => return Err(MountError::NotKeyValue(field.clone())),
             }
@@ -314,11 +358,21 @@ pub fn parse_mount(
             }
         }
     }
-    let file_info_allowed = matches!(m.kind, MountType::Secret | MountType::Ssh | MountType::Cache);
+    let file_info_allowed = matches!(
+        m.kind,
+        MountType::Secret | MountType::Ssh | MountType::Cache
+    );
     if !file_info_allowed {
-        for (k, set) in [("mode", m.mode.is_some()), ("uid", m.uid.is_some()), ("gid", m.gid.is_some())] {
+        for (k, set) in [
+            ("mode", m.mode.is_some()),
+            ("uid", m.uid.is_some()),
+            ("gid", m.gid.is_some()),
+        ] {
             if set {
-                return Err(MountError::Invalid(format!("{k} not allowed for {:?} type mounts", m.kind.to_string())));
+                return Err(MountError::Invalid(format!(
+                    "{k} not allowed for {:?} type mounts",
+                    m.kind.to_string()
+                )));
             }
         }
     }
@@ -326,12 +380,17 @@ pub fn parse_mount(
         m.readonly = !matches!(m.kind, MountType::Cache | MountType::Tmpfs);
     }
     if m.sharing.is_some() && m.kind != MountType::Cache {
-        return Err(MountError::Invalid(format!("invalid cache sharing set for {} mount", m.kind)));
+        return Err(MountError::Invalid(format!(
+            "invalid cache sharing set for {} mount",
+            m.kind
+        )));
     }
     match m.kind {
         MountType::Secret => {
             if m.from.is_some() {
-                return Err(MountError::Invalid("secret mount should not have a from".into()));
+                return Err(MountError::Invalid(
+                    "secret mount should not have a from".into(),
+                ));
             }
             if m.source.is_none() && m.target.is_none() && m.id.is_none() && m.env.is_none() {
                 return Err(MountError::Invalid(
@@ -339,13 +398,18 @@ pub fn parse_mount(
                 ));
             }
             if m.source.is_some() && m.id.is_some() {
-                return Err(MountError::Invalid("both source and id can't be set".into()));
+                return Err(MountError::Invalid(
+                    "both source and id can't be set".into(),
+                ));
             }
         }
         MountType::Ssh => {}
         MountType::Bind | MountType::Cache | MountType::Tmpfs => {
             if m.target.as_deref().unwrap_or("").is_empty() {
-                return Err(MountError::Invalid(format!("mount type {} requires a target", m.kind)));
+                return Err(MountError::Invalid(format!(
+                    "mount type {} requires a target",
+                    m.kind
+                )));
             }
         }
     }
@@ -376,17 +440,35 @@ mod tests {
         assert_eq!((m.required, m.mode, m.uid), (true, Some(0o400), Some(1000)));
         let m = p("type=ssh").unwrap();
         assert_eq!(m.kind, MountType::Ssh);
-        assert_eq!(p("\"type=cache\",\"target=/a,b\"").unwrap().target.as_deref(), Some("/a,b"));
+        assert_eq!(
+            p("\"type=cache\",\"target=/a,b\"")
+                .unwrap()
+                .target
+                .as_deref(),
+            Some("/a,b")
+        );
     }
 
     #[test]
     fn errors() {
         assert!(matches!(p("type=nfs,target=/x"), Err(MountError::Type(_))));
-        assert!(matches!(p("type=bind,target=/x,size=1"), Err(MountError::KeyForType { .. })));
-        assert!(matches!(p("type=bind,target=/x,foo=1"), Err(MountError::UnknownKey { .. })));
+        assert!(matches!(
+            p("type=bind,target=/x,size=1"),
+            Err(MountError::KeyForType { .. })
+        ));
+        assert!(matches!(
+            p("type=bind,target=/x,foo=1"),
+            Err(MountError::UnknownKey { .. })
+        ));
         assert!(matches!(p("type=bind"), Err(MountError::Invalid(_))));
-        assert!(matches!(p("type=bind,target=/x,mode=0644"), Err(MountError::Invalid(_))));
-        assert!(matches!(p("type=cache,target=/x,sharing=maybe"), Err(MountError::Value { .. })));
+        assert!(matches!(
+            p("type=bind,target=/x,mode=0644"),
+            Err(MountError::Invalid(_))
+        ));
+        assert!(matches!(
+            p("type=cache,target=/x,sharing=maybe"),
+            Err(MountError::Value { .. })
+        ));
         assert!(matches!(p("type=secret"), Err(MountError::Invalid(_))));
         assert!(matches!(p("a\"b"), Err(MountError::Csv(_))));
     }

@@ -52,7 +52,9 @@ impl CheckConfig {
     pub fn parse(value: &str) -> CheckConfig {
         let mut c = CheckConfig::default();
         for part in value.split(';') {
-            let Some((k, v)) = part.split_once('=') else { continue };
+            let Some((k, v)) = part.split_once('=') else {
+                continue;
+            };
             match k.trim().to_ascii_lowercase().as_str() {
                 "skip" => {
                     for r in v.split(',').map(str::trim).filter(|r| !r.is_empty()) {
@@ -104,17 +106,31 @@ pub fn static_checks(df: &Dockerfile) -> Vec<Warning> {
         .iter()
         .map(|n| (n.keyword.as_str(), n.span))
         .collect();
-    let lower = keywords.iter().filter(|(k, _)| k.chars().all(|c| !c.is_ascii_uppercase())).count();
-    let upper = keywords.iter().filter(|(k, _)| k.chars().all(|c| !c.is_ascii_lowercase())).count();
+    let lower = keywords
+        .iter()
+        .filter(|(k, _)| k.chars().all(|c| !c.is_ascii_uppercase()))
+        .count();
+    let upper = keywords
+        .iter()
+        .filter(|(k, _)| k.chars().all(|c| !c.is_ascii_lowercase()))
+        .count();
     let majority_lower = lower > upper;
     for (k, span) in &keywords {
-        let bad = if majority_lower { k.chars().any(|c| c.is_ascii_uppercase()) } else { k.chars().any(|c| c.is_ascii_lowercase()) };
+        let bad = if majority_lower {
+            k.chars().any(|c| c.is_ascii_uppercase())
+        } else {
+            k.chars().any(|c| c.is_ascii_lowercase())
+        };
         if bad {
             out.push(Warning {
                 rule: "ConsistentInstructionCasing",
                 message: format!(
                     "Command '{k}' should match the case of the command majority ({})",
-                    if majority_lower { "lowercase" } else { "uppercase" }
+                    if majority_lower {
+                        "lowercase"
+                    } else {
+                        "uppercase"
+                    }
                 ),
                 span: *span,
             });
@@ -188,10 +204,24 @@ mod tests {
 
     #[test]
     fn urls_and_config() {
-        let w = Warning { rule: "JSONArgsRecommended", message: String::new(), span: Span::default() };
-        assert_eq!(w.url(), "https://docs.docker.com/go/dockerfile/rule/json-args-recommended/");
-        let w = Warning { rule: "FromAsCasing", message: String::new(), span: Span::default() };
-        assert_eq!(w.url(), "https://docs.docker.com/go/dockerfile/rule/from-as-casing/");
+        let w = Warning {
+            rule: "JSONArgsRecommended",
+            message: String::new(),
+            span: Span::default(),
+        };
+        assert_eq!(
+            w.url(),
+            "https://docs.docker.com/go/dockerfile/rule/json-args-recommended/"
+        );
+        let w = Warning {
+            rule: "FromAsCasing",
+            message: String::new(),
+            span: Span::default(),
+        };
+        assert_eq!(
+            w.url(),
+            "https://docs.docker.com/go/dockerfile/rule/from-as-casing/"
+        );
         let c = CheckConfig::parse("skip=FromAsCasing,StageNameCasing;error=true");
         assert!(c.error && !c.enabled("FromAsCasing") && c.enabled("JSONArgsRecommended"));
         assert!(!CheckConfig::parse("skip=all").enabled("x"));

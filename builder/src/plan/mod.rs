@@ -265,7 +265,11 @@ impl BuildGraph {
     /// Records what the executor found out about the base image of stage `index` (its ENV,
     /// SHELL, WORKDIR and ONBUILD triggers) and re-plans, so later expansions see the image's
     /// environment and the triggers become the stage's first steps.
-    pub fn apply_base_image(&mut self, index: usize, config: BaseImageConfig) -> Result<(), PlanError> {
+    pub fn apply_base_image(
+        &mut self,
+        index: usize,
+        config: BaseImageConfig,
+    ) -> Result<(), PlanError> {
         let mut bases = self.bases.clone();
         bases.insert(index, config);
         *self = planner::plan_with_bases(self.dockerfile.clone(), &self.options, bases)?;
@@ -316,7 +320,9 @@ pub enum PlanErrorKind {
     #[error("circular dependency detected on stage: {0}")]
     Cycle(String),
     /// COPY --from a later stage.
-    #[error("cannot copy from stage {from:?}, it needs to be defined before current stage {current:?}")]
+    #[error(
+        "cannot copy from stage {from:?}, it needs to be defined before current stage {current:?}"
+    )]
     ForwardReference {
         /// The referenced stage.
         from: String,

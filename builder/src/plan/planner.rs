@@ -18,11 +18,13 @@ use super::env::EnvList;
 use super::platform::{is_builtin_arg, Platform, PROXY_ARGS};
 use super::validate::{check_chmod, check_reference, check_signal, normalize_port};
 use super::{
-    BaseImageConfig, BuildGraph, CacheKeyInputs, Parent, PlanError, PlanErrorKind, PlanOptions, PlannedStage,
-    SourceRef, StageBase, Step,
+    BaseImageConfig, BuildGraph, CacheKeyInputs, Parent, PlanError, PlanErrorKind, PlanOptions,
+    PlannedStage, SourceRef, StageBase, Step,
 };
 use crate::dockerfile::errors::{suggest, Span};
-use crate::dockerfile::instructions::{parse_command, ArgDecl, Command, Dockerfile, Instruction, KeyValue};
+use crate::dockerfile::instructions::{
+    parse_command, ArgDecl, Command, Dockerfile, Instruction, KeyValue,
+};
 use crate::dockerfile::lexer::{Lexer, VarLookup};
 use crate::dockerfile::lines;
 use crate::dockerfile::mounts::parse_mount;
@@ -32,7 +34,10 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 
 /// Parses a `--build-arg` value: `K=V`, or `K` to take the value from the environment (`lookup`);
 /// `None` when `K` is not set there (Docker then leaves the argument out).
-pub fn parse_build_arg(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Option<(String, String)> {
+pub fn parse_build_arg(
+    s: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Option<(String, String)> {
     match s.split_once('=') {
         Some((k, v)) => Some((k.to_string(), v.to_string())),
         None => lookup(s).map(|v| (s.to_string(), v)),
@@ -67,13 +72,25 @@ struct StageState {
 }
 
 fn stage_label(df: &Dockerfile, i: usize) -> String {
-    df.stages[i].name.clone().unwrap_or_else(|| format!("stage-{i}"))
+    df.stages[i]
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("stage-{i}"))
 }
 
 /// Resolves `--from` / `from=`: a stage name, a stage index (COPY only) or an image.
-fn resolve_source(df: &Dockerfile, from: &str, allow_index: bool, span: Span) -> Result<SourceRef, PlanError> {
+fn resolve_source(
+    df: &Dockerfile,
+    from: &str,
+    allow_index: bool,
+    span: Span,
+) -> Result<SourceRef, PlanError> {
     let lower = from.to_lowercase();
-    if let Some(j) = df.stages.iter().position(|s| s.name.as_deref() == Some(lower.as_str())) {
+    if let Some(j) = df
+        .stages
+        .iter()
+        .position(|s| s.name.as_deref() == Some(lower.as_str()))
+    {
         return Ok(SourceRef::Stage(j));
     }
     if allow_index {
@@ -97,14 +114,22 @@ fn resolve_source(df: &Dockerfile, from: &str, allow_index: bool, span: Span) ->
 fn parse_triggers(triggers: &[String], span: Span) -> Result<Vec<Command>, PlanError> {
     let mut out = Vec::new();
     for t in triggers {
-        let bad = |m: String| invalid(span, format!("invalid ONBUILD trigger {t:?} of the base image: {m}"));
+        let bad = |m: String| {
+            invalid(
+                span,
+                format!("invalid ONBUILD trigger {t:?} of the base image: {m}"),
+            )
+        };
         let ast = lines::parse(t).map_err(|e| bad(e.kind.to_string()))?;
         if ast.nodes.len() != 1 {
             return Err(bad("onbuild trigger should be a single expression".into()));
         }
         let node = &ast.nodes[0];
         if matches!(node.name().as_str(), "from" | "onbuild" | "maintainer") {
-            return Err(bad(format!("{} isn't allowed as an ONBUILD trigger", node.keyword)));
+            return Err(bad(format!(
+                "{} isn't allowed as an ONBUILD trigger",
+                node.keyword
+            )));
         }
         let mut c = parse_command(node).map_err(|e| bad(e.to_string()))?;
         c.span = span;
@@ -128,18 +153,28 @@ pub(crate) fn plan_with_bases(
 
     // Global scope: predefined platform args, then the global ARGs in order.
     let mut global = EnvList::default();
-    for (k, v) in opts.target_platform.args("TARGET").into_iter().chain(opts.build_platform.args("BUILD")) {
+    for (k, v) in opts
+        .target_platform
+        .args("TARGET")
+        .into_iter()
+        .chain(opts.build_platform.args("BUILD"))
+    {
         let v = opts.build_args.get(&k).cloned().unwrap_or(v);
         global.set(&k, &v);
     }
     let mut global_args: Vec<(String, Option<String>)> = Vec::new();
     let mut consumed: BTreeSet<String> = BTreeSet::new();
     for cmd in &df.meta_args {
-        let Instruction::Arg(decls) = &cmd.instruction else { continue };
+        let Instruction::Arg(decls) = &cmd.instruction else {
+            continue;
+        };
         for d in decls {
             let value = match (opts.build_args.get(&d.key), &d.default) {
                 (Some(v), _) => Some(v.clone()),
-                (None, Some(def)) => Some(lex.process_word(def, &global).map_err(|e| at(cmd.span)(e.into()))?),
+                (None, Some(def)) => Some(
+                    lex.process_word(def, &global)
+                        .map_err(|e| at(cmd.span)(e.into()))?,
+                ),
                 (None, None) => None,
             };
             if let Some(v) = &value {
@@ -155,7 +190,9 @@ pub(crate) fn plan_with_bases(
     let mut stage_bases = Vec::with_capacity(n);
     let mut platforms = Vec::with_capacity(n);
     for (i, st) in df.stages.iter().enumerate() {
-        let e = lex.process(&st.base, &global).map_err(|e| at(st.span)(e.into()))?;
+        let e = lex
+            .process(&st.base, &global)
+            .map_err(|e| at(st.span)(e.into()))?;
         for u in &e.unmatched {
             if !declared_global(u) {
                 let hint = suggest(u, global_args.iter().map(|(k, _)| k.as_str()))
@@ -172,7 +209,9 @@ pub(crate) fn plan_with_bases(
             return Err(at(st.span)(PlanErrorKind::BlankBase(st.base.clone())));
         }
         let lower = e.result.to_lowercase();
-        let base = if let Some(j) = (0..i).find(|&j| df.stages[j].name.as_deref() == Some(lower.as_str())) {
+        let base = if let Some(j) =
+            (0..i).find(|&j| df.stages[j].name.as_deref() == Some(lower.as_str()))
+        {
             StageBase::Stage(j)
         } else if e.result == "scratch" {
             StageBase::Scratch
@@ -189,9 +228,13 @@ pub(crate) fn plan_with_bases(
         let platform = match &st.platform {
             None => None,
             Some(p) => {
-                let v = lex.process_word(p, &global).map_err(|e| at(st.span)(e.into()))?;
+                let v = lex
+                    .process_word(p, &global)
+                    .map_err(|e| at(st.span)(e.into()))?;
                 if v.is_empty() {
-                    return Err(at(st.span)(PlanErrorKind::Platform(format!("empty platform value from expression {p}"))));
+                    return Err(at(st.span)(PlanErrorKind::Platform(format!(
+                        "empty platform value from expression {p}"
+                    ))));
                 }
                 Some(Platform::parse(&v).map_err(|m| at(st.span)(PlanErrorKind::Platform(m)))?)
             }
@@ -240,7 +283,8 @@ pub(crate) fn plan_with_bases(
                 .ok_or_else(|| {
                     at(Span::default())(PlanErrorKind::UnknownTarget {
                         target: t.clone(),
-                        suggestion: suggest(t, df.stages.iter().filter_map(|s| s.name.as_deref())).map(str::to_string),
+                        suggestion: suggest(t, df.stages.iter().filter_map(|s| s.name.as_deref()))
+                            .map(str::to_string),
                     })
                 })?
         }
@@ -300,7 +344,11 @@ pub(crate) fn plan_with_bases(
             consumed: &mut consumed,
         };
         for (c, onbuild) in &stage_commands[i] {
-            let parent = if steps.is_empty() { Parent::Base } else { Parent::Step(steps.len() - 1) };
+            let parent = if steps.is_empty() {
+                Parent::Base
+            } else {
+                Parent::Step(steps.len() - 1)
+            };
             let step = planner.step(&mut state, c, *onbuild, parent)?;
             steps.push(step);
         }
@@ -328,7 +376,10 @@ pub(crate) fn plan_with_bases(
     if !unused.is_empty() {
         warnings.push(Warning {
             rule: "UnusedBuildArgs",
-            message: format!("One or more build-args [{}] were not consumed", unused.join(" ")),
+            message: format!(
+                "One or more build-args [{}] were not consumed",
+                unused.join(" ")
+            ),
             span: Span::default(),
         });
     }
@@ -349,12 +400,20 @@ pub(crate) fn plan_with_bases(
 
 /// The `--from` / `from=` names a command refers to (expanded with the global ARGs), and
 /// whether a numeric stage index is allowed (COPY yes, mounts no, as in BuildKit).
-fn source_names(c: &Command, lex: &Lexer, global: &EnvList) -> Result<Vec<(String, bool)>, PlanError> {
+fn source_names(
+    c: &Command,
+    lex: &Lexer,
+    global: &EnvList,
+) -> Result<Vec<(String, bool)>, PlanError> {
     let mut out = Vec::new();
     match &c.instruction {
         Instruction::Copy(cp) => {
             if let Some(f) = &cp.from {
-                out.push((lex.process_word(f, global).map_err(|e| at(c.span)(e.into()))?, true));
+                out.push((
+                    lex.process_word(f, global)
+                        .map_err(|e| at(c.span)(e.into()))?,
+                    true,
+                ));
             }
         }
         Instruction::Run(r) => {
@@ -429,7 +488,10 @@ impl<'e> Expander<'e> {
     }
 
     fn word(&mut self, w: &str) -> Result<String, PlanError> {
-        let e = self.lex.process(w, self.env).map_err(|e| at(self.span)(e.into()))?;
+        let e = self
+            .lex
+            .process(w, self.env)
+            .map_err(|e| at(self.span)(e.into()))?;
         self.matched.extend(e.matched);
         Ok(e.result)
     }
@@ -460,7 +522,13 @@ impl StagePlanner<'_> {
         stage_label(self.df, i)
     }
 
-    fn source(&self, from: &str, allow_index: bool, span: Span, what: &str) -> Result<SourceRef, PlanError> {
+    fn source(
+        &self,
+        from: &str,
+        allow_index: bool,
+        span: Span,
+        what: &str,
+    ) -> Result<SourceRef, PlanError> {
         let s = resolve_source(self.df, from, allow_index, span)?;
         if let SourceRef::Stage(j) = s {
             if j > self.index {
@@ -473,7 +541,13 @@ impl StagePlanner<'_> {
         Ok(s)
     }
 
-    fn step(&mut self, state: &mut StageState, c: &Command, onbuild: bool, parent: Parent) -> Result<Step, PlanError> {
+    fn step(
+        &mut self,
+        state: &mut StageState,
+        c: &Command,
+        onbuild: bool,
+        parent: Parent,
+    ) -> Result<Step, PlanError> {
         let span = c.span;
         let mut step = Step {
             instruction: c.instruction.clone(),
@@ -500,7 +574,7 @@ impl StagePlanner<'_> {
         let mut matched: BTreeSet<String> = BTreeSet::new();
         let mut all_args_used = false;
         let lex = self.lex;
-                let instruction = match &c.instruction {
+        let instruction = match &c.instruction {
             Instruction::Run(r) => {
                 let mut ex = Expander::new(lex, &state.env, span);
                 let mut r = r.clone();
@@ -524,18 +598,27 @@ impl StagePlanner<'_> {
                 step.proxy_env = PROXY_ARGS
                     .iter()
                     .filter(|k| !declared.contains(**k))
-                    .filter_map(|k| self.opts.build_args.get(*k).map(|v| (k.to_string(), v.clone())))
+                    .filter_map(|k| {
+                        self.opts
+                            .build_args
+                            .get(*k)
+                            .map(|v| (k.to_string(), v.clone()))
+                    })
                     .collect();
                 all_args_used = true;
-                // The canonical text (and so the cache key) sees the expanded mounts.
-                r.mounts = step.mounts.iter().map(|m| format!("{m:?}")).collect();
+                // The step's instruction carries the expanded mounts in canonical form, so the
+                // cache key sees their expanded values.
+                r.mounts = step.mounts.iter().map(|m| m.to_string()).collect();
                 Instruction::Run(r)
             }
             Instruction::Copy(cp) => {
                 let mut ex = Expander::new(lex, &state.env, span);
                 let mut cp = cp.clone();
                 if let Some(f) = &cp.from {
-                    let f = self.lex.process_word(f, self.global).map_err(|e| at(span)(e.into()))?;
+                    let f = self
+                        .lex
+                        .process_word(f, self.global)
+                        .map_err(|e| at(span)(e.into()))?;
                     step.copy_source = self.source(&f, true, span, "")?;
                     cp.from = Some(f);
                 }
@@ -570,16 +653,29 @@ impl StagePlanner<'_> {
                 if let Some(sum) = &a.checksum {
                     let http = |s: &str| s.starts_with("http://") || s.starts_with("https://");
                     if a.sources.len() != 1 || !a.inline.is_empty() {
-                        return Err(invalid(span, "checksum can't be specified for multiple sources"));
+                        return Err(invalid(
+                            span,
+                            "checksum can't be specified for multiple sources",
+                        ));
                     }
                     if !http(&a.sources[0]) {
-                        return Err(invalid(span, "checksum can't be specified for non-HTTP(S) sources"));
+                        return Err(invalid(
+                            span,
+                            "checksum can't be specified for non-HTTP(S) sources",
+                        ));
                     }
                     let ok = sum.split_once(':').is_some_and(|(alg, hex)| {
-                        !alg.is_empty() && !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit())
+                        !alg.is_empty()
+                            && !hex.is_empty()
+                            && hex.chars().all(|c| c.is_ascii_hexdigit())
                     });
                     if !ok {
-                        return Err(invalid(span, format!("invalid checksum digest format {sum:?} (expected sha256:<hex>)")));
+                        return Err(invalid(
+                            span,
+                            format!(
+                                "invalid checksum digest format {sum:?} (expected sha256:<hex>)"
+                            ),
+                        ));
                     }
                 }
                 for i in &mut a.inline {
@@ -609,7 +705,10 @@ impl StagePlanner<'_> {
                     let value = match (self.opts.build_args.get(&d.key), &d.default) {
                         (Some(v), _) => Some(v.clone()),
                         (None, Some(def)) => {
-                            let e = self.lex.process(def, &state.env).map_err(|e| at(span)(e.into()))?;
+                            let e = self
+                                .lex
+                                .process(def, &state.env)
+                                .map_err(|e| at(span)(e.into()))?;
                             matched.extend(e.matched);
                             Some(e.result)
                         }
@@ -633,7 +732,10 @@ impl StagePlanner<'_> {
             Instruction::Expose(ports) => {
                 let mut out = Vec::new();
                 for p in ports {
-                    let e = self.lex.process(p, &state.env).map_err(|e| at(span)(e.into()))?;
+                    let e = self
+                        .lex
+                        .process(p, &state.env)
+                        .map_err(|e| at(span)(e.into()))?;
                     matched.extend(e.matched);
                     for w in e.words {
                         out.push(normalize_port(&w).map_err(|m| invalid(span, m))?);
@@ -716,7 +818,12 @@ impl StagePlanner<'_> {
             .iter()
             .filter(|(k, v)| v.is_some() && (all_args_used || matched.contains(k)))
             .map(|(k, v)| {
-                let value = state.env.get(k).map(str::to_string).or_else(|| v.clone()).unwrap_or_default();
+                let value = state
+                    .env
+                    .get(k)
+                    .map(str::to_string)
+                    .or_else(|| v.clone())
+                    .unwrap_or_default();
                 (k.clone(), value)
             })
             .collect();
@@ -732,10 +839,17 @@ impl StagePlanner<'_> {
 }
 
 /// Expands a heredoc body: variables only, quotes kept (BuildKit's `SkipProcessQuotes`).
-fn expand_heredoc(data: &str, env: &EnvList, span: Span, matched: &mut BTreeSet<String>) -> Result<String, PlanError> {
+fn expand_heredoc(
+    data: &str,
+    env: &EnvList,
+    span: Span,
+    matched: &mut BTreeSet<String>,
+) -> Result<String, PlanError> {
     let mut lex = Lexer::new('\\');
     lex.skip_process_quotes = true;
-    let e = lex.process(data, env as &dyn VarLookup).map_err(|e| at(span)(e.into()))?;
+    let e = lex
+        .process(data, env as &dyn VarLookup)
+        .map_err(|e| at(span)(e.into()))?;
     matched.extend(e.matched);
     Ok(e.result)
 }

@@ -36,9 +36,15 @@ impl Platform {
     /// Parses `os/arch[/variant]` (also `os` alone or an `arch` alone, defaulting to linux).
     pub fn parse(s: &str) -> Result<Platform, String> {
         let parts: Vec<&str> = s.trim().split('/').collect();
-        let valid = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let valid = |p: &str| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
         if parts.iter().any(|p| !valid(p)) || parts.len() > 3 {
-            return Err(format!("invalid platform {s:?}: expected os/arch[/variant] such as linux/amd64"));
+            return Err(format!(
+                "invalid platform {s:?}: expected os/arch[/variant] such as linux/amd64"
+            ));
         }
         let norm_arch = |a: &str| -> (String, String) {
             match a.to_ascii_lowercase().as_str() {
@@ -59,11 +65,19 @@ impl Platform {
             },
             [one] => {
                 let (arch, variant) = norm_arch(one);
-                Platform { os: "linux".into(), arch, variant }
+                Platform {
+                    os: "linux".into(),
+                    arch,
+                    variant,
+                }
             }
             [os, arch] => {
                 let (arch, variant) = norm_arch(arch);
-                Platform { os: os.to_ascii_lowercase(), arch, variant }
+                Platform {
+                    os: os.to_ascii_lowercase(),
+                    arch,
+                    variant,
+                }
             }
             [os, arch, variant] => Platform {
                 os: os.to_ascii_lowercase(),
@@ -117,7 +131,8 @@ pub fn is_builtin_arg(key: &str) -> bool {
         || key.starts_with("BUILDKIT_")
         || key == "SOURCE_DATE_EPOCH"
         || matches!(
-            key.strip_prefix("TARGET").or_else(|| key.strip_prefix("BUILD")),
+            key.strip_prefix("TARGET")
+                .or_else(|| key.strip_prefix("BUILD")),
             Some("PLATFORM" | "OS" | "ARCH" | "VARIANT")
         )
 }
@@ -128,9 +143,17 @@ mod tests {
 
     #[test]
     fn parse_and_format() {
-        assert_eq!(Platform::parse("linux/arm/v7").unwrap().to_string(), "linux/arm/v7");
-        assert_eq!(Platform::parse("linux/x86_64").unwrap().to_string(), "linux/amd64");
+        assert_eq!(
+            Platform::parse("linux/arm/v7").unwrap().to_string(),
+            "linux/arm/v7"
+        );
+        assert_eq!(
+            Platform::parse("linux/x86_64").unwrap().to_string(),
+            "linux/amd64"
+        );
         assert!(Platform::parse("linux//x").is_err());
-        assert!(is_builtin_arg("TARGETARCH") && is_builtin_arg("http_proxy") && !is_builtin_arg("FOO"));
+        assert!(
+            is_builtin_arg("TARGETARCH") && is_builtin_arg("http_proxy") && !is_builtin_arg("FOO")
+        );
     }
 }

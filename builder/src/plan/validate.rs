@@ -29,8 +29,11 @@ pub fn check_reference(r: &str) -> Result<(), String> {
     if let Some(t) = tag {
         let ok = !t.is_empty()
             && t.len() <= 128
-            && t.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-            && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+            && t.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
         if !ok {
             return Err(format!("invalid tag {t:?}"));
         }
@@ -52,7 +55,9 @@ pub fn check_reference(r: &str) -> Result<(), String> {
         let ok = !c.is_empty()
             && c.starts_with(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
             && c.ends_with(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
-            && c.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '.' | '_' | '-'));
+            && c.chars().all(|ch| {
+                ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '.' | '_' | '-')
+            });
         if !ok {
             if c.chars().any(|ch| ch.is_ascii_uppercase()) {
                 return Err("repository name must be lowercase".into());
@@ -74,7 +79,10 @@ pub fn normalize_port(spec: &str) -> Result<String, String> {
     }
     // An `ip:host:container` mapping is not valid in EXPOSE; only the container part counts.
     let container = ports.rsplit(':').next().unwrap_or(ports);
-    let parse = |p: &str| p.parse::<u16>().map_err(|_| format!("Invalid containerPort: {spec}"));
+    let parse = |p: &str| {
+        p.parse::<u16>()
+            .map_err(|_| format!("Invalid containerPort: {spec}"))
+    };
     match container.split_once('-') {
         Some((a, b)) => {
             let (a, b) = (parse(a)?, parse(b)?);
@@ -88,15 +96,19 @@ pub fn normalize_port(spec: &str) -> Result<String, String> {
 }
 
 const SIGNALS: [&str; 31] = [
-    "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE", "POLL",
-    "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU", "URG", "USR1",
-    "USR2", "WINCH",
+    "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL",
+    "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP",
+    "TTIN", "TTOU", "URG", "USR1", "USR2", "WINCH",
 ];
 
 /// Checks a STOPSIGNAL value: a signal number, `SIGTERM`, `TERM` or `SIGRTMIN+3`.
 pub fn check_signal(s: &str) -> Result<(), String> {
     if let Ok(n) = s.parse::<u32>() {
-        return if (1..=64).contains(&n) { Ok(()) } else { Err(format!("Invalid signal: {s}")) };
+        return if (1..=64).contains(&n) {
+            Ok(())
+        } else {
+            Err(format!("Invalid signal: {s}"))
+        };
     }
     let upper = s.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
@@ -111,7 +123,9 @@ pub fn check_signal(s: &str) -> Result<(), String> {
 pub fn check_chmod(s: &str) -> Result<(), String> {
     match u32::from_str_radix(s, 8) {
         Ok(v) if v <= 0o7777 => Ok(()),
-        _ => Err(format!("invalid chmod parameter: '{s}'. it should be octal string and between 0 and 07777")),
+        _ => Err(format!(
+            "invalid chmod parameter: '{s}'. it should be octal string and between 0 and 07777"
+        )),
     }
 }
 
@@ -121,10 +135,23 @@ mod tests {
 
     #[test]
     fn references() {
-        for ok in ["alpine", "alpine:3.19", "docker.io/library/busybox:latest", "localhost:5000/a/b", "golang@sha256:0123456789abcdef0123456789abcdef"] {
+        for ok in [
+            "alpine",
+            "alpine:3.19",
+            "docker.io/library/busybox:latest",
+            "localhost:5000/a/b",
+            "golang@sha256:0123456789abcdef0123456789abcdef",
+        ] {
             assert!(check_reference(ok).is_ok(), "{ok}");
         }
-        for bad in ["Alpine", "a b", "alpine:", "alpine:-x", "a//b", "x@sha256:zz"] {
+        for bad in [
+            "Alpine",
+            "a b",
+            "alpine:",
+            "alpine:-x",
+            "a//b",
+            "x@sha256:zz",
+        ] {
             assert!(check_reference(bad).is_err(), "{bad}");
         }
     }
@@ -136,7 +163,15 @@ mod tests {
         assert_eq!(normalize_port("8000-8010").unwrap(), "8000-8010/tcp");
         assert!(normalize_port("http").is_err());
         assert!(normalize_port("80/xyz").is_err());
-        assert!(check_signal("SIGTERM").is_ok() && check_signal("9").is_ok() && check_signal("SIGFOO").is_err());
-        assert!(check_chmod("0755").is_ok() && check_chmod("888").is_err() && check_chmod("17777").is_err());
+        assert!(
+            check_signal("SIGTERM").is_ok()
+                && check_signal("9").is_ok()
+                && check_signal("SIGFOO").is_err()
+        );
+        assert!(
+            check_chmod("0755").is_ok()
+                && check_chmod("888").is_err()
+                && check_chmod("17777").is_err()
+        );
     }
 }
