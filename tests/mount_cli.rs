@@ -70,8 +70,7 @@ fn mounted(dir: &Path) -> Option<String> {
     fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
-        .filter(|l| l.split(' ').nth(4) == Some(dir.to_str().unwrap()))
-        .last()
+        .rfind(|l| l.split(' ').nth(4) == Some(dir.to_str().unwrap()))
         .map(|l| l.split(" - ").nth(1).unwrap_or("").to_string())
 }
 

@@ -91,7 +91,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
         std::slice::from_ref(&image.manifest_digest),
     )?;
     let started = Instant::now();
-    let index_path = index_path(store.root(), &image.manifest_digest.hex());
+    let index_path = index_path(store.root(), image.manifest_digest.hex());
     let (index, built) = MergedIndex::load_or_build(&index_path, &layers)?;
     tracing::info!(
         "merged index of {} ({} entries) {} in {:?}",

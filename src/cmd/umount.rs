@@ -28,7 +28,7 @@ pub fn run(_cli: &Cli, args: &Args) -> Result<ExitCode> {
         bail!("{} is not a mount point", args.dir.display());
     };
     let ours = info.fstype.starts_with("fuse.strata")
-        || (info.fstype == "overlay" && info.source == "strata")
+        // overlay mounts we make carry the source name "strata".
         || info.source == "strata"
         // A one-layer image's read-only "overlay" is a bind mount of the unpacked layer.
         || info.root.to_string_lossy().contains("/layers/sha256/");
