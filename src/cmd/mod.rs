@@ -2,9 +2,7 @@
 
 pub mod build;
 pub mod daemon;
-pub mod daemon;
 pub mod export;
-pub mod fuse_compat;
 pub mod fuse_compat;
 pub mod gc;
 pub mod history;
@@ -15,7 +13,6 @@ pub mod load;
 pub mod mount;
 pub mod login;
 pub mod logout;
-pub mod mount;
 pub mod pull;
 pub mod push;
 pub mod rmi;
@@ -23,7 +20,6 @@ pub mod run;
 pub mod save;
 pub mod search;
 pub mod tag;
-pub mod umount;
 pub mod umount;
 
 use std::process::ExitCode;
@@ -56,8 +52,6 @@ pub fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Login(a) => login::run(cli, a),
         Command::Logout(a) => logout::run(cli, a),
         Command::Search(a) => search::run(cli, a),
-        Command::Mount(a) => mount::run(cli, a),
-        Command::Umount(a) => umount::run(cli, a),
         Command::Run(a) => run::run(cli, a),
     }
 }
