@@ -10,9 +10,9 @@ pub mod images;
 pub mod import;
 pub mod inspect;
 pub mod load;
-pub mod mount;
 pub mod login;
 pub mod logout;
+pub mod mount;
 pub mod pull;
 pub mod push;
 pub mod rmi;
@@ -45,13 +45,13 @@ pub fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Save(a) => save::run(cli, a),
         Command::Load(a) => load::run(cli, a),
         Command::Gc(a) => gc::run(cli, a),
-        Command::Mount(a) => mount::run(cli, a),
-        Command::Umount(a) => umount::run(cli, a),
         Command::Pull(a) => pull::run(cli, a),
         Command::Push(a) => push::run(cli, a),
         Command::Login(a) => login::run(cli, a),
         Command::Logout(a) => logout::run(cli, a),
         Command::Search(a) => search::run(cli, a),
+        Command::Mount(a) => mount::run(cli, a),
+        Command::Umount(a) => umount::run(cli, a),
         Command::Run(a) => run::run(cli, a),
     }
 }

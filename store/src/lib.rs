@@ -274,6 +274,19 @@ impl Store {
     }
 }
 
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Our staging dir holds only unfinished work; remove it (the lock file last, so no
+        // other process mistakes a half-removed dir for a live one).
+        if let Some(Ok((dir, _guard))) = self.staging.get() {
+            let _ = safe::remove_tree(dir);
+            let mut lock = dir.clone().into_os_string();
+            lock.push(".lock");
+            let _ = fs::remove_file(lock);
+        }
+    }
+}
+
 /// fsyncs the directory holding `path`, making a rename durable.
 pub(crate) fn fsync_parent(path: &Path) -> Result<(), StoreError> {
     let parent = path.parent().unwrap_or(Path::new("/"));

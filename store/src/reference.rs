@@ -229,6 +229,10 @@ fn valid_path_component(c: &str) -> bool {
             i += 1;
         }
         let sep = &c[start..i];
+        if sep.is_empty() {
+            // Neither a path character nor a separator.
+            return false;
+        }
         let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
         if !ok {
             return false;
