@@ -13,7 +13,8 @@ use crate::Cli;
 /// Arguments of `strata import`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The tarball (plain, gzip or zstd), or `-` for standard input.
+    /// The tarball (plain, gzip or zstd), `-` for standard input, or a directory (written as a
+    /// layer by strata's reproducible layer writer).
     pub file: String,
     /// The name to give the image (NAME[:TAG]); without it the image is dangling (<none>).
     pub name: Option<String>,
@@ -32,6 +33,12 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
     let mut config = ImageConfig::default();
     for (i, c) in args.changes.iter().enumerate() {
         apply_change(&mut config, c).with_context(|| format!("--change #{} {c:?}", i + 1))?;
+    }
+    let path = std::path::Path::new(&args.file);
+    if args.file != "-" && path.is_dir() {
+        let img = store.import_tree(path, reference.as_ref(), config, args.compression)?;
+        println!("{}", img.config_digest);
+        return Ok(ExitCode::SUCCESS);
     }
     let (reader, what): (Box<dyn Read + Send>, String) = if args.file == "-" {
         (Box::new(std::io::stdin()), "<stdin>".into())

@@ -133,6 +133,42 @@ impl Store {
             Ok(())
         })?;
         let epoch = crate::layer::source_date_epoch_from_env();
+        self.finish_import(&mut config, &layer, what, epoch, reference)
+    }
+
+    /// Imports a directory tree as a one-layer image: the tree is written by strata's reproducible
+    /// layer writer (sorted, numeric owners, xattrs, hardlinks), compressed and hashed in one pass.
+    pub fn import_tree(
+        &self,
+        dir: &std::path::Path,
+        reference: Option<&Reference>,
+        mut config: ImageConfig,
+        compression: Compression,
+    ) -> Result<Image, StoreError> {
+        let _w = self.write_guard()?;
+        let epoch = crate::layer::source_date_epoch_from_env();
+        let opts = TarOptions {
+            source_date_epoch: epoch,
+            ..TarOptions::default()
+        };
+        let layer = crate::layer::write_layer_blob(self, dir, &opts, compression)?;
+        self.finish_import(
+            &mut config,
+            &layer,
+            &dir.display().to_string(),
+            epoch,
+            reference,
+        )
+    }
+
+    fn finish_import(
+        &self,
+        config: &mut ImageConfig,
+        layer: &LayerInfo,
+        what: &str,
+        epoch: Option<i64>,
+        reference: Option<&Reference>,
+    ) -> Result<Image, StoreError> {
         let created = epoch.map(rfc3339);
         if config.architecture.is_empty() {
             let (os, arch, variant) = ImageConfig::host_platform();
@@ -148,10 +184,10 @@ impl Store {
                 "strata import {}",
                 what.rsplit('/').next().unwrap_or(what)
             )),
-            comment: Some("imported from a root filesystem tarball".into()),
+            comment: Some("imported from a root filesystem".into()),
             ..Default::default()
         }];
-        self.create_image(&config, &[LayerRef::from(&layer)], reference)
+        self.create_image(config, &[LayerRef::from(layer)], reference)
     }
 
     /// Writes the image's flattened root filesystem as a tar to `out` (layers applied in order,

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what strata's tests, benches and example need on a Debian 12 machine (as root).
+# Idempotent: installs only what is missing.
+set -euo pipefail
+APT_PKGS=(
+  buildah skopeo umoci oci-image-tool fuse-overlayfs crun runc docker-registry hyperfine
+  busybox-static debootstrap fuse3 apache2-utils zstd pigz bzip2 xz-utils attr time jq bc
+  python3 iproute2 util-linux kmod
+)
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: missing packages ${missing[*]}; run as root (apt-get install)" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Kernel modules the tests use (present on this kernel; loading is a no-op if built in).
+modprobe overlay 2>/dev/null || true
+modprobe fuse 2>/dev/null || true

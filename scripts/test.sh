@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs, then runs every crate's unit, integration and
+# end-to-end tests (real skopeo/umoci/buildah/registry/overlayfs/FUSE/namespaces; needs root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export CARGO_TERM_COLOR=never
+cargo build --workspace --all-targets --locked
+cargo test --workspace --locked -- --test-threads="${STRATA_TEST_THREADS:-2}"
