@@ -20,6 +20,7 @@ pub mod cgroups;
 mod console;
 mod error;
 mod failure;
+mod fuse;
 mod init;
 mod net;
 mod path;

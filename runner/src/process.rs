@@ -28,9 +28,10 @@ use crate::caps;
 use crate::cgroups::Cgroup;
 use crate::error::{RunnerError, EXIT_RUNTIME_ERROR};
 use crate::failure::{Context, Failure};
+use crate::fuse::FuseRootfs;
 use crate::rootfs;
 use crate::seccomp::{self, Programs};
-use crate::spec::{ContainerSpec, NetworkMode, Stdio, DEFAULT_PATH};
+use crate::spec::{ContainerSpec, NetworkMode, Rootfs, Stdio, DEFAULT_PATH};
 use crate::user;
 
 /// How the container's PID 1 ended.
@@ -86,6 +87,7 @@ pub struct Container {
     cgroup: Option<Cgroup>,
     stubs: Vec<String>,
     reaped: bool,
+    fuse: Option<FuseRootfs>,
 }
 
 struct ChildFds {
@@ -135,6 +137,35 @@ impl Container {
     /// `execve`d (or with the reason it could not be: [`RunnerError::Start`] carries Docker's
     /// exit code 125/126/127). Nothing is left behind on failure.
     pub fn spawn(spec: &ContainerSpec) -> Result<Container, RunnerError> {
+        match &spec.rootfs {
+            Rootfs::Fuse { lowerdirs, upper } => Self::spawn_fuse(spec, lowerdirs, upper.as_ref()),
+            Rootfs::Overlay { lowerdirs, upper } => match Self::spawn_direct(spec) {
+                Err(RunnerError::Start { message, .. })
+                    if message.starts_with(rootfs::OVERLAY_FAILED) =>
+                {
+                    tracing::warn!("{message}; using the FUSE union file system instead");
+                    Self::spawn_fuse(spec, lowerdirs, upper.as_ref())
+                }
+                other => other,
+            },
+            Rootfs::Directory(_) => Self::spawn_direct(spec),
+        }
+    }
+
+    fn spawn_fuse(
+        spec: &ContainerSpec,
+        lowerdirs: &[std::path::PathBuf],
+        upper: Option<&crate::spec::OverlayUpper>,
+    ) -> Result<Container, RunnerError> {
+        let fuse = FuseRootfs::mount(lowerdirs, upper, &spec.state_dir.join("fuse-rootfs"))?;
+        let mut direct = spec.clone();
+        direct.rootfs = Rootfs::Directory(fuse.mountpoint().to_path_buf());
+        let mut c = Self::spawn_direct(&direct)?;
+        c.fuse = Some(fuse);
+        Ok(c)
+    }
+
+    fn spawn_direct(spec: &ContainerSpec) -> Result<Container, RunnerError> {
         if spec.process.args.is_empty() {
             return Err(RunnerError::InvalidSpec("no command to run".into()));
         }
@@ -282,6 +313,7 @@ impl Container {
             cgroup,
             stubs: Vec::new(),
             reaped: false,
+            fuse: None,
         };
         let mut messages = Vec::new();
         let _ = msg_r.read_to_end(&mut messages);
@@ -361,6 +393,8 @@ impl Container {
         if !self.reaped {
             while let Err(Errno::EINTR) = waitpid(self.relay, None) {}
             self.reaped = true;
+            // The container's mount namespace is gone with it: nothing uses the union any more.
+            self.fuse.take();
             if let Some(cg) = self.cgroup.take() {
                 cg.remove()?;
             }

@@ -69,6 +69,9 @@ const DEV_SYMLINKS: &[(&CStr, &CStr)] = &[
     (c"/proc/kcore", c"core"),
 ];
 
+/// Prefix of every overlay mount failure: the parent retries with the FUSE union on it.
+pub const OVERLAY_FAILED: &str = "kernel overlay rootfs";
+
 /// What the finished rootfs setup hands back.
 pub struct Prepared {
     /// An fd on the container's `/` (the root of the rootfs mount).
@@ -286,6 +289,11 @@ fn mount_rootfs(spec: &ContainerSpec) -> Result<OwnedFd, Failure> {
     )
     .ctx(|| format!("opening rootfs mount point {}", mountpoint.display()))?;
     let mnt = match &spec.rootfs {
+        Rootfs::Fuse { .. } => {
+            return Err(Failure::new(
+                "internal: a FUSE rootfs must be mounted by the parent",
+            ))
+        }
         Rootfs::Directory(dir) => sys::open_tree_clone(libc::AT_FDCWD, &cstring(dir)?, true)
             .ctx(|| format!("cloning rootfs directory {}", dir.display()))?,
         Rootfs::Overlay { lowerdirs, upper } => {
@@ -315,7 +323,7 @@ fn overlay(
     lowerdirs: &[std::path::PathBuf],
     upper: Option<&crate::spec::OverlayUpper>,
 ) -> Result<OwnedFd, Failure> {
-    let fs = sys::fsopen(c"overlay").ctx(|| "fsopen(overlay)".into())?;
+    let fs = sys::fsopen(c"overlay").ctx(|| format!("{OVERLAY_FAILED}: fsopen"))?;
     // `lowerdir+` (Linux 6.8) takes one layer per call, top first, with no escaping and no
     // page-size limit on the option string; fall back to one `lowerdir=` string on older kernels.
     let mut plus = true;
@@ -328,7 +336,7 @@ fn overlay(
             }
             Err(e) => {
                 return Err(Failure::new(format!(
-                    "overlay lower layer {}: {}",
+                    "{OVERLAY_FAILED}: lower layer {}: {}",
                     dir.display(),
                     e.desc()
                 )))
@@ -338,7 +346,7 @@ fn overlay(
     let fs = if plus {
         fs
     } else {
-        let fs = sys::fsopen(c"overlay").ctx(|| "fsopen(overlay)".into())?;
+        let fs = sys::fsopen(c"overlay").ctx(|| format!("{OVERLAY_FAILED}: fsopen"))?;
         let mut joined = Vec::new();
         for (i, dir) in lowerdirs.iter().rev().enumerate() {
             if i > 0 {
@@ -353,16 +361,17 @@ fn overlay(
         }
         let joined =
             CString::new(joined).map_err(|_| Failure::new("layer path contains a NUL byte"))?;
-        sys::fsconfig_string(&fs, c"lowerdir", &joined).ctx(|| "overlay lowerdir".into())?;
+        sys::fsconfig_string(&fs, c"lowerdir", &joined)
+            .ctx(|| format!("{OVERLAY_FAILED}: lowerdir"))?;
         fs
     };
     if let Some(u) = upper {
         sys::fsconfig_string(&fs, c"upperdir", &cstring(&u.upperdir)?)
-            .ctx(|| format!("overlay upperdir {}", u.upperdir.display()))?;
+            .ctx(|| format!("{OVERLAY_FAILED}: upperdir {}", u.upperdir.display()))?;
         sys::fsconfig_string(&fs, c"workdir", &cstring(&u.workdir)?)
-            .ctx(|| format!("overlay workdir {}", u.workdir.display()))?;
+            .ctx(|| format!("{OVERLAY_FAILED}: workdir {}", u.workdir.display()))?;
     }
-    sys::fs_create_mount(&fs, 0).ctx(|| "mounting the overlay rootfs".into())
+    sys::fs_create_mount(&fs, 0).ctx(|| format!("{OVERLAY_FAILED}: mount"))
 }
 
 /// `/dev`: a fresh tmpfs with the default device nodes, devpts (a new instance, so the

@@ -52,8 +52,14 @@ pub enum Rootfs {
         lowerdirs: Vec<PathBuf>,
         upper: Option<OverlayUpper>,
     },
-    /// An existing directory (or an already mounted union, e.g. from `unionfs`), bind-mounted.
+    /// An existing directory (or an already mounted union), bind-mounted.
     Directory(PathBuf),
+    /// The same as `Overlay`, served by `unionfs`'s FUSE union file system instead of the
+    /// kernel's overlayfs. `Overlay` falls back to this by itself when overlayfs can't mount.
+    Fuse {
+        lowerdirs: Vec<PathBuf>,
+        upper: Option<OverlayUpper>,
+    },
 }
 
 /// The writable part of an overlay rootfs.

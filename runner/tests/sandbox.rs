@@ -304,3 +304,57 @@ fn readonly_rootfs() {
     let o = run(&spec).unwrap();
     assert_eq!(o.stdout, "RO\nRO2\nSHM\n", "{o:?}");
 }
+
+#[test]
+fn fuse_union_rootfs_works_and_overlay_falls_back_to_it() {
+    use strata_runner::{OverlayUpper, Rootfs};
+    let fx = Fixture::new();
+    let mut spec = fx.spec(&[
+        "/bin/sh",
+        "-c",
+        "echo data > /tmp/f; rm /etc/group; grep -c fuse /proc/self/mountinfo; id -un",
+    ]);
+    spec.rootfs = Rootfs::Fuse {
+        lowerdirs: vec![fx.lower()],
+        upper: Some(OverlayUpper {
+            upperdir: fx.upper(),
+            workdir: fx.tmp.path().join("work"),
+        }),
+    };
+    let o = run(&spec).unwrap();
+    assert_eq!(o.stdout, "1\nroot\n", "{o:?}");
+    assert_eq!(
+        std::fs::read_to_string(fx.upper().join("tmp/f")).unwrap(),
+        "data\n"
+    );
+    assert!(fx.lower().join("etc/group").exists());
+
+    // 600 lower layers: more than overlayfs accepts (500), so the kernel mount fails and the
+    // runner serves the same layers through FUSE instead.
+    let mut lowers = Vec::new();
+    for i in 0..600 {
+        let d = fx.tmp.path().join(format!("layer{i}"));
+        std::fs::create_dir(&d).unwrap();
+        lowers.push(d);
+    }
+    std::fs::write(lowers[599].join("top-layer-file"), "top").unwrap();
+    lowers.insert(0, fx.lower());
+    let mut spec = fx.spec(&[
+        "/bin/sh",
+        "-c",
+        "cat /top-layer-file; echo; grep -c fuse /proc/self/mountinfo",
+    ]);
+    spec.rootfs = Rootfs::Overlay {
+        lowerdirs: lowers,
+        upper: Some(OverlayUpper {
+            upperdir: fx.upper(),
+            workdir: fx.tmp.path().join("work"),
+        }),
+    };
+    let o = run(&spec).unwrap();
+    assert_eq!(o.stdout, "top\n1\n", "{o:?}");
+    assert!(
+        !fx.tmp.path().join("state/fuse-rootfs").exists(),
+        "FUSE mount point removed"
+    );
+}
