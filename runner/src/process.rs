@@ -373,6 +373,32 @@ impl Container {
         &self.stubs
     }
 
+    /// Removes the mount stubs from an overlay `upperdir` after the container exited, so a
+    /// builder's diff of the upper doesn't commit them: an empty file, or a directory tree
+    /// holding nothing but empty directories and empty files. Anything the command wrote there
+    /// is kept.
+    pub fn remove_mount_stubs(&self, upperdir: &Path) {
+        fn only_empty(p: &Path) -> bool {
+            match std::fs::symlink_metadata(p) {
+                Ok(m) if m.is_file() => m.len() == 0,
+                Ok(m) if m.is_dir() => std::fs::read_dir(p)
+                    .map(|d| d.flatten().all(|e| only_empty(&e.path())))
+                    .unwrap_or(false),
+                _ => false,
+            }
+        }
+        for stub in self.stubs.iter().rev() {
+            let p = upperdir.join(stub.trim_start_matches('/'));
+            if only_empty(&p) {
+                let _ = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+            }
+        }
+    }
+
     /// A file descriptor that becomes readable when the container has exited (for `poll`).
     pub fn exit_fd(&self) -> RawFd {
         self.status_pipe.as_raw_fd()

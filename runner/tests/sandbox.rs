@@ -131,6 +131,41 @@ fn writes_go_to_the_upper_dir_and_lower_is_untouched() {
 }
 
 #[test]
+fn mount_stubs_are_reported_and_removable_from_the_upper() {
+    // The busybox fixture has no /proc, /sys, /dev, /etc/hosts: the runner creates them as mount
+    // points in the upper dir; a builder removes them before diffing.
+    let fx = Fixture::new();
+    let mut c = Container::spawn(&fx.spec(&["/bin/sh", "-c", "echo kept > /etc/written"])).unwrap();
+    c.wait().unwrap();
+    let stubs = c.mount_stubs().to_vec();
+    for expected in [
+        "/proc",
+        "/dev",
+        "/sys",
+        "/etc/hosts",
+        "/etc/hostname",
+        "/etc/resolv.conf",
+    ] {
+        assert!(
+            stubs.iter().any(|s| s == expected),
+            "{expected} not in {stubs:?}"
+        );
+        assert!(fx.upper().join(&expected[1..]).exists());
+    }
+    c.remove_mount_stubs(&fx.upper());
+    for s in &stubs {
+        assert!(
+            !fx.upper().join(&s[1..]).exists(),
+            "{s} still in the upper dir"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(fx.upper().join("etc/written")).unwrap(),
+        "kept\n"
+    );
+}
+
+#[test]
 fn user_env_workdir() {
     let fx = Fixture::new();
     let mut spec = fx.spec(&[
