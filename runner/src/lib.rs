@@ -11,6 +11,44 @@
 //! `pivot_root`; fds closed and cwd verified; user, groups, capabilities, `no_new_privs`,
 //! seccomp; `execve`.
 //!
+//! # Example: a build step's RUN, streaming and capturing output
+//!
+//! ```no_run
+//! use std::io::Read;
+//! use strata_runner::*;
+//!
+//! # fn main() -> Result<(), RunnerError> {
+//! let spec = ContainerSpec {
+//!     id: "build-step-1".into(),
+//!     rootfs: Rootfs::Overlay {
+//!         lowerdirs: vec!["/var/lib/strata/layers/sha256/aaa".into()], // bottom first
+//!         upper: Some(OverlayUpper { upperdir: "/tmp/step/upper".into(), workdir: "/tmp/step/work".into() }),
+//!     },
+//!     state_dir: "/tmp/step".into(),
+//!     process: ProcessSpec {
+//!         args: vec!["/bin/sh".into(), "-c".into(), "apk add curl".into()],
+//!         env: vec!["PATH=/usr/sbin:/usr/bin:/sbin:/bin".into()],
+//!         cwd: "/".into(),
+//!         user: String::new(),
+//!     },
+//!     hostname: "buildkitsandbox".into(),
+//!     network: NetworkMode::Host,
+//!     mounts: vec![],
+//!     readonly_rootfs: false,
+//!     limits: ResourceLimits::default(),
+//!     init: false,
+//!     stdio: StdioSpec { stdin: Stdio::Null, stdout: Stdio::Piped, stderr: Stdio::Piped, terminal: false },
+//!     security: SecuritySpec::default(),
+//! };
+//! let mut c = Container::spawn(&spec)?;
+//! let mut out = c.take_stdout().unwrap(); // read stderr on another thread the same way
+//! let mut buf = Vec::new();
+//! out.read_to_end(&mut buf).ok();
+//! let status = c.wait()?; // ExitStatus::Exited(0) …; status.code() is Docker's exit code
+//! c.remove_mount_stubs(std::path::Path::new("/tmp/step/upper")); // then diff the upper dir
+//! # let _ = status; Ok(()) }
+//! ```
+//!
 //! Requires root (real, not a user namespace) and Linux ≥ 5.6 (openat2, the new mount API);
 //! overlay `lowerdir+` is used on Linux ≥ 6.8.
 

@@ -97,6 +97,8 @@ fn new_fs(
     attrs: u64,
 ) -> nix::Result<OwnedFd> {
     let fs = sys::fsopen(fstype)?;
+    // The name /proc/mounts shows as the source (as Docker's mounts: "proc", "tmpfs", …).
+    sys::fsconfig_string(&fs, c"source", fstype)?;
     for (k, v) in options {
         sys::fsconfig_string(&fs, k, v)?;
     }
@@ -324,6 +326,7 @@ fn overlay(
     upper: Option<&crate::spec::OverlayUpper>,
 ) -> Result<OwnedFd, Failure> {
     let fs = sys::fsopen(c"overlay").ctx(|| format!("{OVERLAY_FAILED}: fsopen"))?;
+    let _ = sys::fsconfig_string(&fs, c"source", c"overlay");
     // `lowerdir+` (Linux 6.8) takes one layer per call, top first, with no escaping and no
     // page-size limit on the option string; fall back to one `lowerdir=` string on older kernels.
     let mut plus = true;
@@ -347,6 +350,7 @@ fn overlay(
         fs
     } else {
         let fs = sys::fsopen(c"overlay").ctx(|| format!("{OVERLAY_FAILED}: fsopen"))?;
+        let _ = sys::fsconfig_string(&fs, c"source", c"overlay");
         let mut joined = Vec::new();
         for (i, dir) in lowerdirs.iter().rev().enumerate() {
             if i > 0 {
