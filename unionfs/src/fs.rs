@@ -95,7 +95,17 @@ pub struct UnionFs {
     stats: Arc<Stats>,
     ttl: Duration,
     copyup_seq: AtomicU64,
+    /// Read-only mounts without passthrough answer OPEN and OPENDIR with ENOSYS: the kernel
+    /// then stops sending OPEN/RELEASE/OPENDIR/RELEASEDIR altogether and keeps page and
+    /// directory caches (its no-open default is FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR). Reads
+    /// arrive with fh 0 and use these lower files, opened once per inode.
+    no_open_files: Mutex<HashMap<u64, Arc<File>>>,
+    /// Directory listings of a read-only mount, built once per directory.
+    ro_dirs: Mutex<HashMap<u64, DirSnapshot>>,
 }
+
+/// How many lower files a no-open mount keeps open at once (then it starts over).
+const NO_OPEN_FILES_MAX: usize = 4096;
 
 /// A real path usable at any length (see [`sys::LongPath`]).
 fn long(path: PathBuf) -> Result<sys::LongPath, Errno> {
@@ -225,6 +235,8 @@ impl UnionFs {
             stats: Arc::new(Stats::default()),
             ttl,
             copyup_seq: AtomicU64::new(0),
+            no_open_files: Mutex::new(HashMap::new()),
+            ro_dirs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -643,6 +655,33 @@ impl UnionFs {
         files.get(&fh.0).map(|f| f.file.clone()).ok_or(Errno::EBADF)
     }
 
+    /// Read-only mounts answer OPEN with ENOSYS unless passthrough is on (measured on the
+    /// bench layers, warm tar of 20k files: 288 ms with passthrough opens, 232 ms no-open,
+    /// kernel overlayfs 310 ms; cold 500 MB read about equal): passthrough stays the default
+    /// where the kernel offers it because reads then never reach this process.
+    fn no_open(&self) -> bool {
+        self.upper.is_none() && !self.stats.passthrough.load(Ordering::Relaxed)
+    }
+
+    /// The file a read with handle `fh` reads: an open handle, or (no-open mode, fh 0) the
+    /// inode's lower file, opened once.
+    fn file_for_read(&self, ino: u64, fh: FileHandle) -> Result<Arc<File>, Errno> {
+        if fh.0 != 0 || !self.no_open() {
+            return self.handle(fh);
+        }
+        let mut cache = self.no_open_files.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = cache.get(&ino) {
+            return Ok(f.clone());
+        }
+        let (file, _) = self.open_real(&self.read_tree(), ino, libc::O_RDONLY)?;
+        if cache.len() >= NO_OPEN_FILES_MAX {
+            cache.clear();
+        }
+        let file = Arc::new(file);
+        cache.insert(ino, file.clone());
+        Ok(file)
+    }
+
     fn dir_entries(&self, tree: &Tree, ino: u64) -> Result<DirSnapshot, Errno> {
         let node = tree.get(ino).ok_or(Errno::ENOENT)?;
         let children = node.children.as_ref().ok_or(Errno::ENOTDIR)?;
@@ -661,6 +700,15 @@ impl UnionFs {
             .get(&fh.0)
         {
             return Ok(e.clone());
+        }
+        if self.upper.is_none() {
+            let mut cache = self.ro_dirs.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(e) = cache.get(&ino) {
+                return Ok(e.clone());
+            }
+            let entries = self.dir_entries(&self.read_tree(), ino)?;
+            cache.insert(ino, entries.clone());
+            return Ok(entries);
         }
         self.dir_entries(&self.read_tree(), ino)
     }
@@ -1051,6 +1099,9 @@ impl Filesystem for UnionFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if self.no_open() {
+            return reply.error(Errno::ENOSYS);
+        }
         let ino = ino.0;
         let writes = flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
         let opened = if writes {
@@ -1095,7 +1146,7 @@ impl Filesystem for UnionFs {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -1103,7 +1154,7 @@ impl Filesystem for UnionFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let file = match self.handle(fh) {
+        let file = match self.file_for_read(ino.0, fh) {
             Ok(f) => f,
             Err(e) => return reply.error(e),
         };
@@ -1150,7 +1201,9 @@ impl Filesystem for UnionFs {
         _lo: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        // Nothing to flush on close (writes go straight to the upper file): ENOSYS makes the
+        // kernel stop sending FLUSH, one round trip less per close.
+        reply.error(Errno::ENOSYS);
     }
 
     fn release(
@@ -1199,6 +1252,10 @@ impl Filesystem for UnionFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if self.no_open() {
+            // Listings come from the per-directory cache; the kernel keeps its own too.
+            return reply.error(Errno::ENOSYS);
+        }
         // Snapshot the entries: readdir offsets stay valid while the directory changes.
         let entries = match self.dir_entries(&self.read_tree(), ino.0) {
             Ok(e) => e,
