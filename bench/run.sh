@@ -62,9 +62,9 @@ umount /sys/fs/cgroup/unified 2>/dev/null || true
 for i in $(seq 1 "$RUNS"); do
     t0=${EPOCHREALTIME/./}; "$STRATA" --root "$STORE" run --rm bench-busybox:latest /bin/true; t1=${EPOCHREALTIME/./}
     echo $(( t1-t0 )) >>"$WORK/ours.us"
-    t0=${EPOCHREALTIME/./}; crun --root "$WORK/crun-state" run -b "$WORK/bundle" "bench-crun-$i" </dev/null; t1=${EPOCHREALTIME/./}
+    t0=${EPOCHREALTIME/./}; crun --root "/run/strata-bench-crun" run -b "$WORK/bundle" "bench-crun-$i" </dev/null; t1=${EPOCHREALTIME/./}
     echo $(( t1-t0 )) >>"$WORK/crun.us"
-    t0=${EPOCHREALTIME/./}; runc --root "$WORK/runc-state" run -b "$WORK/bundle" "bench-runc-$i" </dev/null; t1=${EPOCHREALTIME/./}
+    t0=${EPOCHREALTIME/./}; runc --root "/run/strata-bench-runc" run -b "$WORK/bundle" "bench-runc-$i" </dev/null; t1=${EPOCHREALTIME/./}
     echo $(( t1-t0 )) >>"$WORK/runc.us"
 done
 INNER
