@@ -98,6 +98,7 @@ struct ChildFds {
     stderr: Option<RawFd>,
     console_sock: Option<RawFd>,
     winsize: Option<libc::winsize>,
+    etc_files: Vec<(&'static str, String)>,
 }
 
 fn pipe() -> Result<(File, File), RunnerError> {
@@ -169,14 +170,14 @@ impl Container {
         if spec.process.args.is_empty() {
             return Err(RunnerError::InvalidSpec("no command to run".into()));
         }
-        prepare_state_dir(spec)?;
+        let etc_files = prepare_state_dir(spec)?;
         let programs = if spec.security.seccomp {
             Some(seccomp::default_programs()?)
         } else {
             None
         };
         let cgroup = Cgroup::create(&spec.id, &spec.limits)?;
-        let result = Self::spawn_inner(spec, programs, cgroup.clone());
+        let result = Self::spawn_inner(spec, programs, cgroup.clone(), etc_files);
         if result.is_err() {
             if let Some(cg) = &cgroup {
                 let _ = cg.remove();
@@ -189,6 +190,7 @@ impl Container {
         spec: &ContainerSpec,
         programs: Option<&'static Programs>,
         cgroup: Option<Cgroup>,
+        etc_files: Vec<(&'static str, String)>,
     ) -> Result<Container, RunnerError> {
         let (mut msg_r, msg_w) = pipe()?;
         let (mut status_r, status_w) = pipe()?;
@@ -202,6 +204,7 @@ impl Container {
             stderr: None,
             console_sock: None,
             winsize: None,
+            etc_files,
         };
         let mut console_parent = None;
         if spec.stdio.terminal {
@@ -417,7 +420,22 @@ impl Container {
             self.status = Some(status);
         }
         if !self.reaped {
-            while let Err(Errno::EINTR) = waitpid(self.relay, None) {}
+            // The relay exits right after reporting, tearing down the namespaces it holds (the
+            // mount table copy, the network namespace): don't wait for that; reap it on a
+            // thread if it isn't gone yet.
+            match waitpid(self.relay, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => {
+                    let relay = self.relay;
+                    let _ = std::thread::Builder::new()
+                        .name("strata-reap".into())
+                        .spawn(
+                            move || {
+                                while let Err(Errno::EINTR) = waitpid(relay, None) {}
+                            },
+                        );
+                }
+                _ => {}
+            }
             self.reaped = true;
             // The container's mount namespace is gone with it: nothing uses the union any more.
             self.fuse.take();
@@ -465,7 +483,7 @@ pub fn window_size() -> Option<nix::pty::Winsize> {
 }
 
 /// Creates `rootfs/` and writes `hosts`, `hostname`, `resolv.conf` into the state dir.
-fn prepare_state_dir(spec: &ContainerSpec) -> Result<(), RunnerError> {
+fn prepare_state_dir(spec: &ContainerSpec) -> Result<Vec<(&'static str, String)>, RunnerError> {
     let dir = &spec.state_dir;
     let mp = dir.join("rootfs");
     match std::fs::create_dir(&mp) {
@@ -481,15 +499,13 @@ fn prepare_state_dir(spec: &ContainerSpec) -> Result<(), RunnerError> {
         ),
     };
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    for (name, content) in [
+    // Written by the container's PID 1 into a tmpfs of its own mount namespace: no disk writes,
+    // nothing to delete afterwards.
+    Ok(vec![
         ("hosts", hosts),
         ("hostname", format!("{}\n", spec.hostname)),
         ("resolv.conf", resolv),
-    ] {
-        let p = dir.join(name);
-        std::fs::write(&p, content).map_err(|e| RunnerError::io("writing", p, e))?;
-    }
-    Ok(())
+    ])
 }
 
 /// The relay: unshare, fork PID 1, report its pid and exit status.
@@ -643,7 +659,7 @@ fn setup(
         crate::net::loopback_up()?;
     }
 
-    let prepared = rootfs::prepare(spec)?;
+    let prepared = rootfs::prepare(spec, &fds.etc_files)?;
     for s in &prepared.stubs {
         let mut m = vec![b'S'];
         m.extend_from_slice(s.as_bytes());

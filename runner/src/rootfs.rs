@@ -115,7 +115,7 @@ fn record(stubs: &mut Vec<String>, t: &Target) {
 }
 
 /// Builds the whole filesystem view and returns before `pivot_root` (see [`pivot`]).
-pub fn prepare(spec: &ContainerSpec) -> Result<Prepared, Failure> {
+pub fn prepare(spec: &ContainerSpec, etc_files: &[(&str, String)]) -> Result<Prepared, Failure> {
     // Our mount namespace is a copy of the host's. Make it rslave first (runc's default
     // rootfsPropagation): nothing we mount propagates back to the host, while host unmounts still
     // propagate in, so we never pin a host mount busy.
@@ -128,7 +128,10 @@ pub fn prepare(spec: &ContainerSpec) -> Result<Prepared, Failure> {
     )
     .ctx(|| "making / rslave in the container's mount namespace".into())?;
 
-    let root = mount_rootfs(spec)?;
+    // A small tmpfs on <state_dir>/rootfs, in our mount namespace only: it holds the generated
+    // /etc files and the rootfs mount point, and vanishes with the namespace.
+    let staging = stage(spec, etc_files)?;
+    let root = mount_rootfs(spec, &staging)?;
     let r = root.as_raw_fd();
     let mut stubs = Vec::new();
 
@@ -178,14 +181,10 @@ pub fn prepare(spec: &ContainerSpec) -> Result<Prepared, Failure> {
     // does, so the image's own files are not modified. A dangling symlink in the image (e.g.
     // resolv.conf -> ../run/systemd/resolve/stub-resolv.conf) is left alone rather than followed.
     for (name, file) in [
-        ("/etc/hosts", "hosts"),
-        ("/etc/hostname", "hostname"),
-        ("/etc/resolv.conf", "resolv.conf"),
+        ("/etc/hosts", c"hosts"),
+        ("/etc/hostname", c"hostname"),
+        ("/etc/resolv.conf", c"resolv.conf"),
     ] {
-        let src_path = spec.state_dir.join(file);
-        if !src_path.exists() {
-            continue;
-        }
         let t = match path::ensure_file(r, name) {
             Ok(t) => t,
             Err(Errno::EEXIST) | Err(Errno::ENOENT) | Err(Errno::EISDIR) | Err(Errno::ENOTDIR)
@@ -198,8 +197,8 @@ pub fn prepare(spec: &ContainerSpec) -> Result<Prepared, Failure> {
             }
         };
         record(&mut stubs, &t);
-        let src = sys::open_tree_clone(libc::AT_FDCWD, &cstring(&src_path)?, false)
-            .ctx(|| format!("cloning {}", src_path.display()))?;
+        let src = sys::open_tree_clone(staging.as_raw_fd(), file, false)
+            .ctx(|| format!("cloning the generated {name}"))?;
         sys::move_mount_fd(&src, t.fd.as_raw_fd()).ctx(|| format!("bind-mounting {name}"))?;
     }
 
@@ -281,8 +280,9 @@ fn refuse_symlink(what: &str, e: Errno) -> Failure {
     }
 }
 
-/// Mounts the rootfs on `<state_dir>/rootfs` and returns an fd on its root.
-fn mount_rootfs(spec: &ContainerSpec) -> Result<OwnedFd, Failure> {
+/// The staging tmpfs, attached on `<state_dir>/rootfs` (in our mount namespace only), with the
+/// generated /etc files and the `root/` mount point for the rootfs.
+fn stage(spec: &ContainerSpec, etc_files: &[(&str, String)]) -> Result<OwnedFd, Failure> {
     let mountpoint = spec.state_dir.join("rootfs");
     let target = nix::fcntl::open(
         &mountpoint,
@@ -290,6 +290,45 @@ fn mount_rootfs(spec: &ContainerSpec) -> Result<OwnedFd, Failure> {
         Mode::empty(),
     )
     .ctx(|| format!("opening rootfs mount point {}", mountpoint.display()))?;
+    let tmp = new_fs(
+        c"tmpfs",
+        &[(c"mode", c"755"), (c"size", c"1m")],
+        &[],
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+    )
+    .ctx(|| "creating the staging tmpfs".into())?;
+    let t = tmp.as_raw_fd();
+    nix::sys::stat::mkdirat(Some(t), c"root", Mode::from_bits_truncate(0o755))
+        .ctx(|| "mkdir staging root".into())?;
+    for (name, content) in etc_files {
+        let cname = CString::new(*name).map_err(|_| Failure::new("bad staging file name"))?;
+        let fd = nix::fcntl::openat(
+            Some(t),
+            cname.as_c_str(),
+            nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )
+        .ctx(|| format!("creating the generated /etc/{name}"))?;
+        // SAFETY: fresh fd from openat; File closes it.
+        let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        std::io::Write::write_all(&mut f, content.as_bytes())
+            .ctx(|| format!("writing the generated /etc/{name}"))?;
+    }
+    sys::move_mount_fd(&tmp, target.as_raw_fd()).ctx(|| "attaching the staging tmpfs".into())?;
+    Ok(tmp)
+}
+
+/// Mounts the rootfs on `root/` of the staging tmpfs and returns an fd on its root.
+fn mount_rootfs(spec: &ContainerSpec, staging: &OwnedFd) -> Result<OwnedFd, Failure> {
+    let target = sys::openat2(
+        staging.as_raw_fd(),
+        c"root",
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        sys::RESOLVE_NO_SYMLINKS,
+    )
+    .ctx(|| "opening the rootfs mount point".into())?;
+    let mountpoint = spec.state_dir.join("rootfs/root");
     let mnt = match &spec.rootfs {
         Rootfs::Fuse { .. } => {
             return Err(Failure::new(
