@@ -423,18 +423,13 @@ impl Container {
             // The relay exits right after reporting, tearing down the namespaces it holds (the
             // mount table copy, the network namespace): don't wait for that; reap it on a
             // thread if it isn't gone yet.
-            match waitpid(self.relay, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) => {
-                    let relay = self.relay;
-                    let _ = std::thread::Builder::new()
-                        .name("strata-reap".into())
-                        .spawn(
-                            move || {
-                                while let Err(Errno::EINTR) = waitpid(relay, None) {}
-                            },
-                        );
-                }
-                _ => {}
+            if let Ok(WaitStatus::StillAlive) =
+                waitpid(self.relay, Some(nix::sys::wait::WaitPidFlag::WNOHANG))
+            {
+                let relay = self.relay;
+                let _ = std::thread::Builder::new()
+                    .name("strata-reap".into())
+                    .spawn(move || while let Err(Errno::EINTR) = waitpid(relay, None) {});
             }
             self.reaped = true;
             // The container's mount namespace is gone with it: nothing uses the union any more.
