@@ -552,3 +552,73 @@ fn kill_9_during_import_and_load_leaves_a_usable_store() {
     let leftovers: Vec<_> = fs::read_dir(env.root().join("tmp")).unwrap().collect();
     assert!(leftovers.is_empty(), "tmp/ not cleaned: {leftovers:?}");
 }
+
+/// Docker schema2 manifests (as skopeo writes them into the layout) are read like OCI ones.
+#[test]
+fn docker_schema2_images_in_the_layout_work() {
+    let env = Env::new();
+    let root = env.root();
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--format",
+            "v2s2",
+            &format!("oci:{}:docker.io/library/busybox:latest", root.display()),
+            &format!("oci:{}:docker.io/library/bbv2:latest", root.display()),
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "bbv2"])).unwrap();
+    assert_eq!(
+        v[0]["ManifestMediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    env.ok(&["export", "bbv2", "-o", env.path("v2.tar").to_str().unwrap()]);
+    env.ok(&[
+        "save",
+        "--format",
+        "oci",
+        "-o",
+        env.path("v2.oci.tar").to_str().unwrap(),
+        "bbv2",
+    ]);
+}
+
+/// Several strata processes writing to one root at once: every name lands, every image works.
+#[test]
+fn concurrent_writers_share_one_root() {
+    let env = Env::new();
+    let rootfs = env.path("rootfs.tar");
+    env.ok(&["export", "busybox", "-o", rootfs.to_str().unwrap()]);
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            let mut cmd = Command::new(strata());
+            cmd.arg("--root").arg(env.root());
+            if i % 2 == 0 {
+                cmd.args([
+                    "import",
+                    "--change",
+                    &format!("ENV N={i}"),
+                    rootfs.to_str().unwrap(),
+                    &format!("par:{i}"),
+                ]);
+            } else {
+                cmd.args(["tag", "busybox", &format!("par:{i}")]);
+            }
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    for i in 0..6 {
+        env.ok(&["export", &format!("par:{i}"), "-o", "/dev/null"]);
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(&["images", "--format", "json"])).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 7);
+}

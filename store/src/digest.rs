@@ -79,7 +79,7 @@ impl Digest {
 
     /// Converts from oci-spec's digest type (refusing non-sha256).
     pub fn from_oci(d: &oci_spec::image::Digest) -> Result<Digest, StoreError> {
-        Digest::parse(&d.to_string())
+        Digest::parse(d.as_ref())
     }
 }
 

@@ -138,9 +138,11 @@ fn multi_layer_export_equals_umoci_and_overlay() {
     // Debian's umoci reads no zstd layers, so both layers are gzip here.
     let i2 = write_layer_blob(&store, &l2, &opts, Compression::Gzip).unwrap();
 
-    let mut cfg = ImageConfig::default();
-    cfg.architecture = "amd64".into();
-    cfg.os = "linux".into();
+    let mut cfg = ImageConfig {
+        architecture: "amd64".into(),
+        os: "linux".into(),
+        ..Default::default()
+    };
     cfg.rootfs.diff_ids = vec![i1.diff_id.clone(), i2.diff_id.clone()];
     let r = Reference::parse("parity:1").unwrap();
     let img = store

@@ -236,7 +236,7 @@ impl<W: Write> TarWriter<W> {
             set_name_field(&mut h.as_old_mut().linkname, l, &mut pax, "linkpath");
         }
         let size = h.size().unwrap_or(0);
-        if size > 0o7777_7777_777 {
+        if size > 0o77_777_777_777 {
             pax.push(("size".into(), size.to_string().into_bytes()));
         }
         for (k, v) in xattrs {
