@@ -52,6 +52,16 @@ pub enum Command {
     /// Remove everything no tag, build, container or cache entry references.
     #[command(alias = "prune")]
     Gc(cmd::gc::Args),
+    /// Fetch an image from a registry into the store.
+    Pull(cmd::pull::Args),
+    /// Upload an image from the store to a registry.
+    Push(cmd::push::Args),
+    /// Verify and save credentials for a registry.
+    Login(cmd::login::Args),
+    /// Remove saved credentials for a registry.
+    Logout(cmd::logout::Args),
+    /// List a registry's repositories matching a term, with their tags.
+    Search(cmd::search::Args),
     /// Run a command in a new container from an image.
     Run(cmd::run::Args),
     /// Mount an image as one tree (FUSE union file system or kernel overlayfs).
