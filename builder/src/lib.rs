@@ -4,4 +4,5 @@
 //! [`plan::BuildGraph`], is the contract with the executor.
 
 pub mod dockerfile;
+pub mod exec;
 pub mod plan;

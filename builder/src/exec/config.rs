@@ -1,0 +1,356 @@
+//! Metadata instructions → image config, and every step → a history entry, the way BuildKit's
+//! `dockerfile2llb` writes them (`commitToHistory`): `created_by` is the instruction in BuildKit's
+//! text form (Go's `%q`/`%v` renderings included, so `docker history` reads the same), layer
+//! steps end in ` # buildkit`, the comment is `buildkit.dockerfile.v0`, and steps without a
+//! layer are `empty_layer`.
+
+use strata_store::layer::LayerInfo;
+use strata_store::model::Healthcheck as ConfigHealthcheck;
+use strata_store::{History, ImageConfig, Store};
+
+use super::StageState;
+use crate::dockerfile::dump::go_quote;
+use crate::dockerfile::instructions::{Healthcheck, Instruction};
+use crate::plan::Step;
+
+/// Docker's default `PATH`, which BuildKit puts in the config of a `FROM scratch` image.
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The comment BuildKit gives every history entry it writes.
+pub const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
+
+/// `created` for configs and history: `SOURCE_DATE_EPOCH` when set, else now.
+pub fn created_string(source_date_epoch: Option<i64>) -> String {
+    let secs = source_date_epoch.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    });
+    strata_store::ops::rfc3339(secs)
+}
+
+/// The state of `FROM scratch`: no layers, the host platform, BuildKit's default PATH.
+pub fn scratch_state() -> StageState {
+    let (architecture, os, variant) = ImageConfig::host_platform();
+    let mut config = ImageConfig {
+        architecture,
+        os,
+        variant,
+        ..ImageConfig::default()
+    };
+    config.config.env = Some(vec![DEFAULT_PATH.to_string()]);
+    StageState {
+        config,
+        ..StageState::default()
+    }
+}
+
+/// Appends a history entry.
+pub fn push_history(config: &mut ImageConfig, created: &str, created_by: String, empty: bool) {
+    config.history.push(History {
+        created: Some(created.to_string()),
+        created_by: Some(created_by),
+        author: None,
+        comment: Some(HISTORY_COMMENT.to_string()),
+        empty_layer: empty,
+    });
+}
+
+/// Go's `%q` of a `[]string`: `["a" "b"]`.
+fn go_list_q(v: &[String]) -> String {
+    let q: Vec<String> = v.iter().map(|s| go_quote(s)).collect();
+    format!("[{}]", q.join(" "))
+}
+
+/// Go's `%v` of a `[]string`: `[a b]`.
+fn go_list_v(v: &[String]) -> String {
+    format!("[{}]", v.join(" "))
+}
+
+/// The argv a CMD/ENTRYPOINT/RUN line stands for: exec form as is, shell form wrapped in the
+/// shell in effect.
+pub fn argv(cmd: &crate::dockerfile::instructions::CommandLine, shell: &[String]) -> Vec<String> {
+    if cmd.shell_form {
+        let mut v = shell.to_vec();
+        v.push(cmd.args.join(" "));
+        v
+    } else {
+        cmd.args.clone()
+    }
+}
+
+/// Go's `time.Duration.String()` for whole durations as Docker writes them (`30s`, `1m30s`,
+/// `0s`, `1.5s`).
+fn go_duration(d: Option<std::time::Duration>) -> String {
+    let Some(d) = d else { return "0s".into() };
+    let ns = d.as_nanos();
+    if ns == 0 {
+        return "0s".into();
+    }
+    let total_s = d.as_secs();
+    let frac = d.subsec_nanos();
+    let (h, m, s) = (total_s / 3600, (total_s % 3600) / 60, total_s % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if h > 0 || m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if frac == 0 {
+        out.push_str(&format!("{s}s"));
+    } else {
+        let f = format!("{frac:09}");
+        out.push_str(&format!("{s}.{}s", f.trim_end_matches('0')));
+    }
+    out
+}
+
+/// The history `created_by` of a step, as BuildKit writes it.
+pub fn created_by(step: &Step) -> String {
+    match &step.instruction {
+        Instruction::Run(r) => {
+            let mut s = String::from("RUN ");
+            let args = &step.cache.build_args;
+            if !args.is_empty() {
+                s.push_str(&format!("|{} ", args.len()));
+                for (k, v) in args {
+                    s.push_str(&format!("{k}={v} "));
+                }
+            }
+            s.push_str(&argv(&r.command, &step.shell).join(" "));
+            s.push_str(" # buildkit");
+            s
+        }
+        Instruction::Copy(c) => {
+            let mut s = String::from("COPY");
+            if let Some(ch) = &c.chown {
+                s.push_str(&format!(" --chown={ch}"));
+            }
+            if let Some(m) = &c.chmod {
+                s.push_str(&format!(" --chmod={m}"));
+            }
+            for src in &c.sources {
+                s.push_str(&format!(" {src}"));
+            }
+            format!("{s} {} # buildkit", c.dest)
+        }
+        Instruction::Add(a) => {
+            let mut s = String::from("ADD");
+            if let Some(ch) = &a.chown {
+                s.push_str(&format!(" --chown={ch}"));
+            }
+            if let Some(m) = &a.chmod {
+                s.push_str(&format!(" --chmod={m}"));
+            }
+            for src in &a.sources {
+                s.push_str(&format!(" {src}"));
+            }
+            format!("{s} {} # buildkit", a.dest)
+        }
+        Instruction::Cmd(c) => format!("CMD {}", go_list_q(&argv(c, &step.shell))),
+        Instruction::Entrypoint(c) => format!("ENTRYPOINT {}", go_list_q(&argv(c, &step.shell))),
+        Instruction::Shell(v) => format!("SHELL {}", go_list_v(v)),
+        Instruction::Env(kv) => {
+            let parts: Vec<String> = kv
+                .iter()
+                .map(|p| format!("{}={}", p.key, p.value))
+                .collect();
+            format!("ENV {}", parts.join(" "))
+        }
+        Instruction::Label(kv) => {
+            let parts: Vec<String> = kv
+                .iter()
+                .map(|p| format!("{}={}", p.key, p.value))
+                .collect();
+            format!("LABEL {}", parts.join(" "))
+        }
+        Instruction::Arg(decls) => {
+            let parts: Vec<String> = decls
+                .iter()
+                .map(|d| match &d.default {
+                    Some(v) => format!("{}={v}", d.key),
+                    None => d.key.clone(),
+                })
+                .collect();
+            format!("ARG {}", parts.join(" "))
+        }
+        Instruction::Expose(ports) => {
+            let mut p = ports.clone();
+            p.sort();
+            p.dedup();
+            let inner: Vec<String> = p.iter().map(|p| format!("{p}:{{}}")).collect();
+            format!("EXPOSE map[{}]", inner.join(" "))
+        }
+        Instruction::Volume(v) => format!("VOLUME {}", go_list_v(v)),
+        Instruction::User(u) => format!("USER {u}"),
+        Instruction::Workdir(w) => format!("WORKDIR {w}"),
+        Instruction::StopSignal(s) => format!("STOPSIGNAL {s}"),
+        Instruction::Healthcheck(h) => match h {
+            Healthcheck::None => {
+                "HEALTHCHECK &{[\"NONE\"] \"0s\" \"0s\" \"0s\" \"0s\" '\\x00'}".into()
+            }
+            Healthcheck::Check {
+                test,
+                interval,
+                timeout,
+                start_period,
+                start_interval,
+                retries,
+            } => format!(
+                "HEALTHCHECK &{{{} {} {} {} {} '\\x{:02x}'}}",
+                go_list_q(test),
+                go_quote(&go_duration(*interval)),
+                go_quote(&go_duration(*timeout)),
+                go_quote(&go_duration(*start_period)),
+                go_quote(&go_duration(*start_interval)),
+                retries.unwrap_or(0)
+            ),
+        },
+        Instruction::Onbuild(t) => format!("ONBUILD {t}"),
+        Instruction::Maintainer(m) => format!("MAINTAINER {m}"),
+    }
+}
+
+/// Sets `KEY=VALUE` in an env list, replacing an earlier value of the same key in place.
+pub fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
+    let entry = format!("{key}={value}");
+    match env
+        .iter_mut()
+        .find(|e| e.split_once('=').map(|(k, _)| k) == Some(key) || e.as_str() == key)
+    {
+        Some(slot) => *slot = entry,
+        None => env.push(entry),
+    }
+}
+
+fn nanos(d: Option<std::time::Duration>) -> Option<i64> {
+    d.map(|d| d.as_nanos() as i64).filter(|n| *n != 0)
+}
+
+/// Applies a metadata instruction to the stage's config. WORKDIR also creates the directory
+/// (as BuildKit does, owned by the current USER): that is the only metadata step that may
+/// return a layer.
+pub fn apply_metadata(
+    state: &mut StageState,
+    store: &Store,
+    instruction: &Instruction,
+    step: &Step,
+    options: &super::ExecOptions,
+) -> Result<Option<LayerInfo>, String> {
+    let c = &mut state.config.config;
+    match instruction {
+        Instruction::Env(kv) => {
+            let env = c.env.get_or_insert_with(Vec::new);
+            for p in kv {
+                set_env(env, &p.key, &p.value);
+            }
+        }
+        Instruction::Label(kv) => {
+            let labels = c.labels.get_or_insert_with(Default::default);
+            for p in kv {
+                labels.insert(p.key.clone(), p.value.clone());
+            }
+        }
+        Instruction::Expose(ports) => {
+            let map = c.exposed_ports.get_or_insert_with(Default::default);
+            for p in ports {
+                map.insert(p.clone(), serde_json::json!({}));
+            }
+        }
+        Instruction::Volume(v) => {
+            let map = c.volumes.get_or_insert_with(Default::default);
+            for p in v {
+                map.insert(p.clone(), serde_json::json!({}));
+            }
+        }
+        Instruction::User(u) => c.user = Some(u.clone()),
+        Instruction::StopSignal(s) => c.stop_signal = Some(s.clone()),
+        Instruction::Shell(v) => c.shell = Some(v.clone()),
+        Instruction::Onbuild(t) => c.on_build.get_or_insert_with(Vec::new).push(t.clone()),
+        Instruction::Maintainer(m) => state.config.author = Some(m.clone()),
+        Instruction::Arg(_) => {}
+        Instruction::Cmd(cmd) => {
+            c.cmd = Some(argv(cmd, &step.shell));
+            c.args_escaped = Some(true);
+            state.cmd_set = true;
+        }
+        Instruction::Entrypoint(cmd) => {
+            let v = argv(cmd, &step.shell);
+            // An empty exec-form ENTRYPOINT [] clears it.
+            c.entrypoint = if v.is_empty() { None } else { Some(v) };
+            c.args_escaped = Some(true);
+            // BuildKit: an ENTRYPOINT resets a CMD inherited from the base (not one set earlier
+            // in this stage).
+            if !state.cmd_set {
+                c.cmd = None;
+            }
+        }
+        Instruction::Healthcheck(h) => {
+            c.healthcheck = Some(match h {
+                Healthcheck::None => ConfigHealthcheck {
+                    test: Some(vec!["NONE".into()]),
+                    ..ConfigHealthcheck::default()
+                },
+                Healthcheck::Check {
+                    test,
+                    interval,
+                    timeout,
+                    start_period,
+                    start_interval,
+                    retries,
+                } => ConfigHealthcheck {
+                    test: Some(test.clone()),
+                    interval: nanos(*interval),
+                    timeout: nanos(*timeout),
+                    start_period: nanos(*start_period),
+                    start_interval: nanos(*start_interval),
+                    retries: retries.map(i64::from).filter(|r| *r != 0),
+                },
+            });
+        }
+        Instruction::Workdir(_) => {
+            c.working_dir = Some(step.workdir.clone());
+            return super::copy::make_workdir(store, state, &step.workdir, options);
+        }
+        Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) => {
+            return Err("internal: not a metadata instruction".into())
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_render_like_go() {
+        use std::time::Duration;
+        assert_eq!(go_duration(None), "0s");
+        assert_eq!(go_duration(Some(Duration::from_secs(30))), "30s");
+        assert_eq!(go_duration(Some(Duration::from_secs(90))), "1m30s");
+        assert_eq!(go_duration(Some(Duration::from_secs(3600))), "1h0m0s");
+        assert_eq!(go_duration(Some(Duration::from_millis(1500))), "1.5s");
+    }
+
+    #[test]
+    fn env_replaces_in_place() {
+        let mut env = vec!["A=1".to_string(), "PATH=/bin".to_string()];
+        set_env(&mut env, "A", "2");
+        set_env(&mut env, "B", "3");
+        assert_eq!(env, ["A=2", "PATH=/bin", "B=3"]);
+    }
+
+    #[test]
+    fn go_lists() {
+        let v = vec![
+            "/bin/sh".to_string(),
+            "-c".to_string(),
+            "echo \"hi\"".to_string(),
+        ];
+        assert_eq!(go_list_q(&v), r#"["/bin/sh" "-c" "echo \"hi\""]"#);
+        assert_eq!(go_list_v(&v[..2]), "[/bin/sh -c]");
+    }
+}

@@ -1,0 +1,221 @@
+//! Lookups in a stage's unpacked layers (overlay format, bottom first), without mounting them.
+//!
+//! COPY needs the metadata of directories that already exist in the parent image (so a layer
+//! that re-lists `/tmp` as a parent keeps its 1777 mode rather than resetting it), and both
+//! COPY `--chown` and WORKDIR need the image's `/etc/passwd` and `/etc/group`. Every lookup goes
+//! through `openat2(RESOLVE_IN_ROOT)` on the layer directory: a symlink inside an image layer can
+//! never make the builder read a host file (the CVE-2018-15664 class of bug).
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::path::{Path, PathBuf};
+
+use strata_store::safe::{self, Root};
+
+/// What a path is in the merged view of the layers.
+#[derive(Debug, Clone, Copy)]
+pub struct Found {
+    /// `lstat` of the topmost entry.
+    pub stat: libc::stat,
+}
+
+impl Found {
+    /// Whether the entry is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.stat.st_mode & libc::S_IFMT == libc::S_IFDIR
+    }
+}
+
+fn is_whiteout(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == 0
+}
+
+/// Splits an absolute or relative container path into clean components (`..` refused).
+pub fn components(path: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c.to_string()),
+        }
+    }
+    Ok(out)
+}
+
+/// `lstat` of `rel` (components) in the topmost layer that has it; `None` when no layer has it
+/// or the topmost entry is a whiteout. Opaque directories in upper layers are not consulted
+/// (a deleted-then-recreated directory may show a lower layer's entry): callers only use this
+/// for metadata of directories, where that is harmless.
+pub fn lookup(lowerdirs: &[PathBuf], rel: &[String]) -> Option<Found> {
+    if rel.is_empty() {
+        let top = lowerdirs.last()?;
+        let root = Root::open(top).ok()?;
+        return safe::fstat(root.fd().as_raw_fd())
+            .ok()
+            .map(|stat| Found { stat });
+    }
+    let (name, parent) = rel.split_last()?;
+    let parent: PathBuf = parent.iter().collect();
+    for dir in lowerdirs.iter().rev() {
+        let Ok(root) = Root::open(dir) else { continue };
+        let Ok(pfd) =
+            safe::openat2_in_root(root.fd(), &parent, libc::O_PATH | libc::O_DIRECTORY, 0)
+        else {
+            continue;
+        };
+        match safe::lstat_at(pfd.as_raw_fd(), OsStr::new(name)) {
+            Ok(Some(st)) if is_whiteout(&st) => return None,
+            Ok(Some(stat)) => return Some(Found { stat }),
+            _ => continue,
+        }
+    }
+    None
+}
+
+/// Reads a small regular file (such as `/etc/passwd`) from the topmost layer that has it.
+pub fn read_file(lowerdirs: &[PathBuf], path: &str) -> Option<String> {
+    let rel: PathBuf = components(path).ok()?.iter().collect();
+    for dir in lowerdirs.iter().rev() {
+        let Ok(root) = Root::open(dir) else { continue };
+        match safe::openat2_in_root(root.fd(), &rel, libc::O_RDONLY, 0) {
+            Ok(fd) => {
+                let st = safe::fstat(fd.as_raw_fd()).ok()?;
+                if is_whiteout(&st) || st.st_mode & libc::S_IFMT != libc::S_IFREG {
+                    return None;
+                }
+                // SAFETY: a fresh fd we own, handed to File.
+                let mut f =
+                    unsafe { std::fs::File::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(fd)) };
+                let mut s = String::new();
+                // /etc/passwd is small; refuse to slurp anything huge.
+                f.by_ref().take(4 << 20).read_to_string(&mut s).ok()?;
+                return Some(s);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// Resolves `user[:group]` (names or numbers) against the image's `/etc/passwd` and
+/// `/etc/group`, as Docker's COPY `--chown` does: a user name without a group takes the user's
+/// primary group; a number needs no entry.
+pub fn resolve_owner(lowerdirs: &[PathBuf], spec: &str) -> Result<(u32, u32), String> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let passwd = read_file(lowerdirs, "/etc/passwd").unwrap_or_default();
+    let (uid, primary_gid) = match user.parse::<u32>() {
+        Ok(n) => (
+            n,
+            passwd_entries(&passwd)
+                .find(|e| e.1 == n)
+                .map(|e| e.2)
+                .unwrap_or(n),
+        ),
+        Err(_) => passwd_entries(&passwd)
+            .find(|e| e.0 == user)
+            .map(|e| (e.1, e.2))
+            .ok_or_else(|| {
+                format!("unable to find user {user}: no matching entries in passwd file")
+            })?,
+    };
+    let gid = match group {
+        None => {
+            if user.parse::<u32>().is_ok() {
+                uid
+            } else {
+                primary_gid
+            }
+        }
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => {
+                let groups = read_file(lowerdirs, "/etc/group").unwrap_or_default();
+                groups
+                    .lines()
+                    .filter_map(|l| {
+                        let f: Vec<&str> = l.split(':').collect();
+                        (f.len() >= 3 && f[0] == g)
+                            .then(|| f[2].parse::<u32>().ok())
+                            .flatten()
+                    })
+                    .next()
+                    .ok_or_else(|| {
+                        format!("unable to find group {g}: no matching entries in group file")
+                    })?
+            }
+        },
+    };
+    Ok((uid, gid))
+}
+
+/// `(name, uid, gid)` of each well-formed `/etc/passwd` line.
+fn passwd_entries(passwd: &str) -> impl Iterator<Item = (&str, u32, u32)> {
+    passwd.lines().filter_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() < 4 {
+            return None;
+        }
+        Some((f[0], f[2].parse().ok()?, f[3].parse().ok()?))
+    })
+}
+
+/// A path for messages.
+pub fn display(rel: &[String]) -> String {
+    format!("/{}", rel.join("/"))
+}
+
+/// Joins components under a directory (for the executor's own staging trees only).
+pub fn join(base: &Path, rel: &[String]) -> PathBuf {
+    let mut p = base.to_path_buf();
+    for c in rel {
+        p.push(c);
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_by_name_number_and_group() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("etc")).unwrap();
+        std::fs::write(
+            t.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(t.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        let l = vec![t.path().to_path_buf()];
+        assert_eq!(resolve_owner(&l, "app").unwrap(), (1000, 1001));
+        assert_eq!(resolve_owner(&l, "app:staff").unwrap(), (1000, 50));
+        assert_eq!(resolve_owner(&l, "42").unwrap(), (42, 42));
+        assert_eq!(resolve_owner(&l, "42:7").unwrap(), (42, 7));
+        assert!(resolve_owner(&l, "nobody").unwrap_err().contains("nobody"));
+        assert!(resolve_owner(&l, "app:wheel")
+            .unwrap_err()
+            .contains("wheel"));
+    }
+
+    #[test]
+    fn whiteout_hides_lower_entry() {
+        let low = tempfile::tempdir().unwrap();
+        let up = tempfile::tempdir().unwrap();
+        std::fs::create_dir(low.path().join("d")).unwrap();
+        let c = std::ffi::CString::new(up.path().join("d").as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: NUL-terminated path; a 0/0 char device is overlay's whiteout.
+        assert_eq!(unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR, 0) }, 0);
+        let l = vec![low.path().to_path_buf(), up.path().to_path_buf()];
+        assert!(lookup(&l, &["d".to_string()]).is_none());
+        assert!(lookup(&l[..1], &["d".to_string()]).unwrap().is_dir());
+    }
+}

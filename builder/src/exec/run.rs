@@ -1,0 +1,199 @@
+//! RUN: the command in the runner crate's sandbox (the same one `strata run` uses), over a
+//! kernel overlay whose lowerdirs are the parent's unpacked layers and whose upperdir is fresh;
+//! the layer is then the diff of that upperdir alone ([`super::snapshot`]), so the cost follows
+//! what the command changed, never the size of the rootfs.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use strata_runner::{
+    Container, ContainerSpec, NetworkMode, OverlayUpper, ProcessSpec, ResourceLimits, Rootfs,
+    SecuritySpec, Stdio, StdioSpec,
+};
+use strata_store::layer::LayerInfo;
+use strata_store::Store;
+
+use super::progress::Progress;
+use super::{config, snapshot, ExecOptions, StageState};
+use crate::dockerfile::instructions::{NetworkMode as RunNetwork, Run};
+use crate::plan::Step;
+
+/// How many trailing output lines a failure message quotes.
+const TAIL_LINES: usize = 10;
+
+/// BuildKit's hostname for RUN containers.
+const HOSTNAME: &str = "buildkitsandbox";
+
+/// A staging directory removed when dropped (success, failure or unwinding alike).
+pub(crate) struct TempDir(pub PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = strata_store::safe::remove_tree(&self.0);
+    }
+}
+
+impl TempDir {
+    /// A fresh directory in the store's staging area.
+    pub(crate) fn new(store: &Store, hint: &str) -> Result<TempDir, String> {
+        let p = store.temp_path(hint).map_err(|e| e.to_string())?;
+        std::fs::create_dir(&p).map_err(|e| format!("creating {}: {e}", p.display()))?;
+        Ok(TempDir(p))
+    }
+
+    /// Creates a subdirectory.
+    pub(crate) fn sub(&self, name: &str) -> Result<PathBuf, String> {
+        let p = self.0.join(name);
+        std::fs::create_dir(&p).map_err(|e| format!("creating {}: {e}", p.display()))?;
+        Ok(p)
+    }
+}
+
+/// Runs one RUN step and returns its layer (`None` when the command changed nothing).
+pub fn run_step(
+    store: &Store,
+    state: &StageState,
+    step: &Step,
+    run: &Run,
+    options: &ExecOptions,
+    progress: &Progress,
+    vertex: usize,
+) -> Result<Option<LayerInfo>, String> {
+    if !run.mounts.is_empty() {
+        return Err("RUN --mount is not supported by this version of strata yet".into());
+    }
+    if !run.command.heredocs.is_empty() {
+        return Err("RUN with heredocs is not supported by this version of strata yet".into());
+    }
+    let args = config::argv(&run.command, &step.shell);
+    let tmp = TempDir::new(store, "run")?;
+    let upper = tmp.sub("upper")?;
+    let work = tmp.sub("work")?;
+    let state_dir = tmp.sub("state")?;
+    // overlayfs needs at least one lowerdir: FROM scratch gets an empty one.
+    let mut lowerdirs = state.lowerdirs.clone();
+    if lowerdirs.is_empty() {
+        lowerdirs.push(tmp.sub("empty")?);
+    }
+    let mut env: Vec<String> = step.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    env.extend(step.proxy_env.iter().map(|(k, v)| format!("{k}={v}")));
+    let host_network = match run.network {
+        Some(RunNetwork::Host) => true,
+        Some(RunNetwork::None) => false,
+        Some(RunNetwork::Default) | None => options.host_network,
+    };
+    let spec = ContainerSpec {
+        id: strata_runner::state::new_id(),
+        rootfs: Rootfs::Overlay {
+            lowerdirs: lowerdirs.clone(),
+            upper: Some(OverlayUpper {
+                upperdir: upper.clone(),
+                workdir: work,
+            }),
+        },
+        state_dir,
+        process: ProcessSpec {
+            args: args.clone(),
+            env,
+            cwd: if step.workdir.is_empty() {
+                "/".into()
+            } else {
+                step.workdir.clone()
+            },
+            user: state.config.config.user.clone().unwrap_or_default(),
+        },
+        hostname: HOSTNAME.into(),
+        network: if host_network {
+            NetworkMode::Host
+        } else {
+            NetworkMode::None
+        },
+        mounts: Vec::new(),
+        readonly_rootfs: false,
+        limits: ResourceLimits::default(),
+        init: false,
+        stdio: StdioSpec {
+            stdin: Stdio::Null,
+            stdout: Stdio::Piped,
+            stderr: Stdio::Piped,
+            terminal: false,
+        },
+        security: SecuritySpec::default(),
+    };
+    let started = Instant::now();
+    let shown = args.join(" ");
+    let mut container =
+        Container::spawn(&spec).map_err(|e| format!("process \"{shown}\" could not start: {e}"))?;
+    let tail: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
+    let streams: Vec<std::fs::File> = [container.take_stdout(), container.take_stderr()]
+        .into_iter()
+        .flatten()
+        .collect();
+    // PID 1's exit ends the pid namespace, so every writer of the pipes dies with it and the
+    // readers see EOF: waiting inside the scope cannot hang on a backgrounded child.
+    let status = std::thread::scope(|scope| {
+        for stream in streams {
+            let tail = &tail;
+            scope.spawn(move || {
+                for line in BufReader::new(stream).split(b'\n').map_while(Result::ok) {
+                    let text = String::from_utf8_lossy(&line).into_owned();
+                    progress.output(vertex, started, &text);
+                    if let Ok(mut t) = tail.lock() {
+                        if t.len() == TAIL_LINES {
+                            t.pop_front();
+                        }
+                        t.push_back(text);
+                    }
+                }
+            });
+        }
+        container.wait()
+    })
+    .map_err(|e| format!("waiting for \"{shown}\": {e}"))?;
+    let stubs = container.mount_stubs().to_vec();
+    drop(container);
+    if status.code() != 0 {
+        let tail = tail.into_inner().unwrap_or_default();
+        let mut msg = format!(
+            "process \"{shown}\" did not complete successfully: exit code: {}",
+            status.code()
+        );
+        if !tail.is_empty() {
+            msg.push_str("\n  last output:");
+            for l in tail {
+                msg.push_str("\n    ");
+                msg.push_str(&l);
+            }
+        }
+        return Err(msg);
+    }
+    remove_stubs(&upper, &stubs)?;
+    snapshot::snapshot_upper(store, &upper, &state.lowerdirs, options)
+}
+
+/// Removes from the upperdir the mount points the sandbox created (`/etc/hosts`, `/proc`, …):
+/// they are the sandbox's, never the image's.
+pub(crate) fn remove_stubs(upper: &Path, stubs: &[String]) -> Result<(), String> {
+    let root = strata_store::safe::Root::open(upper).map_err(|e| e.to_string())?;
+    for s in stubs {
+        let comps = super::lower::components(s)?;
+        let Some((name, _)) = comps.split_last() else {
+            continue;
+        };
+        let refs: Vec<&std::ffi::OsStr> = comps.iter().map(std::ffi::OsStr::new).collect();
+        let parent = match root.open_parent(&refs) {
+            Ok(p) => p,
+            Err(_) => continue,
+        };
+        use std::os::fd::AsRawFd;
+        match strata_store::safe::remove_at(parent.as_raw_fd(), std::ffi::OsStr::new(name)) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(format!("removing mount point {s} from the layer: {e}")),
+        }
+    }
+    Ok(())
+}

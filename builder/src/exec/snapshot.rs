@@ -1,0 +1,121 @@
+//! A RUN step's layer: the overlay upperdir, and only it.
+//!
+//! The upperdir holds exactly what the command changed (files written, char-0/0 whiteouts for
+//! deletions, `trusted.overlay.opaque` directories) plus directories overlayfs *copied up* on
+//! the way to a change. A directory copied up only because a mount point was created in it and
+//! removed again (`/etc` for `/etc/hosts`) is not a change: [`prune_unchanged_dirs`] drops empty,
+//! non-opaque directories whose mode and owner equal the lower one's, so a step that changes
+//! nothing writes no layer (Docker's `empty_layer`). The tar itself is written by the store's
+//! layer codec, which turns whiteouts into `.wh.` entries and opaque dirs into `.wh..wh..opq`.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use strata_store::layer::{write_layer_blob, LayerInfo, TarOptions, TreeFormat};
+use strata_store::Store;
+
+use super::{lower, ExecOptions};
+
+const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+fn is_opaque(path: &Path) -> bool {
+    strata_store::safe::list_xattrs(path)
+        .map(|x| {
+            x.iter()
+                .any(|(k, v)| k == OPAQUE_XATTR && v.as_slice() == b"y")
+        })
+        .unwrap_or(false)
+}
+
+/// Removes, bottom-up, the directories of `upper` that only exist because overlayfs copied
+/// them up: empty, not opaque, same mode/uid/gid as the directory in the lower layers. Returns
+/// whether `upper` is now empty.
+pub fn prune_unchanged_dirs(upper: &Path, lowerdirs: &[PathBuf]) -> Result<bool, String> {
+    fn walk(dir: &Path, rel: &mut Vec<String>, lowerdirs: &[PathBuf]) -> Result<bool, String> {
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+        let mut empty = true;
+        for e in entries {
+            let e = e.map_err(|e| format!("reading {}: {e}", dir.display()))?;
+            let path = e.path();
+            let meta = std::fs::symlink_metadata(&path)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            if !meta.is_dir() {
+                empty = false;
+                continue;
+            }
+            rel.push(e.file_name().to_string_lossy().into_owned());
+            let child_empty = walk(&path, rel, lowerdirs)?;
+            let unchanged = child_empty
+                && !is_opaque(&path)
+                && lower::lookup(lowerdirs, rel).is_some_and(|f| {
+                    f.is_dir()
+                        && f.stat.st_mode == meta.mode()
+                        && f.stat.st_uid == meta.uid()
+                        && f.stat.st_gid == meta.gid()
+                });
+            rel.pop();
+            if unchanged {
+                std::fs::remove_dir(&path)
+                    .map_err(|e| format!("removing {}: {e}", path.display()))?;
+            } else {
+                empty = false;
+            }
+        }
+        Ok(empty)
+    }
+    walk(upper, &mut Vec::new(), lowerdirs)
+}
+
+/// The layer of a RUN step's upperdir, or `None` when it changed nothing.
+pub fn snapshot_upper(
+    store: &Store,
+    upper: &Path,
+    lowerdirs: &[PathBuf],
+    options: &ExecOptions,
+) -> Result<Option<LayerInfo>, String> {
+    if prune_unchanged_dirs(upper, lowerdirs)? {
+        return Ok(None);
+    }
+    let opts = TarOptions {
+        format: TreeFormat::OverlayUpper,
+        source_date_epoch: options.source_date_epoch,
+    };
+    write_layer_blob(store, upper, &opts, options.compression)
+        .map(Some)
+        .map_err(|e| format!("writing the layer: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn copied_up_dirs_are_pruned_changed_ones_kept() {
+        let low = tempfile::tempdir().unwrap();
+        let up = tempfile::tempdir().unwrap();
+        for d in ["etc", "tmp", "var/lib"] {
+            std::fs::create_dir_all(low.path().join(d)).unwrap();
+        }
+        std::fs::set_permissions(low.path().join("tmp"), PermissionsExt::from_mode(0o1777))
+            .unwrap();
+        std::fs::set_permissions(low.path().join("etc"), PermissionsExt::from_mode(0o755)).unwrap();
+        // etc: copied up, unchanged -> pruned. tmp: mode changed -> kept. var/lib/x: a change.
+        std::fs::create_dir(up.path().join("etc")).unwrap();
+        std::fs::set_permissions(up.path().join("etc"), PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::create_dir(up.path().join("tmp")).unwrap();
+        std::fs::set_permissions(up.path().join("tmp"), PermissionsExt::from_mode(0o700)).unwrap();
+        std::fs::create_dir_all(up.path().join("var/lib")).unwrap();
+        std::fs::write(up.path().join("var/lib/x"), "x").unwrap();
+        let lowers = vec![low.path().to_path_buf()];
+        assert!(!prune_unchanged_dirs(up.path(), &lowers).unwrap());
+        assert!(!up.path().join("etc").exists());
+        assert!(up.path().join("tmp").exists());
+        assert!(up.path().join("var/lib/x").exists());
+        // Only unchanged copies: everything goes, the upper is empty.
+        std::fs::remove_dir_all(up.path().join("tmp")).unwrap();
+        std::fs::remove_file(up.path().join("var/lib/x")).unwrap();
+        assert!(prune_unchanged_dirs(up.path(), &lowers).unwrap());
+    }
+}
