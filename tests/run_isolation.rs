@@ -76,20 +76,6 @@ fn memory_hog_ends_with_137() {
     let s = Store::new();
     let o = s.run(&["--rm", "--memory", "64m", "busybox", "tail", "/dev/zero"]);
     assert_eq!(code(&o), 137, "{}", stderr(&o));
-    // And the cgroup is gone afterwards.
-    let leftovers: Vec<_> = ["memory", "pids", "cpu"]
-        .iter()
-        .filter_map(|c| std::fs::read_dir(format!("/sys/fs/cgroup/{c}/strata")).ok())
-        .flat_map(|d| d.flatten().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .filter(|p| {
-            std::fs::read_to_string(p.join("cgroup.procs"))
-                .map(|s| s.trim().is_empty())
-                .unwrap_or(true)
-        })
-        .collect();
-    // Other tests may run containers concurrently; no *empty* cgroup of ours may linger long.
-    let _ = leftovers;
     assert!(s.containers().is_empty());
 }
 
