@@ -80,15 +80,54 @@ fn memory_hog_ends_with_137() {
 }
 
 #[test]
-fn cpus_limit_is_applied() {
+fn cpus_and_memory_limits_are_written_to_the_cgroup() {
+    use std::io::BufRead;
     let s = Store::new();
-    let o = s.run(&["--rm", "--cpus", "0.5", "busybox", "sh", "-c", "echo ok"]);
-    assert_eq!(
-        (code(&o), stdout(&o).as_str()),
-        (0, "ok\n"),
-        "{}",
-        stderr(&o)
-    );
+    let mut child = s
+        .cmd(&[
+            "--rm",
+            "--cpus",
+            "0.5",
+            "--memory",
+            "100m",
+            "busybox",
+            "sh",
+            "-c",
+            "echo started; sleep 2",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "started\n");
+    let id = s.containers().pop().unwrap();
+    let v1 = std::path::Path::new("/sys/fs/cgroup/cpu/strata").join(&id);
+    if v1.exists() {
+        let quota = std::fs::read_to_string(v1.join("cpu.cfs_quota_us")).unwrap();
+        let period = std::fs::read_to_string(v1.join("cpu.cfs_period_us")).unwrap();
+        assert_eq!((quota.trim(), period.trim()), ("50000", "100000"));
+        let mem = std::fs::read_to_string(format!(
+            "/sys/fs/cgroup/memory/strata/{id}/memory.limit_in_bytes"
+        ))
+        .unwrap();
+        assert_eq!(mem.trim(), (100u64 << 20).to_string());
+    } else {
+        let dir = std::path::Path::new("/sys/fs/cgroup/strata").join(&id);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("cpu.max")).unwrap().trim(),
+            "50000 100000"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("memory.max"))
+                .unwrap()
+                .trim(),
+            (100u64 << 20).to_string()
+        );
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(!v1.exists(), "cgroup removed after the container");
 }
 
 #[test]
