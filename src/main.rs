@@ -63,7 +63,7 @@ pub enum Command {
     /// List a registry's repositories matching a term, with their tags.
     Search(cmd::search::Args),
     /// Run a command in a new container from an image.
-    Run(cmd::run::Args),
+    Run(Box<cmd::run::Args>),
     /// Mount an image as one tree (FUSE union file system or kernel overlayfs).
     Mount(cmd::mount::Args),
     /// Unmount a `strata mount`.
