@@ -8,6 +8,9 @@
 # mounting the overlay rootfs from the store's unpacked layer plus a fresh upper dir, and
 # removing it (--rm); the peers bind their bundle's rootfs directory.
 #
+# strata creates a cgroup only when a limit is set; the "--pids-limit" row includes one, as
+# crun's and runc's runs always do.
+#
 # Usage: bench/run.sh [RUNS]   (default 40; STRATA=path/to/strata to pick the binary)
 set -euo pipefail
 
@@ -58,10 +61,13 @@ set -euo pipefail
 RUNS=$1 STRATA=$2 STORE=$3 WORK=$4
 umount /sys/fs/cgroup/unified 2>/dev/null || true
 # ${EPOCHREALTIME/./} (bash 5): microseconds, no fork of date(1) or a subshell.
-: >"$WORK/ours.us"; : >"$WORK/crun.us"; : >"$WORK/runc.us"
+: >"$WORK/ours.us"; : >"$WORK/ourscg.us"; : >"$WORK/crun.us"; : >"$WORK/runc.us"
 for i in $(seq 1 "$RUNS"); do
     t0=${EPOCHREALTIME/./}; "$STRATA" --root "$STORE" run --rm bench-busybox:latest /bin/true; t1=${EPOCHREALTIME/./}
     echo $(( t1-t0 )) >>"$WORK/ours.us"
+    # Ours with a cgroup too (strata creates one only when a limit is given; crun/runc always do).
+    t0=${EPOCHREALTIME/./}; "$STRATA" --root "$STORE" run --rm --pids-limit 100000 bench-busybox:latest /bin/true; t1=${EPOCHREALTIME/./}
+    echo $(( t1-t0 )) >>"$WORK/ourscg.us"
     t0=${EPOCHREALTIME/./}; crun --root "/run/strata-bench-crun" run -b "$WORK/bundle" "bench-crun-$i" </dev/null; t1=${EPOCHREALTIME/./}
     echo $(( t1-t0 )) >>"$WORK/crun.us"
     t0=${EPOCHREALTIME/./}; runc --root "/run/strata-bench-runc" run -b "$WORK/bundle" "bench-runc-$i" </dev/null; t1=${EPOCHREALTIME/./}
@@ -72,11 +78,14 @@ INNER
 # Median in ms from a file of microseconds.
 median() { sort -n "$1" | awk '{a[NR]=$1} END {m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf "%.2f\n", m/1000}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f\n", a/b}'; }
-ours=$(median "$WORK/ours.us"); crun=$(median "$WORK/crun.us"); runc=$(median "$WORK/runc.us")
+ours=$(median "$WORK/ours.us"); ourscg=$(median "$WORK/ourscg.us")
+crun=$(median "$WORK/crun.us"); runc=$(median "$WORK/runc.us")
 printf '%-28s %10s\n' "command" "median ms"
 printf '%-28s %10s\n' "strata run --rm" "$ours"
+printf '%-28s %10s\n' "strata run --rm --pids-limit" "$ourscg"
 printf '%-28s %10s\n' "crun run" "$crun"
 printf '%-28s %10s\n' "runc run" "$runc"
 printf 'ratio ours/crun: %s\n' "$(ratio "$ours" "$crun")"
 printf 'ratio ours/runc: %s\n' "$(ratio "$ours" "$runc")"
+printf 'ratio ours(with cgroup)/crun: %s\n' "$(ratio "$ourscg" "$crun")"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
