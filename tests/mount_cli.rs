@@ -306,3 +306,65 @@ fn strata_fuse_takes_the_fuse_overlayfs_command_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("lowerdir"));
 }
+
+#[test]
+fn a_killed_server_leaves_no_stale_mount() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("m");
+    fs::create_dir(&dir).unwrap();
+    let _guard = Unmount(dir.clone());
+    ok(&strata(&["mount", "busybox", dir.to_str().unwrap()]));
+    let dev = fs::metadata(&dir).unwrap().dev();
+    let pid_file = PathBuf::from(format!(
+        "/run/strata/mounts/{}_{}.pid",
+        libc::major(dev),
+        libc::minor(dev)
+    ));
+    let pid: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    // The watcher detaches the dead mount; bounded wait.
+    let mut gone = false;
+    for _ in 0..200 {
+        if mounted(&dir).is_none() {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(
+        gone,
+        "mount still there after the server was killed: {:?}",
+        mounted(&dir)
+    );
+    assert!(
+        fs::read_dir(&dir).unwrap().next().is_none(),
+        "the empty mountpoint is back"
+    );
+    // SIGTERM ends a server cleanly too.
+    ok(&strata(&["mount", "busybox", dir.to_str().unwrap()]));
+    let dev = fs::metadata(&dir).unwrap().dev();
+    let pid_file = PathBuf::from(format!(
+        "/run/strata/mounts/{}_{}.pid",
+        libc::major(dev),
+        libc::minor(dev)
+    ));
+    let pid: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let mut gone = false;
+    for _ in 0..200 {
+        if mounted(&dir).is_none() {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(gone, "mount still there after SIGTERM");
+}

@@ -121,3 +121,77 @@ impl Drop for PidFile {
         }
     }
 }
+
+/// argv[0] of the watcher process that cleans up after a mount server that died.
+pub const WATCH_ALIAS: &str = "strata-mount-watch";
+
+/// Starts a small watcher that outlives us: if this server dies without unmounting (SIGKILL,
+/// a crash), it detaches the dead mount, so no "Transport endpoint is not connected" mount is
+/// left behind. It touches the mount only if the mountpoint still carries our FUSE connection
+/// (same device number), never by path alone.
+pub fn spawn_watcher(mountpoint: &std::path::Path, dev: u64) {
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut cmd = Command::new(exe);
+    cmd.arg0(WATCH_ALIAS)
+        .arg(std::process::id().to_string())
+        .arg(format!("{}:{}", libc::major(dev), libc::minor(dev)))
+        .arg(mountpoint)
+        .env_remove(NOTIFY_ENV)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    if let Err(e) = cmd.spawn() {
+        tracing::warn!("no watcher for {}: {e}", mountpoint.display());
+    }
+}
+
+/// The watcher: `strata-mount-watch PID MAJOR:MINOR MOUNTPOINT`. Waits for PID to exit, then
+/// detaches the mount if it is still that server's.
+pub fn watch(args: &[OsString]) -> ExitCode {
+    let [pid, dev, mountpoint] = args else {
+        return ExitCode::from(2);
+    };
+    let (Some(pid), Some(dev)) = (
+        pid.to_str().and_then(|p| p.parse::<i32>().ok()),
+        dev.to_str().map(str::to_string),
+    ) else {
+        return ExitCode::from(2);
+    };
+    let mountpoint = PathBuf::from(mountpoint);
+    // SAFETY: pidfd_open takes a pid and flags; the fd it returns is ours to close.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if fd < 0 {
+        return ExitCode::SUCCESS;
+    }
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // A pidfd becomes readable when the process exits.
+    // SAFETY: one valid pollfd.
+    while unsafe { libc::poll(&mut pfd, 1, -1) } < 0 {}
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd) };
+    if let Some(info) = strata_unionfs::mount::mount_at(&mountpoint) {
+        if info.dev == dev && info.fstype.starts_with("fuse.strata") {
+            let _ = strata_unionfs::mount::umount(&mountpoint, true);
+        }
+    }
+    if let Some((major, minor)) = dev.split_once(':') {
+        if let (Ok(a), Ok(b)) = (major.parse(), minor.parse()) {
+            let _ = std::fs::remove_file(pid_file(libc::makedev(a, b)));
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -22,10 +22,14 @@ pub const ALIAS: &str = "strata-fuse";
 /// If argv[0] is `strata-fuse`, runs it and returns the exit code; else `None`.
 pub fn run_if_alias() -> Option<ExitCode> {
     let argv0 = std::env::args_os().next()?;
-    if Path::new(&argv0).file_name()? != ALIAS {
+    let name = Path::new(&argv0).file_name()?;
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if name == daemon::WATCH_ALIAS {
+        return Some(daemon::watch(&args));
+    }
+    if name != ALIAS {
         return None;
     }
-    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     Some(match run(args) {
         Ok(code) => code,
         Err(e) => {
@@ -55,11 +59,18 @@ fn run(args: Vec<OsString>) -> Result<ExitCode> {
     let work = parsed.work.as_deref().map(absolute).transpose()?;
     let mountpoint = absolute(&parsed.mountpoint)?;
     let read_only = upper.is_none() || parsed.read_only;
+    let writable = !read_only;
     let config = UnionConfig {
         layers,
         upper: if parsed.read_only { None } else { upper },
         work,
-        passthrough: std::env::var_os("STRATA_FUSE_NO_PASSTHROUGH").is_none(),
+        // Writable mounts pass reads and writes of open files through to the backing files.
+        // Read-only mounts answer OPEN with ENOSYS instead (no open/release round trips at
+        // all, kernel page cache kept): on bench/unionfs.sh that keeps warm small-file reads at
+        // kernel speed even on a loaded machine, and cold big reads are as fast either way.
+        // STRATA_FUSE_PASSTHROUGH=1 forces passthrough opens on read-only mounts (to measure).
+        passthrough: (writable || std::env::var_os("STRATA_FUSE_PASSTHROUGH").is_some())
+            && std::env::var_os("STRATA_FUSE_NO_PASSTHROUGH").is_none(),
     };
     let options = MountOptions {
         fsname: parsed.fsname,
@@ -70,10 +81,12 @@ fn run(args: Vec<OsString>) -> Result<ExitCode> {
     };
     let pid_slot = std::sync::Arc::new(std::sync::Mutex::new(None));
     let holder = pid_slot.clone();
+    let watched = mountpoint.clone();
     strata_unionfs::mount_and_serve(config, None, &mountpoint, options, move |dev| {
         if let Ok(mut slot) = holder.lock() {
             *slot = Some(daemon::PidFile::write(dev));
         }
+        daemon::spawn_watcher(&watched, dev);
         daemon::notify_ready();
     })?;
     drop(pid_slot);

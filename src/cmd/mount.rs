@@ -108,7 +108,8 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
         layers,
         upper: upper.clone(),
         work,
-        passthrough: !args.no_passthrough,
+        // Read-only: no-open mode (see strata-fuse's comment and bench/unionfs.sh).
+        passthrough: args.rw && !args.no_passthrough,
     };
     let options = MountOptions {
         fsname: image
@@ -126,6 +127,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
         if let Ok(mut slot) = holder.lock() {
             *slot = Some(PidFile::write(dev));
         }
+        daemon::spawn_watcher(&shown, dev);
         if std::env::var_os(daemon::NOTIFY_ENV).is_none() {
             eprintln!(
                 "mounted on {} (Ctrl-C or `strata umount` to end)",
