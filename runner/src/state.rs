@@ -28,6 +28,10 @@ pub struct ContainerState {
     pub id: String,
     pub name: Option<String>,
     pub image: String,
+    /// The image's manifest digest (`sha256:…`): `gc` must keep its layers while this entry
+    /// exists (the overlay's lowerdirs are its unpacked layers).
+    #[serde(default)]
+    pub image_digest: Option<String>,
     /// The strata process that owns the running container, and its start time (clock ticks
     /// since boot, /proc/<pid>/stat field 22) so a recycled pid isn't mistaken for it.
     pub owner_pid: i32,
@@ -96,6 +100,7 @@ impl ContainerDir {
         id: &str,
         name: Option<&str>,
         image: &str,
+        image_digest: Option<&str>,
         remove_on_exit: bool,
     ) -> Result<ContainerDir, RunnerError> {
         std::fs::create_dir_all(containers)
@@ -123,6 +128,7 @@ impl ContainerDir {
             id: id.to_string(),
             name: name.map(str::to_string),
             image: image.to_string(),
+            image_digest: image_digest.map(str::to_string),
             owner_pid: pid,
             owner_start_time: start_time(pid).unwrap_or(0),
             status: Status::Running,

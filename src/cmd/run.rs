@@ -165,7 +165,15 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         .as_ref()
         .map(|r| r.to_string())
         .unwrap_or_else(|| image.manifest_digest.to_string());
-    let cdir = ContainerDir::create(&containers, &id, a.name.as_deref(), &image_name, a.rm)?;
+    let manifest_digest = image.manifest_digest.to_string();
+    let cdir = ContainerDir::create(
+        &containers,
+        &id,
+        a.name.as_deref(),
+        &image_name,
+        Some(&manifest_digest),
+        a.rm,
+    )?;
 
     // Anonymous volumes for the image's VOLUMEs not covered by -v/--tmpfs.
     let covered: Vec<String> = mounts
