@@ -55,7 +55,7 @@ storage:
 http:
   addr: $host
 Y
-  docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+  env -u REGISTRY_AUTH_FILE docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
   reg_pid=$!
   for _ in $(seq 1 200); do
     curl -sf "http://$host/v2/" >/dev/null 2>&1 && return 0
@@ -110,7 +110,8 @@ measure() { # name, command...
   /usr/bin/time -f "%e %M" -o "$out" "$@" >/dev/null 2>"$work/last.err" || { echo "$name failed:" >&2; cat "$work/last.err" >&2; exit 1; }
   read -r secs kb < "$out"
   times[$name]="${times[$name]:-} $secs"
-  local prev=${rss[$name]:-0}; [ "$kb" -gt "$prev" ] && rss[$name]=$kb
+  local prev=${rss[$name]:-0}
+  if [ "$kb" -gt "$prev" ]; then rss[$name]=$kb; fi
 }
 
 for rep in $(seq 1 "$reps"); do
