@@ -106,6 +106,13 @@ pub enum MountSpec {
     },
     /// A fresh tmpfs (mode 1777, nosuid, nodev, noexec, as Docker's `--tmpfs`).
     Tmpfs { destination: String },
+    /// An anonymous volume for an image `VOLUME`: a writable bind of the host directory
+    /// `source`; when `source` is empty, the image's content at `destination` is copied into it
+    /// first (owners, modes and symlinks kept), as Docker does for new volumes.
+    Volume {
+        source: PathBuf,
+        destination: String,
+    },
 }
 
 /// cgroup limits (cgroup v1 or v2, whichever the host has for the controller).

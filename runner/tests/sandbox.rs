@@ -393,3 +393,47 @@ fn fuse_union_rootfs_works_and_overlay_falls_back_to_it() {
         "FUSE mount point removed"
     );
 }
+
+#[test]
+fn anonymous_volume_gets_the_image_content_without_following_symlinks() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let fx = Fixture::new();
+    let data = fx.lower().join("data");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    std::fs::write(data.join("sub/file"), "image content").unwrap();
+    std::fs::set_permissions(
+        data.join("sub/file"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    std::os::unix::fs::chown(data.join("sub/file"), Some(1000), Some(10)).unwrap();
+    // A hostile symlink: copied as a link, never followed to the host file.
+    std::os::unix::fs::symlink("/etc/shadow", data.join("link")).unwrap();
+    let vol = fx.tmp.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    let mut spec = fx.spec(&[
+        "/bin/sh",
+        "-c",
+        "cat /data/sub/file; echo; echo new > /data/new",
+    ]);
+    spec.mounts = vec![MountSpec::Volume {
+        source: vol.clone(),
+        destination: "/data".into(),
+    }];
+    let o = run(&spec).unwrap();
+    assert_eq!(o.stdout, "image content\n", "{o:?}");
+    let meta = std::fs::metadata(vol.join("sub/file")).unwrap();
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+        (0o640, 1000, 10)
+    );
+    assert_eq!(
+        std::fs::read_link(vol.join("link")).unwrap(),
+        std::path::PathBuf::from("/etc/shadow")
+    );
+    assert_eq!(std::fs::read_to_string(vol.join("new")).unwrap(), "new\n");
+    // Not copied again into a volume that already has content.
+    std::fs::remove_file(vol.join("sub/file")).unwrap();
+    let o = run(&fx.spec_with_volume(&vol)).unwrap();
+    assert_eq!(o.stdout, "absent\n", "{o:?}");
+}

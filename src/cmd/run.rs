@@ -179,9 +179,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let covered: Vec<String> = mounts
         .iter()
         .map(|m| match m {
-            MountSpec::Bind { destination, .. } | MountSpec::Tmpfs { destination } => {
-                destination.clone()
-            }
+            MountSpec::Bind { destination, .. }
+            | MountSpec::Tmpfs { destination }
+            | MountSpec::Volume { destination, .. } => destination.clone(),
         })
         .collect();
     let result = (|| -> Result<i32> {
@@ -195,10 +195,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             let dir = cdir.dir.join("volumes").join(i.to_string());
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("creating anonymous volume {}", dir.display()))?;
-            mounts.push(MountSpec::Bind {
+            mounts.push(MountSpec::Volume {
                 source: dir,
                 destination: vol.clone(),
-                readonly: false,
             });
         }
         let lowerdirs = if lowerdirs.is_empty() {

@@ -84,6 +84,20 @@ impl Fixture {
         self.tmp.path().join("upper")
     }
 
+    /// A spec that checks whether /data/sub/file exists, with `vol` as /data's volume.
+    pub fn spec_with_volume(&self, vol: &Path) -> ContainerSpec {
+        let mut s = self.spec(&[
+            "/bin/sh",
+            "-c",
+            "test -e /data/sub/file && echo present || echo absent",
+        ]);
+        s.mounts = vec![strata_runner::MountSpec::Volume {
+            source: vol.to_path_buf(),
+            destination: "/data".into(),
+        }];
+        s
+    }
+
     pub fn spec(&self, args: &[&str]) -> ContainerSpec {
         let id = format!("test-{}", strata_runner::state::new_id());
         ContainerSpec {
