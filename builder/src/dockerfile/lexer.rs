@@ -23,6 +23,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 /// limit only exists so that hostile input cannot exhaust the stack.
 const MAX_NESTING: usize = 64;
 
+/// Largest expansion result accepted (bytes). `${v//}` with an empty pattern inserts the
+/// replacement between every character, so nesting it grows the result exponentially; a
+/// hostile Dockerfile must get an error, not exhaust memory (found by the lexer fuzzer).
+const MAX_RESULT: usize = 1 << 20;
+
 /// Why a word could not be expanded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LexErrorKind {
@@ -50,6 +55,9 @@ pub enum LexErrorKind {
     /// `${a:-${b:-${c...}}}` nested deeper than any real Dockerfile does.
     #[error("substitutions nested more than {MAX_NESTING} levels deep")]
     TooDeep,
+    /// An expansion that grows beyond any sensible size.
+    #[error("expansion result larger than {MAX_RESULT} bytes")]
+    TooLarge,
 }
 
 /// A word that could not be expanded, with the input that caused it.
@@ -283,6 +291,9 @@ impl State<'_> {
             }
             if ch == '$' {
                 let tmp = self.process_dollar()?;
+                if result.len() + tmp.len() > MAX_RESULT {
+                    return Err(LexErrorKind::TooLarge);
+                }
                 result.push_str(&tmp);
                 words.add_string(&tmp);
             } else if ch == '\'' && !self.lex.skip_process_quotes {
@@ -595,6 +606,9 @@ impl State<'_> {
             if e > last_end || s == 0 {
                 out.push_str(&replacement);
             }
+            if out.len() > MAX_RESULT {
+                return Err(LexErrorKind::TooLarge);
+            }
             last_end = e;
             let width = usize::from(search < chars.len());
             if search + width > e {
@@ -807,6 +821,15 @@ mod tests {
         let lex = Lexer::new('`');
         assert_eq!(lex.process_word("a`$b \\x", &NoVars).unwrap(), "a$b \\x");
         assert_eq!(lex.process_word("\"`\"\"", &NoVars).unwrap(), "\"");
+    }
+
+    #[test]
+    fn exponential_replacement_is_bounded() {
+        let long = [("L", "0123456789012345678901234567890123456789")];
+        let word = "${L///${L///${L///${L///${L///x}}}}}";
+        let err = expand(word, &long).unwrap_err();
+        assert_eq!(err.kind, LexErrorKind::TooLarge);
+        assert_eq!(expand("${L///-}", &[("L", "ab")]).unwrap(), "-a-b-");
     }
 
     #[test]

@@ -17,7 +17,7 @@
 
 use std::ffi::{CString, OsStr};
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -145,8 +145,7 @@ impl Source {
         };
         let fd = safe::openat2_in_root(self.roots[layer].fd(), &rel_path(rel), flags, 0)
             .map_err(|e| format!("opening {}: {e}", lower::display(rel)))?;
-        // SAFETY: a fresh fd we own.
-        Ok(unsafe { std::fs::File::from_raw_fd(fd.into_raw_fd()) })
+        Ok(std::fs::File::from(fd))
     }
 
     fn readlink(&self, layer: usize, rel: &[String]) -> Result<Vec<u8>, String> {
@@ -275,7 +274,7 @@ fn copy_entry(
                 .truncate(true)
                 .open(dst)
                 .map_err(|e| format!("creating {}: {e}", dst.display()))?;
-            std::io::copy(&mut from.by_ref(), &mut to)
+            std::io::copy(&mut from, &mut to)
                 .map_err(|e| format!("copying {}: {e}", lower::display(rel)))?;
             drop(to);
             set_meta(dst, uid, gid, Some(attrs.chmod.unwrap_or(perm)), st)
@@ -440,8 +439,7 @@ pub fn copy_step(
                 0,
             ) {
                 Ok(fd) => {
-                    // SAFETY: a fresh fd we own.
-                    let mut f = unsafe { std::fs::File::from_raw_fd(fd.into_raw_fd()) };
+                    let mut f = std::fs::File::from(fd);
                     let mut s = String::new();
                     f.read_to_string(&mut s)
                         .map_err(|e| format!("reading .dockerignore: {e}"))?;
@@ -481,7 +479,9 @@ pub fn copy_step(
         let last_is_glob = comps.last().is_some_and(|l| has_wildcard(l));
         if last_is_glob {
             wildcard = true;
-            let (pat, parent) = comps.split_last().unwrap_or((&comps[0], &[]));
+            let Some((pat, parent)) = comps.split_last() else {
+                continue;
+            };
             let mut parent = parent.to_vec();
             let names = src.list(&parent).unwrap_or_default();
             for n in names {
@@ -526,7 +526,7 @@ pub fn copy_step(
         || dest_comps.is_empty()
         || lower::lookup(&state.lowerdirs, &dest_comps).is_some_and(|f| f.is_dir());
     if sources.len() > 1 && !dest.ends_with('/') && !dest_is_dir {
-        return Err(format!("When using COPY with more than one source file, the destination must be a directory and end with a /"));
+        return Err("When using COPY with more than one source file, the destination must be a directory and end with a /".into());
     }
 
     let tmp = TempDir::new(store, "copy")?;

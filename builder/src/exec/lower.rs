@@ -8,7 +8,7 @@
 
 use std::ffi::OsStr;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use strata_store::safe::{self, Root};
@@ -87,9 +87,7 @@ pub fn read_file(lowerdirs: &[PathBuf], path: &str) -> Option<String> {
                 if is_whiteout(&st) || st.st_mode & libc::S_IFMT != libc::S_IFREG {
                     return None;
                 }
-                // SAFETY: a fresh fd we own, handed to File.
-                let mut f =
-                    unsafe { std::fs::File::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(fd)) };
+                let mut f = std::fs::File::from(fd);
                 let mut s = String::new();
                 // /etc/passwd is small; refuse to slurp anything huge.
                 f.by_ref().take(4 << 20).read_to_string(&mut s).ok()?;

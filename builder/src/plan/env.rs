@@ -2,24 +2,27 @@
 //! key replaces its value in place, like Docker's `addEnv`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::dockerfile::lexer::VarLookup;
 
-/// Ordered key/value list with an index.
+/// Ordered key/value list with an index. The entries are shared copy-on-write, so
+/// [`EnvList::snapshot`] is O(1) and RUN steps between two ENV/ARG changes share one list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EnvList {
-    entries: Vec<(String, String)>,
+    entries: Arc<Vec<(String, String)>>,
     index: HashMap<String, usize>,
 }
 
 impl EnvList {
     /// Sets `key` (replacing in place when present).
     pub fn set(&mut self, key: &str, value: &str) {
+        let entries = Arc::make_mut(&mut self.entries);
         match self.index.get(key) {
-            Some(&i) => self.entries[i].1 = value.to_string(),
+            Some(&i) => entries[i].1 = value.to_string(),
             None => {
-                self.index.insert(key.to_string(), self.entries.len());
-                self.entries.push((key.to_string(), value.to_string()));
+                self.index.insert(key.to_string(), entries.len());
+                entries.push((key.to_string(), value.to_string()));
             }
         }
     }
@@ -32,6 +35,11 @@ impl EnvList {
     /// All entries in definition order.
     pub fn entries(&self) -> &[(String, String)] {
         &self.entries
+    }
+
+    /// A shared, immutable copy of the entries.
+    pub fn snapshot(&self) -> Arc<Vec<(String, String)>> {
+        Arc::clone(&self.entries)
     }
 }
 

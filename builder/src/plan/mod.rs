@@ -44,7 +44,7 @@ use sha2::{Digest, Sha256};
 
 pub use checks::{CheckConfig, Warning};
 pub use env::EnvList;
-pub use planner::{parse_build_arg, plan};
+pub use planner::{parse_build_arg, plan, plan_shared};
 pub use platform::Platform;
 
 use crate::dockerfile::instructions::{Dockerfile, Instruction};
@@ -145,8 +145,9 @@ pub struct Step {
     pub source: String,
     /// Whether the step is a base image's ONBUILD trigger.
     pub onbuild: bool,
-    /// RUN: the environment (base image ENV, ENV and ARG values, in definition order).
-    pub env: Vec<(String, String)>,
+    /// RUN: the environment (base image ENV, ENV and ARG values, in definition order);
+    /// shared between steps that see the same environment.
+    pub env: Arc<Vec<(String, String)>>,
     /// RUN: proxy variables from build args that no ARG declares (kept out of the cache key).
     pub proxy_env: Vec<(String, String)>,
     /// RUN: parsed and expanded `--mount`s.

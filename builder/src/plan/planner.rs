@@ -10,6 +10,7 @@
 //! * Each instruction is expanded against the environment *before* it (`ENV a=b c=$a` sees the
 //!   old `a`); RUN/CMD/ENTRYPOINT/HEALTHCHECK/SHELL/ONBUILD/MAINTAINER are not expanded.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -45,8 +46,17 @@ pub fn parse_build_arg(
 }
 
 /// Plans `dockerfile` with `options` (base images not yet known: empty environments).
+/// The graph keeps a copy of the Dockerfile to re-plan; [`plan_shared`] avoids the copy.
 pub fn plan(dockerfile: &Dockerfile, options: &PlanOptions) -> Result<BuildGraph, PlanError> {
     plan_with_bases(Arc::new(dockerfile.clone()), options, BTreeMap::new())
+}
+
+/// [`plan`] for a Dockerfile already behind an `Arc` (no copy).
+pub fn plan_shared(
+    dockerfile: Arc<Dockerfile>,
+    options: &PlanOptions,
+) -> Result<BuildGraph, PlanError> {
+    plan_with_bases(dockerfile, options, BTreeMap::new())
 }
 
 fn at(span: Span) -> impl Fn(PlanErrorKind) -> PlanError {
@@ -243,15 +253,15 @@ pub(crate) fn plan_with_bases(
     }
 
     // Commands per stage: the base image's ONBUILD triggers first.
-    let mut stage_commands: Vec<Vec<(Command, bool)>> = Vec::with_capacity(n);
+    let mut stage_commands: Vec<Vec<(Cow<'_, Command>, bool)>> = Vec::with_capacity(n);
     for (i, st) in df.stages.iter().enumerate() {
         let mut cmds = Vec::new();
         if let (StageBase::Image(_), Some(cfg)) = (&stage_bases[i], bases.get(&i)) {
             for c in parse_triggers(&cfg.onbuild, st.span)? {
-                cmds.push((c, true));
+                cmds.push((Cow::Owned(c), true));
             }
         }
-        cmds.extend(st.commands.iter().cloned().map(|c| (c, false)));
+        cmds.extend(st.commands.iter().map(|c| (Cow::Borrowed(c), false)));
         stage_commands.push(cmds);
     }
 
@@ -550,11 +560,12 @@ impl StagePlanner<'_> {
     ) -> Result<Step, PlanError> {
         let span = c.span;
         let mut step = Step {
-            instruction: c.instruction.clone(),
+            // Replaced by the expanded instruction below.
+            instruction: Instruction::Maintainer(String::new()),
             span,
             source: c.source.clone(),
             onbuild,
-            env: Vec::new(),
+            env: Arc::default(),
             proxy_env: Vec::new(),
             mounts: Vec::new(),
             mount_sources: Vec::new(),
@@ -593,7 +604,7 @@ impl StagePlanner<'_> {
                 matched = ex.matched;
                 step.mounts = mounts;
                 step.mount_sources = sources;
-                step.env = state.env.entries().to_vec();
+                step.env = state.env.snapshot();
                 let declared: BTreeSet<&str> = state.args.iter().map(|(k, _)| k.as_str()).collect();
                 step.proxy_env = PROXY_ARGS
                     .iter()
