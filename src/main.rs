@@ -31,6 +31,8 @@ pub struct Cli {
 /// Every subcommand; each variant's arguments live beside its implementation.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Build an image from a Dockerfile (`--check`: parse and plan only).
+    Build(cmd::build::Args),
     /// List images in the store.
     Images(cmd::images::Args),
     /// Show an image's reference, digest, manifest and config as JSON.

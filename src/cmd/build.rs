@@ -1,0 +1,247 @@
+//! `strata build`: build an image from a Dockerfile.
+//!
+//! `--check` parses and plans the Dockerfile without building: it prints BuildKit-style errors
+//! (`Dockerfile:7` and the numbered lines) and the warnings of BuildKit's checks, and exits 0
+//! when there is no error. Building itself (running the plan) is not available yet; every other
+//! flag is accepted now so that scripts can be written against the final interface.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use strata_builder::dockerfile::{parse_dockerfile, render_snippet, Span};
+use strata_builder::plan::{parse_build_arg, plan, CheckConfig, PlanOptions};
+
+use crate::Cli;
+
+/// Arguments of `strata build`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Build context directory.
+    #[arg(value_name = "CONTEXT")]
+    pub context: PathBuf,
+    /// Dockerfile path (default: CONTEXT/Dockerfile); `-` reads it from stdin.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<String>,
+    /// Name (and optionally tag) for the image; may repeat.
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+    /// Build-time variable `K=V`, or `K` to take its value from the environment; may repeat.
+    #[arg(long = "build-arg", value_name = "K[=V]")]
+    pub build_args: Vec<String>,
+    /// Build this stage (and the stages it needs) instead of the last one.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Do not use the build cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Always re-resolve base images from their registry.
+    #[arg(long)]
+    pub pull: bool,
+    /// Label `K=V` for the image; may repeat.
+    #[arg(long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
+    /// Progress output.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "tty", "quiet"])]
+    pub progress: String,
+    /// Write the image ID to this file.
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// Output `type=oci|docker|local|registry,...`; may repeat.
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    pub outputs: Vec<String>,
+    /// Secret `id=ID,src=PATH` for RUN --mount=type=secret; may repeat.
+    #[arg(long = "secret", value_name = "id=ID,src=PATH")]
+    pub secrets: Vec<String>,
+    /// Network for RUN instructions.
+    #[arg(long, default_value = "default", value_parser = ["default", "none", "host"])]
+    pub network: String,
+    /// Layer compression.
+    #[arg(long, default_value = "gzip", value_parser = ["gzip", "zstd"])]
+    pub compression: String,
+    /// Only parse and plan the Dockerfile and report errors and warnings; build nothing.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Runs `strata build`.
+pub fn run(_cli: &Cli, args: &Args) -> Result<ExitCode> {
+    for l in &args.labels {
+        if !l.contains('=') {
+            bail!("invalid --label {l:?}: expected KEY=VALUE");
+        }
+    }
+    if !args.check {
+        return execute(_cli, args);
+    }
+    let (name, source) = read_dockerfile(args)?;
+    let df = match parse_dockerfile(&source) {
+        Ok(df) => df,
+        Err(e) => {
+            print_error(&name, &source, e.span, &e.to_string());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut options = PlanOptions {
+        target: args.target.clone(),
+        all_stages: args.target.is_none(),
+        ..PlanOptions::default()
+    };
+    for a in &args.build_args {
+        if let Some((k, v)) = parse_build_arg(a, |k| std::env::var(k).ok()) {
+            options.build_args.insert(k, v);
+        }
+    }
+    let graph = match plan(&df, &options) {
+        Ok(g) => g,
+        Err(e) => {
+            print_error(&name, &source, e.span, &e.kind.to_string());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let warnings = &graph.warnings;
+    match warnings.len() {
+        0 => println!("Check complete, no warnings found."),
+        1 => println!("Check complete, 1 warning has been found!"),
+        n => println!("Check complete, {n} warnings have been found!"),
+    }
+    for w in warnings {
+        println!();
+        if w.rule == "UnusedBuildArgs" {
+            println!("WARNING: {}", w.message);
+            continue;
+        }
+        println!("WARNING: {} - {}", w.rule, w.url());
+        println!("{}", w.message);
+        print!("{}", render_snippet(&source, &name, w.span));
+    }
+    if !warnings.is_empty() && CheckConfig::of(&df).error {
+        eprintln!("ERROR: lint violation found (# check=error=true)");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the Dockerfile (`-f -` from stdin) and returns the name to show in messages.
+fn read_dockerfile(args: &Args) -> Result<(String, String)> {
+    let (name, bytes) = match args.file.as_deref() {
+        Some("-") => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("reading the Dockerfile from stdin")?;
+            ("Dockerfile".to_string(), buf)
+        }
+        file => {
+            let path = match file {
+                Some(f) => PathBuf::from(f),
+                None => args.context.join("Dockerfile"),
+            };
+            let bytes = std::fs::read(&path).with_context(|| {
+                format!(
+                    "reading Dockerfile {} (use -f to name another file)",
+                    path.display()
+                )
+            })?;
+            let name = Path::new(&path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "Dockerfile".into());
+            (name, bytes)
+        }
+    };
+    // Docker accepts any bytes; invalid UTF-8 is shown as U+FFFD in messages.
+    Ok((name, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+fn print_error(name: &str, source: &str, span: Span, message: &str) {
+    if span.start > 0 {
+        eprint!("{}", render_snippet(source, name, span));
+    }
+    eprintln!("ERROR: {message}");
+}
+
+/// Builds the image: parse, plan, then run the plan with the executor
+/// (`strata_builder::exec`) and tag the result.
+fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
+    use strata_builder::exec::{self, ExecOptions, Progress, ProgressMode};
+    let (name, source) = read_dockerfile(args)?;
+    let df = match parse_dockerfile(&source) {
+        Ok(df) => df,
+        Err(e) => {
+            print_error(&name, &source, e.span, &e.to_string());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut options = PlanOptions {
+        target: args.target.clone(),
+        ..PlanOptions::default()
+    };
+    for a in &args.build_args {
+        if let Some((k, v)) = parse_build_arg(a, |k| std::env::var(k).ok()) {
+            options.build_args.insert(k, v);
+        }
+    }
+    let graph = match plan(&df, &options) {
+        Ok(g) => g,
+        Err(e) => {
+            print_error(&name, &source, e.span, &e.kind.to_string());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if !args.outputs.is_empty() || !args.secrets.is_empty() {
+        bail!("--output and --secret are not supported by this version of strata yet");
+    }
+    let mut tags = Vec::new();
+    for t in &args.tags {
+        tags.push(
+            strata_store::Reference::parse(t)
+                .with_context(|| format!("invalid tag {t:?} (expected NAME[:TAG])"))?,
+        );
+    }
+    let labels = args
+        .labels
+        .iter()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let exec_options = ExecOptions {
+        context: args.context.clone(),
+        dockerfile_name: name.clone(),
+        tags,
+        labels,
+        host_network: args.network != "none",
+        compression: match args.compression.as_str() {
+            "zstd" => strata_store::layer::Compression::Zstd,
+            _ => strata_store::layer::Compression::Gzip,
+        },
+        source_date_epoch: strata_store::layer::source_date_epoch_from_env(),
+    };
+    let progress = Progress::new(if args.progress == "quiet" {
+        ProgressMode::Quiet
+    } else {
+        ProgressMode::Plain
+    });
+    let store = super::open_store(cli)?;
+    match exec::execute(&store, graph, &exec_options, &progress) {
+        Ok(out) => {
+            if let Some(f) = &args.iidfile {
+                std::fs::write(f, out.config_digest.to_string())
+                    .with_context(|| format!("writing --iidfile {}", f.display()))?;
+            }
+            if args.progress == "quiet" {
+                println!("{}", out.config_digest);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if let exec::ExecError::Step { line, .. } = &e {
+                print_error(&name, &source, Span::new(*line, *line), &e.to_string());
+            } else {
+                eprintln!("ERROR: {e}");
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
+}
