@@ -622,3 +622,31 @@ fn concurrent_writers_share_one_root() {
         serde_json::from_str(&env.ok(&["images", "--format", "json"])).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 7);
 }
+
+/// `-o /dev/null` (or any device/FIFO) is written in place, never replaced by a rename.
+#[test]
+fn output_to_a_device_is_written_in_place() {
+    use std::os::unix::fs::FileTypeExt;
+    let env = Env::new();
+    env.ok(&["export", "busybox", "-o", "/dev/null"]);
+    env.ok(&["save", "-o", "/dev/null", "busybox"]);
+    let ft = fs::metadata("/dev/null").unwrap().file_type();
+    assert!(ft.is_char_device(), "/dev/null was replaced");
+    // A FIFO gets the whole stream.
+    let fifo = env.path("fifo");
+    tool("mkfifo", &[fifo.to_str().unwrap()]);
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::read(fifo).unwrap().len())
+    };
+    env.ok(&[
+        "save",
+        "--format",
+        "oci",
+        "-o",
+        fifo.to_str().unwrap(),
+        "busybox",
+    ]);
+    assert!(reader.join().unwrap() > 1_000_000);
+    assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
+}

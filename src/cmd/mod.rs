@@ -76,6 +76,18 @@ where
             w.flush()?;
             Ok(())
         }
+        Some(path) if !is_regular_or_missing(std::path::Path::new(path)) => {
+            // A device, FIFO or socket (`-o /dev/null`, a pipe): write to it in place. Renaming
+            // a temp file over it would replace the device node itself.
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| anyhow::anyhow!("cannot open {path}: {e}"))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+            f(&mut w)?;
+            w.flush()?;
+            Ok(())
+        }
         Some(path) => {
             let path = std::path::Path::new(path);
             let dir = path
@@ -102,5 +114,13 @@ where
             }
             result
         }
+    }
+}
+
+/// True when `path` does not exist or is a regular file (so it may be replaced by a rename).
+fn is_regular_or_missing(path: &std::path::Path) -> bool {
+    match std::fs::metadata(path) {
+        Ok(m) => m.is_file(),
+        Err(_) => true,
     }
 }
