@@ -248,6 +248,7 @@ impl FuseMount {
                 .spawn(move || {
                     if let Ok(meta) = std::fs::metadata(&mp) {
                         our_dev.store(meta.dev(), Ordering::SeqCst);
+                        raise_readahead(meta.dev());
                         on_ready(meta.dev());
                     }
                 })
@@ -267,6 +268,24 @@ impl FuseMount {
             path: mountpoint,
             source,
         })
+    }
+}
+
+/// Readahead of the mount's backing device info, in KiB. FUSE starts at 128 KiB, so a cold
+/// sequential read is cut into 128 KiB READ round trips; 4 MiB lets the kernel keep several
+/// 1 MiB reads in flight (bench/unionfs.sh, cold 500 MB read: 1.8 s -> 0.8 s; kernel overlayfs
+/// 2.6 s on the same, loaded, machine).
+const READ_AHEAD_KB: u32 = 4096;
+
+/// Best effort: raise the FUSE connection's readahead (`/sys/class/bdi/MAJOR:MINOR`, root only).
+fn raise_readahead(dev: u64) {
+    let path = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    if let Err(e) = std::fs::write(&path, READ_AHEAD_KB.to_string()) {
+        tracing::debug!("cannot raise readahead via {path}: {e}");
     }
 }
 
