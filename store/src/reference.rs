@@ -124,15 +124,7 @@ impl Reference {
 
     /// The short form Docker prints (`busybox:latest`, `localhost:5000/a:b`).
     pub fn familiar(&self) -> String {
-        let name = if self.registry == DOCKER_HUB {
-            self.repository
-                .strip_prefix("library/")
-                .unwrap_or(&self.repository)
-                .to_string()
-        } else {
-            self.repository_name()
-        };
-        let mut s = name;
+        let mut s = self.familiar_name();
         if let Some(t) = &self.tag {
             s.push(':');
             s.push_str(t);
