@@ -19,7 +19,11 @@ if [ -z "${STRATA:-}" ]; then
   else echo "make-busybox: no strata binary (build it or set \$STRATA)" >&2; exit 1; fi
 fi
 
-if [ ! -x /bin/busybox ] || ! /bin/busybox --help 2>&1 | head -1 | grep -q BusyBox; then
+# The static build is what we need (the rootfs has no libc). Ask dpkg rather than running busybox
+# through a pipe: with pipefail, `busybox --help | head -1` can fail on SIGPIPE and send every
+# caller (tests run in parallel) into a racing apt-get.
+bb_status=$(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null || true)
+if [ "$bb_status" != "install ok installed" ]; then
   if [ "$(id -u)" = 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null \
       || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null; }
