@@ -149,12 +149,30 @@ impl RegistryClient {
         // against, and a registry that lacks it fails the pull before hundreds of megabytes move.
         let config = parsed.config();
         let config_digest = Digest::from_oci(config.digest())?;
-        blob::download(&self.client, ep, repo, &config_digest, Some(config.size()), "config", &scopes, store, progress)?;
-        let diff_ids = if options.unpack { diff_ids_of(store, &config_digest, &display)? } else { Vec::new() };
+        blob::download(
+            &self.client,
+            ep,
+            repo,
+            &config_digest,
+            Some(config.size()),
+            "config",
+            &scopes,
+            store,
+            progress,
+        )?;
+        let diff_ids = if options.unpack {
+            diff_ids_of(store, &config_digest, &display)?
+        } else {
+            Vec::new()
+        };
         if options.unpack && diff_ids.len() != parsed.layers().len() {
             return Err(RegistryError::Protocol {
                 what: format!("image {display}"),
-                message: format!("manifest lists {} layers but the config has {} diff_ids", parsed.layers().len(), diff_ids.len()),
+                message: format!(
+                    "manifest lists {} layers but the config has {} diff_ids",
+                    parsed.layers().len(),
+                    diff_ids.len()
+                ),
             });
         }
 
@@ -167,7 +185,17 @@ impl RegistryClient {
         }
         parallel::for_each(options.jobs, &layers, |(i, digest)| {
             let desc = &parsed.layers()[*i];
-            blob::download(&self.client, ep, repo, digest, Some(desc.size()), "layer", &scopes, store, progress)?;
+            blob::download(
+                &self.client,
+                ep,
+                repo,
+                digest,
+                Some(desc.size()),
+                "layer",
+                &scopes,
+                store,
+                progress,
+            )?;
             if let Some(diff_id) = diff_ids.get(*i) {
                 store.unpacked_layer(desc, diff_id)?;
             }

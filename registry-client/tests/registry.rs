@@ -119,11 +119,17 @@ fn pull_by_digest_and_unknown_tags_name_the_reference() {
 
     let dst = new_store(tmp.path(), "dst");
     let by_digest = reference(&format!("{}/app@{}", reg.host(), image.manifest_digest));
-    let no_unpack = PullOptions { unpack: false, ..PullOptions::default() };
+    let no_unpack = PullOptions {
+        unpack: false,
+        ..PullOptions::default()
+    };
     let pulled = client.pull(&dst, &by_digest, &no_unpack).unwrap();
     assert_same_image(&image, &pulled, &dst);
     let first_diff_id = &image.config.rootfs.diff_ids[0];
-    assert!(!dst.unpacked_layer_path(first_diff_id).exists(), "unpack: false unpacked");
+    assert!(
+        !dst.unpacked_layer_path(first_diff_id).exists(),
+        "unpack: false unpacked"
+    );
     assert_eq!(
         dst.image(&by_digest.to_string()).unwrap().manifest_digest,
         image.manifest_digest
