@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --release --bin strata --locked
-export STRATA="$PWD/target/release/strata"
+export STRATA="${CARGO_TARGET_DIR:-$PWD/target}/release/strata"
 export STRATA_ROOT="${STRATA_ROOT:-$PWD/.strata-example}"
 testdata/make-busybox.sh busybox:latest
 echo "== strata build -f testdata/example/Dockerfile -t example:1 testdata/example"
