@@ -1,6 +1,5 @@
 //! `strata export`: an image's flattened root filesystem as a tarball.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -27,6 +26,3 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
     .with_context(|| format!("exporting {}", args.image))?;
     Ok(ExitCode::SUCCESS)
 }
-
-#[allow(dead_code)]
-fn _assert_write<W: Write>(_: W) {}

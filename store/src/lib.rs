@@ -39,7 +39,7 @@ use std::sync::OnceLock;
 pub use blobs::BlobWriter;
 pub use digest::Digest;
 pub use error::StoreError;
-pub use image::Image;
+pub use image::{manifest_media_type, Image};
 pub use lock::LockGuard;
 pub use model::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs};
 pub use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
@@ -221,18 +221,12 @@ impl Store {
 
     /// Opens a blob for reading.
     pub fn open_blob(&self, d: &Digest) -> Result<File, StoreError> {
-        File::open(self.blob_path(d)).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => StoreError::BlobNotFound { digest: d.clone() },
-            _ => StoreError::io(self.blob_path(d), e),
-        })
+        File::open(self.blob_path(d)).map_err(|e| self.blob_error(d, e))
     }
 
     /// Reads a whole (small) blob and verifies its digest.
     pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>, StoreError> {
-        let bytes = fs::read(self.blob_path(d)).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => StoreError::BlobNotFound { digest: d.clone() },
-            _ => StoreError::io(self.blob_path(d), e),
-        })?;
+        let bytes = fs::read(self.blob_path(d)).map_err(|e| self.blob_error(d, e))?;
         let actual = Digest::of_bytes(&bytes);
         if actual != *d {
             return Err(StoreError::DigestMismatch {
@@ -242,6 +236,14 @@ impl Store {
             });
         }
         Ok(bytes)
+    }
+
+    /// A missing blob is [`StoreError::BlobNotFound`]; anything else is an I/O error on its path.
+    fn blob_error(&self, d: &Digest, e: std::io::Error) -> StoreError {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::BlobNotFound { digest: d.clone() },
+            _ => StoreError::io(self.blob_path(d), e),
+        }
     }
 
     /// Stores a small blob from memory.

@@ -282,8 +282,9 @@ pub fn fsetxattr(fd: RawFd, name: &str, value: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Sets an xattr on a symlink itself (dirfd + name; via the O_PATH fd's /proc entry is avoided:
-/// we use the path of the *trusted* parent fd plus a single component).
+/// Sets an xattr on a symlink itself. There is no fd-relative `lsetxattr`, so this goes through
+/// `/proc/self/fd/<dirfd>/<name>`: the parent is our own already-resolved fd and `name` is a
+/// single component, and `lsetxattr` does not follow the final symlink.
 pub fn lsetxattr_at(dirfd: RawFd, name: &OsStr, key: &str, value: &[u8]) -> io::Result<()> {
     let p = format!("/proc/self/fd/{dirfd}/");
     let mut full = p.into_bytes();

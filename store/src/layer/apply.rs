@@ -347,13 +347,7 @@ impl Applier<'_> {
                 if self.is_root {
                     // SAFETY: AT_EMPTY_PATH on our own O_PATH fd.
                     check(unsafe {
-                        libc::fchownat(
-                            fd.as_raw_fd(),
-                            empty_c().as_ptr(),
-                            uid,
-                            gid,
-                            libc::AT_EMPTY_PATH,
-                        )
+                        libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH)
                     })
                     .map_err(|e| self.io(&raw_path, "chown node", e))?;
                 }
@@ -526,10 +520,6 @@ impl Applier<'_> {
         }
         Ok(())
     }
-}
-
-fn empty_c() -> &'static std::ffi::CStr {
-    c""
 }
 
 fn retry_fd<F: FnMut() -> libc::c_int>(mut f: F) -> io::Result<OwnedFd> {
