@@ -11,13 +11,13 @@ use crate::transport::{
 };
 
 /// OCI image manifest.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_MANIFEST: &str = strata_store::model::MT_OCI_MANIFEST;
 /// OCI image index.
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_INDEX: &str = strata_store::model::MT_OCI_INDEX;
 /// Docker image manifest, schema 2.
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST: &str = strata_store::model::MT_DOCKER_MANIFEST;
 /// Docker manifest list.
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_LIST: &str = strata_store::model::MT_DOCKER_LIST;
 
 /// What we accept, in order of preference.
 pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
@@ -52,21 +52,8 @@ pub fn media_type_of(content_type: Option<&str>, bytes: &[u8]) -> Option<String>
             return Some(ct.to_string());
         }
     }
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        #[serde(rename = "mediaType")]
-        media_type: Option<String>,
-        manifests: Option<serde_json::Value>,
-        layers: Option<serde_json::Value>,
-    }
-    let probe: Probe = serde_json::from_slice(bytes).ok()?;
-    match probe.media_type {
-        Some(m) if known.contains(&m.as_str()) => Some(m),
-        Some(_) => None,
-        None if probe.manifests.is_some() => Some(OCI_INDEX.to_string()),
-        None if probe.layers.is_some() => Some(OCI_MANIFEST.to_string()),
-        None => None,
-    }
+    // The store's probe reads `mediaType`, or infers it from the document's shape.
+    strata_store::manifest_media_type(bytes).filter(|m| known.contains(&m.as_str()))
 }
 
 /// `HEAD /v2/<repo>/manifests/<reference>`: the digest the registry has for a tag, without the body.

@@ -62,7 +62,9 @@ impl Image {
     }
 }
 
-fn media_type_of(bytes: &[u8]) -> Option<String> {
+/// The media type of a manifest or index document: its `mediaType` field, else inferred from the
+/// shape (`manifests` → OCI index, `layers` → OCI manifest), as the OCI spec allows it to be left out.
+pub fn manifest_media_type(bytes: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Probe {
         #[serde(rename = "mediaType")]
@@ -166,7 +168,7 @@ impl Store {
         reference: Option<Reference>,
     ) -> Result<Image, StoreError> {
         let bytes = self.read_blob(digest)?;
-        let mt = media_type_of(&bytes).ok_or_else(|| StoreError::InvalidDocument {
+        let mt = manifest_media_type(&bytes).ok_or_else(|| StoreError::InvalidDocument {
             what: format!("manifest {digest}"),
             reason: "not an image manifest or index".into(),
         })?;
@@ -207,7 +209,7 @@ impl Store {
         reference: Option<Reference>,
     ) -> Result<Image, StoreError> {
         let bytes = self.read_blob(digest)?;
-        let mt = media_type_of(&bytes).unwrap_or_else(|| MT_OCI_MANIFEST.into());
+        let mt = manifest_media_type(&bytes).unwrap_or_else(|| MT_OCI_MANIFEST.into());
         if mt == MT_OCI_INDEX || mt == MT_DOCKER_LIST {
             return Err(StoreError::InvalidDocument {
                 what: format!("manifest {digest}"),
