@@ -190,8 +190,8 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    if !args.outputs.is_empty() || !args.secrets.is_empty() {
-        bail!("--output and --secret are not supported by this version of strata yet");
+    if !args.outputs.is_empty() {
+        bail!("--output is not supported by this version of strata yet");
     }
     let mut tags = Vec::new();
     for t in &args.tags {
@@ -217,6 +217,9 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
             _ => strata_store::layer::Compression::Gzip,
         },
         source_date_epoch: strata_store::layer::source_date_epoch_from_env(),
+        no_cache: args.no_cache,
+        pull: args.pull,
+        secrets: parse_secrets(&args.secrets)?,
     };
     let progress = Progress::new(if args.progress == "quiet" {
         ProgressMode::Quiet
@@ -244,4 +247,37 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `--secret id=ID,src=PATH` (also `source=`; `id` defaults to the file name of `src`, as
+/// BuildKit's does) → id → host path. The file must exist now, so a typo fails before the build.
+fn parse_secrets(specs: &[String]) -> Result<std::collections::BTreeMap<String, PathBuf>> {
+    let mut out = std::collections::BTreeMap::new();
+    for spec in specs {
+        let mut id = None;
+        let mut src = None;
+        for field in spec.split(',') {
+            match field.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+                Some(("type", "file")) => {}
+                _ => bail!("invalid --secret {spec:?}: expected id=ID,src=PATH"),
+            }
+        }
+        let Some(src) = src else {
+            bail!("invalid --secret {spec:?}: src=PATH is missing");
+        };
+        let id = match id {
+            Some(id) if !id.is_empty() => id,
+            _ => src
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .with_context(|| format!("invalid --secret {spec:?}: id=ID is missing"))?,
+        };
+        if !src.is_file() {
+            bail!("--secret id={id}: {} is not a readable file", src.display());
+        }
+        out.insert(id, src);
+    }
+    Ok(out)
 }

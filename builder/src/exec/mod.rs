@@ -51,6 +51,12 @@ pub struct ExecOptions {
     pub compression: Compression,
     /// `SOURCE_DATE_EPOCH`: clamps file times and sets `created`.
     pub source_date_epoch: Option<i64>,
+    /// `--no-cache`: run every step, reuse nothing from the build cache.
+    pub no_cache: bool,
+    /// `--pull`: re-resolve every base image from its registry, even when it is in the store.
+    pub pull: bool,
+    /// `--secret id=ID,src=PATH`: secrets RUN `--mount=type=secret` may read, by id.
+    pub secrets: BTreeMap<String, PathBuf>,
 }
 
 /// What the build produced.
