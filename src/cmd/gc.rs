@@ -9,13 +9,22 @@ use crate::Cli;
 
 /// Arguments of `strata gc`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Also drop every build-cache entry (by default only entries unused for 7 days go).
+    #[arg(long = "cache", alias = "all")]
+    cache: bool,
+}
 
-pub fn run(cli: &Cli, _args: &Args) -> Result<ExitCode> {
+pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
     let store = super::open_store(cli)?;
-    let r = store.gc()?;
+    let mut options = strata_store::gc::GcOptions::default();
+    if args.cache {
+        options.cache = strata_store::buildcache::CachePrune::All;
+    }
+    let r = store.gc_with(options)?;
     println!(
-        "removed {} dangling images, {} blobs ({}), {} unpacked layers, {} indexes, {} stale leases",
+        "removed {} build-cache entries, {} dangling images, {} blobs ({}), {} unpacked layers, {} indexes, {} stale leases",
+        r.cache_entries,
         r.entries,
         r.blobs,
         human_size(r.bytes),

@@ -6,6 +6,10 @@
 //! unpacked trees of its diff IDs and its unionfs index. Everything else — untagged (dangling)
 //! entries, unreferenced blobs, unpacked layers, indexes — is removed.
 //!
+//! The build cache (`cache/entries/*`, see [`crate::buildcache`]) is pruned first, by policy
+//! ([`GcOptions::cache`]): by default entries unused for [`DEFAULT_CACHE_KEEP`] go, the rest are
+//! roots like tags, so a cached layer survives `gc` until its entry is pruned.
+//!
 //! gc holds the `gc` lock exclusively; every writer holds it shared ([`Store::write_guard`]) from
 //! its first blob until its tag is written, so gc can never delete a half-made image.
 
@@ -15,6 +19,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::buildcache::{CachePrune, DEFAULT_CACHE_KEEP};
 use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::lock::{self, LockGuard, LockMode};
@@ -36,6 +41,23 @@ pub struct GcReport {
     pub leases: usize,
     /// Bytes freed (blobs only).
     pub bytes: u64,
+    /// Build-cache entries pruned.
+    pub cache_entries: usize,
+}
+
+/// What `gc` does beyond removing unreferenced objects.
+#[derive(Debug, Clone, Copy)]
+pub struct GcOptions {
+    /// How the build cache is pruned before marking.
+    pub cache: CachePrune,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            cache: CachePrune::UnusedFor(DEFAULT_CACHE_KEEP),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -209,10 +231,19 @@ impl Store {
         }
     }
 
-    /// Removes everything unreferenced. Blocks until in-flight writers finish.
+    /// Removes everything unreferenced, after pruning build-cache entries unused for
+    /// [`DEFAULT_CACHE_KEEP`]. Blocks until in-flight writers finish.
     pub fn gc(&self) -> Result<GcReport, StoreError> {
+        self.gc_with(GcOptions::default())
+    }
+
+    /// [`Store::gc`] with an explicit build-cache policy.
+    pub fn gc_with(&self, options: GcOptions) -> Result<GcReport, StoreError> {
         let _g = self.lock("gc", LockMode::Exclusive)?;
-        let mut report = GcReport::default();
+        let mut report = GcReport {
+            cache_entries: self.prune_cache_entries(options.cache)?,
+            ..GcReport::default()
+        };
         let mut blobs = HashSet::new();
         let mut diff_ids = HashSet::new();
         let mut manifests = Vec::new();
@@ -232,6 +263,11 @@ impl Store {
         for d in &roots {
             self.mark(d, &mut blobs, &mut diff_ids, 0);
         }
+        // Build-cache entries name layer blobs, not manifests: kept as they are, never read
+        // (marking would load a possibly huge layer just to find it is not JSON).
+        let (entry_digests, entry_diff_ids) = self.cache_entry_roots();
+        blobs.extend(entry_digests);
+        diff_ids.extend(entry_diff_ids);
         // Blobs.
         let bdir = self.root().join("blobs/sha256");
         for e in fs::read_dir(&bdir)

@@ -17,6 +17,7 @@
 
 pub mod archive;
 mod blobs;
+pub mod buildcache;
 pub mod digest;
 pub mod error;
 pub mod gc;

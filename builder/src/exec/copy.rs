@@ -373,7 +373,7 @@ fn parse_chmod(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("invalid --chmod={s}: only octal modes are supported"))
 }
 
-fn has_wildcard(s: &str) -> bool {
+pub(crate) fn has_wildcard(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 

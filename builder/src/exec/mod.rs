@@ -8,21 +8,27 @@
 //! * [`copy`] — COPY/ADD of local files, read fd-relative under the context root;
 //! * [`ignore`] — `.dockerignore` patterns with Docker's semantics;
 //! * [`lower`] — lookups in the parent's unpacked layers (parents' metadata, `/etc/passwd`);
-//! * [`progress`] — BuildKit-style plain progress lines.
+//! * [`progress`] — BuildKit-style plain progress lines;
+//! * [`cache`] — the build cache: content-based step keys and their recorded results;
+//! * [`selection`] — what a COPY selects in the context, and its digest (for the keys);
+//! * [`context_index`] — the context's stat → sha256 index, so a rebuild re-reads nothing.
 //!
-//! This is the first vertical slice of issue 4: stages run one after another in
-//! [`BuildGraph::waves`] order, there is no build cache yet, and ADD handles local files only.
+//! Independent stages (one [`BuildGraph::waves`] wave) run concurrently.
 
+pub mod cache;
 pub mod config;
+pub mod context_index;
 pub mod copy;
 pub mod ignore;
 pub mod lower;
 pub mod progress;
 pub mod run;
+pub mod selection;
 pub mod snapshot;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use strata_store::layer::Compression;
@@ -104,6 +110,13 @@ pub enum ExecError {
     /// A stage the plan refers to was not built (an internal inconsistency).
     #[error("internal: stage {0} was not built before it was used")]
     MissingStage(usize),
+    /// A stage stopped because another stage of the build failed (never shown: the other
+    /// stage's error is).
+    #[error("stopped: another stage failed")]
+    Cancelled,
+    /// An internal failure (a stage thread panicked).
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 /// The state of a stage being built: its config so far, its layers and their unpacked trees.
@@ -119,25 +132,43 @@ pub struct StageState {
     pub cmd_set: bool,
 }
 
+/// A stage once built: its final state and its last cache key (what `COPY --from` and
+/// `FROM <stage>` chain to).
+#[derive(Debug, Clone)]
+struct BuiltStage {
+    state: StageState,
+    key: String,
+}
+
 /// Runs `graph` in `store`, writes the image and tags it with every `options.tags`.
+///
+/// Stages run wave by wave ([`BuildGraph::waves`]): first each stage's base is resolved in
+/// order (an image base re-plans the graph with the image's ENV, SHELL, WORKDIR and ONBUILD
+/// triggers, which needs the graph mutably), then the wave's stages run their steps
+/// concurrently on scoped threads. The first failure stops the other stages at their next step
+/// boundary; all are awaited before the error is returned, so nothing outlives the call.
 pub fn execute(
     store: &Store,
     mut graph: BuildGraph,
     options: &ExecOptions,
     progress: &Progress,
 ) -> Result<BuildOutput, ExecError> {
+    // Layers written here are reachable from no tag until the end: hold gc off meanwhile.
+    let _writing = store.write_guard()?;
     let created = config::created_string(options.source_date_epoch);
-    let mut built: BTreeMap<usize, StageState> = BTreeMap::new();
+    let build_cache = cache::BuildCache::new(store, options);
+    let mut built: BTreeMap<usize, BuiltStage> = BTreeMap::new();
     let target_index = graph.target_stage().index;
     for wave in graph.waves() {
+        let mut starts: Vec<(usize, StageState, String)> = Vec::new();
         for index in wave {
             let Some(stage) = graph.stage(index).cloned() else {
                 continue;
             };
-            let mut state = match &stage.base {
+            let (state, key) = match &stage.base {
                 StageBase::Scratch => {
                     progress.simple(&format!("{}FROM scratch", stage_prefix(&stage, 1)));
-                    config::scratch_state()
+                    (config::scratch_state(), build_cache.base_key("scratch"))
                 }
                 StageBase::Stage(i) => {
                     progress.simple(&format!(
@@ -148,12 +179,16 @@ pub fn execute(
                             .and_then(|s| s.name.clone())
                             .unwrap_or_else(|| i.to_string())
                     ));
-                    built.get(i).cloned().ok_or(ExecError::MissingStage(*i))?
+                    let b = built.get(i).ok_or(ExecError::MissingStage(*i))?;
+                    (
+                        b.state.clone(),
+                        build_cache.base_key(&format!("stage:{}", b.key)),
+                    )
                 }
                 StageBase::Image(name) => {
                     let started = Instant::now();
                     let n = progress.begin(&format!("{}FROM {name}", stage_prefix(&stage, 1)));
-                    let state = load_base(store, name, &stage, options)?;
+                    let (state, manifest) = load_base(store, name, &stage, options)?;
                     // The plan must see the image's ENV, SHELL, WORKDIR (and ONBUILD triggers).
                     let c = &state.config.config;
                     let base = BaseImageConfig {
@@ -166,73 +201,70 @@ pub fn execute(
                         .apply_base_image(index, base)
                         .map_err(|e| ExecError::Plan(e, options.dockerfile_name.clone()))?;
                     progress.done(n, started);
-                    state
+                    (state, build_cache.base_key(&format!("image:{manifest}")))
                 }
             };
-            // ONBUILD triggers of the base are consumed by this build, not inherited.
-            state.config.config.on_build = None;
-            state.cmd_set = false;
-            let Some(stage) = graph.stage(index).cloned() else {
-                continue;
-            };
-            let total = stage.steps.len() + 1;
-            for (i, step) in stage.steps.iter().enumerate() {
-                let label = format!(
-                    "{}{}",
-                    stage_prefix_n(&stage, i + 2, total),
-                    step_title(step)
-                );
-                let started = Instant::now();
-                let n = progress.begin(&label);
-                let fail = |reason: String| ExecError::Step {
-                    file: options.dockerfile_name.clone(),
-                    line: step.span.start,
-                    instruction: step.source.trim().to_string(),
-                    reason,
-                };
-                let history_text = config::created_by(step);
-                let layer = match &step.instruction {
-                    Instruction::Run(r) => {
-                        run::run_step(store, &state, step, r, options, progress, n).map_err(fail)?
-                    }
-                    Instruction::Copy(_) | Instruction::Add(_) => {
-                        let from = match &step.copy_source {
-                            SourceRef::Context => None,
-                            SourceRef::Stage(s) => {
-                                Some(built.get(s).ok_or(ExecError::MissingStage(*s))?)
-                            }
-                            SourceRef::Image(name) => {
-                                return Err(fail(format!(
-                                    "--from={name}: copying from an image that is not a stage is not supported yet"
-                                )))
-                            }
-                        };
-                        copy::copy_step(store, &state, step, from, options).map_err(fail)?
-                    }
-                    other => config::apply_metadata(&mut state, store, other, step, options)
-                        .map_err(fail)?,
-                };
-                match layer {
-                    Some(info) => {
-                        let lr = LayerRef::from(&info);
-                        let desc =
-                            strata_store::descriptor(info.media_type, &info.digest, info.size);
-                        let dir = store.unpacked_layer(&desc, &info.diff_id)?;
-                        state.config.rootfs.diff_ids.push(info.diff_id.clone());
-                        state.layers.push(lr);
-                        state.lowerdirs.push(dir);
-                        config::push_history(&mut state.config, &created, history_text, false);
-                    }
-                    None => config::push_history(&mut state.config, &created, history_text, true),
+            starts.push((index, state, key));
+        }
+        let keys: BTreeMap<usize, String> =
+            built.iter().map(|(i, b)| (*i, b.key.clone())).collect();
+        let ctx = StageContext {
+            store,
+            graph: &graph,
+            options,
+            progress,
+            cache: &build_cache,
+            built: &built,
+            keys: &keys,
+            created: &created,
+            failed: AtomicBool::new(false),
+        };
+        let results: Vec<Result<(usize, BuiltStage), ExecError>> = if starts.len() == 1 {
+            starts
+                .into_iter()
+                .map(|(index, state, key)| ctx.run_stage(index, state, key))
+                .collect()
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = starts
+                    .into_iter()
+                    .map(|(index, state, key)| {
+                        let ctx = &ctx;
+                        scope.spawn(move || ctx.run_stage(index, state, key))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or(Err(ExecError::Internal("a stage thread panicked".into())))
+                    })
+                    .collect()
+            })
+        };
+        // The first real error wins over the "stopped because another stage failed" ones.
+        let mut first_err = None;
+        for r in results {
+            match r {
+                Ok((index, b)) => {
+                    built.insert(index, b);
                 }
-                progress.done(n, started);
+                Err(ExecError::Cancelled) => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
             }
-            built.insert(index, state);
+        }
+        if let Some(e) = first_err {
+            build_cache.finish();
+            return Err(e);
         }
     }
+    build_cache.finish();
     let mut state = built
         .remove(&target_index)
-        .ok_or(ExecError::MissingStage(target_index))?;
+        .ok_or(ExecError::MissingStage(target_index))?
+        .state;
     if !options.labels.is_empty() {
         let labels = state
             .config
@@ -241,7 +273,18 @@ pub fn execute(
             .get_or_insert_with(Default::default);
         labels.extend(options.labels.clone());
     }
-    state.config.created = Some(created);
+    // As BuildKit: the image's `created` is its last history entry's (a cached step keeps the
+    // time it was first built, so an unchanged rebuild has the same digest); SOURCE_DATE_EPOCH
+    // sets it outright.
+    state.config.created = match options.source_date_epoch {
+        Some(_) => Some(created.clone()),
+        None => state
+            .config
+            .history
+            .last()
+            .and_then(|h| h.created.clone())
+            .or(Some(created.clone())),
+    };
     let started = Instant::now();
     let n = progress.begin("exporting to image");
     let first = options.tags.first();
@@ -261,13 +304,145 @@ pub fn execute(
     })
 }
 
+/// What every stage of a wave shares while it runs.
+struct StageContext<'a> {
+    store: &'a Store,
+    graph: &'a BuildGraph,
+    options: &'a ExecOptions,
+    progress: &'a Progress,
+    cache: &'a cache::BuildCache<'a>,
+    /// Stages of earlier waves.
+    built: &'a BTreeMap<usize, BuiltStage>,
+    /// Their final cache keys.
+    keys: &'a BTreeMap<usize, String>,
+    /// This build's time (RFC 3339) for the history of steps that run.
+    created: &'a str,
+    /// Set by the first stage that fails; the others stop at their next step.
+    failed: AtomicBool,
+}
+
+impl StageContext<'_> {
+    /// Runs the steps of stage `index` from `state` (its base), chaining cache keys from `key`.
+    fn run_stage(
+        &self,
+        index: usize,
+        state: StageState,
+        key: String,
+    ) -> Result<(usize, BuiltStage), ExecError> {
+        let r = self.run_steps(index, state, key);
+        if r.is_err() {
+            self.failed.store(true, Ordering::SeqCst);
+        }
+        r.map(|b| (index, b))
+    }
+
+    fn run_steps(
+        &self,
+        index: usize,
+        mut state: StageState,
+        mut key: String,
+    ) -> Result<BuiltStage, ExecError> {
+        let (store, options, progress) = (self.store, self.options, self.progress);
+        // ONBUILD triggers of the base are consumed by this build, not inherited.
+        state.config.config.on_build = None;
+        state.cmd_set = false;
+        let Some(stage) = self.graph.stage(index) else {
+            return Err(ExecError::MissingStage(index));
+        };
+        let total = stage.steps.len() + 1;
+        for (i, step) in stage.steps.iter().enumerate() {
+            if self.failed.load(Ordering::SeqCst) {
+                return Err(ExecError::Cancelled);
+            }
+            let label = format!(
+                "{}{}",
+                stage_prefix_n(stage, i + 2, total),
+                step_title(step)
+            );
+            let started = Instant::now();
+            let n = progress.begin(&label);
+            let contents = self.cache.content_inputs(step, self.keys);
+            let content_refs: Vec<&str> = contents.iter().map(String::as_str).collect();
+            key = if content_refs.iter().any(|c| c.starts_with("uncacheable:")) {
+                // Inputs unknown up front: a key no other build has, for this step and after.
+                format!("uncacheable:{}", content_refs.join(","))
+            } else {
+                step.cache_key(&key, &content_refs)
+            };
+            if let Some(entry) = self.cache.lookup(&key) {
+                if let Some(l) = &entry.layer {
+                    let desc = strata_store::descriptor(&l.media_type, &l.digest, l.size);
+                    state
+                        .lowerdirs
+                        .push(store.unpacked_layer(&desc, &l.diff_id)?);
+                    state.layers.push(l.layer_ref());
+                }
+                state.config = entry.config;
+                state.cmd_set = entry.cmd_set;
+                progress.line(n, "CACHED");
+                continue;
+            }
+            let fail = |reason: String| ExecError::Step {
+                file: options.dockerfile_name.clone(),
+                line: step.span.start,
+                instruction: step.source.trim().to_string(),
+                reason,
+            };
+            let history_text = config::created_by(step);
+            let layer = match &step.instruction {
+                Instruction::Run(r) => {
+                    run::run_step(store, &state, step, r, options, progress, n).map_err(fail)?
+                }
+                Instruction::Copy(_) | Instruction::Add(_) => {
+                    let from = match &step.copy_source {
+                        SourceRef::Context => None,
+                        SourceRef::Stage(s) => Some(
+                            &self
+                                .built
+                                .get(s)
+                                .ok_or(ExecError::MissingStage(*s))?
+                                .state,
+                        ),
+                        SourceRef::Image(name) => {
+                            return Err(fail(format!(
+                                "--from={name}: copying from an image that is not a stage is not supported yet"
+                            )))
+                        }
+                    };
+                    copy::copy_step(store, &state, step, from, options).map_err(fail)?
+                }
+                other => {
+                    config::apply_metadata(&mut state, store, other, step, options).map_err(fail)?
+                }
+            };
+            match &layer {
+                Some(info) => {
+                    let lr = LayerRef::from(info);
+                    let desc = strata_store::descriptor(info.media_type, &info.digest, info.size);
+                    let dir = store.unpacked_layer(&desc, &info.diff_id)?;
+                    state.config.rootfs.diff_ids.push(info.diff_id.clone());
+                    state.layers.push(lr);
+                    state.lowerdirs.push(dir);
+                    config::push_history(&mut state.config, self.created, history_text, false);
+                }
+                None => config::push_history(&mut state.config, self.created, history_text, true),
+            }
+            if key.starts_with("sha256:") {
+                self.cache.record(&key, &state, layer.as_ref());
+            }
+            progress.done(n, started);
+        }
+        Ok(BuiltStage { state, key })
+    }
+}
+
 /// Resolves a stage's base image in the store and unpacks its layers.
 fn load_base(
     store: &Store,
     name: &str,
     stage: &PlannedStage,
     options: &ExecOptions,
-) -> Result<StageState, ExecError> {
+) -> Result<(StageState, Digest), ExecError> {
     let image = match store.image(name) {
         Ok(i) => i,
         Err(StoreError::ImageNotFound { .. }) => {
@@ -293,12 +468,15 @@ fn load_base(
             },
         )
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(StageState {
-        config: image.config.clone(),
-        layers,
-        lowerdirs,
-        cmd_set: false,
-    })
+    Ok((
+        StageState {
+            config: image.config.clone(),
+            layers,
+            lowerdirs,
+            cmd_set: false,
+        },
+        image.manifest_digest.clone(),
+    ))
 }
 
 /// `[name 1/4] ` or `[1/4] ` for the FROM line (total known only after re-planning: use `?`).

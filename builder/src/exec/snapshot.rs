@@ -74,6 +74,7 @@ pub fn snapshot_upper(
     lowerdirs: &[PathBuf],
     options: &ExecOptions,
 ) -> Result<Option<LayerInfo>, String> {
+    let started = std::time::Instant::now();
     if prune_unchanged_dirs(upper, lowerdirs)? {
         return Ok(None);
     }
@@ -81,9 +82,10 @@ pub fn snapshot_upper(
         format: TreeFormat::OverlayUpper,
         source_date_epoch: options.source_date_epoch,
     };
-    write_layer_blob(store, upper, &opts, options.compression)
-        .map(Some)
-        .map_err(|e| format!("writing the layer: {e}"))
+    let info = write_layer_blob(store, upper, &opts, options.compression)
+        .map_err(|e| format!("writing the layer: {e}"))?;
+    super::cache::adopt_upper(store, upper, &info, options, started);
+    Ok(Some(info))
 }
 
 #[cfg(test)]

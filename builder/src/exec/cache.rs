@@ -1,0 +1,264 @@
+//! The build cache: a content-based key per step, and what the step produced under it.
+//!
+//! # Keys
+//!
+//! A stage's base key is the base image's **manifest digest** (or `scratch`, or the base
+//! stage's last key), salted with what changes every layer's bytes without being an
+//! instruction: the compression and `SOURCE_DATE_EPOCH`. Each step's key is then
+//! [`Step::cache_key`] over the previous key, the expanded instruction, the build args it uses
+//! (the planner's [`crate::plan::CacheKeyInputs`]) and the content inputs of [`content_inputs`]:
+//! for COPY/ADD from the context the digest of exactly the files it selects
+//! ([`super::selection`]), for `--from` a stage that stage's final key, for `--from` an image its
+//! manifest digest; for RUN the same for each `--mount` source (a cache mount's or a secret's
+//! content is deliberately not part of the key, as in BuildKit). Keys never depend on what a
+//! step produced, only on its inputs, so a rerun RUN whose output differs still chains the same
+//! keys as BuildKit's do.
+//!
+//! # Entries
+//!
+//! An entry ([`Entry`]) stores the step's layer (descriptor and diff ID, or none for a step
+//! that adds no layer) and the **whole image config after the step** — including the history
+//! entry with its `created` time — so a replayed step is byte-for-byte what it was, and a rebuild
+//! with nothing changed gives the identical image digest. Entries live in the store
+//! ([`Store::put_cache_entry`]), which keeps their layers from gc until `gc` prunes the entry.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use strata_store::gc::CacheRoot;
+use strata_store::layer::LayerInfo;
+use strata_store::ops::LayerRef;
+use strata_store::{Digest, ImageConfig, Store};
+
+use super::context_index::ContextIndex;
+use super::selection::Context;
+use super::{ExecOptions, StageState};
+use crate::dockerfile::instructions::Instruction;
+use crate::dockerfile::mounts::MountType;
+use crate::plan::{SourceRef, Step};
+
+/// A layer as a cache entry records it.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct CachedLayer {
+    /// Blob media type.
+    pub media_type: String,
+    /// Blob digest.
+    pub digest: Digest,
+    /// Blob size.
+    pub size: u64,
+    /// sha256 of the uncompressed tar.
+    pub diff_id: Digest,
+}
+
+/// What a step produced.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct Entry {
+    /// The image config after the step (history included).
+    pub config: ImageConfig,
+    /// The layer the step added, if any.
+    pub layer: Option<CachedLayer>,
+    /// Whether CMD had been set in the stage after the step.
+    pub cmd_set: bool,
+}
+
+impl CachedLayer {
+    /// The layer reference for a manifest.
+    pub fn layer_ref(&self) -> LayerRef {
+        LayerRef {
+            media_type: self.media_type.clone(),
+            digest: self.digest.clone(),
+            size: self.size,
+        }
+    }
+}
+
+/// The cache of one build: the store, the options, the context opened on first use.
+pub struct BuildCache<'a> {
+    store: &'a Store,
+    options: &'a ExecOptions,
+    context: OnceLock<Result<Context, String>>,
+    index: OnceLock<Mutex<ContextIndex>>,
+}
+
+fn hash_parts(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+/// A key no earlier build can have produced: for steps whose inputs cannot be known up front.
+fn unique_key(why: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("uncacheable:{why}:{}:{nanos}", std::process::id())
+}
+
+impl<'a> BuildCache<'a> {
+    /// The cache of a build with `options` in `store`.
+    pub fn new(store: &'a Store, options: &'a ExecOptions) -> BuildCache<'a> {
+        BuildCache {
+            store,
+            options,
+            context: OnceLock::new(),
+            index: OnceLock::new(),
+        }
+    }
+
+    /// The key a stage starts from: `base` is `image:<manifest digest>`, `scratch` or
+    /// `stage:<key>`.
+    pub fn base_key(&self, base: &str) -> String {
+        let compression = format!("{:?}", self.options.compression);
+        let epoch = self
+            .options
+            .source_date_epoch
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        hash_parts(&["strata-base-v1", base, &compression, &epoch])
+    }
+
+    fn context(&self) -> Result<&Context, String> {
+        self.context
+            .get_or_init(|| Context::open(&self.options.context))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn index(&self) -> &Mutex<ContextIndex> {
+        self.index
+            .get_or_init(|| Mutex::new(ContextIndex::load(self.store, &self.options.context)))
+    }
+
+    fn context_digest(&self, sources: &[String]) -> String {
+        match self.context() {
+            Ok(c) => c.digest(sources, self.index()),
+            Err(e) => format!("error:{e}"),
+        }
+    }
+
+    fn source_key(
+        &self,
+        source: &SourceRef,
+        stage_keys: &BTreeMap<usize, String>,
+        context_paths: &[String],
+    ) -> String {
+        match source {
+            SourceRef::Context => format!("context:{}", self.context_digest(context_paths)),
+            SourceRef::Stage(s) => match stage_keys.get(s) {
+                Some(k) => format!("stage:{k}"),
+                None => unique_key("stage"),
+            },
+            SourceRef::Image(name) => match self.store.image(name) {
+                Ok(img) => format!("image:{}", img.manifest_digest),
+                Err(_) => unique_key("image"),
+            },
+        }
+    }
+
+    /// The content inputs of a step's key (see the module docs).
+    pub fn content_inputs(&self, step: &Step, stage_keys: &BTreeMap<usize, String>) -> Vec<String> {
+        match &step.instruction {
+            Instruction::Copy(c) => {
+                vec![self.source_key(&step.copy_source, stage_keys, &c.sources)]
+            }
+            Instruction::Add(a) => {
+                // A remote source's content is only known by fetching it: never a hit.
+                if a.sources
+                    .iter()
+                    .any(|s| s.contains("://") || s.starts_with("git@"))
+                {
+                    return vec![unique_key("remote")];
+                }
+                vec![self.source_key(&step.copy_source, stage_keys, &a.sources)]
+            }
+            Instruction::Run(_) => step
+                .mounts
+                .iter()
+                .zip(step.mount_sources.iter())
+                .map(|(m, src)| match (m.kind, src) {
+                    (MountType::Bind, SourceRef::Context) => {
+                        let path = m.source.clone().unwrap_or_else(|| ".".to_string());
+                        self.source_key(src, stage_keys, &[path])
+                    }
+                    (
+                        MountType::Bind | MountType::Cache,
+                        SourceRef::Stage(_) | SourceRef::Image(_),
+                    ) => self.source_key(src, stage_keys, &[]),
+                    _ => String::new(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The entry recorded under `key`, unless `--no-cache`.
+    pub fn lookup(&self, key: &str) -> Option<Entry> {
+        if self.options.no_cache || !key.starts_with("sha256:") {
+            return None;
+        }
+        let data = self.store.cache_entry(key)?;
+        serde_json::from_value(data).ok()
+    }
+
+    /// Records what a step produced (best effort: a cache that cannot be written only costs
+    /// the next build a rerun).
+    pub fn record(&self, key: &str, state: &StageState, layer: Option<&LayerInfo>) {
+        let entry = Entry {
+            config: state.config.clone(),
+            layer: layer.map(|l| CachedLayer {
+                media_type: l.media_type.to_string(),
+                digest: l.digest.clone(),
+                size: l.size,
+                diff_id: l.diff_id.clone(),
+            }),
+            cmd_set: state.cmd_set,
+        };
+        let keep = CacheRoot {
+            digests: layer.map(|l| vec![l.digest.clone()]).unwrap_or_default(),
+            diff_ids: layer.map(|l| vec![l.diff_id.clone()]).unwrap_or_default(),
+        };
+        if let Ok(data) = serde_json::to_value(&entry) {
+            let _ = self.store.put_cache_entry(key, &keep, data);
+        }
+    }
+
+    /// Saves the context index (when something was hashed).
+    pub fn finish(&self) {
+        if let Some(m) = self.index.get() {
+            m.lock().unwrap_or_else(|e| e.into_inner()).save(self.store);
+        }
+    }
+}
+
+/// After a RUN step's layer is written: makes its upperdir the unpacked layer by a rename
+/// (instead of extracting the tar just written) and, with `STRATA_SNAPSHOT_TIMING` set, prints
+/// how long the snapshot took (the bench reads it).
+///
+/// The upperdir is exactly the tree the tar was written from (mount stubs removed, copied-up
+/// unchanged dirs pruned). With `SOURCE_DATE_EPOCH` the tar's times are clamped while the
+/// upperdir's are not, so then the tree is not adopted and the layer is extracted as usual.
+pub(crate) fn adopt_upper(
+    store: &Store,
+    upper: &std::path::Path,
+    info: &LayerInfo,
+    options: &ExecOptions,
+    started: Instant,
+) {
+    if std::env::var_os("STRATA_SNAPSHOT_TIMING").is_some() {
+        eprintln!(
+            "snapshot: {:.1} ms ({} bytes)",
+            started.elapsed().as_secs_f64() * 1000.0,
+            info.uncompressed_size
+        );
+    }
+    if options.source_date_epoch.is_none() {
+        let _ = store.adopt_unpacked_layer(upper, &info.diff_id);
+    }
+}
