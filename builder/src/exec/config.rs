@@ -204,7 +204,16 @@ pub fn created_by(step: &Step) -> String {
     match &step.instruction {
         Instruction::Run(r) => {
             let mut s = String::from("RUN ");
-            let args = &step.cache.build_args;
+            // BuildKit lists the stage's ARGs in declaration order (runCommandString over
+            // d.buildArgs); the cache inputs are sorted by name, the step's environment keeps
+            // definition order.
+            let mut args: Vec<&(String, String)> = step.cache.build_args.iter().collect();
+            args.sort_by_key(|(k, _)| {
+                step.env
+                    .iter()
+                    .position(|(e, _)| e == k)
+                    .unwrap_or(usize::MAX)
+            });
             if !args.is_empty() {
                 s.push_str(&format!("|{} ", args.len()));
                 for (k, v) in args {
