@@ -46,8 +46,13 @@ pub fn scratch_state() -> StageState {
     }
 }
 
-/// Appends a history entry.
+/// Appends a history entry. An empty `created_by` means the instruction has none: BuildKit
+/// writes no history entry for ONBUILD (`dispatchOnbuild` in dockerfile2llb/convert.go only
+/// appends the trigger to the config).
 pub fn push_history(config: &mut ImageConfig, created: &str, created_by: String, empty: bool) {
+    if created_by.is_empty() {
+        return;
+    }
     config.history.push(History {
         created: Some(created.to_string()),
         created_by: Some(created_by),
@@ -80,13 +85,34 @@ pub fn argv(cmd: &crate::dockerfile::instructions::CommandLine, shell: &[String]
     }
 }
 
-/// Go's `time.Duration.String()` for whole durations as Docker writes them (`30s`, `1m30s`,
-/// `0s`, `1.5s`).
+/// Go's `time.Duration.String()` (`30s`, `1m30s`, `1h0m0s`, `1.5s`, `500ms`, `0s`), which is
+/// how BuildKit's `%+v` of a health check renders its durations.
 fn go_duration(d: Option<std::time::Duration>) -> String {
     let Some(d) = d else { return "0s".into() };
     let ns = d.as_nanos();
     if ns == 0 {
         return "0s".into();
+    }
+    // Below one second Go switches unit: ns, µs, ms, with a trimmed fraction.
+    if ns < 1_000_000_000 {
+        let (unit, scale) = if ns < 1_000 {
+            ("ns", 1)
+        } else if ns < 1_000_000 {
+            ("\u{b5}s", 1_000)
+        } else {
+            ("ms", 1_000_000)
+        };
+        let whole = ns / scale;
+        let frac = ns % scale;
+        if frac == 0 {
+            return format!("{whole}{unit}");
+        }
+        let digits = match scale {
+            1_000 => 3,
+            _ => 6,
+        };
+        let f = format!("{frac:0digits$}");
+        return format!("{whole}.{}{unit}", f.trim_end_matches('0'));
     }
     let total_s = d.as_secs();
     let frac = d.subsec_nanos();
@@ -107,48 +133,115 @@ fn go_duration(d: Option<std::time::Duration>) -> String {
     out
 }
 
+/// The argv BuildKit records for a RUN (`dispatchRun`): a command that is only one heredoc
+/// runs the heredoc's body through the shell (or, with a `#!` line, the file BuildKit mounts at
+/// `/dev/pipes/NAME`); any other heredoc use passes the command line with each body and
+/// delimiter appended, for the shell to read.
+fn run_argv(cmd: &crate::dockerfile::instructions::CommandLine, shell: &[String]) -> Vec<String> {
+    if !cmd.shell_form || cmd.heredocs.is_empty() || cmd.args.len() != 1 {
+        return argv(cmd, shell);
+    }
+    let line = &cmd.args[0];
+    let only_heredoc = matches!(
+        crate::dockerfile::heredoc::parse_heredoc_word(line.trim()),
+        Ok(Some(_))
+    );
+    let script = if only_heredoc {
+        let doc = &cmd.heredocs[0];
+        let data = doc.body();
+        if data.starts_with("#!") {
+            format!("/dev/pipes/{}", doc.name)
+        } else {
+            data
+        }
+    } else {
+        let mut b = line.clone();
+        for doc in &cmd.heredocs {
+            b.push('\n');
+            b.push_str(&doc.content);
+            b.push_str(&doc.name);
+        }
+        b
+    };
+    let mut v = shell.to_vec();
+    v.push(script);
+    v
+}
+
+/// COPY/ADD history text (`dispatchCopy`): flags BuildKit records (`--parents`, `--chown`,
+/// `--chmod`; not `--from`, `--link` or `--exclude`), the sources as written, `<<NAME` for each
+/// heredoc source, the destination as written.
+fn copy_created_by(
+    name: &str,
+    parents: bool,
+    chown: Option<&str>,
+    chmod: Option<&str>,
+    sources: &[String],
+    inline: &[crate::dockerfile::instructions::InlineSource],
+    dest: &str,
+) -> String {
+    let mut s = String::from(name);
+    if parents {
+        s.push_str(" --parents");
+    }
+    if let Some(ch) = chown {
+        s.push_str(&format!(" --chown={ch}"));
+    }
+    if let Some(m) = chmod {
+        s.push_str(&format!(" --chmod={m}"));
+    }
+    for src in sources {
+        s.push_str(&format!(" {src}"));
+    }
+    for doc in inline {
+        s.push_str(&format!(" <<{}", doc.path));
+    }
+    format!("{s} {dest} # buildkit")
+}
+
 /// The history `created_by` of a step, as BuildKit writes it.
 pub fn created_by(step: &Step) -> String {
     match &step.instruction {
         Instruction::Run(r) => {
             let mut s = String::from("RUN ");
-            let args = &step.cache.build_args;
+            // BuildKit lists the stage's ARGs in declaration order (runCommandString over
+            // d.buildArgs); the cache inputs are sorted by name, the step's environment keeps
+            // definition order.
+            let mut args: Vec<&(String, String)> = step.cache.build_args.iter().collect();
+            args.sort_by_key(|(k, _)| {
+                step.env
+                    .iter()
+                    .position(|(e, _)| e == k)
+                    .unwrap_or(usize::MAX)
+            });
             if !args.is_empty() {
                 s.push_str(&format!("|{} ", args.len()));
                 for (k, v) in args {
                     s.push_str(&format!("{k}={v} "));
                 }
             }
-            s.push_str(&argv(&r.command, &step.shell).join(" "));
+            s.push_str(&run_argv(&r.command, &step.shell).join(" "));
             s.push_str(" # buildkit");
             s
         }
-        Instruction::Copy(c) => {
-            let mut s = String::from("COPY");
-            if let Some(ch) = &c.chown {
-                s.push_str(&format!(" --chown={ch}"));
-            }
-            if let Some(m) = &c.chmod {
-                s.push_str(&format!(" --chmod={m}"));
-            }
-            for src in &c.sources {
-                s.push_str(&format!(" {src}"));
-            }
-            format!("{s} {} # buildkit", c.dest)
-        }
-        Instruction::Add(a) => {
-            let mut s = String::from("ADD");
-            if let Some(ch) = &a.chown {
-                s.push_str(&format!(" --chown={ch}"));
-            }
-            if let Some(m) = &a.chmod {
-                s.push_str(&format!(" --chmod={m}"));
-            }
-            for src in &a.sources {
-                s.push_str(&format!(" {src}"));
-            }
-            format!("{s} {} # buildkit", a.dest)
-        }
+        Instruction::Copy(c) => copy_created_by(
+            "COPY",
+            c.parents,
+            c.chown.as_deref(),
+            c.chmod.as_deref(),
+            &c.sources,
+            &c.inline,
+            &c.dest,
+        ),
+        Instruction::Add(a) => copy_created_by(
+            "ADD",
+            false,
+            a.chown.as_deref(),
+            a.chmod.as_deref(),
+            &a.sources,
+            &a.inline,
+            &a.dest,
+        ),
         Instruction::Cmd(c) => format!("CMD {}", go_list_q(&argv(c, &step.shell))),
         Instruction::Entrypoint(c) => format!("ENTRYPOINT {}", go_list_q(&argv(c, &step.shell))),
         Instruction::Shell(v) => format!("SHELL {}", go_list_v(v)),
@@ -187,28 +280,40 @@ pub fn created_by(step: &Step) -> String {
         Instruction::User(u) => format!("USER {u}"),
         Instruction::Workdir(w) => format!("WORKDIR {w}"),
         Instruction::StopSignal(s) => format!("STOPSIGNAL {s}"),
-        Instruction::Healthcheck(h) => match h {
-            Healthcheck::None => {
-                "HEALTHCHECK &{[\"NONE\"] \"0s\" \"0s\" \"0s\" \"0s\" '\\x00'}".into()
-            }
-            Healthcheck::Check {
-                test,
-                interval,
-                timeout,
-                start_period,
-                start_interval,
-                retries,
-            } => format!(
-                "HEALTHCHECK &{{{} {} {} {} {} '\\x{:02x}'}}",
-                go_list_q(test),
-                go_quote(&go_duration(*interval)),
-                go_quote(&go_duration(*timeout)),
-                go_quote(&go_duration(*start_period)),
-                go_quote(&go_duration(*start_interval)),
+        // BuildKit: `fmt.Sprintf("HEALTHCHECK %+v", healthcheckConfig)`, Go's field-named
+        // struct rendering with durations as `time.Duration` strings.
+        Instruction::Healthcheck(h) => {
+            let none = vec!["NONE".to_string()];
+            let (test, interval, timeout, start_period, start_interval, retries) = match h {
+                Healthcheck::None => (&none, None, None, None, None, None),
+                Healthcheck::Check {
+                    test,
+                    interval,
+                    timeout,
+                    start_period,
+                    start_interval,
+                    retries,
+                } => (
+                    test,
+                    *interval,
+                    *timeout,
+                    *start_period,
+                    *start_interval,
+                    *retries,
+                ),
+            };
+            format!(
+                "HEALTHCHECK {{Test:{} Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
+                go_list_v(test),
+                go_duration(interval),
+                go_duration(timeout),
+                go_duration(start_period),
+                go_duration(start_interval),
                 retries.unwrap_or(0)
-            ),
-        },
-        Instruction::Onbuild(t) => format!("ONBUILD {t}"),
+            )
+        }
+        // No history entry (see `push_history`).
+        Instruction::Onbuild(_) => String::new(),
         Instruction::Maintainer(m) => format!("MAINTAINER {m}"),
     }
 }
@@ -280,7 +385,7 @@ pub fn apply_metadata(
             let v = argv(cmd, &step.shell);
             // An empty exec-form ENTRYPOINT [] clears it.
             c.entrypoint = if v.is_empty() { None } else { Some(v) };
-            c.args_escaped = Some(true);
+            // Unlike CMD, BuildKit's dispatchEntrypoint leaves ArgsEscaped alone.
             // BuildKit: an ENTRYPOINT resets a CMD inherited from the base (not one set earlier
             // in this stage).
             if !state.cmd_set {
@@ -333,6 +438,10 @@ mod tests {
         assert_eq!(go_duration(Some(Duration::from_secs(90))), "1m30s");
         assert_eq!(go_duration(Some(Duration::from_secs(3600))), "1h0m0s");
         assert_eq!(go_duration(Some(Duration::from_millis(1500))), "1.5s");
+        assert_eq!(go_duration(Some(Duration::from_millis(500))), "500ms");
+        assert_eq!(go_duration(Some(Duration::from_micros(1500))), "1.5ms");
+        assert_eq!(go_duration(Some(Duration::from_nanos(1500))), "1.5\u{b5}s");
+        assert_eq!(go_duration(Some(Duration::from_nanos(7))), "7ns");
     }
 
     #[test]
