@@ -13,10 +13,13 @@
 //! This is the first vertical slice of issue 4: stages run one after another in
 //! [`BuildGraph::waves`] order, there is no build cache yet, and ADD handles local files only.
 
+pub mod base;
 pub mod config;
 pub mod copy;
 pub mod ignore;
 pub mod lower;
+pub mod mounts;
+pub mod output;
 pub mod progress;
 pub mod run;
 pub mod snapshot;
@@ -27,7 +30,7 @@ use std::time::Instant;
 
 use strata_store::layer::Compression;
 use strata_store::ops::LayerRef;
-use strata_store::{Descriptor, Digest, ImageConfig, Reference, Store, StoreError};
+use strata_store::{Digest, ImageConfig, Reference, Store, StoreError};
 
 use crate::dockerfile::instructions::Instruction;
 use crate::plan::{BaseImageConfig, BuildGraph, PlanError, PlannedStage, SourceRef, StageBase};
@@ -153,7 +156,7 @@ pub fn execute(
                 StageBase::Image(name) => {
                     let started = Instant::now();
                     let n = progress.begin(&format!("{}FROM {name}", stage_prefix(&stage, 1)));
-                    let state = load_base(store, name, &stage, options)?;
+                    let state = base::load_base(store, name, &stage, options)?;
                     // The plan must see the image's ENV, SHELL, WORKDIR (and ONBUILD triggers).
                     let c = &state.config.config;
                     let base = BaseImageConfig {
@@ -193,7 +196,8 @@ pub fn execute(
                 let history_text = config::created_by(step);
                 let layer = match &step.instruction {
                     Instruction::Run(r) => {
-                        run::run_step(store, &state, step, r, options, progress, n).map_err(fail)?
+                        run::run_step(store, &state, &built, step, r, options, progress, n)
+                            .map_err(fail)?
                     }
                     Instruction::Copy(_) | Instruction::Add(_) => {
                         let from = match &step.copy_source {
@@ -258,46 +262,6 @@ pub fn execute(
         manifest_digest: image.manifest_digest.clone(),
         config_digest: image.config_digest.clone(),
         layers: state.layers.len(),
-    })
-}
-
-/// Resolves a stage's base image in the store and unpacks its layers.
-fn load_base(
-    store: &Store,
-    name: &str,
-    stage: &PlannedStage,
-    options: &ExecOptions,
-) -> Result<StageState, ExecError> {
-    let image = match store.image(name) {
-        Ok(i) => i,
-        Err(StoreError::ImageNotFound { .. }) => {
-            return Err(ExecError::BaseNotFound {
-                file: options.dockerfile_name.clone(),
-                line: stage.span.start,
-                name: name.to_string(),
-            })
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let lowerdirs = store.unpacked_layers(&image)?;
-    let layers = image
-        .layers()?
-        .iter()
-        .map(
-            |(d, _): &(Descriptor, Digest)| -> Result<LayerRef, StoreError> {
-                Ok(LayerRef {
-                    media_type: d.media_type().to_string(),
-                    digest: Digest::from_oci(d.digest())?,
-                    size: d.size(),
-                })
-            },
-        )
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(StageState {
-        config: image.config.clone(),
-        layers,
-        lowerdirs,
-        cmd_set: false,
     })
 }
 
