@@ -202,7 +202,7 @@ pub fn prepare(spec: &ContainerSpec, etc_files: &[(&str, String)]) -> Result<Pre
         sys::move_mount_fd(&src, t.fd.as_raw_fd()).ctx(|| format!("bind-mounting {name}"))?;
     }
 
-    for m in &spec.mounts {
+    for (index, m) in spec.mounts.iter().enumerate() {
         match m {
             MountSpec::Bind {
                 source,
@@ -280,6 +280,60 @@ pub fn prepare(spec: &ContainerSpec, etc_files: &[(&str, String)]) -> Result<Pre
                 sys::move_mount_fd(&fs, t.fd.as_raw_fd())
                     .ctx(|| format!("mounting tmpfs on {destination}"))?;
             }
+            MountSpec::Tree {
+                lowerdirs,
+                upper,
+                subpath,
+                destination,
+            } => {
+                let src = tree_source(&staging, index, lowerdirs, upper.as_ref(), subpath)?;
+                let t = target_like(r, &src, destination)?;
+                record(&mut stubs, &t);
+                sys::move_mount_fd(&src, t.fd.as_raw_fd())
+                    .ctx(|| format!("mounting {subpath:?} on {destination}"))?;
+            }
+            MountSpec::BuildTmpfs { destination, size } => {
+                let t = path::ensure_dir(r, destination, false).map_err(|e| {
+                    Failure::new(format!(
+                        "tmpfs target {destination} in the container: {}",
+                        e.desc()
+                    ))
+                })?;
+                record(&mut stubs, &t);
+                let size = size.map(|s| CString::new(s.to_string())).transpose();
+                let size = size.map_err(|_| Failure::new("bad tmpfs size"))?;
+                let mut options = vec![(c"mode", c"1777")];
+                if let Some(s) = &size {
+                    options.push((c"size", s.as_c_str()));
+                }
+                let fs = new_fs(
+                    c"tmpfs",
+                    &options,
+                    &[],
+                    MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                )
+                .ctx(|| format!("creating tmpfs for {destination}"))?;
+                sys::move_mount_fd(&fs, t.fd.as_raw_fd())
+                    .ctx(|| format!("mounting tmpfs on {destination}"))?;
+            }
+            MountSpec::Secret {
+                source,
+                destination,
+                mode,
+                uid,
+                gid,
+            } => {
+                let src = secret_file(&staging, index, source, *mode, *uid, *gid)?;
+                let t = path::ensure_file(r, destination).map_err(|e| {
+                    Failure::new(format!(
+                        "secret target {destination} in the container: {}",
+                        e.desc()
+                    ))
+                })?;
+                record(&mut stubs, &t);
+                sys::move_mount_fd(&src, t.fd.as_raw_fd())
+                    .ctx(|| format!("mounting the secret on {destination}"))?;
+            }
         }
     }
 
@@ -295,6 +349,170 @@ pub fn prepare(spec: &ContainerSpec, etc_files: &[(&str, String)]) -> Result<Pre
         passwd,
         group,
     })
+}
+
+/// A fresh directory `<prefix><index>` on the staging tmpfs, for a helper mount that must be
+/// attached somewhere before pieces of it can be cloned (open_tree(2) refuses to clone from a
+/// detached mount on kernels before 6.15). The staging tmpfs lives outside the new root and
+/// vanishes with the mount namespace, so these mounts need no cleanup.
+fn staging_dir(staging: &OwnedFd, prefix: &str, index: usize) -> Result<OwnedFd, Failure> {
+    let name = CString::new(format!("{prefix}{index}")).map_err(|_| Failure::new("bad name"))?;
+    nix::sys::stat::mkdirat(
+        Some(staging.as_raw_fd()),
+        name.as_c_str(),
+        Mode::from_bits_truncate(0o700),
+    )
+    .ctx(|| format!("mkdir staging {prefix}{index}"))?;
+    sys::openat2(
+        staging.as_raw_fd(),
+        &name,
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        sys::RESOLVE_NO_SYMLINKS,
+    )
+    .ctx(|| format!("opening staging {prefix}{index}"))
+}
+
+/// The detached mount of a [`MountSpec::Tree`]: the tree (overlay or plain directory), with
+/// `subpath` resolved inside it by `openat2(RESOLVE_IN_ROOT)`, so a symlink in a build context
+/// or a stage can never make the mount show a host path.
+fn tree_source(
+    staging: &OwnedFd,
+    index: usize,
+    lowerdirs: &[std::path::PathBuf],
+    upper: Option<&crate::spec::OverlayUpper>,
+    subpath: &str,
+) -> Result<OwnedFd, Failure> {
+    let root: OwnedFd = if lowerdirs.len() == 1 && upper.is_none() {
+        // A plain directory on the host (the build context, a single layer): resolve in it.
+        let fd = nix::fcntl::open(
+            lowerdirs[0].as_path(),
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx(|| format!("opening {}", lowerdirs[0].display()))?;
+        // SAFETY: a fresh fd from open(2), owned from here on.
+        unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
+    } else {
+        if lowerdirs.is_empty() {
+            return Err(Failure::new("mount of an empty tree"));
+        }
+        let ov = overlay(lowerdirs, upper)?;
+        let at = staging_dir(staging, "tree", index)?;
+        sys::move_mount_fd(&ov, at.as_raw_fd()).ctx(|| "attaching a mount's overlay".into())?;
+        // Reopen: the fd taken before the move names the covered directory, not the mount.
+        let name = CString::new(format!("tree{index}")).map_err(|_| Failure::new("bad name"))?;
+        sys::openat2(
+            staging.as_raw_fd(),
+            &name,
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+            sys::RESOLVE_NO_SYMLINKS,
+        )
+        .ctx(|| "opening a mount's overlay".into())?
+    };
+    let inner = path::open_path(root.as_raw_fd(), subpath, false)
+        .map_err(|e| Failure::new(format!("mount source {subpath:?}: {}", e.desc())))?;
+    let m = sys::open_tree_clone(inner.as_raw_fd(), c"", true)
+        .ctx(|| format!("cloning mount source {subpath:?}"))?;
+    let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    if upper.is_none() {
+        attrs |= MOUNT_ATTR_RDONLY;
+    }
+    sys::mount_setattr(m.as_raw_fd(), attrs, 0, true)
+        .ctx(|| format!("setting the flags of mount {subpath:?}"))?;
+    Ok(m)
+}
+
+/// A mount target of the same kind (directory or not) as the detached mount `src`.
+fn target_like(root: RawFd, src: &OwnedFd, destination: &str) -> Result<Target, Failure> {
+    let dir = path::is_dir(src.as_raw_fd())
+        .map_err(|e| Failure::new(format!("mount source for {destination}: {}", e.desc())))?;
+    if dir {
+        path::ensure_dir(root, destination, false)
+    } else {
+        path::ensure_file(root, destination)
+    }
+    .map_err(|e| {
+        Failure::new(format!(
+            "mount target {destination} in the container: {}",
+            e.desc()
+        ))
+    })
+}
+
+/// A detached read-only mount of one file holding the secret `source`, on a private tmpfs: the
+/// content never touches a disk, the rootfs or its upperdir, and goes when the namespace does.
+fn secret_file(
+    staging: &OwnedFd,
+    index: usize,
+    source: &Path,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> Result<OwnedFd, Failure> {
+    let content = read_secret(source)?;
+    let fs = new_fs(
+        c"tmpfs",
+        &[(c"mode", c"700"), (c"size", c"1m")],
+        &[],
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+    )
+    .ctx(|| "creating the secret tmpfs".into())?;
+    let at = staging_dir(staging, "secret", index)?;
+    sys::move_mount_fd(&fs, at.as_raw_fd()).ctx(|| "attaching the secret tmpfs".into())?;
+    let file = format!("secret{index}/secret");
+    let cfile = CString::new(file.clone()).map_err(|_| Failure::new("bad name"))?;
+    let fd = nix::fcntl::openat(
+        Some(staging.as_raw_fd()),
+        cfile.as_c_str(),
+        nix::fcntl::OFlag::O_CREAT
+            | nix::fcntl::OFlag::O_EXCL
+            | nix::fcntl::OFlag::O_WRONLY
+            | nix::fcntl::OFlag::O_NOFOLLOW
+            | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .ctx(|| "creating the secret file".into())?;
+    // SAFETY: fresh fd from openat; File closes it.
+    let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    std::io::Write::write_all(&mut f, &content).ctx(|| "writing the secret file".into())?;
+    nix::unistd::fchown(f.as_raw_fd(), Some(uid.into()), Some(gid.into()))
+        .ctx(|| "setting the secret's owner".into())?;
+    nix::sys::stat::fchmod(f.as_raw_fd(), Mode::from_bits_truncate(mode & 0o7777))
+        .ctx(|| "setting the secret's mode".into())?;
+    drop(f);
+    let m = sys::open_tree_clone(staging.as_raw_fd(), &cfile, false)
+        .ctx(|| "cloning the secret file".into())?;
+    sys::mount_setattr(
+        m.as_raw_fd(),
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+        0,
+        false,
+    )
+    .ctx(|| "making the secret read-only".into())?;
+    Ok(m)
+}
+
+/// Reads a secret file, refusing anything over [`crate::spec::MAX_SECRET_SIZE`].
+fn read_secret(source: &Path) -> Result<Vec<u8>, Failure> {
+    use std::io::Read;
+    let f = std::fs::File::open(source)
+        .map_err(|e| Failure::new(format!("secret source {}: {e}", source.display())))?;
+    let mut content = Vec::new();
+    f.take(crate::spec::MAX_SECRET_SIZE + 1)
+        .read_to_end(&mut content)
+        .map_err(|e| Failure::new(format!("reading secret {}: {e}", source.display())))?;
+    if content.len() as u64 > crate::spec::MAX_SECRET_SIZE {
+        return Err(Failure::new(format!(
+            "secret {} is larger than {} bytes",
+            source.display(),
+            crate::spec::MAX_SECRET_SIZE
+        )));
+    }
+    Ok(content)
 }
 
 fn refuse_symlink(what: &str, e: Errno) -> Failure {

@@ -113,6 +113,51 @@ pub enum MountSpec {
         source: PathBuf,
         destination: String,
     },
+    /// A view of a directory tree (a build stage's layers, or a build context) at `destination`:
+    /// the overlay of `lowerdirs` (bottom first), or with a single lowerdir and no upper, that
+    /// directory itself. `subpath` is resolved *inside* that tree (`openat2` with
+    /// `RESOLVE_IN_ROOT`: a symlink in it can never reach outside), and may name a file. Read-only
+    /// without `upper`; with one, writes land in the upper (a throwaway copy the caller discards,
+    /// BuildKit's `RUN --mount=type=bind,rw`).
+    Tree {
+        lowerdirs: Vec<PathBuf>,
+        upper: Option<OverlayUpper>,
+        subpath: String,
+        destination: String,
+    },
+    /// A tmpfs as BuildKit's `RUN --mount=type=tmpfs`: mode 1777, nosuid, nodev, executables
+    /// allowed, an optional size limit in bytes.
+    BuildTmpfs {
+        destination: String,
+        size: Option<u64>,
+    },
+    /// A secret file: `source` (a host file, at most [`MAX_SECRET_SIZE`] bytes) is copied into a
+    /// private tmpfs (never onto a disk, never into the rootfs or its upperdir) and bound
+    /// read-only at `destination` with the given mode and owner (`RUN --mount=type=secret`).
+    Secret {
+        source: PathBuf,
+        destination: String,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+}
+
+/// Largest secret a [`MountSpec::Secret`] takes (BuildKit's limit, 500 KiB).
+pub const MAX_SECRET_SIZE: u64 = 500 * 1024;
+
+impl MountSpec {
+    /// Where the mount appears in the container.
+    pub fn destination(&self) -> &str {
+        match self {
+            MountSpec::Bind { destination, .. }
+            | MountSpec::Tmpfs { destination }
+            | MountSpec::Volume { destination, .. }
+            | MountSpec::Tree { destination, .. }
+            | MountSpec::BuildTmpfs { destination, .. }
+            | MountSpec::Secret { destination, .. } => destination,
+        }
+    }
 }
 
 /// cgroup limits (cgroup v1 or v2, whichever the host has for the controller).

@@ -190,9 +190,7 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    if !args.outputs.is_empty() {
-        bail!("--output is not supported by this version of strata yet");
-    }
+    let outputs = parse_outputs(&args.outputs)?;
     let mut tags = Vec::new();
     for t in &args.tags {
         tags.push(
@@ -221,24 +219,44 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
         pull: args.pull,
         secrets: parse_secrets(&args.secrets)?,
     };
-    let progress = Progress::new(if args.progress == "quiet" {
-        ProgressMode::Quiet
-    } else {
-        ProgressMode::Plain
-    });
+    let progress = Progress::new(ProgressMode::from_flag(&args.progress));
     let store = super::open_store(cli)?;
     match exec::execute(&store, graph, &exec_options, &progress) {
         Ok(out) => {
+            if !outputs.is_empty() {
+                let image = store
+                    .load_manifest(&out.manifest_digest, None)
+                    .context("reading back the built image")?;
+                for o in &outputs {
+                    let started = std::time::Instant::now();
+                    let n = progress.begin(&format!("exporting to {}", o.describe()));
+                    match exec::output::write_output(&store, &image, &exec_options.tags, o) {
+                        Ok(lines) => {
+                            for l in lines {
+                                progress.line(n, &l);
+                            }
+                            progress.done(n, started);
+                        }
+                        Err(e) => {
+                            progress.finish();
+                            eprintln!("ERROR: {e}");
+                            return Ok(ExitCode::from(1));
+                        }
+                    }
+                }
+            }
+            progress.finish();
             if let Some(f) = &args.iidfile {
                 std::fs::write(f, out.config_digest.to_string())
                     .with_context(|| format!("writing --iidfile {}", f.display()))?;
             }
-            if args.progress == "quiet" {
+            if args.progress == "quiet" && !outputs.iter().any(|o| o.to_stdout()) {
                 println!("{}", out.config_digest);
             }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
+            progress.finish();
             if let exec::ExecError::Step { line, .. } = &e {
                 print_error(&name, &source, Span::new(*line, *line), &e.to_string());
             } else {
@@ -247,6 +265,19 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `--output` specs, checked before anything is built (at most one may write to stdout).
+fn parse_outputs(specs: &[String]) -> Result<Vec<strata_builder::exec::output::OutputSpec>> {
+    use strata_builder::exec::output::OutputSpec;
+    let outputs = specs
+        .iter()
+        .map(|s| OutputSpec::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    if outputs.iter().filter(|o| o.to_stdout()).count() > 1 {
+        bail!("only one --output can write to stdout (dest=-)");
+    }
+    Ok(outputs)
 }
 
 /// `--secret id=ID,src=PATH` (also `source=`; `id` defaults to the file name of `src`, as

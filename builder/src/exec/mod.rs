@@ -15,12 +15,15 @@
 //!
 //! Independent stages (one [`BuildGraph::waves`] wave) run concurrently.
 
+pub mod base;
 pub mod cache;
 pub mod config;
 pub mod context_index;
 pub mod copy;
 pub mod ignore;
 pub mod lower;
+pub mod mounts;
+pub mod output;
 pub mod progress;
 pub mod run;
 pub mod selection;
@@ -33,7 +36,7 @@ use std::time::Instant;
 
 use strata_store::layer::Compression;
 use strata_store::ops::LayerRef;
-use strata_store::{Descriptor, Digest, ImageConfig, Reference, Store, StoreError};
+use strata_store::{Digest, ImageConfig, Reference, Store, StoreError};
 
 use crate::dockerfile::instructions::Instruction;
 use crate::plan::{BaseImageConfig, BuildGraph, PlanError, PlannedStage, SourceRef, StageBase};
@@ -188,7 +191,7 @@ pub fn execute(
                 StageBase::Image(name) => {
                     let started = Instant::now();
                     let n = progress.begin(&format!("{}FROM {name}", stage_prefix(&stage, 1)));
-                    let (state, manifest) = load_base(store, name, &stage, options)?;
+                    let (state, manifest) = base::load_base(store, name, &stage, options)?;
                     // The plan must see the image's ENV, SHELL, WORKDIR (and ONBUILD triggers).
                     let c = &state.config.config;
                     let base = BaseImageConfig {
@@ -208,6 +211,10 @@ pub fn execute(
         }
         let keys: BTreeMap<usize, String> =
             built.iter().map(|(i, b)| (*i, b.key.clone())).collect();
+        let states: BTreeMap<usize, StageState> = built
+            .iter()
+            .map(|(i, b)| (*i, b.state.clone()))
+            .collect();
         let ctx = StageContext {
             store,
             graph: &graph,
@@ -216,6 +223,7 @@ pub fn execute(
             cache: &build_cache,
             built: &built,
             keys: &keys,
+            states: &states,
             created: &created,
             failed: AtomicBool::new(false),
         };
@@ -315,6 +323,8 @@ struct StageContext<'a> {
     built: &'a BTreeMap<usize, BuiltStage>,
     /// Their final cache keys.
     keys: &'a BTreeMap<usize, String>,
+    /// Their final states (what `RUN --mount from=<stage>` reads).
+    states: &'a BTreeMap<usize, StageState>,
     /// This build's time (RFC 3339) for the history of steps that run.
     created: &'a str,
     /// Set by the first stage that fails; the others stop at their next step.
@@ -391,7 +401,8 @@ impl StageContext<'_> {
             let history_text = config::created_by(step);
             let layer = match &step.instruction {
                 Instruction::Run(r) => {
-                    run::run_step(store, &state, step, r, options, progress, n).map_err(fail)?
+                    run::run_step(store, &state, self.states, step, r, options, progress, n)
+                        .map_err(fail)?
                 }
                 Instruction::Copy(_) | Instruction::Add(_) => {
                     let from = match &step.copy_source {
@@ -434,49 +445,6 @@ impl StageContext<'_> {
         }
         Ok(BuiltStage { state, key })
     }
-}
-
-/// Resolves a stage's base image in the store and unpacks its layers.
-fn load_base(
-    store: &Store,
-    name: &str,
-    stage: &PlannedStage,
-    options: &ExecOptions,
-) -> Result<(StageState, Digest), ExecError> {
-    let image = match store.image(name) {
-        Ok(i) => i,
-        Err(StoreError::ImageNotFound { .. }) => {
-            return Err(ExecError::BaseNotFound {
-                file: options.dockerfile_name.clone(),
-                line: stage.span.start,
-                name: name.to_string(),
-            })
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let lowerdirs = store.unpacked_layers(&image)?;
-    let layers = image
-        .layers()?
-        .iter()
-        .map(
-            |(d, _): &(Descriptor, Digest)| -> Result<LayerRef, StoreError> {
-                Ok(LayerRef {
-                    media_type: d.media_type().to_string(),
-                    digest: Digest::from_oci(d.digest())?,
-                    size: d.size(),
-                })
-            },
-        )
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((
-        StageState {
-            config: image.config.clone(),
-            layers,
-            lowerdirs,
-            cmd_set: false,
-        },
-        image.manifest_digest.clone(),
-    ))
 }
 
 /// `[name 1/4] ` or `[1/4] ` for the FROM line (total known only after re-planning: use `?`).

@@ -10,11 +10,17 @@
 //!
 //! Vertices are numbered in the order they start; RUN output lines carry the vertex number and
 //! the seconds since the step started. `quiet` prints nothing.
+//!
+//! `tty` is BuildKit's live view: a header with the elapsed time and the count of finished
+//! steps, one line per step with its duration, and under each running step the last line of its
+//! output; redrawn in place with ANSI cursor movement (on every event and every 200 ms) and left
+//! on screen as the final summary. `auto` (the CLI's default) is `tty` when stderr is a terminal
+//! and `plain` otherwise.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +29,30 @@ pub enum ProgressMode {
     Plain,
     /// Nothing.
     Quiet,
+    /// A live view redrawn in place (stderr must be a terminal).
+    Tty,
+}
+
+impl ProgressMode {
+    /// The mode for a `--progress` value: `plain`, `tty`, `quiet`, or `auto` (`tty` when stderr
+    /// is a terminal and `TERM` is not `dumb`, else `plain`).
+    pub fn from_flag(flag: &str) -> ProgressMode {
+        match flag {
+            "plain" => ProgressMode::Plain,
+            "quiet" => ProgressMode::Quiet,
+            "tty" => ProgressMode::Tty,
+            _ => {
+                // SAFETY: isatty on a constant fd has no memory effects.
+                let terminal = unsafe { libc::isatty(libc::STDERR_FILENO) } == 1;
+                let dumb = std::env::var("TERM").map(|t| t == "dumb").unwrap_or(false);
+                if terminal && !dumb {
+                    ProgressMode::Tty
+                } else {
+                    ProgressMode::Plain
+                }
+            }
+        }
+    }
 }
 
 /// The progress printer (shared by the threads that stream RUN output).
@@ -31,20 +61,31 @@ pub struct Progress {
     mode: ProgressMode,
     next: AtomicUsize,
     out: Mutex<()>,
+    tty: Option<Arc<Live>>,
+    ticker: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Progress {
     /// A printer in `mode`.
     pub fn new(mode: ProgressMode) -> Progress {
+        let (tty, ticker) = if mode == ProgressMode::Tty {
+            let live = Arc::new(Live::new());
+            let l = Arc::clone(&live);
+            (Some(live), Some(std::thread::spawn(move || l.tick())))
+        } else {
+            (None, None)
+        };
         Progress {
             mode,
             next: AtomicUsize::new(1),
             out: Mutex::new(()),
+            tty,
+            ticker: Mutex::new(ticker),
         }
     }
 
     fn print(&self, s: &str) {
-        if self.mode == ProgressMode::Quiet {
+        if self.mode != ProgressMode::Plain {
             return;
         }
         let _g = self.out.lock();
@@ -55,6 +96,17 @@ impl Progress {
     /// Starts a vertex and returns its number.
     pub fn begin(&self, title: &str) -> usize {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Some(t) = &self.tty {
+            t.update(|s| {
+                s.vertices.push(Vertex {
+                    n,
+                    title: title.to_string(),
+                    started: Instant::now(),
+                    finished: None,
+                    last: String::new(),
+                })
+            });
+        }
         self.print(&format!("#{n} {title}"));
         n
     }
@@ -62,16 +114,25 @@ impl Progress {
     /// A vertex that does no work (FROM scratch, FROM a stage).
     pub fn simple(&self, title: &str) {
         let n = self.begin(title);
+        if let Some(t) = &self.tty {
+            t.update(|s| s.finish(n, Duration::ZERO));
+        }
         self.print(&format!("#{n} DONE 0.0s"));
     }
 
     /// A line of a vertex's output.
     pub fn line(&self, n: usize, text: &str) {
+        if let Some(t) = &self.tty {
+            t.update(|s| s.last_line(n, text));
+        }
         self.print(&format!("#{n} {text}"));
     }
 
     /// A line of a running step's output, stamped with the seconds since it started.
     pub fn output(&self, n: usize, started: Instant, text: &str) {
+        if let Some(t) = &self.tty {
+            t.update(|s| s.last_line(n, text));
+        }
         self.print(&format!(
             "#{n} {:.3} {text}",
             started.elapsed().as_secs_f64()
@@ -80,9 +141,249 @@ impl Progress {
 
     /// Ends a vertex.
     pub fn done(&self, n: usize, started: Instant) {
+        if let Some(t) = &self.tty {
+            t.update(|s| s.finish(n, started.elapsed()));
+        }
         self.print(&format!(
             "#{n} DONE {:.1}s",
             started.elapsed().as_secs_f64()
         ));
+    }
+
+    /// Ends the live view (a last redraw with every step, left on screen as the summary). Call
+    /// once the build is over, before printing anything else to stderr; a no-op outside `tty`.
+    pub fn finish(&self) {
+        if let Some(t) = &self.tty {
+            t.stop();
+        }
+        if let Ok(mut h) = self.ticker.lock() {
+            if let Some(h) = h.take() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// One step in the live view.
+#[derive(Debug)]
+struct Vertex {
+    n: usize,
+    title: String,
+    started: Instant,
+    finished: Option<Duration>,
+    last: String,
+}
+
+/// What the live view shows.
+#[derive(Debug)]
+struct LiveState {
+    started: Instant,
+    vertices: Vec<Vertex>,
+    /// Lines drawn last time (the cursor goes up this many to redraw).
+    drawn: usize,
+    stopped: bool,
+}
+
+impl LiveState {
+    fn finish(&mut self, n: usize, took: Duration) {
+        if let Some(v) = self.vertices.iter_mut().find(|v| v.n == n) {
+            v.finished = Some(took);
+            v.last.clear();
+        }
+    }
+
+    fn last_line(&mut self, n: usize, text: &str) {
+        if let Some(v) = self.vertices.iter_mut().find(|v| v.n == n) {
+            v.last = text.chars().filter(|c| !c.is_control()).collect();
+        }
+    }
+}
+
+/// The live TTY view: state behind a lock, redrawn by whoever changes it and by a ticker.
+#[derive(Debug)]
+struct Live {
+    state: Mutex<LiveState>,
+    wake: Condvar,
+}
+
+impl Live {
+    fn new() -> Live {
+        Live {
+            state: Mutex::new(LiveState {
+                started: Instant::now(),
+                vertices: Vec::new(),
+                drawn: 0,
+                stopped: false,
+            }),
+            wake: Condvar::new(),
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut LiveState)) {
+        if let Ok(mut s) = self.state.lock() {
+            if s.stopped {
+                return;
+            }
+            f(&mut s);
+            draw(&mut s, false);
+        }
+    }
+
+    /// Redraws every 200 ms (elapsed times move) until stopped.
+    fn tick(&self) {
+        let Ok(mut s) = self.state.lock() else { return };
+        while !s.stopped {
+            draw(&mut s, false);
+            match self.wake.wait_timeout(s, Duration::from_millis(200)) {
+                Ok((g, _)) => s = g,
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn stop(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            if !s.stopped {
+                draw(&mut s, true);
+                s.stopped = true;
+            }
+        }
+        self.wake.notify_all();
+    }
+}
+
+/// The terminal's size (columns, rows), with a fallback when it cannot be asked.
+fn terminal_size() -> (usize, usize) {
+    // SAFETY: TIOCGWINSZ fills a winsize we own.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_col > 0 && ws.ws_row > 0 {
+        (usize::from(ws.ws_col), usize::from(ws.ws_row))
+    } else {
+        (80, 24)
+    }
+}
+
+/// Cuts `s` to at most `width` characters.
+fn fit(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(width.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// The lines of the view: header, then each step (running ones with their last output line).
+/// While live, only the last steps that fit the terminal are shown (a redraw cannot move the
+/// cursor above the top of the screen); the final draw shows them all.
+fn render(s: &LiveState, width: usize, max_lines: Option<usize>) -> Vec<String> {
+    let done = s.vertices.iter().filter(|v| v.finished.is_some()).count();
+    let verb = if s.stopped { "Finished" } else { "Building" };
+    let mut lines = vec![format!(
+        "[+] {verb} {:.1}s ({done}/{})",
+        s.started.elapsed().as_secs_f64(),
+        s.vertices.len()
+    )];
+    let mut body = Vec::new();
+    for v in &s.vertices {
+        let took = v.finished.unwrap_or_else(|| v.started.elapsed());
+        let time = format!("{:.1}s", took.as_secs_f64());
+        let title = fit(&v.title, width.saturating_sub(time.len() + 5));
+        let pad = width.saturating_sub(title.chars().count() + time.len() + 4);
+        body.push(format!(" => {title}{}{time}", " ".repeat(pad.max(1))));
+        if v.finished.is_none() && !v.last.is_empty() {
+            body.push(fit(
+                &format!(" => => # {}", v.last),
+                width.saturating_sub(1),
+            ));
+        }
+    }
+    if let Some(max) = max_lines {
+        let keep = max.saturating_sub(1);
+        if body.len() > keep {
+            body.drain(..body.len() - keep);
+        }
+    }
+    lines.extend(body);
+    lines
+}
+
+fn draw(s: &mut LiveState, last: bool) {
+    let (width, rows) = terminal_size();
+    if last {
+        s.stopped = true;
+    }
+    let lines = render(
+        s,
+        width,
+        if last {
+            None
+        } else {
+            Some(rows.saturating_sub(1))
+        },
+    );
+    let mut out = String::new();
+    if s.drawn > 0 {
+        // Up to the first line of the previous draw, then clear everything below.
+        out.push_str(&format!("\x1b[{}A\r", s.drawn));
+    }
+    out.push_str("\x1b[J");
+    for l in &lines {
+        out.push_str(l);
+        out.push('\n');
+    }
+    s.drawn = lines.len();
+    let mut e = std::io::stderr().lock();
+    let _ = e.write_all(out.as_bytes());
+    let _ = e.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_view_shows_running_steps_with_their_last_line() {
+        let mut s = LiveState {
+            started: Instant::now(),
+            vertices: Vec::new(),
+            drawn: 0,
+            stopped: false,
+        };
+        for (n, t) in [
+            (1, "[1/3] FROM busybox"),
+            (2, "[2/3] RUN make"),
+            (3, "[3/3] RUN x"),
+        ] {
+            s.vertices.push(Vertex {
+                n,
+                title: t.into(),
+                started: Instant::now(),
+                finished: None,
+                last: String::new(),
+            });
+        }
+        s.finish(1, Duration::from_millis(300));
+        s.last_line(2, "compiling foo.c\x1b[31m");
+        let lines = render(&s, 60, None);
+        assert!(
+            lines[0].starts_with("[+] Building ") && lines[0].ends_with("(1/3)"),
+            "{lines:?}"
+        );
+        assert!(lines[1].starts_with(" => [1/3] FROM busybox") && lines[1].ends_with("0.3s"));
+        assert_eq!(lines[3], " => => # compiling foo.c[31m");
+        assert!(lines.iter().all(|l| l.chars().count() <= 60), "{lines:?}");
+        // Live, on a short terminal: the newest steps stay visible.
+        let short = render(&s, 60, Some(3));
+        assert_eq!(short.len(), 3);
+        assert!(short[2].contains("[3/3] RUN x"), "{short:?}");
     }
 }

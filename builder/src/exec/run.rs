@@ -3,21 +3,22 @@
 //! the layer is then the diff of that upperdir alone ([`super::snapshot`]), so the cost follows
 //! what the command changed, never the size of the rootfs.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use strata_runner::{
-    Container, ContainerSpec, NetworkMode, OverlayUpper, ProcessSpec, ResourceLimits, Rootfs,
-    SecuritySpec, Stdio, StdioSpec,
+    Container, ContainerSpec, MountSpec, NetworkMode, OverlayUpper, ProcessSpec, ResourceLimits,
+    Rootfs, SecuritySpec, Stdio, StdioSpec,
 };
 use strata_store::layer::LayerInfo;
 use strata_store::Store;
 
 use super::progress::Progress;
-use super::{config, snapshot, ExecOptions, StageState};
+use super::{config, mounts, snapshot, ExecOptions, StageState};
+use crate::dockerfile::heredoc::parse_heredoc_word;
 use crate::dockerfile::instructions::{NetworkMode as RunNetwork, Run};
 use crate::plan::Step;
 
@@ -53,23 +54,21 @@ impl TempDir {
 }
 
 /// Runs one RUN step and returns its layer (`None` when the command changed nothing).
+#[allow(clippy::too_many_arguments)]
 pub fn run_step(
     store: &Store,
     state: &StageState,
+    stages: &BTreeMap<usize, StageState>,
     step: &Step,
     run: &Run,
     options: &ExecOptions,
     progress: &Progress,
     vertex: usize,
 ) -> Result<Option<LayerInfo>, String> {
-    if !run.mounts.is_empty() {
-        return Err("RUN --mount is not supported by this version of strata yet".into());
-    }
-    if !run.command.heredocs.is_empty() {
-        return Err("RUN with heredocs is not supported by this version of strata yet".into());
-    }
-    let args = config::argv(&run.command, &step.shell);
     let tmp = TempDir::new(store, "run")?;
+    let mut prepared = mounts::prepare(store, step, stages, options, &tmp)?;
+    let (args, heredoc_mount) = command(run, &step.shell, &tmp)?;
+    prepared.specs.extend(heredoc_mount);
     let upper = tmp.sub("upper")?;
     let work = tmp.sub("work")?;
     let state_dir = tmp.sub("state")?;
@@ -80,6 +79,8 @@ pub fn run_step(
     }
     let mut env: Vec<String> = step.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     env.extend(step.proxy_env.iter().map(|(k, v)| format!("{k}={v}")));
+    // `secret,env=NAME`: set for this process only; never in the config or the history.
+    env.extend(prepared.env.iter().cloned());
     let host_network = match run.network {
         Some(RunNetwork::Host) => true,
         Some(RunNetwork::None) => false,
@@ -111,7 +112,7 @@ pub fn run_step(
         } else {
             NetworkMode::None
         },
-        mounts: Vec::new(),
+        mounts: std::mem::take(&mut prepared.specs),
         readonly_rootfs: false,
         limits: ResourceLimits::default(),
         init: false,
@@ -170,8 +171,69 @@ pub fn run_step(
         }
         return Err(msg);
     }
+    // Cache locks are held until the command is over, not through the snapshot.
+    drop(prepared);
     remove_stubs(&upper, &stubs)?;
     snapshot::snapshot_upper(store, &upper, &state.lowerdirs, options)
+}
+
+/// Where BuildKit puts a RUN's heredoc script (a read-only mount, never in the layer).
+const HEREDOC_DIR: &str = "/dev/pipes";
+
+/// The argv of a RUN and, for a heredoc script, the mount that carries it.
+///
+/// BuildKit's rules (dockerfile2llb `dispatchRun`): when the whole command is one heredoc
+/// (`RUN <<EOF`), its body (tabs stripped for `<<-`) is written to an executable file
+/// `/dev/pipes/<delimiter>` and the shell runs that file — so a `#!` line picks the interpreter.
+/// Otherwise (`RUN python3 <<EOF`, `RUN <<EOF bash`, several heredocs) the bodies are appended
+/// to the command line, each followed by its delimiter, and the shell itself reads them as
+/// here-documents, with its own rules for `<<-`, quoted delimiters and `$var` expansion.
+fn command(
+    run: &Run,
+    shell: &[String],
+    tmp: &TempDir,
+) -> Result<(Vec<String>, Option<MountSpec>), String> {
+    let cmd = &run.command;
+    if cmd.heredocs.is_empty() {
+        return Ok((config::argv(cmd, shell), None));
+    }
+    if !cmd.shell_form || cmd.args.len() != 1 {
+        return Err("heredocs need the shell form of RUN (not a JSON array)".into());
+    }
+    let line = &cmd.args[0];
+    let single = match cmd.heredocs.as_slice() {
+        [h] => parse_heredoc_word(line.trim()).ok().flatten().map(|_| h),
+        _ => None,
+    };
+    if let Some(h) = single {
+        if h.name.is_empty() || h.name.contains('/') || h.name == "." || h.name == ".." {
+            return Err(format!("heredoc delimiter {:?} cannot name a file", h.name));
+        }
+        let dir = tmp.sub("heredoc")?;
+        let file = dir.join(&h.name);
+        std::fs::write(&file, h.body()).map_err(|e| format!("writing heredoc: {e}"))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| format!("writing heredoc: {e}"))?;
+        let mut argv = shell.to_vec();
+        argv.push(format!("{HEREDOC_DIR}/{}", h.name));
+        let mount = MountSpec::Tree {
+            lowerdirs: vec![dir],
+            upper: None,
+            subpath: String::new(),
+            destination: HEREDOC_DIR.into(),
+        };
+        return Ok((argv, Some(mount)));
+    }
+    let mut script = line.clone();
+    for h in &cmd.heredocs {
+        script.push('\n');
+        script.push_str(&h.content);
+        script.push_str(&h.name);
+    }
+    let mut argv = shell.to_vec();
+    argv.push(script);
+    Ok((argv, None))
 }
 
 /// Removes from the upperdir the mount points the sandbox created (`/etc/hosts`, `/proc`, …):

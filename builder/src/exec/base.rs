@@ -1,0 +1,115 @@
+//! Base images: `FROM <image>`, `COPY --from=<image>` and `RUN --mount from=<image>` resolve
+//! image names here — from the store, or, when the image is missing (or `--pull` asks to
+//! re-resolve tags), from its registry with `strata-registry-client`, as BuildKit does.
+
+use strata_registry_client::{PullOptions, RegistryClient};
+use strata_store::ops::LayerRef;
+use strata_store::{Descriptor, Digest, Image, Reference, Store, StoreError};
+
+use super::{ExecError, ExecOptions, StageState};
+use crate::plan::PlannedStage;
+
+/// Why an image could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum BaseError {
+    /// Not in the store and the pull failed.
+    #[error("image {name} not found locally and could not be pulled from {registry}: {reason}")]
+    NotFound {
+        /// The name as written.
+        name: String,
+        /// The registry host it would come from.
+        registry: String,
+        /// Why the pull failed.
+        reason: String,
+    },
+    /// `--pull` was given and the registry could not be asked.
+    #[error("pulling {name} from {registry} (--pull): {reason}")]
+    Pull {
+        /// The name as written.
+        name: String,
+        /// The registry host.
+        registry: String,
+        /// Why the pull failed.
+        reason: String,
+    },
+    /// The store refused something.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Finds `name` in the store, pulling it from its registry when it is missing there — or always,
+/// when `pull` (`--pull`) asks to re-resolve the tag (an image named by digest is immutable and
+/// is taken from the store when present).
+pub fn resolve_image(store: &Store, name: &str, pull: bool) -> Result<Image, BaseError> {
+    let by_digest = name.contains('@');
+    if !pull || by_digest {
+        match store.image(name) {
+            Ok(i) => return Ok(i),
+            Err(StoreError::ImageNotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let reference = Reference::parse(name)?;
+    let registry = reference.registry_host().to_string();
+    let fail = |reason: String| {
+        if pull && !by_digest {
+            BaseError::Pull {
+                name: name.to_string(),
+                registry: registry.clone(),
+                reason,
+            }
+        } else {
+            BaseError::NotFound {
+                name: name.to_string(),
+                registry: registry.clone(),
+                reason,
+            }
+        }
+    };
+    let client = RegistryClient::from_env().map_err(|e| fail(e.to_string()))?;
+    client
+        .pull(store, &reference, &PullOptions::default())
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// Resolves a stage's base image (pulling it when needed) and returns its state: config, layers
+/// and their unpacked trees, and its manifest digest (the stage's first cache key).
+pub(crate) fn load_base(
+    store: &Store,
+    name: &str,
+    stage: &PlannedStage,
+    options: &ExecOptions,
+) -> Result<(StageState, Digest), ExecError> {
+    let image = resolve_image(store, name, options.pull).map_err(|e| match e {
+        BaseError::Store(e) => ExecError::Store(e),
+        other => ExecError::Step {
+            file: options.dockerfile_name.clone(),
+            line: stage.span.start,
+            instruction: format!("FROM {name}"),
+            reason: other.to_string(),
+        },
+    })?;
+    let lowerdirs = store.unpacked_layers(&image)?;
+    let layers = image
+        .layers()?
+        .iter()
+        .map(
+            |(d, _): &(Descriptor, Digest)| -> Result<LayerRef, StoreError> {
+                Ok(LayerRef {
+                    media_type: d.media_type().to_string(),
+                    digest: Digest::from_oci(d.digest())?,
+                    size: d.size(),
+                })
+            },
+        )
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((
+        StageState {
+            config: image.config.clone(),
+            layers,
+            lowerdirs,
+            cmd_set: false,
+        },
+        image.manifest_digest.clone(),
+    ))
+}

@@ -1,0 +1,318 @@
+//! `RUN --mount`: turns the planned mounts of a step into the runner's [`MountSpec`]s, with the
+//! host-side state they need (cache directories and their locks, throwaway upper directories).
+//!
+//! What each type becomes (BuildKit's semantics, `docs/reference/reference.md` "RUN --mount"):
+//!
+//! * `bind` — a view of the build context, a stage or an image at `target`, read-only unless `rw`;
+//!   with `rw` the writes go to an overlay upper in the step's temp dir and are thrown away, never
+//!   written back. `source` is resolved *inside* the tree by the runner (`RESOLVE_IN_ROOT`), so a
+//!   symlink in the context cannot expose a host path.
+//! * `cache` — a directory persisting across builds in the store (`cache/mounts/<sha256(id)>`),
+//!   `id` defaulting to the target. `sharing=locked` takes an exclusive flock for the whole RUN;
+//!   `private` takes the shared directory only when nobody else uses it and otherwise a separate
+//!   instance (`…-private-<n>`); `shared` (the default) takes no lock.
+//! * `tmpfs` — an empty tmpfs (optionally `size`-limited) that vanishes with the RUN.
+//! * `secret` — the `--secret` file on a private tmpfs at `/run/secrets/<id>` (or `target`),
+//!   and/or its content in an environment variable (`env=`). The content never reaches a layer
+//!   (it lives on a tmpfs outside the overlay), the history (`created_by` carries only the
+//!   canonical `--mount` text: id and target) or a cache key (ditto).
+//! * `ssh` — refused: strata has no SSH agent forwarding.
+//!
+//! Every mount point the sandbox has to create is reported back as a "stub" and removed from the
+//! upperdir before the snapshot (see [`super::run::remove_stubs`]), so no trace of a mount ends up
+//! in the layer — as with BuildKit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+use strata_runner::{MountSpec, OverlayUpper};
+use strata_store::lock::{self, LockGuard, LockMode};
+use strata_store::Store;
+
+use super::run::TempDir;
+use super::{ExecOptions, StageState};
+use crate::dockerfile::mounts::{CacheSharing, Mount, MountType};
+use crate::plan::{SourceRef, Step};
+
+/// How many separate instances a `sharing=private` cache may grow to before a RUN waits.
+const MAX_PRIVATE_INSTANCES: usize = 64;
+
+/// BuildKit's default mode of a secret file.
+const SECRET_MODE: u32 = 0o400;
+
+/// The mounts of one RUN, ready for the runner, and what must live as long as the RUN does.
+#[derive(Default)]
+pub(crate) struct PreparedMounts {
+    /// Mounts in `--mount` order.
+    pub specs: Vec<MountSpec>,
+    /// `KEY=VALUE` entries from `secret,env=KEY`.
+    pub env: Vec<String>,
+    /// Cache locks, released when the RUN is over.
+    _locks: Vec<LockGuard>,
+}
+
+impl std::fmt::Debug for PreparedMounts {
+    /// Never prints `env`: it holds secret values.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedMounts")
+            .field("specs", &self.specs)
+            .field("env", &format_args!("<{} redacted>", self.env.len()))
+            .finish()
+    }
+}
+
+/// Prepares the `--mount`s of `step`. `stages` are the stages built so far (for `from=<stage>`);
+/// `tmp` is the step's temp dir (throwaway uppers go there).
+pub(crate) fn prepare(
+    store: &Store,
+    step: &Step,
+    stages: &BTreeMap<usize, StageState>,
+    options: &ExecOptions,
+    tmp: &TempDir,
+) -> Result<PreparedMounts, String> {
+    let mut out = PreparedMounts::default();
+    for (i, m) in step.mounts.iter().enumerate() {
+        let source = step
+            .mount_sources
+            .get(i)
+            .cloned()
+            .unwrap_or(SourceRef::Context);
+        match m.kind {
+            MountType::Bind => {
+                let target = target_path(m, &step.workdir)?;
+                let lowerdirs = source_tree(store, &source, stages, options, tmp, i)?;
+                let upper = if m.readonly {
+                    None
+                } else {
+                    Some(OverlayUpper {
+                        upperdir: tmp.sub(&format!("mount{i}-upper"))?,
+                        workdir: tmp.sub(&format!("mount{i}-work"))?,
+                    })
+                };
+                out.specs.push(MountSpec::Tree {
+                    lowerdirs,
+                    upper,
+                    subpath: m.source.clone().unwrap_or_default(),
+                    destination: target,
+                });
+            }
+            MountType::Cache => {
+                let target = target_path(m, &step.workdir)?;
+                if m.from.is_some() {
+                    return Err(format!(
+                        "--mount=type=cache,from={}: seeding a cache mount from a stage or image is not supported by strata yet",
+                        m.from.as_deref().unwrap_or_default()
+                    ));
+                }
+                let id = m.id.clone().unwrap_or_else(|| target.clone());
+                let (dir, guard) = cache_dir(store, &id, m)?;
+                out._locks.extend(guard);
+                out.specs.push(MountSpec::Bind {
+                    source: dir,
+                    destination: target,
+                    readonly: m.readonly,
+                });
+            }
+            MountType::Tmpfs => {
+                out.specs.push(MountSpec::BuildTmpfs {
+                    destination: target_path(m, &step.workdir)?,
+                    size: m.size,
+                });
+            }
+            MountType::Secret => secret(m, &step.workdir, options, &mut out)?,
+            MountType::Ssh => {
+                return Err(
+                    "--mount=type=ssh is not supported: no SSH agent forwarding in strata".into(),
+                )
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The absolute mount target: a relative one is taken from the step's WORKDIR, as BuildKit does.
+fn target_path(m: &Mount, workdir: &str) -> Result<String, String> {
+    let t = m
+        .target
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| format!("--mount=type={} requires a target", m.kind))?;
+    Ok(absolute(t, workdir))
+}
+
+fn absolute(t: &str, workdir: &str) -> String {
+    if t.starts_with('/') {
+        t.to_string()
+    } else {
+        let base = if workdir.is_empty() { "/" } else { workdir };
+        format!("{}/{}", base.trim_end_matches('/'), t)
+    }
+}
+
+/// The directories whose union is the source of a bind mount.
+fn source_tree(
+    store: &Store,
+    source: &SourceRef,
+    stages: &BTreeMap<usize, StageState>,
+    options: &ExecOptions,
+    tmp: &TempDir,
+    index: usize,
+) -> Result<Vec<PathBuf>, String> {
+    let dirs = match source {
+        SourceRef::Context => vec![options.context.clone()],
+        SourceRef::Stage(s) => stages
+            .get(s)
+            .ok_or_else(|| format!("internal: stage {s} was not built before its --mount"))?
+            .lowerdirs
+            .clone(),
+        SourceRef::Image(name) => {
+            let image =
+                super::base::resolve_image(store, name, options.pull).map_err(|e| e.to_string())?;
+            store
+                .unpacked_layers(&image)
+                .map_err(|e| format!("--mount from={name}: {e}"))?
+        }
+    };
+    if dirs.is_empty() {
+        // FROM scratch with nothing added: an empty directory.
+        return Ok(vec![tmp.sub(&format!("mount{index}-empty"))?]);
+    }
+    Ok(dirs)
+}
+
+/// The directory of cache mount `id` (created with the mount's mode and owner on first use) and
+/// the lock that goes with its sharing mode.
+fn cache_dir(store: &Store, id: &str, m: &Mount) -> Result<(PathBuf, Option<LockGuard>), String> {
+    let base = store.root().join("cache").join("mounts");
+    std::fs::create_dir_all(&base).map_err(|e| format!("creating {}: {e}", base.display()))?;
+    let name = hex::encode(Sha256::digest(id.as_bytes()));
+    let lock_path = |n: &str| base.join(format!("{n}.lock"));
+    let (dir_name, guard) = match m.sharing.unwrap_or(CacheSharing::Shared) {
+        CacheSharing::Shared => (name.clone(), None),
+        CacheSharing::Locked => {
+            let g = lock::lock(&lock_path(&name), LockMode::Exclusive)
+                .map_err(|e| format!("locking cache mount {id:?}: {e}"))?;
+            (name.clone(), Some(g))
+        }
+        CacheSharing::Private => {
+            let mut found = None;
+            for n in 0..MAX_PRIVATE_INSTANCES {
+                let candidate = if n == 0 {
+                    name.clone()
+                } else {
+                    format!("{name}-private-{n}")
+                };
+                if let Some(g) = lock::try_lock(&lock_path(&candidate), LockMode::Exclusive)
+                    .map_err(|e| format!("locking cache mount {id:?}: {e}"))?
+                {
+                    found = Some((candidate, Some(g)));
+                    break;
+                }
+            }
+            match found {
+                Some(f) => f,
+                None => {
+                    let g = lock::lock(&lock_path(&name), LockMode::Exclusive)
+                        .map_err(|e| format!("locking cache mount {id:?}: {e}"))?;
+                    (name.clone(), Some(g))
+                }
+            }
+        }
+    };
+    let dir = base.join(&dir_name);
+    if !dir.exists() {
+        create_cache_dir(store, &dir, m)
+            .map_err(|e| format!("creating cache mount {id:?}: {e}"))?;
+    }
+    Ok((dir, guard))
+}
+
+/// Creates a cache directory atomically (a concurrent build sees it whole or not at all) with the
+/// mount's `mode` (default 0755), `uid` and `gid` (default 0).
+fn create_cache_dir(store: &Store, dir: &Path, m: &Mount) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = store
+        .temp_path("cache-mount")
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    std::fs::create_dir(&tmp)?;
+    std::fs::set_permissions(
+        &tmp,
+        std::fs::Permissions::from_mode(m.mode.unwrap_or(0o755)),
+    )?;
+    std::os::unix::fs::chown(&tmp, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)))?;
+    match std::fs::rename(&tmp, dir) {
+        Ok(()) => Ok(()),
+        // Another build created it first: use theirs.
+        Err(_) if dir.is_dir() => {
+            let _ = std::fs::remove_dir(&tmp);
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// A secret mount: a file on a private tmpfs and/or an environment variable.
+fn secret(
+    m: &Mount,
+    workdir: &str,
+    options: &ExecOptions,
+    out: &mut PreparedMounts,
+) -> Result<(), String> {
+    let target = m.target.as_deref().filter(|t| !t.is_empty());
+    // BuildKit: `source` is an alias of `id`; without either the id is the target's base name.
+    let id =
+        m.id.clone()
+            .or_else(|| m.source.clone())
+            .or_else(|| target.and_then(|t| t.rsplit('/').next().map(str::to_string)))
+            .or_else(|| m.env.clone())
+            .filter(|s| !s.is_empty())
+            .ok_or("--mount=type=secret needs an id")?;
+    let Some(path) = options.secrets.get(&id) else {
+        if m.required {
+            return Err(format!(
+                "secret {id} not found: pass it with --secret id={id},src=PATH"
+            ));
+        }
+        // BuildKit skips a missing optional secret.
+        return Ok(());
+    };
+    if let Some(var) = &m.env {
+        let content = std::fs::read(path)
+            .map_err(|e| format!("reading secret {id} from {}: {e}", path.display()))?;
+        let value = String::from_utf8(content)
+            .map_err(|_| format!("secret {id} is not UTF-8 text and cannot go in env {var}"))?;
+        out.env.push(format!("{var}={value}"));
+    }
+    if m.env.is_some() && target.is_none() {
+        return Ok(());
+    }
+    let destination = match target {
+        Some(t) => absolute(t, workdir),
+        None => format!("/run/secrets/{id}"),
+    };
+    out.specs.push(MountSpec::Secret {
+        source: path.clone(),
+        destination,
+        mode: m.mode.unwrap_or(SECRET_MODE),
+        uid: m.uid.unwrap_or(0),
+        gid: m.gid.unwrap_or(0),
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_targets_follow_workdir() {
+        assert_eq!(absolute("cache", "/src"), "/src/cache");
+        assert_eq!(absolute("cache", ""), "/cache");
+        assert_eq!(absolute("/abs", "/src"), "/abs");
+        assert_eq!(absolute("x", "/src/"), "/src/x");
+    }
+}

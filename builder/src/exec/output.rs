@@ -1,0 +1,359 @@
+//! `--output` (`-o`): where a finished build goes besides the store, with BuildKit's (docker
+//! buildx's) spelling: `type=oci,dest=F`, `type=docker,dest=F` (archives as `strata save`
+//! writes them; `dest=-` is stdout), `type=local,dest=DIR` (the final root filesystem),
+//! `type=tar,dest=F` (that root filesystem as one tar), `type=registry,name=REF` (pushed) and
+//! `type=image[,name=REF][,push=true]` (tagged in the store, and pushed with `push=true`).
+//! A bare `-o DIR` is `type=local,dest=DIR`, and `-o -` is `type=tar,dest=-`, as with buildx.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use strata_registry_client::{PushOptions, RegistryClient};
+use strata_store::archive::{ArchiveFormat, SaveItem};
+use strata_store::layer::{apply_layer, ApplyMode};
+use strata_store::{Digest, Image, Reference, Store, StoreError};
+
+/// Why an output spec is wrong or an output could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// The spec does not parse.
+    #[error("invalid --output {spec:?}: {reason}")]
+    Spec {
+        /// The spec as given.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Writing an output failed.
+    #[error("--output {what}: {reason}")]
+    Write {
+        /// Which output (`type=oci,dest=out.tar`).
+        what: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Where an archive goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dest {
+    /// `dest=-`: standard output.
+    Stdout,
+    /// A file, created or truncated.
+    File(PathBuf),
+}
+
+/// One parsed `--output`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputSpec {
+    /// `type=oci`: an OCI image layout in a tar.
+    Oci(Dest),
+    /// `type=docker`: a `docker save` archive (named after the `-t` tags or `name=`).
+    Docker {
+        /// Where.
+        dest: Dest,
+        /// `name=` (comma-separated in buildx; here one per `name=` value split on commas).
+        names: Vec<Reference>,
+    },
+    /// `type=local`: the final root filesystem in a directory.
+    Local(PathBuf),
+    /// `type=tar`: the final root filesystem as a tar.
+    Tar(Dest),
+    /// `type=image` / `type=registry`: tag in the store under `names`, push when `push`.
+    Image {
+        /// Names (the `-t` tags when empty).
+        names: Vec<Reference>,
+        /// Push to the registries the names point at.
+        push: bool,
+    },
+}
+
+impl OutputSpec {
+    /// Parses one `--output` value.
+    pub fn parse(spec: &str) -> Result<OutputSpec, OutputError> {
+        let bad = |reason: &str| OutputError::Spec {
+            spec: spec.to_string(),
+            reason: reason.to_string(),
+        };
+        if !spec.contains('=') {
+            // buildx: `-o DIR` is a local export, `-o -` a tar on stdout.
+            return Ok(if spec == "-" {
+                OutputSpec::Tar(Dest::Stdout)
+            } else if spec.is_empty() {
+                return Err(bad("empty"));
+            } else {
+                OutputSpec::Local(PathBuf::from(spec))
+            });
+        }
+        let mut kind = None;
+        let mut dest = None;
+        let mut names = Vec::new();
+        let mut push = None;
+        // `name=a,b` lists several names in buildx; a key without `=` continues the names.
+        let mut last_key = String::new();
+        for part in spec.split(',') {
+            let (k, v) = match part.split_once('=') {
+                Some((k, v)) => (k.trim().to_ascii_lowercase(), v.trim().to_string()),
+                None if last_key == "name" => ("name".to_string(), part.trim().to_string()),
+                None => return Err(bad(&format!("expected key=value, got {part:?}"))),
+            };
+            match k.as_str() {
+                "type" => kind = Some(v),
+                "dest" => dest = Some(v),
+                "name" => {
+                    let r = Reference::parse(&v).map_err(|e| bad(&format!("name={v}: {e}")))?;
+                    names.push(r);
+                }
+                "push" => {
+                    push = Some(match v.as_str() {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => return Err(bad(&format!("push={v}: expected true or false"))),
+                    })
+                }
+                // Accepted and meaningless here (one platform, our own compression flag).
+                "compression" | "compression-level" | "force-compression" | "oci-mediatypes"
+                | "platform-split" | "annotation" | "store" | "unpack" => {}
+                _ => return Err(bad(&format!("unknown key {k:?}"))),
+            }
+            last_key = k;
+        }
+        let kind = kind.ok_or_else(|| bad("type= is missing"))?;
+        let need_dest = |dest: Option<String>| -> Result<Dest, OutputError> {
+            match dest.as_deref() {
+                None | Some("") => Err(bad("dest= is missing")),
+                Some("-") => Ok(Dest::Stdout),
+                Some(d) => Ok(Dest::File(PathBuf::from(d))),
+            }
+        };
+        Ok(match kind.as_str() {
+            "oci" => OutputSpec::Oci(need_dest(dest)?),
+            "docker" => OutputSpec::Docker {
+                dest: need_dest(dest)?,
+                names,
+            },
+            "tar" => OutputSpec::Tar(need_dest(dest)?),
+            "local" => match need_dest(dest)? {
+                Dest::File(d) => OutputSpec::Local(d),
+                Dest::Stdout => return Err(bad("type=local needs a directory, not -")),
+            },
+            "image" => OutputSpec::Image {
+                names,
+                push: push.unwrap_or(false),
+            },
+            "registry" => OutputSpec::Image {
+                names,
+                push: push.unwrap_or(true),
+            },
+            other => {
+                return Err(bad(&format!(
+                    "unknown type {other:?} (use oci, docker, local, tar, image or registry)"
+                )))
+            }
+        })
+    }
+
+    /// How the output is named in progress lines and errors.
+    pub fn describe(&self) -> String {
+        let dest = |d: &Dest| match d {
+            Dest::Stdout => "-".to_string(),
+            Dest::File(p) => p.display().to_string(),
+        };
+        match self {
+            OutputSpec::Oci(d) => format!("type=oci,dest={}", dest(d)),
+            OutputSpec::Docker { dest: d, .. } => format!("type=docker,dest={}", dest(d)),
+            OutputSpec::Local(p) => format!("type=local,dest={}", p.display()),
+            OutputSpec::Tar(d) => format!("type=tar,dest={}", dest(d)),
+            OutputSpec::Image { push: true, .. } => "type=registry".into(),
+            OutputSpec::Image { push: false, .. } => "type=image".into(),
+        }
+    }
+
+    /// True when the output writes to standard output (at most one may).
+    pub fn to_stdout(&self) -> bool {
+        matches!(
+            self,
+            OutputSpec::Oci(Dest::Stdout)
+                | OutputSpec::Docker {
+                    dest: Dest::Stdout,
+                    ..
+                }
+                | OutputSpec::Tar(Dest::Stdout)
+        )
+    }
+}
+
+/// Writes `image` (already in `store`) to one output. `tags` are the build's `-t` names, used when
+/// the output names none. Returns lines for the progress view.
+pub fn write_output(
+    store: &Store,
+    image: &Image,
+    tags: &[Reference],
+    output: &OutputSpec,
+) -> Result<Vec<String>, OutputError> {
+    let what = output.describe();
+    let fail = |reason: String| OutputError::Write {
+        what: what.clone(),
+        reason,
+    };
+    let mut lines = Vec::new();
+    match output {
+        OutputSpec::Oci(dest) | OutputSpec::Docker { dest, .. } => {
+            let (format, names) = match output {
+                OutputSpec::Docker { names, .. } if !names.is_empty() => {
+                    (ArchiveFormat::Docker, names.clone())
+                }
+                OutputSpec::Docker { .. } => (ArchiveFormat::Docker, tags.to_vec()),
+                _ => (ArchiveFormat::Oci, tags.to_vec()),
+            };
+            let items = [SaveItem {
+                image: image.clone(),
+                names,
+            }];
+            with_dest(dest, |w| {
+                store
+                    .save(&items, format, w, &what)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(fail)?;
+            lines.push(format!("exporting to {what}"));
+        }
+        OutputSpec::Tar(dest) => {
+            with_dest(dest, |w| {
+                store
+                    .export_rootfs(image, w)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(fail)?;
+            lines.push(format!("exporting the root filesystem to {what}"));
+        }
+        OutputSpec::Local(dir) => {
+            export_local(store, image, dir).map_err(|e| fail(e.to_string()))?;
+            lines.push(format!("copying files to {}", dir.display()));
+        }
+        OutputSpec::Image { names, push } => {
+            let names = if names.is_empty() { tags } else { names };
+            if names.is_empty() {
+                return Err(fail("no name: add name=REF or -t NAME".into()));
+            }
+            for n in names {
+                store
+                    .tag(n, &image.descriptor())
+                    .map_err(|e| fail(e.to_string()))?;
+                lines.push(format!("naming to {}", n.familiar()));
+            }
+            if *push {
+                let client = RegistryClient::from_env().map_err(|e| fail(e.to_string()))?;
+                for n in names {
+                    client
+                        .push(store, image, n, &PushOptions::default())
+                        .map_err(|e| fail(format!("pushing {}: {e}", n.familiar())))?;
+                    lines.push(format!("pushing {} done", n.familiar()));
+                }
+            }
+        }
+    }
+    Ok(lines)
+}
+
+/// Runs `write` on a buffered file (created next to `dest` and renamed into place once complete,
+/// so a failure leaves no half-written archive) or on standard output.
+fn with_dest(
+    dest: &Dest,
+    write: impl FnOnce(&mut dyn Write) -> Result<(), String>,
+) -> Result<(), String> {
+    match dest {
+        Dest::Stdout => {
+            let stdout = std::io::stdout();
+            let mut lock = BufWriter::new(stdout.lock());
+            write(&mut lock)?;
+            lock.flush().map_err(|e| format!("writing to stdout: {e}"))
+        }
+        Dest::File(path) => {
+            let tmp = partial_path(path);
+            let result = (|| {
+                let f =
+                    File::create(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+                let mut w = BufWriter::new(f);
+                write(&mut w)?;
+                let f = w
+                    .into_inner()
+                    .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+                f.sync_all()
+                    .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+                std::fs::rename(&tmp, path)
+                    .map_err(|e| format!("renaming to {}: {e}", path.display()))
+            })();
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result
+        }
+    }
+}
+
+fn partial_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "output".into());
+    path.with_file_name(format!(".{name}.partial-{}", std::process::id()))
+}
+
+/// Applies the image's layers, in order, onto `dir` (created when missing): the final root
+/// filesystem with whiteouts resolved — BuildKit's local exporter. Entries are written
+/// fd-relative under `dir` (a symlink in a layer can never make it write outside).
+fn export_local(store: &Store, image: &Image, dir: &Path) -> Result<(), StoreError> {
+    std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    for (desc, _) in image.layers()? {
+        let d = Digest::from_oci(desc.digest())?;
+        let r = strata_store::open_layer_tar(store, &desc)?;
+        apply_layer(r, dir, ApplyMode::Flatten, &d.to_string())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_buildx_specs() {
+        assert_eq!(
+            OutputSpec::parse("type=oci,dest=out.tar").unwrap(),
+            OutputSpec::Oci(Dest::File("out.tar".into()))
+        );
+        assert_eq!(
+            OutputSpec::parse("type=tar,dest=-").unwrap(),
+            OutputSpec::Tar(Dest::Stdout)
+        );
+        assert_eq!(
+            OutputSpec::parse("out").unwrap(),
+            OutputSpec::Local("out".into())
+        );
+        match OutputSpec::parse("type=registry,name=127.0.0.1:5000/a:1,127.0.0.1:5000/a:2").unwrap()
+        {
+            OutputSpec::Image { names, push } => {
+                assert!(push);
+                assert_eq!(names.len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        match OutputSpec::parse("type=image,name=x:1").unwrap() {
+            OutputSpec::Image { push, .. } => assert!(!push),
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            "type=oci",
+            "type=nope,dest=x",
+            "type=local,dest=-",
+            "dest=x",
+            "type=oci,dest=x,bogus=1",
+        ] {
+            assert!(OutputSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! End-to-end tests of RUN heredocs and `RUN --mount` (bind, cache, tmpfs, secret, ssh) through
+//! the `strata` binary, on the busybox image made by `testdata/make-busybox.sh`, in the real
+//! sandbox. What the image holds is checked in the layer blobs themselves.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn strata() -> &'static str {
+    env!("CARGO_BIN_EXE_strata")
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A temp dir holding a store with busybox:latest in it.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Env { dir };
+        let out = Command::new(repo().join("testdata/make-busybox.sh"))
+            .env("STRATA", strata())
+            .env("STRATA_ROOT", env.root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "make-busybox failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        env
+    }
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(strata())
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+    fn ok(&self, args: &[&str]) -> Output {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "strata {args:?} failed:\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    }
+    /// Builds `dockerfile` in a fresh context holding `files`, tagged `tag`, with extra flags.
+    fn build(&self, tag: &str, dockerfile: &str, files: &[(&str, &str)], extra: &[&str]) -> Output {
+        let ctx = self.context(tag, dockerfile, files);
+        let mut args = vec!["build", "--progress", "plain", "-t", tag];
+        args.extend_from_slice(extra);
+        args.push(ctx.to_str().unwrap());
+        self.run(&args)
+    }
+    fn context(&self, tag: &str, dockerfile: &str, files: &[(&str, &str)]) -> PathBuf {
+        let ctx = self.path(&format!("ctx-{}", tag.replace(':', "-")));
+        write(&ctx.join("Dockerfile"), dockerfile);
+        for (p, c) in files {
+            write(&ctx.join(p), c);
+        }
+        ctx
+    }
+    fn inspect(&self, name: &str) -> serde_json::Value {
+        let o = self.ok(&["inspect", name]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v[0].clone()
+    }
+    /// The image's flattened root filesystem, extracted.
+    fn export(&self, name: &str) -> PathBuf {
+        let dir_name = format!("rootfs-{}", name.replace(':', "-"));
+        let tarball = self.path(&format!("{dir_name}.tar"));
+        self.ok(&["export", name, "-o", tarball.to_str().unwrap()]);
+        let dir = self.path(&dir_name);
+        fs::create_dir(&dir).unwrap();
+        tool(
+            "tar",
+            &[
+                "--numeric-owner",
+                "-xpf",
+                tarball.to_str().unwrap(),
+                "-C",
+                dir.to_str().unwrap(),
+            ],
+        );
+        dir
+    }
+    /// Entry names of the image's layers above busybox's (decompressed layer tars).
+    fn new_layer_entries(&self, image: &serde_json::Value) -> Vec<String> {
+        let mut out = Vec::new();
+        for l in image["Manifest"]["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .skip(1)
+        {
+            let blob = self.blob(l["digest"].as_str().unwrap());
+            let o = tool("tar", &["-tzf", blob.to_str().unwrap()]);
+            out.extend(
+                String::from_utf8(o.stdout)
+                    .unwrap()
+                    .lines()
+                    .map(|l| l.trim_start_matches("./").trim_end_matches('/').to_string()),
+            );
+        }
+        out
+    }
+    fn blob(&self, digest: &str) -> PathBuf {
+        self.root()
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    }
+}
+
+fn tool(cmd: &str, args: &[&str]) -> Output {
+    let o = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd} must be installed: {e}"));
+    assert!(
+        o.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn write(p: &Path, content: &str) {
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, content).unwrap();
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn read(root: &Path, p: &str) -> String {
+    fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+#[test]
+fn run_heredocs_follow_buildkit() {
+    let env = Env::new();
+    // 1. The whole command is one heredoc: the body is a script run by the shell (variables
+    //    expanded at run time by the shell, from the environment).
+    // 2. `<<-` strips leading tabs; a quoted delimiter keeps `$NAME` literal for the shell.
+    // 3. The heredoc is a command's stdin (`cat <<EOF > file`).
+    // 4. Several heredocs on one line.
+    // 5. A `#!` line picks the interpreter of a single-heredoc script.
+    let df = "FROM busybox:latest\n\
+ENV NAME=world\n\
+RUN <<EOF\n\
+echo \"hello $NAME\" > /one\n\
+mkdir -p /d && echo second >> /one\n\
+EOF\n\
+RUN <<-EOT sh\n\
+\techo tabs > /two\n\
+\tEOT\n\
+RUN cat <<'EOF' > /three\n\
+keep $NAME\n\
+EOF\n\
+RUN cat <<A > /four && cat <<B >> /four\n\
+first $NAME\n\
+A\n\
+second\n\
+B\n\
+RUN <<EOF\n\
+#!/usr/bin/awk -f\n\
+BEGIN { print \"from awk\" > \"/five\" }\n\
+EOF\n";
+    let o = env.build("heredoc:1", df, &[], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let root = env.export("heredoc:1");
+    assert_eq!(read(&root, "one"), "hello world\nsecond\n");
+    assert_eq!(read(&root, "two"), "tabs\n");
+    assert_eq!(read(&root, "three"), "keep $NAME\n");
+    assert_eq!(read(&root, "four"), "first world\nsecond\n");
+    assert_eq!(read(&root, "five"), "from awk\n");
+    // The script's mount point never reaches a layer.
+    let entries = env.new_layer_entries(&env.inspect("heredoc:1"));
+    assert!(!entries.iter().any(|e| e.starts_with("dev")), "{entries:?}");
+}
+
+#[test]
+fn cache_mount_persists_across_builds_and_stays_out_of_the_image() {
+    let env = Env::new();
+    let df = "FROM busybox:latest\n\
+RUN --mount=type=cache,target=/var/cache/app,id=appcache \\\n\
+    echo run >> /var/cache/app/log && cp /var/cache/app/log /seen\n";
+    let o = env.build("cache:1", df, &[], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read(&env.export("cache:1"), "seen"), "run\n");
+    // A second build (a different image: the extra ARG changes nothing else) sees the first
+    // build's content in the cache.
+    let df2 = format!("{df}# second\n")
+        .replace("FROM busybox:latest\n", "FROM busybox:latest\nARG X=2\n");
+    let o = env.build("cache:2", &df2, &[], &["--no-cache"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let root = env.export("cache:2");
+    assert_eq!(read(&root, "seen"), "run\nrun\n");
+    // The cache lives in the store, never in a layer; the mount point the sandbox made is gone.
+    let entries = env.new_layer_entries(&env.inspect("cache:2"));
+    assert!(entries.iter().any(|e| e == "seen"), "{entries:?}");
+    assert!(!entries.iter().any(|e| e.starts_with("var")), "{entries:?}");
+    assert!(!root.join("var/cache/app").exists());
+    let mounts = env.root().join("cache/mounts");
+    let dirs: Vec<_> = fs::read_dir(&mounts)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "one cache dir for id=appcache");
+    assert_eq!(read(&dirs[0].path(), "log"), "run\nrun\n");
+}
+
+#[test]
+fn cache_mount_locked_and_private_sharing_and_owner() {
+    let env = Env::new();
+    let df = "FROM busybox:latest\n\
+RUN --mount=type=cache,target=/c,sharing=locked,uid=65534,gid=65534,mode=0700 \\\n\
+    stat -c '%u:%g:%a' /c > /owner && touch /c/x\n\
+RUN --mount=type=cache,target=/c,sharing=private ls /c > /private\n";
+    let o = env.build("cachelock:1", df, &[], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let root = env.export("cachelock:1");
+    assert_eq!(read(&root, "owner"), "65534:65534:700\n");
+    // Nobody else uses the cache: private gets the shared instance.
+    assert_eq!(read(&root, "private"), "x\n");
+}
+
+#[test]
+fn bind_mounts_from_context_and_stage_are_read_only_views() {
+    let env = Env::new();
+    let outside = env.path("outside-secret");
+    write(&outside, "host file\n");
+    let df = "FROM busybox:latest AS stage\n\
+RUN mkdir /out && echo built > /out/artifact\n\
+FROM busybox:latest\n\
+WORKDIR /src\n\
+RUN --mount=type=bind,source=data,target=data cat data/a.txt > /from-context \\\n\
+    && if touch data/new 2>/dev/null; then echo writable > /ro; else echo read-only > /ro; fi\n\
+RUN --mount=type=bind,from=stage,source=/out,target=/mnt cat /mnt/artifact > /from-stage\n\
+RUN --mount=type=bind,source=data,target=/w,rw echo scratch > /w/a.txt && cat /w/a.txt > /rw\n\
+RUN --mount=type=bind,source=inner,target=/l cat /l > /via-link\n";
+    let ctx = env.context("bind:1", df, &[("data/a.txt", "alpha\n")]);
+    // A symlink that stays inside the context is followed.
+    std::os::unix::fs::symlink("data/a.txt", ctx.join("inner")).unwrap();
+    let o = env.ok(&[
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "bind:1",
+        ctx.to_str().unwrap(),
+    ]);
+    drop(o);
+    let root = env.export("bind:1");
+    assert_eq!(read(&root, "from-context"), "alpha\n");
+    assert_eq!(read(&root, "ro"), "read-only\n");
+    assert_eq!(read(&root, "from-stage"), "built\n");
+    assert_eq!(read(&root, "rw"), "scratch\n");
+    assert_eq!(read(&root, "via-link"), "alpha\n");
+    // rw writes are thrown away: the context is untouched.
+    assert_eq!(read(&ctx, "data/a.txt"), "alpha\n");
+    assert!(!ctx.join("data/new").exists());
+    // No mount point in a layer: /src/data, /mnt, /w and /l were created for the mounts only.
+    let entries = env.new_layer_entries(&env.inspect("bind:1"));
+    for gone in ["src/data", "mnt", "w", "l"] {
+        assert!(!entries.iter().any(|e| e == gone), "{gone} in {entries:?}");
+    }
+    assert!(!root.join("mnt").exists() && !root.join("w").exists());
+
+    // A symlink in the context pointing outside it resolves inside the context root: the host
+    // file is never shown; the source is simply not found there.
+    let escape = env.path("ctx-escape");
+    write(
+        &escape.join("Dockerfile"),
+        "FROM busybox:latest\nRUN --mount=type=bind,source=link,target=/l cat /l\n",
+    );
+    std::os::unix::fs::symlink(&outside, escape.join("link")).unwrap();
+    let o = env.run(&["build", "--progress", "plain", escape.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(!e.contains("host file"), "{e}");
+    assert!(
+        e.contains("mount source \"link\"") && e.contains("Dockerfile:2"),
+        "{e}"
+    );
+}
+
+#[test]
+fn tmpfs_mount_is_empty_and_leaves_nothing() {
+    let env = Env::new();
+    let df = "FROM busybox:latest\n\
+RUN mkdir -p /scratch && echo base > /scratch/base\n\
+RUN --mount=type=tmpfs,target=/scratch,size=1048576 \\\n\
+    ls -A /scratch > /listing && echo tmp > /scratch/new && df -k /scratch | tail -n 1 > /df\n";
+    let o = env.build("tmpfs:1", df, &[], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let root = env.export("tmpfs:1");
+    assert_eq!(
+        read(&root, "listing"),
+        "",
+        "the tmpfs hides /scratch's content"
+    );
+    assert!(
+        read(&root, "df").contains(" 1024 "),
+        "{}",
+        read(&root, "df")
+    );
+    assert_eq!(read(&root, "scratch/base"), "base\n");
+    assert!(!root.join("scratch/new").exists());
+}
+
+#[test]
+fn secret_is_readable_in_run_and_nowhere_in_the_image() {
+    let env = Env::new();
+    let token = "s3cr3t-T0KEN-4f9a2c";
+    let secret = env.path("token.txt");
+    write(&secret, token);
+    let df = "FROM busybox:latest\n\
+RUN --mount=type=secret,id=tok sha256sum < /run/secrets/tok > /file-sum \\\n\
+    && stat -c '%a %u' /run/secrets/tok > /mode\n\
+RUN --mount=type=secret,id=tok,env=TOKEN,target=/etc/tok,mode=0440,uid=65534 \\\n\
+    printf %s \"$TOKEN\" | sha256sum > /env-sum && stat -c '%a %u' /etc/tok > /mode2\n\
+RUN --mount=type=secret,id=absent echo optional-missing-is-fine > /optional\n";
+    let src = format!("id=tok,src={}", secret.display());
+    let o = env.build("secret:1", df, &[], &["--secret", &src]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let root = env.export("secret:1");
+    // The secret's sha256 as sha256sum prints it (the token itself is in no Dockerfile line).
+    let sum = tool("sha256sum", &[secret.to_str().unwrap()]);
+    let sum = String::from_utf8(sum.stdout).unwrap();
+    let sum = sum.split_whitespace().next().unwrap();
+    assert_eq!(read(&root, "file-sum"), format!("{sum}  -\n"));
+    assert_eq!(read(&root, "env-sum"), format!("{sum}  -\n"));
+    assert_eq!(read(&root, "mode"), "400 0\n");
+    assert_eq!(read(&root, "mode2"), "440 65534\n");
+    assert_eq!(read(&root, "optional"), "optional-missing-is-fine\n");
+    assert!(!root.join("run/secrets").exists());
+    assert!(!root.join("etc/tok").exists());
+    // Not in any blob (layers decompressed, config with history, manifest).
+    let img = env.inspect("secret:1");
+    let mut blobs = vec![img["Manifest"]["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()];
+    for l in img["Manifest"]["layers"].as_array().unwrap() {
+        blobs.push(l["digest"].as_str().unwrap().to_string());
+    }
+    for d in blobs {
+        let raw = fs::read(env.blob(&d)).unwrap();
+        let plain = if raw.starts_with(&[0x1f, 0x8b]) {
+            tool("gzip", &["-dc", env.blob(&d).to_str().unwrap()]).stdout
+        } else {
+            raw
+        };
+        assert!(
+            !plain.windows(token.len()).any(|w| w == token.as_bytes()),
+            "secret found in blob {d}"
+        );
+    }
+    // Nor anywhere else in the store (cache, unpacked layers, temp files).
+    let grep = Command::new("grep")
+        .args(["-r", "-l", token])
+        .arg(env.root())
+        .output()
+        .unwrap();
+    assert!(
+        grep.stdout.is_empty(),
+        "secret in the store: {}",
+        String::from_utf8_lossy(&grep.stdout)
+    );
+    // A required secret that was not given fails with a clear message.
+    let df = "FROM busybox:latest\nRUN --mount=type=secret,id=nope,required true\n";
+    let o = env.build("secret:2", df, &[], &[]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("secret nope not found"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn ssh_mount_is_refused_clearly() {
+    let env = Env::new();
+    let df = "FROM busybox:latest\nRUN --mount=type=ssh true\n";
+    let o = env.build("ssh:1", df, &[], &[]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("no SSH agent forwarding"), "{e}");
+    assert!(e.contains("Dockerfile:2"), "{e}");
+}
