@@ -13,12 +13,15 @@
 //! This is the first vertical slice of issue 4: stages run one after another in
 //! [`BuildGraph::waves`] order, there is no build cache yet, and ADD handles local files only.
 
+pub mod add;
 pub mod config;
 pub mod copy;
+pub mod fetch;
 pub mod ignore;
 pub mod lower;
 pub mod progress;
 pub mod run;
+pub mod select;
 pub mod snapshot;
 
 use std::collections::BTreeMap;
@@ -201,13 +204,15 @@ pub fn execute(
                             SourceRef::Stage(s) => {
                                 Some(built.get(s).ok_or(ExecError::MissingStage(*s))?)
                             }
-                            SourceRef::Image(name) => {
-                                return Err(fail(format!(
-                                    "--from={name}: copying from an image that is not a stage is not supported yet"
-                                )))
-                            }
+                            SourceRef::Image(_) => None,
                         };
-                        copy::copy_step(store, &state, step, from, options).map_err(fail)?
+                        match &step.copy_source {
+                            SourceRef::Image(name) => {
+                                copy::copy_from_image(store, &state, step, name, options)
+                            }
+                            _ => copy::copy_step(store, &state, step, from, options),
+                        }
+                        .map_err(fail)?
                     }
                     other => config::apply_metadata(&mut state, store, other, step, options)
                         .map_err(fail)?,
