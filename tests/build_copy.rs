@@ -192,6 +192,7 @@ fn copy_rules_match_docker() {
     env.file("home.md", "md\n");
     env.file("homework.txt", "txt\n");
     env.file(".dockerignore", "**/*.log\ndir/secret\n");
+
     env.build_ok(
         "rules:1",
         r#"FROM busybox:latest
@@ -263,11 +264,28 @@ COPY --link --chmod=755 two.txt /tmp/linked/
 }
 
 #[test]
-fn hardlinks_are_link_entries_in_the_layer() {
+fn hardlinks_and_directory_metadata() {
     let env = Env::new();
     env.file("d/a", "same\n");
     fs::hard_link(env.ctx().join("d/a"), env.ctx().join("d/b")).unwrap();
-    env.build_ok("links:1", "FROM busybox:latest\nCOPY d /d/\n");
+    env.file("one.txt", "one\n");
+    env.file("over/tmp/in-tmp", "t\n");
+    fs::set_permissions(
+        env.ctx().join("over/tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    env.build_ok(
+        "links:1",
+        "FROM busybox:latest\nCOPY one.txt /root/\nCOPY over/ /\nCOPY d /d/\n",
+    );
+    // The destination keeps the image's metadata (/root stays 0700); a directory copied below
+    // the destination takes the source's (fsutil's copy; buildah agrees): /tmp 1777 → 0700.
+    let root = env.export("links:1");
+    assert_eq!(mode(&root.join("root")), 0o700);
+    assert_eq!(read(&root.join("root/one.txt")), "one\n");
+    assert_eq!(mode(&root.join("tmp")), 0o700, "COPY over/ / re-modes /tmp");
+    assert_eq!(read(&root.join("tmp/in-tmp")), "t\n");
     let listing = env.last_layer_listing("links:1");
     let b = listing
         .lines()

@@ -14,8 +14,9 @@
 //!   several sources need such a directory destination;
 //! * a relative destination is relative to WORKDIR; missing parents — and the destination
 //!   directory itself — are created 0755, owned by `--chown`'s owner or root (BuildKit's
-//!   `MkdirAll(dest, 0755, chown)`; buildah does the same); directories the image already has
-//!   keep their metadata;
+//!   `MkdirAll(dest, 0755, chown)`; buildah does the same); the destination and its parents
+//!   keep the image's metadata when the image has them, while directories copied *below* the
+//!   destination take the source's (fsutil overwrites target metadata under the copy root);
 //! * `--chown` takes numbers or names from the image's `/etc/passwd` and `/etc/group` (default:
 //!   root for the context, heredocs and URLs, the source's owner for `--from`); `--chmod`
 //!   applies to every copied entry;
@@ -376,17 +377,9 @@ impl Stager<'_> {
             if exists {
                 return Ok(());
             }
-            if lower::lookup(self.lowerdirs, target).is_some_and(|f| f.is_dir()) {
-                // A directory the image has keeps its metadata (fsutil's copy never
-                // overwrites an existing directory's metadata).
-                return stage_dir(
-                    &dst,
-                    self.lowerdirs,
-                    target,
-                    self.dir_owner,
-                    &mut self.fixups,
-                );
-            }
+            // Below the destination, a directory the image has too gets the source's
+            // metadata (fsutil's copy overwrites target metadata for everything under the
+            // copy root; buildah agrees): only the destination directory keeps the image's.
             std::fs::create_dir(&dst).map_err(|e| format!("creating {}: {e}", dst.display()))?;
             let mut meta = *st;
             meta.st_uid = uid;

@@ -108,9 +108,11 @@ pub(crate) fn fetch(url: &str, dir: &Path, checksum: Option<&str>) -> Result<Fet
             Some(("sha256", hex)) if hex.len() == 64 => {
                 Some(format!("sha256:{}", hex.to_ascii_lowercase()))
             }
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "ADD {url}: unsupported --checksum={c}: only sha256:<64 hex digits> is supported"
-            )),
+            ))
+            }
         },
     };
     let config = ureq::Agent::config_builder()
