@@ -29,10 +29,10 @@
 //! * heredoc files are mode 0644 (BuildKit's `Mkfile(path, 0644)`), URL downloads 0600 with the
 //!   `Last-Modified` mtime; both owned by root unless `--chown`.
 
-use std::collections::HashMap;
-use std::ffi::{CString, OsStr};
+use std::ffi::CString;
 use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use strata_store::layer::{write_layer_blob, LayerInfo, TarOptions, TreeFormat};
@@ -40,6 +40,7 @@ use strata_store::safe::{self, Root};
 use strata_store::{Store, StoreError};
 
 use super::add;
+use super::emit::{self, Content, FileData, Node, Tree};
 use super::fetch;
 use super::lower;
 use super::run::TempDir;
@@ -308,19 +309,17 @@ pub(crate) fn image_layers(store: &Store, image: &str) -> Result<Vec<PathBuf>, S
         .map_err(|e| format!("--from={image}: unpacking its layers: {e}"))
 }
 
-/// The staging tree of one COPY and what is placed in it.
+/// The planned layer of one COPY and what is placed in it.
 struct Stager<'a> {
     src: &'a CopySource,
-    tree: PathBuf,
+    tree: Tree,
     /// The parent image's layers (empty with `--link`).
     lowerdirs: &'a [PathBuf],
     attrs: Attrs,
     /// Owner of directories this COPY creates.
     dir_owner: (u32, u32),
-    /// Directories whose metadata is set last (deepest last, applied in reverse).
-    fixups: Vec<(PathBuf, libc::stat)>,
-    /// (dev, ino) of multiply-linked files already staged → their staged path.
-    links: HashMap<(u64, u64), PathBuf>,
+    /// The step's time: mtime of what has none of its own (created directories, heredocs).
+    now: i64,
 }
 
 impl Stager<'_> {
@@ -332,35 +331,64 @@ impl Stager<'_> {
         })
     }
 
-    /// Makes sure `target`'s parents are staged directories and nothing but a directory is
-    /// staged at `target`; returns its staged path and whether a directory is already there.
-    fn prepare(&mut self, target: &[String]) -> Result<(PathBuf, bool), String> {
-        stage_parents(
-            &self.tree,
-            self.lowerdirs,
-            target,
-            self.dir_owner,
-            &mut self.fixups,
-        )?;
-        let dst = lower::join(&self.tree, target);
-        let is_dir = clear_for(&dst)?;
-        Ok((dst, is_dir))
+    /// The entry for directory `comps` when this COPY has to list it: the image's metadata
+    /// when the image has that directory, else 0755 owned by `dir_owner` (BuildKit's
+    /// `MkdirAll(dest, 0755, chown)`).
+    fn image_dir(&self, comps: &[String]) -> Result<Node, String> {
+        match lower::lookup(self.lowerdirs, comps) {
+            Some(f) if f.is_dir() => Ok(Node {
+                content: Content::Dir,
+                uid: f.stat.st_uid,
+                gid: f.stat.st_gid,
+                mode: f.stat.st_mode & 0o7777,
+                mtime: f.stat.st_mtime,
+                link: None,
+            }),
+            Some(_) => Err(format!(
+                "cannot copy to {}: it is not a directory in the image",
+                lower::display(comps)
+            )),
+            None => Ok(Node {
+                content: Content::Dir,
+                uid: self.dir_owner.0,
+                gid: self.dir_owner.1,
+                mode: 0o755,
+                mtime: self.now,
+                link: None,
+            }),
+        }
     }
 
-    /// Stages the directory `target` itself (image metadata if the image has it, else created
-    /// 0755 for this COPY).
-    fn ensure_dir(&mut self, target: &[String]) -> Result<PathBuf, String> {
-        let (dst, exists) = self.prepare(target)?;
-        if !target.is_empty() && !exists {
-            stage_dir(
-                &dst,
-                self.lowerdirs,
-                target,
-                self.dir_owner,
-                &mut self.fixups,
-            )?;
+    /// Makes sure `target`'s parents are directories of the layer and nothing but a directory
+    /// is at `target`; returns whether a directory is already there.
+    fn prepare(&mut self, target: &[String]) -> Result<bool, String> {
+        for n in 1..target.len() {
+            if self.tree.get(&target[..n]).is_some_and(Node::is_dir) {
+                continue;
+            }
+            // Missing, or a non-directory an earlier source put there: a directory now.
+            let node = self.image_dir(&target[..n])?;
+            self.tree.insert(target[..n].to_vec(), node);
         }
-        Ok(dst)
+        match self.tree.get(target) {
+            Some(n) if n.is_dir() => Ok(true),
+            Some(_) => {
+                self.tree.remove(target);
+                Ok(false)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Lists the directory `target` itself (image metadata if the image has it, else created
+    /// 0755 for this COPY).
+    fn ensure_dir(&mut self, target: &[String]) -> Result<(), String> {
+        if target.is_empty() || self.prepare(target)? {
+            return Ok(());
+        }
+        let node = self.image_dir(target)?;
+        self.tree.insert(target.to_vec(), node);
+        Ok(())
     }
 
     /// Places one selected entry at `target` (components below the layer root).
@@ -368,141 +396,169 @@ impl Stager<'_> {
         let st = &e.stat;
         let (uid, gid) = self.owner_of(st);
         let perm = st.st_mode & 0o7777;
-        if kind(st) == libc::S_IFDIR {
-            if target.is_empty() {
-                // The layer root: a directory copied to `/` adds only its contents.
-                return Ok(());
-            }
-            let (dst, exists) = self.prepare(target)?;
-            if exists {
-                return Ok(());
-            }
-            // Below the destination, a directory the image has too gets the source's
-            // metadata (fsutil's copy overwrites target metadata for everything under the
-            // copy root; buildah agrees): only the destination directory keeps the image's.
-            std::fs::create_dir(&dst).map_err(|e| format!("creating {}: {e}", dst.display()))?;
-            let mut meta = *st;
-            meta.st_uid = uid;
-            meta.st_gid = gid;
-            meta.st_mode = libc::S_IFDIR | self.attrs.chmod.unwrap_or(perm);
-            self.fixups.push((dst, meta));
-            return Ok(());
-        }
-        if target.is_empty() {
-            return Err(format!(
-                "cannot copy {} onto /: the destination must be a directory",
-                lower::display(&e.src)
-            ));
-        }
-        let (dst, exists) = self.prepare(target)?;
-        if exists {
-            return Err(format!(
-                "cannot copy {} to {}: a directory is in the way",
-                lower::display(&e.src),
-                lower::display(target)
-            ));
-        }
-        // A file whose inode was staged already (same selection) becomes a hardlink to it.
-        let key = (st.st_dev, st.st_ino);
-        if st.st_nlink > 1 && kind(st) != libc::S_IFDIR {
-            if let Some(first) = self.links.get(&key) {
-                return std::fs::hard_link(first, &dst).map_err(|err| {
-                    format!("linking {} to {}: {err}", dst.display(), first.display())
-                });
-            }
-        }
-        match kind(st) {
-            libc::S_IFREG => {
-                let mut from = self.src.open_file(e)?;
-                let mut to = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&dst)
-                    .map_err(|err| format!("creating {}: {err}", dst.display()))?;
-                // std::io::copy uses copy_file_range(2) between files: the bytes stay in the
-                // kernel (and are reflinked where the filesystem can).
-                std::io::copy(&mut from, &mut to)
-                    .map_err(|err| format!("copying {}: {err}", lower::display(&e.src)))?;
-                drop(to);
-                set_meta(&dst, uid, gid, Some(self.attrs.chmod.unwrap_or(perm)), st)?;
-            }
-            libc::S_IFLNK => {
-                let target = self.src.readlink(e)?;
-                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &dst)
-                    .map_err(|err| format!("creating symlink {}: {err}", dst.display()))?;
-                set_meta(&dst, uid, gid, None, st)?;
-            }
-            libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO => {
-                let c = cpath(&dst)?;
-                // SAFETY: NUL-terminated path in our staging tree; the parent is a real
-                // directory and nothing is at `dst` (cleared above).
-                if unsafe { libc::mknod(c.as_ptr(), kind(st) | perm, st.st_rdev) } != 0 {
-                    return Err(format!(
-                        "creating {}: {}",
-                        dst.display(),
-                        std::io::Error::last_os_error()
-                    ));
+        let mode = self.attrs.chmod.unwrap_or(perm);
+        let content = match kind(st) {
+            libc::S_IFDIR => {
+                if target.is_empty() || self.prepare(target)? {
+                    // The layer root, or a directory already listed by this COPY.
+                    return Ok(());
                 }
-                set_meta(&dst, uid, gid, Some(self.attrs.chmod.unwrap_or(perm)), st)?;
+                // Below the destination, a directory the image has too gets the source's
+                // metadata (fsutil's copy overwrites target metadata for everything under the
+                // copy root; buildah agrees): only the destination directory keeps the image's.
+                Content::Dir
             }
+            libc::S_IFREG => Content::File {
+                data: FileData::Source(Box::new(e.clone())),
+                size: st.st_size.max(0) as u64,
+            },
+            libc::S_IFLNK => Content::Symlink(self.src.readlink(e)?),
+            libc::S_IFCHR | libc::S_IFBLK => Content::Device {
+                kind: kind(st),
+                rdev: st.st_rdev,
+            },
+            libc::S_IFIFO => Content::Fifo,
             // Sockets: tar has no type for them; Docker skips them too.
             _ => return Ok(()),
+        };
+        if !matches!(content, Content::Dir) {
+            if target.is_empty() {
+                return Err(format!(
+                    "cannot copy {} onto /: the destination must be a directory",
+                    lower::display(&e.src)
+                ));
+            }
+            if self.prepare(target)? {
+                return Err(format!(
+                    "cannot copy {} to {}: a directory is in the way",
+                    lower::display(&e.src),
+                    lower::display(target)
+                ));
+            }
         }
-        if st.st_nlink > 1 {
-            self.links.insert(key, dst);
-        }
+        let link = (kind(st) == libc::S_IFREG && st.st_nlink > 1).then_some((st.st_dev, st.st_ino));
+        self.tree.insert(
+            target.to_vec(),
+            Node {
+                content,
+                uid,
+                gid,
+                // A symlink's own mode is not changed by --chmod (chmod follows links).
+                mode: if kind(st) == libc::S_IFLNK {
+                    perm
+                } else {
+                    mode
+                },
+                mtime: st.st_mtime,
+                link,
+            },
+        );
         Ok(())
     }
 
-    /// Writes a file with `data` at `target` (heredocs).
-    fn write_file(&mut self, target: &[String], data: &[u8], mode: u32) -> Result<(), String> {
-        let (dst, exists) = self.prepare(target)?;
-        if exists || target.is_empty() {
+    /// Places a regular file whose bytes are `data` at `target` (heredocs, downloads).
+    fn place_file(
+        &mut self,
+        target: &[String],
+        data: FileData,
+        size: u64,
+        mode: u32,
+        mtime: i64,
+    ) -> Result<(), String> {
+        if target.is_empty() || self.prepare(target)? {
             return Err(format!(
                 "cannot write {}: a directory is in the way",
                 lower::display(target)
             ));
         }
-        std::fs::write(&dst, data).map_err(|e| format!("writing {}: {e}", dst.display()))?;
-        let st = now_stat();
         let (uid, gid) = self.attrs.owner.unwrap_or((0, 0));
-        set_meta(&dst, uid, gid, Some(self.attrs.chmod.unwrap_or(mode)), &st)
+        self.tree.insert(
+            target.to_vec(),
+            Node {
+                content: Content::File { data, size },
+                uid,
+                gid,
+                mode: self.attrs.chmod.unwrap_or(mode),
+                mtime,
+                link: None,
+            },
+        );
+        Ok(())
     }
 
-    /// Chowns everything below the staged directory `dir` (not `dir` itself): an extracted
-    /// archive under `--chown`.
-    fn chown_below(&self, dir: &Path, owner: (u32, u32)) -> Result<(), String> {
-        for name in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
-            let p = name.map_err(|e| format!("{}: {e}", dir.display()))?.path();
-            let c = cpath(&p)?;
-            // SAFETY: NUL-terminated path in our staging tree; lchown never follows a symlink.
-            if unsafe { libc::lchown(c.as_ptr(), owner.0, owner.1) } != 0 {
+    /// Adds the tree extracted at the staging directory `dir` below `dest` (an archive ADD):
+    /// entries keep the archive's metadata, owners become `--chown`'s when given.
+    fn add_extracted(&mut self, dir: &Path, dest: &mut Vec<String>) -> Result<(), String> {
+        let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for name in names {
+            let p = dir.join(&name);
+            let md = std::fs::symlink_metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            dest.push(name.to_string_lossy().into_owned());
+            let (uid, gid) = self.attrs.owner.unwrap_or((md.uid(), md.gid()));
+            let ft = md.file_type();
+            let content = if ft.is_dir() {
+                Content::Dir
+            } else if ft.is_file() {
+                Content::File {
+                    data: FileData::Staged(p.clone()),
+                    size: md.len(),
+                }
+            } else if ft.is_symlink() {
+                let t = std::fs::read_link(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+                Content::Symlink(t.into_os_string().into_vec())
+            } else if ft.is_char_device() || ft.is_block_device() {
+                Content::Device {
+                    kind: if ft.is_char_device() {
+                        libc::S_IFCHR
+                    } else {
+                        libc::S_IFBLK
+                    },
+                    rdev: md.rdev(),
+                }
+            } else if ft.is_fifo() {
+                Content::Fifo
+            } else {
+                dest.pop();
+                continue;
+            };
+            let is_dir = ft.is_dir();
+            if self.prepare(dest)? && !is_dir {
                 return Err(format!(
-                    "chown {}: {}",
-                    p.display(),
-                    std::io::Error::last_os_error()
+                    "cannot extract {}: a directory is in the way",
+                    lower::display(dest)
                 ));
             }
-            if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
-                self.chown_below(&p, owner)?;
+            self.tree.insert(
+                dest.clone(),
+                Node {
+                    content,
+                    uid,
+                    gid,
+                    mode: md.mode() & 0o7777,
+                    mtime: md.mtime(),
+                    link: (ft.is_file() && md.nlink() > 1).then_some((md.dev(), md.ino())),
+                },
+            );
+            if is_dir {
+                self.add_extracted(&p, dest)?;
             }
+            dest.pop();
         }
         Ok(())
     }
 }
 
-/// A stat whose times are now (heredoc files, downloads without `Last-Modified`).
-fn now_stat() -> libc::stat {
-    // SAFETY: libc::stat is plain old data; all-zero is a valid value.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    let now = std::time::SystemTime::now()
+/// Seconds since the epoch, now.
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    st.st_mtime = now.as_secs() as i64;
-    st.st_mtime_nsec = now.subsec_nanos() as i64;
-    st.st_atime = st.st_mtime;
-    st.st_atime_nsec = st.st_mtime_nsec;
-    st
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Whether a destination names a directory by its spelling (`dir/`, `.`, `dir/.`).
@@ -555,17 +611,18 @@ fn run_copy(
         ));
     }
 
+    // Files that only exist for this step (extracted archives, downloads) are staged here; the
+    // context's and stages' files are read in place when the layer is written.
     let tmp = TempDir::new(store, "copy")?;
-    let tree = tmp.sub("tree")?;
     let mut stager = Stager {
         src,
-        tree: tree.clone(),
+        tree: Tree::new(),
         lowerdirs,
         dir_owner: attrs.owner.unwrap_or((0, 0)),
         attrs,
-        fixups: Vec::new(),
-        links: HashMap::new(),
+        now: now_secs(),
     };
+    let mut archives = 0;
     for e in &selection.entries {
         let is_dir = kind(&e.stat) == libc::S_IFDIR;
         // ADD extracts a local tar archive given (or matched) as a source into the destination
@@ -577,11 +634,11 @@ fn run_copy(
                 let sniffed =
                     add::sniff(&mut file).map_err(|err| format!("ADD {shown}: reading: {err}"))?;
                 if let Some(c) = sniffed {
-                    let dir = stager.ensure_dir(&dest_comps)?;
+                    stager.ensure_dir(&dest_comps)?;
+                    archives += 1;
+                    let dir = tmp.sub(&format!("archive{archives}"))?;
                     add::extract(file, c, &dir, shown.trim_start_matches('/'))?;
-                    if let Some(owner) = stager.attrs.owner {
-                        stager.chown_below(&dir, owner)?;
-                    }
+                    stager.add_extracted(&dir, &mut dest_comps.clone())?;
                     continue;
                 }
             }
@@ -605,45 +662,32 @@ fn run_copy(
         if dest_is_dir {
             target.push(got.name.clone());
         }
-        if target.is_empty() {
-            return Err(format!("ADD {url}: cannot write a file onto /"));
-        }
-        let (dst, exists) = stager.prepare(&target)?;
-        if exists {
-            return Err(format!(
-                "ADD {url}: {} is a directory",
-                lower::display(&target)
-            ));
-        }
-        std::fs::rename(&got.path, &dst)
-            .map_err(|e| format!("ADD {url}: placing the download: {e}"))?;
-        let mut st = now_stat();
-        if let Some(m) = got.mtime {
-            st.st_mtime = m;
-            st.st_mtime_nsec = 0;
-        }
-        let (uid, gid) = stager.attrs.owner.unwrap_or((0, 0));
-        set_meta(
-            &dst,
-            uid,
-            gid,
-            Some(stager.attrs.chmod.unwrap_or(0o600)),
-            &st,
-        )?;
+        let size = std::fs::metadata(&got.path)
+            .map_err(|e| format!("ADD {url}: {e}"))?
+            .len();
+        let mtime = got.mtime.unwrap_or(stager.now);
+        stager
+            .place_file(&target, FileData::Staged(got.path), size, 0o600, mtime)
+            .map_err(|e| format!("ADD {url}: {e}"))?;
     }
     for doc in p.inline {
         let mut target = dest_comps.clone();
         if dest_is_dir {
             target.extend(lower::components(&doc.path)?);
         }
-        stager.write_file(&target, doc.data.as_bytes(), 0o644)?;
+        let data = doc.data.as_bytes().to_vec();
+        let size = data.len() as u64;
+        let now = stager.now;
+        stager.place_file(&target, FileData::Inline(data), size, 0o644, now)?;
     }
-    // Creating children changed the parents' mtimes: set directories' metadata last, deepest
-    // first.
-    for (path, st) in stager.fixups.iter().rev() {
-        set_meta(path, st.st_uid, st.st_gid, Some(st.st_mode & 0o7777), st)?;
-    }
-    write_tree(store, &tree, options)
+    emit::write_layer(
+        store,
+        &stager.tree,
+        src,
+        options.compression,
+        options.source_date_epoch,
+    )
+    .map(Some)
 }
 
 /// WORKDIR: creates the directory (owned by the current USER, as BuildKit does) when the image

@@ -16,6 +16,7 @@
 pub mod add;
 pub mod config;
 pub mod copy;
+pub mod emit;
 pub mod fetch;
 pub mod ignore;
 pub mod lower;
