@@ -109,6 +109,8 @@ impl Env {
             "tar",
             &[
                 "--numeric-owner",
+                "--xattrs",
+                "--xattrs-include=*",
                 "-xpf",
                 tarball.to_str().unwrap(),
                 "-C",
@@ -269,6 +271,17 @@ fn hardlinks_and_directory_metadata() {
     env.file("d/a", "same\n");
     fs::hard_link(env.ctx().join("d/a"), env.ctx().join("d/b")).unwrap();
     env.file("one.txt", "one\n");
+    // Extended attributes travel with the file (BuildKit's copy keeps them).
+    tool(
+        "setfattr",
+        &[
+            "-n",
+            "user.origin",
+            "-v",
+            "context",
+            env.ctx().join("d/a").to_str().unwrap(),
+        ],
+    );
     env.file("over/tmp/in-tmp", "t\n");
     fs::set_permissions(
         env.ctx().join("over/tmp"),
@@ -286,6 +299,16 @@ fn hardlinks_and_directory_metadata() {
     assert_eq!(read(&root.join("root/one.txt")), "one\n");
     assert_eq!(mode(&root.join("tmp")), 0o700, "COPY over/ / re-modes /tmp");
     assert_eq!(read(&root.join("tmp/in-tmp")), "t\n");
+    let o = tool(
+        "getfattr",
+        &[
+            "--only-values",
+            "-n",
+            "user.origin",
+            root.join("d/a").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "context");
     let listing = env.last_layer_listing("links:1");
     let b = listing
         .lines()

@@ -165,8 +165,13 @@ fn emit<W: Write>(
         Content::File { data, size } => {
             h.set_entry_type(EntryType::Regular);
             h.set_size(*size);
+            let mut xattrs = Vec::new();
             let reader: Box<dyn Read> = match data {
-                FileData::Source(sel) => Box::new(src.open_file(sel)?),
+                FileData::Source(sel) => {
+                    let f = src.open_file(sel)?;
+                    xattrs = fd_xattrs(&f);
+                    Box::new(f)
+                }
                 FileData::Staged(p) => Box::new(
                     std::fs::File::open(p).map_err(|e| format!("opening {}: {e}", p.display()))?,
                 ),
@@ -176,7 +181,7 @@ fn emit<W: Write>(
                 inner: io::BufReader::with_capacity(256 * 1024, reader),
                 left: *size,
             };
-            append(out, h, &name, None, reader)
+            append_with(out, h, &name, None, &xattrs, reader)
         }
         Content::Symlink(target) => {
             h.set_entry_type(EntryType::Symlink);
@@ -216,11 +221,67 @@ fn set_name_field(
     }
 }
 
+/// Extended attributes of an open file that belong in a layer (BuildKit's copy keeps them:
+/// `security.capability` matters for binaries like `ping`). Overlay's own `trusted.overlay.*`
+/// never enter a layer, and a host's SELinux label means nothing in an image.
+fn fd_xattrs(f: &std::fs::File) -> Vec<(String, Vec<u8>)> {
+    use std::os::fd::AsRawFd;
+    let fd = f.as_raw_fd();
+    let mut names = vec![0u8; 1024];
+    let len = loop {
+        // SAFETY: a valid fd and a buffer whose pointer and length match.
+        let r = unsafe { libc::flistxattr(fd, names.as_mut_ptr().cast(), names.len()) };
+        if r >= 0 {
+            break r as usize;
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::ERANGE) if names.len() < 1 << 20 => names.resize(names.len() * 4, 0),
+            _ => return Vec::new(),
+        }
+    };
+    let mut out = Vec::new();
+    for name in names[..len].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let key = String::from_utf8_lossy(name).into_owned();
+        if key.starts_with("trusted.overlay.") || key == "security.selinux" {
+            continue;
+        }
+        let Ok(c) = std::ffi::CString::new(name) else {
+            continue;
+        };
+        let mut val = vec![0u8; 256];
+        loop {
+            // SAFETY: as above, with a NUL-terminated attribute name.
+            let r = unsafe { libc::fgetxattr(fd, c.as_ptr(), val.as_mut_ptr().cast(), val.len()) };
+            if r >= 0 {
+                val.truncate(r as usize);
+                out.push((key, val));
+                break;
+            }
+            match io::Error::last_os_error().raw_os_error() {
+                Some(libc::ERANGE) if val.len() < 1 << 20 => val.resize(val.len() * 4, 0),
+                _ => break,
+            }
+        }
+    }
+    out
+}
+
 fn append<W: Write, R: Read>(
+    out: &mut tar::Builder<W>,
+    h: Header,
+    name: &str,
+    link: Option<&[u8]>,
+    data: R,
+) -> Result<(), String> {
+    append_with(out, h, name, link, &[], data)
+}
+
+fn append_with<W: Write, R: Read>(
     out: &mut tar::Builder<W>,
     mut h: Header,
     name: &str,
     link: Option<&[u8]>,
+    xattrs: &[(String, Vec<u8>)],
     data: R,
 ) -> Result<(), String> {
     let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
@@ -231,6 +292,9 @@ fn append<W: Write, R: Read>(
     let size = h.size().unwrap_or(0);
     if size > 0o77_777_777_777 {
         pax.push(("size".into(), size.to_string().into_bytes()));
+    }
+    for (k, v) in xattrs {
+        pax.push((format!("SCHILY.xattr.{k}"), v.clone()));
     }
     if !pax.is_empty() {
         out.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
