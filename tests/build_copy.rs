@@ -646,6 +646,40 @@ fn add_url_with_checksum() {
         err.contains(&url) && err.contains(wrong) && err.contains(&real),
         "{err}"
     );
+    // --unpack=true extracts a downloaded archive into the destination.
+    let payload = env.path("payload");
+    fs::create_dir_all(payload.join("pkg")).unwrap();
+    fs::write(payload.join("pkg/inside"), "from the archive\n").unwrap();
+    make_archive(&env.ctx(), "remote.tgz", &payload, Some("gzip"));
+    let tgz: &'static [u8] = Box::leak(
+        fs::read(env.ctx().join("remote.tgz"))
+            .unwrap()
+            .into_boxed_slice(),
+    );
+    let archive_server = Server::start(tgz);
+    let archive_url = format!("http://127.0.0.1:{}/files/remote.tgz", archive_server.port);
+    env.build_ok(
+        "url:4",
+        &format!("FROM busybox:latest\nADD --unpack=true {archive_url} /unpacked/\nADD {archive_url} /kept/\n"),
+    );
+    let root = env.export("url:4");
+    assert_eq!(
+        read(&root.join("unpacked/pkg/inside")),
+        "from the archive\n"
+    );
+    assert!(
+        root.join("kept/remote.tgz").is_file(),
+        "not extracted by default"
+    );
+    let err = env.build_err(
+        "url:5",
+        "FROM busybox:latest\nADD https://example.invalid/repo.git /src\n",
+    );
+    assert!(
+        err.contains("repo.git") && err.contains("git repository"),
+        "{err}"
+    );
+
     let missing = format!("http://127.0.0.1:{}/nothing-here", server.port);
     let err = env.build_err("url:3", &format!("FROM busybox:latest\nADD {missing} /x\n"));
     assert!(err.contains(&missing) && err.contains("404"), "{err}");

@@ -227,8 +227,9 @@ struct Params<'a> {
     link: bool,
     parents: bool,
     exclude: &'a [String],
-    /// ADD only: `--checksum` and whether local archives are extracted.
-    add: Option<(Option<&'a str>, bool)>,
+    /// ADD only: `--checksum` and `--unpack` (None: local archives are extracted, downloads
+    /// are not).
+    add: Option<(Option<&'a str>, Option<bool>)>,
 }
 
 fn params(step: &Step) -> Result<Params<'_>, String> {
@@ -255,7 +256,7 @@ fn params(step: &Step) -> Result<Params<'_>, String> {
             link: a.link,
             parents: false,
             exclude: &a.exclude,
-            add: Some((a.checksum.as_deref(), a.unpack != Some(false))),
+            add: Some((a.checksum.as_deref(), a.unpack)),
         },
         _ => return Err("internal: not a COPY/ADD".into()),
     })
@@ -588,6 +589,15 @@ fn run_copy(
         .iter()
         .cloned()
         .partition(|s| p.add.is_some() && fetch::is_url(s));
+    if let Some(git) = p
+        .sources
+        .iter()
+        .find(|s| p.add.is_some() && fetch::is_git(s))
+    {
+        return Err(format!(
+            "ADD {git}: adding a git repository is not supported by this version of strata; clone it in a RUN step instead"
+        ));
+    }
     let selection = select_sources(
         src,
         &SelectSpec {
@@ -628,7 +638,8 @@ fn run_copy(
         // ADD extracts a local tar archive given (or matched) as a source into the destination
         // directory; anything else is copied.
         if let Some((_, unpack)) = p.add {
-            if unpack && e.top && kind(&e.stat) == libc::S_IFREG && src.is_context() {
+            if unpack != Some(false) && e.top && kind(&e.stat) == libc::S_IFREG && src.is_context()
+            {
                 let mut file = src.open_file(e)?;
                 let shown = lower::display(&e.src);
                 let sniffed =
@@ -658,6 +669,20 @@ fn run_copy(
         let dl = tmp.sub(&format!("url{i}"))?;
         let checksum = p.add.and_then(|(c, _)| c);
         let got = fetch::fetch(url, &dl, checksum)?;
+        // A download is extracted only on request (`--unpack=true`), into the destination.
+        if p.add.is_some_and(|(_, u)| u == Some(true)) {
+            let mut file = std::fs::File::open(&got.path)
+                .map_err(|e| format!("ADD {url}: reading the download: {e}"))?;
+            let sniffed = add::sniff(&mut file)
+                .map_err(|e| format!("ADD {url}: reading the download: {e}"))?;
+            if let Some(c) = sniffed {
+                stager.ensure_dir(&dest_comps)?;
+                let dir = tmp.sub(&format!("url{i}-unpacked"))?;
+                add::extract(file, c, &dir, url)?;
+                stager.add_extracted(&dir, &mut dest_comps.clone())?;
+                continue;
+            }
+        }
         let mut target = dest_comps.clone();
         if dest_is_dir {
             target.push(got.name.clone());

@@ -1,7 +1,7 @@
 //! ADD of http(s) URLs: download into the store's temp space, hashing on the way.
 //!
-//! What Docker/BuildKit document and do: the file is never extracted (remote archives stay
-//! archives unless `--unpack=true`, which strata does not support for URLs yet); its name is the
+//! What Docker/BuildKit document and do: the file is not extracted (remote archives stay
+//! archives unless `ADD --unpack=true`, then they are extracted like local ones); its name is the
 //! last component of the URL path (`__unnamed__` when the path has none, as `dockerfile2llb`
 //! does) when the destination is a directory; its mode is 0600 and its mtime comes from the
 //! `Last-Modified` header (the download time without one); `--checksum=sha256:<hex>` is checked
@@ -32,6 +32,17 @@ pub(crate) struct Fetched {
 pub(crate) fn is_url(s: &str) -> bool {
     let l = s.to_ascii_lowercase();
     l.starts_with("http://") || l.starts_with("https://")
+}
+
+/// Whether an ADD source names a git repository (BuildKit clones those): `git@host:…`,
+/// `git://…`, `ssh://…`, or an http(s) URL whose path ends in `.git`.
+pub(crate) fn is_git(s: &str) -> bool {
+    let l = s.to_ascii_lowercase();
+    let before_fragment = l.split('#').next().unwrap_or("");
+    l.starts_with("git@")
+        || l.starts_with("git://")
+        || l.starts_with("ssh://")
+        || (is_url(&l) && before_fragment.trim_end_matches('/').ends_with(".git"))
 }
 
 /// The file name for `url`: the last component of its path, percent-decoded.
@@ -175,6 +186,14 @@ pub(crate) fn fetch(url: &str, dir: &Path, checksum: Option<&str>) -> Result<Fet
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn git_sources_are_recognised() {
+        assert!(is_git("https://github.com/moby/buildkit.git#v0.10.1"));
+        assert!(is_git("git@github.com:moby/buildkit.git"));
+        assert!(!is_git("https://example.com/tool.tar.gz"));
+        assert!(!is_git("src/dir.git"), "a local path is never a git source");
+    }
 
     #[test]
     fn names_from_urls() {
