@@ -1,189 +1,53 @@
-//! COPY/ADD of local files (and WORKDIR's directory), without a container.
+//! COPY/ADD (and WORKDIR's directory), without a container.
 //!
-//! Sources are read fd-relative: the build context through `openat2(RESOLVE_IN_ROOT)` on the
-//! context directory — a symlink in the context resolves *inside* it, so `ln -s /etc/shadow x;
-//! COPY x .` copies nothing from the host (the CVE-2018-15664 / CVE-2019-14271 class) — and a
-//! stage through its unpacked layers, merged top-down (whiteouts hide, opaque directories stop
-//! the descent). The copied tree is built in a staging directory together with the parent
-//! directories of the destination — existing ones with the parent image's mode, owner and
-//! mtime, so listing `/tmp` as a parent never resets its 1777 — and written as a plain layer by
-//! the store's layer codec.
+//! What a COPY reads is chosen by [`super::select`] (fd-relative under the context root or a
+//! stage's/image's layers; wildcards, `.dockerignore`, `--exclude`, `--parents`). This module
+//! places the selected entries in a staging tree together with the parent directories of the
+//! destination — existing ones with the parent image's mode, owner and mtime, so listing `/tmp`
+//! as a parent never resets its 1777 — and writes that tree as a plain layer with the store's
+//! layer codec. ADD also extracts local archives ([`super::add`]) and downloads URLs
+//! ([`super::fetch`]); heredoc sources become files.
 //!
-//! Docker's rules: a directory source copies its contents; a destination ending in `/`, several
-//! sources, a wildcard or an existing directory make the destination a directory; a relative
-//! destination is relative to WORKDIR; missing parents are created root-owned 0755; `--chown`
-//! takes numbers or names from the image's `/etc/passwd` and `/etc/group` (default: root for the
-//! context, the source owner for `--from`); `--chmod` applies to every copied entry.
+//! Docker's/BuildKit's rules (checked against buildah where the two agree):
+//! * a directory source copies its contents; the destination is a directory when it ends in
+//!   `/` (or is `.`), when it is an existing directory of the image, or with `--parents`;
+//!   several sources need such a directory destination;
+//! * a relative destination is relative to WORKDIR; missing parents — and the destination
+//!   directory itself — are created 0755, owned by `--chown`'s owner or root (BuildKit's
+//!   `MkdirAll(dest, 0755, chown)`; buildah does the same); the destination and its parents
+//!   keep the image's metadata when the image has them, while directories copied *below* the
+//!   destination take the source's (fsutil overwrites target metadata under the copy root);
+//! * `--chown` takes numbers or names from the image's `/etc/passwd` and `/etc/group` (default:
+//!   root for the context, heredocs and URLs, the source's owner for `--from`); `--chmod`
+//!   applies to every copied entry;
+//! * entries keep their mode and mtime; files that share an inode in the selection stay one
+//!   hardlink group; symlinks, devices and fifos are copied as they are (sockets cannot be
+//!   archived and are skipped, as Docker does);
+//! * `--link`: the layer is built without looking at the parent image (no metadata of its
+//!   directories, no `/etc/passwd` — `--chown` must then be numeric — and an existing
+//!   destination directory is not detected), as BuildKit's copy onto `scratch` + merge does;
+//! * heredoc files are mode 0644 (BuildKit's `Mkfile(path, 0644)`), URL downloads 0600 with the
+//!   `Last-Modified` mtime; both owned by root unless `--chown`.
 
-use std::ffi::{CString, OsStr};
-use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::CString;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use strata_store::layer::{write_layer_blob, LayerInfo, TarOptions, TreeFormat};
 use strata_store::safe::{self, Root};
-use strata_store::Store;
+use strata_store::{Store, StoreError};
 
-use super::ignore::Ignore;
+use super::add;
+use super::emit::{self, Content, FileData, Node, Tree};
+use super::fetch;
 use super::lower;
 use super::run::TempDir;
+use super::select::{kind, resolve_dest, select_sources, CopySource, SelectSpec, Selected};
 use super::{ExecOptions, StageState};
-use crate::dockerfile::instructions::Instruction;
+use crate::dockerfile::instructions::{InlineSource, Instruction};
 use crate::plan::Step;
-
-/// Where COPY reads from: one root (the context) or a stack of overlay-format layers.
-struct Source {
-    /// Top layer last.
-    roots: Vec<Root>,
-    /// Layers: char-0/0 entries are whiteouts, opaque dirs stop the descent.
-    layered: bool,
-    ignore: Ignore,
-}
-
-fn is_whiteout(st: &libc::stat) -> bool {
-    st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == 0
-}
-
-fn kind(st: &libc::stat) -> libc::mode_t {
-    st.st_mode & libc::S_IFMT
-}
-
-fn rel_path(rel: &[String]) -> PathBuf {
-    rel.iter().collect()
-}
-
-fn is_opaque(fd: &OwnedFd) -> bool {
-    let mut buf = [0u8; 4];
-    // SAFETY: a valid fd, a NUL-terminated name and a buffer we own.
-    let n = unsafe {
-        libc::fgetxattr(
-            fd.as_raw_fd(),
-            c"trusted.overlay.opaque".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    n == 1 && buf[0] == b'y'
-}
-
-impl Source {
-    /// `lstat` of `rel` in the merged view: `(layer index, stat)`. In the context the path's
-    /// own symlinks are followed when `follow` (COPY follows a top-level source symlink), always
-    /// inside the root.
-    fn stat(&self, rel: &[String], follow: bool) -> Option<(usize, libc::stat)> {
-        for (i, root) in self.roots.iter().enumerate().rev() {
-            let flags = if follow && !self.layered {
-                libc::O_PATH
-            } else {
-                libc::O_PATH | libc::O_NOFOLLOW
-            };
-            match safe::openat2_in_root(root.fd(), &rel_path(rel), flags, 0) {
-                Ok(fd) => {
-                    let st = safe::fstat(fd.as_raw_fd()).ok()?;
-                    if self.layered && is_whiteout(&st) {
-                        return None;
-                    }
-                    return Some((i, st));
-                }
-                Err(_) if self.layered => continue,
-                Err(_) => return None,
-            }
-        }
-        None
-    }
-
-    /// Names in directory `rel` of the merged view, sorted.
-    fn list(&self, rel: &[String]) -> Result<Vec<String>, String> {
-        let mut seen = std::collections::BTreeMap::<String, bool>::new();
-        for root in self.roots.iter().rev() {
-            let fd = match safe::openat2_in_root(
-                root.fd(),
-                &rel_path(rel),
-                libc::O_RDONLY | libc::O_DIRECTORY,
-                0,
-            ) {
-                Ok(fd) => fd,
-                Err(_) if self.layered => continue,
-                Err(e) => return Err(format!("reading {}: {e}", lower::display(rel))),
-            };
-            let names = safe::list_dir(fd.as_raw_fd())
-                .map_err(|e| format!("reading {}: {e}", lower::display(rel)))?;
-            for n in names {
-                let name = n.to_string_lossy().into_owned();
-                if seen.contains_key(&name) {
-                    continue;
-                }
-                let wh = self.layered
-                    && safe::lstat_at(fd.as_raw_fd(), &n)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|st| is_whiteout(&st));
-                seen.insert(name, !wh);
-            }
-            if !self.layered || is_opaque(&fd) {
-                break;
-            }
-        }
-        Ok(seen
-            .into_iter()
-            .filter(|(_, keep)| *keep)
-            .map(|(n, _)| n)
-            .collect())
-    }
-
-    fn open_file(
-        &self,
-        layer: usize,
-        rel: &[String],
-        follow: bool,
-    ) -> Result<std::fs::File, String> {
-        let flags = if follow && !self.layered {
-            libc::O_RDONLY
-        } else {
-            libc::O_RDONLY | libc::O_NOFOLLOW
-        };
-        let fd = safe::openat2_in_root(self.roots[layer].fd(), &rel_path(rel), flags, 0)
-            .map_err(|e| format!("opening {}: {e}", lower::display(rel)))?;
-        Ok(std::fs::File::from(fd))
-    }
-
-    fn readlink(&self, layer: usize, rel: &[String]) -> Result<Vec<u8>, String> {
-        let (name, parent) = rel.split_last().ok_or("readlink of the root")?;
-        let pfd = safe::openat2_in_root(
-            self.roots[layer].fd(),
-            &rel_path(parent),
-            libc::O_PATH | libc::O_DIRECTORY,
-            0,
-        )
-        .map_err(|e| format!("opening {}: {e}", lower::display(parent)))?;
-        let c = CString::new(name.as_bytes()).map_err(|_| "NUL in a file name")?;
-        let mut buf = vec![0u8; 4096];
-        // SAFETY: valid dirfd, NUL-terminated name, buffer we own.
-        let n = unsafe {
-            libc::readlinkat(
-                pfd.as_raw_fd(),
-                c.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        if n < 0 {
-            return Err(format!(
-                "reading link {}: {}",
-                lower::display(rel),
-                std::io::Error::last_os_error()
-            ));
-        }
-        buf.truncate(n as usize);
-        Ok(buf)
-    }
-
-    fn excluded(&self, rel: &[String]) -> bool {
-        let r: Vec<&str> = rel.iter().map(String::as_str).collect();
-        !r.is_empty() && self.ignore.excluded(&r)
-    }
-}
 
 /// Ownership and permission overrides of one COPY.
 struct Attrs {
@@ -249,121 +113,76 @@ fn set_meta(
     Ok(())
 }
 
-/// Copies one entry (recursively for directories) from `src` to the staged path `dst`.
-fn copy_entry(
-    src: &Source,
-    layer: usize,
-    rel: &mut Vec<String>,
-    st: &libc::stat,
-    dst: &Path,
-    attrs: &Attrs,
-    follow: bool,
-) -> Result<(), String> {
-    let (uid, gid) = attrs.owner.unwrap_or(if src.layered {
-        (st.st_uid, st.st_gid)
-    } else {
-        (0, 0)
-    });
-    let perm = st.st_mode & 0o7777;
-    match kind(st) {
-        libc::S_IFREG => {
-            let mut from = src.open_file(layer, rel, follow)?;
-            let mut to = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(dst)
-                .map_err(|e| format!("creating {}: {e}", dst.display()))?;
-            std::io::copy(&mut from, &mut to)
-                .map_err(|e| format!("copying {}: {e}", lower::display(rel)))?;
-            drop(to);
-            set_meta(dst, uid, gid, Some(attrs.chmod.unwrap_or(perm)), st)
-        }
-        libc::S_IFLNK => {
-            let target = src.readlink(layer, rel)?;
-            std::os::unix::fs::symlink(OsStr::from_bytes(&target), dst)
-                .map_err(|e| format!("creating symlink {}: {e}", dst.display()))?;
-            set_meta(dst, uid, gid, None, st)
-        }
-        libc::S_IFDIR => {
-            match std::fs::create_dir(dst) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(format!("creating {}: {e}", dst.display())),
-            }
-            copy_children(src, rel, dst, attrs)?;
-            set_meta(dst, uid, gid, Some(attrs.chmod.unwrap_or(perm)), st)
-        }
-        // Devices, fifos and sockets in a context are not copied (BuildKit copies them; left
-        // for the next slice).
-        _ => Ok(()),
+/// Makes sure the staged path `p` can be created: a staged non-directory there (a symlink an
+/// earlier source put there, say) is removed, so nothing is ever written *through* a staged
+/// symlink. Returns whether a directory is already staged there.
+fn clear_for(p: &Path) -> Result<bool, String> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => Ok(true),
+        Ok(_) => std::fs::remove_file(p)
+            .map(|_| false)
+            .map_err(|e| format!("replacing {}: {e}", p.display())),
+        Err(_) => Ok(false),
     }
 }
 
-/// Copies the children of directory `rel` into the staged directory `dst`.
-fn copy_children(
-    src: &Source,
-    rel: &mut Vec<String>,
-    dst: &Path,
-    attrs: &Attrs,
-) -> Result<(), String> {
-    for name in src.list(rel)? {
-        rel.push(name.clone());
-        if src.excluded(rel) && !src.ignore.has_exceptions() {
-            rel.pop();
-            continue;
-        }
-        if let Some((layer, st)) = src.stat(rel, false) {
-            let skip = src.excluded(rel) && kind(&st) != libc::S_IFDIR;
-            if !skip {
-                copy_entry(src, layer, rel, &st, &dst.join(&name), attrs, false)?;
-            }
-        }
-        rel.pop();
-    }
-    Ok(())
-}
-
-/// Creates the staged parents of `comps` (not `comps` itself) with the parent image's metadata
-/// where it has them (root 0755 otherwise); returns what must get its mtime back at the end.
+/// Creates the staged parents of `comps` (not `comps` itself): directories the parent image has
+/// keep its metadata; missing ones are 0755 owned by `owner` (BuildKit's `MkdirAll(dest, 0755,
+/// chown)`). Records what must get its metadata back at the end (adding children changes
+/// mtimes).
 fn stage_parents(
     tree: &Path,
     lowerdirs: &[PathBuf],
     comps: &[String],
+    owner: (u32, u32),
     fixups: &mut Vec<(PathBuf, libc::stat)>,
 ) -> Result<(), String> {
     for n in 1..comps.len() {
         let p = lower::join(tree, &comps[..n]);
-        if p.exists() {
+        if clear_for(&p)? {
             continue;
         }
-        std::fs::create_dir(&p).map_err(|e| format!("creating {}: {e}", p.display()))?;
-        match lower::lookup(lowerdirs, &comps[..n]) {
-            Some(f) if f.is_dir() => {
-                set_meta(
-                    &p,
-                    f.stat.st_uid,
-                    f.stat.st_gid,
-                    Some(f.stat.st_mode & 0o7777),
-                    &f.stat,
-                )?;
-                fixups.push((p, f.stat));
-            }
-            Some(_) => {
-                return Err(format!(
-                    "cannot copy to {}: {} is not a directory in the image",
-                    lower::display(comps),
-                    lower::display(&comps[..n])
-                ))
-            }
-            None => {
-                let c = cpath(&p)?;
-                // SAFETY: NUL-terminated path of our own staging tree.
-                unsafe { libc::chmod(c.as_ptr(), 0o755) };
-            }
-        }
+        stage_dir(&p, lowerdirs, &comps[..n], owner, fixups)?;
     }
     Ok(())
+}
+
+/// Creates the staged directory `p` (image path `comps`, whose parents are staged) with the
+/// image's metadata when it has that directory, else 0755 owned by `owner`.
+fn stage_dir(
+    p: &Path,
+    lowerdirs: &[PathBuf],
+    comps: &[String],
+    owner: (u32, u32),
+    fixups: &mut Vec<(PathBuf, libc::stat)>,
+) -> Result<(), String> {
+    std::fs::create_dir(p).map_err(|e| format!("creating {}: {e}", p.display()))?;
+    match lower::lookup(lowerdirs, comps) {
+        Some(f) if f.is_dir() => {
+            set_meta(
+                p,
+                f.stat.st_uid,
+                f.stat.st_gid,
+                Some(f.stat.st_mode & 0o7777),
+                &f.stat,
+            )?;
+            fixups.push((p.to_path_buf(), f.stat));
+            Ok(())
+        }
+        Some(_) => Err(format!(
+            "cannot copy to {}: it is not a directory in the image",
+            lower::display(comps)
+        )),
+        None => {
+            let c = cpath(p)?;
+            // SAFETY: NUL-terminated path of our own staging tree; no symlink on the way.
+            unsafe {
+                libc::lchown(c.as_ptr(), owner.0, owner.1);
+                libc::chmod(c.as_ptr(), 0o755);
+            }
+            Ok(())
+        }
+    }
 }
 
 fn parse_chmod(s: &str) -> Result<u32, String> {
@@ -371,10 +190,6 @@ fn parse_chmod(s: &str) -> Result<u32, String> {
         .ok()
         .filter(|m| *m <= 0o7777)
         .ok_or_else(|| format!("invalid --chmod={s}: only octal modes are supported"))
-}
-
-pub(crate) fn has_wildcard(s: &str) -> bool {
-    s.contains(['*', '?', '['])
 }
 
 /// Absolute container path of `dest` (relative to `workdir`).
@@ -401,7 +216,53 @@ fn write_tree(
         .map_err(|e| format!("writing the layer: {e}"))
 }
 
-/// Runs one COPY or ADD (local sources) and returns its layer.
+/// The flags and operands of one COPY or ADD.
+struct Params<'a> {
+    what: &'static str,
+    sources: &'a [String],
+    inline: &'a [InlineSource],
+    dest: &'a str,
+    chown: Option<&'a str>,
+    chmod: Option<&'a str>,
+    link: bool,
+    parents: bool,
+    exclude: &'a [String],
+    /// ADD only: `--checksum` and `--unpack` (None: local archives are extracted, downloads
+    /// are not).
+    add: Option<(Option<&'a str>, Option<bool>)>,
+}
+
+fn params(step: &Step) -> Result<Params<'_>, String> {
+    Ok(match &step.instruction {
+        Instruction::Copy(c) => Params {
+            what: "COPY",
+            sources: &c.sources,
+            inline: &c.inline,
+            dest: &c.dest,
+            chown: c.chown.as_deref(),
+            chmod: c.chmod.as_deref(),
+            link: c.link,
+            parents: c.parents,
+            exclude: &c.exclude,
+            add: None,
+        },
+        Instruction::Add(a) => Params {
+            what: "ADD",
+            sources: &a.sources,
+            inline: &a.inline,
+            dest: &a.dest,
+            chown: a.chown.as_deref(),
+            chmod: a.chmod.as_deref(),
+            link: a.link,
+            parents: false,
+            exclude: &a.exclude,
+            add: Some((a.checksum.as_deref(), a.unpack)),
+        },
+        _ => return Err("internal: not a COPY/ADD".into()),
+    })
+}
+
+/// Runs one COPY or ADD from the build context (`from` = None) or a stage, and returns its layer.
 pub fn copy_step(
     store: &Store,
     state: &StageState,
@@ -409,180 +270,449 @@ pub fn copy_step(
     from: Option<&StageState>,
     options: &ExecOptions,
 ) -> Result<Option<LayerInfo>, String> {
-    let (sources, dest, chown, chmod, inline) = match &step.instruction {
-        Instruction::Copy(c) => (&c.sources, &c.dest, &c.chown, &c.chmod, c.inline.len()),
-        Instruction::Add(a) => {
-            if let Some(url) = a.sources.iter().find(|s| s.contains("://")) {
+    let src = match from {
+        None => CopySource::context(&options.context)?,
+        Some(stage) => {
+            let name = match &step.instruction {
+                Instruction::Copy(c) => c.from.clone().unwrap_or_default(),
+                _ => String::new(),
+            };
+            CopySource::layers(&stage.lowerdirs, &format!("stage {name}"))?
+        }
+    };
+    run_copy(store, state, step, &src, options)
+}
+
+/// Runs `COPY --from=IMAGE` for an image that is not a stage of this Dockerfile: the image is
+/// taken from the store (unpacked once, like a base image).
+pub fn copy_from_image(
+    store: &Store,
+    state: &StageState,
+    step: &Step,
+    image: &str,
+    options: &ExecOptions,
+) -> Result<Option<LayerInfo>, String> {
+    let dirs = image_layers(store, image)?;
+    let src = CopySource::layers(&dirs, &format!("image {image}"))?;
+    run_copy(store, state, step, &src, options)
+}
+
+/// The unpacked layers of a local image, bottom first.
+pub(crate) fn image_layers(store: &Store, image: &str) -> Result<Vec<PathBuf>, String> {
+    let img = store.image(image).map_err(|e| match e {
+        StoreError::ImageNotFound { .. } => format!(
+            "--from={image}: image {image} not found locally; pull it first (strata pull {image})"
+        ),
+        e => format!("--from={image}: {e}"),
+    })?;
+    store
+        .unpacked_layers(&img)
+        .map_err(|e| format!("--from={image}: unpacking its layers: {e}"))
+}
+
+/// The planned layer of one COPY and what is placed in it.
+struct Stager<'a> {
+    src: &'a CopySource,
+    tree: Tree,
+    /// The parent image's layers (empty with `--link`).
+    lowerdirs: &'a [PathBuf],
+    attrs: Attrs,
+    /// Owner of directories this COPY creates.
+    dir_owner: (u32, u32),
+    /// The step's time: mtime of what has none of its own (created directories, heredocs).
+    now: i64,
+}
+
+impl Stager<'_> {
+    fn owner_of(&self, st: &libc::stat) -> (u32, u32) {
+        self.attrs.owner.unwrap_or(if self.src.is_context() {
+            (0, 0)
+        } else {
+            (st.st_uid, st.st_gid)
+        })
+    }
+
+    /// The entry for directory `comps` when this COPY has to list it: the image's metadata
+    /// when the image has that directory, else 0755 owned by `dir_owner` (BuildKit's
+    /// `MkdirAll(dest, 0755, chown)`).
+    fn image_dir(&self, comps: &[String]) -> Result<Node, String> {
+        match lower::lookup(self.lowerdirs, comps) {
+            Some(f) if f.is_dir() => Ok(Node {
+                content: Content::Dir,
+                uid: f.stat.st_uid,
+                gid: f.stat.st_gid,
+                mode: f.stat.st_mode & 0o7777,
+                mtime: f.stat.st_mtime,
+                link: None,
+            }),
+            Some(_) => Err(format!(
+                "cannot copy to {}: it is not a directory in the image",
+                lower::display(comps)
+            )),
+            None => Ok(Node {
+                content: Content::Dir,
+                uid: self.dir_owner.0,
+                gid: self.dir_owner.1,
+                mode: 0o755,
+                mtime: self.now,
+                link: None,
+            }),
+        }
+    }
+
+    /// Makes sure `target`'s parents are directories of the layer and nothing but a directory
+    /// is at `target`; returns whether a directory is already there.
+    fn prepare(&mut self, target: &[String]) -> Result<bool, String> {
+        for n in 1..target.len() {
+            if self.tree.get(&target[..n]).is_some_and(Node::is_dir) {
+                continue;
+            }
+            // Missing, or a non-directory an earlier source put there: a directory now.
+            let node = self.image_dir(&target[..n])?;
+            self.tree.insert(target[..n].to_vec(), node);
+        }
+        match self.tree.get(target) {
+            Some(n) if n.is_dir() => Ok(true),
+            Some(_) => {
+                self.tree.remove(target);
+                Ok(false)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Lists the directory `target` itself (image metadata if the image has it, else created
+    /// 0755 for this COPY).
+    fn ensure_dir(&mut self, target: &[String]) -> Result<(), String> {
+        if target.is_empty() || self.prepare(target)? {
+            return Ok(());
+        }
+        let node = self.image_dir(target)?;
+        self.tree.insert(target.to_vec(), node);
+        Ok(())
+    }
+
+    /// Places one selected entry at `target` (components below the layer root).
+    fn place(&mut self, e: &Selected, target: &[String]) -> Result<(), String> {
+        let st = &e.stat;
+        let (uid, gid) = self.owner_of(st);
+        let perm = st.st_mode & 0o7777;
+        let mode = self.attrs.chmod.unwrap_or(perm);
+        let content = match kind(st) {
+            libc::S_IFDIR => {
+                if target.is_empty() || self.prepare(target)? {
+                    // The layer root, or a directory already listed by this COPY.
+                    return Ok(());
+                }
+                // Below the destination, a directory the image has too gets the source's
+                // metadata (fsutil's copy overwrites target metadata for everything under the
+                // copy root; buildah agrees): only the destination directory keeps the image's.
+                Content::Dir
+            }
+            libc::S_IFREG => Content::File {
+                data: FileData::Source(Box::new(e.clone())),
+                size: st.st_size.max(0) as u64,
+            },
+            libc::S_IFLNK => Content::Symlink(self.src.readlink(e)?),
+            libc::S_IFCHR | libc::S_IFBLK => Content::Device {
+                kind: kind(st),
+                rdev: st.st_rdev,
+            },
+            libc::S_IFIFO => Content::Fifo,
+            // Sockets: tar has no type for them; Docker skips them too.
+            _ => return Ok(()),
+        };
+        if !matches!(content, Content::Dir) {
+            if target.is_empty() {
                 return Err(format!(
-                    "ADD {url}: remote sources are not supported by this version of strata yet"
+                    "cannot copy {} onto /: the destination must be a directory",
+                    lower::display(&e.src)
                 ));
             }
-            (&a.sources, &a.dest, &a.chown, &a.chmod, a.inline.len())
-        }
-        _ => return Err("internal: not a COPY/ADD".into()),
-    };
-    if inline > 0 {
-        return Err("COPY/ADD with heredocs is not supported by this version of strata yet".into());
-    }
-    let src = match from {
-        None => {
-            let root = Root::open(&options.context).map_err(|e| {
-                format!(
-                    "opening the build context {}: {e}",
-                    options.context.display()
-                )
-            })?;
-            let ignore = match safe::openat2_in_root(
-                root.fd(),
-                Path::new(".dockerignore"),
-                libc::O_RDONLY | libc::O_NOFOLLOW,
-                0,
-            ) {
-                Ok(fd) => {
-                    let mut f = std::fs::File::from(fd);
-                    let mut s = String::new();
-                    f.read_to_string(&mut s)
-                        .map_err(|e| format!("reading .dockerignore: {e}"))?;
-                    Ignore::parse(&s)
-                }
-                Err(_) => Ignore::default(),
-            };
-            Source {
-                roots: vec![root],
-                layered: false,
-                ignore,
+            if self.prepare(target)? {
+                return Err(format!(
+                    "cannot copy {} to {}: a directory is in the way",
+                    lower::display(&e.src),
+                    lower::display(target)
+                ));
             }
         }
-        Some(stage) => Source {
-            roots: stage
-                .lowerdirs
-                .iter()
-                .map(|d| Root::open(d).map_err(|e| format!("opening layer {}: {e}", d.display())))
-                .collect::<Result<_, _>>()?,
-            layered: true,
-            ignore: Ignore::default(),
-        },
-    };
-    let attrs = Attrs {
-        owner: chown
-            .as_deref()
-            .map(|c| lower::resolve_owner(&state.lowerdirs, c))
-            .transpose()?,
-        chmod: chmod.as_deref().map(parse_chmod).transpose()?,
-    };
+        let link = (kind(st) == libc::S_IFREG && st.st_nlink > 1).then_some((st.st_dev, st.st_ino));
+        self.tree.insert(
+            target.to_vec(),
+            Node {
+                content,
+                uid,
+                gid,
+                // A symlink's own mode is not changed by --chmod (chmod follows links).
+                mode: if kind(st) == libc::S_IFLNK {
+                    perm
+                } else {
+                    mode
+                },
+                mtime: st.st_mtime,
+                link,
+            },
+        );
+        Ok(())
+    }
 
-    // Expand sources (wildcards in the last component) into (components, stat, layer).
-    let mut resolved = Vec::new();
-    let mut wildcard = false;
-    for s in sources.iter() {
-        let comps = lower::components(s)?;
-        let last_is_glob = comps.last().is_some_and(|l| has_wildcard(l));
-        if last_is_glob {
-            wildcard = true;
-            let Some((pat, parent)) = comps.split_last() else {
+    /// Places a regular file whose bytes are `data` at `target` (heredocs, downloads).
+    fn place_file(
+        &mut self,
+        target: &[String],
+        data: FileData,
+        size: u64,
+        mode: u32,
+        mtime: i64,
+    ) -> Result<(), String> {
+        if target.is_empty() || self.prepare(target)? {
+            return Err(format!(
+                "cannot write {}: a directory is in the way",
+                lower::display(target)
+            ));
+        }
+        let (uid, gid) = self.attrs.owner.unwrap_or((0, 0));
+        self.tree.insert(
+            target.to_vec(),
+            Node {
+                content: Content::File { data, size },
+                uid,
+                gid,
+                mode: self.attrs.chmod.unwrap_or(mode),
+                mtime,
+                link: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Adds the tree extracted at the staging directory `dir` below `dest` (an archive ADD):
+    /// entries keep the archive's metadata, owners become `--chown`'s when given.
+    fn add_extracted(&mut self, dir: &Path, dest: &mut Vec<String>) -> Result<(), String> {
+        let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for name in names {
+            let p = dir.join(&name);
+            let md = std::fs::symlink_metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            dest.push(name.to_string_lossy().into_owned());
+            let (uid, gid) = self.attrs.owner.unwrap_or((md.uid(), md.gid()));
+            let ft = md.file_type();
+            let content = if ft.is_dir() {
+                Content::Dir
+            } else if ft.is_file() {
+                Content::File {
+                    data: FileData::Staged(p.clone()),
+                    size: md.len(),
+                }
+            } else if ft.is_symlink() {
+                let t = std::fs::read_link(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+                Content::Symlink(t.into_os_string().into_vec())
+            } else if ft.is_char_device() || ft.is_block_device() {
+                Content::Device {
+                    kind: if ft.is_char_device() {
+                        libc::S_IFCHR
+                    } else {
+                        libc::S_IFBLK
+                    },
+                    rdev: md.rdev(),
+                }
+            } else if ft.is_fifo() {
+                Content::Fifo
+            } else {
+                dest.pop();
                 continue;
             };
-            let mut parent = parent.to_vec();
-            let names = src.list(&parent).unwrap_or_default();
-            for n in names {
-                if super::ignore::glob(pat.as_bytes(), n.as_bytes()) {
-                    parent.push(n);
-                    if !src.excluded(&parent) {
-                        if let Some((layer, st)) = src.stat(&parent, true) {
-                            resolved.push((parent.clone(), layer, st));
-                        }
-                    }
-                    parent.pop();
-                }
-            }
-            continue;
-        }
-        if src.excluded(&comps) {
-            return Err(format!("{s}: not found (excluded by .dockerignore)"));
-        }
-        match src.stat(&comps, true) {
-            Some((layer, st)) => resolved.push((comps, layer, st)),
-            None => {
+            let is_dir = ft.is_dir();
+            if self.prepare(dest)? && !is_dir {
                 return Err(format!(
-                    "failed to compute cache key: \"{}\": not found",
-                    lower::display(&comps)
-                ))
+                    "cannot extract {}: a directory is in the way",
+                    lower::display(dest)
+                ));
             }
+            self.tree.insert(
+                dest.clone(),
+                Node {
+                    content,
+                    uid,
+                    gid,
+                    mode: md.mode() & 0o7777,
+                    mtime: md.mtime(),
+                    link: (ft.is_file() && md.nlink() > 1).then_some((md.dev(), md.ino())),
+                },
+            );
+            if is_dir {
+                self.add_extracted(&p, dest)?;
+            }
+            dest.pop();
         }
+        Ok(())
     }
-    if resolved.is_empty() {
+}
+
+/// Seconds since the epoch, now.
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Whether a destination names a directory by its spelling (`dir/`, `.`, `dir/.`).
+fn names_a_directory(dest: &str) -> bool {
+    dest.ends_with('/') || dest == "." || dest.ends_with("/.")
+}
+
+fn run_copy(
+    store: &Store,
+    state: &StageState,
+    step: &Step,
+    src: &CopySource,
+    options: &ExecOptions,
+) -> Result<Option<LayerInfo>, String> {
+    let p = params(step)?;
+    // --link: the layer is made as if on `scratch`, then stacked.
+    let lowerdirs: &[PathBuf] = if p.link { &[] } else { &state.lowerdirs };
+    let attrs = Attrs {
+        owner: p
+            .chown
+            .map(|c| lower::resolve_owner(lowerdirs, c))
+            .transpose()?,
+        chmod: p.chmod.map(parse_chmod).transpose()?,
+    };
+    let (urls, local): (Vec<String>, Vec<String>) = p
+        .sources
+        .iter()
+        .cloned()
+        .partition(|s| p.add.is_some() && fetch::is_url(s));
+    if let Some(git) = p
+        .sources
+        .iter()
+        .find(|s| p.add.is_some() && fetch::is_git(s))
+    {
         return Err(format!(
-            "no source files were specified ({} matched nothing)",
-            sources.join(" ")
+            "ADD {git}: adding a git repository is not supported by this version of strata; clone it in a RUN step instead"
+        ));
+    }
+    let selection = select_sources(
+        src,
+        &SelectSpec {
+            sources: &local,
+            excludes: p.exclude,
+            parents: p.parents,
+        },
+    )?;
+
+    let dest_abs = absolute(p.dest, &step.workdir);
+    let dest_comps = resolve_dest(lowerdirs, &lower::components(&dest_abs)?);
+    let operands = p.sources.len() + p.inline.len();
+    let dest_is_dir = names_a_directory(p.dest)
+        || dest_comps.is_empty()
+        || p.parents
+        || lower::lookup(lowerdirs, &dest_comps).is_some_and(|f| f.is_dir());
+    if operands > 1 && !dest_is_dir {
+        return Err(format!(
+            "When using {} with more than one source file, the destination must be a directory and end with a /",
+            p.what
         ));
     }
 
-    let dest_abs = absolute(dest, &step.workdir);
-    let dest_comps = lower::components(&dest_abs)?;
-    let dest_is_dir = dest.ends_with('/')
-        || dest_abs.ends_with("/.")
-        || sources.len() > 1
-        || wildcard
-        || dest_comps.is_empty()
-        || lower::lookup(&state.lowerdirs, &dest_comps).is_some_and(|f| f.is_dir());
-    if sources.len() > 1 && !dest.ends_with('/') && !dest_is_dir {
-        return Err("When using COPY with more than one source file, the destination must be a directory and end with a /".into());
-    }
-
+    // Files that only exist for this step (extracted archives, downloads) are staged here; the
+    // context's and stages' files are read in place when the layer is written.
     let tmp = TempDir::new(store, "copy")?;
-    let tree = tmp.sub("tree")?;
-    let mut fixups = Vec::new();
-    for (comps, layer, st) in &resolved {
-        let mut rel = comps.clone();
-        if kind(st) == libc::S_IFDIR {
-            // A directory copies its contents into the destination directory.
-            stage_parents(&tree, &state.lowerdirs, &dest_comps, &mut fixups)?;
-            let dst = lower::join(&tree, &dest_comps);
-            if !dst.exists() {
-                std::fs::create_dir(&dst)
-                    .map_err(|e| format!("creating {}: {e}", dst.display()))?;
-                match lower::lookup(&state.lowerdirs, &dest_comps) {
-                    Some(f) if f.is_dir() => {
-                        set_meta(
-                            &dst,
-                            f.stat.st_uid,
-                            f.stat.st_gid,
-                            Some(f.stat.st_mode & 0o7777),
-                            &f.stat,
-                        )?;
-                        fixups.push((dst.clone(), f.stat));
-                    }
-                    _ => {
-                        let (uid, gid) = attrs.owner.unwrap_or((0, 0));
-                        let mut s = *st;
-                        s.st_mode = libc::S_IFDIR | 0o755;
-                        set_meta(&dst, uid, gid, Some(attrs.chmod.unwrap_or(0o755)), &s)?;
-                        fixups.push((dst.clone(), s));
-                    }
+    let mut stager = Stager {
+        src,
+        tree: Tree::new(),
+        lowerdirs,
+        dir_owner: attrs.owner.unwrap_or((0, 0)),
+        attrs,
+        now: now_secs(),
+    };
+    let mut archives = 0;
+    for e in &selection.entries {
+        let is_dir = kind(&e.stat) == libc::S_IFDIR;
+        // ADD extracts a local tar archive given (or matched) as a source into the destination
+        // directory; anything else is copied.
+        if let Some((_, unpack)) = p.add {
+            if unpack != Some(false) && e.top && kind(&e.stat) == libc::S_IFREG && src.is_context()
+            {
+                let mut file = src.open_file(e)?;
+                let shown = lower::display(&e.src);
+                let sniffed =
+                    add::sniff(&mut file).map_err(|err| format!("ADD {shown}: reading: {err}"))?;
+                if let Some(c) = sniffed {
+                    stager.ensure_dir(&dest_comps)?;
+                    archives += 1;
+                    let dir = tmp.sub(&format!("archive{archives}"))?;
+                    add::extract(file, c, &dir, shown.trim_start_matches('/'))?;
+                    stager.add_extracted(&dir, &mut dest_comps.clone())?;
+                    continue;
                 }
             }
-            copy_children(&src, &mut rel, &dst, &attrs)?;
-        } else {
-            let mut target = dest_comps.clone();
-            if dest_is_dir {
-                target.push(comps.last().cloned().unwrap_or_default());
-            }
-            if target.is_empty() {
-                return Err("cannot copy a file onto /".into());
-            }
-            stage_parents(&tree, &state.lowerdirs, &target, &mut fixups)?;
-            let dst = lower::join(&tree, &target);
-            copy_entry(&src, *layer, &mut rel, st, &dst, &attrs, true)?;
         }
+        let mut target = dest_comps.clone();
+        if p.parents || is_dir || !e.top || dest_is_dir {
+            target.extend(e.dest.iter().cloned());
+        }
+        if is_dir && e.top && e.dest.is_empty() {
+            // A directory source copies its contents into the destination directory.
+            stager.ensure_dir(&target)?;
+            continue;
+        }
+        stager.place(e, &target)?;
     }
-    // Creating children changed the parents' mtimes: give them the image's back, deepest first.
-    for (p, st) in fixups.iter().rev() {
-        let mode = st.st_mode & 0o7777;
-        let meta = std::fs::symlink_metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        use std::os::unix::fs::MetadataExt;
-        set_meta(p, meta.uid(), meta.gid(), Some(mode), st)?;
+    for (i, url) in urls.iter().enumerate() {
+        let dl = tmp.sub(&format!("url{i}"))?;
+        let checksum = p.add.and_then(|(c, _)| c);
+        let got = fetch::fetch(url, &dl, checksum)?;
+        // A download is extracted only on request (`--unpack=true`), into the destination.
+        if p.add.is_some_and(|(_, u)| u == Some(true)) {
+            let mut file = std::fs::File::open(&got.path)
+                .map_err(|e| format!("ADD {url}: reading the download: {e}"))?;
+            let sniffed = add::sniff(&mut file)
+                .map_err(|e| format!("ADD {url}: reading the download: {e}"))?;
+            if let Some(c) = sniffed {
+                stager.ensure_dir(&dest_comps)?;
+                let dir = tmp.sub(&format!("url{i}-unpacked"))?;
+                add::extract(file, c, &dir, url)?;
+                stager.add_extracted(&dir, &mut dest_comps.clone())?;
+                continue;
+            }
+        }
+        let mut target = dest_comps.clone();
+        if dest_is_dir {
+            target.push(got.name.clone());
+        }
+        let size = std::fs::metadata(&got.path)
+            .map_err(|e| format!("ADD {url}: {e}"))?
+            .len();
+        let mtime = got.mtime.unwrap_or(stager.now);
+        stager
+            .place_file(&target, FileData::Staged(got.path), size, 0o600, mtime)
+            .map_err(|e| format!("ADD {url}: {e}"))?;
     }
-    write_tree(store, &tree, options)
+    for doc in p.inline {
+        let mut target = dest_comps.clone();
+        if dest_is_dir {
+            target.extend(lower::components(&doc.path)?);
+        }
+        let data = doc.data.as_bytes().to_vec();
+        let size = data.len() as u64;
+        let now = stager.now;
+        stager.place_file(&target, FileData::Inline(data), size, 0o644, now)?;
+    }
+    emit::write_layer(
+        store,
+        &stager.tree,
+        src,
+        options.compression,
+        options.source_date_epoch,
+    )
+    .map(Some)
 }
 
 /// WORKDIR: creates the directory (owned by the current USER, as BuildKit does) when the image
@@ -615,7 +745,7 @@ pub fn make_workdir(
     let tmp = TempDir::new(store, "workdir")?;
     let tree = tmp.sub("tree")?;
     let mut fixups = Vec::new();
-    stage_parents(&tree, &state.lowerdirs, &comps, &mut fixups)?;
+    stage_parents(&tree, &state.lowerdirs, &comps, (0, 0), &mut fixups)?;
     let dst = lower::join(&tree, &comps);
     std::fs::create_dir(&dst).map_err(|e| format!("creating {}: {e}", dst.display()))?;
     let st = safe::fstat(

@@ -15,17 +15,21 @@
 //!
 //! Independent stages (one [`BuildGraph::waves`] wave) run concurrently.
 
+pub mod add;
 pub mod base;
 pub mod cache;
 pub mod config;
 pub mod context_index;
 pub mod copy;
+pub mod emit;
+pub mod fetch;
 pub mod ignore;
 pub mod lower;
 pub mod mounts;
 pub mod output;
 pub mod progress;
 pub mod run;
+pub mod select;
 pub mod selection;
 pub mod snapshot;
 
@@ -414,13 +418,15 @@ impl StageContext<'_> {
                                 .ok_or(ExecError::MissingStage(*s))?
                                 .state,
                         ),
-                        SourceRef::Image(name) => {
-                            return Err(fail(format!(
-                                "--from={name}: copying from an image that is not a stage is not supported yet"
-                            )))
-                        }
+                        SourceRef::Image(_) => None,
                     };
-                    copy::copy_step(store, &state, step, from, options).map_err(fail)?
+                    match &step.copy_source {
+                        SourceRef::Image(name) => {
+                            copy::copy_from_image(store, &state, step, name, options)
+                        }
+                        _ => copy::copy_step(store, &state, step, from, options),
+                    }
+                    .map_err(fail)?
                 }
                 other => {
                     config::apply_metadata(&mut state, store, other, step, options).map_err(fail)?

@@ -28,7 +28,7 @@ use sha2::{Digest as _, Sha256};
 use strata_store::safe::{self, Root};
 
 use super::context_index::{ContextIndex, FileStamp};
-use super::copy::has_wildcard;
+use super::select::has_wildcard;
 use super::ignore::{glob, Ignore};
 use super::lower;
 

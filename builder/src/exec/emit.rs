@@ -1,0 +1,306 @@
+//! The layer of one COPY/ADD as a *virtual* tree, streamed straight into the layer tar.
+//!
+//! COPY used to copy every selected file into a staging directory and then have the store's
+//! codec tar that directory: each byte was read twice and written once more than needed. Here
+//! the copy is planned as a sorted map of layer paths → entries (where each file's bytes come
+//! from: the build context, a stage's layer, an extracted archive, a download, a heredoc), and
+//! [`write_layer`] emits the tar from that map through the store's streaming writer
+//! ([`strata_store::layer::write_layer_stream`]): every source byte is read once, hashed once
+//! for the diffID and once (compressed) for the digest, and memory stays flat whatever the file
+//! sizes (bounded 1 MiB chunks between the tar and the compressor).
+//!
+//! The tar has the store codec's shape so a COPY layer looks like any other strata layer:
+//! entries in depth-first order with each directory's children sorted by name bytes, ustar
+//! headers with numeric owners and no user/group names, PAX records for long names/links and
+//! huge sizes, mtimes clamped to `SOURCE_DATE_EPOCH`, hardlinks as link entries to the first
+//! member written.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+use strata_store::layer::{write_layer_stream, Compression, LayerInfo};
+use strata_store::{Store, StoreError};
+use tar::{EntryType, Header};
+
+use super::select::{CopySource, Selected};
+
+/// Where a regular file's bytes come from.
+#[derive(Debug, Clone)]
+pub(crate) enum FileData {
+    /// A selected entry of the COPY's source (context, stage or image), read at emit time.
+    Source(Box<Selected>),
+    /// A file in a staging directory of this step (extracted archive, download).
+    Staged(PathBuf),
+    /// Inline bytes (a heredoc).
+    Inline(Vec<u8>),
+}
+
+/// What an entry is.
+#[derive(Debug, Clone)]
+pub(crate) enum Content {
+    /// A directory.
+    Dir,
+    /// A regular file of `size` bytes.
+    File { data: FileData, size: u64 },
+    /// A symlink to the target bytes.
+    Symlink(Vec<u8>),
+    /// A character or block device (`S_IFCHR`/`S_IFBLK`) and its device number.
+    Device { kind: libc::mode_t, rdev: u64 },
+    /// A named pipe.
+    Fifo,
+}
+
+/// One entry of the layer.
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub content: Content,
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits (`0o7777`).
+    pub mode: u32,
+    /// Seconds since the epoch.
+    pub mtime: i64,
+    /// `(dev, ino)` of a multiply-linked source file: members of one group become hardlinks.
+    pub link: Option<(u64, u64)>,
+}
+
+impl Node {
+    pub(crate) fn is_dir(&self) -> bool {
+        matches!(self.content, Content::Dir)
+    }
+}
+
+/// The planned layer: layer paths (components) → entries. `BTreeMap` order on component
+/// vectors is exactly depth-first order with children sorted by name bytes.
+pub(crate) type Tree = BTreeMap<Vec<String>, Node>;
+
+/// Streams `tree` as a layer blob into `store`.
+pub(crate) fn write_layer(
+    store: &Store,
+    tree: &Tree,
+    src: &CopySource,
+    compression: Compression,
+    source_date_epoch: Option<i64>,
+) -> Result<LayerInfo, String> {
+    let mut failure: Option<String> = None;
+    let result = write_layer_stream(store, compression, |w| {
+        let mut out = tar::Builder::new(w);
+        let mut first: HashMap<(u64, u64), String> = HashMap::new();
+        for (path, node) in tree {
+            if let Err(e) = emit(&mut out, path, node, src, source_date_epoch, &mut first) {
+                let msg = e.to_string();
+                failure = Some(msg.clone());
+                return Err(StoreError::io(store.tmp_dir(), io::Error::other(msg)));
+            }
+        }
+        out.finish()
+            .map_err(|e| StoreError::io(store.tmp_dir(), e))?;
+        Ok(())
+    });
+    match (result, failure) {
+        (Ok(info), _) => Ok(info),
+        (Err(_), Some(f)) => Err(f),
+        (Err(e), None) => Err(format!("writing the layer: {e}")),
+    }
+}
+
+/// A reader that yields exactly `size` bytes: the file's, then zeros if it shrank meanwhile
+/// (a tar entry must be as long as its header says).
+struct Exactly<R: Read> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Exactly<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        let n = match self.inner.read(&mut buf[..want])? {
+            0 => {
+                buf[..want].fill(0);
+                want
+            }
+            n => n,
+        };
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+fn emit<W: Write>(
+    out: &mut tar::Builder<W>,
+    path: &[String],
+    node: &Node,
+    src: &CopySource,
+    epoch: Option<i64>,
+    first: &mut HashMap<(u64, u64), String>,
+) -> Result<(), String> {
+    let name = path.join("/");
+    let mut h = Header::new_ustar();
+    h.set_mode(node.mode & 0o7777);
+    h.set_uid(node.uid as u64);
+    h.set_gid(node.gid as u64);
+    let m = node.mtime.max(0);
+    let m = match epoch {
+        Some(e) if m > e => e.max(0),
+        _ => m,
+    };
+    h.set_mtime(m as u64);
+    h.set_size(0);
+    if let (Some(key), Content::File { .. }) = (node.link, &node.content) {
+        if let Some(target) = first.get(&key) {
+            h.set_entry_type(EntryType::Link);
+            return append(out, h, &name, Some(target.as_bytes()), io::empty());
+        }
+        first.insert(key, name.clone());
+    }
+    match &node.content {
+        Content::Dir => {
+            h.set_entry_type(EntryType::Directory);
+            append(out, h, &format!("{name}/"), None, io::empty())
+        }
+        Content::File { data, size } => {
+            h.set_entry_type(EntryType::Regular);
+            h.set_size(*size);
+            let mut xattrs = Vec::new();
+            let reader: Box<dyn Read> = match data {
+                FileData::Source(sel) => {
+                    let f = src.open_file(sel)?;
+                    xattrs = fd_xattrs(&f);
+                    Box::new(f)
+                }
+                FileData::Staged(p) => Box::new(
+                    std::fs::File::open(p).map_err(|e| format!("opening {}: {e}", p.display()))?,
+                ),
+                FileData::Inline(d) => Box::new(io::Cursor::new(d.clone())),
+            };
+            let reader = Exactly {
+                inner: io::BufReader::with_capacity(256 * 1024, reader),
+                left: *size,
+            };
+            append_with(out, h, &name, None, &xattrs, reader)
+        }
+        Content::Symlink(target) => {
+            h.set_entry_type(EntryType::Symlink);
+            append(out, h, &name, Some(target), io::empty())
+        }
+        Content::Device { kind, rdev } => {
+            h.set_entry_type(if *kind == libc::S_IFCHR {
+                EntryType::Char
+            } else {
+                EntryType::Block
+            });
+            let _ = h.set_device_major(libc::major(*rdev));
+            let _ = h.set_device_minor(libc::minor(*rdev));
+            append(out, h, &name, None, io::empty())
+        }
+        Content::Fifo => {
+            h.set_entry_type(EntryType::Fifo);
+            append(out, h, &name, None, io::empty())
+        }
+    }
+}
+
+/// Writes `value` into a 100-byte ustar name field, or a truncated copy plus a PAX record when
+/// it does not fit (the store codec's layout).
+fn set_name_field(
+    field: &mut [u8; 100],
+    value: &[u8],
+    pax: &mut Vec<(String, Vec<u8>)>,
+    key: &str,
+) {
+    field.fill(0);
+    if value.len() <= 100 {
+        field[..value.len()].copy_from_slice(value);
+    } else {
+        field.copy_from_slice(&value[..100]);
+        pax.push((key.to_string(), value.to_vec()));
+    }
+}
+
+/// Extended attributes of an open file that belong in a layer (BuildKit's copy keeps them:
+/// `security.capability` matters for binaries like `ping`). Overlay's own `trusted.overlay.*`
+/// never enter a layer, and a host's SELinux label means nothing in an image.
+fn fd_xattrs(f: &std::fs::File) -> Vec<(String, Vec<u8>)> {
+    use std::os::fd::AsRawFd;
+    let fd = f.as_raw_fd();
+    let mut names = vec![0u8; 1024];
+    let len = loop {
+        // SAFETY: a valid fd and a buffer whose pointer and length match.
+        let r = unsafe { libc::flistxattr(fd, names.as_mut_ptr().cast(), names.len()) };
+        if r >= 0 {
+            break r as usize;
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::ERANGE) if names.len() < 1 << 20 => names.resize(names.len() * 4, 0),
+            _ => return Vec::new(),
+        }
+    };
+    let mut out = Vec::new();
+    for name in names[..len].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let key = String::from_utf8_lossy(name).into_owned();
+        if key.starts_with("trusted.overlay.") || key == "security.selinux" {
+            continue;
+        }
+        let Ok(c) = std::ffi::CString::new(name) else {
+            continue;
+        };
+        let mut val = vec![0u8; 256];
+        loop {
+            // SAFETY: as above, with a NUL-terminated attribute name.
+            let r = unsafe { libc::fgetxattr(fd, c.as_ptr(), val.as_mut_ptr().cast(), val.len()) };
+            if r >= 0 {
+                val.truncate(r as usize);
+                out.push((key, val));
+                break;
+            }
+            match io::Error::last_os_error().raw_os_error() {
+                Some(libc::ERANGE) if val.len() < 1 << 20 => val.resize(val.len() * 4, 0),
+                _ => break,
+            }
+        }
+    }
+    out
+}
+
+fn append<W: Write, R: Read>(
+    out: &mut tar::Builder<W>,
+    h: Header,
+    name: &str,
+    link: Option<&[u8]>,
+    data: R,
+) -> Result<(), String> {
+    append_with(out, h, name, link, &[], data)
+}
+
+fn append_with<W: Write, R: Read>(
+    out: &mut tar::Builder<W>,
+    mut h: Header,
+    name: &str,
+    link: Option<&[u8]>,
+    xattrs: &[(String, Vec<u8>)],
+    data: R,
+) -> Result<(), String> {
+    let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
+    set_name_field(&mut h.as_old_mut().name, name.as_bytes(), &mut pax, "path");
+    if let Some(l) = link {
+        set_name_field(&mut h.as_old_mut().linkname, l, &mut pax, "linkpath");
+    }
+    let size = h.size().unwrap_or(0);
+    if size > 0o77_777_777_777 {
+        pax.push(("size".into(), size.to_string().into_bytes()));
+    }
+    for (k, v) in xattrs {
+        pax.push((format!("SCHILY.xattr.{k}"), v.clone()));
+    }
+    if !pax.is_empty() {
+        out.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+            .map_err(|e| format!("writing the layer entry {name}: {e}"))?;
+    }
+    h.set_cksum();
+    out.append(&h, data)
+        .map_err(|e| format!("writing the layer entry {name}: {e}"))
+}

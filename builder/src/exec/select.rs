@@ -1,0 +1,883 @@
+//! COPY/ADD source *selection*: which entries of the context, a stage or an image one COPY
+//! reads, and where each lands below the destination. Kept apart from the copying itself so the
+//! build cache can key a COPY on exactly the files it selects ([`select_sources`]).
+//!
+//! Sources are read fd-relative: the build context through `openat2(RESOLVE_IN_ROOT)` on the
+//! context directory — a symlink in the context resolves *inside* it, so `ln -s /etc/shadow x;
+//! COPY x .` finds nothing rather than the host's file (the CVE-2018-15664 / CVE-2019-14271
+//! class) — and a stage or image through its unpacked layers, merged top-down (char 0/0
+//! whiteouts hide, opaque directories stop the descent), with symlinks resolved component by
+//! component in the merged view and clamped at its root.
+//!
+//! The rules are BuildKit's (`dockerfile2llb` + fsutil's `copy`):
+//! * wildcards (Go `filepath.Match`: `*`, `?`, `[...]`, `\` escapes) may appear in any
+//!   component (`src/*/conf/*.json`); matches are taken in name order; a wildcard that matches
+//!   nothing is not an error (BuildKit sets `AllowEmptyWildcard`);
+//! * a top-level source symlink is followed (inside the root); symlinks below it are copied as
+//!   symlinks;
+//! * a directory copies its contents;
+//! * `.dockerignore` hides context paths (an excluded directory is still walked when a `!`
+//!   exception may bring back something below it);
+//! * `--exclude` patterns (`.dockerignore` syntax) match the path relative to each matched
+//!   source directory, or a wildcard-matched entry's own name;
+//! * `--parents` keeps each match's path from the source root, or from a `./` pivot in the
+//!   source (`./x/./y/*.txt` → `y/a.txt`), and lets `**` match any number of components; the
+//!   parent directories in between are copied with their own metadata.
+
+use std::collections::BTreeSet;
+use std::ffi::{CString, OsStr};
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use strata_store::safe::{self, Root};
+
+use super::ignore::{self, Ignore};
+use super::lower;
+
+/// Symlinks followed while resolving one path before giving up (Linux's own limit).
+const MAX_SYMLINKS: usize = 40;
+
+/// Where a COPY reads from: the build context (one root, `.dockerignore` applied) or a stack of
+/// overlay-format layers (a stage or an image).
+pub(crate) struct CopySource {
+    /// Top layer last.
+    roots: Vec<Root>,
+    /// Layers: char-0/0 entries are whiteouts, opaque dirs stop the descent.
+    layered: bool,
+    ignore: Ignore,
+    /// For messages: "build context", "stage build", "image busybox".
+    name: String,
+}
+
+fn is_whiteout(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == 0
+}
+
+/// The file type bits of a stat.
+pub(crate) fn kind(st: &libc::stat) -> libc::mode_t {
+    st.st_mode & libc::S_IFMT
+}
+
+fn rel_path(rel: &[String]) -> PathBuf {
+    rel.iter().collect()
+}
+
+fn is_opaque(fd: &OwnedFd) -> bool {
+    let mut buf = [0u8; 4];
+    // SAFETY: a valid fd, a NUL-terminated name and a buffer we own.
+    let n = unsafe {
+        libc::fgetxattr(
+            fd.as_raw_fd(),
+            c"trusted.overlay.opaque".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    n == 1 && buf[0] == b'y'
+}
+
+impl CopySource {
+    /// The build context at `dir`, with its `.dockerignore` (read fd-relative, never through a
+    /// symlink).
+    pub(crate) fn context(dir: &Path) -> Result<CopySource, String> {
+        let root = Root::open(dir)
+            .map_err(|e| format!("opening the build context {}: {e}", dir.display()))?;
+        let ignore = match safe::openat2_in_root(
+            root.fd(),
+            Path::new(".dockerignore"),
+            libc::O_RDONLY | libc::O_NOFOLLOW,
+            0,
+        ) {
+            Ok(fd) => {
+                let mut s = String::new();
+                std::fs::File::from(fd)
+                    .read_to_string(&mut s)
+                    .map_err(|e| format!("reading .dockerignore: {e}"))?;
+                Ignore::parse(&s)
+            }
+            Err(_) => Ignore::default(),
+        };
+        Ok(CopySource {
+            roots: vec![root],
+            layered: false,
+            ignore,
+            name: "build context".into(),
+        })
+    }
+
+    /// The unpacked layers `dirs` (bottom first) of a stage or image called `name`.
+    pub(crate) fn layers(dirs: &[PathBuf], name: &str) -> Result<CopySource, String> {
+        Ok(CopySource {
+            roots: dirs
+                .iter()
+                .map(|d| Root::open(d).map_err(|e| format!("opening layer {}: {e}", d.display())))
+                .collect::<Result<_, _>>()?,
+            layered: true,
+            ignore: Ignore::default(),
+            name: name.to_string(),
+        })
+    }
+
+    /// Whether this is the build context (owners default to root, `.dockerignore` applies).
+    pub(crate) fn is_context(&self) -> bool {
+        !self.layered
+    }
+
+    /// `lstat` of `rel` in the merged view of the layers (no symlink in `rel` is followed).
+    fn lstat_layered(&self, rel: &[String]) -> Option<(usize, libc::stat)> {
+        let (name, parent) = match rel.split_last() {
+            Some(x) => x,
+            None => {
+                let top = self.roots.len().checked_sub(1)?;
+                return safe::fstat(self.roots[top].fd().as_raw_fd())
+                    .ok()
+                    .map(|st| (top, st));
+            }
+        };
+        for (i, root) in self.roots.iter().enumerate().rev() {
+            let Ok(pfd) = safe::openat2_in_root(
+                root.fd(),
+                &rel_path(parent),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+            ) else {
+                // The parent is missing in this layer (or is not a directory here): a lower
+                // layer may still have the entry, unless this layer hides it.
+                if self.hidden_at(i, parent) {
+                    return None;
+                }
+                continue;
+            };
+            match safe::lstat_at(pfd.as_raw_fd(), OsStr::new(name)) {
+                Ok(Some(st)) if is_whiteout(&st) => return None,
+                Ok(Some(st)) => return Some((i, st)),
+                _ => {
+                    if is_opaque(&pfd) {
+                        return None;
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether layer `i` hides `dir` from lower layers (a whiteout or a non-directory on the
+    /// way, or an opaque directory above it).
+    fn hidden_at(&self, i: usize, dir: &[String]) -> bool {
+        let root = &self.roots[i];
+        for n in 1..=dir.len() {
+            let Ok(pfd) = safe::openat2_in_root(
+                root.fd(),
+                &rel_path(&dir[..n - 1]),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+            ) else {
+                return false;
+            };
+            match safe::lstat_at(pfd.as_raw_fd(), OsStr::new(&dir[n - 1])) {
+                Ok(Some(st)) if kind(&st) != libc::S_IFDIR => return true,
+                Ok(Some(_)) => {}
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    /// Resolves the symlinks of `rel` in the merged view, as the kernel would with the source
+    /// root as `/` (absolute targets and `..` never leave it). `follow_last`: also the final
+    /// component. `None` when a component is missing or the links loop.
+    fn resolve_layered(&self, rel: &[String], follow_last: bool) -> Option<Vec<String>> {
+        self.resolve_layered_from(rel, follow_last, false)
+    }
+
+    /// [`Self::resolve_layered`]; `lenient`: a missing component ends the resolution (the rest
+    /// is appended as it is) instead of failing.
+    fn resolve_layered_from(
+        &self,
+        rel: &[String],
+        follow_last: bool,
+        lenient: bool,
+    ) -> Option<Vec<String>> {
+        let mut todo: Vec<String> = rel.iter().rev().cloned().collect();
+        let mut done: Vec<String> = Vec::new();
+        let mut links = 0;
+        while let Some(c) = todo.pop() {
+            match c.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    done.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            done.push(c);
+            let last = todo.is_empty();
+            if last && !follow_last {
+                break;
+            }
+            let Some((layer, st)) = self.lstat_layered(&done) else {
+                if !lenient {
+                    return None;
+                }
+                while let Some(c) = todo.pop() {
+                    match c.as_str() {
+                        "" | "." => {}
+                        ".." => {
+                            done.pop();
+                        }
+                        _ => done.push(c),
+                    }
+                }
+                return Some(done);
+            };
+            if kind(&st) != libc::S_IFLNK {
+                continue;
+            }
+            links += 1;
+            if links > MAX_SYMLINKS {
+                return None;
+            }
+            let target = self.readlink_at(layer, &done).ok()?;
+            done.pop();
+            if target.first() == Some(&b'/') {
+                done.clear();
+            }
+            for part in target.split(|b| *b == b'/').rev() {
+                todo.push(String::from_utf8_lossy(part).into_owned());
+            }
+        }
+        Some(done)
+    }
+
+    /// `(layer, stat)` of `rel`; `follow`: a final symlink is followed (inside the root).
+    /// Returns the resolved path too (different from `rel` only when links were followed).
+    fn stat(&self, rel: &[String], follow: bool) -> Option<(Vec<String>, usize, libc::stat)> {
+        if self.layered {
+            let resolved = self.resolve_layered(rel, follow)?;
+            let (layer, st) = self.lstat_layered(&resolved)?;
+            return Some((resolved, layer, st));
+        }
+        let flags = if follow {
+            libc::O_PATH
+        } else {
+            libc::O_PATH | libc::O_NOFOLLOW
+        };
+        let fd = safe::openat2_in_root(self.roots[0].fd(), &rel_path(rel), flags, 0).ok()?;
+        let st = safe::fstat(fd.as_raw_fd()).ok()?;
+        Some((rel.to_vec(), 0, st))
+    }
+
+    /// Names in directory `rel` of the merged view, sorted by bytes.
+    fn list(&self, rel: &[String]) -> Result<Vec<String>, String> {
+        let mut seen = std::collections::BTreeMap::<String, bool>::new();
+        let dir = if self.layered {
+            match self.resolve_layered(rel, true) {
+                Some(d) => d,
+                None => return Ok(Vec::new()),
+            }
+        } else {
+            rel.to_vec()
+        };
+        for root in self.roots.iter().rev() {
+            let fd = match safe::openat2_in_root(
+                root.fd(),
+                &rel_path(&dir),
+                libc::O_RDONLY | libc::O_DIRECTORY,
+                0,
+            ) {
+                Ok(fd) => fd,
+                Err(_) if self.layered => continue,
+                Err(e) => return Err(format!("reading {}: {e}", lower::display(rel))),
+            };
+            let names = safe::list_dir(fd.as_raw_fd())
+                .map_err(|e| format!("reading {}: {e}", lower::display(rel)))?;
+            for n in names {
+                let name = n.to_string_lossy().into_owned();
+                if seen.contains_key(&name) {
+                    continue;
+                }
+                let wh = self.layered
+                    && safe::lstat_at(fd.as_raw_fd(), &n)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|st| is_whiteout(&st));
+                seen.insert(name, !wh);
+            }
+            if !self.layered || is_opaque(&fd) {
+                break;
+            }
+        }
+        Ok(seen
+            .into_iter()
+            .filter(|(_, keep)| *keep)
+            .map(|(n, _)| n)
+            .collect())
+    }
+
+    /// Opens a selected regular file for reading (never through a symlink: `sel.src` is the
+    /// resolved path).
+    pub(crate) fn open_file(&self, sel: &Selected) -> Result<std::fs::File, String> {
+        let fd = safe::openat2_in_root(
+            self.roots[sel.layer].fd(),
+            &rel_path(&sel.src),
+            libc::O_RDONLY | libc::O_NOFOLLOW,
+            0,
+        )
+        .map_err(|e| format!("opening {}: {e}", lower::display(&sel.src)))?;
+        Ok(std::fs::File::from(fd))
+    }
+
+    /// The target of a selected symlink.
+    pub(crate) fn readlink(&self, sel: &Selected) -> Result<Vec<u8>, String> {
+        self.readlink_at(sel.layer, &sel.src)
+    }
+
+    fn readlink_at(&self, layer: usize, rel: &[String]) -> Result<Vec<u8>, String> {
+        let (name, parent) = rel.split_last().ok_or("readlink of the root")?;
+        let pfd = safe::openat2_in_root(
+            self.roots[layer].fd(),
+            &rel_path(parent),
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+        )
+        .map_err(|e| format!("opening {}: {e}", lower::display(parent)))?;
+        let c = CString::new(name.as_bytes()).map_err(|_| "NUL in a file name")?;
+        let mut buf = vec![0u8; libc::PATH_MAX as usize];
+        // SAFETY: valid dirfd, NUL-terminated name, buffer we own.
+        let n = unsafe {
+            libc::readlinkat(
+                pfd.as_raw_fd(),
+                c.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n < 0 {
+            return Err(format!(
+                "reading link {}: {}",
+                lower::display(rel),
+                std::io::Error::last_os_error()
+            ));
+        }
+        buf.truncate(n as usize);
+        Ok(buf)
+    }
+
+    fn ignored(&self, rel: &[String]) -> bool {
+        let r: Vec<&str> = rel.iter().map(String::as_str).collect();
+        !r.is_empty() && self.ignore.excluded(&r)
+    }
+
+    fn not_found(&self, source: &str) -> String {
+        if self.layered {
+            format!("{source}: not found in {}", self.name)
+        } else {
+            format!(
+                "file not found in build context or excluded by .dockerignore: stat {}: no such file or directory",
+                source.trim_start_matches('/')
+            )
+        }
+    }
+}
+
+/// Resolves the symlinks of a destination path in the parent image's layers, as BuildKit's
+/// `fs.RootPath` does on the parent's root filesystem (clamped at its root; components that do
+/// not exist are kept as they are). `COPY x /lib/` on a merged-/usr image lands in `/usr/lib`.
+pub(crate) fn resolve_dest(lowerdirs: &[PathBuf], comps: &[String]) -> Vec<String> {
+    if lowerdirs.is_empty() || comps.is_empty() {
+        return comps.to_vec();
+    }
+    match CopySource::layers(lowerdirs, "parent image") {
+        Ok(src) => src
+            .resolve_layered_from(comps, true, true)
+            .unwrap_or_else(|| comps.to_vec()),
+        Err(_) => comps.to_vec(),
+    }
+}
+
+/// What one COPY selects.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SelectSpec<'a> {
+    /// The source arguments (local paths, possibly with wildcards).
+    pub sources: &'a [String],
+    /// `--exclude` patterns.
+    pub excludes: &'a [String],
+    /// `--parents`.
+    pub parents: bool,
+}
+
+/// One entry a COPY copies, in copy order (a directory before its children).
+#[derive(Debug, Clone)]
+pub(crate) struct Selected {
+    /// Index of the source argument it came from (for the build cache's key).
+    #[allow(dead_code)]
+    pub arg: usize,
+    /// Its path in the source (components, symlinks resolved; for messages and reads).
+    pub src: Vec<String>,
+    /// The layer holding it (always 0 for the context).
+    pub layer: usize,
+    /// Its `lstat` (the link target's stat for a followed top-level symlink).
+    pub stat: libc::stat,
+    /// Where it lands, below the destination directory. Empty for a top-level directory: its
+    /// contents go straight into the destination.
+    pub dest: Vec<String>,
+    /// A top-level match (not something found inside a matched directory). A top-level
+    /// non-directory without `--parents` *is* the destination when the destination is not a
+    /// directory; ADD extracts only top-level archives.
+    pub top: bool,
+}
+
+/// The result of [`select_sources`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Selection {
+    /// Every entry, in copy order.
+    pub entries: Vec<Selected>,
+    /// Whether some source had a wildcard.
+    pub wildcard: bool,
+    /// How many top-level matches there were.
+    pub matches: usize,
+}
+
+/// Whether a source component is a pattern (Go `filepath.Match` metacharacters).
+pub(crate) fn has_wildcard(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// Splits a source argument into clean components and the pivot (`--parents`): the number of
+/// leading components that are *not* kept below the destination (`./x/./y/f` → 1).
+fn source_components(s: &str, parents: bool) -> (Vec<String>, usize) {
+    let mut comps: Vec<String> = Vec::new();
+    let mut pivot = 0;
+    let mut leading = true;
+    for c in s.split('/') {
+        match c {
+            "" => {}
+            "." => {
+                if !leading && parents && pivot == 0 {
+                    pivot = comps.len();
+                }
+            }
+            ".." => {
+                comps.pop();
+            }
+            c => {
+                leading = false;
+                comps.push(c.to_string());
+            }
+        }
+    }
+    let pivot = pivot.min(comps.len());
+    (comps, pivot)
+}
+
+/// Expands the pattern `pat` from `idx` below the existing directory `cur` into `out`.
+fn expand(
+    src: &CopySource,
+    pat: &[String],
+    idx: usize,
+    cur: &mut Vec<String>,
+    double_star: bool,
+    out: &mut BTreeSet<Vec<String>>,
+    budget: &mut usize,
+) -> Result<(), String> {
+    if idx == pat.len() {
+        out.insert(cur.clone());
+        return Ok(());
+    }
+    *budget = budget.saturating_sub(1);
+    if *budget == 0 {
+        return Err("the wildcard matches too many paths (more than 10 million steps)".into());
+    }
+    let comp = &pat[idx];
+    if double_star && comp == "**" {
+        // Zero components...
+        expand(src, pat, idx + 1, cur, double_star, out, budget)?;
+        // ...or one more directory level, still under `**`.
+        for name in src.list(cur)? {
+            cur.push(name);
+            if src.is_context() && src.ignored(cur) && !src.ignore.has_exceptions() {
+                cur.pop();
+                continue;
+            }
+            if src
+                .stat(cur, false)
+                .is_some_and(|(_, _, st)| kind(&st) == libc::S_IFDIR)
+            {
+                expand(src, pat, idx, cur, double_star, out, budget)?;
+            }
+            cur.pop();
+        }
+        return Ok(());
+    }
+    if !has_wildcard(comp) {
+        cur.push(comp.clone());
+        let last = idx + 1 == pat.len();
+        let exists = src.stat(cur, !last).is_some();
+        if exists {
+            expand(src, pat, idx + 1, cur, double_star, out, budget)?;
+        }
+        cur.pop();
+        return Ok(());
+    }
+    for name in src.list(cur)? {
+        if !ignore::glob(comp.as_bytes(), name.as_bytes()) {
+            continue;
+        }
+        cur.push(name);
+        expand(src, pat, idx + 1, cur, double_star, out, budget)?;
+        cur.pop();
+    }
+    Ok(())
+}
+
+/// Collects what one matched directory contributes: its children, recursively.
+struct Walker<'a> {
+    src: &'a CopySource,
+    excludes: &'a Ignore,
+    arg: usize,
+    out: &'a mut Vec<Selected>,
+}
+
+impl Walker<'_> {
+    /// Adds the children of the source directory `rel` (landing at `dest`); `below` is the path
+    /// relative to the matched directory (what `--exclude` matches).
+    fn children(
+        &mut self,
+        rel: &mut Vec<String>,
+        dest: &mut Vec<String>,
+        below: &mut Vec<String>,
+    ) -> Result<bool, String> {
+        let mut any = false;
+        for name in self.src.list(rel)? {
+            rel.push(name.clone());
+            dest.push(name.clone());
+            below.push(name);
+            let added = self.child(rel, dest, below)?;
+            any |= added;
+            rel.pop();
+            dest.pop();
+            below.pop();
+        }
+        Ok(any)
+    }
+
+    fn child(
+        &mut self,
+        rel: &mut Vec<String>,
+        dest: &mut Vec<String>,
+        below: &mut Vec<String>,
+    ) -> Result<bool, String> {
+        let ignored = self.src.is_context() && self.src.ignored(rel);
+        let b: Vec<&str> = below.iter().map(String::as_str).collect();
+        let excluded = self.excludes.excluded(&b);
+        if (ignored && !self.src.ignore.has_exceptions())
+            || (excluded && !self.excludes.has_exceptions())
+        {
+            return Ok(false);
+        }
+        let Some((_, layer, st)) = self.src.stat(rel, false) else {
+            return Ok(false);
+        };
+        if kind(&st) == libc::S_IFDIR {
+            // An excluded directory is kept only for what an exception brings back below it.
+            let at = self.out.len();
+            self.out.push(Selected {
+                arg: self.arg,
+                src: rel.clone(),
+                layer,
+                stat: st,
+                dest: dest.clone(),
+                top: false,
+            });
+            let any = self.children(rel, dest, below)?;
+            if (ignored || excluded) && !any {
+                self.out.truncate(at);
+                return Ok(false);
+            }
+            return Ok(true);
+        }
+        if ignored || excluded {
+            return Ok(false);
+        }
+        self.out.push(Selected {
+            arg: self.arg,
+            src: rel.clone(),
+            layer,
+            stat: st,
+            dest: dest.clone(),
+            top: false,
+        });
+        Ok(true)
+    }
+}
+
+/// Selects every entry the local sources of one COPY/ADD copy, with where each lands below the
+/// destination. Errors name the source: a missing non-wildcard source, an unreadable directory.
+pub(crate) fn select_sources(src: &CopySource, spec: &SelectSpec<'_>) -> Result<Selection, String> {
+    let excludes = Ignore::parse(&spec.excludes.join("\n"));
+    let mut sel = Selection::default();
+    for (arg, s) in spec.sources.iter().enumerate() {
+        let (comps, pivot) = source_components(s, spec.parents);
+        let wildcard = comps.iter().any(|c| has_wildcard(c));
+        sel.wildcard |= wildcard;
+        let matches: Vec<Vec<String>> = if wildcard {
+            let mut out = BTreeSet::new();
+            let mut budget = 10_000_000usize;
+            expand(
+                src,
+                &comps,
+                0,
+                &mut Vec::new(),
+                spec.parents,
+                &mut out,
+                &mut budget,
+            )?;
+            out.into_iter().collect()
+        } else {
+            vec![comps.clone()]
+        };
+        for m in matches {
+            // A wildcard match hidden by .dockerignore or --exclude is not a match; a named
+            // source hidden by .dockerignore is "not found" (BuildKit never sees it).
+            let ignored = src.is_context() && src.ignored(&m);
+            let Some((resolved, layer, st)) = src.stat(&m, true) else {
+                if wildcard {
+                    continue;
+                }
+                return Err(src.not_found(s));
+            };
+            let is_dir = kind(&st) == libc::S_IFDIR;
+            if ignored && !(is_dir && src.ignore.has_exceptions()) {
+                if wildcard {
+                    continue;
+                }
+                return Err(src.not_found(s));
+            }
+            let name = m.last().cloned().unwrap_or_default();
+            if wildcard && !spec.parents && excludes.excluded(&[name.as_str()]) {
+                continue;
+            }
+            // Where the match lands below the destination.
+            let kept: Vec<String> = if spec.parents {
+                m[pivot.min(m.len())..].to_vec()
+            } else if is_dir {
+                Vec::new()
+            } else {
+                vec![name]
+            };
+            if spec.parents {
+                let k: Vec<&str> = kept.iter().map(String::as_str).collect();
+                if !k.is_empty() && excludes.excluded(&k) && !(is_dir && excludes.has_exceptions())
+                {
+                    continue;
+                }
+                // The parents between the pivot and the match, with their own metadata.
+                for n in 1..kept.len() {
+                    let parent = &m[..pivot + n];
+                    if let Some((p_resolved, p_layer, p_st)) = src.stat(parent, true) {
+                        sel.entries.push(Selected {
+                            arg,
+                            src: p_resolved,
+                            layer: p_layer,
+                            stat: p_st,
+                            dest: kept[..n].to_vec(),
+                            top: false,
+                        });
+                    }
+                }
+            }
+            sel.matches += 1;
+            sel.entries.push(Selected {
+                arg,
+                src: resolved.clone(),
+                layer,
+                stat: st,
+                dest: kept.clone(),
+                top: true,
+            });
+            if is_dir {
+                // .dockerignore is matched on context paths: walk the unresolved path `m` (a
+                // followed top-level link to a directory is walked at its target).
+                let mut rel = resolved;
+                let mut dest = kept;
+                let mut below = Vec::new();
+                let mut w = Walker {
+                    src,
+                    excludes: &excludes,
+                    arg,
+                    out: &mut sel.entries,
+                };
+                w.children(&mut rel, &mut dest, &mut below)?;
+            }
+        }
+    }
+    Ok(sel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(files: &[&str]) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        for f in files {
+            let p = t.path().join(f);
+            if f.ends_with('/') {
+                std::fs::create_dir_all(&p).unwrap();
+            } else {
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(&p, f.as_bytes()).unwrap();
+            }
+        }
+        t
+    }
+
+    fn dests(sel: &Selection) -> Vec<String> {
+        sel.entries.iter().map(|e| e.dest.join("/")).collect()
+    }
+
+    fn select(
+        t: &tempfile::TempDir,
+        sources: &[&str],
+        excludes: &[&str],
+        parents: bool,
+    ) -> Selection {
+        let src = CopySource::context(t.path()).unwrap();
+        let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+        let excludes: Vec<String> = excludes.iter().map(|s| s.to_string()).collect();
+        select_sources(
+            &src,
+            &SelectSpec {
+                sources: &sources,
+                excludes: &excludes,
+                parents,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn wildcards_in_any_component() {
+        let t = ctx(&[
+            "src/a/conf/x.json",
+            "src/a/conf/y.txt",
+            "src/b/conf/z.json",
+            "src/c/other/w.json",
+        ]);
+        let s = select(&t, &["src/*/conf/*.json"], &[], false);
+        assert_eq!(dests(&s), ["x.json", "z.json"]);
+        assert!(s.wildcard);
+        let s = select(&t, &["src/*/conf/*.json"], &[], true);
+        assert_eq!(
+            dests(&s),
+            [
+                "src",
+                "src/a",
+                "src/a/conf",
+                "src/a/conf/x.json",
+                "src",
+                "src/b",
+                "src/b/conf",
+                "src/b/conf/z.json"
+            ]
+        );
+    }
+
+    #[test]
+    fn parents_pivot_and_double_star() {
+        let t = ctx(&[
+            "x/y/a.txt",
+            "x/y/b.txt",
+            "src/a.txt",
+            "src/x/b.txt",
+            "src/x/y/c.txt",
+            "src/x/y/d.md",
+        ]);
+        let s = select(&t, &["./x/./y/*.txt"], &[], true);
+        assert_eq!(dests(&s), ["y", "y/a.txt", "y", "y/b.txt"]);
+        let s = select(&t, &["./src/**/*.txt"], &[], true);
+        let files: Vec<String> = s
+            .entries
+            .iter()
+            .filter(|e| e.top)
+            .map(|e| e.dest.join("/"))
+            .collect();
+        assert_eq!(files, ["src/a.txt", "src/x/b.txt", "src/x/y/c.txt"]);
+    }
+
+    #[test]
+    fn directory_contents_excludes_and_dockerignore() {
+        let t = ctx(&[
+            "dir/keep.c",
+            "dir/drop.txt",
+            "dir/sub/deep.txt",
+            "dir/sub/deep.c",
+            "home.txt",
+            "home.md",
+            ".dockerignore",
+        ]);
+        std::fs::write(t.path().join(".dockerignore"), "dir/sub/deep.c\n").unwrap();
+        let s = select(&t, &["dir"], &["*.txt"], false);
+        assert_eq!(dests(&s), ["", "keep.c", "sub", "sub/deep.txt"]);
+        let s = select(&t, &["dir"], &["**/*.txt"], false);
+        assert_eq!(
+            dests(&s),
+            ["", "keep.c", "sub"],
+            "a directory not excluded itself is kept, even when emptied (fsutil's copy)"
+        );
+        let s = select(&t, &["hom*"], &["*.txt"], false);
+        assert_eq!(dests(&s), ["home.md"]);
+        let src = CopySource::context(t.path()).unwrap();
+        let err = select_sources(
+            &src,
+            &SelectSpec {
+                sources: &["dir/sub/deep.c".to_string()],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("excluded by .dockerignore") && err.contains("dir/sub/deep.c"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn symlink_out_of_the_context_finds_nothing() {
+        let t = ctx(&["a"]);
+        std::os::unix::fs::symlink("/etc/passwd", t.path().join("x")).unwrap();
+        let src = CopySource::context(t.path()).unwrap();
+        let err = select_sources(
+            &src,
+            &SelectSpec {
+                sources: &["x".to_string()],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.contains("stat x"), "{err}");
+    }
+
+    #[test]
+    fn layered_view_resolves_links_across_layers() {
+        let low = ctx(&["usr/lib/libx.so", "usr/lib/liby.so"]);
+        let up = ctx(&["etc/"]);
+        std::os::unix::fs::symlink("usr/lib", up.path().join("lib")).unwrap();
+        let src = CopySource::layers(
+            &[low.path().to_path_buf(), up.path().to_path_buf()],
+            "stage base",
+        )
+        .unwrap();
+        let s = select_sources(
+            &src,
+            &SelectSpec {
+                sources: &["/lib/*.so".to_string()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(dests(&s), ["libx.so", "liby.so"]);
+        assert_eq!(s.entries[0].src, ["usr", "lib", "libx.so"]);
+    }
+}
