@@ -147,9 +147,14 @@ const PENDING: &[(&str, &str)] = &[
          MkdirAll(ensureDstPath, 0755, ci.Chown)); strata makes them root's: copy.rs, sources",
     ),
     (
-        "copy-dockerignore",
-        "an excluded directory (`secret/`, `build/**`) is still created, empty: ignore.rs/copy.rs, \
-         sources",
+        "copy-dockerignore-dirs",
+        "with a `!` exception in .dockerignore, excluded directories (`secret/`, `build/out` \
+         under `build/**`) are still created, empty: ignore.rs/copy.rs, sources",
+    ),
+    (
+        "copy-dockerignore-globstar",
+        "`build/**` also drops `build` itself; Docker's patternmatcher turns a trailing `**` \
+         into a prefix match on `build/`, so `build` stays (empty): ignore.rs, sources",
     ),
     (
         "copy-from-stage-dirs",

@@ -278,7 +278,8 @@ pub fn created_by(step: &Step) -> String {
         }
         Instruction::Volume(v) => format!("VOLUME {}", go_list_v(v)),
         Instruction::User(u) => format!("USER {u}"),
-        Instruction::Workdir(w) => format!("WORKDIR {w}"),
+        // BuildKit records the resolved absolute path ("WORKDIR " + wd), not the argument.
+        Instruction::Workdir(_) => format!("WORKDIR {}", step.workdir),
         Instruction::StopSignal(s) => format!("STOPSIGNAL {s}"),
         // BuildKit: `fmt.Sprintf("HEALTHCHECK %+v", healthcheckConfig)`, Go's field-named
         // struct rendering with durations as `time.Duration` strings.
