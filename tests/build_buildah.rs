@@ -162,6 +162,11 @@ const PENDING: &[(&str, &str)] = &[
          convert_copy.go); strata copies the link itself from a stage: copy.rs, sources",
     ),
     (
+        "copy-hardlinks",
+        "hardlinked context files become separate files; BuildKit's fsutil copier links them \
+         again within one source (its inode map): copy.rs, sources",
+    ),
+    (
         "copy-wildcards",
         "a wildcard in a middle path component (`sub/*/x`) is not expanded: copy.rs, sources",
     ),
