@@ -64,8 +64,9 @@ const EXCEPTIONS: &[Exception] = &[
         case: "*",
         field: "/run",
         buildkit: "absent",
-        why: "buildah creates /run in the rootfs for its RUN mounts (/run/.containerenv, \
-              secrets) and commits it; BuildKit adds nothing the command didn't write",
+        why: "buildah creates an empty /run in the rootfs as a mount point for RUN and commits \
+              it; BuildKit's MountStubsCleaner removes every empty stub it created for the \
+              step's mounts (executor/stubs.go)",
     },
     Exception {
         case: "cmd-then-entrypoint",
