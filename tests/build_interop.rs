@@ -104,6 +104,26 @@ fn built_image_unpacks_with_umoci_and_loads_in_skopeo() {
     assert_eq!((app.mode, app.uid, app.gid), (0o640, 65534, 65534));
     assert_eq!(umoci_tree.entries["/srv/tree/a"].mode, 0o4755);
 
+    // No layer carries overlayfs' private xattrs (the RUN layers come from overlay upperdirs
+    // with trusted.overlay.opaque/origin/impure on their entries), and the deleted-then-
+    // recreated /home is an OCI opaque whiteout.
+    let mut opaque_seen = false;
+    for l in img["Manifest"]["layers"].as_array().unwrap() {
+        let digest = l["digest"].as_str().unwrap();
+        let blob = env
+            .root()
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"));
+        let raw = tool("gzip", &["-dc", blob.to_str().unwrap()]).stdout;
+        assert!(
+            !raw.windows(15).any(|w| w == b"trusted.overlay"),
+            "layer {digest} carries a trusted.overlay.* xattr"
+        );
+        let marker: &[u8] = b"home/.wh..wh..opq";
+        opaque_seen |= raw.windows(marker.len()).any(|w| w == marker);
+    }
+    assert!(opaque_seen, "no home/.wh..wh..opq in any layer");
+
     // strata export flattens to the same tree.
     let export_tar = env.path("export.tar");
     env.ok(&["export", "interop:1", "-o", export_tar.to_str().unwrap()]);

@@ -32,7 +32,7 @@ pub fn created_string(source_date_epoch: Option<i64>) -> String {
 
 /// The state of `FROM scratch`: no layers, the host platform, BuildKit's default PATH.
 pub fn scratch_state() -> StageState {
-    let (architecture, os, variant) = ImageConfig::host_platform();
+    let (os, architecture, variant) = ImageConfig::host_platform();
     let mut config = ImageConfig {
         architecture,
         os,
@@ -278,7 +278,8 @@ pub fn created_by(step: &Step) -> String {
         }
         Instruction::Volume(v) => format!("VOLUME {}", go_list_v(v)),
         Instruction::User(u) => format!("USER {u}"),
-        Instruction::Workdir(w) => format!("WORKDIR {w}"),
+        // BuildKit records the resolved absolute path ("WORKDIR " + wd), not the argument.
+        Instruction::Workdir(_) => format!("WORKDIR {}", step.workdir),
         Instruction::StopSignal(s) => format!("STOPSIGNAL {s}"),
         // BuildKit: `fmt.Sprintf("HEALTHCHECK %+v", healthcheckConfig)`, Go's field-named
         // struct rendering with durations as `time.Duration` strings.
@@ -442,6 +443,15 @@ mod tests {
         assert_eq!(go_duration(Some(Duration::from_micros(1500))), "1.5ms");
         assert_eq!(go_duration(Some(Duration::from_nanos(1500))), "1.5\u{b5}s");
         assert_eq!(go_duration(Some(Duration::from_nanos(7))), "7ns");
+    }
+
+    #[test]
+    fn scratch_is_the_host_platform() {
+        let s = scratch_state();
+        assert_eq!(s.config.os, "linux");
+        assert_ne!(s.config.architecture, "linux");
+        assert!(!s.config.architecture.is_empty());
+        assert_eq!(s.config.config.env, Some(vec![DEFAULT_PATH.to_string()]));
     }
 
     #[test]

@@ -46,10 +46,13 @@ pub fn components(path: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// `lstat` of `rel` (components) in the topmost layer that has it; `None` when no layer has it
-/// or the topmost entry is a whiteout. Opaque directories in upper layers are not consulted
-/// (a deleted-then-recreated directory may show a lower layer's entry): callers only use this
-/// for metadata of directories, where that is harmless.
+/// `lstat` of `rel` (components) in the merged view of the layers, as overlayfs resolves it:
+/// the topmost layer that has the entry wins; `None` when no layer has it, when the topmost
+/// entry is a whiteout, or when an upper layer hides the lower ones' copy — an opaque directory
+/// (`trusted.overlay.opaque=y`, a directory deleted and recreated) on the way, or a
+/// non-directory where the path needs a directory. Without the opaque rule a RUN that recreates
+/// an empty directory under a recreated parent would look "unchanged" against a stale lower
+/// entry and be pruned from its layer.
 pub fn lookup(lowerdirs: &[PathBuf], rel: &[String]) -> Option<Found> {
     if rel.is_empty() {
         let top = lowerdirs.last()?;
@@ -58,22 +61,77 @@ pub fn lookup(lowerdirs: &[PathBuf], rel: &[String]) -> Option<Found> {
             .ok()
             .map(|stat| Found { stat });
     }
-    let (name, parent) = rel.split_last()?;
-    let parent: PathBuf = parent.iter().collect();
     for dir in lowerdirs.iter().rev() {
         let Ok(root) = Root::open(dir) else { continue };
-        let Ok(pfd) =
-            safe::openat2_in_root(root.fd(), &parent, libc::O_PATH | libc::O_DIRECTORY, 0)
-        else {
-            continue;
-        };
-        match safe::lstat_at(pfd.as_raw_fd(), OsStr::new(name)) {
-            Ok(Some(st)) if is_whiteout(&st) => return None,
-            Ok(Some(stat)) => return Some(Found { stat }),
-            _ => continue,
+        match lookup_in_layer(&root, rel) {
+            InLayer::Found(stat) => return Some(Found { stat }),
+            InLayer::Hidden => return None,
+            InLayer::Absent => continue,
         }
     }
     None
+}
+
+/// What one layer says about a path.
+enum InLayer {
+    /// The layer has the entry.
+    Found(libc::stat),
+    /// The layer hides it from the layers below (whiteout, opaque parent, non-dir parent).
+    Hidden,
+    /// The layer doesn't mention it: look further down.
+    Absent,
+}
+
+fn lookup_in_layer(root: &Root, rel: &[String]) -> InLayer {
+    let mut parent: PathBuf = PathBuf::new();
+    // An opaque directory anywhere on the path hides everything below it in lower layers, even
+    // under subdirectories created inside it later (those are not marked opaque themselves).
+    let mut opaque_above = false;
+    let absent = |opaque_above: bool| {
+        if opaque_above {
+            InLayer::Hidden
+        } else {
+            InLayer::Absent
+        }
+    };
+    for (i, name) in rel.iter().enumerate() {
+        // Ancestors were lstat'ed as directories one step earlier, so this open crosses no
+        // symlink (O_NOFOLLOW for the last component; RESOLVE_IN_ROOT for all of them).
+        let Ok(pfd) = safe::openat2_in_root(
+            root.fd(),
+            &parent,
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            0,
+        ) else {
+            return absent(opaque_above);
+        };
+        if i > 0 && fd_is_opaque(pfd.as_raw_fd()) {
+            opaque_above = true;
+        }
+        match safe::lstat_at(pfd.as_raw_fd(), OsStr::new(name)) {
+            Ok(Some(st)) if is_whiteout(&st) => return InLayer::Hidden,
+            Ok(Some(st)) if i + 1 == rel.len() => return InLayer::Found(st),
+            Ok(Some(st)) if st.st_mode & libc::S_IFMT != libc::S_IFDIR => return InLayer::Hidden,
+            Ok(Some(_)) => parent.push(name),
+            _ => return absent(opaque_above),
+        }
+    }
+    InLayer::Absent
+}
+
+/// Whether an open directory carries overlay's opaque mark.
+fn fd_is_opaque(fd: std::os::fd::RawFd) -> bool {
+    let mut v = [0u8; 4];
+    // SAFETY: valid fd, NUL-terminated name, buffer pointer and length match.
+    let n = unsafe {
+        libc::fgetxattr(
+            fd,
+            c"trusted.overlay.opaque".as_ptr(),
+            v.as_mut_ptr().cast(),
+            v.len(),
+        )
+    };
+    n == 1 && v[0] == b'y'
 }
 
 /// Reads a small regular file (such as `/etc/passwd`) from the topmost layer that has it.
@@ -215,5 +273,52 @@ mod tests {
         let l = vec![low.path().to_path_buf(), up.path().to_path_buf()];
         assert!(lookup(&l, &["d".to_string()]).is_none());
         assert!(lookup(&l[..1], &["d".to_string()]).unwrap().is_dir());
+    }
+
+    #[test]
+    fn opaque_dir_and_file_hide_lower_entries() {
+        let low = tempfile::tempdir().unwrap();
+        let up = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(low.path().join("d/stale")).unwrap();
+        std::fs::create_dir_all(low.path().join("d/sub/stale")).unwrap();
+        std::fs::create_dir_all(low.path().join("f/below")).unwrap();
+        std::fs::create_dir_all(low.path().join("kept/x")).unwrap();
+        // Upper: d deleted and recreated (opaque), f replaced by a file, kept only listed.
+        std::fs::create_dir(up.path().join("d")).unwrap();
+        std::fs::create_dir(up.path().join("d/sub")).unwrap();
+        std::fs::create_dir(up.path().join("kept")).unwrap();
+        let c = std::ffi::CString::new(up.path().join("d").as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: NUL-terminated path and name, value pointer and length match.
+        let r = unsafe {
+            libc::lsetxattr(
+                c.as_ptr(),
+                c"trusted.overlay.opaque".as_ptr(),
+                b"y".as_ptr().cast(),
+                1,
+                0,
+            )
+        };
+        assert_eq!(r, 0, "setting trusted xattrs needs root");
+        std::fs::write(up.path().join("f"), "file").unwrap();
+        let l = vec![low.path().to_path_buf(), up.path().to_path_buf()];
+        let p = |s: &str| s.split('/').map(str::to_string).collect::<Vec<_>>();
+        assert!(lookup(&l, &p("d")).unwrap().is_dir());
+        assert!(
+            lookup(&l, &p("d/stale")).is_none(),
+            "opaque parent hides it"
+        );
+        assert!(
+            lookup(&l, &p("d/sub/stale")).is_none(),
+            "an opaque grandparent hides it too"
+        );
+        assert!(
+            lookup(&l, &p("f/below")).is_none(),
+            "a file hides the dir below"
+        );
+        assert!(
+            lookup(&l, &p("kept/x")).unwrap().is_dir(),
+            "plain dirs merge"
+        );
+        assert!(lookup(&l[..1], &p("d/stale")).unwrap().is_dir());
     }
 }

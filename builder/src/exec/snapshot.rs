@@ -28,10 +28,22 @@ fn is_opaque(path: &Path) -> bool {
 }
 
 /// Removes, bottom-up, the directories of `upper` that only exist because overlayfs copied
-/// them up: empty, not opaque, same mode/uid/gid as the directory in the lower layers. Returns
-/// whether `upper` is now empty.
+/// them up: empty, not opaque, not under an opaque directory (everything below one is new: the
+/// lower copies are hidden, so a recreated empty directory is a change), and with the same
+/// mode/uid/gid as the directory the lower layers show. Returns whether `upper` is now empty.
+///
+/// Entries overlayfs can only represent with its private xattrs are refused rather than
+/// written wrong: a `trusted.overlay.metacopy` file has no data in the upperdir and a
+/// `trusted.overlay.redirect` directory's content stays in the lower layer, so a layer made of
+/// the upperdir alone would lose them (the RUN overlay must be mounted with `metacopy=off` and
+/// `redirect_dir=off`, the kernel's defaults).
 pub fn prune_unchanged_dirs(upper: &Path, lowerdirs: &[PathBuf]) -> Result<bool, String> {
-    fn walk(dir: &Path, rel: &mut Vec<String>, lowerdirs: &[PathBuf]) -> Result<bool, String> {
+    fn walk(
+        dir: &Path,
+        rel: &mut Vec<String>,
+        lowerdirs: &[PathBuf],
+        under_opaque: bool,
+    ) -> Result<bool, String> {
         let entries =
             std::fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
         let mut empty = true;
@@ -40,14 +52,17 @@ pub fn prune_unchanged_dirs(upper: &Path, lowerdirs: &[PathBuf]) -> Result<bool,
             let path = e.path();
             let meta = std::fs::symlink_metadata(&path)
                 .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            refuse_overlay_only_state(&path, &meta)?;
             if !meta.is_dir() {
                 empty = false;
                 continue;
             }
             rel.push(e.file_name().to_string_lossy().into_owned());
-            let child_empty = walk(&path, rel, lowerdirs)?;
+            let opaque = is_opaque(&path);
+            let child_empty = walk(&path, rel, lowerdirs, under_opaque || opaque)?;
             let unchanged = child_empty
-                && !is_opaque(&path)
+                && !opaque
+                && !under_opaque
                 && lower::lookup(lowerdirs, rel).is_some_and(|f| {
                     f.is_dir()
                         && f.stat.st_mode == meta.mode()
@@ -64,7 +79,27 @@ pub fn prune_unchanged_dirs(upper: &Path, lowerdirs: &[PathBuf]) -> Result<bool,
         }
         Ok(empty)
     }
-    walk(upper, &mut Vec::new(), lowerdirs)
+    walk(upper, &mut Vec::new(), lowerdirs, false)
+}
+
+/// Fails on an upperdir entry whose content overlayfs keeps outside the upperdir (metacopy
+/// files, redirected directories): see [`prune_unchanged_dirs`].
+fn refuse_overlay_only_state(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
+    if !(meta.is_dir() || meta.is_file()) {
+        return Ok(());
+    }
+    let xattrs = strata_store::safe::list_xattrs(path).unwrap_or_default();
+    for (k, _) in &xattrs {
+        if k == "trusted.overlay.metacopy" || k == "trusted.overlay.redirect" {
+            return Err(format!(
+                "{}: the RUN overlay wrote {k}, so its upperdir alone is not the change; \
+                 mount overlay with metacopy=off,redirect_dir=off (check \
+                 /sys/module/overlay/parameters)",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The layer of a RUN step's upperdir, or `None` when it changed nothing.
@@ -119,5 +154,42 @@ mod tests {
         std::fs::remove_dir_all(up.path().join("tmp")).unwrap();
         std::fs::remove_file(up.path().join("var/lib/x")).unwrap();
         assert!(prune_unchanged_dirs(up.path(), &lowers).unwrap());
+    }
+
+    fn set_xattr(p: &Path, k: &std::ffi::CStr, v: &[u8]) {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: NUL-terminated path and name, value pointer and length match.
+        let r = unsafe { libc::lsetxattr(c.as_ptr(), k.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
+        assert_eq!(r, 0, "setting trusted xattrs needs root");
+    }
+
+    #[test]
+    fn dirs_recreated_under_an_opaque_dir_are_kept() {
+        // Lower: /app/cache. Upper: /app deleted and recreated (opaque) with an empty
+        // /app/cache of the same mode: new, not a copy-up.
+        let low = tempfile::tempdir().unwrap();
+        let up = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(low.path().join("app/cache")).unwrap();
+        std::fs::create_dir_all(up.path().join("app/cache")).unwrap();
+        set_xattr(&up.path().join("app"), c"trusted.overlay.opaque", b"y");
+        let lowers = vec![low.path().to_path_buf()];
+        assert!(!prune_unchanged_dirs(up.path(), &lowers).unwrap());
+        assert!(up.path().join("app/cache").is_dir());
+    }
+
+    #[test]
+    fn metacopy_and_redirect_are_refused() {
+        let low = tempfile::tempdir().unwrap();
+        let lowers = vec![low.path().to_path_buf()];
+        let up = tempfile::tempdir().unwrap();
+        std::fs::write(up.path().join("f"), "").unwrap();
+        set_xattr(&up.path().join("f"), c"trusted.overlay.metacopy", b"");
+        let err = prune_unchanged_dirs(up.path(), &lowers).unwrap_err();
+        assert!(err.contains("metacopy"), "{err}");
+        let up = tempfile::tempdir().unwrap();
+        std::fs::create_dir(up.path().join("d")).unwrap();
+        set_xattr(&up.path().join("d"), c"trusted.overlay.redirect", b"/old");
+        let err = prune_unchanged_dirs(up.path(), &lowers).unwrap_err();
+        assert!(err.contains("redirect"), "{err}");
     }
 }
