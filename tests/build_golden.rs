@@ -25,17 +25,6 @@ use difftest_common::{normalise_config, prepare_context, repo, Env};
 /// Cases strata fails because of code being written on another branch right now; a listed case
 /// that passes fails the test, so the list stays honest.
 const PENDING: &[(&str, &str)] = &[
-    ("heredoc-copy", COPY_HEREDOC),
-    ("heredoc-copy-chmod-chown", COPY_HEREDOC),
-    ("heredoc-run-basic", RUN_HEREDOC),
-    ("heredoc-run-chomp", RUN_HEREDOC),
-    ("heredoc-run-multi", RUN_HEREDOC),
-    ("heredoc-run-shebang", RUN_HEREDOC),
-    (
-        "history-run-args-valueless",
-        "the plan's cache.build_args drops an ARG without a value, so RUN history can't list \
-         it as `K=` (plan/planner.rs, outside this branch)",
-    ),
     (
         "workdir-parents-owner",
         "WORKDIR creates missing parents root-owned; BuildKit's MkdirAll chowns each one to \
@@ -43,8 +32,6 @@ const PENDING: &[(&str, &str)] = &[
     ),
 ];
 
-const RUN_HEREDOC: &str = "RUN heredocs are being implemented on the runmount branch";
-const COPY_HEREDOC: &str = "COPY heredoc sources are being implemented on the sources branch";
 
 fn check_case(env: &Env, name: &str) -> Vec<String> {
     let dir = repo().join("testdata/golden").join(name);

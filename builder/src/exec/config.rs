@@ -205,15 +205,8 @@ pub fn created_by(step: &Step) -> String {
         Instruction::Run(r) => {
             let mut s = String::from("RUN ");
             // BuildKit lists the stage's ARGs in declaration order (runCommandString over
-            // d.buildArgs); the cache inputs are sorted by name, the step's environment keeps
-            // definition order.
-            let mut args: Vec<&(String, String)> = step.cache.build_args.iter().collect();
-            args.sort_by_key(|(k, _)| {
-                step.env
-                    .iter()
-                    .position(|(e, _)| e == k)
-                    .unwrap_or(usize::MAX)
-            });
+            // d.buildArgs), which is the order of the cache inputs.
+            let args = &step.cache.build_args;
             if !args.is_empty() {
                 s.push_str(&format!("|{} ", args.len()));
                 for (k, v) in args {

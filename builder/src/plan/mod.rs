@@ -130,7 +130,8 @@ pub struct CacheKeyInputs {
     pub instruction: String,
     /// The key this one is chained to.
     pub parent: Parent,
-    /// Build args the step uses, with their values, sorted by name.
+    /// Build args the step uses, with their values, in declaration order (RUN: every ARG in
+    /// scope, a valueless one as `K=`).
     pub build_args: Vec<(String, String)>,
 }
 

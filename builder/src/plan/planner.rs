@@ -823,11 +823,13 @@ impl StagePlanner<'_> {
             _ => {}
         }
 
-        // Build args this step uses: every ARG in scope for RUN, the expanded ones otherwise.
-        let mut used: Vec<(String, String)> = state
+        // Build args this step uses: every ARG in scope for RUN (a valueless one too: BuildKit's
+        // runCommandString lists it as `K=`), the expanded ones otherwise; in declaration order,
+        // which is the order RUN's history text lists them in.
+        let used: Vec<(String, String)> = state
             .args
             .iter()
-            .filter(|(k, v)| v.is_some() && (all_args_used || matched.contains(k)))
+            .filter(|(k, v)| all_args_used || (v.is_some() && matched.contains(k)))
             .map(|(k, v)| {
                 let value = state
                     .env
@@ -838,7 +840,6 @@ impl StagePlanner<'_> {
                 (k.clone(), value)
             })
             .collect();
-        used.sort();
         step.cache.instruction = instruction.to_string();
         step.cache.build_args = used;
         if let Instruction::Workdir(_) = &instruction {
