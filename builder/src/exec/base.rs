@@ -89,7 +89,13 @@ pub(crate) fn load_base(
             reason: other.to_string(),
         },
     })?;
-    let lowerdirs = store.unpacked_layers(&image)?;
+    Ok(image_state(store, &image)?)
+}
+
+/// The build state of an image (config, layers, unpacked trees): what a stage starts from, and
+/// what `COPY --from=<image>` reads (call [`resolve_image`] first).
+pub fn image_state(store: &Store, image: &Image) -> Result<StageState, StoreError> {
+    let lowerdirs = store.unpacked_layers(image)?;
     let layers = image
         .layers()?
         .iter()
