@@ -254,7 +254,8 @@ RUN --mount=type=bind,source=data,target=data cat data/a.txt > /from-context \\\
     && if touch data/new 2>/dev/null; then echo writable > /ro; else echo read-only > /ro; fi\n\
 RUN --mount=type=bind,from=stage,source=/out,target=/mnt cat /mnt/artifact > /from-stage\n\
 RUN --mount=type=bind,source=data,target=/w,rw echo scratch > /w/a.txt && cat /w/a.txt > /rw\n\
-RUN --mount=type=bind,source=inner,target=/l cat /l > /via-link\n";
+RUN --mount=type=bind,source=inner,target=/l cat /l > /via-link\n\
+RUN --mount=type=bind,from=busybox:latest,source=/etc,target=/img ls /img > /from-image\n";
     let ctx = env.context("bind:1", df, &[("data/a.txt", "alpha\n")]);
     // A symlink that stays inside the context is followed.
     std::os::unix::fs::symlink("data/a.txt", ctx.join("inner")).unwrap();
@@ -273,12 +274,13 @@ RUN --mount=type=bind,source=inner,target=/l cat /l > /via-link\n";
     assert_eq!(read(&root, "from-stage"), "built\n");
     assert_eq!(read(&root, "rw"), "scratch\n");
     assert_eq!(read(&root, "via-link"), "alpha\n");
+    assert!(read(&root, "from-image").lines().any(|l| l == "passwd"));
     // rw writes are thrown away: the context is untouched.
     assert_eq!(read(&ctx, "data/a.txt"), "alpha\n");
     assert!(!ctx.join("data/new").exists());
     // No mount point in a layer: /src/data, /mnt, /w and /l were created for the mounts only.
     let entries = env.new_layer_entries(&env.inspect("bind:1"));
-    for gone in ["src/data", "mnt", "w", "l"] {
+    for gone in ["src/data", "mnt", "w", "l", "img"] {
         assert!(!entries.iter().any(|e| e == gone), "{gone} in {entries:?}");
     }
     assert!(!root.join("mnt").exists() && !root.join("w").exists());

@@ -308,6 +308,48 @@ fn secret(
 mod tests {
     use super::*;
 
+    fn cache_mount(sharing: CacheSharing) -> Mount {
+        let mut same = |v: &str| -> Result<String, String> { Ok(v.to_string()) };
+        let mut m =
+            crate::dockerfile::mounts::parse_mount("type=cache,target=/c", &mut same).unwrap();
+        m.sharing = Some(sharing);
+        m.mode = Some(0o700);
+        m.uid = Some(65534);
+        m
+    }
+
+    #[test]
+    fn cache_sharing_modes_pick_instances_and_locks() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        // private: the first user takes the shared instance, a concurrent one gets its own.
+        let (a, ga) = cache_dir(&store, "x", &cache_mount(CacheSharing::Private)).unwrap();
+        let (b, gb) = cache_dir(&store, "x", &cache_mount(CacheSharing::Private)).unwrap();
+        assert_ne!(a, b);
+        assert!(ga.is_some() && gb.is_some());
+        assert!(
+            b.to_string_lossy().ends_with("-private-1"),
+            "{}",
+            b.display()
+        );
+        // Created with the mount's mode and owner.
+        let meta = std::fs::metadata(&b).unwrap();
+        assert_eq!((meta.mode() & 0o7777, meta.uid()), (0o700, 65534));
+        // shared: the same directory, no lock.
+        let (c, gc) = cache_dir(&store, "x", &cache_mount(CacheSharing::Shared)).unwrap();
+        assert_eq!(c, a);
+        assert!(gc.is_none());
+        // Once released, private reuses the shared instance.
+        drop(ga);
+        let (d, _gd) = cache_dir(&store, "x", &cache_mount(CacheSharing::Private)).unwrap();
+        assert_eq!(d, a);
+        // Another id, another directory.
+        let (e, _) = cache_dir(&store, "y", &cache_mount(CacheSharing::Shared)).unwrap();
+        assert_ne!(e, a);
+        drop(gb);
+    }
+
     #[test]
     fn relative_targets_follow_workdir() {
         assert_eq!(absolute("cache", "/src"), "/src/cache");
