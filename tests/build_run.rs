@@ -251,12 +251,23 @@ RUN mkdir /out && echo built > /out/artifact\n\
 FROM busybox:latest\n\
 WORKDIR /src\n\
 RUN --mount=type=bind,source=data,target=data cat data/a.txt > /from-context \\\n\
+    && find data | sort > /listing \\\n\
     && if touch data/new 2>/dev/null; then echo writable > /ro; else echo read-only > /ro; fi\n\
 RUN --mount=type=bind,from=stage,source=/out,target=/mnt cat /mnt/artifact > /from-stage\n\
 RUN --mount=type=bind,source=data,target=/w,rw echo scratch > /w/a.txt && cat /w/a.txt > /rw\n\
 RUN --mount=type=bind,source=inner,target=/l cat /l > /via-link\n\
 RUN --mount=type=bind,from=busybox:latest,source=/etc,target=/img ls /img > /from-image\n";
-    let ctx = env.context("bind:1", df, &[("data/a.txt", "alpha\n")]);
+    let ctx = env.context(
+        "bind:1",
+        df,
+        &[
+            ("data/a.txt", "alpha\n"),
+            ("data/skip.log", "ignored\n"),
+            ("data/logs/keep.log", "kept\n"),
+            ("data/logs/drop.log", "dropped\n"),
+            (".dockerignore", "**/*.log\n!data/logs/keep.log\n"),
+        ],
+    );
     // A symlink that stays inside the context is followed.
     std::os::unix::fs::symlink("data/a.txt", ctx.join("inner")).unwrap();
     let o = env.ok(&[
@@ -271,6 +282,12 @@ RUN --mount=type=bind,from=busybox:latest,source=/etc,target=/img ls /img > /fro
     let root = env.export("bind:1");
     assert_eq!(read(&root, "from-context"), "alpha\n");
     assert_eq!(read(&root, "ro"), "read-only\n");
+    // .dockerignore applies to bind mounts of the context (as BuildKit sends the context),
+    // `!` exceptions included.
+    assert_eq!(
+        read(&root, "listing"),
+        "data\ndata/a.txt\ndata/logs\ndata/logs/keep.log\n"
+    );
     assert_eq!(read(&root, "from-stage"), "built\n");
     assert_eq!(read(&root, "rw"), "scratch\n");
     assert_eq!(read(&root, "via-link"), "alpha\n");

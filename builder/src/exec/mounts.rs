@@ -160,7 +160,7 @@ fn source_tree(
     index: usize,
 ) -> Result<Vec<PathBuf>, String> {
     let dirs = match source {
-        SourceRef::Context => vec![options.context.clone()],
+        SourceRef::Context => context_view(&options.context, tmp, index)?,
         SourceRef::Stage(s) => stages
             .get(s)
             .ok_or_else(|| format!("internal: stage {s} was not built before its --mount"))?
@@ -179,6 +179,122 @@ fn source_tree(
         return Ok(vec![tmp.sub(&format!("mount{index}-empty"))?]);
     }
     Ok(dirs)
+}
+
+/// The build context as a bind mount sees it: with `.dockerignore` applied, as BuildKit sends the
+/// context. When the file excludes anything, an extra overlay layer of whiteouts (char 0/0, one
+/// per excluded entry) goes on top of the context, so excluded files are absent from the view
+/// while nothing is copied. Excluded directories below which a `!` exception re-includes
+/// something are walked into instead of hidden whole.
+fn context_view(context: &Path, tmp: &TempDir, index: usize) -> Result<Vec<PathBuf>, String> {
+    let Some(ignore) = read_dockerignore(context)? else {
+        return Ok(vec![context.to_path_buf()]);
+    };
+    let mut hidden = Vec::new();
+    walk_excluded(context, &mut Vec::new(), &ignore, &mut hidden)?;
+    if hidden.is_empty() {
+        return Ok(vec![context.to_path_buf()]);
+    }
+    let layer = tmp.sub(&format!("mount{index}-ignored"))?;
+    for rel in &hidden {
+        let mut dir = layer.clone();
+        let mut src = context.to_path_buf();
+        let Some((name, parents)) = rel.split_last() else {
+            continue;
+        };
+        for p in parents {
+            dir.push(p);
+            src.push(p);
+            if !dir.exists() {
+                std::fs::create_dir(&dir)
+                    .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+                // The top layer's directory attributes are the merged view's: keep the context's.
+                copy_dir_attrs(&src, &dir)?;
+            }
+        }
+        let wh = dir.join(name);
+        let c = std::ffi::CString::new(wh.as_os_str().as_encoded_bytes())
+            .map_err(|_| format!("bad path {}", wh.display()))?;
+        // SAFETY: a NUL-terminated path; mknod has no memory effects.
+        if unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o000, 0) } != 0 {
+            return Err(format!(
+                "hiding .dockerignore'd {}: {}",
+                rel.join("/"),
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(vec![context.to_path_buf(), layer])
+}
+
+fn copy_dir_attrs(src: &Path, dst: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(src).map_err(|e| format!("{}: {e}", src.display()))?;
+    std::os::unix::fs::chown(dst, Some(meta.uid()), Some(meta.gid()))
+        .and_then(|_| std::fs::set_permissions(dst, meta.permissions()))
+        .map_err(|e| format!("{}: {e}", dst.display()))
+}
+
+/// The context's `.dockerignore` (`None` when absent), read without following a symlink.
+fn read_dockerignore(context: &Path) -> Result<Option<super::ignore::Ignore>, String> {
+    use std::io::Read;
+    let root = strata_store::safe::Root::open(context)
+        .map_err(|e| format!("opening the build context {}: {e}", context.display()))?;
+    match strata_store::safe::openat2_in_root(
+        root.fd(),
+        Path::new(".dockerignore"),
+        libc::O_RDONLY | libc::O_NOFOLLOW,
+        0,
+    ) {
+        Ok(fd) => {
+            let mut text = String::new();
+            std::fs::File::from(fd)
+                .read_to_string(&mut text)
+                .map_err(|e| format!("reading .dockerignore: {e}"))?;
+            Ok(Some(super::ignore::Ignore::parse(&text)))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// Collects the topmost excluded entries under `dir` (context-relative components); returns
+/// whether anything under `dir` stays visible. Symlinks are never followed (`DirEntry::file_type`).
+fn walk_excluded(
+    root: &Path,
+    rel: &mut Vec<String>,
+    ignore: &super::ignore::Ignore,
+    hidden: &mut Vec<Vec<String>>,
+) -> Result<bool, String> {
+    let dir = rel.iter().fold(root.to_path_buf(), |p, c| p.join(c));
+    let entries = std::fs::read_dir(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    let mut any_visible = false;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("reading {}: {e}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        rel.push(name);
+        let parts: Vec<&str> = rel.iter().map(String::as_str).collect();
+        let excluded = ignore.excluded(&parts);
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if excluded {
+            // A `!` exception may bring back something below an excluded directory.
+            let keep_some = is_dir
+                && ignore.has_exceptions()
+                && walk_excluded(root, rel, ignore, &mut Vec::new())?;
+            if keep_some {
+                walk_excluded(root, rel, ignore, hidden)?;
+                any_visible = true;
+            } else {
+                hidden.push(rel.clone());
+            }
+        } else {
+            any_visible = true;
+            if is_dir {
+                walk_excluded(root, rel, ignore, hidden)?;
+            }
+        }
+        rel.pop();
+    }
+    Ok(any_visible)
 }
 
 /// The directory of cache mount `id` (created with the mount's mode and owner on first use) and
