@@ -216,7 +216,7 @@ fn context_view(context: &Path, tmp: &TempDir, index: usize) -> Result<Vec<PathB
         let c = std::ffi::CString::new(wh.as_os_str().as_encoded_bytes())
             .map_err(|_| format!("bad path {}", wh.display()))?;
         // SAFETY: a NUL-terminated path; mknod has no memory effects.
-        if unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o000, 0) } != 0 {
+        if unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR, 0) } != 0 {
             return Err(format!(
                 "hiding .dockerignore'd {}: {}",
                 rel.join("/"),
