@@ -154,12 +154,12 @@ fn read(root: &Path, p: &str) -> String {
 #[test]
 fn run_heredocs_follow_buildkit() {
     let env = Env::new();
-    // 1. The whole command is one heredoc: the body is a script run by the shell (variables
-    //    expanded at run time by the shell, from the environment).
+    // 1. The whole command is one heredoc: the body is the shell's script (variables expanded
+    //    at run time by the shell, from the environment).
     // 2. `<<-` strips leading tabs; a quoted delimiter keeps `$NAME` literal for the shell.
     // 3. The heredoc is a command's stdin (`cat <<EOF > file`).
     // 4. Several heredocs on one line.
-    // 5. A `#!` line picks the interpreter of a single-heredoc script.
+    // 5. A `#!` line picks the interpreter of a single-heredoc script (run from /dev/pipes).
     let df = "FROM busybox:latest\n\
 ENV NAME=world\n\
 RUN <<EOF\n\
@@ -189,8 +189,27 @@ EOF\n";
     assert_eq!(read(&root, "three"), "keep $NAME\n");
     assert_eq!(read(&root, "four"), "first world\nsecond\n");
     assert_eq!(read(&root, "five"), "from awk\n");
+    // History shows what ran, as BuildKit writes it: the body as the shell's script, or the
+    // /dev/pipes script.
+    let img = env.inspect("heredoc:1");
+    let created: Vec<&str> = img["Config"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["created_by"].as_str())
+        .collect();
+    assert!(
+        created.contains(
+            &"RUN /bin/sh -c echo \"hello $NAME\" > /one\nmkdir -p /d && echo second >> /one\n # buildkit"
+        ),
+        "{created:#?}"
+    );
+    assert!(
+        created.contains(&"RUN /bin/sh -c /dev/pipes/EOF # buildkit"),
+        "{created:#?}"
+    );
     // The script's mount point never reaches a layer.
-    let entries = env.new_layer_entries(&env.inspect("heredoc:1"));
+    let entries = env.new_layer_entries(&img);
     assert!(!entries.iter().any(|e| e.starts_with("dev")), "{entries:?}");
 }
 

@@ -119,7 +119,11 @@ pub fn created_by(step: &Step) -> String {
                     s.push_str(&format!("{k}={v} "));
                 }
             }
-            s.push_str(&argv(&r.command, &step.shell).join(" "));
+            // Heredocs: the argv BuildKit actually runs (body as the script, or /dev/pipes/…).
+            let run_argv = super::run::buildkit_argv(&r.command, &step.shell)
+                .map(|(a, _)| a)
+                .unwrap_or_else(|_| argv(&r.command, &step.shell));
+            s.push_str(&run_argv.join(" "));
             s.push_str(" # buildkit");
             s
         }

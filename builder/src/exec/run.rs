@@ -18,8 +18,8 @@ use strata_store::Store;
 
 use super::progress::Progress;
 use super::{config, mounts, snapshot, ExecOptions, StageState};
-use crate::dockerfile::heredoc::parse_heredoc_word;
-use crate::dockerfile::instructions::{NetworkMode as RunNetwork, Run};
+use crate::dockerfile::heredoc::{parse_heredoc_word, Heredoc};
+use crate::dockerfile::instructions::{CommandLine, NetworkMode as RunNetwork, Run};
 use crate::plan::Step;
 
 /// How many trailing output lines a failure message quotes.
@@ -183,9 +183,10 @@ const HEREDOC_DIR: &str = "/dev/pipes";
 /// The argv of a RUN and, for a heredoc script, the mount that carries it.
 ///
 /// BuildKit's rules (dockerfile2llb `dispatchRun`): when the whole command is one heredoc
-/// (`RUN <<EOF`), its body (tabs stripped for `<<-`) is written to an executable file
-/// `/dev/pipes/<delimiter>` and the shell runs that file — so a `#!` line picks the interpreter.
-/// Otherwise (`RUN python3 <<EOF`, `RUN <<EOF bash`, several heredocs) the bodies are appended
+/// (`RUN <<EOF`), its body (tabs stripped for `<<-`) is the shell's script (`sh -c BODY`); if the
+/// body starts with `#!`, it is instead written to an executable file `/dev/pipes/<delimiter>`
+/// (a read-only mount, never in the layer) that the shell runs, so the `#!` line picks the
+/// interpreter. Otherwise (`RUN python3 <<EOF`, `RUN <<EOF bash`, several heredocs) the bodies are appended
 /// to the command line, each followed by its delimiter, and the shell itself reads them as
 /// here-documents, with its own rules for `<<-`, quoted delimiters and `$var` expansion.
 fn command(
@@ -193,7 +194,35 @@ fn command(
     shell: &[String],
     tmp: &TempDir,
 ) -> Result<(Vec<String>, Option<MountSpec>), String> {
-    let cmd = &run.command;
+    let (argv, script) = buildkit_argv(&run.command, shell)?;
+    let Some(h) = script else {
+        return Ok((argv, None));
+    };
+    if h.name.is_empty() || h.name.contains('/') || h.name == "." || h.name == ".." {
+        return Err(format!("heredoc delimiter {:?} cannot name a file", h.name));
+    }
+    let dir = tmp.sub("heredoc")?;
+    let file = dir.join(&h.name);
+    std::fs::write(&file, h.body()).map_err(|e| format!("writing heredoc: {e}"))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("writing heredoc: {e}"))?;
+    let mount = MountSpec::Tree {
+        lowerdirs: vec![dir],
+        upper: None,
+        subpath: String::new(),
+        destination: HEREDOC_DIR.into(),
+    };
+    Ok((argv, Some(mount)))
+}
+
+/// The argv BuildKit runs for a RUN command line (see [`command`] for the heredoc rules) — also
+/// what its history `created_by` shows — and the heredoc to place at `/dev/pipes/<delimiter>`
+/// when the command is a single `#!` script.
+pub fn buildkit_argv<'a>(
+    cmd: &'a CommandLine,
+    shell: &[String],
+) -> Result<(Vec<String>, Option<&'a Heredoc>), String> {
     if cmd.heredocs.is_empty() {
         return Ok((config::argv(cmd, shell), None));
     }
@@ -205,35 +234,27 @@ fn command(
         [h] => parse_heredoc_word(line.trim()).ok().flatten().map(|_| h),
         _ => None,
     };
-    if let Some(h) = single {
-        if h.name.is_empty() || h.name.contains('/') || h.name == "." || h.name == ".." {
-            return Err(format!("heredoc delimiter {:?} cannot name a file", h.name));
-        }
-        let dir = tmp.sub("heredoc")?;
-        let file = dir.join(&h.name);
-        std::fs::write(&file, h.body()).map_err(|e| format!("writing heredoc: {e}"))?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| format!("writing heredoc: {e}"))?;
-        let mut argv = shell.to_vec();
-        argv.push(format!("{HEREDOC_DIR}/{}", h.name));
-        let mount = MountSpec::Tree {
-            lowerdirs: vec![dir],
-            upper: None,
-            subpath: String::new(),
-            destination: HEREDOC_DIR.into(),
-        };
-        return Ok((argv, Some(mount)));
-    }
-    let mut script = line.clone();
-    for h in &cmd.heredocs {
-        script.push('\n');
-        script.push_str(&h.content);
-        script.push_str(&h.name);
-    }
     let mut argv = shell.to_vec();
-    argv.push(script);
-    Ok((argv, None))
+    match single {
+        Some(h) if h.content.starts_with("#!") => {
+            argv.push(format!("{HEREDOC_DIR}/{}", h.name));
+            Ok((argv, Some(h)))
+        }
+        Some(h) => {
+            argv.push(h.body());
+            Ok((argv, None))
+        }
+        None => {
+            let mut script = line.clone();
+            for h in &cmd.heredocs {
+                script.push('\n');
+                script.push_str(&h.content);
+                script.push_str(&h.name);
+            }
+            argv.push(script);
+            Ok((argv, None))
+        }
+    }
 }
 
 /// Removes from the upperdir the mount points the sandbox created (`/etc/hosts`, `/proc`, …):
