@@ -261,6 +261,40 @@ RUN --mount=type=cache,target=/c,sharing=private ls /c > /private\n";
 }
 
 #[test]
+fn locked_cache_mount_serializes_concurrent_builds() {
+    let env = Env::new();
+    // Each RUN holds the cache for ~2 s and records whether it ever saw another one inside.
+    let df = "FROM busybox:latest\n\
+RUN --mount=type=cache,target=/c,id=shared-lock,sharing=locked \\\n\
+    if [ -e /c/busy ]; then echo overlap > /result; else echo alone > /result; fi; \\\n\
+    touch /c/busy; sleep 2; rm /c/busy\n";
+    // Warm up (busybox's layers unpacked), so both builds reach their RUN at about the same time.
+    let o = env.build("lock:warm", "FROM busybox:latest\nRUN true\n", &[], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ctx_a = env.context("lock:a", df, &[("a", "a")]);
+    let ctx_b = env.context("lock:b", df, &[("b", "b")]);
+    let spawn = |tag: &str, ctx: &Path| {
+        Command::new(strata())
+            .arg("--root")
+            .arg(env.root())
+            .args(["build", "--progress", "plain", "-t", tag])
+            .arg(ctx)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = spawn("lock:a", &ctx_a);
+    let b = spawn("lock:b", &ctx_b);
+    for child in [a, b] {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!(read(&env.export("lock:a"), "result"), "alone\n");
+    assert_eq!(read(&env.export("lock:b"), "result"), "alone\n");
+}
+
+#[test]
 fn bind_mounts_from_context_and_stage_are_read_only_views() {
     let env = Env::new();
     let outside = env.path("outside-secret");
