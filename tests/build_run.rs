@@ -309,7 +309,8 @@ RUN --mount=type=bind,source=data,target=data cat data/a.txt > /from-context \\\
 RUN --mount=type=bind,from=stage,source=/out,target=/mnt cat /mnt/artifact > /from-stage\n\
 RUN --mount=type=bind,source=data,target=/w,rw echo scratch > /w/a.txt && cat /w/a.txt > /rw\n\
 RUN --mount=type=bind,source=inner,target=/l cat /l > /via-link\n\
-RUN --mount=type=bind,from=busybox:latest,source=/etc,target=/img ls /img > /from-image\n";
+RUN --mount=type=bind,from=busybox:latest,source=/etc,target=/img ls /img > /from-image\n\
+RUN --mount=type=bind,source=data,target=/new/in cp /new/in/a.txt /new/out.txt\n";
     let ctx = env.context(
         "bind:1",
         df,
@@ -345,6 +346,10 @@ RUN --mount=type=bind,from=busybox:latest,source=/etc,target=/img ls /img > /fro
     assert_eq!(read(&root, "rw"), "scratch\n");
     assert_eq!(read(&root, "via-link"), "alpha\n");
     assert!(read(&root, "from-image").lines().any(|l| l == "passwd"));
+    // What the command wrote next to a mount point it needed a new directory for stays; the
+    // empty mount point itself goes.
+    assert_eq!(read(&root, "new/out.txt"), "alpha\n");
+    assert!(!root.join("new/in").exists());
     // rw writes are thrown away: the context is untouched.
     assert_eq!(read(&ctx, "data/a.txt"), "alpha\n");
     assert!(!ctx.join("data/new").exists());
