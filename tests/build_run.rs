@@ -243,6 +243,22 @@ RUN --mount=type=cache,target=/var/cache/app,id=appcache \\\n\
         .collect();
     assert_eq!(dirs.len(), 1, "one cache dir for id=appcache");
     assert_eq!(read(&dirs[0].path(), "log"), "run\nrun\n");
+
+    // from=/source=: a new cache starts as a copy of a stage's tree; an existing one is kept.
+    let df = "FROM busybox:latest AS seed\n\
+RUN mkdir -p /seed/sub && echo seeded > /seed/sub/f && ln -s /etc/passwd /seed/link\n\
+FROM busybox:latest\n\
+RUN --mount=type=cache,target=/c,id=seeded,from=seed,source=/seed \\\n\
+    cat /c/sub/f > /got && readlink /c/link > /link && echo more >> /c/sub/f\n";
+    let o = env.build("cache:seed", df, &[], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let root = env.export("cache:seed");
+    assert_eq!(read(&root, "got"), "seeded\n");
+    assert_eq!(read(&root, "link"), "/etc/passwd\n");
+    let df2 = format!("{df}# again\n");
+    let o = env.build("cache:seed2", &df2, &[], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read(&env.export("cache:seed2"), "got"), "seeded\nmore\n");
 }
 
 #[test]

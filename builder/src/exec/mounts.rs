@@ -10,7 +10,9 @@
 //! * `cache` — a directory persisting across builds in the store (`cache/mounts/<sha256(id)>`),
 //!   `id` defaulting to the target. `sharing=locked` takes an exclusive flock for the whole RUN;
 //!   `private` takes the shared directory only when nobody else uses it and otherwise a separate
-//!   instance (`…-private-<n>`); `shared` (the default) takes no lock.
+//!   instance (`…-private-<n>`); `shared` (the default) takes no lock. With `from` (and
+//!   `source`), an empty cache is first filled with a copy of that stage's, image's or context's
+//!   tree.
 //! * `tmpfs` — an empty tmpfs (optionally `size`-limited) that vanishes with the RUN.
 //! * `secret` — the `--secret` file on a private tmpfs at `/run/secrets/<id>` (or `target`),
 //!   and/or its content in an environment variable (`env=`). The content never reaches a layer
@@ -99,20 +101,26 @@ pub(crate) fn prepare(
             }
             MountType::Cache => {
                 let target = target_path(m, &step.workdir)?;
-                if m.from.is_some() {
-                    return Err(format!(
-                        "--mount=type=cache,from={}: seeding a cache mount from a stage or image is not supported by strata yet",
-                        m.from.as_deref().unwrap_or_default()
-                    ));
-                }
                 let id = m.id.clone().unwrap_or_else(|| target.clone());
                 let (dir, guard) = cache_dir(store, &id, m)?;
                 out._locks.extend(guard);
-                out.specs.push(MountSpec::Bind {
-                    source: dir,
-                    destination: target,
-                    readonly: m.readonly,
-                });
+                if m.from.is_some() {
+                    // `from`/`source`: the cache starts as a copy of that tree (BuildKit's base
+                    // of the cache mount), copied by the sandbox while the cache is empty.
+                    out.specs.push(MountSpec::SeededBind {
+                        source: dir,
+                        seed_lowerdirs: source_tree(store, &source, stages, options, tmp, i)?,
+                        seed_subpath: m.source.clone().unwrap_or_default(),
+                        destination: target,
+                        readonly: m.readonly,
+                    });
+                } else {
+                    out.specs.push(MountSpec::Bind {
+                        source: dir,
+                        destination: target,
+                        readonly: m.readonly,
+                    });
+                }
             }
             MountType::Tmpfs => {
                 out.specs.push(MountSpec::BuildTmpfs {
