@@ -197,7 +197,12 @@ fn from_pulls_a_missing_base_image_and_pull_re_resolves_it() {
         ],
         None,
     );
-    drop(o);
+    // The FROM step says what it pulled.
+    let progress = stderr(&o);
+    assert!(
+        progress.contains(&format!("resolve {}/base/busybox@sha256:", registry.host())),
+        "{progress}"
+    );
     assert_eq!(env.image_id("empty", &base), env.image_id("seed", &base));
     let out = env.path("pulled-rootfs");
     env.ok(

@@ -156,7 +156,7 @@ pub fn execute(
                 StageBase::Image(name) => {
                     let started = Instant::now();
                     let n = progress.begin(&format!("{}FROM {name}", stage_prefix(&stage, 1)));
-                    let state = base::load_base(store, name, &stage, options)?;
+                    let state = base::load_base(store, name, &stage, options, progress, n)?;
                     // The plan must see the image's ENV, SHELL, WORKDIR (and ONBUILD triggers).
                     let c = &state.config.config;
                     let base = BaseImageConfig {
