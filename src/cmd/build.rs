@@ -1,9 +1,15 @@
 //! `strata build`: build an image from a Dockerfile.
 //!
+//! Parses and plans the Dockerfile, runs the plan with the executor (`strata_builder::exec`),
+//! writes the image to the store under every `-t`, then to every `--output`
+//! (`type=oci|docker|tar,dest=F|-`, `type=local,dest=DIR`, `type=registry,name=REF`,
+//! `type=image[,push=true]`; checked before anything is built). `-f -` reads the Dockerfile from
+//! stdin; `.dockerignore` still comes from the context. `--progress auto` is the live `tty` view
+//! when stderr is a terminal and `plain` lines otherwise.
+//!
 //! `--check` parses and plans the Dockerfile without building: it prints BuildKit-style errors
 //! (`Dockerfile:7` and the numbered lines) and the warnings of BuildKit's checks, and exits 0
-//! when there is no error. Building itself (running the plan) is not available yet; every other
-//! flag is accepted now so that scripts can be written against the final interface.
+//! when there is no error.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
