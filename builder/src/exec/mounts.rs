@@ -407,6 +407,12 @@ fn secret(
     if let Some(var) = &m.env {
         let content = std::fs::read(path)
             .map_err(|e| format!("reading secret {id} from {}: {e}", path.display()))?;
+        if content.len() as u64 > strata_runner::MAX_SECRET_SIZE {
+            return Err(format!(
+                "secret {id} is larger than {} bytes",
+                strata_runner::MAX_SECRET_SIZE
+            ));
+        }
         let value = String::from_utf8(content)
             .map_err(|_| format!("secret {id} is not UTF-8 text and cannot go in env {var}"))?;
         out.env.push(format!("{var}={value}"));
