@@ -498,3 +498,39 @@ fn ssh_mount_is_refused_clearly() {
     assert!(e.contains("no SSH agent forwarding"), "{e}");
     assert!(e.contains("Dockerfile:2"), "{e}");
 }
+
+#[test]
+fn progress_tty_is_a_live_view_and_auto_picks_plain_without_a_terminal() {
+    let env = Env::new();
+    let ctx = env.context(
+        "progress:1",
+        "FROM busybox:latest\nRUN echo first-line; sleep 0.5; echo last-line\n",
+        &[],
+    );
+    // `script` gives the build a terminal; its typescript is what the terminal received.
+    let cmd = format!(
+        "{} --root {} build -t progress:1 {}",
+        strata(),
+        env.root().display(),
+        ctx.display()
+    );
+    let o = tool("script", &["-qfec", &cmd, "/dev/null"]);
+    let screen = String::from_utf8_lossy(&o.stdout);
+    assert!(screen.contains("\x1b[J[+] Building"), "{screen}");
+    assert!(screen.contains(" => => # first-line"), "{screen}");
+    assert!(screen.contains("[+] Finished"), "{screen}");
+    assert!(screen.contains(" => [2/2] RUN echo first-line"), "{screen}");
+    assert!(screen.contains(" => => naming to progress:1"), "{screen}");
+    assert!(
+        !screen.contains("#2 DONE"),
+        "no plain lines in tty mode: {screen}"
+    );
+    // Without a terminal, auto is plain.
+    let o = env.run(&["build", "-t", "progress:2", ctx.to_str().unwrap()]);
+    let plain = stderr(&o);
+    assert!(o.status.success(), "{plain}");
+    assert!(
+        plain.contains("#2 DONE") && !plain.contains("\x1b["),
+        "{plain}"
+    );
+}
