@@ -326,7 +326,9 @@ RUN --mount=type=bind,from=stage,source=/out,target=/mnt cat /mnt/artifact > /fr
 RUN --mount=type=bind,source=data,target=/w,rw echo scratch > /w/a.txt && cat /w/a.txt > /rw\n\
 RUN --mount=type=bind,source=inner,target=/l cat /l > /via-link\n\
 RUN --mount=type=bind,from=busybox:latest,source=/etc,target=/img ls /img > /from-image\n\
-RUN --mount=type=bind,source=data,target=/new/in cp /new/in/a.txt /new/out.txt\n";
+RUN --mount=type=bind,source=data,target=/new/in cp /new/in/a.txt /new/out.txt\n\
+RUN --mount=type=tmpfs,target=/t/inner --mount=type=bind,source=data,target=/t,rw \\\n\
+    touch /t/inner/x && ls /t > /nested\n";
     let ctx = env.context(
         "bind:1",
         df,
@@ -366,6 +368,9 @@ RUN --mount=type=bind,source=data,target=/new/in cp /new/in/a.txt /new/out.txt\n
     // empty mount point itself goes.
     assert_eq!(read(&root, "new/out.txt"), "alpha\n");
     assert!(!root.join("new/in").exists());
+    // A mount inside another one is mounted after it, whatever the order written.
+    assert_eq!(read(&root, "nested"), "a.txt\ninner\nlogs\n");
+    assert!(!root.join("t").exists());
     // rw writes are thrown away: the context is untouched.
     assert_eq!(read(&ctx, "data/a.txt"), "alpha\n");
     assert!(!ctx.join("data/new").exists());

@@ -69,6 +69,14 @@ pub fn run_step(
     let mut prepared = mounts::prepare(store, step, stages, options, &tmp)?;
     let (args, heredoc_mount) = command(run, &step.shell, &tmp)?;
     prepared.specs.extend(heredoc_mount);
+    // Parents before children (`target=/src` before `target=/src/node_modules`, whatever the
+    // order written), so no mount hides another — as Docker sorts mounts by depth.
+    prepared.specs.sort_by_key(|m| {
+        m.destination()
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .count()
+    });
     let destinations: Vec<String> = prepared
         .specs
         .iter()
