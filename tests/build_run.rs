@@ -482,6 +482,38 @@ RUN --mount=type=secret,id=absent echo optional-missing-is-fine > /optional\n";
         "secret in the store: {}",
         String::from_utf8_lossy(&grep.stdout)
     );
+    // A secret from an environment variable (buildx's `env=`): readable, and again nowhere in
+    // the store.
+    let env_token = "env-s3cr3t-9d1e77";
+    let ctx = env.context(
+        "secret:env",
+        "FROM busybox:latest\nRUN --mount=type=secret,id=etok,required sha256sum < /run/secrets/etok > /env-file-sum\n",
+        &[],
+    );
+    let o = Command::new(strata())
+        .arg("--root")
+        .arg(env.root())
+        .args(["build", "--progress", "plain", "-t", "secret:env"])
+        .args(["--secret", "id=etok,env=STRATA_TEST_TOKEN"])
+        .arg(&ctx)
+        .env("STRATA_TEST_TOKEN", env_token)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let env_secret = env.path("env-token");
+    write(&env_secret, env_token);
+    let sum = tool("sha256sum", &[env_secret.to_str().unwrap()]);
+    let sum = String::from_utf8(sum.stdout).unwrap();
+    assert_eq!(
+        read(&env.export("secret:env"), "env-file-sum"),
+        format!("{}  -\n", sum.split_whitespace().next().unwrap())
+    );
+    let grep = Command::new("grep")
+        .args(["-r", "-l", env_token])
+        .arg(env.root())
+        .output()
+        .unwrap();
+    assert!(grep.stdout.is_empty(), "env secret in the store");
     // A required secret that was not given fails with a clear message.
     let df = "FROM busybox:latest\nRUN --mount=type=secret,id=nope,required true\n";
     let o = env.build("secret:2", df, &[], &[]);
