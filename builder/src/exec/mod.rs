@@ -3,12 +3,15 @@
 //! One module per concern:
 //!
 //! * [`config`] — metadata instructions → image config and history, as BuildKit writes them;
+//! * [`base`] — base images from the store, pulled from their registry when missing;
 //! * [`run`] — RUN in the runner crate's sandbox over a kernel overlay of the parent's layers;
+//! * [`mounts`] — RUN `--mount` (bind, cache, tmpfs, secret) and heredoc scripts;
+//! * [`output`] — `--output` (oci/docker archives, local dir, rootfs tar, registry push);
 //! * [`snapshot`] — the overlay upperdir (and only it) → a layer blob;
 //! * [`copy`] — COPY/ADD of local files, read fd-relative under the context root;
 //! * [`ignore`] — `.dockerignore` patterns with Docker's semantics;
 //! * [`lower`] — lookups in the parent's unpacked layers (parents' metadata, `/etc/passwd`);
-//! * [`progress`] — BuildKit-style plain progress lines.
+//! * [`progress`] — BuildKit-style plain progress lines, or the live tty view.
 //!
 //! This is the first vertical slice of issue 4: stages run one after another in
 //! [`BuildGraph::waves`] order, there is no build cache yet, and ADD handles local files only.

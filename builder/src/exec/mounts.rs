@@ -5,7 +5,7 @@
 //!
 //! * `bind` — a view of the build context, a stage or an image at `target`, read-only unless `rw`;
 //!   with `rw` the writes go to an overlay upper in the step's temp dir and are thrown away, never
-//!   written back. `source` is resolved *inside* the tree by the runner (`RESOLVE_IN_ROOT`), so a
+//!   written back. The context is seen with `.dockerignore` applied, as BuildKit sends it. `source` is resolved *inside* the tree by the runner (`RESOLVE_IN_ROOT`), so a
 //!   symlink in the context cannot expose a host path.
 //! * `cache` — a directory persisting across builds in the store (`cache/mounts/<sha256(id)>`),
 //!   `id` defaulting to the target. `sharing=locked` takes an exclusive flock for the whole RUN;
