@@ -21,7 +21,7 @@
 //! * `ssh` — refused: strata has no SSH agent forwarding.
 //!
 //! Every mount point the sandbox has to create is reported back as a "stub" and removed from the
-//! upperdir before the snapshot (see [`super::run::remove_stubs`]), so no trace of a mount ends up
+//! upperdir before the snapshot (`run::remove_stubs`), so no trace of a mount ends up
 //! in the layer — as with BuildKit.
 
 use std::collections::BTreeMap;

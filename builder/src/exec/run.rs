@@ -229,7 +229,7 @@ fn command(
     Ok((argv, Some(mount)))
 }
 
-/// The argv BuildKit runs for a RUN command line (see [`command`] for the heredoc rules) — also
+/// The argv BuildKit runs for a RUN command line (heredoc rules: see the private `command`) — also
 /// what its history `created_by` shows — and the heredoc to place at `/dev/pipes/<delimiter>`
 /// when the command is a single `#!` script.
 pub fn buildkit_argv<'a>(
