@@ -197,7 +197,12 @@ fn from_pulls_a_missing_base_image_and_pull_re_resolves_it() {
         ],
         None,
     );
-    drop(o);
+    // The FROM step says what it pulled.
+    let progress = stderr(&o);
+    assert!(
+        progress.contains(&format!("resolve {}/base/busybox@sha256:", registry.host())),
+        "{progress}"
+    );
     assert_eq!(env.image_id("empty", &base), env.image_id("seed", &base));
     let out = env.path("pulled-rootfs");
     env.ok(
@@ -289,6 +294,7 @@ fn outputs_oci_docker_local_tar_at_once() {
     let docker = env.path("image-docker.tar");
     let local = env.path("rootfs");
     let tar = env.path("rootfs.tar");
+    let layout = env.path("layout");
     env.ok(
         "s",
         &[
@@ -305,6 +311,8 @@ fn outputs_oci_docker_local_tar_at_once() {
             &format!("type=local,dest={}", local.display()),
             "--output",
             &format!("type=tar,dest={}", tar.display()),
+            "-o",
+            &format!("type=oci,dest={},tar=false", layout.display()),
             ctx.to_str().unwrap(),
         ],
         None,
@@ -338,6 +346,33 @@ fn outputs_oci_docker_local_tar_at_once() {
             ],
         );
     }
+    // The OCI layout directory: skopeo and umoci read it.
+    let o = tool(
+        "skopeo",
+        &["inspect", "--config", &format!("oci:{}", layout.display())],
+    );
+    let cfg: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(cfg["rootfs"]["diff_ids"].as_array().unwrap().len(), 3);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let ref_name = index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
+        .as_str()
+        .unwrap_or("latest")
+        .to_string();
+    let bundle = env.path("bundle");
+    tool(
+        "umoci",
+        &[
+            "unpack",
+            "--image",
+            &format!("{}:{ref_name}", layout.display()),
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/built")).unwrap(),
+        "built\n"
+    );
     // The docker archive is named after the tag.
     let o = tool("tar", &["-xOf", docker.to_str().unwrap(), "manifest.json"]);
     let manifest: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

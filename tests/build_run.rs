@@ -154,12 +154,12 @@ fn read(root: &Path, p: &str) -> String {
 #[test]
 fn run_heredocs_follow_buildkit() {
     let env = Env::new();
-    // 1. The whole command is one heredoc: the body is a script run by the shell (variables
-    //    expanded at run time by the shell, from the environment).
+    // 1. The whole command is one heredoc: the body is the shell's script (variables expanded
+    //    at run time by the shell, from the environment).
     // 2. `<<-` strips leading tabs; a quoted delimiter keeps `$NAME` literal for the shell.
     // 3. The heredoc is a command's stdin (`cat <<EOF > file`).
     // 4. Several heredocs on one line.
-    // 5. A `#!` line picks the interpreter of a single-heredoc script.
+    // 5. A `#!` line picks the interpreter of a single-heredoc script (run from /dev/pipes).
     let df = "FROM busybox:latest\n\
 ENV NAME=world\n\
 RUN <<EOF\n\
@@ -189,8 +189,27 @@ EOF\n";
     assert_eq!(read(&root, "three"), "keep $NAME\n");
     assert_eq!(read(&root, "four"), "first world\nsecond\n");
     assert_eq!(read(&root, "five"), "from awk\n");
+    // History shows what ran, as BuildKit writes it: the body as the shell's script, or the
+    // /dev/pipes script.
+    let img = env.inspect("heredoc:1");
+    let created: Vec<&str> = img["Config"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["created_by"].as_str())
+        .collect();
+    assert!(
+        created.contains(
+            &"RUN /bin/sh -c echo \"hello $NAME\" > /one\nmkdir -p /d && echo second >> /one\n # buildkit"
+        ),
+        "{created:#?}"
+    );
+    assert!(
+        created.contains(&"RUN /bin/sh -c /dev/pipes/EOF # buildkit"),
+        "{created:#?}"
+    );
     // The script's mount point never reaches a layer.
-    let entries = env.new_layer_entries(&env.inspect("heredoc:1"));
+    let entries = env.new_layer_entries(&img);
     assert!(!entries.iter().any(|e| e.starts_with("dev")), "{entries:?}");
 }
 
@@ -224,6 +243,22 @@ RUN --mount=type=cache,target=/var/cache/app,id=appcache \\\n\
         .collect();
     assert_eq!(dirs.len(), 1, "one cache dir for id=appcache");
     assert_eq!(read(&dirs[0].path(), "log"), "run\nrun\n");
+
+    // from=/source=: a new cache starts as a copy of a stage's tree; an existing one is kept.
+    let df = "FROM busybox:latest AS seed\n\
+RUN mkdir -p /seed/sub && echo seeded > /seed/sub/f && ln -s /etc/passwd /seed/link\n\
+FROM busybox:latest\n\
+RUN --mount=type=cache,target=/c,id=seeded,from=seed,source=/seed \\\n\
+    cat /c/sub/f > /got && readlink /c/link > /link && echo more >> /c/sub/f\n";
+    let o = env.build("cache:seed", df, &[], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let root = env.export("cache:seed");
+    assert_eq!(read(&root, "got"), "seeded\n");
+    assert_eq!(read(&root, "link"), "/etc/passwd\n");
+    // The build cache would replay the step: --no-cache makes it run against the kept cache.
+    let o = env.build("cache:seed2", df, &[], &["--no-cache"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read(&env.export("cache:seed2"), "got"), "seeded\nmore\n");
 }
 
 #[test]
@@ -242,6 +277,40 @@ RUN --mount=type=cache,target=/c,sharing=private ls /c > /private\n";
 }
 
 #[test]
+fn locked_cache_mount_serializes_concurrent_builds() {
+    let env = Env::new();
+    // Each RUN holds the cache for ~2 s and records whether it ever saw another one inside.
+    let df = "FROM busybox:latest\n\
+RUN --mount=type=cache,target=/c,id=shared-lock,sharing=locked \\\n\
+    if [ -e /c/busy ]; then echo overlap > /result; else echo alone > /result; fi; \\\n\
+    touch /c/busy; sleep 2; rm /c/busy\n";
+    // Warm up (busybox's layers unpacked), so both builds reach their RUN at about the same time.
+    let o = env.build("lock:warm", "FROM busybox:latest\nRUN true\n", &[], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ctx_a = env.context("lock:a", df, &[("a", "a")]);
+    let ctx_b = env.context("lock:b", df, &[("b", "b")]);
+    let spawn = |tag: &str, ctx: &Path| {
+        Command::new(strata())
+            .arg("--root")
+            .arg(env.root())
+            .args(["build", "--progress", "plain", "-t", tag])
+            .arg(ctx)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = spawn("lock:a", &ctx_a);
+    let b = spawn("lock:b", &ctx_b);
+    for child in [a, b] {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!(read(&env.export("lock:a"), "result"), "alone\n");
+    assert_eq!(read(&env.export("lock:b"), "result"), "alone\n");
+}
+
+#[test]
 fn bind_mounts_from_context_and_stage_are_read_only_views() {
     let env = Env::new();
     let outside = env.path("outside-secret");
@@ -251,11 +320,26 @@ RUN mkdir /out && echo built > /out/artifact\n\
 FROM busybox:latest\n\
 WORKDIR /src\n\
 RUN --mount=type=bind,source=data,target=data cat data/a.txt > /from-context \\\n\
+    && find data | sort > /listing \\\n\
     && if touch data/new 2>/dev/null; then echo writable > /ro; else echo read-only > /ro; fi\n\
 RUN --mount=type=bind,from=stage,source=/out,target=/mnt cat /mnt/artifact > /from-stage\n\
 RUN --mount=type=bind,source=data,target=/w,rw echo scratch > /w/a.txt && cat /w/a.txt > /rw\n\
-RUN --mount=type=bind,source=inner,target=/l cat /l > /via-link\n";
-    let ctx = env.context("bind:1", df, &[("data/a.txt", "alpha\n")]);
+RUN --mount=type=bind,source=inner,target=/l cat /l > /via-link\n\
+RUN --mount=type=bind,from=busybox:latest,source=/etc,target=/img ls /img > /from-image\n\
+RUN --mount=type=bind,source=data,target=/new/in cp /new/in/a.txt /new/out.txt\n\
+RUN --mount=type=tmpfs,target=/t/inner --mount=type=bind,source=data,target=/t,rw \\\n\
+    touch /t/inner/x && ls /t > /nested\n";
+    let ctx = env.context(
+        "bind:1",
+        df,
+        &[
+            ("data/a.txt", "alpha\n"),
+            ("data/skip.log", "ignored\n"),
+            ("data/logs/keep.log", "kept\n"),
+            ("data/logs/drop.log", "dropped\n"),
+            (".dockerignore", "**/*.log\n!data/logs/keep.log\n"),
+        ],
+    );
     // A symlink that stays inside the context is followed.
     std::os::unix::fs::symlink("data/a.txt", ctx.join("inner")).unwrap();
     let o = env.ok(&[
@@ -270,15 +354,29 @@ RUN --mount=type=bind,source=inner,target=/l cat /l > /via-link\n";
     let root = env.export("bind:1");
     assert_eq!(read(&root, "from-context"), "alpha\n");
     assert_eq!(read(&root, "ro"), "read-only\n");
+    // .dockerignore applies to bind mounts of the context (as BuildKit sends the context),
+    // `!` exceptions included.
+    assert_eq!(
+        read(&root, "listing"),
+        "data\ndata/a.txt\ndata/logs\ndata/logs/keep.log\n"
+    );
     assert_eq!(read(&root, "from-stage"), "built\n");
     assert_eq!(read(&root, "rw"), "scratch\n");
     assert_eq!(read(&root, "via-link"), "alpha\n");
+    assert!(read(&root, "from-image").lines().any(|l| l == "passwd"));
+    // What the command wrote next to a mount point it needed a new directory for stays; the
+    // empty mount point itself goes.
+    assert_eq!(read(&root, "new/out.txt"), "alpha\n");
+    assert!(!root.join("new/in").exists());
+    // A mount inside another one is mounted after it, whatever the order written.
+    assert_eq!(read(&root, "nested"), "a.txt\ninner\nlogs\n");
+    assert!(!root.join("t").exists());
     // rw writes are thrown away: the context is untouched.
     assert_eq!(read(&ctx, "data/a.txt"), "alpha\n");
     assert!(!ctx.join("data/new").exists());
     // No mount point in a layer: /src/data, /mnt, /w and /l were created for the mounts only.
     let entries = env.new_layer_entries(&env.inspect("bind:1"));
-    for gone in ["src/data", "mnt", "w", "l"] {
+    for gone in ["src/data", "mnt", "w", "l", "img"] {
         assert!(!entries.iter().any(|e| e == gone), "{gone} in {entries:?}");
     }
     assert!(!root.join("mnt").exists() && !root.join("w").exists());
@@ -384,6 +482,38 @@ RUN --mount=type=secret,id=absent echo optional-missing-is-fine > /optional\n";
         "secret in the store: {}",
         String::from_utf8_lossy(&grep.stdout)
     );
+    // A secret from an environment variable (buildx's `env=`): readable, and again nowhere in
+    // the store.
+    let env_token = "env-s3cr3t-9d1e77";
+    let ctx = env.context(
+        "secret:env",
+        "FROM busybox:latest\nRUN --mount=type=secret,id=etok,required sha256sum < /run/secrets/etok > /env-file-sum\n",
+        &[],
+    );
+    let o = Command::new(strata())
+        .arg("--root")
+        .arg(env.root())
+        .args(["build", "--progress", "plain", "-t", "secret:env"])
+        .args(["--secret", "id=etok,env=STRATA_TEST_TOKEN"])
+        .arg(&ctx)
+        .env("STRATA_TEST_TOKEN", env_token)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let env_secret = env.path("env-token");
+    write(&env_secret, env_token);
+    let sum = tool("sha256sum", &[env_secret.to_str().unwrap()]);
+    let sum = String::from_utf8(sum.stdout).unwrap();
+    assert_eq!(
+        read(&env.export("secret:env"), "env-file-sum"),
+        format!("{}  -\n", sum.split_whitespace().next().unwrap())
+    );
+    let grep = Command::new("grep")
+        .args(["-r", "-l", env_token])
+        .arg(env.root())
+        .output()
+        .unwrap();
+    assert!(grep.stdout.is_empty(), "env secret in the store");
     // A required secret that was not given fails with a clear message.
     let df = "FROM busybox:latest\nRUN --mount=type=secret,id=nope,required true\n";
     let o = env.build("secret:2", df, &[], &[]);
@@ -404,4 +534,46 @@ fn ssh_mount_is_refused_clearly() {
     let e = stderr(&o);
     assert!(e.contains("no SSH agent forwarding"), "{e}");
     assert!(e.contains("Dockerfile:2"), "{e}");
+}
+
+#[test]
+fn progress_tty_is_a_live_view_and_auto_picks_plain_without_a_terminal() {
+    let env = Env::new();
+    let ctx = env.context(
+        "progress:1",
+        "FROM busybox:latest\nRUN echo first-line; sleep 0.5; echo last-line\n",
+        &[],
+    );
+    // `script` gives the build a terminal; its typescript is what the terminal received.
+    let cmd = format!(
+        "{} --root {} build -t progress:1 {}",
+        strata(),
+        env.root().display(),
+        ctx.display()
+    );
+    let o = tool("script", &["-qfec", &cmd, "/dev/null"]);
+    let screen = String::from_utf8_lossy(&o.stdout);
+    assert!(screen.contains("\x1b[J[+] Building"), "{screen}");
+    assert!(screen.contains(" => => # first-line"), "{screen}");
+    assert!(screen.contains("[+] Finished"), "{screen}");
+    assert!(screen.contains(" => [2/2] RUN echo first-line"), "{screen}");
+    assert!(screen.contains(" => => naming to progress:1"), "{screen}");
+    assert!(
+        !screen.contains("#2 DONE"),
+        "no plain lines in tty mode: {screen}"
+    );
+    // Without a terminal, auto is plain.
+    let o = env.run(&[
+        "build",
+        "--no-cache",
+        "-t",
+        "progress:2",
+        ctx.to_str().unwrap(),
+    ]);
+    let plain = stderr(&o);
+    assert!(o.status.success(), "{plain}");
+    assert!(
+        plain.contains("#2 DONE") && !plain.contains("\x1b["),
+        "{plain}"
+    );
 }

@@ -292,6 +292,42 @@ pub fn prepare(spec: &ContainerSpec, etc_files: &[(&str, String)]) -> Result<Pre
                 sys::move_mount_fd(&src, t.fd.as_raw_fd())
                     .ctx(|| format!("mounting {subpath:?} on {destination}"))?;
             }
+            MountSpec::SeededBind {
+                source,
+                seed_lowerdirs,
+                seed_subpath,
+                destination,
+                readonly,
+            } => {
+                let empty = std::fs::read_dir(source)
+                    .map(|mut d| d.next().is_none())
+                    .unwrap_or(false);
+                if empty {
+                    let seed = tree_source(&staging, index, seed_lowerdirs, None, seed_subpath)?;
+                    copy_up(seed.as_raw_fd(), source).map_err(|e| {
+                        Failure::new(format!(
+                            "seeding {} from {seed_subpath:?}: {}",
+                            source.display(),
+                            e.desc()
+                        ))
+                    })?;
+                }
+                let t = path::ensure_dir(r, destination, false).map_err(|e| {
+                    Failure::new(format!(
+                        "mount target {destination} in the container: {}",
+                        e.desc()
+                    ))
+                })?;
+                record(&mut stubs, &t);
+                let src = sys::open_tree_clone(libc::AT_FDCWD, &cstring(source)?, true)
+                    .ctx(|| format!("cloning bind source {}", source.display()))?;
+                if *readonly {
+                    sys::mount_setattr(src.as_raw_fd(), MOUNT_ATTR_RDONLY, 0, true)
+                        .ctx(|| format!("making {destination} read-only"))?;
+                }
+                sys::move_mount_fd(&src, t.fd.as_raw_fd())
+                    .ctx(|| format!("mounting {} on {destination}", source.display()))?;
+            }
             MountSpec::BuildTmpfs { destination, size } => {
                 let t = path::ensure_dir(r, destination, false).map_err(|e| {
                     Failure::new(format!(

@@ -125,6 +125,17 @@ pub enum MountSpec {
         subpath: String,
         destination: String,
     },
+    /// A bind of the host directory `source` (BuildKit's `RUN --mount=type=cache,from=…`) that,
+    /// when still empty, is first filled with a copy of a tree: `seed_lowerdirs` and
+    /// `seed_subpath` as in [`MountSpec::Tree`] (resolved inside the tree, copied entry by entry
+    /// with `O_NOFOLLOW`, owners and modes kept).
+    SeededBind {
+        source: PathBuf,
+        seed_lowerdirs: Vec<PathBuf>,
+        seed_subpath: String,
+        destination: String,
+        readonly: bool,
+    },
     /// A tmpfs as BuildKit's `RUN --mount=type=tmpfs`: mode 1777, nosuid, nodev, executables
     /// allowed, an optional size limit in bytes.
     BuildTmpfs {
@@ -154,6 +165,7 @@ impl MountSpec {
             | MountSpec::Tmpfs { destination }
             | MountSpec::Volume { destination, .. }
             | MountSpec::Tree { destination, .. }
+            | MountSpec::SeededBind { destination, .. }
             | MountSpec::BuildTmpfs { destination, .. }
             | MountSpec::Secret { destination, .. } => destination,
         }

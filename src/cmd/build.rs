@@ -1,9 +1,15 @@
 //! `strata build`: build an image from a Dockerfile.
 //!
+//! Parses and plans the Dockerfile, runs the plan with the executor (`strata_builder::exec`),
+//! writes the image to the store under every `-t`, then to every `--output`
+//! (`type=oci|docker|tar,dest=F|-`, `type=local,dest=DIR`, `type=registry,name=REF`,
+//! `type=image[,push=true]`; checked before anything is built). `-f -` reads the Dockerfile from
+//! stdin; `.dockerignore` still comes from the context. `--progress auto` is the live `tty` view
+//! when stderr is a terminal and `plain` lines otherwise.
+//!
 //! `--check` parses and plans the Dockerfile without building: it prints BuildKit-style errors
 //! (`Dockerfile:7` and the numbered lines) and the warnings of BuildKit's checks, and exits 0
-//! when there is no error. Building itself (running the plan) is not available yet; every other
-//! flag is accepted now so that scripts can be written against the final interface.
+//! when there is no error.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -204,6 +210,8 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    // `_secret_fds` keeps environment secrets' memfds open until the build is over.
+    let (secrets, _secret_fds) = parse_secrets(&args.secrets)?;
     let exec_options = ExecOptions {
         context: args.context.clone(),
         dockerfile_name: name.clone(),
@@ -217,7 +225,7 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
         source_date_epoch: strata_store::layer::source_date_epoch_from_env(),
         no_cache: args.no_cache,
         pull: args.pull,
-        secrets: parse_secrets(&args.secrets)?,
+        secrets,
     };
     let progress = Progress::new(ProgressMode::from_flag(&args.progress));
     let store = super::open_store(cli)?;
@@ -280,20 +288,46 @@ fn parse_outputs(specs: &[String]) -> Result<Vec<strata_builder::exec::output::O
     Ok(outputs)
 }
 
-/// `--secret id=ID,src=PATH` (also `source=`; `id` defaults to the file name of `src`, as
-/// BuildKit's does) → id → host path. The file must exist now, so a typo fails before the build.
-fn parse_secrets(specs: &[String]) -> Result<std::collections::BTreeMap<String, PathBuf>> {
+/// `--secret` values, as buildx takes them: `id=ID,src=PATH` (also `source=`, `type=file`; `id`
+/// defaults to the file name of `src`) or `id=ID,env=VAR` (also `type=env`, `VAR` defaulting to
+/// `ID`). An environment secret is put in a memfd — RAM only, never a file on disk — and named by
+/// its `/proc/<pid>/fd/<n>` path; the returned fds keep those alive for the build.
+fn parse_secrets(
+    specs: &[String],
+) -> Result<(
+    std::collections::BTreeMap<String, PathBuf>,
+    Vec<std::os::fd::OwnedFd>,
+)> {
     let mut out = std::collections::BTreeMap::new();
+    let mut keep = Vec::new();
     for spec in specs {
         let mut id = None;
         let mut src = None;
+        let mut env = None;
+        let mut kind = None;
         for field in spec.split(',') {
             match field.split_once('=') {
                 Some(("id", v)) => id = Some(v.to_string()),
                 Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
-                Some(("type", "file")) => {}
-                _ => bail!("invalid --secret {spec:?}: expected id=ID,src=PATH"),
+                Some(("env", v)) => env = Some(v.to_string()),
+                Some(("type", t @ ("file" | "env"))) => kind = Some(t.to_string()),
+                _ => bail!("invalid --secret {spec:?}: expected id=ID,src=PATH or id=ID,env=VAR"),
             }
+        }
+        if env.is_some() || kind.as_deref() == Some("env") {
+            let var = env
+                .or_else(|| src.as_ref().map(|s| s.to_string_lossy().into_owned()))
+                .or_else(|| id.clone())
+                .filter(|v| !v.is_empty())
+                .with_context(|| format!("invalid --secret {spec:?}: env=VAR is missing"))?;
+            let id = id.filter(|i| !i.is_empty()).unwrap_or_else(|| var.clone());
+            let value = std::env::var_os(&var).with_context(|| {
+                format!("--secret id={id}: environment variable {var} is not set")
+            })?;
+            let (path, fd) = memfd_secret(&id, value.as_encoded_bytes())?;
+            out.insert(id, path);
+            keep.push(fd);
+            continue;
         }
         let Some(src) = src else {
             bail!("invalid --secret {spec:?}: src=PATH is missing");
@@ -310,5 +344,30 @@ fn parse_secrets(specs: &[String]) -> Result<std::collections::BTreeMap<String, 
         }
         out.insert(id, src);
     }
-    Ok(out)
+    Ok((out, keep))
+}
+
+/// A memfd (anonymous RAM file) holding `value`, and the `/proc/<pid>/fd/<n>` path that opens it
+/// again (from this process or the sandbox's, while the fd is open).
+fn memfd_secret(id: &str, value: &[u8]) -> Result<(PathBuf, std::os::fd::OwnedFd)> {
+    use std::io::Write;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let name = std::ffi::CString::new(format!("strata-secret-{id}")).unwrap_or_default();
+    // SAFETY: a NUL-terminated name; the returned fd is owned below.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("--secret id={id}: memfd_create"));
+    }
+    // SAFETY: a fresh fd we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut f = std::fs::File::from(fd.try_clone().context("dup of a memfd")?);
+    f.write_all(value)
+        .with_context(|| format!("--secret id={id}: writing it to memory"))?;
+    let path = PathBuf::from(format!(
+        "/proc/{}/fd/{}",
+        std::process::id(),
+        fd.as_raw_fd()
+    ));
+    Ok((path, fd))
 }

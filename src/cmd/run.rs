@@ -176,10 +176,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     )?;
 
     // Anonymous volumes for the image's VOLUMEs not covered by -v/--tmpfs.
-    let covered: Vec<String> = mounts
-        .iter()
-        .map(|m| m.destination().to_string())
-        .collect();
+    let covered: Vec<String> = mounts.iter().map(|m| m.destination().to_string()).collect();
     let result = (|| -> Result<i32> {
         for (i, vol) in cfg.volumes.iter().flat_map(|v| v.keys()).enumerate() {
             if covered

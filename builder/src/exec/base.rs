@@ -2,11 +2,14 @@
 //! image names here — from the store, or, when the image is missing (or `--pull` asks to
 //! re-resolve tags), from its registry with `strata-registry-client`, as BuildKit does.
 
-use strata_registry_client::{PullOptions, RegistryClient};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use strata_registry_client::{Outcome, PullOptions, RegistryClient};
 use strata_store::ops::LayerRef;
 use strata_store::{Descriptor, Digest, Image, Reference, Store, StoreError};
 
-use super::{ExecError, ExecOptions, StageState};
+use super::{ExecError, ExecOptions, Progress, StageState};
 use crate::plan::PlannedStage;
 
 /// Why an image could not be resolved.
@@ -41,6 +44,16 @@ pub enum BaseError {
 /// when `pull` (`--pull`) asks to re-resolve the tag (an image named by digest is immutable and
 /// is taken from the store when present).
 pub fn resolve_image(store: &Store, name: &str, pull: bool) -> Result<Image, BaseError> {
+    resolve(store, name, pull, &mut Vec::new())
+}
+
+/// [`resolve_image`], appending what a pull did to `notes` (for the progress view).
+fn resolve(
+    store: &Store,
+    name: &str,
+    pull: bool,
+    notes: &mut Vec<String>,
+) -> Result<Image, BaseError> {
     let by_digest = name.contains('@');
     if !pull || by_digest {
         match store.image(name) {
@@ -67,20 +80,79 @@ pub fn resolve_image(store: &Store, name: &str, pull: bool) -> Result<Image, Bas
         }
     };
     let client = RegistryClient::from_env().map_err(|e| fail(e.to_string()))?;
-    client
-        .pull(store, &reference, &PullOptions::default())
-        .map_err(|e| fail(e.to_string()))
+    let transfers = Arc::new(Transfers::default());
+    let options = PullOptions {
+        progress: transfers.clone(),
+        ..PullOptions::default()
+    };
+    let image = client
+        .pull(store, &reference, &options)
+        .map_err(|e| fail(e.to_string()))?;
+    if let Ok(t) = transfers.lines.lock() {
+        notes.extend(t.iter().cloned());
+    }
+    notes.push(format!(
+        "resolve {}@{} done",
+        reference.familiar_name(),
+        image.manifest_digest
+    ));
+    Ok(image)
 }
 
-/// Resolves a stage's base image (pulling it when needed) and returns its state: config, layers
-/// and their unpacked trees, and its manifest digest (the stage's first cache key).
+/// Collects a pull's blob transfers as BuildKit-style lines (`sha256:0123abcd 2.1MB done`).
+#[derive(Default)]
+struct Transfers {
+    sizes: Mutex<BTreeMap<String, u64>>,
+    lines: Mutex<Vec<String>>,
+}
+
+impl strata_registry_client::Progress for Transfers {
+    fn start(&self, id: &str, _what: &str, total: Option<u64>) {
+        if let (Some(t), Ok(mut s)) = (total, self.sizes.lock()) {
+            s.insert(id.to_string(), t);
+        }
+    }
+    fn advance(&self, _id: &str, _bytes: u64) {}
+    fn retry(&self, id: &str, note: &str) {
+        if let Ok(mut l) = self.lines.lock() {
+            l.push(format!("{id} {note}"));
+        }
+    }
+    fn finish(&self, id: &str, outcome: &Outcome) {
+        let size = self
+            .sizes
+            .lock()
+            .ok()
+            .and_then(|s| s.get(id).copied())
+            .map(|b| format!(" {:.1}MB", b as f64 / 1e6))
+            .unwrap_or_default();
+        let how = match outcome {
+            Outcome::Done => "done".to_string(),
+            Outcome::Exists => "already in the store".to_string(),
+            Outcome::Mounted { from } => format!("mounted from {from}"),
+        };
+        if let Ok(mut l) = self.lines.lock() {
+            l.push(format!("{id}{size} {how}"));
+        }
+    }
+}
+
+/// Resolves a stage's base image (pulling it when needed) and returns its state (config, layers
+/// and their unpacked trees) and its manifest digest (the stage's first cache key).
 pub(crate) fn load_base(
     store: &Store,
     name: &str,
     stage: &PlannedStage,
     options: &ExecOptions,
+    progress: &Progress,
+    vertex: usize,
 ) -> Result<(StageState, Digest), ExecError> {
-    let image = resolve_image(store, name, options.pull).map_err(|e| match e {
+    let mut notes = Vec::new();
+    let resolved = resolve(store, name, options.pull, &mut notes);
+    for n in &notes {
+        progress.line(vertex, n);
+    }
+    let image = resolved.map_err(|e| match e {
         BaseError::Store(e) => ExecError::Store(e),
         other => ExecError::Step {
             file: options.dockerfile_name.clone(),
@@ -89,7 +161,13 @@ pub(crate) fn load_base(
             reason: other.to_string(),
         },
     })?;
-    let lowerdirs = store.unpacked_layers(&image)?;
+    Ok((image_state(store, &image)?, image.manifest_digest.clone()))
+}
+
+/// The build state of an image (config, layers, unpacked trees): what a stage starts from, and
+/// what `COPY --from=<image>` reads (call [`resolve_image`] first).
+pub fn image_state(store: &Store, image: &Image) -> Result<StageState, StoreError> {
+    let lowerdirs = store.unpacked_layers(image)?;
     let layers = image
         .layers()?
         .iter()
@@ -103,13 +181,10 @@ pub(crate) fn load_base(
             },
         )
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((
-        StageState {
-            config: image.config.clone(),
-            layers,
-            lowerdirs,
-            cmd_set: false,
-        },
-        image.manifest_digest.clone(),
-    ))
+    Ok(StageState {
+        config: image.config.clone(),
+        layers,
+        lowerdirs,
+        cmd_set: false,
+    })
 }

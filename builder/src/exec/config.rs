@@ -133,41 +133,6 @@ fn go_duration(d: Option<std::time::Duration>) -> String {
     out
 }
 
-/// The argv BuildKit records for a RUN (`dispatchRun`): a command that is only one heredoc
-/// runs the heredoc's body through the shell (or, with a `#!` line, the file BuildKit mounts at
-/// `/dev/pipes/NAME`); any other heredoc use passes the command line with each body and
-/// delimiter appended, for the shell to read.
-fn run_argv(cmd: &crate::dockerfile::instructions::CommandLine, shell: &[String]) -> Vec<String> {
-    if !cmd.shell_form || cmd.heredocs.is_empty() || cmd.args.len() != 1 {
-        return argv(cmd, shell);
-    }
-    let line = &cmd.args[0];
-    let only_heredoc = matches!(
-        crate::dockerfile::heredoc::parse_heredoc_word(line.trim()),
-        Ok(Some(_))
-    );
-    let script = if only_heredoc {
-        let doc = &cmd.heredocs[0];
-        let data = doc.body();
-        if data.starts_with("#!") {
-            format!("/dev/pipes/{}", doc.name)
-        } else {
-            data
-        }
-    } else {
-        let mut b = line.clone();
-        for doc in &cmd.heredocs {
-            b.push('\n');
-            b.push_str(&doc.content);
-            b.push_str(&doc.name);
-        }
-        b
-    };
-    let mut v = shell.to_vec();
-    v.push(script);
-    v
-}
-
 /// COPY/ADD history text (`dispatchCopy`): flags BuildKit records (`--parents`, `--chown`,
 /// `--chmod`; not `--from`, `--link` or `--exclude`), the sources as written, `<<NAME` for each
 /// heredoc source, the destination as written.
@@ -213,7 +178,11 @@ pub fn created_by(step: &Step) -> String {
                     s.push_str(&format!("{k}={v} "));
                 }
             }
-            s.push_str(&run_argv(&r.command, &step.shell).join(" "));
+            // Heredocs: the argv BuildKit actually runs (body as the script, or /dev/pipes/…).
+            let run_argv = super::run::buildkit_argv(&r.command, &step.shell)
+                .map(|(a, _)| a)
+                .unwrap_or_else(|_| argv(&r.command, &step.shell));
+            s.push_str(&run_argv.join(" "));
             s.push_str(" # buildkit");
             s
         }

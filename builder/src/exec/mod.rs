@@ -3,12 +3,15 @@
 //! One module per concern:
 //!
 //! * [`config`] — metadata instructions → image config and history, as BuildKit writes them;
+//! * [`base`] — base images from the store, pulled from their registry when missing;
 //! * [`run`] — RUN in the runner crate's sandbox over a kernel overlay of the parent's layers;
+//! * [`mounts`] — RUN `--mount` (bind, cache, tmpfs, secret) and heredoc scripts;
+//! * [`output`] — `--output` (oci/docker archives, local dir, rootfs tar, registry push);
 //! * [`snapshot`] — the overlay upperdir (and only it) → a layer blob;
 //! * [`copy`] — COPY/ADD of local files, read fd-relative under the context root;
 //! * [`ignore`] — `.dockerignore` patterns with Docker's semantics;
 //! * [`lower`] — lookups in the parent's unpacked layers (parents' metadata, `/etc/passwd`);
-//! * [`progress`] — BuildKit-style plain progress lines;
+//! * [`progress`] — BuildKit-style plain progress lines, or the live tty view;
 //! * [`cache`] — the build cache: content-based step keys and their recorded results;
 //! * [`selection`] — what a COPY selects in the context, and its digest (for the keys);
 //! * [`context_index`] — the context's stat → sha256 index, so a rebuild re-reads nothing.
@@ -195,7 +198,8 @@ pub fn execute(
                 StageBase::Image(name) => {
                     let started = Instant::now();
                     let n = progress.begin(&format!("{}FROM {name}", stage_prefix(&stage, 1)));
-                    let (state, manifest) = base::load_base(store, name, &stage, options)?;
+                    let (state, manifest) =
+                        base::load_base(store, name, &stage, options, progress, n)?;
                     // The plan must see the image's ENV, SHELL, WORKDIR (and ONBUILD triggers).
                     let c = &state.config.config;
                     let base = BaseImageConfig {

@@ -5,12 +5,14 @@
 //!
 //! * `bind` — a view of the build context, a stage or an image at `target`, read-only unless `rw`;
 //!   with `rw` the writes go to an overlay upper in the step's temp dir and are thrown away, never
-//!   written back. `source` is resolved *inside* the tree by the runner (`RESOLVE_IN_ROOT`), so a
+//!   written back. The context is seen with `.dockerignore` applied, as BuildKit sends it. `source` is resolved *inside* the tree by the runner (`RESOLVE_IN_ROOT`), so a
 //!   symlink in the context cannot expose a host path.
 //! * `cache` — a directory persisting across builds in the store (`cache/mounts/<sha256(id)>`),
 //!   `id` defaulting to the target. `sharing=locked` takes an exclusive flock for the whole RUN;
 //!   `private` takes the shared directory only when nobody else uses it and otherwise a separate
-//!   instance (`…-private-<n>`); `shared` (the default) takes no lock.
+//!   instance (`…-private-<n>`); `shared` (the default) takes no lock. With `from` (and
+//!   `source`), an empty cache is first filled with a copy of that stage's, image's or context's
+//!   tree.
 //! * `tmpfs` — an empty tmpfs (optionally `size`-limited) that vanishes with the RUN.
 //! * `secret` — the `--secret` file on a private tmpfs at `/run/secrets/<id>` (or `target`),
 //!   and/or its content in an environment variable (`env=`). The content never reaches a layer
@@ -19,7 +21,7 @@
 //! * `ssh` — refused: strata has no SSH agent forwarding.
 //!
 //! Every mount point the sandbox has to create is reported back as a "stub" and removed from the
-//! upperdir before the snapshot (see [`super::run::remove_stubs`]), so no trace of a mount ends up
+//! upperdir before the snapshot (`run::remove_stubs`), so no trace of a mount ends up
 //! in the layer — as with BuildKit.
 
 use std::collections::BTreeMap;
@@ -99,20 +101,26 @@ pub(crate) fn prepare(
             }
             MountType::Cache => {
                 let target = target_path(m, &step.workdir)?;
-                if m.from.is_some() {
-                    return Err(format!(
-                        "--mount=type=cache,from={}: seeding a cache mount from a stage or image is not supported by strata yet",
-                        m.from.as_deref().unwrap_or_default()
-                    ));
-                }
                 let id = m.id.clone().unwrap_or_else(|| target.clone());
                 let (dir, guard) = cache_dir(store, &id, m)?;
                 out._locks.extend(guard);
-                out.specs.push(MountSpec::Bind {
-                    source: dir,
-                    destination: target,
-                    readonly: m.readonly,
-                });
+                if m.from.is_some() {
+                    // `from`/`source`: the cache starts as a copy of that tree (BuildKit's base
+                    // of the cache mount), copied by the sandbox while the cache is empty.
+                    out.specs.push(MountSpec::SeededBind {
+                        source: dir,
+                        seed_lowerdirs: source_tree(store, &source, stages, options, tmp, i)?,
+                        seed_subpath: m.source.clone().unwrap_or_default(),
+                        destination: target,
+                        readonly: m.readonly,
+                    });
+                } else {
+                    out.specs.push(MountSpec::Bind {
+                        source: dir,
+                        destination: target,
+                        readonly: m.readonly,
+                    });
+                }
             }
             MountType::Tmpfs => {
                 out.specs.push(MountSpec::BuildTmpfs {
@@ -160,7 +168,7 @@ fn source_tree(
     index: usize,
 ) -> Result<Vec<PathBuf>, String> {
     let dirs = match source {
-        SourceRef::Context => vec![options.context.clone()],
+        SourceRef::Context => context_view(&options.context, tmp, index)?,
         SourceRef::Stage(s) => stages
             .get(s)
             .ok_or_else(|| format!("internal: stage {s} was not built before its --mount"))?
@@ -179,6 +187,122 @@ fn source_tree(
         return Ok(vec![tmp.sub(&format!("mount{index}-empty"))?]);
     }
     Ok(dirs)
+}
+
+/// The build context as a bind mount sees it: with `.dockerignore` applied, as BuildKit sends the
+/// context. When the file excludes anything, an extra overlay layer of whiteouts (char 0/0, one
+/// per excluded entry) goes on top of the context, so excluded files are absent from the view
+/// while nothing is copied. Excluded directories below which a `!` exception re-includes
+/// something are walked into instead of hidden whole.
+fn context_view(context: &Path, tmp: &TempDir, index: usize) -> Result<Vec<PathBuf>, String> {
+    let Some(ignore) = read_dockerignore(context)? else {
+        return Ok(vec![context.to_path_buf()]);
+    };
+    let mut hidden = Vec::new();
+    walk_excluded(context, &mut Vec::new(), &ignore, &mut hidden)?;
+    if hidden.is_empty() {
+        return Ok(vec![context.to_path_buf()]);
+    }
+    let layer = tmp.sub(&format!("mount{index}-ignored"))?;
+    for rel in &hidden {
+        let mut dir = layer.clone();
+        let mut src = context.to_path_buf();
+        let Some((name, parents)) = rel.split_last() else {
+            continue;
+        };
+        for p in parents {
+            dir.push(p);
+            src.push(p);
+            if !dir.exists() {
+                std::fs::create_dir(&dir)
+                    .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+                // The top layer's directory attributes are the merged view's: keep the context's.
+                copy_dir_attrs(&src, &dir)?;
+            }
+        }
+        let wh = dir.join(name);
+        let c = std::ffi::CString::new(wh.as_os_str().as_encoded_bytes())
+            .map_err(|_| format!("bad path {}", wh.display()))?;
+        // SAFETY: a NUL-terminated path; mknod has no memory effects.
+        if unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR, 0) } != 0 {
+            return Err(format!(
+                "hiding .dockerignore'd {}: {}",
+                rel.join("/"),
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(vec![context.to_path_buf(), layer])
+}
+
+fn copy_dir_attrs(src: &Path, dst: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(src).map_err(|e| format!("{}: {e}", src.display()))?;
+    std::os::unix::fs::chown(dst, Some(meta.uid()), Some(meta.gid()))
+        .and_then(|_| std::fs::set_permissions(dst, meta.permissions()))
+        .map_err(|e| format!("{}: {e}", dst.display()))
+}
+
+/// The context's `.dockerignore` (`None` when absent), read without following a symlink.
+fn read_dockerignore(context: &Path) -> Result<Option<super::ignore::Ignore>, String> {
+    use std::io::Read;
+    let root = strata_store::safe::Root::open(context)
+        .map_err(|e| format!("opening the build context {}: {e}", context.display()))?;
+    match strata_store::safe::openat2_in_root(
+        root.fd(),
+        Path::new(".dockerignore"),
+        libc::O_RDONLY | libc::O_NOFOLLOW,
+        0,
+    ) {
+        Ok(fd) => {
+            let mut text = String::new();
+            std::fs::File::from(fd)
+                .read_to_string(&mut text)
+                .map_err(|e| format!("reading .dockerignore: {e}"))?;
+            Ok(Some(super::ignore::Ignore::parse(&text)))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// Collects the topmost excluded entries under `dir` (context-relative components); returns
+/// whether anything under `dir` stays visible. Symlinks are never followed (`DirEntry::file_type`).
+fn walk_excluded(
+    root: &Path,
+    rel: &mut Vec<String>,
+    ignore: &super::ignore::Ignore,
+    hidden: &mut Vec<Vec<String>>,
+) -> Result<bool, String> {
+    let dir = rel.iter().fold(root.to_path_buf(), |p, c| p.join(c));
+    let entries = std::fs::read_dir(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    let mut any_visible = false;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("reading {}: {e}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        rel.push(name);
+        let parts: Vec<&str> = rel.iter().map(String::as_str).collect();
+        let excluded = ignore.excluded(&parts);
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if excluded {
+            // A `!` exception may bring back something below an excluded directory.
+            let keep_some = is_dir
+                && ignore.has_exceptions()
+                && walk_excluded(root, rel, ignore, &mut Vec::new())?;
+            if keep_some {
+                walk_excluded(root, rel, ignore, hidden)?;
+                any_visible = true;
+            } else {
+                hidden.push(rel.clone());
+            }
+        } else {
+            any_visible = true;
+            if is_dir {
+                walk_excluded(root, rel, ignore, hidden)?;
+            }
+        }
+        rel.pop();
+    }
+    Ok(any_visible)
 }
 
 /// The directory of cache mount `id` (created with the mount's mode and owner on first use) and
@@ -283,6 +407,12 @@ fn secret(
     if let Some(var) = &m.env {
         let content = std::fs::read(path)
             .map_err(|e| format!("reading secret {id} from {}: {e}", path.display()))?;
+        if content.len() as u64 > strata_runner::MAX_SECRET_SIZE {
+            return Err(format!(
+                "secret {id} is larger than {} bytes",
+                strata_runner::MAX_SECRET_SIZE
+            ));
+        }
         let value = String::from_utf8(content)
             .map_err(|_| format!("secret {id} is not UTF-8 text and cannot go in env {var}"))?;
         out.env.push(format!("{var}={value}"));
@@ -307,6 +437,48 @@ fn secret(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cache_mount(sharing: CacheSharing) -> Mount {
+        let mut same = |v: &str| -> Result<String, String> { Ok(v.to_string()) };
+        let mut m =
+            crate::dockerfile::mounts::parse_mount("type=cache,target=/c", &mut same).unwrap();
+        m.sharing = Some(sharing);
+        m.mode = Some(0o700);
+        m.uid = Some(65534);
+        m
+    }
+
+    #[test]
+    fn cache_sharing_modes_pick_instances_and_locks() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        // private: the first user takes the shared instance, a concurrent one gets its own.
+        let (a, ga) = cache_dir(&store, "x", &cache_mount(CacheSharing::Private)).unwrap();
+        let (b, gb) = cache_dir(&store, "x", &cache_mount(CacheSharing::Private)).unwrap();
+        assert_ne!(a, b);
+        assert!(ga.is_some() && gb.is_some());
+        assert!(
+            b.to_string_lossy().ends_with("-private-1"),
+            "{}",
+            b.display()
+        );
+        // Created with the mount's mode and owner.
+        let meta = std::fs::metadata(&b).unwrap();
+        assert_eq!((meta.mode() & 0o7777, meta.uid()), (0o700, 65534));
+        // shared: the same directory, no lock.
+        let (c, gc) = cache_dir(&store, "x", &cache_mount(CacheSharing::Shared)).unwrap();
+        assert_eq!(c, a);
+        assert!(gc.is_none());
+        // Once released, private reuses the shared instance.
+        drop(ga);
+        let (d, _gd) = cache_dir(&store, "x", &cache_mount(CacheSharing::Private)).unwrap();
+        assert_eq!(d, a);
+        // Another id, another directory.
+        let (e, _) = cache_dir(&store, "y", &cache_mount(CacheSharing::Shared)).unwrap();
+        assert_ne!(e, a);
+        drop(gb);
+    }
 
     #[test]
     fn relative_targets_follow_workdir() {

@@ -49,6 +49,8 @@ pub enum Dest {
 pub enum OutputSpec {
     /// `type=oci`: an OCI image layout in a tar.
     Oci(Dest),
+    /// `type=oci,tar=false`: an OCI image layout directory.
+    OciDir(PathBuf),
     /// `type=docker`: a `docker save` archive (named after the `-t` tags or `name=`).
     Docker {
         /// Where.
@@ -90,6 +92,7 @@ impl OutputSpec {
         let mut dest = None;
         let mut names = Vec::new();
         let mut push = None;
+        let mut tar = true;
         // `name=a,b` lists several names in buildx; a key without `=` continues the names.
         let mut last_key = String::new();
         for part in spec.split(',') {
@@ -104,6 +107,13 @@ impl OutputSpec {
                 "name" => {
                     let r = Reference::parse(&v).map_err(|e| bad(&format!("name={v}: {e}")))?;
                     names.push(r);
+                }
+                "tar" => {
+                    tar = match v.as_str() {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => return Err(bad(&format!("tar={v}: expected true or false"))),
+                    }
                 }
                 "push" => {
                     push = Some(match v.as_str() {
@@ -127,7 +137,14 @@ impl OutputSpec {
                 Some(d) => Ok(Dest::File(PathBuf::from(d))),
             }
         };
+        if !tar && kind != "oci" {
+            return Err(bad("tar=false is only for type=oci"));
+        }
         Ok(match kind.as_str() {
+            "oci" if !tar => match need_dest(dest)? {
+                Dest::File(d) => OutputSpec::OciDir(d),
+                Dest::Stdout => return Err(bad("tar=false needs a directory, not -")),
+            },
             "oci" => OutputSpec::Oci(need_dest(dest)?),
             "docker" => OutputSpec::Docker {
                 dest: need_dest(dest)?,
@@ -162,6 +179,7 @@ impl OutputSpec {
         };
         match self {
             OutputSpec::Oci(d) => format!("type=oci,dest={}", dest(d)),
+            OutputSpec::OciDir(p) => format!("type=oci,dest={},tar=false", p.display()),
             OutputSpec::Docker { dest: d, .. } => format!("type=docker,dest={}", dest(d)),
             OutputSpec::Local(p) => format!("type=local,dest={}", p.display()),
             OutputSpec::Tar(d) => format!("type=tar,dest={}", dest(d)),
@@ -218,6 +236,10 @@ pub fn write_output(
                     .map_err(|e| e.to_string())
             })
             .map_err(fail)?;
+            lines.push(format!("exporting to {what}"));
+        }
+        OutputSpec::OciDir(dir) => {
+            oci_dir(store, image, tags, dir).map_err(fail)?;
             lines.push(format!("exporting to {what}"));
         }
         OutputSpec::Tar(dest) => {
@@ -303,6 +325,37 @@ fn partial_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.partial-{}", std::process::id()))
 }
 
+/// Writes the OCI layout archive to a staging file in the store, then unpacks it into `dir`
+/// (created when missing) with the store's fd-relative tar reader.
+fn oci_dir(store: &Store, image: &Image, tags: &[Reference], dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let staging = store.temp_path("oci-output").map_err(|e| e.to_string())?;
+    let result = (|| {
+        let f = File::create(&staging).map_err(|e| format!("{}: {e}", staging.display()))?;
+        let items = [SaveItem {
+            image: image.clone(),
+            names: tags.to_vec(),
+        }];
+        let mut w = BufWriter::new(f);
+        store
+            .save(&items, ArchiveFormat::Oci, &mut w, "oci layout")
+            .map_err(|e| e.to_string())?;
+        w.flush().map_err(|e| e.to_string())?;
+        drop(w);
+        let r = File::open(&staging).map_err(|e| format!("{}: {e}", staging.display()))?;
+        apply_layer(
+            std::io::BufReader::new(r),
+            dir,
+            ApplyMode::Flatten,
+            "oci layout",
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    })();
+    let _ = std::fs::remove_file(&staging);
+    result
+}
+
 /// Applies the image's layers, in order, onto `dir` (created when missing): the final root
 /// filesystem with whiteouts resolved — BuildKit's local exporter. Entries are written
 /// fd-relative under `dir` (a symlink in a layer can never make it write outside).
@@ -346,7 +399,13 @@ mod tests {
             OutputSpec::Image { push, .. } => assert!(!push),
             other => panic!("{other:?}"),
         }
+        assert_eq!(
+            OutputSpec::parse("type=oci,dest=layout,tar=false").unwrap(),
+            OutputSpec::OciDir("layout".into())
+        );
         for bad in [
+            "type=docker,dest=x,tar=false",
+            "type=oci,dest=-,tar=false",
             "type=oci",
             "type=nope,dest=x",
             "type=local,dest=-",

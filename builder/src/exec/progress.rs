@@ -104,6 +104,7 @@ impl Progress {
                     started: Instant::now(),
                     finished: None,
                     last: String::new(),
+                    notes: Vec::new(),
                 })
             });
         }
@@ -123,7 +124,7 @@ impl Progress {
     /// A line of a vertex's output.
     pub fn line(&self, n: usize, text: &str) {
         if let Some(t) = &self.tty {
-            t.update(|s| s.last_line(n, text));
+            t.update(|s| s.note(n, text));
         }
         self.print(&format!("#{n} {text}"));
     }
@@ -178,7 +179,12 @@ struct Vertex {
     started: Instant,
     finished: Option<Duration>,
     last: String,
+    /// Sub-steps (`writing image sha256:…`, `naming to …`), shown under the step for good.
+    notes: Vec<String>,
 }
+
+/// How many sub-step lines a step keeps in the live view.
+const MAX_NOTES: usize = 8;
 
 /// What the live view shows.
 #[derive(Debug)]
@@ -195,6 +201,15 @@ impl LiveState {
         if let Some(v) = self.vertices.iter_mut().find(|v| v.n == n) {
             v.finished = Some(took);
             v.last.clear();
+        }
+    }
+
+    fn note(&mut self, n: usize, text: &str) {
+        if let Some(v) = self.vertices.iter_mut().find(|v| v.n == n) {
+            if v.notes.len() < MAX_NOTES {
+                v.notes
+                    .push(text.chars().filter(|c| !c.is_control()).collect());
+            }
         }
     }
 
@@ -296,9 +311,19 @@ fn render(s: &LiveState, width: usize, max_lines: Option<usize>) -> Vec<String> 
     for v in &s.vertices {
         let took = v.finished.unwrap_or_else(|| v.started.elapsed());
         let time = format!("{:.1}s", took.as_secs_f64());
-        let title = fit(&v.title, width.saturating_sub(time.len() + 5));
+        // A step still running when the view stops is the one that failed.
+        let failed = s.stopped && v.finished.is_none();
+        let title = if failed {
+            format!("ERROR {}", v.title)
+        } else {
+            v.title.clone()
+        };
+        let title = fit(&title, width.saturating_sub(time.len() + 5));
         let pad = width.saturating_sub(title.chars().count() + time.len() + 4);
         body.push(format!(" => {title}{}{time}", " ".repeat(pad.max(1))));
+        for note in &v.notes {
+            body.push(fit(&format!(" => => {note}"), width.saturating_sub(1)));
+        }
         if v.finished.is_none() && !v.last.is_empty() {
             body.push(fit(
                 &format!(" => => # {}", v.last),
@@ -369,6 +394,7 @@ mod tests {
                 started: Instant::now(),
                 finished: None,
                 last: String::new(),
+                notes: Vec::new(),
             });
         }
         s.finish(1, Duration::from_millis(300));
@@ -381,6 +407,14 @@ mod tests {
         assert!(lines[1].starts_with(" => [1/3] FROM busybox") && lines[1].ends_with("0.3s"));
         assert_eq!(lines[3], " => => # compiling foo.c[31m");
         assert!(lines.iter().all(|l| l.chars().count() <= 60), "{lines:?}");
+        s.note(1, "naming to x:1");
+        assert_eq!(render(&s, 60, None)[2], " => => naming to x:1");
+        // Stopped with a step still running: that step failed.
+        s.stopped = true;
+        let fin = render(&s, 60, None);
+        assert!(fin[0].starts_with("[+] Finished"), "{fin:?}");
+        assert!(fin[3].starts_with(" => ERROR [2/3] RUN make"), "{fin:?}");
+        s.stopped = false;
         // Live, on a short terminal: the newest steps stay visible.
         let short = render(&s, 60, Some(3));
         assert_eq!(short.len(), 3);

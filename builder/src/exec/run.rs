@@ -18,8 +18,8 @@ use strata_store::Store;
 
 use super::progress::Progress;
 use super::{config, mounts, snapshot, ExecOptions, StageState};
-use crate::dockerfile::heredoc::parse_heredoc_word;
-use crate::dockerfile::instructions::{NetworkMode as RunNetwork, Run};
+use crate::dockerfile::heredoc::{parse_heredoc_word, Heredoc};
+use crate::dockerfile::instructions::{CommandLine, NetworkMode as RunNetwork, Run};
 use crate::plan::Step;
 
 /// How many trailing output lines a failure message quotes.
@@ -69,6 +69,19 @@ pub fn run_step(
     let mut prepared = mounts::prepare(store, step, stages, options, &tmp)?;
     let (args, heredoc_mount) = command(run, &step.shell, &tmp)?;
     prepared.specs.extend(heredoc_mount);
+    // Parents before children (`target=/src` before `target=/src/node_modules`, whatever the
+    // order written), so no mount hides another — as Docker sorts mounts by depth.
+    prepared.specs.sort_by_key(|m| {
+        m.destination()
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .count()
+    });
+    let destinations: Vec<String> = prepared
+        .specs
+        .iter()
+        .map(|m| m.destination().to_string())
+        .collect();
     let upper = tmp.sub("upper")?;
     let work = tmp.sub("work")?;
     let state_dir = tmp.sub("state")?;
@@ -173,7 +186,7 @@ pub fn run_step(
     }
     // Cache locks are held until the command is over, not through the snapshot.
     drop(prepared);
-    remove_stubs(&upper, &stubs)?;
+    remove_stubs(&upper, &stubs, &destinations)?;
     snapshot::snapshot_upper(store, &upper, &state.lowerdirs, options)
 }
 
@@ -183,9 +196,10 @@ const HEREDOC_DIR: &str = "/dev/pipes";
 /// The argv of a RUN and, for a heredoc script, the mount that carries it.
 ///
 /// BuildKit's rules (dockerfile2llb `dispatchRun`): when the whole command is one heredoc
-/// (`RUN <<EOF`), its body (tabs stripped for `<<-`) is written to an executable file
-/// `/dev/pipes/<delimiter>` and the shell runs that file — so a `#!` line picks the interpreter.
-/// Otherwise (`RUN python3 <<EOF`, `RUN <<EOF bash`, several heredocs) the bodies are appended
+/// (`RUN <<EOF`), its body (tabs stripped for `<<-`) is the shell's script (`sh -c BODY`); if the
+/// body starts with `#!`, it is instead written to an executable file `/dev/pipes/<delimiter>`
+/// (a read-only mount, never in the layer) that the shell runs, so the `#!` line picks the
+/// interpreter. Otherwise (`RUN python3 <<EOF`, `RUN <<EOF bash`, several heredocs) the bodies are appended
 /// to the command line, each followed by its delimiter, and the shell itself reads them as
 /// here-documents, with its own rules for `<<-`, quoted delimiters and `$var` expansion.
 fn command(
@@ -193,7 +207,35 @@ fn command(
     shell: &[String],
     tmp: &TempDir,
 ) -> Result<(Vec<String>, Option<MountSpec>), String> {
-    let cmd = &run.command;
+    let (argv, script) = buildkit_argv(&run.command, shell)?;
+    let Some(h) = script else {
+        return Ok((argv, None));
+    };
+    if h.name.is_empty() || h.name.contains('/') || h.name == "." || h.name == ".." {
+        return Err(format!("heredoc delimiter {:?} cannot name a file", h.name));
+    }
+    let dir = tmp.sub("heredoc")?;
+    let file = dir.join(&h.name);
+    std::fs::write(&file, h.body()).map_err(|e| format!("writing heredoc: {e}"))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("writing heredoc: {e}"))?;
+    let mount = MountSpec::Tree {
+        lowerdirs: vec![dir],
+        upper: None,
+        subpath: String::new(),
+        destination: HEREDOC_DIR.into(),
+    };
+    Ok((argv, Some(mount)))
+}
+
+/// The argv BuildKit runs for a RUN command line (heredoc rules: see the private `command`) — also
+/// what its history `created_by` shows — and the heredoc to place at `/dev/pipes/<delimiter>`
+/// when the command is a single `#!` script.
+pub fn buildkit_argv<'a>(
+    cmd: &'a CommandLine,
+    shell: &[String],
+) -> Result<(Vec<String>, Option<&'a Heredoc>), String> {
     if cmd.heredocs.is_empty() {
         return Ok((config::argv(cmd, shell), None));
     }
@@ -205,57 +247,132 @@ fn command(
         [h] => parse_heredoc_word(line.trim()).ok().flatten().map(|_| h),
         _ => None,
     };
-    if let Some(h) = single {
-        if h.name.is_empty() || h.name.contains('/') || h.name == "." || h.name == ".." {
-            return Err(format!("heredoc delimiter {:?} cannot name a file", h.name));
-        }
-        let dir = tmp.sub("heredoc")?;
-        let file = dir.join(&h.name);
-        std::fs::write(&file, h.body()).map_err(|e| format!("writing heredoc: {e}"))?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| format!("writing heredoc: {e}"))?;
-        let mut argv = shell.to_vec();
-        argv.push(format!("{HEREDOC_DIR}/{}", h.name));
-        let mount = MountSpec::Tree {
-            lowerdirs: vec![dir],
-            upper: None,
-            subpath: String::new(),
-            destination: HEREDOC_DIR.into(),
-        };
-        return Ok((argv, Some(mount)));
-    }
-    let mut script = line.clone();
-    for h in &cmd.heredocs {
-        script.push('\n');
-        script.push_str(&h.content);
-        script.push_str(&h.name);
-    }
     let mut argv = shell.to_vec();
-    argv.push(script);
-    Ok((argv, None))
+    match single {
+        Some(h) if h.content.starts_with("#!") => {
+            argv.push(format!("{HEREDOC_DIR}/{}", h.name));
+            Ok((argv, Some(h)))
+        }
+        Some(h) => {
+            argv.push(h.body());
+            Ok((argv, None))
+        }
+        None => {
+            let mut script = line.clone();
+            for h in &cmd.heredocs {
+                script.push('\n');
+                script.push_str(&h.content);
+                script.push_str(&h.name);
+            }
+            argv.push(script);
+            Ok((argv, None))
+        }
+    }
 }
 
-/// Removes from the upperdir the mount points the sandbox created (`/etc/hosts`, `/proc`, …):
-/// they are the sandbox's, never the image's.
-pub(crate) fn remove_stubs(upper: &Path, stubs: &[String]) -> Result<(), String> {
+/// Mount points of the sandbox itself (runner `rootfs::prepare`): procfs, /dev, sysfs and the
+/// generated /etc files.
+const SANDBOX_MOUNT_POINTS: &[&str] = &[
+    "/proc",
+    "/dev",
+    "/sys",
+    "/etc/hosts",
+    "/etc/hostname",
+    "/etc/resolv.conf",
+];
+
+/// Removes from the upperdir the mount points the sandbox had to create (`stubs`: for each, the
+/// topmost component that did not exist), so they never reach a layer — BuildKit's stub cleanup.
+///
+/// Only what is still an *empty* mount point goes: each mount destination under a stub is
+/// removed if it is an empty file or directory, then its parents up to the stub while they are
+/// empty. Whatever the command wrote next to a mount point (`RUN --mount=…,target=/src/in cp -r
+/// /src/in /src/out` creates `/src` as a stub and writes `/src/out`) stays in the layer.
+pub(crate) fn remove_stubs(
+    upper: &Path,
+    stubs: &[String],
+    destinations: &[String],
+) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
     let root = strata_store::safe::Root::open(upper).map_err(|e| e.to_string())?;
-    for s in stubs {
-        let comps = super::lower::components(s)?;
-        let Some((name, _)) = comps.split_last() else {
+    let stubs: Vec<Vec<String>> = stubs
+        .iter()
+        .map(|s| super::lower::components(s))
+        .collect::<Result<_, _>>()?;
+    let all = SANDBOX_MOUNT_POINTS
+        .iter()
+        .map(|d| d.to_string())
+        .chain(destinations.iter().cloned());
+    for dest in all {
+        let comps = super::lower::components(&dest)?;
+        let Some(stub) = stubs
+            .iter()
+            .filter(|s| !s.is_empty() && comps.starts_with(s))
+            .min_by_key(|s| s.len())
+        else {
             continue;
         };
-        let refs: Vec<&std::ffi::OsStr> = comps.iter().map(std::ffi::OsStr::new).collect();
-        let parent = match root.open_parent(&refs) {
-            Ok(p) => p,
-            Err(_) => continue,
-        };
-        use std::os::fd::AsRawFd;
-        match strata_store::safe::remove_at(parent.as_raw_fd(), std::ffi::OsStr::new(name)) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => return Err(format!("removing mount point {s} from the layer: {e}")),
+        for depth in (stub.len()..=comps.len()).rev() {
+            let path = &comps[..depth];
+            let Some(name) = path.last() else { break };
+            let refs: Vec<&std::ffi::OsStr> = path.iter().map(std::ffi::OsStr::new).collect();
+            let parent = match root.open_parent(&refs) {
+                Ok(p) => p,
+                Err(_) => break,
+            };
+            match remove_if_empty(parent.as_raw_fd(), name) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    return Err(format!(
+                        "removing mount point /{} from the layer: {e}",
+                        path.join("/")
+                    ))
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// Removes `name` in `dirfd` when it is an empty directory or an empty regular file (or is
+/// already gone); returns whether the walk up may continue.
+fn remove_if_empty(dirfd: std::os::fd::RawFd, name: &str) -> std::io::Result<bool> {
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: valid fd and NUL-terminated name; `st` is written on success.
+    if unsafe {
+        libc::fstatat(
+            dirfd,
+            c.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    } != 0
+    {
+        let e = std::io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ENOENT) {
+            Ok(true)
+        } else {
+            Err(e)
+        };
+    }
+    // SAFETY: fstatat succeeded.
+    let st = unsafe { st.assume_init() };
+    let flags = match st.st_mode & libc::S_IFMT {
+        libc::S_IFDIR => libc::AT_REMOVEDIR,
+        libc::S_IFREG if st.st_size == 0 => 0,
+        _ => return Ok(false),
+    };
+    // SAFETY: as above.
+    if unsafe { libc::unlinkat(dirfd, c.as_ptr(), flags) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => Ok(true),
+        Some(libc::ENOTEMPTY) | Some(libc::EEXIST) => Ok(false),
+        _ => Err(e),
+    }
 }
