@@ -374,7 +374,7 @@ fn heredoc_sources() {
     let env = Env::new();
     env.build_ok(
         "heredoc:1",
-        "FROM busybox:latest\nARG NAME=world\nENV GREETING=hello\nCOPY <<EOF /etc/greeting\n$GREETING $NAME\nEOF\nCOPY <<A <<'B' /docs/\nfirst ${NAME}\nA\nsecond ${NAME}\nB\nCOPY --chmod=755 <<-EOF /bin/hi\n\t#!/bin/sh\n\techo hi\n\tEOF\n",
+        "FROM busybox:latest\nARG NAME=world\nENV GREETING=hello\nCOPY <<EOF /etc/greeting\n$GREETING $NAME\nEOF\nCOPY <<A <<'B' /docs/\nfirst ${NAME}\nA\nsecond ${NAME}\nB\nCOPY --chmod=755 <<-EOF /bin/hi\n\t#!/bin/sh\n\techo hi\n\tEOF\nCOPY --chmod=u=rwX,go=rX,g+w <<EOF /sym\nx\nEOF\n",
     );
     let root = env.export("heredoc:1");
     assert_eq!(read(&root.join("etc/greeting")), "hello world\n");
@@ -388,6 +388,8 @@ fn heredoc_sources() {
     );
     assert_eq!(read(&root.join("bin/hi")), "#!/bin/sh\necho hi\n");
     assert_eq!(mode(&root.join("bin/hi")), 0o755);
+    // Symbolic --chmod (Dockerfile 1.14): from the heredoc's 0644, u=rwX,go=rX,g+w gives 0664.
+    assert_eq!(mode(&root.join("sym")), 0o664);
 }
 
 /// Makes `name` in the context from the directory `payload` with `tar` and a compressor.

@@ -19,6 +19,7 @@
 //!   destination take the source's (fsutil overwrites target metadata under the copy root);
 //! * `--chown` takes numbers or names from the image's `/etc/passwd` and `/etc/group` (default:
 //!   root for the context, heredocs and URLs, the source's owner for `--from`); `--chmod`
+//!   (octal or symbolic, [`super::chmod`])
 //!   applies to every copied entry;
 //! * entries keep their mode and mtime; files that share an inode in the selection stay one
 //!   hardlink group; symlinks, devices and fifos are copied as they are (sockets cannot be
@@ -40,6 +41,7 @@ use strata_store::safe::{self, Root};
 use strata_store::{Store, StoreError};
 
 use super::add;
+use super::chmod::Chmod;
 use super::emit::{self, Content, FileData, Node, Tree};
 use super::fetch;
 use super::lower;
@@ -52,7 +54,7 @@ use crate::plan::Step;
 /// Ownership and permission overrides of one COPY.
 struct Attrs {
     owner: Option<(u32, u32)>,
-    chmod: Option<u32>,
+    chmod: Option<Chmod>,
 }
 
 fn cpath(p: &Path) -> Result<CString, String> {
@@ -183,13 +185,6 @@ fn stage_dir(
             Ok(())
         }
     }
-}
-
-fn parse_chmod(s: &str) -> Result<u32, String> {
-    u32::from_str_radix(s, 8)
-        .ok()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("invalid --chmod={s}: only octal modes are supported"))
 }
 
 /// Absolute container path of `dest` (relative to `workdir`).
@@ -397,7 +392,11 @@ impl Stager<'_> {
         let st = &e.stat;
         let (uid, gid) = self.owner_of(st);
         let perm = st.st_mode & 0o7777;
-        let mode = self.attrs.chmod.unwrap_or(perm);
+        let mode = self
+            .attrs
+            .chmod
+            .as_ref()
+            .map_or(perm, |c| c.apply(perm, kind(st) == libc::S_IFDIR));
         let content = match kind(st) {
             libc::S_IFDIR => {
                 if target.is_empty() || self.prepare(target)? {
@@ -479,7 +478,11 @@ impl Stager<'_> {
                 content: Content::File { data, size },
                 uid,
                 gid,
-                mode: self.attrs.chmod.unwrap_or(mode),
+                mode: self
+                    .attrs
+                    .chmod
+                    .as_ref()
+                    .map_or(mode, |c| c.apply(mode, false)),
                 mtime,
                 link: None,
             },
@@ -582,7 +585,7 @@ fn run_copy(
             .chown
             .map(|c| lower::resolve_owner(lowerdirs, c))
             .transpose()?,
-        chmod: p.chmod.map(parse_chmod).transpose()?,
+        chmod: p.chmod.map(Chmod::parse).transpose()?,
     };
     let (urls, local): (Vec<String>, Vec<String>) = p
         .sources

@@ -14,6 +14,7 @@
 //! [`BuildGraph::waves`] order, there is no build cache yet, and ADD handles local files only.
 
 pub mod add;
+pub mod chmod;
 pub mod config;
 pub mod copy;
 pub mod emit;
