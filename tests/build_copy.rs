@@ -374,7 +374,7 @@ fn heredoc_sources() {
     let env = Env::new();
     env.build_ok(
         "heredoc:1",
-        "FROM busybox:latest\nARG NAME=world\nENV GREETING=hello\nCOPY <<EOF /etc/greeting\n$GREETING $NAME\nEOF\nCOPY <<A <<'B' /docs/\nfirst ${NAME}\nA\nsecond ${NAME}\nB\nCOPY --chmod=755 <<-EOF /bin/hi\n\t#!/bin/sh\n\techo hi\n\tEOF\nCOPY --chmod=u=rwX,go=rX,g+w <<EOF /sym\nx\nEOF\n",
+        "FROM busybox:latest\nARG NAME=world\nENV GREETING=hello\nCOPY <<EOF /etc/greeting\n$GREETING $NAME\nEOF\nCOPY <<A <<'B' /docs/\nfirst ${NAME}\nA\nsecond ${NAME}\nB\nCOPY --chmod=755 <<-EOF /bin/hi\n\t#!/bin/sh\n\techo hi\n\tEOF\nCOPY --chmod=u=rwX,go=rX,g+w <<EOF /sym\nx\nEOF\nRUN test \"$(cat /etc/greeting)\" = \"hello world\" && test -x /bin/hi && test \"$(stat -c %a /sym)\" = 664\n",
     );
     let root = env.export("heredoc:1");
     assert_eq!(read(&root.join("etc/greeting")), "hello world\n");
