@@ -5,13 +5,17 @@
 //! * [`config`] — metadata instructions → image config and history, as BuildKit writes them;
 //! * [`run`] — RUN in the runner crate's sandbox over a kernel overlay of the parent's layers;
 //! * [`snapshot`] — the overlay upperdir (and only it) → a layer blob;
-//! * [`copy`] — COPY/ADD of local files, read fd-relative under the context root;
+//! * [`copy`] — COPY/ADD: Docker's placement rules, heredocs, ADD archives and URLs;
+//! * [`select`] — which entries a COPY reads (wildcards, `.dockerignore`, `--exclude`,
+//!   `--parents`), fd-relative under the context root or a stage's/image's layers;
+//! * [`emit`] — a COPY's planned layer streamed straight into the layer tar;
+//! * [`add`] / [`fetch`] / [`chmod`] — ADD archives, ADD URLs, `--chmod` modes;
 //! * [`ignore`] — `.dockerignore` patterns with Docker's semantics;
 //! * [`lower`] — lookups in the parent's unpacked layers (parents' metadata, `/etc/passwd`);
 //! * [`progress`] — BuildKit-style plain progress lines.
 //!
 //! This is the first vertical slice of issue 4: stages run one after another in
-//! [`BuildGraph::waves`] order, there is no build cache yet, and ADD handles local files only.
+//! [`BuildGraph::waves`] order, and there is no build cache yet.
 
 pub mod add;
 pub mod chmod;
