@@ -2,11 +2,12 @@
 //!
 //! What a COPY reads is chosen by [`super::select`] (fd-relative under the context root or a
 //! stage's/image's layers; wildcards, `.dockerignore`, `--exclude`, `--parents`). This module
-//! places the selected entries in a staging tree together with the parent directories of the
-//! destination — existing ones with the parent image's mode, owner and mtime, so listing `/tmp`
-//! as a parent never resets its 1777 — and writes that tree as a plain layer with the store's
-//! layer codec. ADD also extracts local archives ([`super::add`]) and downloads URLs
-//! ([`super::fetch`]); heredoc sources become files.
+//! plans the layer — the selected entries at their destinations, with the parent directories of
+//! the destination (existing ones with the parent image's mode, owner and mtime, so listing
+//! `/tmp` as a parent never resets its 1777) — and [`super::emit`] streams it into the layer
+//! tar, reading every source file once, in place. ADD also extracts local archives
+//! ([`super::add`]) and downloads URLs ([`super::fetch`]); heredoc sources become files.
+//! WORKDIR still stages its one directory on disk and uses the store's tree writer.
 //!
 //! Docker's/BuildKit's rules (checked against buildah where the two agree):
 //! * a directory source copies its contents; the destination is a directory when it ends in
@@ -19,8 +20,7 @@
 //!   destination take the source's (fsutil overwrites target metadata under the copy root);
 //! * `--chown` takes numbers or names from the image's `/etc/passwd` and `/etc/group` (default:
 //!   root for the context, heredocs and URLs, the source's owner for `--from`); `--chmod`
-//!   (octal or symbolic, [`super::chmod`])
-//!   applies to every copied entry;
+//!   (octal or symbolic, [`super::chmod`]) applies to every copied entry;
 //! * entries keep their mode and mtime; files that share an inode in the selection stay one
 //!   hardlink group; symlinks, devices and fifos are copied as they are (sockets cannot be
 //!   archived and are skipped, as Docker does);
