@@ -206,6 +206,7 @@ COPY --exclude=*.md --exclude=*.txt hom* /home-files/
 COPY --parents ./src/*/conf/*.json /parents/
 COPY --parents ./src/./a/conf/x.json /pivot/
 COPY one.txt /renamed
+COPY dir/link /followed
 COPY --link --chmod=755 two.txt /tmp/linked/
 "#,
     );
@@ -252,6 +253,11 @@ COPY --link --chmod=755 two.txt /tmp/linked/
     assert_eq!(read(&root.join("parents/src/b/conf/y.json")), "y\n");
     assert!(!root.join("parents/src/b/conf/y.txt").exists());
     assert_eq!(read(&root.join("pivot/a/conf/x.json")), "x\n");
+    // A top-level source symlink is followed (inside the context).
+    assert!(fs::symlink_metadata(root.join("followed"))
+        .unwrap()
+        .is_file());
+    assert_eq!(read(&root.join("followed")), "linked\n");
     // A file onto a path that is not a directory is renamed.
     assert_eq!(read(&root.join("renamed")), "one\n");
     // --link: the layer does not see the image, so /tmp is made 0755 root in that layer (BuildKit
@@ -368,7 +374,7 @@ fn heredoc_sources() {
     let env = Env::new();
     env.build_ok(
         "heredoc:1",
-        "FROM busybox:latest\nARG NAME=world\nENV GREETING=hello\nCOPY <<EOF /etc/greeting\n$GREETING $NAME\nEOF\nCOPY <<A <<'B' /docs/\nfirst ${NAME}\nA\nsecond ${NAME}\nB\nCOPY --chmod=755 <<-EOF /bin/hi\n\t#!/bin/sh\n\techo hi\n\tEOF\n",
+        "FROM busybox:latest\nARG NAME=world\nENV GREETING=hello\nCOPY <<EOF /etc/greeting\n$GREETING $NAME\nEOF\nCOPY <<A <<'B' /docs/\nfirst ${NAME}\nA\nsecond ${NAME}\nB\nCOPY --chmod=755 <<-EOF /bin/hi\n\t#!/bin/sh\n\techo hi\n\tEOF\nCOPY --chmod=u=rwX,go=rX,g+w <<EOF /sym\nx\nEOF\nRUN test \"$(cat /etc/greeting)\" = \"hello world\" && test -x /bin/hi && test \"$(stat -c %a /sym)\" = 664\n",
     );
     let root = env.export("heredoc:1");
     assert_eq!(read(&root.join("etc/greeting")), "hello world\n");
@@ -382,6 +388,8 @@ fn heredoc_sources() {
     );
     assert_eq!(read(&root.join("bin/hi")), "#!/bin/sh\necho hi\n");
     assert_eq!(mode(&root.join("bin/hi")), 0o755);
+    // Symbolic --chmod (Dockerfile 1.14): from the heredoc's 0644, u=rwX,go=rX,g+w gives 0664.
+    assert_eq!(mode(&root.join("sym")), 0o664);
 }
 
 /// Makes `name` in the context from the directory `payload` with `tar` and a compressor.
@@ -696,4 +704,136 @@ fn copy_from_an_image_not_a_stage() {
     let x = fs::metadata(root.join("x")).unwrap();
     assert!(x.is_file() && x.len() > 100_000, "the busybox binary");
     assert!(read(&root.join("etc/passwd")).contains("root:"));
+}
+
+/// `path type mode uid:gid size link-target nlink` of every entry below `root` (directories'
+/// link counts and the root itself differ between an overlay mount and a tar extraction, and
+/// are left out), plus file contents.
+fn listing(root: &Path) -> Vec<String> {
+    let o = tool(
+        "find",
+        &[
+            root.to_str().unwrap(),
+            "-mindepth",
+            "1",
+            "-printf",
+            "%P %y %m %U:%G %s %l %n\n",
+        ],
+    );
+    let mut lines: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(' ').collect();
+            if f.get(1) == Some(&"d") {
+                f.pop();
+            }
+            let mut line = f.join(" ");
+            let p = root.join(f[0]);
+            if f.get(1) == Some(&"f") {
+                line.push_str(&format!(" {:?}", fs::read(&p).unwrap_or_default()));
+            }
+            line
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// Buildah's root filesystem for `dockerfile` built in `ctx` (removed again afterwards).
+fn buildah_rootfs(ctx: &Path, tag: &str, out: &Path) {
+    let run = |args: &[&str]| -> Output {
+        Command::new("buildah")
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("buildah must be installed: {e}"))
+    };
+    let o = run(&[
+        "--runtime",
+        "/usr/sbin/runc",
+        "bud",
+        "--layers",
+        "--format",
+        "docker",
+        "-t",
+        tag,
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success(),
+        "buildah bud: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let ctr = String::from_utf8_lossy(&run(&["from", tag]).stdout)
+        .trim()
+        .to_string();
+    let mnt = String::from_utf8_lossy(&run(&["mount", &ctr]).stdout)
+        .trim()
+        .to_string();
+    // Copy the tree out (cp -a keeps modes, owners, links, fifos) before unmounting.
+    let cp = Command::new("cp")
+        .args(["-a", &format!("{mnt}/."), out.to_str().unwrap()])
+        .status();
+    run(&["umount", &ctr]);
+    run(&["rm", &ctr]);
+    run(&["rmi", "-f", tag]);
+    assert!(cp.unwrap().success());
+}
+
+/// Every COPY rule buildah 1.28 implements as BuildKit does, on one context: wildcards in
+/// several components, `.dockerignore` with a `!` exception inside an excluded directory,
+/// directory contents, symlinks (kept below a source, followed at the top), hardlinks, a fifo,
+/// `--chmod`, several sources, WORKDIR-relative destinations, a file renamed. Named exceptions
+/// (BuildKit differs from buildah, strata follows BuildKit) are tested elsewhere: ADD --chown
+/// also chowns an extracted archive (buildah leaves the archive's owners).
+#[test]
+fn copy_rules_equal_buildah() {
+    let env = Env::new();
+    let ctx = env.ctx();
+    for (p, c) in [
+        ("src/a/conf/x.json", "1"),
+        ("src/b/conf/y.json", "2"),
+        ("src/b/conf/z.txt", "3"),
+        ("docs/README.md", "r"),
+        ("docs/other.md", "o"),
+        ("deep/x/y/f", "d"),
+        ("app/node_modules/m/i.js", "m"),
+        ("app/main.js", "a"),
+        ("app/debug.log", "l"),
+    ] {
+        env.file(p, c);
+    }
+    std::os::unix::fs::symlink("main.js", ctx.join("app/link.js")).unwrap();
+    std::os::unix::fs::symlink("../docs", ctx.join("app/docs-link")).unwrap();
+    fs::hard_link(ctx.join("app/main.js"), ctx.join("app/hard.js")).unwrap();
+    fs::set_permissions(
+        ctx.join("app/main.js"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    tool("mkfifo", &[ctx.join("app/pipe").to_str().unwrap()]);
+    env.file(
+        ".dockerignore",
+        "node_modules\n**/*.log\ndocs\n!docs/README.md\n",
+    );
+    let dockerfile = r#"FROM scratch
+COPY src/*/conf/*.json /json/
+COPY src/b /srcb
+COPY app /app/
+COPY docs /docs
+COPY deep/x/ /deep/
+COPY --chmod=0751 app/main.js /bin/
+COPY app/link.js /resolved
+COPY ["src/a", "src/b", "/multi/"]
+WORKDIR /w
+COPY deep .
+COPY src/b/conf/y.json rel/name
+"#;
+    env.build_ok("diff:1", dockerfile);
+    let ours = env.export("diff:1");
+    let theirs = env.path("buildah-rootfs");
+    fs::create_dir(&theirs).unwrap();
+    buildah_rootfs(&ctx, "strata-build-copy-diff", &theirs);
+    let (a, b) = (listing(&ours), listing(&theirs));
+    assert!(a.len() > 20, "{a:?}");
+    assert_eq!(a, b);
 }

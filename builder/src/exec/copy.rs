@@ -2,11 +2,12 @@
 //!
 //! What a COPY reads is chosen by [`super::select`] (fd-relative under the context root or a
 //! stage's/image's layers; wildcards, `.dockerignore`, `--exclude`, `--parents`). This module
-//! places the selected entries in a staging tree together with the parent directories of the
-//! destination — existing ones with the parent image's mode, owner and mtime, so listing `/tmp`
-//! as a parent never resets its 1777 — and writes that tree as a plain layer with the store's
-//! layer codec. ADD also extracts local archives ([`super::add`]) and downloads URLs
-//! ([`super::fetch`]); heredoc sources become files.
+//! plans the layer — the selected entries at their destinations, with the parent directories of
+//! the destination (existing ones with the parent image's mode, owner and mtime, so listing
+//! `/tmp` as a parent never resets its 1777) — and [`super::emit`] streams it into the layer
+//! tar, reading every source file once, in place. ADD also extracts local archives
+//! ([`super::add`]) and downloads URLs ([`super::fetch`]); heredoc sources become files.
+//! WORKDIR still stages its one directory on disk and uses the store's tree writer.
 //!
 //! Docker's/BuildKit's rules (checked against buildah where the two agree):
 //! * a directory source copies its contents; the destination is a directory when it ends in
@@ -19,7 +20,7 @@
 //!   destination take the source's (fsutil overwrites target metadata under the copy root);
 //! * `--chown` takes numbers or names from the image's `/etc/passwd` and `/etc/group` (default:
 //!   root for the context, heredocs and URLs, the source's owner for `--from`); `--chmod`
-//!   applies to every copied entry;
+//!   (octal or symbolic, [`super::chmod`]) applies to every copied entry;
 //! * entries keep their mode and mtime; files that share an inode in the selection stay one
 //!   hardlink group; symlinks, devices and fifos are copied as they are (sockets cannot be
 //!   archived and are skipped, as Docker does);
@@ -37,9 +38,10 @@ use std::path::{Path, PathBuf};
 
 use strata_store::layer::{write_layer_blob, LayerInfo, TarOptions, TreeFormat};
 use strata_store::safe::{self, Root};
-use strata_store::{Store, StoreError};
+use strata_store::Store;
 
 use super::add;
+use super::chmod::Chmod;
 use super::emit::{self, Content, FileData, Node, Tree};
 use super::fetch;
 use super::lower;
@@ -52,7 +54,7 @@ use crate::plan::Step;
 /// Ownership and permission overrides of one COPY.
 struct Attrs {
     owner: Option<(u32, u32)>,
-    chmod: Option<u32>,
+    chmod: Option<Chmod>,
 }
 
 fn cpath(p: &Path) -> Result<CString, String> {
@@ -185,13 +187,6 @@ fn stage_dir(
     }
 }
 
-fn parse_chmod(s: &str) -> Result<u32, String> {
-    u32::from_str_radix(s, 8)
-        .ok()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("invalid --chmod={s}: only octal modes are supported"))
-}
-
 /// Absolute container path of `dest` (relative to `workdir`).
 fn absolute(dest: &str, workdir: &str) -> String {
     if dest.starts_with('/') {
@@ -292,19 +287,20 @@ pub fn copy_from_image(
     image: &str,
     options: &ExecOptions,
 ) -> Result<Option<LayerInfo>, String> {
-    let dirs = image_layers(store, image)?;
+    let dirs = image_layers(store, image, options)?;
     let src = CopySource::layers(&dirs, &format!("image {image}"))?;
     run_copy(store, state, step, &src, options)
 }
 
-/// The unpacked layers of a local image, bottom first.
-pub(crate) fn image_layers(store: &Store, image: &str) -> Result<Vec<PathBuf>, String> {
-    let img = store.image(image).map_err(|e| match e {
-        StoreError::ImageNotFound { .. } => format!(
-            "--from={image}: image {image} not found locally; pull it first (strata pull {image})"
-        ),
-        e => format!("--from={image}: {e}"),
-    })?;
+/// The unpacked layers of an image, bottom first: from the store, or pulled from its registry
+/// when missing there (or always with `--pull`), as `FROM` resolves images.
+pub(crate) fn image_layers(
+    store: &Store,
+    image: &str,
+    options: &ExecOptions,
+) -> Result<Vec<PathBuf>, String> {
+    let img = super::base::resolve_image(store, image, options.pull)
+        .map_err(|e| format!("--from={image}: {e}"))?;
     store
         .unpacked_layers(&img)
         .map_err(|e| format!("--from={image}: unpacking its layers: {e}"))
@@ -397,7 +393,11 @@ impl Stager<'_> {
         let st = &e.stat;
         let (uid, gid) = self.owner_of(st);
         let perm = st.st_mode & 0o7777;
-        let mode = self.attrs.chmod.unwrap_or(perm);
+        let mode = self
+            .attrs
+            .chmod
+            .as_ref()
+            .map_or(perm, |c| c.apply(perm, kind(st) == libc::S_IFDIR));
         let content = match kind(st) {
             libc::S_IFDIR => {
                 if target.is_empty() || self.prepare(target)? {
@@ -479,7 +479,11 @@ impl Stager<'_> {
                 content: Content::File { data, size },
                 uid,
                 gid,
-                mode: self.attrs.chmod.unwrap_or(mode),
+                mode: self
+                    .attrs
+                    .chmod
+                    .as_ref()
+                    .map_or(mode, |c| c.apply(mode, false)),
                 mtime,
                 link: None,
             },
@@ -582,7 +586,7 @@ fn run_copy(
             .chown
             .map(|c| lower::resolve_owner(lowerdirs, c))
             .transpose()?,
-        chmod: p.chmod.map(parse_chmod).transpose()?,
+        chmod: p.chmod.map(Chmod::parse).transpose()?,
     };
     let (urls, local): (Vec<String>, Vec<String>) = p
         .sources

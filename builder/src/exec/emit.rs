@@ -19,7 +19,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
-use strata_store::layer::{write_layer_stream, Compression, LayerInfo};
+use strata_store::layer::{apply_layer, write_layer_stream, ApplyMode, Compression, LayerInfo};
+use strata_store::lock::LockMode;
 use strata_store::{Store, StoreError};
 use tar::{EntryType, Header};
 
@@ -75,7 +76,11 @@ impl Node {
 /// vectors is exactly depth-first order with children sorted by name bytes.
 pub(crate) type Tree = BTreeMap<Vec<String>, Node>;
 
-/// Streams `tree` as a layer blob into `store`.
+/// Streams `tree` as a layer blob into `store`, and — in the same pass — unpacks it into the
+/// store's unpacked-layer cache (`layers/sha256/<diffID>`), which the next RUN mounts as a
+/// lowerdir: the executor's `store.unpacked_layer()` then finds it there instead of reading
+/// and decompressing the blob again. If that side unpack fails for any reason the blob is still
+/// written and the store unpacks it the usual way.
 pub(crate) fn write_layer(
     store: &Store,
     tree: &Tree,
@@ -83,25 +88,154 @@ pub(crate) fn write_layer(
     compression: Compression,
     source_date_epoch: Option<i64>,
 ) -> Result<LayerInfo, String> {
+    let staging = store
+        .temp_path("copy-unpack")
+        .ok()
+        .filter(|p| std::fs::create_dir(p).is_ok());
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
     let mut failure: Option<String> = None;
-    let result = write_layer_stream(store, compression, |w| {
-        let mut out = tar::Builder::new(w);
-        let mut first: HashMap<(u64, u64), String> = HashMap::new();
-        for (path, node) in tree {
-            if let Err(e) = emit(&mut out, path, node, src, source_date_epoch, &mut first) {
-                let msg = e.to_string();
-                failure = Some(msg.clone());
-                return Err(StoreError::io(store.tmp_dir(), io::Error::other(msg)));
+    let (result, unpacked) = std::thread::scope(|s| {
+        let unpacker = staging.as_ref().map(|dir| {
+            s.spawn(move || {
+                let reader = ChannelReader {
+                    rx,
+                    buf: Vec::new(),
+                    pos: 0,
+                };
+                apply_layer(reader, dir, ApplyMode::Overlay, "COPY layer").is_ok()
+            })
+        });
+        let tee_tx = unpacker.is_some().then_some(tx);
+        let result = write_layer_stream(store, compression, |w| {
+            let tee = Tee {
+                out: w,
+                tx: tee_tx,
+                buf: Vec::with_capacity(TEE_CHUNK),
+            };
+            let mut out = tar::Builder::new(tee);
+            let mut first: HashMap<(u64, u64), String> = HashMap::new();
+            for (path, node) in tree {
+                if let Err(e) = emit(&mut out, path, node, src, source_date_epoch, &mut first) {
+                    let msg = e.to_string();
+                    failure = Some(msg.clone());
+                    return Err(StoreError::io(store.tmp_dir(), io::Error::other(msg)));
+                }
+            }
+            let mut tee = out
+                .into_inner()
+                .map_err(|e| StoreError::io(store.tmp_dir(), e))?;
+            tee.flush()
+                .map_err(|e| StoreError::io(store.tmp_dir(), e))?;
+            // Dropping the tee closes the channel: the unpacker sees the end of the stream.
+            drop(tee);
+            Ok(())
+        });
+        let unpacked = unpacker.map(|h| h.join().unwrap_or(false)).unwrap_or(false);
+        (result, unpacked)
+    });
+    if let Some(dir) = &staging {
+        match &result {
+            Ok(info) if unpacked => adopt_unpacked(store, dir, &info.diff_id),
+            _ => {
+                let _ = strata_store::safe::remove_tree(dir);
             }
         }
-        out.finish()
-            .map_err(|e| StoreError::io(store.tmp_dir(), e))?;
-        Ok(())
-    });
+    }
     match (result, failure) {
         (Ok(info), _) => Ok(info),
         (Err(_), Some(f)) => Err(f),
         (Err(e), None) => Err(format!("writing the layer: {e}")),
+    }
+}
+
+/// Moves a tree unpacked alongside the blob into the store's unpacked-layer cache, unless
+/// another build put one there first (then ours is discarded). Mirrors the store's own
+/// `unpacked_layer` (same lock, same 0755 root, rename into place).
+fn adopt_unpacked(store: &Store, dir: &std::path::Path, diff_id: &strata_store::Digest) {
+    let dest = store.unpacked_layer_path(diff_id);
+    let adopted = (|| -> Option<()> {
+        let _g = store
+            .lock(&format!("layer-{}", diff_id.hex()), LockMode::Exclusive)
+            .ok()?;
+        if dest.is_dir() {
+            return None;
+        }
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).ok()?;
+        std::fs::create_dir_all(dest.parent()?).ok()?;
+        std::fs::rename(dir, &dest).ok()?;
+        if let Ok(parent) = std::fs::File::open(dest.parent()?) {
+            let _ = parent.sync_all();
+        }
+        Some(())
+    })();
+    if adopted.is_none() {
+        let _ = strata_store::safe::remove_tree(dir);
+    }
+}
+
+const TEE_CHUNK: usize = 1 << 20;
+
+/// Writes through to the layer writer and hands 1 MiB copies to the unpacker (bounded
+/// channel: memory stays flat). If the unpacker stops, the tee just stops feeding it.
+struct Tee<'a> {
+    out: &'a mut dyn Write,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    buf: Vec<u8>,
+}
+
+impl Tee<'_> {
+    fn send(&mut self) {
+        if let Some(tx) = &self.tx {
+            let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(TEE_CHUNK));
+            if tx.send(chunk).is_err() {
+                self.tx = None;
+            }
+        }
+        self.buf.clear();
+    }
+}
+
+impl Write for Tee<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(data)?;
+        if self.tx.is_some() {
+            self.buf.extend_from_slice(&data[..n]);
+            if self.buf.len() >= TEE_CHUNK {
+                self.send();
+            }
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.send();
+        }
+        self.out.flush()
+    }
+}
+
+/// The unpacker's side of the tee.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.recv() {
+                Ok(b) => {
+                    self.buf = b;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 

@@ -8,7 +8,11 @@
 //! * [`mounts`] — RUN `--mount` (bind, cache, tmpfs, secret) and heredoc scripts;
 //! * [`output`] — `--output` (oci/docker archives, local dir, rootfs tar, registry push);
 //! * [`snapshot`] — the overlay upperdir (and only it) → a layer blob;
-//! * [`copy`] — COPY/ADD of local files, read fd-relative under the context root;
+//! * [`copy`] — COPY/ADD: Docker's placement rules, heredocs, ADD archives and URLs;
+//! * [`select`] — which entries a COPY reads (wildcards, `.dockerignore`, `--exclude`,
+//!   `--parents`), fd-relative under the context root or a stage's/image's layers;
+//! * [`emit`] — a COPY's planned layer streamed straight into the layer tar;
+//! * [`add`] / [`fetch`] / [`chmod`] — ADD archives, ADD URLs, `--chmod` modes;
 //! * [`ignore`] — `.dockerignore` patterns with Docker's semantics;
 //! * [`lower`] — lookups in the parent's unpacked layers (parents' metadata, `/etc/passwd`);
 //! * [`progress`] — BuildKit-style plain progress lines, or the live tty view;
@@ -21,6 +25,7 @@
 pub mod add;
 pub mod base;
 pub mod cache;
+pub mod chmod;
 pub mod config;
 pub mod context_index;
 pub mod copy;

@@ -315,16 +315,18 @@ impl CopySource {
             .collect())
     }
 
-    /// Opens a selected regular file for reading (never through a symlink: `sel.src` is the
-    /// resolved path).
+    /// Opens a selected regular file for reading (in a layered source `sel.src` is the
+    /// resolved path and no symlink is followed).
     pub(crate) fn open_file(&self, sel: &Selected) -> Result<std::fs::File, String> {
-        let fd = safe::openat2_in_root(
-            self.roots[sel.layer].fd(),
-            &rel_path(&sel.src),
-            libc::O_RDONLY | libc::O_NOFOLLOW,
-            0,
-        )
-        .map_err(|e| format!("opening {}: {e}", lower::display(&sel.src)))?;
+        // A top-level context source is followed if it is a symlink (its stat is the
+        // target's), still inside the context root; everything else is opened as it is.
+        let flags = if sel.top && !self.layered {
+            libc::O_RDONLY
+        } else {
+            libc::O_RDONLY | libc::O_NOFOLLOW
+        };
+        let fd = safe::openat2_in_root(self.roots[sel.layer].fd(), &rel_path(&sel.src), flags, 0)
+            .map_err(|e| format!("opening {}: {e}", lower::display(&sel.src)))?;
         Ok(std::fs::File::from(fd))
     }
 

@@ -119,14 +119,10 @@ pub fn check_signal(s: &str) -> Result<(), String> {
     }
 }
 
-/// Checks COPY/ADD `--chmod`: octal up to 07777.
+/// Checks COPY/ADD `--chmod`: octal up to 07777, or a symbolic mode.
 pub fn check_chmod(s: &str) -> Result<(), String> {
-    match u32::from_str_radix(s, 8) {
-        Ok(v) if v <= 0o7777 => Ok(()),
-        _ => Err(format!(
-            "invalid chmod parameter: '{s}'. it should be octal string and between 0 and 07777"
-        )),
-    }
+    // Octal or (Dockerfile 1.14) symbolic: one parser, shared with the executor.
+    crate::exec::chmod::Chmod::parse(s).map(|_| ())
 }
 
 #[cfg(test)]
