@@ -437,7 +437,8 @@ impl Stager<'_> {
                 ));
             }
         }
-        let link = (kind(st) == libc::S_IFREG && st.st_nlink > 1).then_some((st.st_dev, st.st_ino));
+        let link = (kind(st) == libc::S_IFREG && st.st_nlink > 1)
+            .then_some((e.arg, st.st_dev, st.st_ino));
         self.tree.insert(
             target.to_vec(),
             Node {
@@ -546,7 +547,9 @@ impl Stager<'_> {
                     gid,
                     mode: md.mode() & 0o7777,
                     mtime: md.mtime(),
-                    link: (ft.is_file() && md.nlink() > 1).then_some((md.dev(), md.ino())),
+                    // One archive's files: their own scope.
+                    link: (ft.is_file() && md.nlink() > 1)
+                        .then_some((usize::MAX, md.dev(), md.ino())),
                 },
             );
             if is_dir {

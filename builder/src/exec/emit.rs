@@ -26,6 +26,9 @@ use tar::{EntryType, Header};
 
 use super::select::{CopySource, Selected};
 
+/// Identifies one hardlink group of a COPY: `(source argument, st_dev, st_ino)`.
+pub(crate) type LinkKey = (usize, u64, u64);
+
 /// Where a regular file's bytes come from.
 #[derive(Debug, Clone)]
 pub(crate) enum FileData {
@@ -62,8 +65,11 @@ pub(crate) struct Node {
     pub mode: u32,
     /// Seconds since the epoch.
     pub mtime: i64,
-    /// `(dev, ino)` of a multiply-linked source file: members of one group become hardlinks.
-    pub link: Option<(u64, u64)>,
+    /// `(scope, dev, ino)` of a multiply-linked source file: members of one group become
+    /// hardlinks. The scope is the COPY source argument the file was selected by: BuildKit
+    /// copies each source with its own copier (and inode map), so files linked to each other
+    /// but named by two different sources (`COPY a b /dir/`) land as two separate files.
+    pub link: Option<LinkKey>,
 }
 
 impl Node {
@@ -113,7 +119,7 @@ pub(crate) fn write_layer(
                 buf: Vec::with_capacity(TEE_CHUNK),
             };
             let mut out = tar::Builder::new(tee);
-            let mut first: HashMap<(u64, u64), String> = HashMap::new();
+            let mut first: HashMap<LinkKey, String> = HashMap::new();
             for (path, node) in tree {
                 if let Err(e) = emit(&mut out, path, node, src, source_date_epoch, &mut first) {
                     let msg = e.to_string();
@@ -270,7 +276,7 @@ fn emit<W: Write>(
     node: &Node,
     src: &CopySource,
     epoch: Option<i64>,
-    first: &mut HashMap<(u64, u64), String>,
+    first: &mut HashMap<LinkKey, String>,
 ) -> Result<(), String> {
     let name = path.join("/");
     let mut h = Header::new_ustar();

@@ -71,14 +71,25 @@ impl Ignore {
 }
 
 /// Matches pattern components against path components (`**` = any number of components).
+///
+/// A trailing `**` after other components (`build/**`) matches what is *below* the directory,
+/// never the directory itself: moby's patternmatcher turns it into a prefix match on `build/`,
+/// so `build` stays in the context (empty). A pattern that is only `**` matches everything.
 pub fn match_parts(pat: &[String], path: &[&str]) -> bool {
+    match_from(pat, path, true)
+}
+
+fn match_from(pat: &[String], path: &[&str], at_start: bool) -> bool {
     match pat.split_first() {
         None => path.is_empty(),
         Some((first, rest)) if first == "**" => {
-            (0..=path.len()).any(|skip| match_parts(rest, &path[skip..]))
+            let min = usize::from(rest.is_empty() && !at_start);
+            (min..=path.len()).any(|skip| match_from(rest, &path[skip..], false))
         }
         Some((first, rest)) => match path.split_first() {
-            Some((p, prest)) => glob(first.as_bytes(), p.as_bytes()) && match_parts(rest, prest),
+            Some((p, prest)) => {
+                glob(first.as_bytes(), p.as_bytes()) && match_from(rest, prest, false)
+            }
             None => false,
         },
     }
