@@ -144,8 +144,7 @@ const ARGS_ESCAPED: &str = "BuildKit's dispatchCmd sets Config.ArgsEscaped = tru
     (kept for Docker compatibility, dockerfile2llb/convert.go); buildah 1.28 never sets it";
 
 /// Cases strata fails because of a bug in code another engineer owns right now.
-const PENDING: &[(&str, &str)] = &[
-];
+const PENDING: &[(&str, &str)] = &[];
 
 /// Labels buildah adds on its own.
 const BUILDAH_LABELS: &[&str] = &["io.buildah.version"];

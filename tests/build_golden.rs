@@ -24,14 +24,7 @@ use difftest_common::{normalise_config, prepare_context, repo, Env};
 
 /// Cases strata fails because of code being written on another branch right now; a listed case
 /// that passes fails the test, so the list stays honest.
-const PENDING: &[(&str, &str)] = &[
-    (
-        "workdir-parents-owner",
-        "WORKDIR creates missing parents root-owned; BuildKit's MkdirAll chowns each one to \
-         USER (copy.rs make_workdir: sources)",
-    ),
-];
-
+const PENDING: &[(&str, &str)] = &[];
 
 fn check_case(env: &Env, name: &str) -> Vec<String> {
     let dir = repo().join("testdata/golden").join(name);

@@ -437,8 +437,8 @@ impl Stager<'_> {
                 ));
             }
         }
-        let link = (kind(st) == libc::S_IFREG && st.st_nlink > 1)
-            .then_some((e.arg, st.st_dev, st.st_ino));
+        let link =
+            (kind(st) == libc::S_IFREG && st.st_nlink > 1).then_some((e.arg, st.st_dev, st.st_ino));
         self.tree.insert(
             target.to_vec(),
             Node {
@@ -548,8 +548,11 @@ impl Stager<'_> {
                     mode: md.mode() & 0o7777,
                     mtime: md.mtime(),
                     // One archive's files: their own scope.
-                    link: (ft.is_file() && md.nlink() > 1)
-                        .then_some((usize::MAX, md.dev(), md.ino())),
+                    link: (ft.is_file() && md.nlink() > 1).then_some((
+                        usize::MAX,
+                        md.dev(),
+                        md.ino(),
+                    )),
                 },
             );
             if is_dir {
@@ -752,7 +755,9 @@ pub fn make_workdir(
     let tmp = TempDir::new(store, "workdir")?;
     let tree = tmp.sub("tree")?;
     let mut fixups = Vec::new();
-    stage_parents(&tree, &state.lowerdirs, &comps, (0, 0), &mut fixups)?;
+    // BuildKit's WORKDIR is a Mkdir with parents as USER (copy.MkdirAll chowns every directory
+    // it creates), so missing parents belong to USER too.
+    stage_parents(&tree, &state.lowerdirs, &comps, (uid, gid), &mut fixups)?;
     let dst = lower::join(&tree, &comps);
     std::fs::create_dir(&dst).map_err(|e| format!("creating {}: {e}", dst.display()))?;
     let st = safe::fstat(

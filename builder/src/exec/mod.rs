@@ -224,10 +224,8 @@ pub fn execute(
         }
         let keys: BTreeMap<usize, String> =
             built.iter().map(|(i, b)| (*i, b.key.clone())).collect();
-        let states: BTreeMap<usize, StageState> = built
-            .iter()
-            .map(|(i, b)| (*i, b.state.clone()))
-            .collect();
+        let states: BTreeMap<usize, StageState> =
+            built.iter().map(|(i, b)| (*i, b.state.clone())).collect();
         let ctx = StageContext {
             store,
             graph: &graph,
@@ -420,13 +418,9 @@ impl StageContext<'_> {
                 Instruction::Copy(_) | Instruction::Add(_) => {
                     let from = match &step.copy_source {
                         SourceRef::Context => None,
-                        SourceRef::Stage(s) => Some(
-                            &self
-                                .built
-                                .get(s)
-                                .ok_or(ExecError::MissingStage(*s))?
-                                .state,
-                        ),
+                        SourceRef::Stage(s) => {
+                            Some(&self.built.get(s).ok_or(ExecError::MissingStage(*s))?.state)
+                        }
                         SourceRef::Image(_) => None,
                     };
                     match &step.copy_source {
