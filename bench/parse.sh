@@ -52,5 +52,6 @@ STRATA_BENCH_DOCKERFILE="$work/Dockerfile" cargo test --release -q -p strata-bui
 
 echo "== end-to-end: strata build --check (process start, read, parse, plan, print)"
 cargo build --release -q --bin strata
-hyperfine -N --warmup 3 --runs 30 \
+hyperfine -N --warmup 3 --runs 30 --export-json "$work/check.json" \
     "$CARGO_TARGET_DIR/release/strata build --check -f $work/Dockerfile $work/ctx"
+jq -r '.results[0] | "end-to-end median: \(.median * 1000 | floor) ms wall (user \(.user * 1000 | floor) ms, system \(.system * 1000 | floor) ms); budget 50 ms"' "$work/check.json"
