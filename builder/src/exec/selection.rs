@@ -39,6 +39,9 @@ pub struct Context {
     ignore: Ignore,
 }
 
+/// A file's stamp as read and its content sha256.
+type Hashed = (FileStamp, [u8; 32]);
+
 /// One selected entry.
 #[derive(Debug)]
 struct Selected {
@@ -263,7 +266,7 @@ impl Context {
         if todo.is_empty() {
             return;
         }
-        let hashed: Vec<(usize, Option<(FileStamp, [u8; 32])>)> = todo
+        let hashed: Vec<(usize, Option<Hashed>)> = todo
             .par_iter()
             .map(|&i| (i, self.hash_file(&entries[i].rel)))
             .collect();
@@ -284,7 +287,7 @@ impl Context {
         }
     }
 
-    fn hash_file(&self, rel: &[u8]) -> Option<(FileStamp, [u8; 32])> {
+    fn hash_file(&self, rel: &[u8]) -> Option<Hashed> {
         let fd = safe::openat2_in_root(
             self.root.fd(),
             Path::new(OsStr::from_bytes(rel)),
