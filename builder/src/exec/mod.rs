@@ -323,11 +323,8 @@ fn already_tagged(
     }
     let config = state.config.to_bytes();
     let config_digest = Digest::of_bytes(&config);
-    let manifest = strata_store::ops::oci_manifest_bytes(
-        &config_digest,
-        config.len() as u64,
-        &state.layers,
-    );
+    let manifest =
+        strata_store::ops::oci_manifest_bytes(&config_digest, config.len() as u64, &state.layers);
     let manifest_digest = Digest::of_bytes(&manifest);
     let all = options.tags.iter().all(|t| {
         store
