@@ -305,3 +305,62 @@ fn a_failing_stage_fails_the_build_and_leaves_no_temp_dirs() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// The entries of a directory tree, relative, sorted (via `find`).
+fn tree_entries(dir: &std::path::Path) -> Vec<String> {
+    let o = Command::new("find")
+        .arg(".")
+        .arg("-mindepth")
+        .arg("1")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.trim_start_matches("./").to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn built_layers_are_unpacked_without_extraction_and_match_their_tars() {
+    let env = Env::new();
+    setup(&env);
+    env.build("u:1", &[]);
+    let o = env.ok(&["inspect", "u:1"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let layers = v[0]["Manifest"]["layers"].as_array().unwrap().clone();
+    let diff_ids = v[0]["Config"]["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(layers.len(), 5, "busybox + 2 COPY + 2 RUN");
+    for (l, d) in layers.iter().zip(diff_ids.iter()).skip(1) {
+        let blob = env
+            .root()
+            .join("blobs/sha256")
+            .join(l["digest"].as_str().unwrap().trim_start_matches("sha256:"));
+        let tree = env
+            .root()
+            .join("layers/sha256")
+            .join(d.as_str().unwrap().trim_start_matches("sha256:"));
+        assert!(tree.is_dir(), "layer {d} is not unpacked");
+        let t = Command::new("tar").arg("-tzf").arg(&blob).output().unwrap();
+        let mut from_tar: Vec<String> = String::from_utf8_lossy(&t.stdout)
+            .lines()
+            .map(|l| l.trim_start_matches("./").trim_end_matches('/').to_string())
+            .filter(|l| !l.is_empty() && l != ".")
+            .collect();
+        from_tar.sort();
+        assert_eq!(tree_entries(&tree), from_tar, "layer {d}");
+        // Overlay's own bookkeeping never stays in a layer tree.
+        let x = Command::new("getfattr")
+            .args(["-R", "-h", "-d", "-m", "trusted.overlay."])
+            .arg(&tree)
+            .output()
+            .expect("getfattr (apt-get install attr)");
+        let xs = String::from_utf8_lossy(&x.stdout);
+        assert!(!xs.contains("origin") && !xs.contains("impure"), "{xs}");
+    }
+}

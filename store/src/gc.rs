@@ -26,6 +26,9 @@ use crate::lock::{self, LockGuard, LockMode};
 use crate::model::{MT_DOCKER_LIST, MT_OCI_INDEX};
 use crate::Store;
 
+/// Manifests and indexes are small; registries refuse them above 4 MiB.
+const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
+
 /// What a gc run removed.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct GcReport {
@@ -186,7 +189,13 @@ impl Store {
         if depth > 4 || !blobs.insert(d.clone()) {
             return;
         }
-        let Ok(bytes) = fs::read(self.blob_path(d)) else {
+        // Roots may name layer blobs (cache roots do): only a small blob can be a manifest or
+        // an index, so never load a big one just to find it is not JSON.
+        let path = self.blob_path(d);
+        if fs::metadata(&path).map_or(true, |m| m.len() > MAX_MANIFEST_BYTES) {
+            return;
+        }
+        let Ok(bytes) = fs::read(&path) else {
             return;
         };
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {

@@ -56,11 +56,14 @@ impl FileStamp {
     }
 }
 
+/// Path (context-relative bytes) → its stamp and content sha256.
+type Entries = HashMap<Vec<u8>, (FileStamp, [u8; 32])>;
+
 /// The index of one context, loaded from and saved to the store.
 #[derive(Debug)]
 pub struct ContextIndex {
     file: PathBuf,
-    entries: HashMap<Vec<u8>, (FileStamp, [u8; 32])>,
+    entries: Entries,
     /// When this build started looking at the context (ns since the epoch).
     opened_ns: i128,
     dirty: bool,
@@ -154,7 +157,7 @@ impl ContextIndex {
 }
 
 /// Parses an index file; `None` when it is not one (then the build simply rehashes).
-fn parse(b: &[u8]) -> Option<HashMap<Vec<u8>, (FileStamp, [u8; 32])>> {
+fn parse(b: &[u8]) -> Option<Entries> {
     let mut rest = b.strip_prefix(MAGIC.as_slice())?;
     let mut out = HashMap::new();
     fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {

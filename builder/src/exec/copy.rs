@@ -206,9 +206,10 @@ fn write_tree(
         format: TreeFormat::Plain,
         source_date_epoch: options.source_date_epoch,
     };
-    write_layer_blob(store, tree, &opts, options.compression)
-        .map(Some)
-        .map_err(|e| format!("writing the layer: {e}"))
+    let info = write_layer_blob(store, tree, &opts, options.compression)
+        .map_err(|e| format!("writing the layer: {e}"))?;
+    super::cache::adopt_tree(store, tree, &info, options);
+    Ok(Some(info))
 }
 
 /// The flags and operands of one COPY or ADD.

@@ -306,21 +306,51 @@ pub fn execute(
     };
     let started = Instant::now();
     let n = progress.begin("exporting to image");
-    let first = options.tags.first();
-    let image = store.create_image(&state.config, &state.layers, first)?;
-    for t in options.tags.iter().skip(1) {
-        store.tag(t, &image.descriptor())?;
-    }
-    progress.line(n, &format!("writing image {}", image.config_digest));
+    let (manifest_digest, config_digest) = match already_tagged(store, &state, options) {
+        Some(digests) => digests,
+        None => {
+            let first = options.tags.first();
+            let image = store.create_image(&state.config, &state.layers, first)?;
+            for t in options.tags.iter().skip(1) {
+                store.tag(t, &image.descriptor())?;
+            }
+            (image.manifest_digest.clone(), image.config_digest.clone())
+        }
+    };
+    progress.line(n, &format!("writing image {config_digest}"));
     for t in &options.tags {
         progress.line(n, &format!("naming to {}", t.familiar()));
     }
     progress.done(n, started);
     Ok(BuildOutput {
-        manifest_digest: image.manifest_digest.clone(),
-        config_digest: image.config_digest.clone(),
+        manifest_digest,
+        config_digest,
         layers: state.layers.len(),
     })
+}
+
+/// `(manifest, config)` digests when every tag already names exactly the image this build
+/// made (an unchanged rebuild): then nothing is written — no blob, no `index.json` rewrite and
+/// its fsyncs.
+fn already_tagged(
+    store: &Store,
+    state: &StageState,
+    options: &ExecOptions,
+) -> Option<(Digest, Digest)> {
+    if options.tags.is_empty() {
+        return None;
+    }
+    let config = state.config.to_bytes();
+    let config_digest = Digest::of_bytes(&config);
+    let manifest =
+        strata_store::ops::oci_manifest_bytes(&config_digest, config.len() as u64, &state.layers);
+    let manifest_digest = Digest::of_bytes(&manifest);
+    let all = options.tags.iter().all(|t| {
+        store
+            .image(&t.to_string())
+            .is_ok_and(|i| i.manifest_digest == manifest_digest)
+    });
+    (all && store.has_blob(&config_digest)).then_some((manifest_digest, config_digest))
 }
 
 /// What every stage of a wave shares while it runs.

@@ -39,6 +39,9 @@ pub struct Context {
     ignore: Ignore,
 }
 
+/// A file's stamp as read and its content sha256.
+type Hashed = (FileStamp, [u8; 32]);
+
 /// One selected entry.
 #[derive(Debug)]
 struct Selected {
@@ -194,54 +197,63 @@ impl Context {
             let dir =
                 safe::openat2_in_root(self.root.fd(), &p, libc::O_RDONLY | libc::O_DIRECTORY, 0)
                     .map_err(|e| format!("reading {}: {e}", lower::display(rel)))?;
-            self.walk(&dir, &mut rel.to_vec(), out)?;
+            self.walk(&dir, rel, out)?;
         }
         Ok(())
     }
 
     /// Walks a directory's children as COPY's `copy_children` does.
-    fn walk(
-        &self,
-        dir: &OwnedFd,
-        rel: &mut Vec<String>,
-        out: &mut Vec<Selected>,
-    ) -> Result<(), String> {
+    fn walk(&self, dir: &OwnedFd, rel: &[String], out: &mut Vec<Selected>) -> Result<(), String> {
+        out.extend(self.walk_par(dir, rel)?);
+        Ok(())
+    }
+
+    /// The entries below `dir`, in sorted walk order. The `lstat`s of one directory and the
+    /// subdirectories are done in parallel (order kept): with cold dentry and inode caches
+    /// (after another program's big build, say) the walk waits on the disk, and concurrent
+    /// requests overlap those waits.
+    fn walk_par(&self, dir: &OwnedFd, rel: &[String]) -> Result<Vec<Selected>, String> {
         let mut names = safe::list_dir(dir.as_raw_fd())
             .map_err(|e| format!("reading {}: {e}", lower::display(rel)))?;
         names.sort();
-        for n in names {
-            rel.push(n.to_string_lossy().into_owned());
-            let excluded = self.excluded(rel);
-            if excluded && !self.ignore.has_exceptions() {
-                rel.pop();
-                continue;
-            }
-            let Some(st) = safe::lstat_at(dir.as_raw_fd(), &n)
-                .map_err(|e| format!("reading {}: {e}", lower::display(rel)))?
-            else {
-                rel.pop();
-                continue;
-            };
-            let kind = st.st_mode & libc::S_IFMT;
-            if excluded && kind != libc::S_IFDIR {
-                rel.pop();
-                continue;
-            }
-            let link = if kind == libc::S_IFLNK {
-                readlink_at(dir, &n)
-                    .map_err(|e| format!("reading link {}: {e}", lower::display(rel)))?
-            } else {
-                Vec::new()
-            };
-            out.push(entry(rel_bytes(rel), &st, link));
-            if kind == libc::S_IFDIR {
-                let sub = open_dir_at(dir, &n)
-                    .map_err(|e| format!("reading {}: {e}", lower::display(rel)))?;
-                self.walk(&sub, rel, out)?;
-            }
-            rel.pop();
+        let parts: Vec<Result<Vec<Selected>, String>> = names
+            .par_iter()
+            .map(|n| {
+                let mut rel = rel.to_vec();
+                rel.push(n.to_string_lossy().into_owned());
+                let excluded = self.excluded(&rel);
+                if excluded && !self.ignore.has_exceptions() {
+                    return Ok(Vec::new());
+                }
+                let Some(st) = safe::lstat_at(dir.as_raw_fd(), n)
+                    .map_err(|e| format!("reading {}: {e}", lower::display(&rel)))?
+                else {
+                    return Ok(Vec::new());
+                };
+                let kind = st.st_mode & libc::S_IFMT;
+                if excluded && kind != libc::S_IFDIR {
+                    return Ok(Vec::new());
+                }
+                let link = if kind == libc::S_IFLNK {
+                    readlink_at(dir, n)
+                        .map_err(|e| format!("reading link {}: {e}", lower::display(&rel)))?
+                } else {
+                    Vec::new()
+                };
+                let mut v = vec![entry(rel_bytes(&rel), &st, link)];
+                if kind == libc::S_IFDIR {
+                    let sub = open_dir_at(dir, n)
+                        .map_err(|e| format!("reading {}: {e}", lower::display(&rel)))?;
+                    v.extend(self.walk_par(&sub, &rel)?);
+                }
+                Ok(v)
+            })
+            .collect();
+        let mut out = Vec::new();
+        for p in parts {
+            out.extend(p?);
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Fills in content hashes: from the index when the stamp is unchanged, else read and
@@ -263,7 +275,7 @@ impl Context {
         if todo.is_empty() {
             return;
         }
-        let hashed: Vec<(usize, Option<(FileStamp, [u8; 32])>)> = todo
+        let hashed: Vec<(usize, Option<Hashed>)> = todo
             .par_iter()
             .map(|&i| (i, self.hash_file(&entries[i].rel)))
             .collect();
@@ -284,7 +296,7 @@ impl Context {
         }
     }
 
-    fn hash_file(&self, rel: &[u8]) -> Option<(FileStamp, [u8; 32])> {
+    fn hash_file(&self, rel: &[u8]) -> Option<Hashed> {
         let fd = safe::openat2_in_root(
             self.root.fd(),
             Path::new(OsStr::from_bytes(rel)),
