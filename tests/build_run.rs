@@ -259,6 +259,21 @@ RUN --mount=type=cache,target=/c,id=seeded,from=seed,source=/seed \\\n\
     let o = env.build("cache:seed2", df, &[], &["--no-cache"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(read(&env.export("cache:seed2"), "got"), "seeded\nmore\n");
+
+    // `gc` keeps cache mounts; `gc --cache` empties them, as `docker builder prune --all`.
+    let o = env.run(&["gc"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cache_dirs = || {
+        fs::read_dir(&mounts)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().is_dir())
+            .count()
+    };
+    assert_eq!(cache_dirs(), 2, "gc keeps cache mounts");
+    let o = env.run(&["gc", "--cache"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(cache_dirs(), 0, "gc --cache empties them");
 }
 
 #[test]

@@ -172,6 +172,8 @@ fn print_error(name: &str, source: &str, span: Span, message: &str) {
 /// (`strata_builder::exec`) and tag the result.
 fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
     use strata_builder::exec::{self, ExecOptions, Progress, ProgressMode};
+    // Before any thread exists (stdin reader, progress, stages): see interrupt.rs.
+    super::interrupt::block_stop_signals();
     let (name, source) = read_dockerfile(args)?;
     let df = match parse_dockerfile(&source) {
         Ok(df) => df,
@@ -229,7 +231,10 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
     };
     let progress = Progress::new(ProgressMode::from_flag(&args.progress));
     let store = super::open_store(cli)?;
-    match exec::execute(&store, graph, &exec_options, &progress) {
+    super::interrupt::watch(store.staging_dir()?.to_path_buf());
+    let result = exec::execute(&store, graph, &exec_options, &progress);
+    super::interrupt::wait_if_interrupted();
+    match result {
         Ok(out) => {
             if !outputs.is_empty() {
                 let image = store

@@ -10,7 +10,8 @@ use crate::Cli;
 /// Arguments of `strata gc`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Also drop every build-cache entry (by default only entries unused for 7 days go).
+    /// Also drop every build-cache entry and empty every RUN --mount=type=cache directory (by
+    /// default only entries unused for 7 days go, and cache mounts stay).
     #[arg(long = "cache", alias = "all")]
     cache: bool,
 }

@@ -8,6 +8,7 @@ pub mod gc;
 pub mod history;
 pub mod images;
 pub mod import;
+pub mod interrupt;
 pub mod inspect;
 pub mod load;
 pub mod login;

@@ -119,6 +119,17 @@ impl Store {
             CachePrune::All => None,
             CachePrune::UnusedFor(d) => Some(SystemTime::now() - d),
         };
+        if cutoff.is_none() {
+            // `gc --cache` also empties the RUN --mount=type=cache directories, as
+            // `docker builder prune --all` does. gc holds the store's exclusive gc lock, which
+            // every build holds shared while it runs, so no build is using them now.
+            let mounts = self.root().join("cache/mounts");
+            if let Ok(dirs) = fs::read_dir(&mounts) {
+                for d in dirs.flatten() {
+                    crate::safe::remove_tree(&d.path()).at(d.path())?;
+                }
+            }
+        }
         let Ok(entries) = fs::read_dir(&dir) else {
             return Ok(0);
         };
