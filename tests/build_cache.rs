@@ -364,3 +364,36 @@ fn built_layers_are_unpacked_without_extraction_and_match_their_tars() {
         assert!(!xs.contains("origin") && !xs.contains("impure"), "{xs}");
     }
 }
+
+#[test]
+fn with_source_date_epoch_cached_and_rerun_builds_are_identical() {
+    let env = Env::new();
+    setup(&env);
+    let build = |extra: &[&str]| {
+        let mut c = Command::new(strata());
+        c.arg("--root").arg(env.root());
+        c.args(["build", "--progress", "plain", "-t", "e:1"]);
+        c.args(extra);
+        c.arg(env.ctx());
+        c.env("SOURCE_DATE_EPOCH", "1700000000");
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (
+            steps(&String::from_utf8_lossy(&o.stderr)),
+            env.digest("e:1"),
+        )
+    };
+    let (_, d1) = build(&[]);
+    let (s, d2) = build(&[]);
+    assert!(s.iter().all(|(_, c)| *c), "{s:?}");
+    let (s, d3) = build(&["--no-cache"]);
+    assert!(s.iter().all(|(_, c)| !c), "{s:?}");
+    assert_eq!(d1, d2);
+    assert_eq!(
+        d1, d3,
+        "a rerun with SOURCE_DATE_EPOCH must be byte-identical"
+    );
+    let o = env.ok(&["inspect", "e:1"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["Config"]["created"], "2023-11-14T22:13:20Z");
+}

@@ -12,9 +12,10 @@
 //! the magic, then records of `u32 path length, path, u64 size, i64 mtime s, i64 mtime ns,
 //! i64 ctime s, i64 ctime ns, u64 inode, u32 mode, [u8; 32] sha256`, little-endian.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
@@ -63,7 +64,11 @@ type Entries = HashMap<Vec<u8>, (FileStamp, [u8; 32])>;
 #[derive(Debug)]
 pub struct ContextIndex {
     file: PathBuf,
+    /// The context directory (to drop entries of deleted files when saving).
+    context: PathBuf,
     entries: Entries,
+    /// Paths looked up or recorded by this build.
+    seen: Mutex<HashSet<Vec<u8>>>,
     /// When this build started looking at the context (ns since the epoch).
     opened_ns: i128,
     dirty: bool,
@@ -98,7 +103,9 @@ impl ContextIndex {
             .unwrap_or_default();
         ContextIndex {
             file,
+            context: canonical,
             entries,
+            seen: Mutex::new(HashSet::new()),
             opened_ns,
             dirty: false,
         }
@@ -106,6 +113,9 @@ impl ContextIndex {
 
     /// The recorded sha256 of `rel` if its stamp is unchanged.
     pub fn lookup(&self, rel: &[u8], stamp: &FileStamp) -> Option<[u8; 32]> {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.insert(rel.to_vec());
+        }
         match self.entries.get(rel) {
             Some((s, sha)) if s == stamp => Some(*sha),
             _ => None,
@@ -114,6 +124,9 @@ impl ContextIndex {
 
     /// Records a freshly computed hash (only if the stamp is old enough to be trusted).
     pub fn record(&mut self, rel: Vec<u8>, stamp: FileStamp, sha: [u8; 32]) {
+        if let Ok(seen) = self.seen.get_mut() {
+            seen.insert(rel.clone());
+        }
         if stamp.ctime_ns() + RACY_MARGIN_NS >= self.opened_ns {
             // Racily clean: may change again without a visible stamp change. Drop any old entry.
             if self.entries.remove(&rel).is_some() {
@@ -130,6 +143,14 @@ impl ContextIndex {
         if !self.dirty {
             return;
         }
+        // Entries this build did not use and whose file is gone would only grow the index
+        // (checked with lstat, only when the index is rewritten anyway).
+        let seen = self.seen.get_mut().map(std::mem::take).unwrap_or_default();
+        let context = self.context.clone();
+        self.entries.retain(|rel, _| {
+            seen.contains(rel)
+                || std::fs::symlink_metadata(context.join(std::ffi::OsStr::from_bytes(rel))).is_ok()
+        });
         let mut out = Vec::with_capacity(MAGIC.len() + self.entries.len() * 120);
         out.extend_from_slice(MAGIC);
         let mut keys: Vec<&Vec<u8>> = self.entries.keys().collect();
@@ -230,6 +251,15 @@ mod tests {
         assert_eq!(idx.lookup(b"old", &stamp(1000)), Some([1; 32]));
         assert_eq!(idx.lookup(b"old", &stamp(1001)), None);
         assert_eq!(idx.lookup(b"fresh", &stamp(now)), None);
+        // Rewritten by a build that did not use "old", whose file does not exist: dropped.
+        let mut idx = ContextIndex::load(&store, &ctx);
+        std::fs::write(ctx.join("kept"), "k").unwrap();
+        idx.record(b"kept".to_vec(), stamp(1000), [3; 32]);
+        assert!(idx.lookup(b"kept", &stamp(1000)).is_some());
+        idx.save(&store);
+        let idx = ContextIndex::load(&store, &ctx);
+        assert_eq!(idx.lookup(b"old", &stamp(1000)), None);
+        assert_eq!(idx.lookup(b"kept", &stamp(1000)), Some([3; 32]));
         // A truncated file is no index at all.
         assert!(parse(&MAGIC[..4]).is_none());
         assert!(parse(b"STRIDX1\n\x05\0\0\0ab").is_none());
