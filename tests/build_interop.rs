@@ -15,11 +15,6 @@ use std::path::{Path, PathBuf};
 
 use difftest_common::{tool, Env, Tree};
 
-/// `--output type=local` is being implemented on another branch (runmount): while this says
-/// why, a build with it must fail; once it works, the test fails until this is set to `None`.
-const OUTPUT_LOCAL_PENDING: Option<&str> =
-    Some("--output is being implemented on the runmount branch");
-
 const DOCKERFILE: &str = r#"FROM busybox:latest
 RUN mkdir -p /data/old /data/keep && echo old > /data/old/f && echo keep > /data/keep/f \
  && echo shared > /shared && ln /shared /shared-hardlink && ln -s /shared /shared-symlink
@@ -142,18 +137,13 @@ fn built_image_unpacks_with_umoci_and_loads_in_skopeo() {
         &format!("type=local,dest={}", local.display()),
         ctx.to_str().unwrap(),
     ]);
-    match (OUTPUT_LOCAL_PENDING, o.status.success()) {
-        (Some(why), false) => eprintln!("--output type=local: PENDING ({why})"),
-        (Some(_), true) => panic!("--output type=local works now: set OUTPUT_LOCAL_PENDING = None"),
-        (None, false) => panic!(
-            "--output type=local failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        (None, true) => {
-            let diffs = tree_diff(&Tree::walk(&local), &umoci_tree, "output-local", "umoci");
-            assert!(diffs.is_empty(), "output vs umoci:\n{}", diffs.join("\n"));
-        }
-    }
+    assert!(
+        o.status.success(),
+        "--output type=local failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let diffs = tree_diff(&Tree::walk(&local), &umoci_tree, "output-local", "umoci");
+    assert!(diffs.is_empty(), "output vs umoci:\n{}", diffs.join("\n"));
 
     // skopeo reads the store as an OCI layout and agrees on digest, layers and config.
     let oci_ref = format!("oci:{}:docker.io/library/interop:1", env.root().display());
