@@ -3,60 +3,18 @@
 //! (BuildKit's plain progress), whether the image digest is identical, how `--build-arg`,
 //! `--no-cache`, `.dockerignore` and `gc` interact with the cache.
 
+mod common;
+
+use common::{strata, Env};
+
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Instant;
 
-fn strata() -> &'static str {
-    env!("CARGO_BIN_EXE_strata")
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A temp dir holding a store with busybox:latest in it, and a build context.
-struct Env {
-    dir: tempfile::TempDir,
-}
-
 impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let env = Env { dir };
-        let out = Command::new(repo().join("testdata/make-busybox.sh"))
-            .env("STRATA", strata())
-            .env("STRATA_ROOT", env.root())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "make-busybox failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        env
-    }
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("store")
-    }
     fn ctx(&self) -> PathBuf {
         self.dir.path().join("ctx")
-    }
-    fn ok(&self, args: &[&str]) -> Output {
-        let o = Command::new(strata())
-            .arg("--root")
-            .arg(self.root())
-            .args(args)
-            .env_remove("SOURCE_DATE_EPOCH")
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "strata {args:?} failed:\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        o
     }
     /// Builds the context as `tag` and returns the steps' (title, cached) in order, and the
     /// manifest digest.

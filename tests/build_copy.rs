@@ -5,6 +5,10 @@
 //! bad `--checksum`, HTTP errors), `COPY --from` an image, and the errors naming the source.
 //! Results are checked in the exported root filesystem and in the layer tars themselves.
 
+mod common;
+
+use common::{tool, Env};
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -16,58 +20,18 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-fn strata() -> &'static str {
-    env!("CARGO_BIN_EXE_strata")
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A temp dir holding a store with busybox:latest in it and a build context.
-struct Env {
-    dir: tempfile::TempDir,
-}
-
 impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let env = Env { dir };
-        let out = Command::new(repo().join("testdata/make-busybox.sh"))
-            .env("STRATA", strata())
-            .env("STRATA_ROOT", env.root())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "make-busybox failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        fs::create_dir(env.ctx()).unwrap();
-        env
-    }
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("store")
-    }
+    /// The build context directory (created on first use).
     fn ctx(&self) -> PathBuf {
-        self.dir.path().join("context")
-    }
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
+        let ctx = self.dir.path().join("context");
+        fs::create_dir_all(&ctx).unwrap();
+        ctx
     }
     fn file(&self, rel: &str, content: &str) -> PathBuf {
         let p = self.ctx().join(rel);
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(&p, content).unwrap();
         p
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(strata())
-            .arg("--root")
-            .arg(self.root())
-            .args(args)
-            .output()
-            .unwrap()
     }
     /// Builds `dockerfile` in the context as `tag`.
     fn build(&self, tag: &str, dockerfile: &str) -> Output {
@@ -119,12 +83,6 @@ impl Env {
         );
         dir
     }
-    fn inspect(&self, name: &str) -> serde_json::Value {
-        let o = self.run(&["inspect", name]);
-        assert!(o.status.success());
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        v[0].clone()
-    }
     /// `tar -tvzf` lines of the image's last layer.
     fn last_layer_listing(&self, name: &str) -> String {
         let image = self.inspect(name);
@@ -137,19 +95,6 @@ impl Env {
         let o = tool("tar", &["--numeric-owner", "-tvzf", blob.to_str().unwrap()]);
         String::from_utf8(o.stdout).unwrap()
     }
-}
-
-fn tool(cmd: &str, args: &[&str]) -> Output {
-    let o = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd} must be installed: {e}"));
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
 }
 
 fn mode(p: &Path) -> u32 {

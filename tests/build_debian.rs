@@ -6,13 +6,13 @@
 //! --rm`) and the installed program work; the RUN layer must hold the package and none of the
 //! files the sandbox mounts for the step.
 
-mod difftest_common;
+mod common;
 
 use std::fs;
 use std::process::Command;
 use std::time::Instant;
 
-use difftest_common::{repo, strata, tool};
+use common::{repo, strata, tool};
 
 const DOCKERFILE: &str = r#"FROM debian:bookworm-minbase
 RUN apt-get update \

@@ -2,68 +2,15 @@
 //! image made by `testdata/make-busybox.sh`, checked through `strata export`, `strata inspect`,
 //! the layer tars themselves, `skopeo inspect` and `umoci unpack`.
 
+mod common;
+
+use common::{repo, tool, Env};
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn strata() -> &'static str {
-    env!("CARGO_BIN_EXE_strata")
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A temp dir holding a store with busybox:latest in it.
-struct Env {
-    dir: tempfile::TempDir,
-}
 
 impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let env = Env { dir };
-        let out = Command::new(repo().join("testdata/make-busybox.sh"))
-            .env("STRATA", strata())
-            .env("STRATA_ROOT", env.root())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "make-busybox failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        env
-    }
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("store")
-    }
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(strata())
-            .arg("--root")
-            .arg(self.root())
-            .args(args)
-            .output()
-            .unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> Output {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "strata {args:?} failed:\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        o
-    }
-    fn inspect(&self, name: &str) -> serde_json::Value {
-        let o = self.ok(&["inspect", name]);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        v[0].clone()
-    }
     /// Entry names of the image's layer `i` (a gzip tar in the store's blobs).
     fn layer_entries(&self, image: &serde_json::Value, i: usize) -> Vec<String> {
         let digest = image["Manifest"]["layers"][i]["digest"].as_str().unwrap();
@@ -96,19 +43,6 @@ impl Env {
         );
         dir
     }
-}
-
-fn tool(cmd: &str, args: &[&str]) -> Output {
-    let o = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd} must be installed: {e}"));
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
 }
 
 fn write(p: &Path, content: &str) {

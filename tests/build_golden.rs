@@ -14,13 +14,13 @@
 //! * `files`: type, mode, owner and content of the listed paths, as `umoci unpack` lays out
 //!   the image.
 
-mod difftest_common;
+mod common;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::time::Instant;
 
-use difftest_common::{normalise_config, prepare_context, repo, Env};
+use common::{normalise_config, prepare_context, repo, Env};
 
 /// Cases strata fails because of code being written on another branch right now; a listed case
 /// that passes fails the test, so the list stays honest.

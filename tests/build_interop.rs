@@ -8,12 +8,12 @@
 //! * copy with `skopeo copy` to a docker-archive that `strata load` reads back to the same
 //!   config (image ID) and the same tree.
 
-mod difftest_common;
+mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use difftest_common::{tool, Env, Tree};
+use common::{tool, Env, Tree};
 
 const DOCKERFILE: &str = r#"FROM busybox:latest
 RUN mkdir -p /data/old /data/keep && echo old > /data/old/f && echo keep > /data/keep/f \

@@ -2,13 +2,13 @@
 //! no temp dirs and no half-written image"): SIGINT while a RUN is running must stop the
 //! sandbox, remove the process's staging directory and exit 130, with nothing tagged.
 
-mod difftest_common;
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use difftest_common::{strata, Env};
+use common::{strata, Env};
 
 /// Processes whose command line contains `marker`.
 fn processes_with(marker: &str) -> Vec<String> {

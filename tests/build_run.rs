@@ -2,62 +2,15 @@
 //! the `strata` binary, on the busybox image made by `testdata/make-busybox.sh`, in the real
 //! sandbox. What the image holds is checked in the layer blobs themselves.
 
+mod common;
+
+use common::{strata, tool, Env};
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn strata() -> &'static str {
-    env!("CARGO_BIN_EXE_strata")
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A temp dir holding a store with busybox:latest in it.
-struct Env {
-    dir: tempfile::TempDir,
-}
-
 impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let env = Env { dir };
-        let out = Command::new(repo().join("testdata/make-busybox.sh"))
-            .env("STRATA", strata())
-            .env("STRATA_ROOT", env.root())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "make-busybox failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        env
-    }
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("store")
-    }
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(strata())
-            .arg("--root")
-            .arg(self.root())
-            .args(args)
-            .output()
-            .unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> Output {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "strata {args:?} failed:\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        o
-    }
     /// Builds `dockerfile` in a fresh context holding `files`, tagged `tag`, with extra flags.
     fn build(&self, tag: &str, dockerfile: &str, files: &[(&str, &str)], extra: &[&str]) -> Output {
         let ctx = self.context(tag, dockerfile, files);
@@ -73,11 +26,6 @@ impl Env {
             write(&ctx.join(p), c);
         }
         ctx
-    }
-    fn inspect(&self, name: &str) -> serde_json::Value {
-        let o = self.ok(&["inspect", name]);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        v[0].clone()
     }
     /// The image's flattened root filesystem, extracted.
     fn export(&self, name: &str) -> PathBuf {
@@ -123,19 +71,6 @@ impl Env {
             .join("blobs/sha256")
             .join(digest.trim_start_matches("sha256:"))
     }
-}
-
-fn tool(cmd: &str, args: &[&str]) -> Output {
-    let o = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd} must be installed: {e}"));
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
 }
 
 fn write(p: &Path, content: &str) {

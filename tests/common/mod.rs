@@ -1,6 +1,7 @@
-//! Helpers shared by the differential, golden, Debian and interop build tests: a strata store in
-//! a temp dir with the busybox base, root-filesystem walks that can be compared entry by entry,
-//! and image-config normalisation.
+//! Helpers shared by the end-to-end build tests (`mod common;`): a strata store in a temp dir
+//! with the busybox base, the `strata` binary and tools, root-filesystem walks that can be
+//! compared entry by entry, and image-config normalisation. A test file adds its own methods
+//! to [`Env`] in an `impl Env` block of its own.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -42,7 +43,7 @@ impl Env {
     /// A fresh store with `busybox:latest` from `testdata/make-busybox.sh`.
     pub fn new() -> Env {
         let dir = tempfile::Builder::new()
-            .prefix("strata-difftest")
+            .prefix("strata-test")
             .tempdir()
             .unwrap();
         let env = Env { dir };
@@ -72,6 +73,8 @@ impl Env {
             .arg("--root")
             .arg(self.root())
             .args(args)
+            // Builds are reproducible only when asked: a test sets it explicitly where it wants.
+            .env_remove("SOURCE_DATE_EPOCH")
             .output()
             .unwrap()
     }
