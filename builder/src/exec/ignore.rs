@@ -18,6 +18,28 @@ pub struct Ignore {
 }
 
 impl Ignore {
+    /// Reads `.dockerignore` at the top of the opened build context, fd-relative and without
+    /// following a symlink (a planted `.dockerignore -> /etc/shadow` is never read); `None`
+    /// when the context has none (or it cannot be opened as a regular file there).
+    pub fn read_from(context: &strata_store::safe::Root) -> Result<Option<Ignore>, String> {
+        use std::io::Read;
+        match strata_store::safe::openat2_in_root(
+            context.fd(),
+            std::path::Path::new(".dockerignore"),
+            libc::O_RDONLY | libc::O_NOFOLLOW,
+            0,
+        ) {
+            Ok(fd) => {
+                let mut text = String::new();
+                std::fs::File::from(fd)
+                    .read_to_string(&mut text)
+                    .map_err(|e| format!("reading .dockerignore: {e}"))?;
+                Ok(Some(Ignore::parse(&text)))
+            }
+            Err(_) => Ok(None),
+        }
+    }
+
     /// Parses the file's text.
     pub fn parse(text: &str) -> Ignore {
         let mut patterns = Vec::new();

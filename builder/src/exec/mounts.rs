@@ -245,24 +245,9 @@ fn copy_dir_attrs(src: &Path, dst: &Path) -> Result<(), String> {
 
 /// The context's `.dockerignore` (`None` when absent), read without following a symlink.
 fn read_dockerignore(context: &Path) -> Result<Option<super::ignore::Ignore>, String> {
-    use std::io::Read;
     let root = strata_store::safe::Root::open(context)
         .map_err(|e| format!("opening the build context {}: {e}", context.display()))?;
-    match strata_store::safe::openat2_in_root(
-        root.fd(),
-        Path::new(".dockerignore"),
-        libc::O_RDONLY | libc::O_NOFOLLOW,
-        0,
-    ) {
-        Ok(fd) => {
-            let mut text = String::new();
-            std::fs::File::from(fd)
-                .read_to_string(&mut text)
-                .map_err(|e| format!("reading .dockerignore: {e}"))?;
-            Ok(Some(super::ignore::Ignore::parse(&text)))
-        }
-        Err(_) => Ok(None),
-    }
+    super::ignore::Ignore::read_from(&root)
 }
 
 /// Collects the topmost excluded entries under `dir` (context-relative components); returns

@@ -26,7 +26,6 @@
 
 use std::collections::BTreeSet;
 use std::ffi::{CString, OsStr};
-use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -83,21 +82,7 @@ impl CopySource {
     pub(crate) fn context(dir: &Path) -> Result<CopySource, String> {
         let root = Root::open(dir)
             .map_err(|e| format!("opening the build context {}: {e}", dir.display()))?;
-        let ignore = match safe::openat2_in_root(
-            root.fd(),
-            Path::new(".dockerignore"),
-            libc::O_RDONLY | libc::O_NOFOLLOW,
-            0,
-        ) {
-            Ok(fd) => {
-                let mut s = String::new();
-                std::fs::File::from(fd)
-                    .read_to_string(&mut s)
-                    .map_err(|e| format!("reading .dockerignore: {e}"))?;
-                Ignore::parse(&s)
-            }
-            Err(_) => Ignore::default(),
-        };
+        let ignore = Ignore::read_from(&root)?.unwrap_or_default();
         Ok(CopySource {
             roots: vec![root],
             layered: false,

@@ -64,21 +64,7 @@ impl Context {
     pub fn open(dir: &Path) -> Result<Context, String> {
         let root = Root::open(dir)
             .map_err(|e| format!("opening the build context {}: {e}", dir.display()))?;
-        let ignore = match safe::openat2_in_root(
-            root.fd(),
-            Path::new(".dockerignore"),
-            libc::O_RDONLY | libc::O_NOFOLLOW,
-            0,
-        ) {
-            Ok(fd) => {
-                let mut s = String::new();
-                std::fs::File::from(fd)
-                    .read_to_string(&mut s)
-                    .map_err(|e| format!("reading .dockerignore: {e}"))?;
-                Ignore::parse(&s)
-            }
-            Err(_) => Ignore::default(),
-        };
+        let ignore = Ignore::read_from(&root)?.unwrap_or_default();
         Ok(Context { root, ignore })
     }
 
