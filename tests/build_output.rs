@@ -3,11 +3,13 @@
 //! `--output` type (oci and docker archives checked with skopeo, local dir, rootfs tar, registry
 //! push), plus `-f -`.
 
+mod common;
+
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+
+use common::registry::Registry;
 
 fn strata() -> &'static str {
     env!("CARGO_BIN_EXE_strata")
@@ -15,64 +17,6 @@ fn strata() -> &'static str {
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A `docker-registry serve` on a free loopback port, killed on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("storage").display()
-        );
-        std::fs::write(dir.path().join("config.yml"), config).unwrap();
-        let mut cmd = Command::new("docker-registry");
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("REGISTRY_") {
-                cmd.env_remove(&k);
-            }
-        }
-        let child = cmd
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry");
-        let registry = Registry {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        registry
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A temp dir with stores (`name` → `<tmp>/<name>`) and a registries config that is not the
@@ -175,7 +119,7 @@ const DOCKERFILE: &str =
 
 #[test]
 fn from_pulls_a_missing_base_image_and_pull_re_resolves_it() {
-    let registry = Registry::start();
+    let registry = Registry::start(None);
     let env = Env::new();
     env.with_busybox("seed");
     let base = format!("{}/base/busybox:1", registry.host());
@@ -476,7 +420,7 @@ fn output_to_stdout_and_dockerfile_from_stdin() {
 
 #[test]
 fn output_registry_pushes_the_image() {
-    let registry = Registry::start();
+    let registry = Registry::start(None);
     let env = Env::new();
     env.with_busybox("s");
     let ctx = env.context("ctx", DOCKERFILE);

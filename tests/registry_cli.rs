@@ -2,88 +2,17 @@
 //! (CNCF distribution 2.8) on 127.0.0.1, and interop with skopeo both ways.
 
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 use strata_store::layer::{write_layer_blob, Compression, TarOptions};
 use strata_store::{Digest, Reference, Store};
 
+mod common;
+
+use common::registry::Registry;
+
 const STRATA: &str = env!("CARGO_BIN_EXE_strata");
-
-/// A `docker-registry serve` on a free loopback port, killed on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start(htpasswd: Option<(&str, &str)>) -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let auth = match htpasswd {
-            None => String::new(),
-            Some((user, password)) => {
-                let out = Command::new("htpasswd")
-                    .args(["-Bbn", user, password])
-                    .output()
-                    .expect("htpasswd (apache2-utils)");
-                let path = dir.path().join("htpasswd");
-                std::fs::write(&path, out.stdout).unwrap();
-                format!(
-                    "auth:\n  htpasswd:\n    realm: strata-e2e\n    path: {}\n",
-                    path.display()
-                )
-            }
-        };
-        let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
-            dir.path().join("storage").display()
-        );
-        std::fs::write(dir.path().join("config.yml"), config).unwrap();
-        // REGISTRY_* variables are registry configuration (REGISTRY_AUTH_FILE would add an auth section).
-        let mut cmd = Command::new("docker-registry");
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("REGISTRY_") {
-                cmd.env_remove(&k);
-            }
-        }
-        let child = cmd
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Registry {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A scratch environment: a store root and credential/config files that are not the user's.
 struct Env {

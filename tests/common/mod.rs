@@ -4,6 +4,8 @@
 //! to [`Env`] in an `impl Env` block of its own.
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
