@@ -216,35 +216,20 @@ pub fn prepare(spec: &ContainerSpec, etc_files: &[(&str, String)]) -> Result<Pre
                     path::ensure_dir(r, destination, false)
                 } else {
                     path::ensure_file(r, destination)
-                }
-                .map_err(|e| {
-                    Failure::new(format!(
-                        "mount target {destination} in the container: {}",
-                        e.desc()
-                    ))
-                })?;
+                };
+                let t = mount_point(t, "mount", destination)?;
                 record(&mut stubs, &t);
-                let src = sys::open_tree_clone(libc::AT_FDCWD, &cstring(source)?, true)
-                    .ctx(|| format!("cloning bind source {}", source.display()))?;
-                if *readonly {
-                    // Set on the detached clone before it becomes visible: no window where the
-                    // volume is writable.
-                    sys::mount_setattr(src.as_raw_fd(), MOUNT_ATTR_RDONLY, 0, true)
-                        .ctx(|| format!("making {destination} read-only"))?;
-                }
-                sys::move_mount_fd(&src, t.fd.as_raw_fd())
-                    .ctx(|| format!("mounting {} on {destination}", source.display()))?;
+                bind_host_path(source, &t, destination, *readonly)?;
             }
             MountSpec::Volume {
                 source,
                 destination,
             } => {
-                let t = path::ensure_dir(r, destination, false).map_err(|e| {
-                    Failure::new(format!(
-                        "volume target {destination} in the container: {}",
-                        e.desc()
-                    ))
-                })?;
+                let t = mount_point(
+                    path::ensure_dir(r, destination, false),
+                    "volume",
+                    destination,
+                )?;
                 record(&mut stubs, &t);
                 let empty = std::fs::read_dir(source)
                     .map(|mut d| d.next().is_none())
@@ -263,12 +248,11 @@ pub fn prepare(spec: &ContainerSpec, etc_files: &[(&str, String)]) -> Result<Pre
                     .ctx(|| format!("mounting the volume on {destination}"))?;
             }
             MountSpec::Tmpfs { destination } => {
-                let t = path::ensure_dir(r, destination, false).map_err(|e| {
-                    Failure::new(format!(
-                        "tmpfs target {destination} in the container: {}",
-                        e.desc()
-                    ))
-                })?;
+                let t = mount_point(
+                    path::ensure_dir(r, destination, false),
+                    "tmpfs",
+                    destination,
+                )?;
                 record(&mut stubs, &t);
                 let fs = new_fs(
                     c"tmpfs",
@@ -312,29 +296,20 @@ pub fn prepare(spec: &ContainerSpec, etc_files: &[(&str, String)]) -> Result<Pre
                         ))
                     })?;
                 }
-                let t = path::ensure_dir(r, destination, false).map_err(|e| {
-                    Failure::new(format!(
-                        "mount target {destination} in the container: {}",
-                        e.desc()
-                    ))
-                })?;
+                let t = mount_point(
+                    path::ensure_dir(r, destination, false),
+                    "mount",
+                    destination,
+                )?;
                 record(&mut stubs, &t);
-                let src = sys::open_tree_clone(libc::AT_FDCWD, &cstring(source)?, true)
-                    .ctx(|| format!("cloning bind source {}", source.display()))?;
-                if *readonly {
-                    sys::mount_setattr(src.as_raw_fd(), MOUNT_ATTR_RDONLY, 0, true)
-                        .ctx(|| format!("making {destination} read-only"))?;
-                }
-                sys::move_mount_fd(&src, t.fd.as_raw_fd())
-                    .ctx(|| format!("mounting {} on {destination}", source.display()))?;
+                bind_host_path(source, &t, destination, *readonly)?;
             }
             MountSpec::BuildTmpfs { destination, size } => {
-                let t = path::ensure_dir(r, destination, false).map_err(|e| {
-                    Failure::new(format!(
-                        "tmpfs target {destination} in the container: {}",
-                        e.desc()
-                    ))
-                })?;
+                let t = mount_point(
+                    path::ensure_dir(r, destination, false),
+                    "tmpfs",
+                    destination,
+                )?;
                 record(&mut stubs, &t);
                 let size = size.map(|s| CString::new(s.to_string())).transpose();
                 let size = size.map_err(|_| Failure::new("bad tmpfs size"))?;
@@ -360,12 +335,7 @@ pub fn prepare(spec: &ContainerSpec, etc_files: &[(&str, String)]) -> Result<Pre
                 gid,
             } => {
                 let src = secret_file(&staging, index, source, *mode, *uid, *gid)?;
-                let t = path::ensure_file(r, destination).map_err(|e| {
-                    Failure::new(format!(
-                        "secret target {destination} in the container: {}",
-                        e.desc()
-                    ))
-                })?;
+                let t = mount_point(path::ensure_file(r, destination), "secret", destination)?;
                 record(&mut stubs, &t);
                 sys::move_mount_fd(&src, t.fd.as_raw_fd())
                     .ctx(|| format!("mounting the secret on {destination}"))?;
@@ -385,6 +355,40 @@ pub fn prepare(spec: &ContainerSpec, etc_files: &[(&str, String)]) -> Result<Pre
         passwd,
         group,
     })
+}
+
+/// The mount point `destination` made (or found) in the new root, or the error naming it:
+/// "`what` target /x in the container: …".
+fn mount_point(
+    made: Result<Target, Errno>,
+    what: &str,
+    destination: &str,
+) -> Result<Target, Failure> {
+    made.map_err(|e| {
+        Failure::new(format!(
+            "{what} target {destination} in the container: {}",
+            e.desc()
+        ))
+    })
+}
+
+/// Bind-mounts the host path `source` (recursively) on the mount point `target`. The read-only
+/// flag is set on the detached clone before it becomes visible: there is no window in which a
+/// read-only bind is writable.
+fn bind_host_path(
+    source: &Path,
+    target: &Target,
+    destination: &str,
+    readonly: bool,
+) -> Result<(), Failure> {
+    let src = sys::open_tree_clone(libc::AT_FDCWD, &cstring(source)?, true)
+        .ctx(|| format!("cloning bind source {}", source.display()))?;
+    if readonly {
+        sys::mount_setattr(src.as_raw_fd(), MOUNT_ATTR_RDONLY, 0, true)
+            .ctx(|| format!("making {destination} read-only"))?;
+    }
+    sys::move_mount_fd(&src, target.fd.as_raw_fd())
+        .ctx(|| format!("mounting {} on {destination}", source.display()))
 }
 
 /// A fresh directory `<prefix><index>` on the staging tmpfs, for a helper mount that must be
