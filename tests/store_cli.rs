@@ -5,53 +5,16 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn strata() -> &'static str {
-    env!("CARGO_BIN_EXE_strata")
-}
+mod common;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A temp dir holding a store with busybox:latest in it.
-struct Env {
-    dir: tempfile::TempDir,
-}
+use common::{strata, tool, Env};
 
 impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let env = Env { dir };
-        let out = Command::new(repo().join("testdata/make-busybox.sh"))
-            .env("STRATA", strata())
-            .env("STRATA_ROOT", env.root())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "make-busybox failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        env
-    }
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("store")
-    }
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(strata())
-            .arg("--root")
-            .arg(self.root())
-            .args(args)
-            .output()
-            .unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> String {
+    /// Like [`Env::ok`], returning strata's stdout.
+    fn ok_stdout(&self, args: &[&str]) -> String {
         let o = self.run(args);
         assert!(
             o.status.success(),
@@ -68,22 +31,10 @@ impl Env {
         err
     }
     fn manifest_digest(&self, name: &str) -> String {
-        let v: serde_json::Value = serde_json::from_str(&self.ok(&["inspect", name])).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&self.ok_stdout(&["inspect", name])).unwrap();
         v[0]["Digest"].as_str().unwrap().to_string()
     }
-}
-
-fn tool(cmd: &str, args: &[&str]) -> Output {
-    let o = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd} must be installed: {e}"));
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
 }
 
 /// Listing of a tree: path → (type, mode, uid, gid, size, link target).
@@ -142,7 +93,7 @@ fn skopeo_reads_the_store_and_archives_and_strata_loads_skopeos() {
 
     // save --format oci: skopeo inspects it; oci-image-tool validates the layout.
     let oci = env.path("b.oci.tar");
-    env.ok(&[
+    env.ok_stdout(&[
         "save",
         "--format",
         "oci",
@@ -177,7 +128,7 @@ fn skopeo_reads_the_store_and_archives_and_strata_loads_skopeos() {
 
     // save --format docker: skopeo copies from it.
     let dock = env.path("b.docker.tar");
-    env.ok(&["save", "-o", dock.to_str().unwrap(), "busybox"]);
+    env.ok_stdout(&["save", "-o", dock.to_str().unwrap(), "busybox"]);
     let copied = env.path("copied");
     tool(
         "skopeo",
@@ -211,12 +162,12 @@ fn skopeo_reads_the_store_and_archives_and_strata_loads_skopeos() {
             &format!("oci-archive:{}:example.com/sk/oci:1", sko.display()),
         ],
     );
-    let out = env.ok(&["load", "-i", skd.to_str().unwrap()]);
+    let out = env.ok_stdout(&["load", "-i", skd.to_str().unwrap()]);
     assert!(out.contains("example.com/sk/docker:1"), "{out}");
-    let out = env.ok(&["load", "-i", sko.to_str().unwrap()]);
+    let out = env.ok_stdout(&["load", "-i", sko.to_str().unwrap()]);
     assert!(out.contains("example.com/sk/oci:1"), "{out}");
     let id = |n: &str| {
-        let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", n])).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&env.ok_stdout(&["inspect", n])).unwrap();
         v[0]["Id"].as_str().unwrap().to_string()
     };
     assert_eq!(id("example.com/sk/docker:1"), id("busybox"));
@@ -229,7 +180,7 @@ fn save_load_save_keeps_the_manifest_digest() {
     let digest = env.manifest_digest("busybox");
     for format in ["docker", "oci"] {
         let a = env.path(&format!("a.{format}.tar"));
-        env.ok(&[
+        env.ok_stdout(&[
             "save",
             "--format",
             format,
@@ -299,7 +250,7 @@ fn export_matches_umoci_unpack() {
     // Add a second layer with a whiteout, an opaque dir and a hardlink, via import of a
     // hand-made image? The busybox image suffices for umoci parity of a real rootfs.
     let out = env.path("rootfs.tar");
-    env.ok(&["export", "busybox", "-o", out.to_str().unwrap()]);
+    env.ok_stdout(&["export", "busybox", "-o", out.to_str().unwrap()]);
     let ours = env.path("ours");
     fs::create_dir(&ours).unwrap();
     tool(
@@ -353,7 +304,7 @@ fn bad_input_is_one_clear_line_and_leaves_the_store_alone() {
 
     // Truncated and corrupted archives.
     let good = env.path("good.tar");
-    env.ok(&[
+    env.ok_stdout(&[
         "save",
         "--format",
         "oci",
@@ -396,49 +347,49 @@ fn bad_input_is_one_clear_line_and_leaves_the_store_alone() {
     env.fail(&["import", notar.to_str().unwrap(), "x:y"]);
     assert_eq!(snapshot(), before, "failed commands changed the store");
     // The store still works.
-    env.ok(&["images"]);
+    env.ok_stdout(&["images"]);
 }
 
 #[test]
 fn tag_rmi_gc_and_import_reproducible() {
     let env = Env::new();
     let digest = env.manifest_digest("busybox");
-    env.ok(&["tag", "busybox", "localhost:5000/team/bb:v1"]);
+    env.ok_stdout(&["tag", "busybox", "localhost:5000/team/bb:v1"]);
     assert_eq!(env.manifest_digest("localhost:5000/team/bb:v1"), digest);
-    let out = env.ok(&["images", "--format", "json"]);
+    let out = env.ok_stdout(&["images", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 2);
-    let tree = env.ok(&["images", "--tree"]);
+    let tree = env.ok_stdout(&["images", "--tree"]);
     assert!(
         tree.contains("busybox:latest") && tree.contains("localhost:5000/team/bb:v1"),
         "{tree}"
     );
     // The same tarball twice → the same image digest.
     let rootfs = env.path("rootfs.tar");
-    env.ok(&["export", "busybox", "-o", rootfs.to_str().unwrap()]);
-    env.ok(&["import", rootfs.to_str().unwrap(), "imp:1"]);
-    env.ok(&[
+    env.ok_stdout(&["export", "busybox", "-o", rootfs.to_str().unwrap()]);
+    env.ok_stdout(&["import", rootfs.to_str().unwrap(), "imp:1"]);
+    env.ok_stdout(&[
         "import",
         "--change",
         "ENV A=1",
         rootfs.to_str().unwrap(),
         "imp:2",
     ]);
-    env.ok(&["import", rootfs.to_str().unwrap(), "imp:3"]);
+    env.ok_stdout(&["import", rootfs.to_str().unwrap(), "imp:3"]);
     assert_eq!(env.manifest_digest("imp:1"), env.manifest_digest("imp:3"));
     assert_ne!(env.manifest_digest("imp:1"), env.manifest_digest("imp:2"));
     // rmi removes names; gc removes what nothing references, never what a tag holds.
-    env.ok(&["rmi", "imp:1", "imp:2", "imp:3"]);
+    env.ok_stdout(&["rmi", "imp:1", "imp:2", "imp:3"]);
     env.fail(&["inspect", "imp:1"]);
     let blobs_before = fs::read_dir(env.root().join("blobs/sha256"))
         .unwrap()
         .count();
-    let out = env.ok(&["gc"]);
+    let out = env.ok_stdout(&["gc"]);
     let blobs_after = fs::read_dir(env.root().join("blobs/sha256"))
         .unwrap()
         .count();
     assert!(blobs_after < blobs_before, "gc removed nothing: {out}");
-    env.ok(&[
+    env.ok_stdout(&[
         "export",
         "busybox",
         "-o",
@@ -477,9 +428,9 @@ fn kill_9_during_import_and_load_leaves_a_usable_store() {
             ".",
         ],
     );
-    env.ok(&["import", big.to_str().unwrap(), "big:1"]);
+    env.ok_stdout(&["import", big.to_str().unwrap(), "big:1"]);
     let archive = env.path("big.oci.tar");
-    env.ok(&[
+    env.ok_stdout(&[
         "save",
         "--format",
         "oci",
@@ -487,8 +438,8 @@ fn kill_9_during_import_and_load_leaves_a_usable_store() {
         archive.to_str().unwrap(),
         "big:1",
     ]);
-    env.ok(&["rmi", "big:1"]);
-    env.ok(&["gc"]);
+    env.ok_stdout(&["rmi", "big:1"]);
+    env.ok_stdout(&["gc"]);
 
     let mut seed: u64 = 12345;
     for round in 0..12 {
@@ -517,17 +468,17 @@ fn kill_9_during_import_and_load_leaves_a_usable_store() {
         let _ = child.kill();
         let _ = child.wait();
         // Every command still works and every visible object verifies.
-        env.ok(&["images"]);
+        env.ok_stdout(&["images"]);
         let v: serde_json::Value =
-            serde_json::from_str(&env.ok(&["images", "--format", "json"])).unwrap();
+            serde_json::from_str(&env.ok_stdout(&["images", "--format", "json"])).unwrap();
         for img in v.as_array().unwrap() {
             let name = format!(
                 "{}:{}",
                 img["Repository"].as_str().unwrap(),
                 img["Tag"].as_str().unwrap()
             );
-            env.ok(&["inspect", &name]);
-            env.ok(&["export", &name, "-o", "/dev/null"]);
+            env.ok_stdout(&["inspect", &name]);
+            env.ok_stdout(&["export", &name, "-o", "/dev/null"]);
         }
         for e in fs::read_dir(env.root().join("blobs/sha256")).unwrap() {
             let p = e.unwrap().path();
@@ -545,9 +496,9 @@ fn kill_9_during_import_and_load_leaves_a_usable_store() {
         }
     }
     // And a complete run still succeeds after all that.
-    env.ok(&["load", "-i", archive.to_str().unwrap()]);
-    env.ok(&["gc"]);
-    env.ok(&["export", "big:1", "-o", "/dev/null"]);
+    env.ok_stdout(&["load", "-i", archive.to_str().unwrap()]);
+    env.ok_stdout(&["gc"]);
+    env.ok_stdout(&["export", "big:1", "-o", "/dev/null"]);
     // Staging left by killed processes is cleaned at the next open.
     let leftovers: Vec<_> = fs::read_dir(env.root().join("tmp")).unwrap().collect();
     assert!(leftovers.is_empty(), "tmp/ not cleaned: {leftovers:?}");
@@ -568,13 +519,13 @@ fn docker_schema2_images_in_the_layout_work() {
             &format!("oci:{}:docker.io/library/bbv2:latest", root.display()),
         ],
     );
-    let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "bbv2"])).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&env.ok_stdout(&["inspect", "bbv2"])).unwrap();
     assert_eq!(
         v[0]["ManifestMediaType"],
         "application/vnd.docker.distribution.manifest.v2+json"
     );
-    env.ok(&["export", "bbv2", "-o", env.path("v2.tar").to_str().unwrap()]);
-    env.ok(&[
+    env.ok_stdout(&["export", "bbv2", "-o", env.path("v2.tar").to_str().unwrap()]);
+    env.ok_stdout(&[
         "save",
         "--format",
         "oci",
@@ -589,7 +540,7 @@ fn docker_schema2_images_in_the_layout_work() {
 fn concurrent_writers_share_one_root() {
     let env = Env::new();
     let rootfs = env.path("rootfs.tar");
-    env.ok(&["export", "busybox", "-o", rootfs.to_str().unwrap()]);
+    env.ok_stdout(&["export", "busybox", "-o", rootfs.to_str().unwrap()]);
     let children: Vec<_> = (0..6)
         .map(|i| {
             let mut cmd = Command::new(strata());
@@ -616,10 +567,10 @@ fn concurrent_writers_share_one_root() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
     for i in 0..6 {
-        env.ok(&["export", &format!("par:{i}"), "-o", "/dev/null"]);
+        env.ok_stdout(&["export", &format!("par:{i}"), "-o", "/dev/null"]);
     }
     let v: serde_json::Value =
-        serde_json::from_str(&env.ok(&["images", "--format", "json"])).unwrap();
+        serde_json::from_str(&env.ok_stdout(&["images", "--format", "json"])).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 7);
 }
 
@@ -628,8 +579,8 @@ fn concurrent_writers_share_one_root() {
 fn output_to_a_device_is_written_in_place() {
     use std::os::unix::fs::FileTypeExt;
     let env = Env::new();
-    env.ok(&["export", "busybox", "-o", "/dev/null"]);
-    env.ok(&["save", "-o", "/dev/null", "busybox"]);
+    env.ok_stdout(&["export", "busybox", "-o", "/dev/null"]);
+    env.ok_stdout(&["save", "-o", "/dev/null", "busybox"]);
     let ft = fs::metadata("/dev/null").unwrap().file_type();
     assert!(ft.is_char_device(), "/dev/null was replaced");
     // A FIFO gets the whole stream.
@@ -639,7 +590,7 @@ fn output_to_a_device_is_written_in_place() {
         let fifo = fifo.clone();
         std::thread::spawn(move || fs::read(fifo).unwrap().len())
     };
-    env.ok(&[
+    env.ok_stdout(&[
         "save",
         "--format",
         "oci",
