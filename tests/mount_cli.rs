@@ -314,29 +314,10 @@ fn a_killed_server_leaves_no_stale_mount() {
     fs::create_dir(&dir).unwrap();
     let _guard = Unmount(dir.clone());
     ok(&strata(&["mount", "busybox", dir.to_str().unwrap()]));
-    let dev = fs::metadata(&dir).unwrap().dev();
-    let pid_file = PathBuf::from(format!(
-        "/run/strata/mounts/{}_{}.pid",
-        libc::major(dev),
-        libc::minor(dev)
-    ));
-    let pid: i32 = fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    assert_eq!(unsafe { libc::kill(server_pid(&dir), libc::SIGKILL) }, 0);
     // The watcher detaches the dead mount; bounded wait.
-    let mut gone = false;
-    for _ in 0..200 {
-        if mounted(&dir).is_none() {
-            gone = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
     assert!(
-        gone,
+        unmounted_soon(&dir),
         "mount still there after the server was killed: {:?}",
         mounted(&dir)
     );
@@ -346,25 +327,33 @@ fn a_killed_server_leaves_no_stale_mount() {
     );
     // SIGTERM ends a server cleanly too.
     ok(&strata(&["mount", "busybox", dir.to_str().unwrap()]));
-    let dev = fs::metadata(&dir).unwrap().dev();
+    assert_eq!(unsafe { libc::kill(server_pid(&dir), libc::SIGTERM) }, 0);
+    assert!(unmounted_soon(&dir), "mount still there after SIGTERM");
+}
+
+/// The pid of the FUSE server of the mount at `dir`, from the pid file `strata mount` writes
+/// under /run/strata/mounts, named by the mount's device number.
+fn server_pid(dir: &Path) -> i32 {
+    let dev = fs::metadata(dir).unwrap().dev();
     let pid_file = PathBuf::from(format!(
         "/run/strata/mounts/{}_{}.pid",
         libc::major(dev),
         libc::minor(dev)
     ));
-    let pid: i32 = fs::read_to_string(&pid_file)
+    fs::read_to_string(&pid_file)
         .unwrap()
         .trim()
         .parse()
-        .unwrap();
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let mut gone = false;
+        .unwrap()
+}
+
+/// Whether `dir` stops being a mount point within 5 s (200 polls, 25 ms apart).
+fn unmounted_soon(dir: &Path) -> bool {
     for _ in 0..200 {
-        if mounted(&dir).is_none() {
-            gone = true;
-            break;
+        if mounted(dir).is_none() {
+            return true;
         }
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
-    assert!(gone, "mount still there after SIGTERM");
+    false
 }
