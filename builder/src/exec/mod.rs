@@ -106,16 +106,6 @@ pub enum ExecError {
         /// What went wrong.
         reason: String,
     },
-    /// The base image of a stage is not in the store.
-    #[error("{file}:{line}: FROM {name}: image {name} not found locally; pull it first (strata pull {name})")]
-    BaseNotFound {
-        /// The Dockerfile's name.
-        file: String,
-        /// Line of the FROM.
-        line: usize,
-        /// The reference.
-        name: String,
-    },
     /// Re-planning with the base image's configuration failed.
     #[error("{file}: {0}", file = .1)]
     Plan(PlanError, String),
