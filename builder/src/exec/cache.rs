@@ -170,9 +170,10 @@ impl<'a> BuildCache<'a> {
             }
             Instruction::Add(a) => {
                 // A remote source's content is only known by fetching it: never a hit.
+                // Recognised exactly as ADD itself recognises them (exec/fetch.rs).
                 if a.sources
                     .iter()
-                    .any(|s| s.contains("://") || s.starts_with("git@"))
+                    .any(|s| super::fetch::is_url(s) || super::fetch::is_git(s))
                 {
                     return vec![unique_key("remote")];
                 }
