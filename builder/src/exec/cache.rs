@@ -155,10 +155,14 @@ impl<'a> BuildCache<'a> {
                 Some(k) => format!("stage:{k}"),
                 None => unique_key("stage"),
             },
-            SourceRef::Image(name) => match self.store.image(name) {
-                Ok(img) => format!("image:{}", img.manifest_digest),
-                Err(_) => unique_key("image"),
-            },
+            // Resolved as the step itself resolves it (pulled when missing, re-resolved with
+            // --pull), so the key names the image the step will read, not a stale local one.
+            SourceRef::Image(name) => {
+                match super::base::resolve_image(self.store, name, self.options.pull) {
+                    Ok(img) => format!("image:{}", img.manifest_digest),
+                    Err(_) => unique_key("image"),
+                }
+            }
         }
     }
 
