@@ -4,6 +4,8 @@
 //! clap derive, calls one library function and prints the result. Errors are `anyhow` here only; the
 //! libraries use `thiserror` enums so that every message names the thing at fault.
 
+#[macro_use]
+mod output;
 mod cmd;
 
 use std::path::PathBuf;
@@ -82,7 +84,10 @@ fn main() -> ExitCode {
     match cmd::dispatch(&cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("strata: {err:#}");
+            if let Some(code) = output::quiet_exit(&err) {
+                return ExitCode::from(code);
+            }
+            errln!("strata: {}", output::error_chain(&err));
             ExitCode::from(cmd::EXIT_STRATA_ERROR)
         }
     }
@@ -93,6 +98,7 @@ fn init_logging(level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(output::LogLine::default)
+        .with_ansi(false)
         .try_init();
 }

@@ -108,22 +108,22 @@ pub fn run(_cli: &Cli, args: &Args) -> Result<ExitCode> {
     };
     let warnings = &graph.warnings;
     match warnings.len() {
-        0 => println!("Check complete, no warnings found."),
-        1 => println!("Check complete, 1 warning has been found!"),
-        n => println!("Check complete, {n} warnings have been found!"),
+        0 => outln!("Check complete, no warnings found."),
+        1 => outln!("Check complete, 1 warning has been found!"),
+        n => outln!("Check complete, {n} warnings have been found!"),
     }
     for w in warnings {
-        println!();
+        outln!();
         if w.rule == "UnusedBuildArgs" {
-            println!("WARNING: {}", w.message);
+            outln!("WARNING: {}", w.message);
             continue;
         }
-        println!("WARNING: {} - {}", w.rule, w.url());
-        println!("{}", w.message);
-        print!("{}", render_snippet(&source, &name, w.span));
+        outln!("WARNING: {} - {}", w.rule, w.url());
+        outln!("{}", w.message);
+        out!("{}", render_snippet(&source, &name, w.span));
     }
     if !warnings.is_empty() && CheckConfig::of(&df).error {
-        eprintln!("ERROR: lint violation found (# check=error=true)");
+        errln!("ERROR: lint violation found (# check=error=true)");
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
@@ -163,9 +163,9 @@ fn read_dockerfile(args: &Args) -> Result<(String, String)> {
 
 fn print_error(name: &str, source: &str, span: Span, message: &str) {
     if span.start > 0 {
-        eprint!("{}", render_snippet(source, name, span));
+        crate::output::print_stderr_block(&render_snippet(source, name, span));
     }
-    eprintln!("ERROR: {message}");
+    errln!("ERROR: {message}");
 }
 
 /// Builds the image: parse, plan, then run the plan with the executor
@@ -252,7 +252,7 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
                         }
                         Err(e) => {
                             progress.finish();
-                            eprintln!("ERROR: {e}");
+                            errln!("ERROR: {e}");
                             return Ok(ExitCode::from(1));
                         }
                     }
@@ -264,7 +264,7 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
                     .with_context(|| format!("writing --iidfile {}", f.display()))?;
             }
             if args.progress == "quiet" && !outputs.iter().any(|o| o.to_stdout()) {
-                println!("{}", out.config_digest);
+                outln!("{}", out.config_digest);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -273,7 +273,7 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
             if let exec::ExecError::Step { line, .. } = &e {
                 print_error(&name, &source, Span::new(*line, *line), &e.to_string());
             } else {
-                eprintln!("ERROR: {e}");
+                errln!("ERROR: {e}");
             }
             Ok(ExitCode::from(1))
         }

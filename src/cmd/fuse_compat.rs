@@ -33,7 +33,7 @@ pub fn run_if_alias() -> Option<ExitCode> {
     Some(match run(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("{ALIAS}: {e:#}");
+            errln!("{ALIAS}: {e:#}");
             ExitCode::from(1)
         }
     })

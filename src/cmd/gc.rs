@@ -23,7 +23,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
         options.cache = strata_store::buildcache::CachePrune::All;
     }
     let r = store.gc_with(options)?;
-    println!(
+    outln!(
         "removed {} build-cache entries, {} dangling images, {} blobs ({}), {} unpacked layers, {} indexes, {} stale leases",
         r.cache_entries,
         r.entries,

@@ -42,7 +42,7 @@ pub fn rows(store: &Store) -> Result<Vec<Row>> {
         let image = match store.load_manifest(&d, e.reference.clone()) {
             Ok(i) => i,
             Err(err) => {
-                eprintln!("strata: warning: skipping {d}: {err}");
+                errln!("strata: warning: skipping {d}: {err}");
                 continue;
             }
         };
@@ -96,7 +96,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
     let rows = rows(&store)?;
     if args.quiet {
         for r in &rows {
-            println!("{}", r.image.config_digest.short());
+            outln!("{}", r.image.config_digest.short());
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -115,7 +115,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
     if args.format != "table" {
@@ -174,7 +174,7 @@ pub fn print_table(rows: &[Vec<String>]) {
                 line.push_str(&format!("{:<w$}   ", cell, w = widths[i]));
             }
         }
-        println!("{}", line.trim_end());
+        outln!("{}", line.trim_end());
     }
 }
 
@@ -210,13 +210,13 @@ fn print_tree(rows: &[Row]) {
         for img in &n.images {
             i += 1;
             let last = i == total;
-            println!("{prefix}{}{img}", if last { "└─ " } else { "├─ " });
+            outln!("{prefix}{}{img}", if last { "└─ " } else { "├─ " });
         }
         for (d, child) in &n.children {
             i += 1;
             let last = i == total;
             let short = d.strip_prefix("sha256:").unwrap_or(d);
-            println!(
+            outln!(
                 "{prefix}{}layer {} {}",
                 if last { "└─ " } else { "├─ " },
                 &short[..12.min(short.len())],

@@ -37,7 +37,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
     let path = std::path::Path::new(&args.file);
     if args.file != "-" && path.is_dir() {
         let img = store.import_tree(path, reference.as_ref(), config, args.compression)?;
-        println!("{}", img.config_digest);
+        outln!("{}", img.config_digest);
         return Ok(ExitCode::SUCCESS);
     }
     let (reader, what): (Box<dyn Read + Send>, String) = if args.file == "-" {
@@ -47,7 +47,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
         (Box::new(f), args.file.clone())
     };
     let img = store.import_tarball(reader, &what, reference.as_ref(), config, args.compression)?;
-    println!("{}", img.config_digest);
+    outln!("{}", img.config_digest);
     Ok(ExitCode::SUCCESS)
 }
 

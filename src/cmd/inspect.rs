@@ -37,6 +37,6 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
             "Config": img.config,
         }));
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -64,7 +64,8 @@ pub fn watch(staging: PathBuf) {
             return;
         }
         INTERRUPTED.store(true, Ordering::SeqCst);
-        eprintln!("\nstrata build: interrupted; stopping the running steps and cleaning up");
+        errln!("");
+        errln!("strata build: interrupted; stopping the running steps and cleaning up");
         kill_descendants();
         let _ = strata_store::safe::remove_tree(&staging);
         let mut lock = staging.into_os_string();

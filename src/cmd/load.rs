@@ -31,11 +31,11 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
     let loaded = store.load(reader, &what)?;
     for (img, names) in &loaded.images {
         if names.is_empty() || args.quiet {
-            println!("Loaded image ID: {}", img.config_digest);
+            outln!("Loaded image ID: {}", img.config_digest);
         }
         if !args.quiet {
             for n in names {
-                println!("Loaded image: {}", n.familiar());
+                outln!("Loaded image: {}", n.familiar());
             }
         }
     }

@@ -48,8 +48,8 @@ pub fn run(_cli: &Cli, args: &Args) -> Result<ExitCode> {
     let saved = client
         .login(&registry, &credential, &CredentialStore::from_env())
         .with_context(|| format!("login to {registry}"))?;
-    eprintln!("Credentials saved to {saved}");
-    println!("Login Succeeded");
+    errln!("Credentials saved to {saved}");
+    outln!("Login Succeeded");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -104,7 +104,7 @@ fn read_password_from_tty() -> Result<String> {
     let result = stdin.lock().read_line(&mut line);
     // SAFETY: restores the attributes read above.
     unsafe { libc::tcsetattr(fd, libc::TCSANOW, &old) };
-    eprintln!();
+    errln!("");
     result.context("reading the password")?;
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }

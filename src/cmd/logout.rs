@@ -21,9 +21,9 @@ pub fn run(_cli: &Cli, args: &Args) -> Result<ExitCode> {
         .erase(&registry)
         .with_context(|| format!("logout from {registry}"))?;
     if removed {
-        println!("Removing login credentials for {registry}");
+        outln!("Removing login credentials for {registry}");
     } else {
-        println!("Not logged in to {registry}");
+        outln!("Not logged in to {registry}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -71,8 +71,8 @@ where
     use std::io::Write;
     match output {
         None | Some("-") => {
-            let stdout = std::io::stdout();
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            let stdout = crate::output::StdoutStream(std::io::stdout().lock());
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout);
             f(&mut w)?;
             w.flush()?;
             Ok(())
@@ -84,7 +84,8 @@ where
                 .write(true)
                 .open(path)
                 .map_err(|e| anyhow::anyhow!("cannot open {path}: {e}"))?;
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+            let mut w =
+                std::io::BufWriter::with_capacity(1 << 20, NamedWriter { inner: file, path });
             f(&mut w)?;
             w.flush()?;
             Ok(())
@@ -103,9 +104,13 @@ where
             let result = (|| -> Result<()> {
                 let file = std::fs::File::create(&tmp)
                     .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", tmp.display()))?;
-                let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+                let named = NamedWriter {
+                    inner: file,
+                    path: &tmp.to_string_lossy(),
+                };
+                let mut w = std::io::BufWriter::with_capacity(1 << 20, named);
                 f(&mut w)?;
-                let file = w.into_inner().map_err(|e| e.into_error())?;
+                let file = w.into_inner().map_err(|e| e.into_error())?.inner;
                 file.sync_all()?;
                 std::fs::rename(&tmp, path)?;
                 Ok(())
@@ -115,6 +120,28 @@ where
             }
             result
         }
+    }
+}
+
+/// A file writer whose errors name the file: the code that streams into it (an export, a save)
+/// names its own sources, and a full disk must be reported at the output file's path.
+struct NamedWriter<'p> {
+    inner: std::fs::File,
+    path: &'p str,
+}
+
+impl NamedWriter<'_> {
+    fn name(&self, e: std::io::Error) -> std::io::Error {
+        std::io::Error::new(e.kind(), format!("writing {}: {e}", self.path))
+    }
+}
+
+impl std::io::Write for NamedWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).map_err(|e| self.name(e))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush().map_err(|e| self.name(e))
     }
 }
 

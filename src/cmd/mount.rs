@@ -82,7 +82,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
         };
         overlay::mount_overlay(&spec, &dir)?;
         if let Some((upper, _)) = upper_work {
-            eprintln!("changes go to {}", upper.display());
+            errln!("changes go to {}", upper.display());
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -129,12 +129,12 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
         }
         daemon::spawn_watcher(&shown, dev);
         if std::env::var_os(daemon::NOTIFY_ENV).is_none() {
-            eprintln!(
+            errln!(
                 "mounted on {} (Ctrl-C or `strata umount` to end)",
                 shown.display()
             );
             if let Some(u) = &upper {
-                eprintln!("changes go to {}", u.display());
+                errln!("changes go to {}", u.display());
             }
         }
         daemon::notify_ready();

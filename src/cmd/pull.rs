@@ -51,10 +51,10 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
         .pull(&store, &reference, &options)
         .with_context(|| format!("pulling {reference}"))?;
     if args.quiet {
-        println!("{}", image.manifest_digest);
+        outln!("{}", image.manifest_digest);
     } else {
-        println!("Digest: {}", image.manifest_digest);
-        println!("Pulled {}", reference.familiar());
+        outln!("Digest: {}", image.manifest_digest);
+        outln!("Pulled {}", reference.familiar());
     }
     Ok(ExitCode::SUCCESS)
 }

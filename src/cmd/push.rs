@@ -65,9 +65,9 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if args.quiet {
-        println!("{}", report.digest);
+        outln!("{}", report.digest);
     } else {
-        println!(
+        outln!(
             "{}: digest: {} size: {} ({} uploaded, {} already there, {} mounted)",
             destination.familiar(),
             report.digest,

@@ -23,7 +23,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
         let by_name = Reference::parse(name).ok().filter(|r| r.tag.is_some());
         let removed = match &by_name {
             Some(r) if store.untag(r)? => {
-                println!("Untagged: {}", r.familiar());
+                outln!("Untagged: {}", r.familiar());
                 true
             }
             _ => false,
@@ -34,7 +34,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
         match store.image(name) {
             Ok(img) => {
                 let n = store.remove_entries_for(&img.manifest_digest)?;
-                println!(
+                outln!(
                     "Deleted: {} ({} name{})",
                     img.manifest_digest,
                     n,
@@ -43,7 +43,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
             }
             Err(e @ StoreError::ImageNotFound { .. })
             | Err(e @ StoreError::InvalidReference { .. }) => {
-                eprintln!("strata: {e}");
+                errln!("strata: {e}");
                 failed = true;
             }
             Err(e) => return Err(e.into()),

@@ -252,7 +252,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         match strata_runner::run_attached(&spec, &opts) {
             Ok(status) => Ok(status.code()),
             Err(RunnerError::Start { exit_code, message }) => {
-                eprintln!("strata: {message}");
+                errln!("strata: {message}");
                 Ok(exit_code)
             }
             Err(e) => Err(e.into()),
@@ -263,7 +263,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         Err(_) => strata_runner::EXIT_RUNTIME_ERROR,
     };
     if let Err(e) = cdir.finish(Some(exit_code)) {
-        eprintln!("strata: warning: {e}");
+        errln!("strata: warning: {e}");
     }
     result.map(|code| ExitCode::from(code.clamp(0, 255) as u8))
 }

@@ -31,12 +31,12 @@ pub fn run(_cli: &Cli, args: &Args) -> Result<ExitCode> {
         .search(&registry, term, args.limit)
         .with_context(|| format!("searching {registry}"))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+        outln!("{}", serde_json::to_string_pretty(&results)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<50} TAGS", "NAME");
+    outln!("{:<50} TAGS", "NAME");
     for r in &results {
-        println!(
+        outln!(
             "{:<50} {}",
             format!("{registry}/{}", r.repository),
             r.tags.join(", ")

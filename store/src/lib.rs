@@ -29,6 +29,7 @@ pub mod ops;
 pub mod reference;
 pub mod refs;
 pub mod safe;
+pub mod text;
 mod unpacked;
 
 use std::fs::{self, File, OpenOptions};

@@ -21,6 +21,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+use strata_store::text::one_line;
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,8 +94,10 @@ impl Progress {
         let _ = writeln!(e, "{s}");
     }
 
-    /// Starts a vertex and returns its number.
+    /// Starts a vertex and returns its number. The title (Dockerfile text, image names) is shown
+    /// escaped and capped, as every message is (`strata_store::text`).
     pub fn begin(&self, title: &str) -> usize {
+        let title = &*one_line(title);
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         if let Some(t) = &self.tty {
             t.update(|s| {
@@ -121,18 +124,21 @@ impl Progress {
         self.print(&format!("#{n} DONE 0.0s"));
     }
 
-    /// A line of a vertex's output.
+    /// A line of a vertex's output (a note or an error message: escaped and capped).
     pub fn line(&self, n: usize, text: &str) {
+        let text = &*one_line(text);
         if let Some(t) = &self.tty {
             t.update(|s| s.note(n, text));
         }
         self.print(&format!("#{n} {text}"));
     }
 
-    /// A line of a running step's output, stamped with the seconds since it started.
+    /// A line of a running step's output, stamped with the seconds since it started. The plain
+    /// view passes the step's own output through as BuildKit's does (colours included); the live
+    /// view, which draws with escape sequences itself, shows it escaped.
     pub fn output(&self, n: usize, started: Instant, text: &str) {
         if let Some(t) = &self.tty {
-            t.update(|s| s.last_line(n, text));
+            t.update(|s| s.last_line(n, &one_line(text)));
         }
         self.print(&format!(
             "#{n} {:.3} {text}",
