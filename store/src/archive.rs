@@ -411,8 +411,11 @@ impl Store {
                 })?;
                 let existed = self.has_blob(&expected);
                 let mut w = self.blob_writer()?;
-                io::copy(&mut entry, &mut w)
-                    .map_err(|e| bad(format!("corrupt or truncated at {member}: {e}")))?;
+                let dest = w.path().to_path_buf();
+                copy_member(&mut entry, &mut w, &dest).map_err(|e| match e {
+                    MemberCopy::Read(e) => bad(format!("corrupt or truncated at {member}: {e}")),
+                    MemberCopy::Write(e) => e,
+                })?;
                 w.commit(Some(&expected)).map_err(|e| match e {
                     StoreError::DigestMismatch { actual, .. } => bad(format!(
                         "blob {member} does not match its digest (got {actual}): the archive is corrupt"
@@ -427,8 +430,10 @@ impl Store {
                 let tmp = self.temp_path("load")?;
                 st.temp.push(tmp.clone());
                 let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-                io::copy(&mut entry, &mut f)
-                    .map_err(|e| bad(format!("corrupt or truncated at {member}: {e}")))?;
+                copy_member(&mut entry, &mut f, &tmp).map_err(|e| match e {
+                    MemberCopy::Read(e) => bad(format!("corrupt or truncated at {member}: {e}")),
+                    MemberCopy::Write(e) => e,
+                })?;
                 st.files.insert(member, tmp);
             }
         }
@@ -658,4 +663,36 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Why copying an archive member failed: reading the archive (it is corrupt or truncated) or
+/// writing into the store (a full disk: the user must see that, not "corrupt archive").
+enum MemberCopy {
+    Read(io::Error),
+    Write(StoreError),
+}
+
+/// `io::copy` of one archive member to `dest` (whose path `dest_path` names it in errors), telling
+/// a failed read from a failed write.
+fn copy_member(
+    src: &mut impl Read,
+    dest: &mut impl Write,
+    dest_path: &Path,
+) -> Result<u64, MemberCopy> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(MemberCopy::Read(e)),
+        };
+        dest.write_all(&buf[..n])
+            .map_err(|e| MemberCopy::Write(StoreError::io(dest_path, e)))?;
+        total += n as u64;
+    }
+    dest.flush()
+        .map_err(|e| MemberCopy::Write(StoreError::io(dest_path, e)))?;
+    Ok(total)
 }

@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{IoContext, StoreError};
@@ -21,6 +21,11 @@ pub struct BlobWriter<'s> {
 }
 
 impl<'s> BlobWriter<'s> {
+    /// The temp file the blob is written to until it is committed (named in write errors).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub(crate) fn new(store: &'s Store) -> Result<BlobWriter<'s>, StoreError> {
         let (file, path) = store.temp_file("blob")?;
         Ok(BlobWriter {

@@ -115,15 +115,17 @@ pub(crate) fn write_layer(
         let result = write_layer_stream(store, compression, |w| {
             let tee = Tee {
                 out: w,
+                out_failed: false,
                 tx: tee_tx,
                 buf: Vec::with_capacity(TEE_CHUNK),
             };
             let mut out = tar::Builder::new(tee);
             let mut first: HashMap<LinkKey, String> = HashMap::new();
             for (path, node) in tree {
-                if let Err(e) = emit(&mut out, path, node, src, source_date_epoch, &mut first) {
-                    let msg = e.to_string();
-                    failure = Some(msg.clone());
+                if let Err(msg) = emit(&mut out, path, node, src, source_date_epoch, &mut first) {
+                    if !out.get_ref().out_failed {
+                        failure = Some(msg.clone());
+                    }
                     return Err(StoreError::io(store.tmp_dir(), io::Error::other(msg)));
                 }
             }
@@ -185,6 +187,9 @@ const TEE_CHUNK: usize = 1 << 20;
 /// channel: memory stays flat). If the unpacker stops, the tee just stops feeding it.
 struct Tee<'a> {
     out: &'a mut dyn Write,
+    /// A write to `out` failed: the layer writer stopped (a full disk), and its error, not the
+    /// entry being emitted, is what the user must see.
+    out_failed: bool,
     tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
     buf: Vec<u8>,
 }
@@ -203,7 +208,13 @@ impl Tee<'_> {
 
 impl Write for Tee<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = self.out.write(data)?;
+        let n = match self.out.write(data) {
+            Ok(n) => n,
+            Err(e) => {
+                self.out_failed = true;
+                return Err(e);
+            }
+        };
         if self.tx.is_some() {
             self.buf.extend_from_slice(&data[..n]);
             if self.buf.len() >= TEE_CHUNK {
@@ -216,7 +227,7 @@ impl Write for Tee<'_> {
         if !self.buf.is_empty() {
             self.send();
         }
-        self.out.flush()
+        self.out.flush().inspect_err(|_| self.out_failed = true)
     }
 }
 

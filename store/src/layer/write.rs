@@ -353,8 +353,11 @@ where
                 io::Error::other("compressor thread panicked"),
             ))
         });
-        produced?;
+        // The consumer's error first: when it stops (a full disk while writing the blob), the
+        // producer only sees the channel close ("compressor thread stopped") and the tar parser
+        // of an import a failed write; the cause the user must see is the consumer's.
         let (blob, n) = consumed?;
+        produced?;
         debug_assert_eq!(n, uncompressed_size);
         let (digest, size) = blob.commit(None)?;
         Ok(LayerInfo {
