@@ -30,8 +30,8 @@
 set -euo pipefail
 reps=${1:-3}
 here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/.." && pwd)
-S=${STRATA:-${CARGO_TARGET_DIR:-$repo/target}/release/strata}
-[ -x "$S" ] || (cd "$repo" && cargo build --release --bin strata -q)
+source "$here/lib.sh"
+S=$(strata_binary)
 for t in buildah skopeo runc bc python3; do
   command -v "$t" >/dev/null || { echo "bench/build.sh needs $t" >&2; exit 1; }
 done
@@ -71,7 +71,6 @@ for i in range(n):
 PY
 }
 
-now() { date +%s.%N; }
 declare -A T
 time_it() { # key cmd… (stdout/stderr of the command to $work/last.log)
   local key=$1; shift
@@ -80,7 +79,6 @@ time_it() { # key cmd… (stdout/stderr of the command to $work/last.log)
   t1=$(now)
   T[$key]+="$(echo "$t1 - $t0" | bc -l) "
 }
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ours() { "$S" --root "$store" build --progress plain -t "bench:$1" "${@:2}"; }
 peer() { B --runtime /usr/sbin/runc bud --layers --format docker --pull=never -q -t "bench:$1" "${@:2}"; }
 

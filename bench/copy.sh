@@ -13,9 +13,9 @@
 set -euo pipefail
 reps=${1:-3}
 here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/.." && pwd)
+source "$here/lib.sh"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target}"
-S=${STRATA:-$CARGO_TARGET_DIR/release/strata}
-[ -x "$S" ] || (cd "$repo" && cargo build --release --bin strata -q)
+S=$(strata_binary)
 command -v buildah >/dev/null && [ -x /usr/bin/time ] || { echo "need buildah and /usr/bin/time" >&2; exit 1; }
 work=${BENCH_DIR:-/var/tmp/strata-bench-copy}
 mkdir -p "$work"
@@ -61,14 +61,14 @@ for _ in $(seq "$reps"); do
 done
 run strata-4g "$S" --root "$work/store" build -t $tag "$big"
 
-median() { grep "^$1 " "$work/times" | awk '{print $2}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+median_of() { grep "^$1 " "$work/times" | awk '{print $2}' | median; }
 rss() { grep "^$1 " "$work/times" | awk '{print $3}' | sort -n | tail -1; }
-b=$(median buildah)
+b=$(median_of buildah)
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 for c in strata-gzip strata-zstd; do
-  m=$(median $c)
+  m=$(median_of $c)
   printf '20k files / 1 GiB  %-12s median %6.2f s  buildah %6.2f s  ratio %.2f  peak RSS %d MiB\n' \
     "$c" "$m" "$b" "$(echo "$m / $b" | bc -l)" $(( $(rss $c) / 1024 ))
 done
 printf '4 GiB file         strata-gzip  %6.2f s  peak RSS %d MiB (target < 150)\n' \
-  "$(median strata-4g)" $(( $(rss strata-4g) / 1024 ))
+  "$(median_of strata-4g)" $(( $(rss strata-4g) / 1024 ))

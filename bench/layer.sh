@@ -10,8 +10,8 @@
 set -euo pipefail
 reps=${1:-3}
 here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/.." && pwd)
-S=${STRATA:-$repo/target/release/strata}
-[ -x "$S" ] || (cd "$repo" && cargo build --release --bin strata -q)
+source "$here/lib.sh"
+S=$(strata_binary)
 command -v zstd >/dev/null && [ -x /usr/bin/time ] || { echo "need zstd and /usr/bin/time (apt-get install zstd time)" >&2; exit 1; }
 work=${BENCH_DIR:-/var/tmp/strata-bench-layer}
 mkdir -p "$work"
@@ -39,7 +39,6 @@ PY
 fi
 bytes_of() { du -sb --apparent-size "$1" | cut -f1; }
 
-now() { date +%s.%N; }
 declare -A T
 rss_max=0
 run_case() { # name cmd...
@@ -68,7 +67,6 @@ for i in $(seq "$reps"); do
   done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 printf '%-28s %10s %10s %10s %10s %8s\n' case "ours s" "peer s" "ours MB/s" "peer MB/s" ratio
 for tree in big small; do
   dir=${!tree}; b=$(bytes_of "$dir")

@@ -51,7 +51,8 @@ STRATA_BENCH_DOCKERFILE="$work/Dockerfile" cargo test --release -q -p strata-bui
     -- --ignored --nocapture 2>&1 | grep -E "parse|plan|median|test result"
 
 echo "== end-to-end: strata build --check (process start, read, parse, plan, print)"
-cargo build --release -q --bin strata
+source bench/lib.sh
+S=$(strata_binary)
 hyperfine -N --warmup 3 --runs 30 --export-json "$work/check.json" \
-    "$CARGO_TARGET_DIR/release/strata build --check -f $work/Dockerfile $work/ctx"
+    "$S build --check -f $work/Dockerfile $work/ctx"
 jq -r '.results[0] | "end-to-end median: \(.median * 1000 | floor) ms wall (user \(.user * 1000 | floor) ms, system \(.system * 1000 | floor) ms); budget 50 ms"' "$work/check.json"

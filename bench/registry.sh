@@ -18,8 +18,8 @@ reps=${1:-5}
 layer_mb=${LAYER_MB:-100}
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-STRATA=${STRATA:-$repo/target/release/strata}
-[ -x "$STRATA" ] || { echo "no strata at $STRATA: cargo build --release --bin strata (or set STRATA)" >&2; exit 1; }
+source "$here/lib.sh"
+STRATA=$(strata_binary)
 for tool in docker-registry skopeo pigz jq /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
@@ -140,14 +140,12 @@ for rep in $(seq 1 "$reps"); do
   done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 printf '\n%-20s %10s %12s   (%s reps, %s MB image, %s cores, load %s)\n' "run" "median s" "peak RSS" "$reps" "$((total / 1000000))" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 for name in push-strata push-skopeo pull-strata pull-skopeo pull-strata-unpack; do
   m=$(echo "${times[$name]}" | median)
   printf '%-20s %10s %9s MiB   runs:%s\n' "$name" "$m" "$(( ${rss[$name]} / 1024 ))" "${times[$name]}"
   declare "med_${name//-/_}=$m"
 done
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 echo
 echo "push ratio strata/skopeo: $(ratio "$med_push_strata" "$med_push_skopeo")   (goal <= 0.8)"
 echo "pull ratio strata/skopeo: $(ratio "$med_pull_strata" "$med_pull_skopeo")   (goal <= 0.6)"

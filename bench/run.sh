@@ -16,11 +16,8 @@ set -euo pipefail
 
 RUNS=${1:-40}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-STRATA=${STRATA:-${CARGO_TARGET_DIR:-$HERE/target}/release/strata}
-if [[ ! -x $STRATA ]]; then
-    echo "building strata (release)…" >&2
-    (cd "$HERE" && cargo build --release --bin strata >&2)
-fi
+source "$HERE/bench/lib.sh"
+STRATA=$(strata_binary)
 for tool in crun runc jq unshare tar; do
     command -v "$tool" >/dev/null || { echo "bench/run.sh needs $tool" >&2; exit 1; }
 done
@@ -76,10 +73,9 @@ done
 INNER
 
 # Median in ms from a file of microseconds.
-median() { sort -n "$1" | awk '{a[NR]=$1} END {m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf "%.2f\n", m/1000}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f\n", a/b}'; }
-ours=$(median "$WORK/ours.us"); ourscg=$(median "$WORK/ourscg.us")
-crun=$(median "$WORK/crun.us"); runc=$(median "$WORK/runc.us")
+median_ms() { median <"$1" | awk '{printf "%.2f\n", $1/1000}'; }
+ours=$(median_ms "$WORK/ours.us"); ourscg=$(median_ms "$WORK/ourscg.us")
+crun=$(median_ms "$WORK/crun.us"); runc=$(median_ms "$WORK/runc.us")
 printf '%-28s %10s\n' "command" "median ms"
 printf '%-28s %10s\n' "strata run --rm" "$ours"
 printf '%-28s %10s\n' "strata run --rm --pids-limit" "$ourscg"

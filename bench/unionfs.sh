@@ -14,7 +14,8 @@
 #
 #   STRATA=target/release/strata REPS=3 bench/unionfs.sh
 set -euo pipefail
-STRATA=$(readlink -f "${STRATA:-target/release/strata}")
+source "$(dirname "$0")/lib.sh"
+STRATA=$(strata_binary)
 REPS=${REPS:-3}
 BASE=${BASE:-/var/tmp/strata-bench-unionfs}
 SMALL=${SMALL:-20000}
@@ -67,7 +68,7 @@ server_pid() { # kind
 }
 remount() { cleanup; mount_fs "$1"; }
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-now() { date +%s%N; }
+now_ns() { date +%s%N; }
 ms() { echo $(( ($2 - $1) / 1000000 )); }
 
 declare -A T
@@ -77,19 +78,18 @@ figures=(cold_find cold_stat warm_tar cold_read)
 entries=""
 for rep in $(seq 1 "$REPS"); do
   for k in "${kinds[@]}"; do
-    remount "$k"; drop; s=$(now); n=$(find "$MNT" | wc -l); e=$(now); T[$k,cold_find]+="$(ms "$s" "$e") "
+    remount "$k"; drop; s=$(now_ns); n=$(find "$MNT" | wc -l); e=$(now_ns); T[$k,cold_find]+="$(ms "$s" "$e") "
     if [ -z "$entries" ]; then entries=$n; elif [ "$n" != "$entries" ]; then echo "$k shows $n entries, expected $entries" >&2; exit 1; fi
-    remount "$k"; drop; s=$(now); find "$MNT" -printf '%s %m\n' > /dev/null; e=$(now); T[$k,cold_stat]+="$(ms "$s" "$e") "
+    remount "$k"; drop; s=$(now_ns); find "$MNT" -printf '%s %m\n' > /dev/null; e=$(now_ns); T[$k,cold_stat]+="$(ms "$s" "$e") "
     tar -cf - -C "$MNT" small | cat > /dev/null
-    s=$(now); tar -cf - -C "$MNT" small | cat > /dev/null; e=$(now); T[$k,warm_tar]+="$(ms "$s" "$e") "
-    remount "$k"; drop; s=$(now); dd if="$MNT/big" of=/dev/null bs=1M status=none; e=$(now); T[$k,cold_read]+="$(ms "$s" "$e") "
+    s=$(now_ns); tar -cf - -C "$MNT" small | cat > /dev/null; e=$(now_ns); T[$k,warm_tar]+="$(ms "$s" "$e") "
+    remount "$k"; drop; s=$(now_ns); dd if="$MNT/big" of=/dev/null bs=1M status=none; e=$(now_ns); T[$k,cold_read]+="$(ms "$s" "$e") "
     pid=$(server_pid "$k")
     if [ -n "$pid" ]; then RSS[$k]=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status"); else RSS[$k]="-"; fi
     cleanup
   done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 echo
 echo "union file systems over 3 layers ($entries entries, ${BIG_MB} MB file), median of $REPS, ms"
 printf '%-10s %10s %16s %10s %14s %14s\n' figure kernel fuse-overlayfs strata "fuse-ovl/kern" "strata/kern"
@@ -112,7 +112,7 @@ fi
 STRATA_ROOT=$ROOT "$STRATA" mount bench-small "$MNT" && STRATA_ROOT=$ROOT "$STRATA" umount "$MNT"  # builds the index
 mt=""
 for i in $(seq 1 10); do
-  s=$(now); STRATA_ROOT=$ROOT "$STRATA" mount bench-small "$MNT"; e=$(now)
+  s=$(now_ns); STRATA_ROOT=$ROOT "$STRATA" mount bench-small "$MNT"; e=$(now_ns)
   mt+="$(ms "$s" "$e") "
   STRATA_ROOT=$ROOT "$STRATA" umount "$MNT"
 done
