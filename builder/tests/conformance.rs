@@ -1,7 +1,8 @@
 //! BuildKit conformance: the parser corpus and the shell-expansion tables from
 //! moby/buildkit (copied read-only into `<repo>/../shared/conformance/buildkit`, see its README).
-//! The corpus is read at test time and never copied into this repository; when it is absent the
-//! tests print why and pass without checking anything.
+//! The corpus is read at test time and never copied into this repository. When it is absent, a
+//! developer's run prints why and passes without checking anything; under CI (`CI` set) a
+//! missing corpus fails, so a green CI always means the corpus was checked.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,6 +15,11 @@ fn corpus() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/buildkit");
     if dir.join("README.md").is_file() {
         Some(dir)
+    } else if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!(
+            "BuildKit conformance corpus not found at {} (expected <repo>/../shared/conformance/buildkit); CI must run with it",
+            dir.display()
+        );
     } else {
         eprintln!(
             "SKIPPED: BuildKit conformance corpus not found at {} (expected <repo>/../shared/conformance/buildkit)",
