@@ -99,6 +99,24 @@ fn mark_if_pipe_closed(e: &io::Error) {
     }
 }
 
+/// True when stdout is a pipe whose reader has gone: poll(2) reports POLLERR on the write end of
+/// such a pipe. For outputs written by library code that can't tell us about EPIPE itself.
+pub fn stdout_reader_gone() -> bool {
+    let mut fds = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call; a zero timeout never blocks.
+    let n = unsafe { libc::poll(&mut fds, 1, 0) };
+    n == 1 && fds.revents & libc::POLLERR != 0
+}
+
+/// The exit status for a failed data stream to stdout (`to_stdout`) that lost its reader.
+pub fn pipe_closed_exit(to_stdout: bool) -> Option<u8> {
+    (to_stdout && stdout_reader_gone()).then_some(EXIT_PIPE_CLOSED)
+}
+
 /// The exit status for an error that only says stdout's reader went away (an EPIPE somewhere in
 /// its chain after stdout was marked gone): nothing is printed for it.
 pub fn quiet_exit(err: &anyhow::Error) -> Option<u8> {

@@ -77,10 +77,26 @@ fn rmi_with_a_closed_stdout_removes_every_name_asked() {
 #[test]
 fn a_data_stream_to_a_closed_stdout_stops_quietly_as_sigpipe_would() {
     let env = Env::new();
-    let o = with_closed_stdout(&env, &["export", "busybox"]);
-    assert_no_panic(&o, "export");
-    assert_eq!(o.status.code(), Some(141), "{}", stderr(&o));
-    assert_eq!(stderr(&o), "");
+    let ctx = env.path("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN echo hi > /x\n").unwrap();
+    for args in [
+        vec!["export", "busybox"],
+        vec!["save", "busybox"],
+        vec![
+            "build",
+            "--progress",
+            "quiet",
+            "-o",
+            "-",
+            ctx.to_str().unwrap(),
+        ],
+    ] {
+        let o = with_closed_stdout(&env, &args);
+        assert_no_panic(&o, &args.join(" "));
+        assert_eq!(o.status.code(), Some(141), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o), "", "{args:?}");
+    }
 }
 
 /// A docker-archive whose manifest names its config with terminal escape sequences and a

@@ -252,6 +252,9 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
                         }
                         Err(e) => {
                             progress.finish();
+                            if let Some(code) = crate::output::pipe_closed_exit(o.to_stdout()) {
+                                return Ok(ExitCode::from(code));
+                            }
                             errln!("ERROR: {e}");
                             return Ok(ExitCode::from(1));
                         }
