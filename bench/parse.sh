@@ -47,7 +47,7 @@ mkdir -p "$work/ctx"
 echo "generated $(wc -l < "$work/Dockerfile") lines"
 
 echo "== in-process parse + plan (release library)"
-STRATA_BENCH_DOCKERFILE="$work/Dockerfile" cargo test --release -q -p strata-builder --test bench_parse \
+STRATA_BENCH_DOCKERFILE="$work/Dockerfile" cargo test --release -q -p strata-dockerfile --test bench_parse \
     -- --ignored --nocapture 2>&1 | grep -E "parse|plan|median|test result"
 
 echo "== end-to-end: strata build --check (process start, read, parse, plan, print)"

@@ -1,8 +1,6 @@
-//! strata-builder: the Dockerfile front end ([`dockerfile`]) and the build planner ([`plan`]).
+//! strata-builder: the build executor. It runs the [`strata_dockerfile::plan::BuildGraph`] the
+//! front end plans ([`exec`]): steps, snapshots, the build cache, progress and outputs.
 //!
-//! See ../shared/design/ARCHITECTURE.md for this crate's room. The planner's output,
-//! [`plan::BuildGraph`], is the contract with the executor.
+//! See docs/ARCHITECTURE.md for this crate's room.
 
-pub mod dockerfile;
 pub mod exec;
-pub mod plan;

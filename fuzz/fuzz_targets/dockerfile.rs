@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strata_builder::dockerfile::dump::dump;
-use strata_builder::dockerfile::{lines, parse_dockerfile, render_snippet};
-use strata_builder::plan::{plan, PlanOptions};
+use strata_dockerfile::dump::dump;
+use strata_dockerfile::plan::{plan, PlanOptions};
+use strata_dockerfile::{lines, parse_dockerfile, render_snippet};
 
 fuzz_target!(|data: &[u8]| {
     let source = String::from_utf8_lossy(data);
@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
     }
     match parse_dockerfile(&source) {
         Ok(df) => {
-            let mut options = PlanOptions { all_stages: true, ..PlanOptions::default() };
+            let mut options = PlanOptions {
+                all_stages: true,
+                ..PlanOptions::default()
+            };
             options.build_args.insert("A".into(), "x y".into());
             match plan(&df, &options) {
                 Ok(g) => {

@@ -5,11 +5,13 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use strata_builder::dockerfile::heredoc::{heredocs_from_line, parse_heredoc_word};
-use strata_builder::dockerfile::lexer::Lexer;
+use strata_dockerfile::heredoc::{heredocs_from_line, parse_heredoc_word};
+use strata_dockerfile::lexer::Lexer;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&flags, rest)) = data.split_first() else { return };
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
     let word = String::from_utf8_lossy(rest);
     let mut lex = Lexer::new(if flags & 1 == 0 { '\\' } else { '`' });
     lex.raw_quotes = flags & 2 != 0;

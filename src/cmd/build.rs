@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use strata_builder::dockerfile::{parse_dockerfile, render_snippet, Span};
-use strata_builder::plan::{parse_build_arg, plan, CheckConfig, PlanOptions};
+use strata_dockerfile::plan::{parse_build_arg, plan, CheckConfig, PlanOptions};
+use strata_dockerfile::{parse_dockerfile, render_snippet, Span};
 
 use crate::Cli;
 

@@ -10,7 +10,7 @@ use strata_store::ops::LayerRef;
 use strata_store::{Descriptor, Digest, Image, Reference, Store, StoreError};
 
 use super::{ExecError, ExecOptions, Progress, StageState};
-use crate::plan::PlannedStage;
+use strata_dockerfile::plan::PlannedStage;
 
 /// Why an image could not be resolved.
 #[derive(Debug, thiserror::Error)]

@@ -9,9 +9,9 @@ use strata_store::model::Healthcheck as ConfigHealthcheck;
 use strata_store::{History, ImageConfig, Store};
 
 use super::StageState;
-use crate::dockerfile::dump::go_quote;
-use crate::dockerfile::instructions::{Healthcheck, Instruction};
-use crate::plan::Step;
+use strata_dockerfile::dump::go_quote;
+use strata_dockerfile::instructions::{Healthcheck, Instruction};
+use strata_dockerfile::plan::Step;
 
 /// Docker's default `PATH`, which BuildKit puts in the config of a `FROM scratch` image.
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -75,7 +75,7 @@ fn go_list_v(v: &[String]) -> String {
 
 /// The argv a CMD/ENTRYPOINT/RUN line stands for: exec form as is, shell form wrapped in the
 /// shell in effect.
-pub fn argv(cmd: &crate::dockerfile::instructions::CommandLine, shell: &[String]) -> Vec<String> {
+pub fn argv(cmd: &strata_dockerfile::instructions::CommandLine, shell: &[String]) -> Vec<String> {
     if cmd.shell_form {
         let mut v = shell.to_vec();
         v.push(cmd.args.join(" "));
@@ -142,7 +142,7 @@ fn copy_created_by(
     chown: Option<&str>,
     chmod: Option<&str>,
     sources: &[String],
-    inline: &[crate::dockerfile::instructions::InlineSource],
+    inline: &[strata_dockerfile::instructions::InlineSource],
     dest: &str,
 ) -> String {
     let mut s = String::from(name);

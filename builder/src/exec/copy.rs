@@ -41,15 +41,15 @@ use strata_store::safe::{self, Root};
 use strata_store::Store;
 
 use super::add;
-use super::chmod::Chmod;
 use super::emit::{self, Content, FileData, Node, Tree};
 use super::fetch;
 use super::lower;
 use super::run::TempDir;
 use super::select::{kind, resolve_dest, select_sources, CopySource, SelectSpec, Selected};
 use super::{ExecOptions, StageState};
-use crate::dockerfile::instructions::{InlineSource, Instruction};
-use crate::plan::Step;
+use strata_dockerfile::chmod::Chmod;
+use strata_dockerfile::instructions::{InlineSource, Instruction};
+use strata_dockerfile::plan::Step;
 
 /// Ownership and permission overrides of one COPY.
 struct Attrs {

@@ -12,7 +12,7 @@
 //! * [`select`] — which entries a COPY reads (wildcards, `.dockerignore`, `--exclude`,
 //!   `--parents`), fd-relative under the context root or a stage's/image's layers;
 //! * [`emit`] — a COPY's planned layer streamed straight into the layer tar;
-//! * [`add`] / [`fetch`] / [`chmod`] — ADD archives, ADD URLs, `--chmod` modes;
+//! * [`add`] / [`fetch`] — ADD archives, ADD URLs (`--chmod` modes: [`strata_dockerfile::chmod`]);
 //! * [`ignore`] — `.dockerignore` patterns with Docker's semantics;
 //! * [`lower`] — lookups in the parent's unpacked layers (parents' metadata, `/etc/passwd`);
 //! * [`progress`] — BuildKit-style plain progress lines, or the live tty view;
@@ -25,7 +25,6 @@
 pub mod add;
 pub mod base;
 pub mod cache;
-pub mod chmod;
 pub mod config;
 pub mod context_index;
 pub mod copy;
@@ -50,8 +49,10 @@ use strata_store::layer::Compression;
 use strata_store::ops::LayerRef;
 use strata_store::{Digest, ImageConfig, Reference, Store, StoreError};
 
-use crate::dockerfile::instructions::Instruction;
-use crate::plan::{BaseImageConfig, BuildGraph, PlanError, PlannedStage, SourceRef, StageBase};
+use strata_dockerfile::instructions::Instruction;
+use strata_dockerfile::plan::{
+    BaseImageConfig, BuildGraph, PlanError, PlannedStage, SourceRef, StageBase,
+};
 
 pub use progress::{Progress, ProgressMode};
 
@@ -490,7 +491,7 @@ fn stage_prefix_n(stage: &PlannedStage, pos: usize, total: usize) -> String {
 }
 
 /// The step as the progress shows it: the instruction as written, on one line.
-fn step_title(step: &crate::plan::Step) -> String {
+fn step_title(step: &strata_dockerfile::plan::Step) -> String {
     let one_line: Vec<&str> = step
         .source
         .lines()

@@ -34,8 +34,8 @@ use strata_store::Store;
 
 use super::run::TempDir;
 use super::{ExecOptions, StageState};
-use crate::dockerfile::mounts::{CacheSharing, Mount, MountType};
-use crate::plan::{SourceRef, Step};
+use strata_dockerfile::mounts::{CacheSharing, Mount, MountType};
+use strata_dockerfile::plan::{SourceRef, Step};
 
 /// How many separate instances a `sharing=private` cache may grow to before a RUN waits.
 const MAX_PRIVATE_INSTANCES: usize = 64;
@@ -426,7 +426,7 @@ mod tests {
     fn cache_mount(sharing: CacheSharing) -> Mount {
         let mut same = |v: &str| -> Result<String, String> { Ok(v.to_string()) };
         let mut m =
-            crate::dockerfile::mounts::parse_mount("type=cache,target=/c", &mut same).unwrap();
+            strata_dockerfile::mounts::parse_mount("type=cache,target=/c", &mut same).unwrap();
         m.sharing = Some(sharing);
         m.mode = Some(0o700);
         m.uid = Some(65534);

@@ -18,9 +18,9 @@ use strata_store::Store;
 
 use super::progress::Progress;
 use super::{config, mounts, snapshot, ExecOptions, StageState};
-use crate::dockerfile::heredoc::{parse_heredoc_word, Heredoc};
-use crate::dockerfile::instructions::{CommandLine, NetworkMode as RunNetwork, Run};
-use crate::plan::Step;
+use strata_dockerfile::heredoc::{parse_heredoc_word, Heredoc};
+use strata_dockerfile::instructions::{CommandLine, NetworkMode as RunNetwork, Run};
+use strata_dockerfile::plan::Step;
 
 /// How many trailing output lines a failure message quotes.
 const TAIL_LINES: usize = 10;

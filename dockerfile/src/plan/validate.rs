@@ -122,7 +122,7 @@ pub fn check_signal(s: &str) -> Result<(), String> {
 /// Checks COPY/ADD `--chmod`: octal up to 07777, or a symbolic mode.
 pub fn check_chmod(s: &str) -> Result<(), String> {
     // Octal or (Dockerfile 1.14) symbolic: one parser, shared with the executor.
-    crate::exec::chmod::Chmod::parse(s).map(|_| ())
+    crate::chmod::Chmod::parse(s).map(|_| ())
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 //! The `# check=skip=Rule1,Rule2` (or `skip=all`) directive disables rules and
 //! `# check=error=true` makes warnings fail the check, as in BuildKit.
 
-use crate::dockerfile::instructions::{Dockerfile, Instruction};
-use crate::dockerfile::Span;
+use crate::instructions::{Dockerfile, Instruction};
+use crate::Span;
 
 /// One warning.
 #[derive(Debug, Clone, PartialEq, Eq)]

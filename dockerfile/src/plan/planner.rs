@@ -22,13 +22,11 @@ use super::{
     BaseImageConfig, BuildGraph, CacheKeyInputs, Parent, PlanError, PlanErrorKind, PlanOptions,
     PlannedStage, SourceRef, StageBase, Step,
 };
-use crate::dockerfile::errors::{suggest, Span};
-use crate::dockerfile::instructions::{
-    parse_command, ArgDecl, Command, Dockerfile, Instruction, KeyValue,
-};
-use crate::dockerfile::lexer::{Lexer, VarLookup};
-use crate::dockerfile::lines;
-use crate::dockerfile::mounts::parse_mount;
+use crate::errors::{suggest, Span};
+use crate::instructions::{parse_command, ArgDecl, Command, Dockerfile, Instruction, KeyValue};
+use crate::lexer::{Lexer, VarLookup};
+use crate::lines;
+use crate::mounts::parse_mount;
 
 /// Default PATH BuildKit gives every stage whose image does not set one.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

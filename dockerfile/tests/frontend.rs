@@ -3,11 +3,11 @@
 
 #![allow(clippy::field_reassign_with_default)] // tests build options step by step
 
-use strata_builder::dockerfile::instructions::{Healthcheck, Instruction};
-use strata_builder::dockerfile::{parse_dockerfile, render_snippet, Span};
-use strata_builder::plan::{
+use strata_dockerfile::instructions::{Healthcheck, Instruction};
+use strata_dockerfile::plan::{
     plan, BaseImageConfig, BuildGraph, PlanError, PlanOptions, SourceRef, StageBase, Step,
 };
+use strata_dockerfile::{parse_dockerfile, render_snippet, Span};
 
 fn graph(src: &str) -> BuildGraph {
     graph_with(src, PlanOptions::default())
@@ -235,8 +235,8 @@ fn arg_defaults_see_earlier_args_on_the_same_line() {
 fn predefined_platform_args() {
     let src = "FROM --platform=$BUILDPLATFORM alpine AS b\nARG TARGETARCH\nENV X=[$TARGETARCH] Y=[$BUILDOS]\n";
     let mut o = PlanOptions::default();
-    o.target_platform = strata_builder::plan::Platform::parse("linux/arm64").unwrap();
-    o.build_platform = strata_builder::plan::Platform::parse("linux/amd64").unwrap();
+    o.target_platform = strata_dockerfile::plan::Platform::parse("linux/arm64").unwrap();
+    o.build_platform = strata_dockerfile::plan::Platform::parse("linux/amd64").unwrap();
     let g = graph_with(src, o);
     let s = &g.stages[0];
     assert_eq!(s.platform.as_ref().unwrap().to_string(), "linux/amd64");
@@ -291,7 +291,7 @@ fn unused_build_args_are_warned_about() {
 
 #[test]
 fn build_arg_from_environment() {
-    use strata_builder::plan::parse_build_arg;
+    use strata_dockerfile::plan::parse_build_arg;
     let lookup = |k: &str| (k == "FROM_ENV").then(|| "v".to_string());
     assert_eq!(
         parse_build_arg("A=b=c", lookup),
@@ -452,7 +452,7 @@ fn cache_keys_follow_inputs() {
     assert_ne!(c1.cache_key("p", &["d"]), c1.cache_key("p", &["other"]));
     assert_ne!(c1.cache_key("p", &["d"]), c1.cache_key("q", &["d"]));
     assert!(c1.cache_key("p", &[]).starts_with("sha256:"));
-    assert_eq!(r1.cache.parent, strata_builder::plan::Parent::Step(1));
+    assert_eq!(r1.cache.parent, strata_dockerfile::plan::Parent::Step(1));
 }
 
 // ---------------------------------------------------------------- errors and their lines

@@ -4,9 +4,9 @@
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
-use strata_builder::dockerfile::parse_dockerfile;
+use strata_dockerfile::parse_dockerfile;
 
-use strata_builder::plan::{plan_shared, PlanOptions};
+use strata_dockerfile::plan::{plan_shared, PlanOptions};
 
 fn generated() -> String {
     let mut out = vec!["ARG BASE=debian".to_string(), "ARG TAG=12".to_string()];

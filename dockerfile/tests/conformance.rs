@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use strata_builder::dockerfile::dump::dump;
-use strata_builder::dockerfile::lexer::Lexer;
-use strata_builder::dockerfile::{lines, parse_dockerfile, Span};
+use strata_dockerfile::dump::dump;
+use strata_dockerfile::lexer::Lexer;
+use strata_dockerfile::{lines, parse_dockerfile, Span};
 
 fn corpus() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/buildkit");

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::dockerfile::lexer::VarLookup;
+use crate::lexer::VarLookup;
 
 /// Ordered key/value list with an index. The entries are shared copy-on-write, so
 /// [`EnvList::snapshot`] is O(1) and RUN steps between two ENV/ARG changes share one list.

@@ -47,10 +47,10 @@ pub use env::EnvList;
 pub use planner::{parse_build_arg, plan, plan_shared};
 pub use platform::Platform;
 
-use crate::dockerfile::instructions::{Dockerfile, Instruction};
-use crate::dockerfile::lexer::LexError;
-use crate::dockerfile::mounts::{Mount, MountError};
-use crate::dockerfile::Span;
+use crate::instructions::{Dockerfile, Instruction};
+use crate::lexer::LexError;
+use crate::mounts::{Mount, MountError};
+use crate::Span;
 
 /// What the build was asked for.
 #[derive(Debug, Clone)]
