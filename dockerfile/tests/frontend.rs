@@ -5,7 +5,8 @@
 
 use strata_dockerfile::instructions::{Healthcheck, Instruction};
 use strata_dockerfile::plan::{
-    plan, BaseImageConfig, BuildGraph, PlanError, PlanOptions, SourceRef, StageBase, Step,
+    plan, BaseError, BaseImageConfig, BaseRequest, BaseResolver, BuildGraph, NoBaseImages,
+    PlanError, PlanFailure, PlanOptions, SourceRef, StageBase, Step,
 };
 use strata_dockerfile::{parse_dockerfile, render_snippet, Span};
 
@@ -15,15 +16,38 @@ fn graph(src: &str) -> BuildGraph {
 
 fn graph_with(src: &str, options: PlanOptions) -> BuildGraph {
     let df = parse_dockerfile(src).unwrap_or_else(|e| panic!("parse: {e}"));
-    plan(&df, &options).unwrap_or_else(|e| panic!("plan: {e}"))
+    plan(&df, &options, &NoBaseImages).unwrap_or_else(|e| panic!("plan: {e}"))
 }
 
 fn plan_err(src: &str, options: PlanOptions) -> PlanError {
     let df = parse_dockerfile(src).unwrap_or_else(|e| panic!("parse: {e}"));
-    match plan(&df, &options) {
+    match plan(&df, &options, &NoBaseImages) {
         Ok(g) => panic!("expected a plan error, got {} stages", g.stages.len()),
-        Err(e) => e,
+        Err(PlanFailure::Plan(e)) => e,
+        Err(e) => panic!("expected a plan error, got {e}"),
     }
+}
+
+/// A resolver that gives every base image the same config (and records what it was asked).
+struct EveryBase(BaseImageConfig, std::sync::Mutex<Vec<BaseRequest>>);
+
+impl BaseResolver for EveryBase {
+    fn resolve(&self, requests: &[BaseRequest]) -> Vec<Result<BaseImageConfig, BaseError>> {
+        if let Ok(mut asked) = self.1.lock() {
+            asked.extend_from_slice(requests);
+        }
+        requests.iter().map(|_| Ok(self.0.clone())).collect()
+    }
+}
+
+/// Plans `src` with every base image configured as `base`.
+fn plan_with_base(src: &str, base: BaseImageConfig) -> Result<BuildGraph, PlanFailure> {
+    let df = parse_dockerfile(src).unwrap_or_else(|e| panic!("parse: {e}"));
+    plan(
+        &df,
+        &PlanOptions::default(),
+        &EveryBase(base, Default::default()),
+    )
 }
 
 fn args(pairs: &[(&str, &str)]) -> PlanOptions {
@@ -134,12 +158,15 @@ fn heredoc_in_add_and_onbuild_and_fd() {
 #[test]
 fn heredoc_spliced_trigger_runs_with_its_body() {
     let src = "FROM base-image\nRUN true\n";
-    let mut g = graph(src);
     let trigger = parse_dockerfile("FROM x\nONBUILD COPY <<EOF /f\nbody\nEOF\n").unwrap();
     let Instruction::Onbuild(expr) = &trigger.stages[0].commands[0].instruction else {
         panic!()
     };
-    g.splice_onbuild(0, std::slice::from_ref(expr)).unwrap();
+    let base = BaseImageConfig {
+        onbuild: vec![expr.clone()],
+        ..BaseImageConfig::default()
+    };
+    let g = plan_with_base(src, base).unwrap();
     let s = &g.stages[0].steps[0];
     assert!(s.onbuild);
     assert_eq!(s.span, Span::line(1));
@@ -407,11 +434,12 @@ fn copy_from_index_and_image() {
 
 #[test]
 fn base_image_env_and_onbuild_triggers() {
-    let mut g = graph("FROM golang:1.22 AS build\nWORKDIR $GOPATH/src\nRUN go env\n");
+    let src = "FROM golang:1.22 AS build\nWORKDIR $GOPATH/src\nRUN go env\n";
+    let g = graph(src);
     let before = g.stages[0].steps[0].clone();
     assert!(matches!(&before.instruction, Instruction::Workdir(w) if w == "/src"));
-    g.apply_base_image(
-        0,
+    let g = plan_with_base(
+        src,
         BaseImageConfig {
             env: vec!["GOPATH=/go".into(), "PATH=/go/bin:/usr/bin".into()],
             onbuild: vec!["RUN echo triggered".into(), "ENV FROM_TRIGGER=1".into()],
@@ -429,12 +457,83 @@ fn base_image_env_and_onbuild_triggers() {
     assert!(matches!(&steps[2].instruction, Instruction::Workdir(w) if w == "/go/src"));
     assert_eq!(env_of(&steps[3], "FROM_TRIGGER"), Some("1"));
     assert_eq!(env_of(&steps[3], "PATH"), Some("/go/bin:/usr/bin"));
-    let bad = g.splice_onbuild(0, &["FROM x".to_string()]).unwrap_err();
+    let bad = plan_with_base(
+        src,
+        BaseImageConfig {
+            onbuild: vec!["FROM x".to_string()],
+            ..BaseImageConfig::default()
+        },
+    )
+    .unwrap_err();
     assert!(
         bad.to_string()
             .contains("isn't allowed as an ONBUILD trigger"),
         "{bad}"
     );
+}
+
+#[test]
+fn bases_are_resolved_once_before_the_graph_is_made() {
+    let src = "FROM base-a AS a\nRUN true\nFROM base-b AS b\nRUN true\n\
+               FROM base-a AS c\nRUN true\nFROM base-c\nCOPY --from=a /x /x\nCOPY --from=c /y /y\n";
+    let df = parse_dockerfile(src).unwrap();
+    let resolver = EveryBase(BaseImageConfig::default(), Default::default());
+    let g = plan(&df, &PlanOptions::default(), &resolver).unwrap();
+    let asked = resolver.1.lock().unwrap().clone();
+    // Only the stages the target needs, each once, in one batch (stage b is not needed).
+    let names: Vec<(usize, &str)> = asked.iter().map(|r| (r.stage, r.name.as_str())).collect();
+    assert_eq!(names, [(0, "base-a"), (2, "base-a"), (3, "base-c")]);
+    assert_eq!(asked[2].span, Span::line(7));
+    assert_eq!(g.stages.len(), 3);
+
+    // A trigger of base-c that needs stage b brings b's base into a second batch.
+    struct TriggerInC(std::sync::Mutex<Vec<usize>>);
+    impl BaseResolver for TriggerInC {
+        fn resolve(&self, r: &[BaseRequest]) -> Vec<Result<BaseImageConfig, BaseError>> {
+            if let Ok(mut asked) = self.0.lock() {
+                asked.extend(r.iter().map(|r| r.stage));
+            }
+            r.iter()
+                .map(|r| {
+                    let onbuild = match r.name.as_str() {
+                        "base-c" => vec!["COPY --from=b /z /z".to_string()],
+                        _ => vec![],
+                    };
+                    Ok(BaseImageConfig {
+                        onbuild,
+                        ..BaseImageConfig::default()
+                    })
+                })
+                .collect()
+        }
+    }
+    let resolver = TriggerInC(Default::default());
+    let g = plan(&df, &PlanOptions::default(), &resolver).unwrap();
+    assert_eq!(*resolver.0.lock().unwrap(), [0, 2, 3, 1]);
+    assert!(
+        g.stage(1).is_some(),
+        "stage b is planned once a trigger needs it"
+    );
+}
+
+#[test]
+fn a_base_the_resolver_cannot_find_fails_the_plan_with_its_error() {
+    struct Missing;
+    impl BaseResolver for Missing {
+        fn resolve(&self, r: &[BaseRequest]) -> Vec<Result<BaseImageConfig, BaseError>> {
+            r.iter()
+                .map(|r| Err(format!("no image {}", r.name).into()))
+                .collect()
+        }
+    }
+    let df = parse_dockerfile("FROM scratch AS s\nFROM nowhere:1\n").unwrap();
+    match plan(&df, &PlanOptions::default(), &Missing) {
+        Err(PlanFailure::Base { request, source }) => {
+            assert_eq!((request.stage, request.name.as_str()), (1, "nowhere:1"));
+            assert_eq!(source.to_string(), "no image nowhere:1");
+        }
+        other => panic!("expected the resolver's failure, got {other:?}"),
+    }
 }
 
 // ---------------------------------------------------------------- cache keys

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use strata_dockerfile::dump::dump;
-use strata_dockerfile::plan::{plan, PlanOptions};
+use strata_dockerfile::plan::{plan, NoBaseImages, PlanOptions};
 use strata_dockerfile::{lines, parse_dockerfile, render_snippet};
 
 fuzz_target!(|data: &[u8]| {
@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
                 ..PlanOptions::default()
             };
             options.build_args.insert("A".into(), "x y".into());
-            match plan(&df, &options) {
+            match plan(&df, &options, &NoBaseImages) {
                 Ok(g) => {
                     let _ = g.waves();
                     for s in &g.stages {

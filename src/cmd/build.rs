@@ -16,8 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use strata_dockerfile::plan::{parse_build_arg, plan, CheckConfig, PlanOptions};
-use strata_dockerfile::{parse_dockerfile, render_snippet, Span};
+use strata_dockerfile::plan::{
+    parse_build_arg, plan, BaseResolver, BuildGraph, CheckConfig, NoBaseImages, PlanFailure,
+    PlanOptions,
+};
+use strata_dockerfile::{parse_dockerfile, render_snippet, Dockerfile, Span};
 
 use crate::Cli;
 
@@ -81,31 +84,16 @@ pub fn run(_cli: &Cli, args: &Args) -> Result<ExitCode> {
     if !args.check {
         return execute(_cli, args);
     }
-    let (name, source) = read_dockerfile(args)?;
-    let df = match parse_dockerfile(&source) {
-        Ok(df) => df,
-        Err(e) => {
-            print_error(&name, &source, e.span, &e.to_string());
-            return Ok(ExitCode::from(1));
-        }
+    let dockerfile = read_dockerfile(args)?;
+    let Some(df) = dockerfile.parse() else {
+        return Ok(ExitCode::from(1));
     };
-    let mut options = PlanOptions {
-        target: args.target.clone(),
-        all_stages: args.target.is_none(),
-        ..PlanOptions::default()
+    // `--check` lints every stage and pulls nothing: bases are left unresolved.
+    let options = plan_options(args, args.target.is_none());
+    let Some(graph) = dockerfile.plan(&df, &options, &NoBaseImages) else {
+        return Ok(ExitCode::from(1));
     };
-    for a in &args.build_args {
-        if let Some((k, v)) = parse_build_arg(a, |k| std::env::var(k).ok()) {
-            options.build_args.insert(k, v);
-        }
-    }
-    let graph = match plan(&df, &options) {
-        Ok(g) => g,
-        Err(e) => {
-            print_error(&name, &source, e.span, &e.kind.to_string());
-            return Ok(ExitCode::from(1));
-        }
-    };
+    let (name, source) = (&dockerfile.name, &dockerfile.source);
     let warnings = &graph.warnings;
     match warnings.len() {
         0 => outln!("Check complete, no warnings found."),
@@ -120,7 +108,7 @@ pub fn run(_cli: &Cli, args: &Args) -> Result<ExitCode> {
         }
         outln!("WARNING: {} - {}", w.rule, w.url());
         outln!("{}", w.message);
-        out!("{}", render_snippet(&source, &name, w.span));
+        out!("{}", render_snippet(source, name, w.span));
     }
     if !warnings.is_empty() && CheckConfig::of(&df).error {
         errln!("ERROR: lint violation found (# check=error=true)");
@@ -129,8 +117,74 @@ pub fn run(_cli: &Cli, args: &Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads the Dockerfile (`-f -` from stdin) and returns the name to show in messages.
-fn read_dockerfile(args: &Args) -> Result<(String, String)> {
+/// The Dockerfile being built: the name to show in messages and its text.
+struct DockerfileText {
+    name: String,
+    source: String,
+}
+
+impl DockerfileText {
+    /// Parses it; a parse error is printed (with its snippet) and gives `None`.
+    fn parse(&self) -> Option<Dockerfile> {
+        parse_dockerfile(&self.source)
+            .map_err(|e| print_error(&self.name, &self.source, e.span, &e.to_string()))
+            .ok()
+    }
+
+    /// Plans it with `resolver`; a planning error is printed (with its snippet) and gives
+    /// `None`. A resolver's own failure (a base image that can't be had) is returned as the
+    /// executor's error, reported like a failed step.
+    fn plan(
+        &self,
+        df: &Dockerfile,
+        options: &PlanOptions,
+        resolver: &dyn BaseResolver,
+    ) -> Option<BuildGraph> {
+        match plan(df, options, resolver) {
+            Ok(g) => Some(g),
+            Err(PlanFailure::Plan(e)) => {
+                print_error(&self.name, &self.source, e.span, &e.kind.to_string());
+                None
+            }
+            Err(PlanFailure::Base { source, .. }) => {
+                self.print_exec_error(&strata_builder::exec::BaseImages::into_exec_error(source));
+                None
+            }
+        }
+    }
+
+    /// Prints an executor error, with the snippet of the step's lines when it names one.
+    fn print_exec_error(&self, e: &strata_builder::exec::ExecError) {
+        if let strata_builder::exec::ExecError::Step { line, .. } = e {
+            print_error(
+                &self.name,
+                &self.source,
+                Span::new(*line, *line),
+                &e.to_string(),
+            );
+        } else {
+            errln!("ERROR: {e}");
+        }
+    }
+}
+
+/// The plan options `--target` and `--build-arg` ask for (`all_stages`: lint every stage).
+fn plan_options(args: &Args, all_stages: bool) -> PlanOptions {
+    let mut options = PlanOptions {
+        target: args.target.clone(),
+        all_stages,
+        ..PlanOptions::default()
+    };
+    for a in &args.build_args {
+        if let Some((k, v)) = parse_build_arg(a, |k| std::env::var(k).ok()) {
+            options.build_args.insert(k, v);
+        }
+    }
+    options
+}
+
+/// Reads the Dockerfile (`-f -` from stdin).
+fn read_dockerfile(args: &Args) -> Result<DockerfileText> {
     let (name, bytes) = match args.file.as_deref() {
         Some("-") => {
             let mut buf = Vec::new();
@@ -158,7 +212,10 @@ fn read_dockerfile(args: &Args) -> Result<(String, String)> {
         }
     };
     // Docker accepts any bytes; invalid UTF-8 is shown as U+FFFD in messages.
-    Ok((name, String::from_utf8_lossy(&bytes).into_owned()))
+    Ok(DockerfileText {
+        name,
+        source: String::from_utf8_lossy(&bytes).into_owned(),
+    })
 }
 
 fn print_error(name: &str, source: &str, span: Span, message: &str) {
@@ -174,29 +231,9 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
     use strata_builder::exec::{self, ExecOptions, Progress, ProgressMode};
     // Before any thread exists (stdin reader, progress, stages): see interrupt.rs.
     super::interrupt::block_stop_signals();
-    let (name, source) = read_dockerfile(args)?;
-    let df = match parse_dockerfile(&source) {
-        Ok(df) => df,
-        Err(e) => {
-            print_error(&name, &source, e.span, &e.to_string());
-            return Ok(ExitCode::from(1));
-        }
-    };
-    let mut options = PlanOptions {
-        target: args.target.clone(),
-        ..PlanOptions::default()
-    };
-    for a in &args.build_args {
-        if let Some((k, v)) = parse_build_arg(a, |k| std::env::var(k).ok()) {
-            options.build_args.insert(k, v);
-        }
-    }
-    let graph = match plan(&df, &options) {
-        Ok(g) => g,
-        Err(e) => {
-            print_error(&name, &source, e.span, &e.kind.to_string());
-            return Ok(ExitCode::from(1));
-        }
+    let dockerfile = read_dockerfile(args)?;
+    let Some(df) = dockerfile.parse() else {
+        return Ok(ExitCode::from(1));
     };
     let outputs = parse_outputs(&args.outputs)?;
     let mut tags = Vec::new();
@@ -216,7 +253,7 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
     let (secrets, _secret_fds) = parse_secrets(&args.secrets)?;
     let exec_options = ExecOptions {
         context: args.context.clone(),
-        dockerfile_name: name.clone(),
+        dockerfile_name: dockerfile.name.clone(),
         tags,
         labels,
         host_network: args.network != "none",
@@ -232,7 +269,13 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
     let progress = Progress::new(ProgressMode::from_flag(&args.progress));
     let store = super::open_store(cli)?;
     super::interrupt::watch(store.staging_dir()?.to_path_buf());
-    let result = exec::execute(&store, graph, &exec_options, &progress);
+    // Planned once the store is open: the base images are resolved (pulled if missing) first,
+    // and a Dockerfile error is still reported before any of that.
+    let bases = exec::BaseImages::new(&store, &exec_options);
+    let Some(graph) = dockerfile.plan(&df, &plan_options(args, false), &bases) else {
+        return Ok(ExitCode::from(1));
+    };
+    let result = exec::execute(&store, &graph, &bases, &exec_options, &progress);
     super::interrupt::wait_if_interrupted();
     match result {
         Ok(out) => {
@@ -273,11 +316,7 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
         }
         Err(e) => {
             progress.finish();
-            if let exec::ExecError::Step { line, .. } = &e {
-                print_error(&name, &source, Span::new(*line, *line), &e.to_string());
-            } else {
-                errln!("ERROR: {e}");
-            }
+            dockerfile.print_exec_error(&e);
             Ok(ExitCode::from(1))
         }
     }

@@ -9,8 +9,10 @@ use strata_registry_client::{Outcome, PullOptions, RegistryClient};
 use strata_store::ops::LayerRef;
 use strata_store::{Descriptor, Digest, Image, Reference, Store, StoreError};
 
-use super::{ExecError, ExecOptions, Progress, StageState};
-use strata_dockerfile::plan::PlannedStage;
+use super::{ExecError, ExecOptions, StageState};
+use strata_dockerfile::plan::{
+    BaseError as BaseResolveError, BaseImageConfig, BaseRequest, BaseResolver,
+};
 
 /// Why an image could not be resolved.
 #[derive(Debug, thiserror::Error)]
@@ -137,31 +139,132 @@ impl strata_registry_client::Progress for Transfers {
     }
 }
 
-/// Resolves a stage's base image (pulling it when needed) and returns its state (config, layers
-/// and their unpacked trees) and its manifest digest (the stage's first cache key).
-pub(crate) fn load_base(
-    store: &Store,
-    name: &str,
-    stage: &PlannedStage,
-    options: &ExecOptions,
-    progress: &Progress,
-    vertex: usize,
-) -> Result<(StageState, Digest), ExecError> {
-    let mut notes = Vec::new();
-    let resolved = resolve(store, name, options.pull, &mut notes);
-    for n in &notes {
-        progress.line(vertex, n);
+/// A stage's base image as the build starts it: its state (config, layers and their unpacked
+/// trees), its manifest digest (the stage's first cache key) and what resolving it did (pull
+/// notes, shown under the stage's FROM step).
+#[derive(Debug, Clone)]
+pub struct LoadedBase {
+    /// What the stage starts from.
+    pub state: StageState,
+    /// The image's manifest digest.
+    pub manifest: Digest,
+    /// Pull notes for the progress view.
+    pub notes: Vec<String>,
+}
+
+/// The executor's [`BaseResolver`]: resolves a build's base images from the store, pulling the
+/// missing ones (each distinct image once, the distinct images concurrently), and keeps what it
+/// loaded until [`execute`](super::execute) starts the stages from it.
+pub struct BaseImages<'a> {
+    store: &'a Store,
+    options: &'a ExecOptions,
+    loaded: Mutex<BTreeMap<usize, LoadedBase>>,
+}
+
+impl<'a> BaseImages<'a> {
+    /// A resolver over `store`, with `options.pull` (`--pull`) and the Dockerfile's name for
+    /// errors.
+    pub fn new(store: &'a Store, options: &'a ExecOptions) -> BaseImages<'a> {
+        BaseImages {
+            store,
+            options,
+            loaded: Mutex::new(BTreeMap::new()),
+        }
     }
-    let image = resolved.map_err(|e| match e {
-        BaseError::Store(e) => ExecError::Store(e),
-        other => ExecError::Step {
-            file: options.dockerfile_name.clone(),
-            line: stage.span.start,
-            instruction: format!("FROM {name}"),
-            reason: other.to_string(),
-        },
-    })?;
-    Ok((image_state(store, &image)?, image.manifest_digest.clone()))
+
+    /// The base loaded for stage `index` (once: the stage takes it).
+    pub(crate) fn take(&self, index: usize) -> Option<LoadedBase> {
+        self.loaded.lock().ok()?.remove(&index)
+    }
+
+    /// The executor's error inside a [`strata_dockerfile::plan::PlanFailure::Base`]: the resolver only ever fails with an
+    /// [`ExecError`].
+    pub fn into_exec_error(source: BaseResolveError) -> ExecError {
+        match source.downcast::<ExecError>() {
+            Ok(e) => *e,
+            Err(other) => ExecError::Internal(other.to_string()),
+        }
+    }
+
+    /// Loads one image (by name), as the FROM step of `request` would.
+    fn load(&self, request: &BaseRequest) -> Result<LoadedBase, ExecError> {
+        let mut notes = Vec::new();
+        let image = resolve(self.store, &request.name, self.options.pull, &mut notes).map_err(
+            |e| match e {
+                BaseError::Store(e) => ExecError::Store(e),
+                other => ExecError::Step {
+                    file: self.options.dockerfile_name.clone(),
+                    line: request.span.start,
+                    instruction: format!("FROM {}", request.name),
+                    reason: other.to_string(),
+                },
+            },
+        )?;
+        Ok(LoadedBase {
+            state: image_state(self.store, &image)?,
+            manifest: image.manifest_digest.clone(),
+            notes,
+        })
+    }
+}
+
+impl BaseResolver for BaseImages<'_> {
+    fn resolve(&self, requests: &[BaseRequest]) -> Vec<Result<BaseImageConfig, BaseResolveError>> {
+        // Each distinct image once: two stages FROM the same tag must not pull it twice.
+        let mut first_of: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, r) in requests.iter().enumerate() {
+            first_of.entry(r.name.as_str()).or_insert(i);
+        }
+        let mut loads: BTreeMap<usize, Result<LoadedBase, ExecError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = first_of
+                .values()
+                .map(|&i| (i, s.spawn(move || self.load(&requests[i]))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|(i, h)| {
+                    let loaded = h.join().unwrap_or_else(|_| {
+                        Err(ExecError::Internal("a base image loader panicked".into()))
+                    });
+                    (i, loaded)
+                })
+                .collect()
+        });
+        requests
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let first = first_of.get(r.name.as_str()).copied().unwrap_or(i);
+                let loaded = match loads.get(&first) {
+                    Some(Ok(l)) => l.clone(),
+                    // The first stage FROM this image carries the error (the planner reports
+                    // the first failure, in request order).
+                    _ if i == first => {
+                        let e = match loads.remove(&first) {
+                            Some(Err(e)) => e,
+                            _ => ExecError::Internal(format!("base image {} not loaded", r.name)),
+                        };
+                        return Err(Box::new(e) as BaseResolveError);
+                    }
+                    _ => {
+                        let e = ExecError::Internal(format!("base image {} not loaded", r.name));
+                        return Err(Box::new(e) as BaseResolveError);
+                    }
+                };
+                let c = &loaded.state.config.config;
+                let config = BaseImageConfig {
+                    env: c.env.clone().unwrap_or_default(),
+                    onbuild: c.on_build.clone().unwrap_or_default(),
+                    shell: c.shell.clone().unwrap_or_default(),
+                    workdir: c.working_dir.clone().unwrap_or_default(),
+                };
+                if let Ok(mut map) = self.loaded.lock() {
+                    map.insert(r.stage, loaded);
+                }
+                Ok(config)
+            })
+            .collect()
+    }
 }
 
 /// The build state of an image (config, layers, unpacked trees): what a stage starts from, and

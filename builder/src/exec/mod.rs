@@ -50,10 +50,9 @@ use strata_store::ops::LayerRef;
 use strata_store::{Digest, ImageConfig, Reference, Store, StoreError};
 
 use strata_dockerfile::instructions::Instruction;
-use strata_dockerfile::plan::{
-    BaseImageConfig, BuildGraph, PlanError, PlannedStage, SourceRef, StageBase,
-};
+use strata_dockerfile::plan::{BuildGraph, PlannedStage, SourceRef, StageBase};
 
+pub use base::BaseImages;
 pub use progress::{Progress, ProgressMode};
 
 /// How to build.
@@ -107,9 +106,6 @@ pub enum ExecError {
         /// What went wrong.
         reason: String,
     },
-    /// Re-planning with the base image's configuration failed.
-    #[error("{file}: {0}", file = .1)]
-    Plan(PlanError, String),
     /// The store refused something.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -148,14 +144,15 @@ struct BuiltStage {
 
 /// Runs `graph` in `store`, writes the image and tags it with every `options.tags`.
 ///
-/// Stages run wave by wave ([`BuildGraph::waves`]): first each stage's base is resolved in
-/// order (an image base re-plans the graph with the image's ENV, SHELL, WORKDIR and ONBUILD
-/// triggers, which needs the graph mutably), then the wave's stages run their steps
-/// concurrently on scoped threads. The first failure stops the other stages at their next step
+/// `graph` was planned with `bases` as its resolver ([`strata_dockerfile::plan::plan`]), which
+/// loaded every image base up front; the graph is final. Stages run wave by wave
+/// ([`BuildGraph::waves`]): each stage starts from its base (an image `bases` loaded, an earlier
+/// stage, or scratch), then the wave's stages run their steps concurrently on scoped threads. The first failure stops the other stages at their next step
 /// boundary; all are awaited before the error is returned, so nothing outlives the call.
 pub fn execute(
     store: &Store,
-    mut graph: BuildGraph,
+    graph: &BuildGraph,
+    bases: &base::BaseImages<'_>,
     options: &ExecOptions,
     progress: &Progress,
 ) -> Result<BuildOutput, ExecError> {
@@ -194,21 +191,18 @@ pub fn execute(
                 StageBase::Image(name) => {
                     let started = Instant::now();
                     let n = progress.begin(&format!("{}FROM {name}", stage_prefix(&stage, 1)));
-                    let (state, manifest) =
-                        base::load_base(store, name, &stage, options, progress, n)?;
-                    // The plan must see the image's ENV, SHELL, WORKDIR (and ONBUILD triggers).
-                    let c = &state.config.config;
-                    let base = BaseImageConfig {
-                        env: c.env.clone().unwrap_or_default(),
-                        onbuild: c.on_build.clone().unwrap_or_default(),
-                        shell: c.shell.clone().unwrap_or_default(),
-                        workdir: c.working_dir.clone().unwrap_or_default(),
-                    };
-                    graph
-                        .apply_base_image(index, base)
-                        .map_err(|e| ExecError::Plan(e, options.dockerfile_name.clone()))?;
+                    // Resolved (pulled if need be) before planning: see base::BaseImages.
+                    let loaded = bases.take(index).ok_or_else(|| {
+                        ExecError::Internal(format!("base image {name} was not resolved"))
+                    })?;
+                    for note in &loaded.notes {
+                        progress.line(n, note);
+                    }
                     progress.done(n, started);
-                    (state, build_cache.base_key(&format!("image:{manifest}")))
+                    (
+                        loaded.state,
+                        build_cache.base_key(&format!("image:{}", loaded.manifest)),
+                    )
                 }
             };
             starts.push((index, state, key));
@@ -219,7 +213,7 @@ pub fn execute(
             built.iter().map(|(i, b)| (*i, b.state.clone())).collect();
         let ctx = StageContext {
             store,
-            graph: &graph,
+            graph,
             options,
             progress,
             cache: &build_cache,

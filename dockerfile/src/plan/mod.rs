@@ -24,17 +24,17 @@
 //!   dependencies on each other and can run concurrently.
 //! * **Warnings** — BuildKit's checks ([`checks`]) with line spans, and unused build args.
 //!
-//! Base images are only known once the executor resolves them. Their environment (which later
-//! expansions see), default shell and working directory, and their ONBUILD triggers are applied
-//! with [`BuildGraph::apply_base_image`] (or [`BuildGraph::splice_onbuild`] for the triggers
-//! alone): the graph re-plans itself with that knowledge, so the executor calls it for each
-//! image-based stage, in [`BuildGraph::waves`] order, before running the stage's steps. Triggers
-//! run first in the stage, carry the FROM line's span and are marked [`Step::onbuild`].
+//! Base images are resolved before the graph is made ([`resolve`]): [`plan`] asks its
+//! [`BaseResolver`] for every image base the build needs, all at once, and plans with their
+//! environment (which later expansions see), default shell and working directory and ONBUILD
+//! triggers. The graph it returns is final. Triggers run first in the stage, carry the FROM
+//! line's span and are marked [`Step::onbuild`].
 
 pub mod checks;
 mod env;
 mod planner;
 pub mod platform;
+pub mod resolve;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -44,10 +44,11 @@ use sha2::{Digest, Sha256};
 
 pub use checks::{CheckConfig, Warning};
 pub use env::EnvList;
-pub use planner::{parse_build_arg, plan, plan_shared};
+pub use planner::{parse_build_arg, plan};
 pub use platform::Platform;
+pub use resolve::{BaseError, BaseRequest, BaseResolver, NoBaseImages, PlanFailure};
 
-use crate::instructions::{Dockerfile, Instruction};
+use crate::instructions::Instruction;
 use crate::lexer::LexError;
 use crate::mounts::{Mount, MountError};
 use crate::Span;
@@ -79,7 +80,7 @@ impl Default for PlanOptions {
     }
 }
 
-/// What the executor learned about a stage's base image.
+/// What the plan needs to know of a stage's base image (from its config).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BaseImageConfig {
     /// `Env` of the image config (`KEY=VALUE`).
@@ -222,9 +223,6 @@ pub struct BuildGraph {
     pub warnings: Vec<Warning>,
     /// `--build-arg`s no ARG consumed.
     pub unused_build_args: Vec<String>,
-    pub(crate) dockerfile: Arc<Dockerfile>,
-    pub(crate) options: PlanOptions,
-    pub(crate) bases: BTreeMap<usize, BaseImageConfig>,
 }
 
 impl BuildGraph {
@@ -262,28 +260,6 @@ impl BuildGraph {
             waves[l].push(idx);
         }
         waves
-    }
-
-    /// Records what the executor found out about the base image of stage `index` (its ENV,
-    /// SHELL, WORKDIR and ONBUILD triggers) and re-plans, so later expansions see the image's
-    /// environment and the triggers become the stage's first steps.
-    pub fn apply_base_image(
-        &mut self,
-        index: usize,
-        config: BaseImageConfig,
-    ) -> Result<(), PlanError> {
-        let mut bases = self.bases.clone();
-        bases.insert(index, config);
-        *self = planner::plan_with_bases(self.dockerfile.clone(), &self.options, bases)?;
-        Ok(())
-    }
-
-    /// Splices a base image's ONBUILD triggers (its config's `OnBuild` strings) into stage
-    /// `index`: they are parsed as instructions and run first, before the stage's own steps.
-    pub fn splice_onbuild(&mut self, index: usize, triggers: &[String]) -> Result<(), PlanError> {
-        let mut config = self.bases.get(&index).cloned().unwrap_or_default();
-        config.onbuild = triggers.to_vec();
-        self.apply_base_image(index, config)
     }
 }
 

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use super::checks::{static_checks, CheckConfig, Warning};
 use super::env::EnvList;
 use super::platform::{is_builtin_arg, Platform, PROXY_ARGS};
+use super::resolve::{BaseRequest, BaseResolver, PlanFailure};
 use super::validate::{check_chmod, check_reference, check_signal, normalize_port};
 use super::{
     BaseImageConfig, BuildGraph, CacheKeyInputs, Parent, PlanError, PlanErrorKind, PlanOptions,
@@ -43,18 +44,51 @@ pub fn parse_build_arg(
     }
 }
 
-/// Plans `dockerfile` with `options` (base images not yet known: empty environments).
-/// The graph keeps a copy of the Dockerfile to re-plan; [`plan_shared`] avoids the copy.
-pub fn plan(dockerfile: &Dockerfile, options: &PlanOptions) -> Result<BuildGraph, PlanError> {
-    plan_with_bases(Arc::new(dockerfile.clone()), options, BTreeMap::new())
-}
-
-/// [`plan`] for a Dockerfile already behind an `Arc` (no copy).
-pub fn plan_shared(
-    dockerfile: Arc<Dockerfile>,
+/// Plans `dockerfile` with `options`, asking `resolver` for the image bases of the stages the
+/// build needs before the graph is made (see [`super::resolve`]).
+///
+/// A first pass finds the stages the target needs and their image bases; those are resolved in
+/// one call, and the plan is made again with them. A base's ONBUILD trigger can pull one more
+/// stage in (`COPY --from=other`), whose base is then resolved too: every pass resolves at least
+/// one new stage, so there are at most as many passes as stages, plus the last.
+pub fn plan(
+    dockerfile: &Dockerfile,
     options: &PlanOptions,
-) -> Result<BuildGraph, PlanError> {
-    plan_with_bases(dockerfile, options, BTreeMap::new())
+    resolver: &dyn BaseResolver,
+) -> Result<BuildGraph, PlanFailure> {
+    let mut bases: BTreeMap<usize, BaseImageConfig> = BTreeMap::new();
+    for _ in 0..=dockerfile.stages.len() {
+        let graph = plan_with_bases(dockerfile, options, &bases)?;
+        let requests: Vec<BaseRequest> = graph
+            .stages
+            .iter()
+            .filter(|s| !bases.contains_key(&s.index))
+            .filter_map(|s| match &s.base {
+                StageBase::Image(name) => Some(BaseRequest {
+                    stage: s.index,
+                    name: name.clone(),
+                    platform: s.platform.clone(),
+                    span: s.span,
+                }),
+                _ => None,
+            })
+            .collect();
+        if requests.is_empty() {
+            return Ok(graph);
+        }
+        let mut results = resolver.resolve(&requests).into_iter();
+        for request in requests {
+            let config = results
+                .next()
+                .unwrap_or_else(|| Err("the resolver gave no answer for it".into()))
+                .map_err(|source| PlanFailure::Base {
+                    request: Box::new(request.clone()),
+                    source,
+                })?;
+            bases.insert(request.stage, config);
+        }
+    }
+    Ok(plan_with_bases(dockerfile, options, &bases)?)
 }
 
 fn at(span: Span) -> impl Fn(PlanErrorKind) -> PlanError {
@@ -146,14 +180,16 @@ fn parse_triggers(triggers: &[String], span: Span) -> Result<Vec<Command>, PlanE
     Ok(out)
 }
 
-pub(crate) fn plan_with_bases(
-    df: Arc<Dockerfile>,
+/// One planning pass with the image bases known so far (`bases`, by stage index; a stage
+/// missing there starts from an empty config).
+fn plan_with_bases(
+    df: &Dockerfile,
     opts: &PlanOptions,
-    bases: BTreeMap<usize, BaseImageConfig>,
+    bases: &BTreeMap<usize, BaseImageConfig>,
 ) -> Result<BuildGraph, PlanError> {
     let lex = Lexer::new(df.ast.escape);
-    let checks = CheckConfig::of(&df);
-    let mut warnings = static_checks(&df);
+    let checks = CheckConfig::of(df);
+    let mut warnings = static_checks(df);
     if df.stages.is_empty() {
         return Err(at(df.ast.span())(PlanErrorKind::NoStages));
     }
@@ -272,13 +308,13 @@ pub(crate) fn plan_with_bases(
         for (c, _) in &stage_commands[i] {
             for from in source_names(c, &lex, &global)? {
                 let (name, allow_index) = from;
-                if let SourceRef::Stage(j) = resolve_source(&df, &name, allow_index, c.span)? {
+                if let SourceRef::Stage(j) = resolve_source(df, &name, allow_index, c.span)? {
                     deps[i].push((j, c.span));
                 }
             }
         }
     }
-    detect_cycles(&df, &deps)?;
+    detect_cycles(df, &deps)?;
 
     // Target and the stages it needs.
     let target = match &opts.target {
@@ -343,7 +379,7 @@ pub(crate) fn plan_with_bases(
         }
         let mut steps: Vec<Step> = Vec::new();
         let mut planner = StagePlanner {
-            df: &df,
+            df,
             opts,
             lex,
             global: &global,
@@ -400,9 +436,6 @@ pub(crate) fn plan_with_bases(
         global_args,
         warnings,
         unused_build_args: unused,
-        dockerfile: df,
-        options: opts.clone(),
-        bases,
     })
 }
 
