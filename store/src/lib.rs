@@ -1,7 +1,7 @@
 //! strata-store: the image store.
 //!
 //! The store root is a valid OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/…`) with a few
-//! strata-owned directories beside it. See `../shared/design/ARCHITECTURE.md`:
+//! strata-owned directories beside it. See `docs/ARCHITECTURE.md`:
 //!
 //! ```text
 //! oci-layout, index.json      tags are index.json entries (org.opencontainers.image.ref.name)
