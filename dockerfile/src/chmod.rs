@@ -3,6 +3,17 @@
 //! all (BuildKit's behaviour). `X` sets execute only on directories and on files that already
 //! have an execute bit.
 
+/// Why a `--chmod` value was refused (BuildKit's wording, which its tests match).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChmodError {
+    /// Digits only, but not an octal mode up to 07777.
+    #[error("invalid chmod parameter: '{0}'. it should be octal string and between 0 and 07777")]
+    OutOfRange(String),
+    /// Neither octal nor a symbolic mode.
+    #[error("invalid chmod parameter: '{0}': not an octal or symbolic mode")]
+    Syntax(String),
+}
+
 /// A parsed `--chmod` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Chmod {
@@ -40,17 +51,15 @@ const WHO_O: u32 = 0o1007;
 
 impl Chmod {
     /// Parses a `--chmod` value; errors say what is wrong with it.
-    pub fn parse(s: &str) -> Result<Chmod, String> {
+    pub fn parse(s: &str) -> Result<Chmod, ChmodError> {
         if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
             return u32::from_str_radix(s, 8)
                 .ok()
                 .filter(|m| *m <= 0o7777)
                 .map(Chmod::Octal)
-                .ok_or_else(|| {
-                    format!("invalid chmod parameter: '{s}'. it should be octal string and between 0 and 07777")
-                });
+                .ok_or_else(|| ChmodError::OutOfRange(s.to_string()));
         }
-        let bad = || format!("invalid chmod parameter: '{s}': not an octal or symbolic mode");
+        let bad = || ChmodError::Syntax(s.to_string());
         let mut clauses = Vec::new();
         for part in s.split(',') {
             let b = part.as_bytes();

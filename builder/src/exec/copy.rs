@@ -593,7 +593,11 @@ fn run_copy(
             .chown
             .map(|c| lower::resolve_owner(lowerdirs, c))
             .transpose()?,
-        chmod: p.chmod.map(Chmod::parse).transpose()?,
+        chmod: p
+            .chmod
+            .map(Chmod::parse)
+            .transpose()
+            .map_err(|e| e.to_string())?,
     };
     let (urls, local): (Vec<String>, Vec<String>) = p
         .sources

@@ -45,8 +45,9 @@ use sha2::{Digest, Sha256};
 pub use checks::{CheckConfig, Warning};
 pub use env::EnvList;
 pub use planner::{parse_build_arg, plan};
-pub use platform::Platform;
+pub use platform::{Platform, PlatformError};
 pub use resolve::{BaseError, BaseRequest, BaseResolver, NoBaseImages, PlanFailure};
+pub use validate::ValueError;
 
 use crate::instructions::Instruction;
 use crate::lexer::LexError;
@@ -284,8 +285,8 @@ pub enum PlanErrorKind {
         reason: String,
     },
     /// A bad `--platform`.
-    #[error("{0}")]
-    Platform(String),
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
     /// `--target` names no stage.
     #[error("target stage {target:?} could not be found{}", .suggestion.as_ref().map(|s| format!(" (did you mean {s}?)")).unwrap_or_default())]
     UnknownTarget {
@@ -313,7 +314,10 @@ pub enum PlanErrorKind {
     /// A bad `--mount`.
     #[error("RUN --mount: {0}")]
     Mount(#[from] MountError),
-    /// Any other invalid expanded value (port, signal, chmod, checksum, empty volume, trigger).
+    /// An invalid expanded value (port, signal, chmod).
+    #[error(transparent)]
+    Value(#[from] ValueError),
+    /// Any other invalid expanded value (checksum, empty volume, trigger).
     #[error("{0}")]
     Invalid(String),
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use super::checks::{static_checks, CheckConfig, Warning};
 use super::env::EnvList;
-use super::platform::{is_builtin_arg, Platform, PROXY_ARGS};
+use super::platform::{is_builtin_arg, Platform, PlatformError, PROXY_ARGS};
 use super::resolve::{BaseRequest, BaseResolver, PlanFailure};
 use super::validate::{check_chmod, check_reference, check_signal, normalize_port};
 use super::{
@@ -263,7 +263,7 @@ fn plan_with_bases(
             check_reference(&e.result).map_err(|reason| {
                 at(st.span)(PlanErrorKind::Reference {
                     reference: e.result.clone(),
-                    reason,
+                    reason: reason.to_string(),
                 })
             })?;
             StageBase::Image(e.result.clone())
@@ -276,11 +276,11 @@ fn plan_with_bases(
                     .process_word(p, &global)
                     .map_err(|e| at(st.span)(e.into()))?;
                 if v.is_empty() {
-                    return Err(at(st.span)(PlanErrorKind::Platform(format!(
-                        "empty platform value from expression {p}"
+                    return Err(at(st.span)(PlanErrorKind::Platform(PlatformError::Empty(
+                        p.clone(),
                     ))));
                 }
-                Some(Platform::parse(&v).map_err(|m| at(st.span)(PlanErrorKind::Platform(m)))?)
+                Some(Platform::parse(&v).map_err(|e| at(st.span)(e.into()))?)
             }
         };
         platforms.push(platform);
@@ -667,7 +667,7 @@ impl StagePlanner<'_> {
                 cp.chown = ex.opt(&cp.chown)?;
                 cp.chmod = ex.opt(&cp.chmod)?;
                 if let Some(m) = &cp.chmod {
-                    check_chmod(m).map_err(|e| invalid(span, e))?;
+                    check_chmod(m).map_err(|e| at(span)(e.into()))?;
                 }
                 cp.sources = ex.all(&cp.sources)?;
                 cp.dest = ex.word(&cp.dest)?;
@@ -686,7 +686,7 @@ impl StagePlanner<'_> {
                 a.chown = ex.opt(&a.chown)?;
                 a.chmod = ex.opt(&a.chmod)?;
                 if let Some(m) = &a.chmod {
-                    check_chmod(m).map_err(|e| invalid(span, e))?;
+                    check_chmod(m).map_err(|e| at(span)(e.into()))?;
                 }
                 a.checksum = ex.opt(&a.checksum)?;
                 a.sources = ex.all(&a.sources)?;
@@ -780,7 +780,7 @@ impl StagePlanner<'_> {
                         .map_err(|e| at(span)(e.into()))?;
                     matched.extend(e.matched);
                     for w in e.words {
-                        out.push(normalize_port(&w).map_err(|m| invalid(span, m))?);
+                        out.push(normalize_port(&w).map_err(|e| at(span)(e.into()))?);
                     }
                 }
                 Instruction::Expose(out)
@@ -804,7 +804,7 @@ impl StagePlanner<'_> {
                 let mut ex = Expander::new(lex, &state.env, span);
                 let s = ex.word(s)?;
                 matched = ex.matched;
-                check_signal(&s).map_err(|m| invalid(span, m))?;
+                check_signal(&s).map_err(|e| at(span)(e.into()))?;
                 Instruction::StopSignal(s)
             }
             Instruction::Workdir(w) => {

@@ -3,6 +3,20 @@
 use std::fmt;
 
 /// An OCI platform.
+/// Why a platform string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlatformError {
+    /// Empty parts, characters a platform can't hold, or more than three parts.
+    #[error("invalid platform {0:?}: expected os/arch[/variant] such as linux/amd64")]
+    Format(String),
+    /// No part to read an os or an architecture from.
+    #[error("invalid platform {0:?}")]
+    Parts(String),
+    /// `FROM --platform=EXPR` whose expression expanded to nothing.
+    #[error("empty platform value from expression {0}")]
+    Empty(String),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Platform {
     /// `linux`.
@@ -34,7 +48,7 @@ impl Platform {
     }
 
     /// Parses `os/arch[/variant]` (also `os` alone or an `arch` alone, defaulting to linux).
-    pub fn parse(s: &str) -> Result<Platform, String> {
+    pub fn parse(s: &str) -> Result<Platform, PlatformError> {
         let parts: Vec<&str> = s.trim().split('/').collect();
         let valid = |p: &str| {
             !p.is_empty()
@@ -42,9 +56,7 @@ impl Platform {
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         };
         if parts.iter().any(|p| !valid(p)) || parts.len() > 3 {
-            return Err(format!(
-                "invalid platform {s:?}: expected os/arch[/variant] such as linux/amd64"
-            ));
+            return Err(PlatformError::Format(s.to_string()));
         }
         let norm_arch = |a: &str| -> (String, String) {
             match a.to_ascii_lowercase().as_str() {
@@ -84,7 +96,7 @@ impl Platform {
                 arch: norm_arch(arch).0,
                 variant: variant.to_ascii_lowercase(),
             },
-            _ => return Err(format!("invalid platform {s:?}")),
+            _ => return Err(PlatformError::Parts(s.to_string())),
         };
         Ok(p)
     }

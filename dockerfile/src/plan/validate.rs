@@ -1,13 +1,40 @@
 //! Checks on expanded values: image references, EXPOSE ports, STOPSIGNAL, COPY --chmod.
 
+use crate::chmod::ChmodError;
+
+/// Why an expanded value was refused (the messages are BuildKit's where its tests match them).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// A malformed image reference: what is wrong with it.
+    #[error("{0}")]
+    Reference(String),
+    /// An EXPOSE protocol other than tcp, udp or sctp.
+    #[error("Invalid proto: {0}")]
+    Proto(String),
+    /// An EXPOSE port that is not a number up to 65535.
+    #[error("Invalid containerPort: {0}")]
+    Port(String),
+    /// An EXPOSE range whose end comes before its start.
+    #[error(
+        "Invalid range format for --expose: {0}, error: End port must be greater than start port"
+    )]
+    PortRange(String),
+    /// A STOPSIGNAL that names no signal.
+    #[error("Invalid signal: {0}")]
+    Signal(String),
+    /// A bad `--chmod`.
+    #[error(transparent)]
+    Chmod(#[from] ChmodError),
+}
+
 /// Checks an image reference the way Docker's reference grammar does (lower-case repository
 /// path components, optional registry host, `:tag`, `@digest`). Returns why it is invalid.
-pub fn check_reference(r: &str) -> Result<(), String> {
+pub fn check_reference(r: &str) -> Result<(), ValueError> {
     if r.is_empty() {
-        return Err("empty image reference".into());
+        return Err(ValueError::Reference("empty image reference".into()));
     }
     if r.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("it contains whitespace".into());
+        return Err(ValueError::Reference("it contains whitespace".into()));
     }
     let (name, digest) = match r.split_once('@') {
         Some((n, d)) => (n, Some(d)),
@@ -15,10 +42,10 @@ pub fn check_reference(r: &str) -> Result<(), String> {
     };
     if let Some(d) = digest {
         let Some((alg, hex)) = d.split_once(':') else {
-            return Err(format!("invalid digest {d:?}"));
+            return Err(ValueError::Reference(format!("invalid digest {d:?}")));
         };
         if alg.is_empty() || hex.len() < 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(format!("invalid digest {d:?}"));
+            return Err(ValueError::Reference(format!("invalid digest {d:?}")));
         }
     }
     let last_slash = name.rfind('/').map(|i| i + 1).unwrap_or(0);
@@ -35,7 +62,7 @@ pub fn check_reference(r: &str) -> Result<(), String> {
             && t.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
         if !ok {
-            return Err(format!("invalid tag {t:?}"));
+            return Err(ValueError::Reference(format!("invalid tag {t:?}")));
         }
     }
     let mut comps: Vec<&str> = repo.split('/').collect();
@@ -46,7 +73,9 @@ pub fn check_reference(r: &str) -> Result<(), String> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
             if !host_ok {
-                return Err(format!("invalid registry host {first:?}"));
+                return Err(ValueError::Reference(format!(
+                    "invalid registry host {first:?}"
+                )));
             }
             comps.remove(0);
         }
@@ -60,34 +89,38 @@ pub fn check_reference(r: &str) -> Result<(), String> {
             });
         if !ok {
             if c.chars().any(|ch| ch.is_ascii_uppercase()) {
-                return Err("repository name must be lowercase".into());
+                return Err(ValueError::Reference(
+                    "repository name must be lowercase".into(),
+                ));
             }
-            return Err(format!("invalid repository name component {c:?}"));
+            return Err(ValueError::Reference(format!(
+                "invalid repository name component {c:?}"
+            )));
         }
     }
     Ok(())
 }
 
 /// Normalizes an EXPOSE port spec (`80`, `80/tcp`, `53/UDP`, `8000-8010`) to `port[-end]/proto`.
-pub fn normalize_port(spec: &str) -> Result<String, String> {
+pub fn normalize_port(spec: &str) -> Result<String, ValueError> {
     let (ports, proto) = match spec.split_once('/') {
         Some((p, proto)) => (p, proto.to_ascii_lowercase()),
         None => (spec, "tcp".to_string()),
     };
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!("Invalid proto: {proto}"));
+        return Err(ValueError::Proto(proto));
     }
     // An `ip:host:container` mapping is not valid in EXPOSE; only the container part counts.
     let container = ports.rsplit(':').next().unwrap_or(ports);
     let parse = |p: &str| {
         p.parse::<u16>()
-            .map_err(|_| format!("Invalid containerPort: {spec}"))
+            .map_err(|_| ValueError::Port(spec.to_string()))
     };
     match container.split_once('-') {
         Some((a, b)) => {
             let (a, b) = (parse(a)?, parse(b)?);
             if b < a {
-                return Err(format!("Invalid range format for --expose: {spec}, error: End port must be greater than start port"));
+                return Err(ValueError::PortRange(spec.to_string()));
             }
             Ok(format!("{a}-{b}/{proto}"))
         }
@@ -102,12 +135,12 @@ const SIGNALS: [&str; 31] = [
 ];
 
 /// Checks a STOPSIGNAL value: a signal number, `SIGTERM`, `TERM` or `SIGRTMIN+3`.
-pub fn check_signal(s: &str) -> Result<(), String> {
+pub fn check_signal(s: &str) -> Result<(), ValueError> {
     if let Ok(n) = s.parse::<u32>() {
         return if (1..=64).contains(&n) {
             Ok(())
         } else {
-            Err(format!("Invalid signal: {s}"))
+            Err(ValueError::Signal(s.to_string()))
         };
     }
     let upper = s.to_ascii_uppercase();
@@ -115,14 +148,15 @@ pub fn check_signal(s: &str) -> Result<(), String> {
     if SIGNALS.contains(&name) || name.starts_with("RTMIN") || name.starts_with("RTMAX") {
         Ok(())
     } else {
-        Err(format!("Invalid signal: {s}"))
+        Err(ValueError::Signal(s.to_string()))
     }
 }
 
 /// Checks COPY/ADD `--chmod`: octal up to 07777, or a symbolic mode.
-pub fn check_chmod(s: &str) -> Result<(), String> {
+pub fn check_chmod(s: &str) -> Result<(), ValueError> {
     // Octal or (Dockerfile 1.14) symbolic: one parser, shared with the executor.
-    crate::chmod::Chmod::parse(s).map(|_| ())
+    crate::chmod::Chmod::parse(s)?;
+    Ok(())
 }
 
 #[cfg(test)]
