@@ -677,7 +677,7 @@ fn setup(
         prepared.passwd.as_deref(),
         prepared.group.as_deref(),
     )
-    .map_err(Failure::new)?;
+    .map_err(|e| Failure::new(e.to_string()))?;
     if spec.readonly_rootfs {
         rootfs::make_readonly(&prepared.root)?;
     }

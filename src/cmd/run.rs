@@ -102,6 +102,11 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         "host" => NetworkMode::Host,
         other => bail!("invalid --network {other:?}: strata supports \"none\" and \"host\""),
     };
+    if let Some(u) = &a.user {
+        // Before anything is created: `(uid_t)-1` would leave the process root (see runner::user).
+        strata_runner::user::check_numeric_ids(u)
+            .with_context(|| format!("invalid --user {u:?}"))?;
+    }
     let mut mounts = Vec::new();
     for v in &a.volume {
         mounts.push(parse_volume(v)?);
