@@ -164,3 +164,82 @@ fn hostile_image_proc_symlink_fails_cleanly() {
     assert!(stderr(&o).contains("/proc is a symlink"), "{}", stderr(&o));
     assert!(s.containers().is_empty());
 }
+
+/// `strata build -t tag` of `dockerfile` (a context with only the Dockerfile) on `s`'s store.
+fn build(s: &Store, tag: &str, dockerfile: &str) -> std::process::Output {
+    let ctx = s.tmp.path().join(format!("ctx-{}", tag.replace(':', "-")));
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    std::process::Command::new(run_common::STRATA)
+        .arg("--root")
+        .arg(s.root())
+        .args(["build", "--progress", "plain", "-t", tag])
+        .arg(&ctx)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn uid_gid_out_of_range_is_refused_everywhere() {
+    let s = Store::new();
+    // `(uid_t)-1` means "unchanged" to setresuid: the process would stay root.
+    for user in ["4294967295", "0:4294967295", "2147483648"] {
+        let o = s.run(&["--rm", "-u", user, "busybox", "id"]);
+        let value = user.rsplit(':').next().unwrap();
+        assert_ne!(code(&o), 0, "-u {user}: {}", stdout(&o));
+        assert!(stdout(&o).is_empty(), "-u {user} ran: {}", stdout(&o));
+        assert!(stderr(&o).contains(value), "-u {user}: {}", stderr(&o));
+    }
+    // An image whose config says User "4294967295".
+    let tar = s.tmp.path().join("rootfs.tar");
+    let out = std::process::Command::new(run_common::STRATA)
+        .arg("--root")
+        .arg(s.root())
+        .arg("import")
+        .arg(&tar)
+        .arg("baduser:1")
+        .args(["-c", "USER 4294967295"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let o = s.run(&["--rm", "baduser:1", "id"]);
+    assert_eq!(code(&o), 125, "{}", stdout(&o));
+    assert!(stdout(&o).is_empty(), "ran: {}", stdout(&o));
+    assert!(stderr(&o).contains("4294967295"), "{}", stderr(&o));
+    assert!(s.containers().is_empty());
+    // USER + RUN, and COPY --chown, in a build.
+    for (tag, dockerfile) in [
+        ("user:1", "FROM busybox\nUSER 4294967295\nRUN id\n"),
+        (
+            "chown:1",
+            "FROM busybox\nCOPY --chown=4294967295 Dockerfile /x\n",
+        ),
+        (
+            "chowngid:1",
+            "FROM busybox\nCOPY --chown=0:4294967295 Dockerfile /x\n",
+        ),
+    ] {
+        let o = build(&s, tag, dockerfile);
+        assert_ne!(code(&o), 0, "{tag} built: {}", stderr(&o));
+        assert!(stderr(&o).contains("4294967295"), "{tag}: {}", stderr(&o));
+    }
+    // The largest valid id still works, in run and in a build.
+    let o = s.run(&["--rm", "-u", "2147483647:2147483647", "busybox", "id"]);
+    assert_eq!(
+        stdout(&o),
+        "uid=2147483647 gid=2147483647 groups=2147483647\n",
+        "{}",
+        stderr(&o)
+    );
+    let o = build(
+        &s,
+        "maxuser:1",
+        "FROM busybox\nCOPY --chown=2147483647 Dockerfile /x\nUSER 2147483647\nRUN test $(id -u) = 2147483647 && test $(stat -c %u /x) = 2147483647\n",
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}

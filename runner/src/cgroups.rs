@@ -41,7 +41,18 @@ fn write(dir: &Path, file: &str, value: &str) -> Result<(), RunnerError> {
 impl Cgroup {
     /// Creates the cgroup for container `id` with `limits`; `None` when no limit is set.
     pub fn create(id: &str, limits: &ResourceLimits) -> Result<Option<Cgroup>, RunnerError> {
-        if !limits.any() {
+        Self::create_with_devices(id, limits, None)
+    }
+
+    /// As [`Cgroup::create`], plus a device allow-list when `device_rules` is given (lines as
+    /// cgroup v1's `devices.allow` takes them, e.g. `c 1:3 rwm`; every other device is denied).
+    /// Device rules need the cgroup v1 `devices` controller ([`devices_v1_available`]).
+    pub fn create_with_devices(
+        id: &str,
+        limits: &ResourceLimits,
+        device_rules: Option<&[String]>,
+    ) -> Result<Option<Cgroup>, RunnerError> {
+        if !limits.any() && device_rules.is_none() {
             return Ok(None);
         }
         if id.is_empty() || id.contains('/') || id.starts_with('.') {
@@ -52,9 +63,18 @@ impl Cgroup {
         let root = Path::new(CGROUP_ROOT);
         let mut cg = Cgroup { dirs: Vec::new() };
         let res = if is_v2(root) {
-            cg.create_v2(root, id, limits)
+            match device_rules {
+                // cgroup v2 has no devices files: it takes a BPF_CGROUP_DEVICE program, which
+                // strata does not load (yet); the caller refuses such a run before this.
+                Some(_) => Err(RunnerError::NoController("devices")),
+                None => cg.create_v2(root, id, limits),
+            }
         } else {
             cg.create_v1(root, id, limits)
+                .and_then(|()| match device_rules {
+                    Some(rules) => cg.create_v1_devices(root, id, rules),
+                    None => Ok(()),
+                })
         };
         match res {
             Ok(()) => Ok(Some(cg)),
@@ -63,6 +83,25 @@ impl Cgroup {
                 Err(e)
             }
         }
+    }
+
+    /// cgroup v1 `devices`: deny everything (`a`), then allow each rule (cgroups-v1 devices.txt).
+    fn create_v1_devices(
+        &mut self,
+        root: &Path,
+        id: &str,
+        rules: &[String],
+    ) -> Result<(), RunnerError> {
+        let controller = root.join("devices");
+        if !controller.join("devices.allow").exists() {
+            return Err(RunnerError::NoController("devices"));
+        }
+        let dir = self.mkdir(controller.join("strata").join(id))?;
+        write(&dir, "devices.deny", "a")?;
+        for rule in rules {
+            write(&dir, "devices.allow", rule)?;
+        }
+        Ok(())
     }
 
     fn mkdir(&mut self, dir: PathBuf) -> Result<PathBuf, RunnerError> {
@@ -224,6 +263,13 @@ impl Cgroup {
         }
         Ok(())
     }
+}
+
+/// True when this host can take a device allow-list ([`Cgroup::create_with_devices`]): the
+/// unified hierarchy is not mounted on `/sys/fs/cgroup` and the v1 `devices` controller is.
+pub fn devices_v1_available() -> bool {
+    let root = Path::new(CGROUP_ROOT);
+    !is_v2(root) && root.join("devices/devices.allow").exists()
 }
 
 fn quota(cpus: f64) -> u64 {

@@ -33,6 +33,8 @@ pub enum RunnerError {
     },
     #[error("cgroup controller `{0}` is not available on this host (neither cgroup v1 nor v2)")]
     NoController(&'static str),
+    #[error(transparent)]
+    Device(#[from] crate::devices::DeviceError),
     #[error("seccomp: {0}")]
     Seccomp(String),
     /// The container failed before its command started; `exit_code` is Docker's for the case:

@@ -7,7 +7,8 @@
 //!
 //! The sandbox, in order (see each module for the why and the CVE behind it): new mount, pid,
 //! ipc, uts (and network) namespaces; cgroup limits (v1 or v2); the rootfs as an overlay mounted
-//! by fd; fresh `/proc`, read-only `/sys`, a tmpfs `/dev`; volumes; masked and read-only paths;
+//! by fd; fresh `/proc`, read-only `/sys`, a tmpfs `/dev` with only the allowed device nodes
+//! bound in (every other mount `nodev`: see [`devices`]); volumes; masked and read-only paths;
 //! `pivot_root`; fds closed and cwd verified; user, groups, capabilities, `no_new_privs`,
 //! seccomp; `execve`.
 //!
@@ -34,6 +35,7 @@
 //!     hostname: "buildkitsandbox".into(),
 //!     network: NetworkMode::Host,
 //!     mounts: vec![],
+//!     devices: vec![],
 //!     readonly_rootfs: false,
 //!     limits: ResourceLimits::default(),
 //!     init: false,
@@ -56,6 +58,7 @@ mod attach;
 mod caps;
 pub mod cgroups;
 mod console;
+pub mod devices;
 mod error;
 mod failure;
 mod fuse;
@@ -71,6 +74,7 @@ mod sys;
 pub mod user;
 
 pub use attach::{block_forwarded_signals, run_attached, AttachOptions, FORWARDED};
+pub use devices::{DeviceAccess, DeviceError, DeviceSpec};
 pub use error::{RunnerError, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_RUNTIME_ERROR};
 pub use process::{Container, ExitStatus};
 pub use spec::*;

@@ -26,6 +26,7 @@ use nix::unistd::{ForkResult, Pid};
 
 use crate::caps;
 use crate::cgroups::Cgroup;
+use crate::devices::{self, DeviceError, DeviceNode};
 use crate::error::{RunnerError, EXIT_RUNTIME_ERROR};
 use crate::failure::{Context, Failure};
 use crate::fuse::FuseRootfs;
@@ -99,6 +100,8 @@ struct ChildFds {
     console_sock: Option<RawFd>,
     winsize: Option<libc::winsize>,
     etc_files: Vec<(&'static str, String)>,
+    /// The default device nodes are added by `rootfs`; these are the caller's `--device`s.
+    devices: Vec<DeviceNode>,
 }
 
 fn pipe() -> Result<(File, File), RunnerError> {
@@ -138,6 +141,7 @@ impl Container {
     /// `execve`d (or with the reason it could not be: [`RunnerError::Start`] carries Docker's
     /// exit code 125/126/127). Nothing is left behind on failure.
     pub fn spawn(spec: &ContainerSpec) -> Result<Container, RunnerError> {
+        refuse_sys_admin(spec.security.capabilities)?;
         match &spec.rootfs {
             Rootfs::Fuse { lowerdirs, upper } => Self::spawn_fuse(spec, lowerdirs, upper.as_ref()),
             Rootfs::Overlay { lowerdirs, upper } => match Self::spawn_direct(spec) {
@@ -176,8 +180,19 @@ impl Container {
         } else {
             None
         };
-        let cgroup = Cgroup::create(&spec.id, &spec.limits)?;
-        let result = Self::spawn_inner(spec, programs, cgroup.clone(), etc_files);
+        let devices = devices::resolve(&spec.devices)?;
+        let device_rules = devices::cgroup_rules(&devices);
+        if device_rules.is_some() && !crate::cgroups::devices_v1_available() {
+            if let Some((path, access)) = devices::first_needing_cgroup(&spec.devices) {
+                return Err(DeviceError::NoDeviceController {
+                    path: path.to_path_buf(),
+                    access,
+                }
+                .into());
+            }
+        }
+        let cgroup = Cgroup::create_with_devices(&spec.id, &spec.limits, device_rules.as_deref())?;
+        let result = Self::spawn_inner(spec, programs, cgroup.clone(), etc_files, devices);
         if result.is_err() {
             if let Some(cg) = &cgroup {
                 let _ = cg.remove();
@@ -191,6 +206,7 @@ impl Container {
         programs: Option<&'static Programs>,
         cgroup: Option<Cgroup>,
         etc_files: Vec<(&'static str, String)>,
+        devices: Vec<DeviceNode>,
     ) -> Result<Container, RunnerError> {
         let (mut msg_r, msg_w) = pipe()?;
         let (mut status_r, status_w) = pipe()?;
@@ -205,6 +221,7 @@ impl Container {
             console_sock: None,
             winsize: None,
             etc_files,
+            devices,
         };
         let mut console_parent = None;
         if spec.stdio.terminal {
@@ -453,6 +470,23 @@ impl Drop for Container {
     }
 }
 
+/// Bit of CAP_SYS_ADMIN in a capability mask (capability.h).
+const CAP_SYS_ADMIN_BIT: u64 = 1 << 21;
+
+/// The device policy ([`crate::devices`]) rests on `nodev` mounts; a process with CAP_SYS_ADMIN
+/// could remount them without `nodev` (or mount a devtmpfs) and open any device, so a spec that
+/// grants it is refused rather than run with a policy that does not hold.
+fn refuse_sys_admin(capabilities: u64) -> Result<(), RunnerError> {
+    if capabilities & CAP_SYS_ADMIN_BIT != 0 {
+        return Err(RunnerError::InvalidSpec(
+            "CAP_SYS_ADMIN is not allowed: it could remount the container's nodev filesystems \
+             and open any host device; drop it from SecuritySpec::capabilities"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 fn parse_failure(m: &[u8]) -> Option<(i32, String)> {
     let m = m.iter().position(|&b| b == b'E').map(|i| &m[i..])?;
     if m.len() < 2 {
@@ -654,7 +688,7 @@ fn setup(
         crate::net::loopback_up()?;
     }
 
-    let prepared = rootfs::prepare(spec, &fds.etc_files)?;
+    let prepared = rootfs::prepare(spec, &fds.etc_files, &fds.devices)?;
     for s in &prepared.stubs {
         let mut m = vec![b'S'];
         m.extend_from_slice(s.as_bytes());
@@ -677,7 +711,7 @@ fn setup(
         prepared.passwd.as_deref(),
         prepared.group.as_deref(),
     )
-    .map_err(Failure::new)?;
+    .map_err(|e| Failure::new(e.to_string()))?;
     if spec.readonly_rootfs {
         rootfs::make_readonly(&prepared.root)?;
     }

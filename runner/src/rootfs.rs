@@ -16,6 +16,7 @@ use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::{Mode, SFlag};
 
+use crate::devices::{self, DeviceNode};
 use crate::failure::{Context, Failure};
 use crate::path::{self, Target};
 use crate::spec::{ContainerSpec, MountSpec, Rootfs};
@@ -47,16 +48,6 @@ pub const READONLY_PATHS: &[&str] = &[
     "/proc/irq",
     "/proc/sys",
     "/proc/sysrq-trigger",
-];
-
-/// Device nodes created in the container's `/dev` (the OCI runtime-spec's default devices).
-const DEVICES: &[(&CStr, u64, u64)] = &[
-    (c"null", 1, 3),
-    (c"zero", 1, 5),
-    (c"full", 1, 7),
-    (c"random", 1, 8),
-    (c"urandom", 1, 9),
-    (c"tty", 5, 0),
 ];
 
 /// Symlinks in `/dev` (runtime-spec "Default Devices" and runc's defaults).
@@ -114,8 +105,14 @@ fn record(stubs: &mut Vec<String>, t: &Target) {
     }
 }
 
-/// Builds the whole filesystem view and returns before `pivot_root` (see [`pivot`]).
-pub fn prepare(spec: &ContainerSpec, etc_files: &[(&str, String)]) -> Result<Prepared, Failure> {
+/// Builds the whole filesystem view and returns before `pivot_root` (see [`pivot`]). Every
+/// filesystem the container can write to or that comes from the image is mounted `nodev`; the
+/// default devices and `extra_devices` are the only device nodes it can open ([`crate::devices`]).
+pub fn prepare(
+    spec: &ContainerSpec,
+    etc_files: &[(&str, String)],
+    extra_devices: &[DeviceNode],
+) -> Result<Prepared, Failure> {
     // Our mount namespace is a copy of the host's. Make it rslave first (runc's default
     // rootfsPropagation): nothing we mount propagates back to the host, while host unmounts still
     // propagate in, so we never pin a host mount busy.
@@ -149,7 +146,17 @@ pub fn prepare(spec: &ContainerSpec, etc_files: &[(&str, String)]) -> Result<Pre
     sys::move_mount_fd(&procfs, proc_t.fd.as_raw_fd())
         .ctx(|| "attaching procfs on /proc".into())?;
 
-    let devnull = mount_dev(r, &mut stubs)?;
+    let device_nodes = make_device_nodes(&staging, extra_devices)?;
+    let devnull = mount_dev(r, &device_nodes, &mut stubs)?;
+    for node in extra_devices {
+        let t = mount_point(
+            path::ensure_file(r, &node.destination),
+            "device",
+            &node.destination,
+        )?;
+        record(&mut stubs, &t);
+        bind_device(&device_nodes, node, t.fd.as_raw_fd())?;
+    }
 
     let sys_t = path::ensure_dir(r, "/sys", true).map_err(|e| refuse_symlink("/sys", e))?;
     record(&mut stubs, &sys_t);
@@ -244,6 +251,10 @@ pub fn prepare(spec: &ContainerSpec, etc_files: &[(&str, String)]) -> Result<Pre
                 }
                 let src = sys::open_tree_clone(libc::AT_FDCWD, &cstring(source)?, true)
                     .ctx(|| format!("cloning volume {}", source.display()))?;
+                // nodev: a device node in a volume (made by this container or an earlier one)
+                // must not open (see crate::devices).
+                sys::mount_setattr(src.as_raw_fd(), MOUNT_ATTR_NODEV, 0, true)
+                    .ctx(|| format!("making volume {destination} nodev"))?;
                 sys::move_mount_fd(&src, t.fd.as_raw_fd())
                     .ctx(|| format!("mounting the volume on {destination}"))?;
             }
@@ -372,9 +383,10 @@ fn mount_point(
     })
 }
 
-/// Bind-mounts the host path `source` (recursively) on the mount point `target`. The read-only
-/// flag is set on the detached clone before it becomes visible: there is no window in which a
-/// read-only bind is writable.
+/// Bind-mounts the host path `source` (recursively) on the mount point `target`, `nodev` (host
+/// device nodes under it, or ones the container makes there, must not open: see
+/// [`crate::devices`]). The flags are set on the detached clone before it becomes visible: there
+/// is no window in which a read-only bind is writable or a bind allows devices.
 fn bind_host_path(
     source: &Path,
     target: &Target,
@@ -383,10 +395,13 @@ fn bind_host_path(
 ) -> Result<(), Failure> {
     let src = sys::open_tree_clone(libc::AT_FDCWD, &cstring(source)?, true)
         .ctx(|| format!("cloning bind source {}", source.display()))?;
-    if readonly {
-        sys::mount_setattr(src.as_raw_fd(), MOUNT_ATTR_RDONLY, 0, true)
-            .ctx(|| format!("making {destination} read-only"))?;
-    }
+    let attrs = if readonly {
+        MOUNT_ATTR_NODEV | MOUNT_ATTR_RDONLY
+    } else {
+        MOUNT_ATTR_NODEV
+    };
+    sys::mount_setattr(src.as_raw_fd(), attrs, 0, true)
+        .ctx(|| format!("setting the flags (nodev, read-only) of {destination}"))?;
     sys::move_mount_fd(&src, target.fd.as_raw_fd())
         .ctx(|| format!("mounting {} on {destination}", source.display()))
 }
@@ -620,8 +635,14 @@ fn mount_rootfs(spec: &ContainerSpec, staging: &OwnedFd) -> Result<OwnedFd, Fail
                 "internal: a FUSE rootfs must be mounted by the parent",
             ))
         }
-        Rootfs::Directory(dir) => sys::open_tree_clone(libc::AT_FDCWD, &cstring(dir)?, true)
-            .ctx(|| format!("cloning rootfs directory {}", dir.display()))?,
+        Rootfs::Directory(dir) => {
+            let m = sys::open_tree_clone(libc::AT_FDCWD, &cstring(dir)?, true)
+                .ctx(|| format!("cloning rootfs directory {}", dir.display()))?;
+            // Also covers the FUSE union (mounted by the parent, then bound here as a directory).
+            sys::mount_setattr(m.as_raw_fd(), MOUNT_ATTR_NODEV, 0, true)
+                .ctx(|| "making the rootfs nodev".into())?;
+            m
+        }
         Rootfs::Overlay { lowerdirs, upper } => {
             if lowerdirs.is_empty() {
                 return Err(Failure::new("overlay rootfs without any lower directory"));
@@ -630,8 +651,8 @@ fn mount_rootfs(spec: &ContainerSpec, staging: &OwnedFd) -> Result<OwnedFd, Fail
                 // overlayfs needs two lowers without an upper: a read-only bind does the same.
                 let m = sys::open_tree_clone(libc::AT_FDCWD, &cstring(&lowerdirs[0])?, true)
                     .ctx(|| format!("cloning layer {}", lowerdirs[0].display()))?;
-                sys::mount_setattr(m.as_raw_fd(), MOUNT_ATTR_RDONLY, 0, true)
-                    .ctx(|| "making the rootfs read-only".into())?;
+                sys::mount_setattr(m.as_raw_fd(), MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV, 0, true)
+                    .ctx(|| "making the rootfs read-only and nodev".into())?;
                 m
             } else {
                 overlay(lowerdirs, upper.as_ref())?
@@ -699,32 +720,90 @@ fn overlay(
         sys::fsconfig_string(&fs, c"workdir", &cstring(&u.workdir)?)
             .ctx(|| format!("{OVERLAY_FAILED}: workdir {}", u.workdir.display()))?;
     }
-    sys::fs_create_mount(&fs, 0).ctx(|| format!("{OVERLAY_FAILED}: mount"))
+    // nodev: a device node in a layer or made in the upper must not open (crate::devices).
+    sys::fs_create_mount(&fs, MOUNT_ATTR_NODEV).ctx(|| format!("{OVERLAY_FAILED}: mount"))
 }
 
-/// `/dev`: a fresh tmpfs with the default device nodes, devpts (a new instance, so the
-/// container can't reach the host's ptys), `/dev/shm` and `/dev/mqueue`. Returns an `O_PATH` fd
-/// on our own `/dev/null`.
-fn mount_dev(root: RawFd, stubs: &mut Vec<String>) -> Result<OwnedFd, Failure> {
+/// The private tmpfs (on the staging tmpfs, outside the new root, so gone from the container's
+/// view after `pivot_root`) that holds the real device nodes: the default ones and `extra`.
+/// It is the one filesystem mounted without `nodev`; each node is bound into the container
+/// individually ([`bind_device`]). Returns an fd on its root.
+fn make_device_nodes(staging: &OwnedFd, extra: &[DeviceNode]) -> Result<OwnedFd, Failure> {
+    let fs = new_fs(
+        c"tmpfs",
+        &[(c"mode", c"700"), (c"size", c"64k")],
+        &[],
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+    )
+    .ctx(|| "creating the device nodes' tmpfs".into())?;
+    let at = staging_dir(staging, "devices", 0)?;
+    sys::move_mount_fd(&fs, at.as_raw_fd()).ctx(|| "attaching the device nodes' tmpfs".into())?;
+    let dir = sys::openat2(
+        staging.as_raw_fd(),
+        c"devices0",
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        sys::RESOLVE_NO_SYMLINKS,
+    )
+    .ctx(|| "opening the device nodes' tmpfs".into())?;
+    for node in devices::default_nodes().iter().chain(extra) {
+        nix::sys::stat::mknodat(
+            Some(dir.as_raw_fd()),
+            node.name.as_c_str(),
+            SFlag::from_bits_truncate(node.file_type()),
+            Mode::from_bits_truncate(node.mode),
+            nix::sys::stat::makedev(node.major, node.minor),
+        )
+        .ctx(|| format!("mknod for {}", node.destination))?;
+        nix::unistd::fchownat(
+            Some(dir.as_raw_fd()),
+            node.name.as_c_str(),
+            Some(node.uid.into()),
+            Some(node.gid.into()),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .ctx(|| format!("setting the owner of {}", node.destination))?;
+    }
+    Ok(dir)
+}
+
+/// Bind-mounts the node `node` of the device tmpfs `nodes` on the (regular file) mount point
+/// `target`: a single-file bind, so nothing can be created under it.
+fn bind_device(nodes: &OwnedFd, node: &DeviceNode, target: RawFd) -> Result<(), Failure> {
+    let m = sys::open_tree_clone(nodes.as_raw_fd(), node.name.as_c_str(), false)
+        .ctx(|| format!("cloning the device node for {}", node.destination))?;
+    sys::move_mount_fd(&m, target).ctx(|| format!("binding the device {}", node.destination))
+}
+
+/// `/dev`: a fresh `nodev` tmpfs with the default device nodes bound in from `nodes`, devpts (a
+/// new instance, so the container can't reach the host's ptys), `/dev/shm` and `/dev/mqueue`.
+/// Returns an `O_PATH` fd on our own `/dev/null`.
+fn mount_dev(root: RawFd, nodes: &OwnedFd, stubs: &mut Vec<String>) -> Result<OwnedFd, Failure> {
     let t = path::ensure_dir(root, "/dev", true).map_err(|e| refuse_symlink("/dev", e))?;
     record(stubs, &t);
+    // nodev: `mknod /dev/sda` by container root makes a node that can't be opened.
     let dev = new_fs(
         c"tmpfs",
         &[(c"mode", c"755"), (c"size", c"65536k")],
         &[],
-        MOUNT_ATTR_NOSUID,
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
     )
     .ctx(|| "creating the /dev tmpfs".into())?;
     let d = dev.as_raw_fd();
-    for (name, major, minor) in DEVICES {
-        nix::sys::stat::mknodat(
+    let defaults = devices::default_nodes();
+    for node in &defaults {
+        // The mount point of the node's bind.
+        let fd = nix::fcntl::openat(
             Some(d),
-            *name,
-            SFlag::S_IFCHR,
+            node.name.as_c_str(),
+            nix::fcntl::OFlag::O_CREAT
+                | nix::fcntl::OFlag::O_EXCL
+                | nix::fcntl::OFlag::O_WRONLY
+                | nix::fcntl::OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(0o666),
-            nix::sys::stat::makedev(*major, *minor),
         )
-        .ctx(|| format!("mknod /dev/{}", name.to_string_lossy()))?;
+        .ctx(|| format!("creating the mount point {}", node.destination))?;
+        let _ = nix::unistd::close(fd);
     }
     for (target, name) in DEV_SYMLINKS {
         nix::unistd::symlinkat(*target, Some(d), *name)
@@ -735,6 +814,17 @@ fn mount_dev(root: RawFd, stubs: &mut Vec<String>) -> Result<OwnedFd, Failure> {
             .ctx(|| format!("mkdir /dev/{}", name.to_string_lossy()))?;
     }
     sys::move_mount_fd(&dev, t.fd.as_raw_fd()).ctx(|| "attaching tmpfs on /dev".into())?;
+    for node in &defaults {
+        let target = sys::openat2(
+            d,
+            node.name.as_c_str(),
+            libc::O_PATH | libc::O_NOFOLLOW,
+            0,
+            sys::RESOLVE_NO_SYMLINKS,
+        )
+        .ctx(|| format!("opening the mount point {}", node.destination))?;
+        bind_device(nodes, node, target.as_raw_fd())?;
+    }
 
     let sub = |name: &CStr| {
         sys::openat2(

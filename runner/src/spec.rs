@@ -30,6 +30,9 @@ pub struct ContainerSpec {
     pub network: NetworkMode,
     /// Extra mounts (volumes, tmpfs), applied in order after the standard ones.
     pub mounts: Vec<MountSpec>,
+    /// Host devices added to the default ones (`--device`); see [`crate::devices`] for the
+    /// device policy.
+    pub devices: Vec<crate::devices::DeviceSpec>,
     /// Mount the rootfs read-only (`--read-only`); volumes and tmpfs stay writable.
     pub readonly_rootfs: bool,
     /// cgroup limits; no cgroup is created when all are `None`.

@@ -1,6 +1,74 @@
 //! `USER[:GROUP]` resolution against the image's `/etc/passwd` and `/etc/group`, with runc's
 //! (`libcontainer/user`) rules: numbers work without the files; names must exist; supplementary
 //! groups come from `/etc/group` membership.
+//!
+//! Every uid and gid, whether written as a number or found in the image's files, must be in
+//! `0..=2147483647` ([`MAX_ID`]), as runc requires ("uids and gids must be in range
+//! 0-2147483647"): `(uid_t)-1` (4294967295) means "leave unchanged" to setresuid(2) and
+//! setresgid(2), so `USER 4294967295` would otherwise keep the process root with every default
+//! capability. [`parse_id`] is the one place a numeric id is read; the CLI and the builder
+//! (`--chown`, `USER`, WORKDIR ownership) use it too.
+
+/// The largest uid or gid a container process or a file in an image may get (runc's bound).
+pub const MAX_ID: u32 = i32::MAX as u32;
+
+/// Why a `USER[:GROUP]` could not be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    /// A uid or gid outside `0..=2147483647` (written as a number, or an image's `/etc/passwd`
+    /// or `/etc/group` entry).
+    #[error("invalid {what} {value}: uids and gids must be in range 0-{MAX_ID}; use a smaller id")]
+    IdOutOfRange { what: &'static str, value: String },
+    /// A user name that is not in the image's `/etc/passwd` (Docker's wording).
+    #[error("unable to find user {0}: no matching entries in passwd file")]
+    UnknownUser(String),
+    /// A group name that is not in the image's `/etc/group` (Docker's wording).
+    #[error("unable to find group {0}: no matching entries in group file")]
+    UnknownGroup(String),
+}
+
+/// Reads a numeric uid or gid (`what` is "uid" or "gid", for the error). `Ok(None)` when `s` is
+/// not a number (a name, to be looked up); an error when it is a number outside
+/// `0..=`[`MAX_ID`], however many digits it has.
+pub fn parse_id(what: &'static str, s: &str) -> Result<Option<u32>, UserError> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(None);
+    }
+    match s.parse::<u32>() {
+        Ok(n) if n <= MAX_ID => Ok(Some(n)),
+        _ => Err(UserError::IdOutOfRange {
+            what,
+            value: s.to_string(),
+        }),
+    }
+}
+
+/// Checks the numeric parts of a `USER[:GROUP]` spec without any `/etc/passwd`: for a caller
+/// (the CLI) that wants to refuse an out-of-range id before creating anything.
+pub fn check_numeric_ids(spec: &str) -> Result<(), UserError> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    parse_id("uid", user)?;
+    if let Some(g) = group {
+        parse_id("gid", g)?;
+    }
+    Ok(())
+}
+
+/// An id read from an image's `/etc/passwd` or `/etc/group`, bounded as [`parse_id`] bounds a
+/// number written by the user.
+fn bounded(what: &'static str, id: u32) -> Result<u32, UserError> {
+    if id <= MAX_ID {
+        Ok(id)
+    } else {
+        Err(UserError::IdOutOfRange {
+            what,
+            value: id.to_string(),
+        })
+    }
+}
 
 /// A resolved process identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,8 +126,13 @@ fn group_entries(group: &str) -> impl Iterator<Item = GroupEntry<'_>> {
 }
 
 /// Resolves `spec` (`""`, `name`, `uid`, `name:group`, `uid:gid`, …). Errors use Docker's
-/// wording ("unable to find user X: no matching entries in passwd file").
-pub fn resolve(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Result<ExecUser, String> {
+/// wording ("unable to find user X: no matching entries in passwd file"); an id out of
+/// `0..=`[`MAX_ID`] is refused wherever it comes from.
+pub fn resolve(
+    spec: &str,
+    passwd: Option<&str>,
+    group: Option<&str>,
+) -> Result<ExecUser, UserError> {
     let passwd = passwd.unwrap_or("");
     let group = group.unwrap_or("");
     let (user_part, group_part) = match spec.split_once(':') {
@@ -68,42 +141,34 @@ pub fn resolve(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Result<
     };
     let user_part = if user_part.is_empty() { "0" } else { user_part };
 
-    let (uid, mut gid, home, name) = if let Ok(uid) = user_part.parse::<u32>() {
-        match passwd_entries(passwd).find(|e| e.uid == uid) {
+    let (uid, mut gid, home, name) = match parse_id("uid", user_part)? {
+        Some(uid) => match passwd_entries(passwd).find(|e| e.uid == uid) {
             Some(e) => (uid, e.gid, e.home.to_string(), Some(e.name)),
             None => (uid, 0, "/".to_string(), None),
-        }
-    } else {
-        match passwd_entries(passwd).find(|e| e.name == user_part) {
+        },
+        None => match passwd_entries(passwd).find(|e| e.name == user_part) {
             Some(e) => (e.uid, e.gid, e.home.to_string(), Some(e.name)),
-            None => {
-                return Err(format!(
-                    "unable to find user {user_part}: no matching entries in passwd file"
-                ))
-            }
-        }
+            None => return Err(UserError::UnknownUser(user_part.to_string())),
+        },
     };
+    let uid = bounded("uid", uid)?;
 
     if let Some(g) = group_part.filter(|g| !g.is_empty()) {
-        gid = if let Ok(n) = g.parse::<u32>() {
-            n
-        } else {
-            match group_entries(group).find(|e| e.name == g) {
+        gid = match parse_id("gid", g)? {
+            Some(n) => n,
+            None => match group_entries(group).find(|e| e.name == g) {
                 Some(e) => e.gid,
-                None => {
-                    return Err(format!(
-                        "unable to find group {g}: no matching entries in group file"
-                    ))
-                }
-            }
+                None => return Err(UserError::UnknownGroup(g.to_string())),
+            },
         };
     }
+    let gid = bounded("gid", gid)?;
 
     let mut additional_gids = vec![gid];
     if let Some(name) = name {
         for e in group_entries(group) {
             if e.members.contains(&name) && !additional_gids.contains(&e.gid) {
-                additional_gids.push(e.gid);
+                additional_gids.push(bounded("gid", e.gid)?);
             }
         }
     }
@@ -138,9 +203,51 @@ mod tests {
     #[test]
     fn unknown_names_are_errors() {
         let e = resolve("mallory", Some(PASSWD), Some(GROUP)).unwrap_err();
-        assert!(e.contains("unable to find user mallory"), "{e}");
+        assert!(e.to_string().contains("unable to find user mallory"), "{e}");
         let e = resolve("alice:nosuch", Some(PASSWD), Some(GROUP)).unwrap_err();
-        assert!(e.contains("unable to find group nosuch"), "{e}");
+        assert!(e.to_string().contains("unable to find group nosuch"), "{e}");
         assert!(resolve("alice", None, None).is_err());
+    }
+
+    #[test]
+    fn ids_out_of_range_are_refused_wherever_they_come_from() {
+        for spec in [
+            "4294967295",
+            "0:4294967295",
+            "2147483648",
+            "99999999999999999999",
+        ] {
+            let e = resolve(spec, Some(PASSWD), Some(GROUP)).unwrap_err();
+            let value = spec.rsplit(':').next().unwrap_or(spec);
+            assert!(
+                matches!(&e, UserError::IdOutOfRange { value: v, .. } if v == value),
+                "{spec}: {e}"
+            );
+            assert!(e.to_string().contains(value), "{e}");
+        }
+        let hostile = "evil:x:4294967295:0::/:/bin/sh\nbadgid:x:5:4294967295::/:/bin/sh\n";
+        let hostile_group = "root:x:0:\nbig:x:4294967295:alice\n";
+        assert!(matches!(
+            resolve("evil", Some(hostile), None),
+            Err(UserError::IdOutOfRange { what: "uid", .. })
+        ));
+        assert!(matches!(
+            resolve("badgid", Some(hostile), None),
+            Err(UserError::IdOutOfRange { what: "gid", .. })
+        ));
+        assert!(matches!(
+            resolve("alice", Some(PASSWD), Some(hostile_group)),
+            Err(UserError::IdOutOfRange { what: "gid", .. })
+        ));
+        let max = resolve("2147483647:2147483647", None, None).unwrap();
+        assert_eq!((max.uid, max.gid), (MAX_ID, MAX_ID));
+        assert_eq!(
+            check_numeric_ids("0:4294967295"),
+            Err(UserError::IdOutOfRange {
+                what: "gid",
+                value: "4294967295".into()
+            })
+        );
+        assert_eq!(check_numeric_ids("alice:wheel"), Ok(()));
     }
 }

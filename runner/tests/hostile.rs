@@ -143,3 +143,26 @@ fn etc_files_and_passwd_symlinks_resolve_inside() {
     assert_eq!(o.stdout, "testbox\n");
     assert!(!target.join("hosts").exists(), "stub created on the host");
 }
+
+/// `(uid_t)-1` means "unchanged" to setresuid(2): the process would stay root.
+#[test]
+fn user_ids_out_of_range_do_not_start() {
+    let fx = Fixture::new();
+    for user in ["4294967295", "0:4294967295"] {
+        let mut spec = fx.spec(&["/bin/sh", "-c", "id -u"]);
+        spec.process.user = user.into();
+        let (code, message) = start_error(run(&spec));
+        assert_eq!(code, 125);
+        assert!(message.contains("4294967295"), "{user}: {message}");
+    }
+    // The same id reached by name, from the image's own /etc/passwd.
+    let passwd = fx.lower().join("etc/passwd");
+    let mut content = std::fs::read_to_string(&passwd).unwrap();
+    content.push_str("evil:x:4294967295:0::/:/bin/sh\n");
+    std::fs::write(&passwd, content).unwrap();
+    let mut spec = fx.spec(&["/bin/sh", "-c", "id -u"]);
+    spec.process.user = "evil".into();
+    let (code, message) = start_error(run(&spec));
+    assert_eq!(code, 125);
+    assert!(message.contains("4294967295"), "{message}");
+}

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use strata_runner::state::{self, ContainerDir};
 use strata_runner::{
-    AttachOptions, ContainerSpec, MountSpec, NetworkMode, OverlayUpper, ProcessSpec,
+    AttachOptions, ContainerSpec, DeviceSpec, MountSpec, NetworkMode, OverlayUpper, ProcessSpec,
     ResourceLimits, Rootfs, RunnerError, SecuritySpec, Stdio, StdioSpec,
 };
 
@@ -32,6 +32,10 @@ pub struct Args {
     /// Bind-mount a host path: `HOST:CONTAINER[:ro|rw]` (both absolute).
     #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
     pub volume: Vec<String>,
+    /// Add a host device: `HOST[:CONTAINER][:rwm]` (default: same path, `rwm`). Every other
+    /// device node is unusable in the container (README "Device policy").
+    #[arg(long = "device", value_name = "HOST[:CTR][:rwm]")]
+    pub device: Vec<String>,
     /// Mount a fresh tmpfs at this container path.
     #[arg(long = "tmpfs", value_name = "PATH")]
     pub tmpfs: Vec<String>,
@@ -102,6 +106,11 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         "host" => NetworkMode::Host,
         other => bail!("invalid --network {other:?}: strata supports \"none\" and \"host\""),
     };
+    if let Some(u) = &a.user {
+        // Before anything is created: `(uid_t)-1` would leave the process root (see runner::user).
+        strata_runner::user::check_numeric_ids(u)
+            .with_context(|| format!("invalid --user {u:?}"))?;
+    }
     let mut mounts = Vec::new();
     for v in &a.volume {
         mounts.push(parse_volume(v)?);
@@ -115,6 +124,11 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             destination: dest.to_string(),
         });
     }
+    let devices = a
+        .device
+        .iter()
+        .map(|d| DeviceSpec::parse(d))
+        .collect::<Result<Vec<_>, _>>()?;
     if let Some(w) = &a.workdir {
         if !w.starts_with('/') {
             bail!("the working directory {w:?} is invalid: it needs to be an absolute path");
@@ -227,6 +241,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             hostname,
             network,
             mounts,
+            devices,
             readonly_rootfs: a.read_only,
             limits,
             init: a.init,

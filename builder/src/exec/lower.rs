@@ -160,22 +160,29 @@ pub fn read_file(lowerdirs: &[PathBuf], path: &str) -> Option<String> {
 
 /// Resolves `user[:group]` (names or numbers) against the image's `/etc/passwd` and
 /// `/etc/group`, as Docker's COPY `--chown` does: a user name without a group takes the user's
-/// primary group; a number needs no entry.
+/// primary group; a number needs no entry. Ids are bounded as the runner bounds a process's
+/// (`strata_runner::user::parse_id`, `0..=2147483647`): `(uid_t)-1` means "unchanged" to the
+/// kernel, and a file or WORKDIR owned by it is refused rather than written.
 pub fn resolve_owner(lowerdirs: &[PathBuf], spec: &str) -> Result<(u32, u32), String> {
+    use strata_runner::user::{parse_id, MAX_ID};
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
+    let out_of_range = |what: &str, id: u32| {
+        format!("invalid {what} {id} in the image for {spec:?}: uids and gids must be in range 0-{MAX_ID}")
+    };
     let passwd = read_file(lowerdirs, "/etc/passwd").unwrap_or_default();
-    let (uid, primary_gid) = match user.parse::<u32>() {
-        Ok(n) => (
+    let numeric_uid = parse_id("uid", user).map_err(|e| e.to_string())?;
+    let (uid, primary_gid) = match numeric_uid {
+        Some(n) => (
             n,
             passwd_entries(&passwd)
                 .find(|e| e.1 == n)
                 .map(|e| e.2)
                 .unwrap_or(n),
         ),
-        Err(_) => passwd_entries(&passwd)
+        None => passwd_entries(&passwd)
             .find(|e| e.0 == user)
             .map(|e| (e.1, e.2))
             .ok_or_else(|| {
@@ -184,15 +191,15 @@ pub fn resolve_owner(lowerdirs: &[PathBuf], spec: &str) -> Result<(u32, u32), St
     };
     let gid = match group {
         None => {
-            if user.parse::<u32>().is_ok() {
+            if numeric_uid.is_some() {
                 uid
             } else {
                 primary_gid
             }
         }
-        Some(g) => match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => {
+        Some(g) => match parse_id("gid", g).map_err(|e| e.to_string())? {
+            Some(n) => n,
+            None => {
                 let groups = read_file(lowerdirs, "/etc/group").unwrap_or_default();
                 groups
                     .lines()
@@ -209,6 +216,12 @@ pub fn resolve_owner(lowerdirs: &[PathBuf], spec: &str) -> Result<(u32, u32), St
             }
         },
     };
+    if uid > MAX_ID {
+        return Err(out_of_range("uid", uid));
+    }
+    if gid > MAX_ID {
+        return Err(out_of_range("gid", gid));
+    }
     Ok((uid, gid))
 }
 
@@ -257,6 +270,16 @@ mod tests {
         assert_eq!(resolve_owner(&l, "42").unwrap(), (42, 42));
         assert_eq!(resolve_owner(&l, "42:7").unwrap(), (42, 7));
         assert!(resolve_owner(&l, "nobody").unwrap_err().contains("nobody"));
+        assert!(resolve_owner(&l, "4294967295")
+            .unwrap_err()
+            .contains("4294967295"));
+        assert!(resolve_owner(&l, "0:4294967295")
+            .unwrap_err()
+            .contains("4294967295"));
+        assert_eq!(
+            resolve_owner(&l, "2147483647").unwrap(),
+            (2147483647, 2147483647)
+        );
         assert!(resolve_owner(&l, "app:wheel")
             .unwrap_err()
             .contains("wheel"));

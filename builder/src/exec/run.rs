@@ -126,6 +126,7 @@ pub fn run_step(
             NetworkMode::None
         },
         mounts: std::mem::take(&mut prepared.specs),
+        devices: vec![],
         readonly_rootfs: false,
         limits: ResourceLimits::default(),
         init: false,

@@ -121,6 +121,7 @@ impl Fixture {
             hostname: "testbox".into(),
             network: Default::default(),
             mounts: vec![],
+            devices: vec![],
             readonly_rootfs: false,
             limits: Default::default(),
             init: false,
