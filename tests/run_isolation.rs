@@ -243,3 +243,23 @@ fn uid_gid_out_of_range_is_refused_everywhere() {
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
+
+#[test]
+fn run_mount_owner_out_of_range_is_refused() {
+    let s = Store::new();
+    for (tag, mount) in [
+        ("cacheuid:1", "type=cache,target=/c,uid=4294967295"),
+        ("cachegid:1", "type=cache,target=/c,gid=4294967295"),
+    ] {
+        let dockerfile = format!("FROM busybox\nRUN --mount={mount} true\n");
+        let o = build(&s, tag, &dockerfile);
+        assert_ne!(code(&o), 0, "{tag} built: {}", stderr(&o));
+        assert!(stderr(&o).contains("4294967295"), "{tag}: {}", stderr(&o));
+    }
+    let o = build(
+        &s,
+        "cachemax:1",
+        "FROM busybox\nRUN --mount=type=cache,target=/c,uid=2147483647 test $(stat -c %u /c) = 2147483647\n",
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}

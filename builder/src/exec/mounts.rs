@@ -75,6 +75,7 @@ pub(crate) fn prepare(
 ) -> Result<PreparedMounts, String> {
     let mut out = PreparedMounts::default();
     for (i, m) in step.mounts.iter().enumerate() {
+        check_owner(m)?;
         let source = step
             .mount_sources
             .get(i)
@@ -140,6 +141,17 @@ pub(crate) fn prepare(
 }
 
 /// The absolute mount target: a relative one is taken from the step's WORKDIR, as BuildKit does.
+/// Refuses a mount `uid`/`gid` outside the runner's id range: chown(2) with `(uid_t)-1`
+/// (4294967295) means "leave unchanged", so the cache dir or secret would silently stay root's.
+fn check_owner(m: &Mount) -> Result<(), String> {
+    for (what, id) in [("uid", m.uid), ("gid", m.gid)] {
+        if let Some(id) = id {
+            strata_runner::user::parse_id(what, &id.to_string()).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
 fn target_path(m: &Mount, workdir: &str) -> Result<String, String> {
     let t = m
         .target
