@@ -52,8 +52,8 @@ pub struct Args {
     #[arg(long = "label", value_name = "K=V")]
     pub labels: Vec<String>,
     /// Progress output.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "tty", "quiet"])]
-    pub progress: String,
+    #[arg(long, value_enum, default_value_t = ProgressFlag::Auto)]
+    pub progress: ProgressFlag,
     /// Write the image ID to this file.
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
@@ -64,14 +64,59 @@ pub struct Args {
     #[arg(long = "secret", value_name = "id=ID,src=PATH")]
     pub secrets: Vec<String>,
     /// Network for RUN instructions.
-    #[arg(long, default_value = "default", value_parser = ["default", "none", "host"])]
-    pub network: String,
+    #[arg(long, value_enum, default_value_t = NetworkFlag::Default)]
+    pub network: NetworkFlag,
     /// Layer compression.
-    #[arg(long, default_value = "gzip", value_parser = ["gzip", "zstd"])]
-    pub compression: String,
+    #[arg(long, value_enum, default_value_t = CompressionFlag::Gzip)]
+    pub compression: CompressionFlag,
     /// Only parse and plan the Dockerfile and report errors and warnings; build nothing.
     #[arg(long)]
     pub check: bool,
+}
+
+/// `--progress`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressFlag {
+    /// The live view when stderr is a terminal, plain lines otherwise.
+    Auto,
+    /// Numbered plain lines.
+    Plain,
+    /// The live view.
+    Tty,
+    /// Nothing but the image ID on stdout.
+    Quiet,
+}
+
+impl ProgressFlag {
+    fn mode(self) -> strata_builder::exec::ProgressMode {
+        use strata_builder::exec::ProgressMode;
+        match self {
+            ProgressFlag::Auto => ProgressMode::auto(),
+            ProgressFlag::Plain => ProgressMode::Plain,
+            ProgressFlag::Tty => ProgressMode::Tty,
+            ProgressFlag::Quiet => ProgressMode::Quiet,
+        }
+    }
+}
+
+/// `--network` for RUN instructions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetworkFlag {
+    /// The host's network (BuildKit's default).
+    Default,
+    /// Only a loopback interface.
+    None,
+    /// The host's network.
+    Host,
+}
+
+/// `--compression` of the layers built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompressionFlag {
+    /// gzip (the default, what every registry and tool reads).
+    Gzip,
+    /// zstd.
+    Zstd,
 }
 
 /// Runs `strata build`.
@@ -228,7 +273,7 @@ fn print_error(name: &str, source: &str, span: Span, message: &str) {
 /// Builds the image: parse, plan, then run the plan with the executor
 /// (`strata_builder::exec`) and tag the result.
 fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
-    use strata_builder::exec::{self, ExecOptions, Progress, ProgressMode};
+    use strata_builder::exec::{self, ExecOptions, Progress};
     // Before any thread exists (stdin reader, progress, stages): see interrupt.rs.
     super::interrupt::block_stop_signals();
     let dockerfile = read_dockerfile(args)?;
@@ -249,24 +294,24 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    // `_secret_fds` keeps environment secrets' memfds open until the build is over.
-    let (secrets, _secret_fds) = parse_secrets(&args.secrets)?;
+    // `secrets` keeps environment secrets' memfds open until the build is over.
+    let secrets = exec::secrets::Secrets::from_specs(&args.secrets)?;
     let exec_options = ExecOptions {
         context: args.context.clone(),
         dockerfile_name: dockerfile.name.clone(),
         tags,
         labels,
-        host_network: args.network != "none",
-        compression: match args.compression.as_str() {
-            "zstd" => strata_store::layer::Compression::Zstd,
-            _ => strata_store::layer::Compression::Gzip,
+        host_network: args.network != NetworkFlag::None,
+        compression: match args.compression {
+            CompressionFlag::Zstd => strata_store::layer::Compression::Zstd,
+            CompressionFlag::Gzip => strata_store::layer::Compression::Gzip,
         },
         source_date_epoch: strata_store::layer::source_date_epoch_from_env(),
         no_cache: args.no_cache,
         pull: args.pull,
-        secrets,
+        secrets: secrets.paths.clone(),
     };
-    let progress = Progress::new(ProgressMode::from_flag(&args.progress));
+    let progress = Progress::new(args.progress.mode());
     let store = super::open_store(cli)?;
     super::interrupt::watch(store.staging_dir()?.to_path_buf());
     // Planned once the store is open: the base images are resolved (pulled if missing) first,
@@ -309,7 +354,7 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
                 std::fs::write(f, out.config_digest.to_string())
                     .with_context(|| format!("writing --iidfile {}", f.display()))?;
             }
-            if args.progress == "quiet" && !outputs.iter().any(|o| o.to_stdout()) {
+            if args.progress == ProgressFlag::Quiet && !outputs.iter().any(|o| o.to_stdout()) {
                 outln!("{}", out.config_digest);
             }
             Ok(ExitCode::SUCCESS)
@@ -333,88 +378,4 @@ fn parse_outputs(specs: &[String]) -> Result<Vec<strata_builder::exec::output::O
         bail!("only one --output can write to stdout (dest=-)");
     }
     Ok(outputs)
-}
-
-/// `--secret` values, as buildx takes them: `id=ID,src=PATH` (also `source=`, `type=file`; `id`
-/// defaults to the file name of `src`) or `id=ID,env=VAR` (also `type=env`, `VAR` defaulting to
-/// `ID`). An environment secret is put in a memfd — RAM only, never a file on disk — and named by
-/// its `/proc/<pid>/fd/<n>` path; the returned fds keep those alive for the build.
-fn parse_secrets(
-    specs: &[String],
-) -> Result<(
-    std::collections::BTreeMap<String, PathBuf>,
-    Vec<std::os::fd::OwnedFd>,
-)> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut keep = Vec::new();
-    for spec in specs {
-        let mut id = None;
-        let mut src = None;
-        let mut env = None;
-        let mut kind = None;
-        for field in spec.split(',') {
-            match field.split_once('=') {
-                Some(("id", v)) => id = Some(v.to_string()),
-                Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
-                Some(("env", v)) => env = Some(v.to_string()),
-                Some(("type", t @ ("file" | "env"))) => kind = Some(t.to_string()),
-                _ => bail!("invalid --secret {spec:?}: expected id=ID,src=PATH or id=ID,env=VAR"),
-            }
-        }
-        if env.is_some() || kind.as_deref() == Some("env") {
-            let var = env
-                .or_else(|| src.as_ref().map(|s| s.to_string_lossy().into_owned()))
-                .or_else(|| id.clone())
-                .filter(|v| !v.is_empty())
-                .with_context(|| format!("invalid --secret {spec:?}: env=VAR is missing"))?;
-            let id = id.filter(|i| !i.is_empty()).unwrap_or_else(|| var.clone());
-            let value = std::env::var_os(&var).with_context(|| {
-                format!("--secret id={id}: environment variable {var} is not set")
-            })?;
-            let (path, fd) = memfd_secret(&id, value.as_encoded_bytes())?;
-            out.insert(id, path);
-            keep.push(fd);
-            continue;
-        }
-        let Some(src) = src else {
-            bail!("invalid --secret {spec:?}: src=PATH is missing");
-        };
-        let id = match id {
-            Some(id) if !id.is_empty() => id,
-            _ => src
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .with_context(|| format!("invalid --secret {spec:?}: id=ID is missing"))?,
-        };
-        if !src.is_file() {
-            bail!("--secret id={id}: {} is not a readable file", src.display());
-        }
-        out.insert(id, src);
-    }
-    Ok((out, keep))
-}
-
-/// A memfd (anonymous RAM file) holding `value`, and the `/proc/<pid>/fd/<n>` path that opens it
-/// again (from this process or the sandbox's, while the fd is open).
-fn memfd_secret(id: &str, value: &[u8]) -> Result<(PathBuf, std::os::fd::OwnedFd)> {
-    use std::io::Write;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let name = std::ffi::CString::new(format!("strata-secret-{id}")).unwrap_or_default();
-    // SAFETY: a NUL-terminated name; the returned fd is owned below.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("--secret id={id}: memfd_create"));
-    }
-    // SAFETY: a fresh fd we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut f = std::fs::File::from(fd.try_clone().context("dup of a memfd")?);
-    f.write_all(value)
-        .with_context(|| format!("--secret id={id}: writing it to memory"))?;
-    let path = PathBuf::from(format!(
-        "/proc/{}/fd/{}",
-        std::process::id(),
-        fd.as_raw_fd()
-    ));
-    Ok((path, fd))
 }

@@ -14,6 +14,7 @@
 //! * [`emit`] — a COPY's planned layer streamed straight into the layer tar;
 //! * [`add`] / [`fetch`] — ADD archives, ADD URLs (`--chmod` modes: [`strata_dockerfile::chmod`]);
 //! * [`ignore`] — `.dockerignore` patterns with Docker's semantics;
+//! * [`secrets`] — `--secret` specs, environment secrets kept in memory;
 //! * [`lower`] — lookups in the parent's unpacked layers (parents' metadata, `/etc/passwd`);
 //! * [`progress`] — BuildKit-style plain progress lines, or the live tty view;
 //! * [`cache`] — the build cache: content-based step keys and their recorded results;
@@ -36,6 +37,7 @@ pub mod mounts;
 pub mod output;
 pub mod progress;
 pub mod run;
+pub mod secrets;
 pub mod select;
 pub mod selection;
 pub mod snapshot;

@@ -35,23 +35,15 @@ pub enum ProgressMode {
 }
 
 impl ProgressMode {
-    /// The mode for a `--progress` value: `plain`, `tty`, `quiet`, or `auto` (`tty` when stderr
-    /// is a terminal and `TERM` is not `dumb`, else `plain`).
-    pub fn from_flag(flag: &str) -> ProgressMode {
-        match flag {
-            "plain" => ProgressMode::Plain,
-            "quiet" => ProgressMode::Quiet,
-            "tty" => ProgressMode::Tty,
-            _ => {
-                // SAFETY: isatty on a constant fd has no memory effects.
-                let terminal = unsafe { libc::isatty(libc::STDERR_FILENO) } == 1;
-                let dumb = std::env::var("TERM").map(|t| t == "dumb").unwrap_or(false);
-                if terminal && !dumb {
-                    ProgressMode::Tty
-                } else {
-                    ProgressMode::Plain
-                }
-            }
+    /// `--progress auto`: `tty` when stderr is a terminal and `TERM` is not `dumb`, else
+    /// `plain`.
+    pub fn auto() -> ProgressMode {
+        use std::io::IsTerminal;
+        let dumb = std::env::var("TERM").map(|t| t == "dumb").unwrap_or(false);
+        if std::io::stderr().is_terminal() && !dumb {
+            ProgressMode::Tty
+        } else {
+            ProgressMode::Plain
         }
     }
 }
