@@ -26,9 +26,8 @@ use fuser::{
     ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::engine::{self, Engine, OpenedFile, Owner, SetAttr};
+use crate::engine::{self, Engine, OpenedFile, Owner, SetAttr, TimeSpec};
 use crate::index::{Attr, MergedIndex, ROOT_INO};
-use crate::sys::TimeSpec;
 use crate::tree::Src;
 
 /// Entry and attribute timeout of a read-only mount: nothing below can change.

@@ -34,10 +34,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+pub use crate::sys::TimeSpec;
 pub use handles::{DirEntry, OpenedFile};
 
 use crate::index::{Attr, MergedIndex};
-use crate::sys::{self, TimeSpec};
+use crate::sys;
 use crate::tree::{Src, Tree};
 use handles::{DirSnapshot, OpenFile};
 
