@@ -84,7 +84,7 @@ fn split_options(value: &str) -> Vec<String> {
     out.into_iter().filter(|s| !s.is_empty()).collect()
 }
 
-/// Parses the arguments after argv[0].
+/// Parses the arguments after `argv[0]`.
 pub fn parse(args: &[OsString]) -> Result<CompatArgs> {
     let mut options: Vec<String> = Vec::new();
     let mut positional: Vec<String> = Vec::new();

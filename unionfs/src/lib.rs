@@ -1,12 +1,18 @@
 //! strata-unionfs: one tree out of a stack of image layers.
 //!
 //! - [`index`]: the merged index of a layer stack, built once per image and kept in the store.
-//! - [`fs`]: a FUSE union file system over it (read-only, or `--rw` with an overlay-format upper).
+//! - [`tree`]: the live merged tree loaded from it (inodes, names, where each entry's bytes live).
+//! - [`engine`]: the union engine over that tree: lookup, attributes, copy-up, whiteouts, opaque
+//!   directories, renames, links, open files and listings, as a plain API over inode numbers
+//!   (read-only, or writable with an overlay-format upper). No FUSE in it; unit-tested directly.
+//! - [`fs`]: the FUSE adapter: `impl fuser::Filesystem` turning kernel requests into engine
+//!   calls and their results into replies (plus INIT capabilities, cache timeouts, passthrough).
 //! - [`mount`]: mounting /dev/fuse by fd and serving it; unmounting safely.
 //! - [`overlay`]: the kernel overlayfs mount of the same layers.
 //! - [`compat`]: the fuse-overlayfs command line, for the `strata-fuse` entry point.
 
 pub mod compat;
+pub mod engine;
 pub mod error;
 pub mod fs;
 pub mod index;
@@ -15,6 +21,7 @@ pub mod overlay;
 mod sys;
 pub mod tree;
 
+pub use engine::Engine;
 pub use error::{Result, UnionError};
 pub use fs::{UnionConfig, UnionFs};
 pub use index::MergedIndex;

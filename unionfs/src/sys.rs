@@ -58,7 +58,7 @@ pub fn chmod(path: &Path, mode: u32) -> io::Result<()> {
     check(unsafe { libc::chmod(p.as_ptr(), mode & 0o7777) })
 }
 
-/// A time for [`utimens`]: keep, now, or a given (seconds, nanoseconds).
+/// A time to set (utimensat(2)): keep, now, or a given (seconds, nanoseconds).
 #[derive(Debug, Clone, Copy)]
 pub enum TimeSpec {
     /// Leave unchanged (UTIME_OMIT).
