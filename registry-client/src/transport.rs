@@ -100,6 +100,8 @@ pub struct ClientOptions {
     pub read_timeout: Duration,
     /// Connect timeout.
     pub connect_timeout: Duration,
+    /// The slowest blob transfer tolerated (see [`crate::speed`]).
+    pub low_speed: crate::LowSpeed,
 }
 
 impl Default for ClientOptions {
@@ -109,6 +111,7 @@ impl Default for ClientOptions {
             credentials: CredentialStore::from_env(),
             read_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(20),
+            low_speed: crate::LowSpeed::from_env(),
         }
     }
 }
@@ -166,6 +169,10 @@ impl Client {
     /// a credential this way before saving it).
     pub fn set_credential(&self, registry: &str, credential: Credential) {
         lock(&self.inner.explicit).insert(registry.to_string(), credential);
+    }
+
+    pub(crate) fn low_speed(&self) -> crate::LowSpeed {
+        self.inner.options.low_speed
     }
 
     pub(crate) fn retry_policy(&self) -> &RetryPolicy {
