@@ -1,0 +1,143 @@
+//! End-to-end checks of issue 18's store fixes through the `strata` binary: the sandbox still
+//! reads image files from a store closed to other users (0700), a build that would pass the
+//! layer limit fails naming its step, and a corrupt layer makes `export` fail instead of writing
+//! it.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+mod common;
+
+use common::Env;
+use strata_store::layer::{write_layer_blob, Compression, TarOptions};
+use strata_store::ops::LayerRef;
+use strata_store::{Digest, ImageConfig, Reference, Store};
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn context(env: &Env, name: &str, dockerfile: &str, files: &[(&str, &str)]) -> String {
+    let ctx = env.path(name);
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    for (p, c) in files {
+        fs::write(ctx.join(p), c).unwrap();
+    }
+    ctx.display().to_string()
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn user_nobody_reads_image_files_in_a_private_store() {
+    let env = Env::new();
+    let root = env.root();
+    // The store the test uses is closed to other users...
+    for d in [
+        "",
+        "layers",
+        "layers/sha256",
+        "cache",
+        "containers",
+        "tmp",
+        "blobs/sha256",
+    ] {
+        assert_eq!(mode(&root.join(d)), 0o700, "{d}");
+    }
+    // ...and the sandbox still reads the image as an unprivileged user, in RUN (with a cache
+    // mount) and in `run`.
+    let ctx = context(
+        &env,
+        "ctx-nobody",
+        "FROM busybox\nUSER nobody\nRUN --mount=type=cache,target=/c,uid=65534 cat /bin/busybox > /dev/null && ls /etc > /dev/null && touch /c/x && id -u > /tmp/uid\n",
+        &[],
+    );
+    let o = env.run(&["build", "--progress", "plain", "-t", "nobody:1", &ctx]);
+    assert!(o.status.success(), "build failed: {}", stderr(&o));
+    let o = env.run(&[
+        "run",
+        "--rm",
+        "--user",
+        "65534",
+        "nobody:1",
+        "sh",
+        "-c",
+        "cat /tmp/uid && head -c 4 /bin/busybox | wc -c",
+    ]);
+    assert!(o.status.success(), "run failed: {}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "65534\n4\n");
+}
+
+#[test]
+fn a_build_past_the_layer_limit_fails_naming_the_step() {
+    let env = Env::new();
+    // A base of exactly MAX_LAYERS small, distinct layers.
+    {
+        let store = Store::open(&env.root()).unwrap();
+        let mut layers = Vec::new();
+        let mut config = ImageConfig::default();
+        let (os, arch, variant) = ImageConfig::host_platform();
+        (config.os, config.architecture, config.variant) = (os, arch, variant);
+        for i in 0..strata_store::MAX_LAYERS {
+            let dir = env.path(&format!("layer{i}"));
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join(format!("f{i}")), i.to_string()).unwrap();
+            let info =
+                write_layer_blob(&store, &dir, &TarOptions::default(), Compression::Gzip).unwrap();
+            config.rootfs.diff_ids.push(info.diff_id.clone());
+            layers.push(LayerRef::from(&info));
+        }
+        store
+            .create_image(&config, &layers, Some(&Reference::parse("deep:1").unwrap()))
+            .unwrap();
+    }
+    let ctx = context(
+        &env,
+        "ctx-deep",
+        "FROM deep:1\nENV A=1\nCOPY extra.txt /extra.txt\n",
+        &[("extra.txt", "one too many\n")],
+    );
+    let o = env.run(&["build", "--progress", "plain", "-t", "deeper:1", &ctx]);
+    assert!(!o.status.success(), "a build past the limit must fail");
+    // The error (the last line; the lines before are progress) names the step.
+    let all = stderr(&o);
+    let err = all.trim().lines().last().unwrap_or_default();
+    assert!(err.contains("COPY extra.txt /extra.txt"), "{all}");
+    assert!(
+        err.contains(&format!("{} layers", strata_store::MAX_LAYERS + 1)),
+        "{all}"
+    );
+    assert!(
+        !env.run(&["inspect", "deeper:1"]).status.success(),
+        "nothing is tagged"
+    );
+}
+
+#[test]
+fn export_of_a_layer_whose_bytes_changed_fails_naming_the_blob() {
+    let env = Env::new();
+    let v: serde_json::Value =
+        serde_json::from_slice(&env.ok(&["inspect", "busybox"]).stdout).unwrap();
+    let manifest = v[0]["Digest"].as_str().unwrap().to_string();
+    let store = Store::open(&env.root()).unwrap();
+    let img = store.image(&manifest).unwrap();
+    let layer = Digest::parse(img.manifest.layers()[0].digest().as_ref()).unwrap();
+    drop(store);
+    let blob = env.root().join("blobs/sha256").join(layer.hex());
+    fs::set_permissions(&blob, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut bytes = fs::read(&blob).unwrap();
+    // The gzip header's MTIME: ignored by every decompressor, so only the digest tells.
+    bytes[4] ^= 0x01;
+    fs::write(&blob, &bytes).unwrap();
+
+    let out = env.path("rootfs.tar");
+    let o = env.run(&["export", "busybox", "-o", out.to_str().unwrap()]);
+    assert!(!o.status.success(), "export of a corrupt layer must fail");
+    let err = stderr(&o);
+    assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
+    assert!(err.contains(layer.hex()), "{err}");
+}
