@@ -141,3 +141,54 @@ fn export_of_a_layer_whose_bytes_changed_fails_naming_the_blob() {
     assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
     assert!(err.contains(layer.hex()), "{err}");
 }
+
+/// Unmounts on drop, even when the test failed half-way.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let Ok(c) = std::ffi::CString::new(self.0.as_os_str().as_encoded_bytes()) else {
+            return;
+        };
+        // Bounded: stacked mounts are peeled one by one, at most a few.
+        for _ in 0..4 {
+            // SAFETY: umount2 with a valid NUL-terminated path has no memory-safety preconditions.
+            if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+                break;
+            }
+        }
+    }
+}
+
+/// The mount options of the mount at `dir` (from /proc/self/mountinfo).
+fn mount_options(dir: &Path) -> Option<String> {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let dir = dir.to_str().unwrap();
+    info.lines()
+        .rfind(|l| l.split(' ').nth(4) == Some(dir))
+        .and_then(|l| l.split(' ').nth(5).map(str::to_string))
+}
+
+#[test]
+fn strata_mount_targets_never_honour_setuid_bits() {
+    let env = Env::new();
+    for driver in ["fuse", "overlay"] {
+        let dir = env.path(&format!("mnt-{driver}"));
+        fs::create_dir_all(&dir).unwrap();
+        let dir = fs::canonicalize(&dir).unwrap();
+        let _guard = Unmount(dir.clone());
+        env.ok(&[
+            "mount",
+            "--driver",
+            driver,
+            "busybox",
+            dir.to_str().unwrap(),
+        ]);
+        let opts = mount_options(&dir).unwrap_or_else(|| panic!("{driver}: not mounted"));
+        let opts: Vec<&str> = opts.split(',').collect();
+        assert!(opts.contains(&"nosuid"), "{driver}: {opts:?}");
+        assert!(opts.contains(&"nodev"), "{driver}: {opts:?}");
+        assert!(dir.join("bin/busybox").is_file());
+        env.ok(&["umount", dir.to_str().unwrap()]);
+    }
+}
