@@ -239,7 +239,9 @@ fn content_range_start(v: &str) -> Option<u64> {
         .ok()
 }
 
-/// Uploads blob `digest` (stored at `path`, `size` bytes) to `repo`.
+/// Uploads blob `digest` (`size` bytes) of `store` to `repo`. A blob the registry lacks is first
+/// read through the store's verifying reader: one whose bytes changed on disk is refused, naming
+/// it, before anything is sent (the registry would refuse it too, but only after the upload).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn upload(
     client: &Client,
@@ -247,7 +249,7 @@ pub(crate) fn upload(
     repo: &str,
     digest: &Digest,
     size: u64,
-    path: &Path,
+    store: &Store,
     mount_from: Option<&str>,
     what: &str,
     scopes: &[String],
@@ -272,6 +274,9 @@ pub(crate) fn upload(
             ))
         }
     }
+    store.open_blob(digest)?.expect_size(size).finish()?;
+    let path = store.blob_path(digest);
+    let path = path.as_path();
     progress.start(&id, what, Some(size));
     let policy = client.retry_policy();
     // A failed session (connection lost mid-PATCH, 5xx at PUT) is abandoned and a new one opened:

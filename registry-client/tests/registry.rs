@@ -958,3 +958,41 @@ fn pull_refuses_an_image_past_the_layer_limit_before_downloading() {
     );
     assert!(!dst.has_blob(&image.config_digest), "nothing is downloaded");
 }
+
+#[test]
+fn push_refuses_a_stored_blob_whose_bytes_changed_before_sending_it() {
+    let reg = Registry::start(Auth::None);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client(&empty_creds(tmp.path()), RegistriesConfig::default());
+    let src = new_store(tmp.path(), "src");
+    let image = make_image(&src, "local/app:1", 25, &[100_000]);
+    let layer = Digest::parse(image.manifest.layers()[0].digest().as_ref()).unwrap();
+    let path = src.blob_path(&layer);
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    std::fs::set_permissions(&path, perms).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[4] ^= 0x01; // gzip MTIME: only a digest check notices
+    std::fs::write(&path, &bytes).unwrap();
+
+    let r = reference(&format!("{}/flip/app:1", reg.host()));
+    let err = c
+        .push(
+            &src,
+            &image,
+            &r,
+            &PushOptions {
+                jobs: 1,
+                ..PushOptions::default()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RegistryError::Store(strata_store::StoreError::DigestMismatch { .. })
+        ),
+        "the store's reader, not the registry, refuses it: {err:?}"
+    );
+    assert!(err.to_string().contains(layer.hex()), "{err}");
+}
