@@ -261,6 +261,42 @@ fn load_failing_late_removes_only_what_it_created() {
     assert_eq!(left, 0, "a failed load into an empty store leaves no blob");
 }
 
+#[test]
+fn a_failed_load_beside_another_writer_leaves_its_blobs_to_gc() {
+    let fx = Fixture::new();
+    let store = fx.open();
+    let img = fx.image(&store, "keep:1", &[("a", b"hello", 0o644)]);
+    let docker = save(&store, &img, "keep:1", ArchiveFormat::Docker);
+    let bad_tag = rewrite_tar(&docker, |path, data| {
+        if path == "manifest.json" {
+            String::from_utf8(data)
+                .unwrap()
+                .replace("keep:1", "Bad Tag!")
+                .into_bytes()
+        } else {
+            data
+        }
+    });
+    let target = Fixture::new();
+    let t = target.open();
+    let blobs = || {
+        fs::read_dir(target.root().join("blobs/sha256"))
+            .unwrap()
+            .count()
+    };
+    // Another writer is mid-way: it may be about to use what this load wrote.
+    let other = Store::open(&target.root()).unwrap();
+    let busy = other.write_guard().unwrap();
+    assert!(t.load(bad_tag.as_slice(), "bad-tag.tar").is_err());
+    assert!(
+        blobs() > 0,
+        "with another writer active, the rollback removes nothing"
+    );
+    drop(busy);
+    t.gc().unwrap();
+    assert_eq!(blobs(), 0, "gc removes what the failed load left");
+}
+
 // ---- index.json -----------------------------------------------------------------------------
 
 #[test]
