@@ -65,6 +65,33 @@ fn env_u64(name: &str) -> Option<u64> {
     }
 }
 
+/// A reader held to a [`LowSpeed`]: a read after a window that carried too little fails with an
+/// [`std::io::Error`] wrapping [`TooSlow`].
+pub(crate) struct SpeedReader<R> {
+    inner: R,
+    check: SpeedCheck,
+    read: u64,
+}
+
+impl<R> SpeedReader<R> {
+    pub(crate) fn new(inner: R, limit: LowSpeed) -> SpeedReader<R> {
+        SpeedReader {
+            inner,
+            check: SpeedCheck::new(limit, 0),
+            read: 0,
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for SpeedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        self.check.check(self.read).map_err(std::io::Error::other)?;
+        Ok(n)
+    }
+}
+
 /// A transfer that went below the minimum rate: how many bytes the last window carried.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TooSlow {
@@ -76,7 +103,7 @@ impl std::fmt::Display for TooSlow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "transfer too slow: {} bytes in {} s",
+            "transfer too slow: {} bytes in {} s (minimum set by {ENV_LIMIT}/{ENV_TIME})",
             self.bytes,
             self.window.as_secs()
         )

@@ -559,10 +559,15 @@ fn transport_error(ep: &Endpoint, url: &str, err: ureq::Error, attempts: u32) ->
     }
 }
 
-/// Reads at most `limit` bytes of a response body.
+/// Reads at most `limit` bytes of a response body (manifests, tokens, error bodies), at no less
+/// than the environment's minimum rate ([`crate::LowSpeed::from_env`]): a server trickling a
+/// manifest would otherwise hold a pull as long as one trickling a blob.
 pub(crate) fn read_limited(resp: Response<Body>, limit: u64, what: &str) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    let mut reader = resp.into_body().into_with_config().limit(limit).reader();
+    let mut reader = crate::speed::SpeedReader::new(
+        resp.into_body().into_with_config().limit(limit).reader(),
+        crate::LowSpeed::from_env(),
+    );
     reader
         .read_to_end(&mut out)
         .map_err(|e| RegistryError::Protocol {

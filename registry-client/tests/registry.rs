@@ -880,7 +880,7 @@ fn a_trickling_registry_fails_the_pull_in_bounded_time_naming_the_blob() {
     let r = reference(&format!("{}/slow/app:1", proxy.host()));
     c.push(&src, &image, &r, &PushOptions::default()).unwrap();
     let layer = image.manifest.layers()[0].digest().to_string();
-    proxy.faults.lock().unwrap().trickle_blob = Some((layer.clone(), Duration::from_secs(1)));
+    proxy.faults.lock().unwrap().trickle = Some((layer.clone(), Duration::from_secs(1)));
 
     // The minimum comes from the environment, as for the CLI: 100 bytes/s over 3 s.
     std::env::set_var(strata_registry_client::speed::ENV_LIMIT, "100");
@@ -898,6 +898,24 @@ fn a_trickling_registry_fails_the_pull_in_bounded_time_naming_the_blob() {
     assert!(matches!(err, RegistryError::TooSlow { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains("too slow") && msg.contains(&layer), "{msg}");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+
+    // A trickled manifest is held to the same minimum (read_limited reads the environment).
+    proxy.faults.lock().unwrap().trickle = Some(("/manifests/".into(), Duration::from_secs(1)));
+    std::env::set_var(strata_registry_client::speed::ENV_LIMIT, "100");
+    std::env::set_var(strata_registry_client::speed::ENV_TIME, "3");
+    let started = Instant::now();
+    let err = slow_client
+        .pull(&new_store(tmp.path(), "dst2"), &r, &PullOptions::default())
+        .unwrap_err();
+    std::env::remove_var(strata_registry_client::speed::ENV_LIMIT);
+    std::env::remove_var(strata_registry_client::speed::ENV_TIME);
+    let took = started.elapsed();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("too slow") && msg.contains("manifest"),
+        "{msg}"
+    );
     assert!(took < Duration::from_secs(15), "took {took:?}");
     drop(c);
 }

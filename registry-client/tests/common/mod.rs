@@ -598,8 +598,9 @@ pub struct Faults {
     pub corrupt_blob: Option<String>,
     /// Strip `mount`/`from` from upload POSTs, so the registry opens a plain session (202).
     pub refuse_mounts: bool,
-    /// Send the body of blob GETs whose path contains this digest one byte per interval.
-    pub trickle_blob: Option<(String, Duration)>,
+    /// Send the body of GETs whose path contains this (a digest, `/manifests/`) one byte per
+    /// interval.
+    pub trickle: Option<(String, Duration)>,
 }
 
 /// One proxied request, for assertions.
@@ -811,9 +812,9 @@ fn proxy_one(
                 .as_ref()
                 .is_some_and(|d| target.contains(d.as_str()));
         let trickle = f
-            .trickle_blob
+            .trickle
             .as_ref()
-            .filter(|(d, _)| is_blob_get && target.contains(d.as_str()))
+            .filter(|(d, _)| method == "GET" && target.contains(d.as_str()))
             .map(|(_, every)| *every);
         (cut, corrupt, trickle)
     };
