@@ -192,3 +192,72 @@ fn strata_mount_targets_never_honour_setuid_bits() {
         env.ok(&["umount", dir.to_str().unwrap()]);
     }
 }
+
+#[test]
+fn an_image_of_20000_layers_already_in_a_store_is_refused_at_once() {
+    let env = Env::new();
+    {
+        // Written the way an older strata (or a hand-edited layout) could have stored it.
+        let store = Store::open(&env.root()).unwrap();
+        let base = store.image("busybox").unwrap();
+        let mut manifest: serde_json::Value = serde_json::from_slice(&base.manifest_bytes).unwrap();
+        let layer = manifest["layers"][0].clone();
+        manifest["layers"] = serde_json::Value::Array(vec![layer; 20_000]);
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&store.read_blob(&base.config_digest).unwrap()).unwrap();
+        let diff = config["rootfs"]["diff_ids"][0].clone();
+        config["rootfs"]["diff_ids"] = serde_json::Value::Array(vec![diff; 20_000]);
+        config["history"] = serde_json::Value::Array(vec![]);
+        let config_bytes = serde_json::to_vec(&config).unwrap();
+        let cd = store.put_blob(&config_bytes).unwrap();
+        manifest["config"]["digest"] = cd.to_string().into();
+        manifest["config"]["size"] = config_bytes.len().into();
+        let bytes = serde_json::to_vec(&manifest).unwrap();
+        let md = store.put_blob(&bytes).unwrap();
+        let desc = strata_store::descriptor(
+            "application/vnd.oci.image.manifest.v1+json",
+            &md,
+            bytes.len() as u64,
+        );
+        store
+            .tag(&Reference::parse("many:1").unwrap(), &desc)
+            .unwrap();
+    }
+    for args in [
+        &["run", "--rm", "many:1", "true"][..],
+        &["export", "many:1", "-o", "/dev/null"][..],
+    ] {
+        let started = std::time::Instant::now();
+        let o = env.run(args);
+        let took = started.elapsed();
+        assert!(!o.status.success(), "{args:?} must refuse it");
+        let err = stderr(&o);
+        assert!(err.contains("20000 layers") && err.contains("125"), "{err}");
+        assert!(
+            took < std::time::Duration::from_secs(10),
+            "{args:?} took {took:?}"
+        );
+        eprintln!("{args:?}: refused in {took:?}");
+    }
+}
+
+#[test]
+fn gc_of_a_store_without_index_json_refuses_in_one_line() {
+    let env = Env::new();
+    fs::remove_file(env.root().join("index.json")).unwrap();
+    let o = env.run(&["gc"]);
+    assert!(!o.status.success(), "gc must refuse a damaged store");
+    let err = stderr(&o);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("index.json is missing") && err.contains("restore"),
+        "{err}"
+    );
+    assert!(
+        fs::read_dir(env.root().join("blobs/sha256"))
+            .unwrap()
+            .count()
+            > 0,
+        "no blob removed"
+    );
+}
