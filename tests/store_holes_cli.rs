@@ -70,6 +70,35 @@ fn user_nobody_reads_image_files_in_a_private_store() {
     ]);
     assert!(o.status.success(), "run failed: {}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "65534\n4\n");
+
+    // What the build wrote is out of other users' reach on the host: the cache mount the RUN
+    // filled and the unpacked layers (as long as the path to the store is open to them).
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let mut probes = vec![root.join("containers")];
+    for dir in ["cache/mounts", "layers/sha256"] {
+        for e in fs::read_dir(root.join(dir)).unwrap() {
+            probes.push(e.unwrap().path());
+        }
+    }
+    assert!(probes.len() >= 3, "{probes:?}");
+    assert!(
+        nobody_can_stat(env.dir.path()),
+        "the harness must let uid 65534 in"
+    );
+    for p in &probes {
+        assert!(!nobody_can_stat(p), "uid 65534 can reach {}", p.display());
+    }
+}
+
+/// True when uid/gid 65534 with no supplementary groups can stat `p`.
+fn nobody_can_stat(p: &Path) -> bool {
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "stat"])
+        .arg(p)
+        .output()
+        .expect("setpriv (util-linux)")
+        .status
+        .success()
 }
 
 #[test]
