@@ -20,6 +20,7 @@ use strata_store::{Digest, Store, StoreError};
 use crate::config::Endpoint;
 use crate::error::{RegistryError, Result};
 use crate::progress::{Outcome, Progress};
+use crate::speed::{SpeedCheck, TooSlow};
 use crate::transport::{header, resolve_location, status_error, with_query, Client, Req, ReqBody};
 
 /// Blobs up to this size go up in one `PUT` (one request instead of three).
@@ -59,6 +60,17 @@ pub(crate) fn download(
     let mut stalls = 0u32; // consecutive attempts that made no progress
     let mut resumes = 0u32;
     let mut buf = vec![0u8; 256 * 1024];
+    // Bytes received over every connection of this download (skipped prefixes included): what
+    // the minimum rate is measured on.
+    let mut received = 0u64;
+    let mut speed = SpeedCheck::new(client.low_speed(), 0);
+    let too_slow = |t: TooSlow| RegistryError::TooSlow {
+        registry: ep.host.clone(),
+        digest: digest.to_string(),
+        bytes: t.bytes,
+        seconds: t.window.as_secs(),
+        limit: client.low_speed().bytes_per_sec,
+    };
     loop {
         let offset = writer.bytes_written();
         if size.is_some_and(|s| offset == s) {
@@ -106,6 +118,8 @@ pub(crate) fn download(
         let before = writer.bytes_written();
         let read_result: std::io::Result<()> = (|| loop {
             let n = body.read(&mut buf)?;
+            received += n as u64;
+            speed.check(received).map_err(std::io::Error::other)?;
             if n == 0 {
                 return Ok(());
             }
@@ -126,6 +140,15 @@ pub(crate) fn download(
             progress.advance(&id, chunk.len() as u64);
         })();
         let made_progress = writer.bytes_written() > before;
+        let slow = read_result
+            .as_ref()
+            .err()
+            .and_then(|e| e.get_ref())
+            .and_then(|r| r.downcast_ref::<TooSlow>())
+            .copied();
+        if let Some(t) = slow {
+            return Err(too_slow(t));
+        }
         match read_result {
             Ok(()) => match size {
                 Some(total) if writer.bytes_written() < total => {
@@ -150,6 +173,7 @@ pub(crate) fn download(
                 tracing::info!(blob = %digest, error = %e, at = writer.bytes_written(), "download interrupted");
             }
         }
+        speed.check(received).map_err(too_slow)?;
         stalls = if made_progress { 0 } else { stalls + 1 };
         resumes += 1;
         if stalls >= policy.attempts || resumes > MAX_RESUMES {
@@ -215,7 +239,9 @@ fn content_range_start(v: &str) -> Option<u64> {
         .ok()
 }
 
-/// Uploads blob `digest` (stored at `path`, `size` bytes) to `repo`.
+/// Uploads blob `digest` (`size` bytes) of `store` to `repo`. A blob the registry lacks is first
+/// read through the store's verifying reader: one whose bytes changed on disk is refused, naming
+/// it, before anything is sent (the registry would refuse it too, but only after the upload).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn upload(
     client: &Client,
@@ -223,7 +249,7 @@ pub(crate) fn upload(
     repo: &str,
     digest: &Digest,
     size: u64,
-    path: &Path,
+    store: &Store,
     mount_from: Option<&str>,
     what: &str,
     scopes: &[String],
@@ -248,6 +274,9 @@ pub(crate) fn upload(
             ))
         }
     }
+    store.open_blob(digest)?.expect_size(size).finish()?;
+    let path = store.blob_path(digest);
+    let path = path.as_path();
     progress.start(&id, what, Some(size));
     let policy = client.retry_policy();
     // A failed session (connection lost mid-PATCH, 5xx at PUT) is abandoned and a new one opened:

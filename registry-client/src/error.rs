@@ -40,11 +40,22 @@ pub enum RegistryError {
     },
 
     /// Bytes received do not hash to the digest they were asked for.
-    #[error("digest mismatch for {what}: expected {expected}, got {actual}; nothing was stored")]
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}; the bytes that do not match were discarded")]
     DigestMismatch {
         what: String,
         expected: String,
         actual: String,
+    },
+
+    /// A blob transfer that stayed below the minimum rate for a whole window (see
+    /// [`crate::speed`]).
+    #[error("blob {digest} from {registry}: transfer too slow: {bytes} bytes in the last {seconds} s, below the minimum of {limit} bytes/s; retry on a better connection, or lower the minimum with {env_limit}/{env_time}", env_limit = crate::speed::ENV_LIMIT, env_time = crate::speed::ENV_TIME)]
+    TooSlow {
+        registry: String,
+        digest: String,
+        bytes: u64,
+        seconds: u64,
+        limit: u64,
     },
 
     /// Still rate limited (429) after every retry.

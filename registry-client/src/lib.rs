@@ -39,6 +39,7 @@ mod pull;
 mod push;
 pub mod retry;
 mod search;
+pub mod speed;
 pub mod transport;
 
 use strata_store::{Image, Reference, Store};
@@ -52,6 +53,7 @@ pub use pull::PullOptions;
 pub use push::{PushOptions, PushReport};
 pub use retry::RetryPolicy;
 pub use search::SearchResult;
+pub use speed::LowSpeed;
 pub use transport::{Client, ClientOptions};
 
 /// A registry session: registries configuration, credentials, an HTTP client with its token cache.

@@ -63,6 +63,9 @@ impl RegistryClient {
         reference: &Reference,
         options: &PullOptions,
     ) -> Result<Image> {
+        // Shared gc lock until the tag is written: a concurrent `gc` would otherwise delete the
+        // blobs this pull has stored but not yet tagged (as build, load and import hold it).
+        let _writing = store.write_guard()?;
         let sources = self.config.pull_sources(&reference.registry);
         let mut failures = Vec::new();
         for ep in &sources {
@@ -144,6 +147,15 @@ impl RegistryClient {
                 message: e.to_string(),
             })?;
 
+        // Refused before anything is downloaded; the store refuses such an image anyway.
+        if parsed.layers().len() > strata_store::MAX_LAYERS {
+            return Err(strata_store::StoreError::TooManyLayers {
+                image: display,
+                count: parsed.layers().len(),
+                max: strata_store::MAX_LAYERS,
+            }
+            .into());
+        }
         let progress = options.progress.as_ref();
         // The config first, alone: it is small, it holds the diff IDs that unpacking checks layers
         // against, and a registry that lacks it fails the pull before hundreds of megabytes move.

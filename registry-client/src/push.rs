@@ -104,14 +104,13 @@ impl RegistryClient {
         let outcomes = std::sync::Mutex::new(Vec::new());
         let progress = options.progress.as_ref();
         parallel::for_each(options.jobs, &blobs, |(digest, size, what)| {
-            let path = store.blob_path(digest);
             let outcome = blob::upload(
                 &self.client,
                 &ep,
                 repo,
                 digest,
                 *size,
-                &path,
+                store,
                 mount_from.as_deref(),
                 what,
                 &scopes,

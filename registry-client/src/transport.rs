@@ -100,6 +100,8 @@ pub struct ClientOptions {
     pub read_timeout: Duration,
     /// Connect timeout.
     pub connect_timeout: Duration,
+    /// The slowest blob transfer tolerated (see [`crate::speed`]).
+    pub low_speed: crate::LowSpeed,
 }
 
 impl Default for ClientOptions {
@@ -109,6 +111,7 @@ impl Default for ClientOptions {
             credentials: CredentialStore::from_env(),
             read_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(20),
+            low_speed: crate::LowSpeed::from_env(),
         }
     }
 }
@@ -166,6 +169,10 @@ impl Client {
     /// a credential this way before saving it).
     pub fn set_credential(&self, registry: &str, credential: Credential) {
         lock(&self.inner.explicit).insert(registry.to_string(), credential);
+    }
+
+    pub(crate) fn low_speed(&self) -> crate::LowSpeed {
+        self.inner.options.low_speed
     }
 
     pub(crate) fn retry_policy(&self) -> &RetryPolicy {
@@ -552,10 +559,15 @@ fn transport_error(ep: &Endpoint, url: &str, err: ureq::Error, attempts: u32) ->
     }
 }
 
-/// Reads at most `limit` bytes of a response body.
+/// Reads at most `limit` bytes of a response body (manifests, tokens, error bodies), at no less
+/// than the environment's minimum rate ([`crate::LowSpeed::from_env`]): a server trickling a
+/// manifest would otherwise hold a pull as long as one trickling a blob.
 pub(crate) fn read_limited(resp: Response<Body>, limit: u64, what: &str) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    let mut reader = resp.into_body().into_with_config().limit(limit).reader();
+    let mut reader = crate::speed::SpeedReader::new(
+        resp.into_body().into_with_config().limit(limit).reader(),
+        crate::LowSpeed::from_env(),
+    );
     reader
         .read_to_end(&mut out)
         .map_err(|e| RegistryError::Protocol {

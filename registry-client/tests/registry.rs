@@ -823,3 +823,194 @@ fn chunked_upload_for_registries_with_request_size_limits() {
         &dst,
     );
 }
+
+// ------------------------------------------------------------------------------------------------
+// Store integrity and bounds (issue 18)
+
+#[test]
+fn gc_running_beside_pull_never_deletes_what_the_pull_stored() {
+    let (_reg, proxy) = proxied();
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client(&empty_creds(tmp.path()), RegistriesConfig::default());
+    let src = new_store(tmp.path(), "src");
+    let image = make_image(&src, "local/app:1", 21, &[300_000; 6]);
+    let r = reference(&format!("{}/gc/app:1", proxy.host()));
+    c.push(&src, &image, &r, &PushOptions::default()).unwrap();
+
+    for round in 0..3 {
+        let root = tmp.path().join(format!("dst{round}"));
+        let dst = Store::open(&root).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let gc_loop = {
+            let (stop, root) = (stop.clone(), root.clone());
+            std::thread::spawn(move || {
+                let store = Store::open(&root).unwrap();
+                let mut runs = 0u32;
+                // Bounded: the pull takes well under this many gc runs.
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && runs < 100_000 {
+                    store.gc().unwrap();
+                    runs += 1;
+                }
+                runs
+            })
+        };
+        let pulled = c.pull(
+            &dst,
+            &r,
+            &PullOptions {
+                jobs: 2,
+                ..PullOptions::default()
+            },
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let runs = gc_loop.join().unwrap();
+        let pulled = pulled.unwrap_or_else(|e| panic!("round {round}: pull beside gc failed: {e}"));
+        assert!(runs > 0, "gc must have run");
+        assert_same_image(&image, &pulled, &dst);
+    }
+}
+
+#[test]
+fn a_trickling_registry_fails_the_pull_in_bounded_time_naming_the_blob() {
+    let (_reg, proxy) = proxied();
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client(&empty_creds(tmp.path()), RegistriesConfig::default());
+    let src = new_store(tmp.path(), "src");
+    let image = make_image(&src, "local/app:1", 22, &[50_000]);
+    let r = reference(&format!("{}/slow/app:1", proxy.host()));
+    c.push(&src, &image, &r, &PushOptions::default()).unwrap();
+    let layer = image.manifest.layers()[0].digest().to_string();
+    proxy.faults.lock().unwrap().trickle = Some((layer.clone(), Duration::from_secs(1)));
+
+    // The minimum comes from the environment, as for the CLI: 100 bytes/s over 3 s.
+    std::env::set_var(strata_registry_client::speed::ENV_LIMIT, "100");
+    std::env::set_var(strata_registry_client::speed::ENV_TIME, "3");
+    let slow_client = client(&empty_creds(tmp.path()), RegistriesConfig::default());
+    std::env::remove_var(strata_registry_client::speed::ENV_LIMIT);
+    std::env::remove_var(strata_registry_client::speed::ENV_TIME);
+
+    let dst = new_store(tmp.path(), "dst");
+    let started = Instant::now();
+    let err = slow_client
+        .pull(&dst, &r, &PullOptions::default())
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, RegistryError::TooSlow { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("too slow") && msg.contains(&layer), "{msg}");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+
+    // A trickled manifest is held to the same minimum (read_limited reads the environment).
+    proxy.faults.lock().unwrap().trickle = Some(("/manifests/".into(), Duration::from_secs(1)));
+    std::env::set_var(strata_registry_client::speed::ENV_LIMIT, "100");
+    std::env::set_var(strata_registry_client::speed::ENV_TIME, "3");
+    let started = Instant::now();
+    let err = slow_client
+        .pull(&new_store(tmp.path(), "dst2"), &r, &PullOptions::default())
+        .unwrap_err();
+    std::env::remove_var(strata_registry_client::speed::ENV_LIMIT);
+    std::env::remove_var(strata_registry_client::speed::ENV_TIME);
+    let took = started.elapsed();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("too slow") && msg.contains("manifest"),
+        "{msg}"
+    );
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    drop(c);
+}
+
+#[test]
+fn a_failed_pull_does_not_claim_nothing_was_stored() {
+    let (_reg, proxy) = proxied();
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client(&empty_creds(tmp.path()), RegistriesConfig::default());
+    let src = new_store(tmp.path(), "src");
+    let image = make_image(&src, "local/app:1", 23, &[200_000]);
+    let r = reference(&format!("{}/left/app:1", proxy.host()));
+    c.push(&src, &image, &r, &PushOptions::default()).unwrap();
+    let layer = image.manifest.layers()[0].digest().to_string();
+    proxy.faults.lock().unwrap().corrupt_blob = Some(layer);
+
+    let dst = new_store(tmp.path(), "dst");
+    let err = c.pull(&dst, &r, &PullOptions::default()).unwrap_err();
+    // The config verified and stays (for the next pull, or gc): the message may not deny it.
+    assert!(dst.has_blob(&image.config_digest));
+    let msg = err.to_string();
+    assert!(!msg.contains("nothing was stored"), "{msg}");
+    assert!(msg.contains("discarded"), "{msg}");
+}
+
+#[test]
+fn pull_refuses_an_image_past_the_layer_limit_before_downloading() {
+    let reg = Registry::start(Auth::None);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client(&empty_creds(tmp.path()), RegistriesConfig::default());
+    let src = new_store(tmp.path(), "src");
+    let image = make_image(&src, "local/app:1", 24, &[1000]);
+    let r = reference(&format!("{}/deep/app:1", reg.host()));
+    c.push(&src, &image, &r, &PushOptions::default()).unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&image.manifest_bytes).unwrap();
+    let layer = manifest["layers"][0].clone();
+    manifest["layers"] = serde_json::Value::Array(vec![layer; strata_store::MAX_LAYERS + 1]);
+    put_raw_manifest(
+        &reg.host(),
+        "deep/app",
+        "2",
+        "application/vnd.oci.image.manifest.v1+json",
+        &serde_json::to_vec(&manifest).unwrap(),
+        tmp.path(),
+    );
+    let dst = new_store(tmp.path(), "dst");
+    let err = c
+        .pull(
+            &dst,
+            &reference(&format!("{}/deep/app:2", reg.host())),
+            &PullOptions::default(),
+        )
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("{} layers", strata_store::MAX_LAYERS + 1)),
+        "{msg}"
+    );
+    assert!(!dst.has_blob(&image.config_digest), "nothing is downloaded");
+}
+
+#[test]
+fn push_refuses_a_stored_blob_whose_bytes_changed_before_sending_it() {
+    let reg = Registry::start(Auth::None);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client(&empty_creds(tmp.path()), RegistriesConfig::default());
+    let src = new_store(tmp.path(), "src");
+    let image = make_image(&src, "local/app:1", 25, &[100_000]);
+    let layer = Digest::parse(image.manifest.layers()[0].digest().as_ref()).unwrap();
+    let path = src.blob_path(&layer);
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    std::fs::set_permissions(&path, perms).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[4] ^= 0x01; // gzip MTIME: only a digest check notices
+    std::fs::write(&path, &bytes).unwrap();
+
+    let r = reference(&format!("{}/flip/app:1", reg.host()));
+    let err = c
+        .push(
+            &src,
+            &image,
+            &r,
+            &PushOptions {
+                jobs: 1,
+                ..PushOptions::default()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RegistryError::Store(strata_store::StoreError::DigestMismatch { .. })
+        ),
+        "the store's reader, not the registry, refuses it: {err:?}"
+    );
+    assert!(err.to_string().contains(layer.hex()), "{err}");
+}

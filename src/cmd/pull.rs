@@ -47,9 +47,16 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
         unpack: !args.no_unpack,
         progress,
     };
-    let image = client
-        .pull(&store, &reference, &options)
-        .with_context(|| format!("pulling {reference}"))?;
+    let mark = store.created_mark();
+    let image = client.pull(&store, &reference, &options).with_context(|| {
+        // Blobs that arrived and verified stay (the next pull reuses them): say so.
+        match store.blobs_created_since(mark).len() {
+            0 => format!("pulling {reference}"),
+            n => format!(
+                "pulling {reference} ({n} blobs it downloaded stay in the store for the next pull; `strata gc` removes them)"
+            ),
+        }
+    })?;
     if args.quiet {
         outln!("{}", image.manifest_digest);
     } else {

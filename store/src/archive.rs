@@ -52,8 +52,10 @@ struct ArchiveWriter<W: Write> {
 }
 
 impl<W: Write> ArchiveWriter<W> {
+    /// An error writing the archive; a blob that failed verification while it streamed in is
+    /// reported as such.
     fn err(&self, e: io::Error) -> StoreError {
-        StoreError::io(&self.what, e)
+        StoreError::from_io(e, &self.what)
     }
 
     fn header(size: u64, kind: tar::EntryType, mode: u32) -> tar::Header {
@@ -156,10 +158,7 @@ impl Store {
         aw.dir("blobs/sha256")?;
         for d in blobs {
             let f = self.open_blob(&d)?;
-            let size = f
-                .metadata()
-                .map_err(|e| StoreError::io(self.blob_path(&d), e))?
-                .len();
+            let size = f.len()?;
             aw.file(
                 &format!("blobs/sha256/{}", d.hex()),
                 size,
@@ -213,9 +212,15 @@ impl Store {
                             File::create(&staged).map_err(|e| StoreError::io(&staged, e))?;
                         let mut r = crate::open_layer_tar(self, &desc)?;
                         let mut hw = HashingWriter::new(&mut f);
-                        io::copy(&mut r, &mut hw).map_err(|e| StoreError::BadLayer {
-                            layer: desc.digest().to_string(),
-                            reason: format!("cannot decompress: {e}"),
+                        io::copy(&mut r, &mut hw).map_err(|e| {
+                            let layer = Digest::from_oci(desc.digest());
+                            match layer {
+                                Ok(d) => crate::unpacked::bad_layer_unless_verified(
+                                    StoreError::from_io(e, self.blob_path(&d)),
+                                    &d,
+                                ),
+                                Err(bad) => bad,
+                            }
                         })?;
                         let (actual, size, _) = hw.finish();
                         if actual != diff_id {
@@ -293,8 +298,6 @@ struct Staged {
     blobs: HashMap<String, Digest>,
     /// symlink member path → target member path.
     links: HashMap<String, String>,
-    /// Blobs this load added (removed again on failure).
-    new_blobs: Vec<Digest>,
     temp: Vec<PathBuf>,
 }
 
@@ -329,21 +332,24 @@ impl Staged {
 impl Store {
     /// Loads every image in the archive read from `input` (`what` names it in errors).
     pub fn load<R: Read + Send>(&self, input: R, what: &str) -> Result<Loaded, StoreError> {
-        let _w = self.write_guard()?;
+        let write_guard = self.write_guard()?;
+        let mark = self.created_mark();
         let mut staged = Staged {
             files: HashMap::new(),
             blobs: HashMap::new(),
             links: HashMap::new(),
-            new_blobs: Vec::new(),
             temp: Vec::new(),
         };
         let result = self.load_inner(input, what, &mut staged);
         for t in &staged.temp {
             let _ = std::fs::remove_file(t);
         }
+        drop(write_guard);
         if result.is_err() {
-            for d in &staged.new_blobs {
-                let _ = std::fs::remove_file(self.blob_path(d));
+            // Only blobs this load created, and only those nothing references by now: another
+            // process may have found one of them present and tagged an image that uses it.
+            if let Err(e) = self.remove_if_unreferenced(&self.blobs_created_since(mark)) {
+                tracing::warn!(error = %e, "could not remove what the failed load added; `strata gc` will");
             }
         }
         result
@@ -409,7 +415,6 @@ impl Store {
                         "blob member {member} is not named by a sha256 digest"
                     ))
                 })?;
-                let existed = self.has_blob(&expected);
                 let mut w = self.blob_writer()?;
                 let dest = w.path().to_path_buf();
                 copy_member(&mut entry, &mut w, &dest).map_err(|e| match e {
@@ -422,9 +427,6 @@ impl Store {
                     )),
                     other => other,
                 })?;
-                if !existed {
-                    st.new_blobs.push(expected.clone());
-                }
                 st.blobs.insert(member, expected);
             } else {
                 let tmp = self.temp_path("load")?;
@@ -503,6 +505,10 @@ impl Store {
                         "manifest {d} named in index.json is missing from the archive"
                     )));
                 }
+                // The image spec: a descriptor's size MUST match the content's.
+                let claimed = m.get("size").and_then(|s| s.as_u64());
+                self.check_blob_size(&d, claimed, &format!("index.json entry {d}"))
+                    .map_err(|e| bad(e.to_string()))?;
                 let ann = m.get("annotations");
                 let name = ann
                     .and_then(|a| a.get(ANNOTATION_CONTAINERD_NAME))
@@ -584,11 +590,7 @@ impl Store {
                     it.layers.len()
                 )));
             }
-            let existed = self.has_blob(&Digest::of_bytes(&cbytes));
             let cd = self.put_blob(&cbytes)?;
-            if !existed {
-                st.new_blobs.push(cd.clone());
-            }
             let mut layers = Vec::new();
             for (lp, diff_id) in it.layers.iter().zip(config.rootfs.diff_ids.iter()) {
                 let key = st.resolve(&normalize_member(Path::new(lp)).unwrap_or_default());
@@ -596,10 +598,10 @@ impl Store {
                     layers.push(l.clone());
                     continue;
                 }
-                let file: File = if let Some(p) = st.files.get(&key) {
-                    File::open(p).map_err(|e| StoreError::io(p, e))?
+                let file: Box<dyn Read + Send> = if let Some(p) = st.files.get(&key) {
+                    Box::new(File::open(p).map_err(|e| StoreError::io(p, e))?)
                 } else if let Some(d) = st.blobs.get(&key) {
-                    self.open_blob(d)?
+                    Box::new(self.open_blob(d)?)
                 } else {
                     return Err(bad(format!(
                         "layer {lp} listed in manifest.json is missing"
@@ -614,14 +616,12 @@ impl Store {
                         .map_err(|e| bad(format!("layer {lp}: {e}")))
                 })?;
                 if info.diff_id != *diff_id {
-                    let _ = std::fs::remove_file(self.blob_path(&info.digest));
                     return Err(StoreError::DigestMismatch {
                         what: format!("{what}: layer {lp}"),
                         expected: diff_id.clone(),
                         actual: info.diff_id,
                     });
                 }
-                st.new_blobs.push(info.digest.clone());
                 let lr = LayerRef::from(&info);
                 layer_cache.insert(key, lr.clone());
                 layers.push(lr);
@@ -647,21 +647,62 @@ impl Store {
         Ok(Loaded { images: out })
     }
 
-    /// Verifies an image's config and layer blobs are all present.
+    /// Verifies an image's config and layer blobs are all present, each of the size its
+    /// descriptor gives.
     fn check_complete(&self, img: &Image, what: &str) -> Result<(), StoreError> {
+        let bad = |reason: String| StoreError::BadArchive {
+            archive: what.to_string(),
+            reason,
+        };
+        let config = img.manifest.config();
+        self.check_blob_size(
+            &img.config_digest,
+            Some(config.size()),
+            &format!("config descriptor of image {}", img.manifest_digest),
+        )
+        .map_err(|e| bad(e.to_string()))?;
         for l in img.manifest.layers() {
             let d = Digest::from_oci(l.digest())?;
             if !self.has_blob(&d) {
-                return Err(StoreError::BadArchive {
-                    archive: what.to_string(),
-                    reason: format!(
-                        "layer {d} of image {} is missing from the archive",
-                        img.manifest_digest
-                    ),
-                });
+                return Err(bad(format!(
+                    "layer {d} of image {} is missing from the archive",
+                    img.manifest_digest
+                )));
             }
+            self.check_blob_size(
+                &d,
+                Some(l.size()),
+                &format!("layer descriptor {d} of image {}", img.manifest_digest),
+            )
+            .map_err(|e| bad(e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// A descriptor's size must be the blob's (OCI image spec, "Descriptor": size "MUST" match);
+    /// a descriptor without one is refused too.
+    fn check_blob_size(
+        &self,
+        d: &Digest,
+        claimed: Option<u64>,
+        what: &str,
+    ) -> Result<(), StoreError> {
+        let path = self.blob_path(d);
+        let actual = std::fs::metadata(&path)
+            .map_err(|e| StoreError::io(&path, e))?
+            .len();
+        match claimed {
+            Some(expected) if expected == actual => Ok(()),
+            Some(expected) => Err(StoreError::SizeMismatch {
+                what: what.to_string(),
+                expected,
+                actual,
+            }),
+            None => Err(StoreError::InvalidDocument {
+                what: what.to_string(),
+                reason: "the descriptor has no size".into(),
+            }),
+        }
     }
 }
 

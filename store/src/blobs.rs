@@ -92,3 +92,92 @@ impl Drop for BlobWriter<'_> {
         }
     }
 }
+
+/// A blob being read out of the store. Every byte is hashed as it passes (no second pass), and
+/// reaching the end checks the digest and the size: a blob whose bytes changed on disk (a flipped
+/// bit, a truncation) fails the read that hits EOF with [`StoreError::DigestMismatch`] or
+/// [`StoreError::SizeMismatch`] naming the blob, wrapped in an [`io::Error`] of kind
+/// `InvalidData` (see [`StoreError::from_io`]). Every streaming reader of blobs goes through it, so
+/// no path (export, save, unpack, COPY --from, …) can forget to verify.
+pub struct BlobReader {
+    file: File,
+    digest: Digest,
+    path: PathBuf,
+    expected_size: Option<u64>,
+    hasher: sha2::Sha256,
+    read: u64,
+    verified: bool,
+}
+
+impl BlobReader {
+    pub(crate) fn new(file: File, digest: Digest, path: PathBuf) -> BlobReader {
+        BlobReader {
+            file,
+            digest,
+            path,
+            expected_size: None,
+            hasher: <sha2::Sha256 as sha2::Digest>::new(),
+            read: 0,
+            verified: false,
+        }
+    }
+
+    /// Also requires the blob to be `size` bytes (its descriptor's size).
+    pub fn expect_size(mut self, size: u64) -> BlobReader {
+        self.expected_size = Some(size);
+        self
+    }
+
+    /// The blob's size on disk.
+    pub fn len(&self) -> Result<u64, StoreError> {
+        self.file.metadata().map(|m| m.len()).at(&self.path)
+    }
+
+    /// True when the blob is empty on disk.
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// Reads what is left (unread padding after a tar's end, a compressed stream's trailer) and
+    /// verifies; for readers that stop before EOF.
+    pub fn finish(&mut self) -> Result<(), StoreError> {
+        io::copy(self, &mut io::sink())
+            .map(|_| ())
+            .map_err(|e| StoreError::from_io(e, &self.path))
+    }
+
+    fn verify(&mut self) -> Result<(), StoreError> {
+        // A clone, so that a caller reading EOF again gets the same answer.
+        let actual = Digest::from_sha256(sha2::Digest::finalize(self.hasher.clone()).into());
+        if actual != self.digest {
+            return Err(StoreError::DigestMismatch {
+                what: format!("stored blob {}", self.path.display()),
+                expected: self.digest.clone(),
+                actual,
+            });
+        }
+        if let Some(expected) = self.expected_size.filter(|s| *s != self.read) {
+            return Err(StoreError::SizeMismatch {
+                what: format!("stored blob {}", self.digest),
+                expected,
+                actual: self.read,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl io::Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        if n > 0 {
+            sha2::Digest::update(&mut self.hasher, &buf[..n]);
+            self.read += n as u64;
+        } else if !buf.is_empty() && !self.verified {
+            self.verify()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            self.verified = true;
+        }
+        Ok(n)
+    }
+}

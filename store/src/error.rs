@@ -116,6 +116,27 @@ pub enum StoreError {
         /// The type.
         media_type: String,
     },
+    /// `index.json` is gone while blobs remain: the names are lost, and a gc would delete every
+    /// image. Nothing recreates it silently.
+    #[error(
+        "{path} is missing but the store holds {blobs} blobs: the store is damaged (its image names are lost) and is left as it is; restore index.json from a backup, or, to give up every image, write an empty index: echo '{{\"schemaVersion\":2,\"manifests\":[]}}' > {path}"
+    )]
+    IndexMissing {
+        /// Where index.json should be.
+        path: PathBuf,
+        /// How many blobs the store holds.
+        blobs: usize,
+    },
+    /// An image with more layers than any consumer will stack.
+    #[error("image {image} has {count} layers; at most {max} are supported (Docker's limit too): squash or rebuild it with fewer layers")]
+    TooManyLayers {
+        /// The manifest (or build step) at fault.
+        image: String,
+        /// How many layers it has.
+        count: usize,
+        /// [`crate::MAX_LAYERS`].
+        max: usize,
+    },
     /// An image index with no manifest for this platform.
     #[error("image {name}: no manifest for platform {platform} in its index")]
     NoMatchingPlatform {
@@ -132,6 +153,22 @@ impl StoreError {
         StoreError::Io {
             path: path.into(),
             source,
+        }
+    }
+}
+
+impl StoreError {
+    /// Recovers the [`StoreError`] a verifying reader ([`crate::BlobReader`]) wrapped in an
+    /// [`std::io::Error`]; any other io error becomes [`StoreError::Io`] on `path`.
+    pub fn from_io(e: std::io::Error, path: impl Into<PathBuf>) -> StoreError {
+        if !e.get_ref().is_some_and(|inner| inner.is::<StoreError>()) {
+            return StoreError::io(path, e);
+        }
+        let kind = e.kind();
+        match e.into_inner().map(|inner| inner.downcast::<StoreError>()) {
+            Some(Ok(store_error)) => *store_error,
+            Some(Err(other)) => StoreError::io(path, std::io::Error::new(kind, other)),
+            None => StoreError::io(path, std::io::Error::from(kind)),
         }
     }
 }

@@ -240,6 +240,65 @@ impl Store {
         }
     }
 
+    /// What gc keeps: the blobs and unpacked layers (diff IDs) reachable from `manifests`, the
+    /// live leases and the build cache's roots and entries.
+    fn reachable(
+        &self,
+        mut manifests: Vec<Digest>,
+        report: &mut GcReport,
+    ) -> Result<(HashSet<Digest>, HashSet<Digest>), StoreError> {
+        let mut blobs = HashSet::new();
+        let mut diff_ids = HashSet::new();
+        manifests.extend(self.live_lease_roots(report)?);
+        let (cache_digests, cache_diff_ids) = self.cache_roots();
+        manifests.extend(cache_digests);
+        diff_ids.extend(cache_diff_ids);
+        for d in &manifests {
+            self.mark(d, &mut blobs, &mut diff_ids, 0);
+        }
+        // Build-cache entries name layer blobs, not manifests: kept as they are, never read
+        // (marking would load a possibly huge layer just to find it is not JSON).
+        let (entry_digests, entry_diff_ids) = self.cache_entry_roots();
+        blobs.extend(entry_digests);
+        diff_ids.extend(entry_diff_ids);
+        Ok((blobs, diff_ids))
+    }
+
+    /// The rollback of a failed operation: removes those of `created` (blobs this process
+    /// created, see [`Store::blobs_created_since`]) that nothing references. Only while no other
+    /// writer holds the gc lock: one that is running may have found such a blob present and be
+    /// about to use it. When the lock is busy nothing is removed and the blobs wait for `gc`.
+    /// The caller must not hold [`Store::write_guard`]. Returns how many were removed.
+    pub fn remove_if_unreferenced(&self, created: &[Digest]) -> Result<usize, StoreError> {
+        if created.is_empty() {
+            return Ok(0);
+        }
+        let Some(_g) = self.try_lock("gc", LockMode::Exclusive)? else {
+            tracing::info!(
+                blobs = created.len(),
+                "another writer is active; leaving this operation's blobs to gc"
+            );
+            return Ok(0);
+        };
+        // Every index entry (tagged or not) is a root here: this is no gc.
+        let roots = self
+            .entries()?
+            .iter()
+            .filter_map(|e| e.digest().ok())
+            .collect();
+        let (keep, _) = self.reachable(roots, &mut GcReport::default())?;
+        let mut removed = 0;
+        for d in created.iter().filter(|d| !keep.contains(*d)) {
+            let path = self.blob_path(d);
+            match fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io(path, e)),
+            }
+        }
+        Ok(removed)
+    }
+
     /// Removes everything unreferenced, after pruning build-cache entries unused for
     /// [`DEFAULT_CACHE_KEEP`]. Blocks until in-flight writers finish.
     pub fn gc(&self) -> Result<GcReport, StoreError> {
@@ -253,8 +312,6 @@ impl Store {
             cache_entries: self.prune_cache_entries(options.cache)?,
             ..GcReport::default()
         };
-        let mut blobs = HashSet::new();
-        let mut diff_ids = HashSet::new();
         let mut manifests = Vec::new();
         for e in self.entries()? {
             let Ok(d) = e.digest() else { continue };
@@ -264,19 +321,7 @@ impl Store {
                 report.entries += self.remove_entries_for(&d)?;
             }
         }
-        manifests.extend(self.live_lease_roots(&mut report)?);
-        let (cache_digests, cache_diff_ids) = self.cache_roots();
-        manifests.extend(cache_digests);
-        diff_ids.extend(cache_diff_ids);
-        let roots = manifests.clone();
-        for d in &roots {
-            self.mark(d, &mut blobs, &mut diff_ids, 0);
-        }
-        // Build-cache entries name layer blobs, not manifests: kept as they are, never read
-        // (marking would load a possibly huge layer just to find it is not JSON).
-        let (entry_digests, entry_diff_ids) = self.cache_entry_roots();
-        blobs.extend(entry_digests);
-        diff_ids.extend(entry_diff_ids);
+        let (blobs, diff_ids) = self.reachable(manifests, &mut report)?;
         // Blobs.
         let bdir = self.root().join("blobs/sha256");
         for e in fs::read_dir(&bdir)

@@ -237,6 +237,13 @@ impl Store {
                 what: format!("manifest {digest}"),
                 reason: e.to_string(),
             })?;
+        if manifest.layers().len() > crate::MAX_LAYERS {
+            return Err(StoreError::TooManyLayers {
+                image: digest.to_string(),
+                count: manifest.layers().len(),
+                max: crate::MAX_LAYERS,
+            });
+        }
         let config_digest = Digest::from_oci(manifest.config().digest())?;
         let config_bytes = self.read_blob(&config_digest)?;
         let config = ImageConfig::from_slice(&config_bytes, &format!("config {config_digest}"))?;

@@ -14,6 +14,8 @@
 //! locks/                      flock(2) files
 //! tmp/                        staging; what a dead process left here is removed at open
 //! ```
+//!
+//! The root and every directory above image content are mode 0700 (see [`PRIVATE_DIR_MODE`]).
 
 pub mod archive;
 mod blobs;
@@ -36,9 +38,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
-pub use blobs::BlobWriter;
+pub use blobs::{BlobReader, BlobWriter};
 pub use digest::Digest;
 pub use error::StoreError;
 pub use image::{manifest_media_type, Image};
@@ -51,6 +53,11 @@ pub use unpacked::open_layer_tar;
 
 use error::IoContext;
 use lock::LockMode;
+
+/// The most layers an image may have. Docker refuses more than 125 ("max depth exceeded",
+/// `daemon/graphdriver/overlay2`): each layer is an overlayfs lowerdir, the mount options that list
+/// them are bounded by a page, and every consumer (run, build, mount, export, save) pays per layer.
+pub const MAX_LAYERS: usize = 125;
 
 /// The default store root: `/var/lib/strata` as root, else `$XDG_DATA_HOME/strata`
 /// (or `~/.local/share/strata`).
@@ -73,6 +80,9 @@ pub struct Store {
     /// that other processes know it is alive.
     staging: OnceLock<Result<(PathBuf, LockGuard), String>>,
     counter: AtomicU64,
+    /// Every blob this process created through this handle, in order (a rollback removes only
+    /// these; see [`Store::blobs_created_since`]).
+    created: Mutex<Vec<Digest>>,
 }
 
 const LAYOUT_DIRS: &[&str] = &[
@@ -86,20 +96,50 @@ const LAYOUT_DIRS: &[&str] = &[
     "tmp",
 ];
 
+/// Mode of the store root and of every directory above image content (`blobs/sha256`,
+/// `layers/sha256`, `cache`, `containers`, `tmp`, …): only the owner may traverse them.
+///
+/// Why: unpacked layers, cache mounts and container upper dirs hold the image's files with their
+/// own modes, setuid-root binaries included; a store other users can traverse lets any local user
+/// run those binaries as root (CVE-2021-41091, after which Docker made `/var/lib/docker` and its
+/// driver dirs 0710/0700). The directories *inside* (a layer root, a cache mount) keep their own
+/// modes: they become the container's `/` or a mount in it, and overlayfs and bind mounts never
+/// check the modes of the path above a lowerdir or a mount source for the processes inside.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+
+/// Makes `dir` mode [`PRIVATE_DIR_MODE`] unless it already is; a store created before this (0755)
+/// is closed again when it is next opened.
+fn make_private(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(dir).at(dir)?.permissions().mode() & 0o7777;
+    if mode != PRIVATE_DIR_MODE {
+        fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_DIR_MODE)).at(dir)?;
+    }
+    Ok(())
+}
+
 impl Store {
-    /// Opens (creating if needed) the store at `root`, and removes what dead processes left in
-    /// `tmp/`.
+    /// Opens (creating if needed) the store at `root`, closes its directories to other users
+    /// ([`PRIVATE_DIR_MODE`]), and removes what dead processes left in `tmp/`.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         fs::create_dir_all(root).at(root)?;
         let root = fs::canonicalize(root).at(root)?;
+        // The root first: nothing below is reachable by others from here on.
+        make_private(&root)?;
         for d in LAYOUT_DIRS {
             let p = root.join(d);
             fs::create_dir_all(&p).at(&p)?;
+            let mut dir = p.as_path();
+            while dir != root {
+                make_private(dir)?;
+                dir = dir.parent().unwrap_or(&root);
+            }
         }
         let store = Store {
             root,
             staging: OnceLock::new(),
             counter: AtomicU64::new(0),
+            created: Mutex::new(Vec::new()),
         };
         store.init_layout_files()?;
         store.clean_dead_staging();
@@ -114,11 +154,20 @@ impl Store {
         let index = self.root.join("index.json");
         if !index.exists() {
             let _g = self.lock("index", LockMode::Exclusive)?;
-            if !index.exists() {
+            // Only a new store gets an empty index. One whose index vanished while its blobs
+            // remain is damaged: an empty index would make the next gc delete every image, so it
+            // is left missing and every use of the names reports it (StoreError::IndexMissing).
+            if !index.exists() && self.blob_count()? == 0 {
                 self.write_file_atomic(&index, &refs::empty_index_bytes())?;
             }
         }
         Ok(())
+    }
+
+    /// How many blobs `blobs/sha256/` holds.
+    pub(crate) fn blob_count(&self) -> Result<usize, StoreError> {
+        let dir = self.root.join("blobs/sha256");
+        Ok(fs::read_dir(&dir).at(&dir)?.count())
     }
 
     /// The store's root directory.
@@ -203,6 +252,11 @@ impl Store {
         lock::lock(&self.root.join("locks").join(format!("{name}.lock")), mode)
     }
 
+    /// Takes a named store lock if no conflicting holder has it.
+    pub fn try_lock(&self, name: &str, mode: LockMode) -> Result<Option<LockGuard>, StoreError> {
+        lock::try_lock(&self.root.join("locks").join(format!("{name}.lock")), mode)
+    }
+
     /// Held (shared) by every operation that writes objects not yet reachable from a tag, so that a
     /// concurrent `gc` (which takes it exclusively) never deletes them mid-way.
     pub fn write_guard(&self) -> Result<LockGuard, StoreError> {
@@ -221,9 +275,12 @@ impl Store {
         self.blob_path(d).is_file()
     }
 
-    /// Opens a blob for reading.
-    pub fn open_blob(&self, d: &Digest) -> Result<File, StoreError> {
-        File::open(self.blob_path(d)).map_err(|e| self.blob_error(d, e))
+    /// Opens a blob for reading; the reader verifies its digest when it reaches the end (see
+    /// [`BlobReader`]).
+    pub fn open_blob(&self, d: &Digest) -> Result<BlobReader, StoreError> {
+        let path = self.blob_path(d);
+        let file = File::open(&path).map_err(|e| self.blob_error(d, e))?;
+        Ok(BlobReader::new(file, d.clone(), path))
     }
 
     /// Reads a whole (small) blob and verifies its digest.
@@ -264,17 +321,50 @@ impl Store {
         BlobWriter::new(self)
     }
 
-    /// Moves a finished, verified temp file into `blobs/` (idempotent).
+    /// Moves a finished, verified temp file into `blobs/` (idempotent). When the blob was not
+    /// there yet, it is recorded as created by this process.
     pub(crate) fn publish_blob(&self, tmp: &Path, d: &Digest) -> Result<(), StoreError> {
         let dest = self.blob_path(d);
-        if dest.exists() {
-            let _ = fs::remove_file(tmp);
-            return Ok(());
-        }
         // Blobs are immutable: make them read-only so nothing edits one in place.
         let _ = fs::set_permissions(tmp, std::os::unix::fs::PermissionsExt::from_mode(0o444));
-        fs::rename(tmp, &dest).at(&dest)?;
-        fsync_parent(&dest)
+        // RENAME_NOREPLACE (rename(2)): of two processes writing the same blob, exactly one
+        // creates it, so exactly one may ever count it as its own.
+        match nix::fcntl::renameat2(
+            None,
+            tmp,
+            None,
+            &dest,
+            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+        ) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EEXIST) => {
+                let _ = fs::remove_file(tmp);
+                return Ok(());
+            }
+            Err(e) => return Err(StoreError::io(&dest, e.into())),
+        }
+        fsync_parent(&dest)?;
+        self.created_log().push(d.clone());
+        Ok(())
+    }
+
+    fn created_log(&self) -> std::sync::MutexGuard<'_, Vec<Digest>> {
+        // The log is only ever pushed to; a panic elsewhere cannot leave it inconsistent.
+        self.created.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A point in this process's log of created blobs (see [`Store::blobs_created_since`]).
+    pub fn created_mark(&self) -> usize {
+        self.created_log().len()
+    }
+
+    /// The blobs this process created (through this handle) since `mark`: what an operation
+    /// that failed may remove again, and nothing else.
+    pub fn blobs_created_since(&self, mark: usize) -> Vec<Digest> {
+        self.created_log()
+            .get(mark..)
+            .map(<[Digest]>::to_vec)
+            .unwrap_or_default()
     }
 }
 

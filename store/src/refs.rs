@@ -40,7 +40,16 @@ impl IndexEntry {
 impl Store {
     fn read_index(&self) -> Result<ImageIndex, StoreError> {
         let path = self.root().join("index.json");
-        let bytes = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::IndexMissing {
+                    blobs: self.blob_count()?,
+                    path,
+                })
+            }
+            Err(e) => return Err(StoreError::io(&path, e)),
+        };
         serde_json::from_slice(&bytes).map_err(|e| StoreError::InvalidDocument {
             what: path.display().to_string(),
             reason: e.to_string(),

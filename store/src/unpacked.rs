@@ -6,9 +6,9 @@
 //! then ready to be an overlayfs lowerdir (or a unionfs layer) for builds, mounts and runs. Layers
 //! of one image are extracted in parallel.
 
-use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use oci_spec::image::Descriptor;
 use rayon::prelude::*;
@@ -19,7 +19,7 @@ use crate::error::StoreError;
 use crate::image::Image;
 use crate::layer::{apply_layer, decompress, ApplyMode};
 use crate::lock::LockMode;
-use crate::Store;
+use crate::{BlobReader, Store};
 
 /// A reader that hashes everything read through it.
 pub(crate) struct HashingReader<R> {
@@ -79,13 +79,7 @@ impl Store {
         let staging = self.temp_path("unpack")?;
         std::fs::create_dir(&staging).map_err(|e| StoreError::io(&staging, e))?;
         let result = (|| {
-            let file = self.open_blob(&blob_digest)?;
-            let reader = decompress(BufReader::with_capacity(256 * 1024, file)).map_err(|e| {
-                StoreError::BadLayer {
-                    layer: blob_digest.to_string(),
-                    reason: format!("cannot decompress: {e}"),
-                }
-            })?;
+            let reader = open_layer_tar(self, layer)?;
             let mut hr = HashingReader::new(reader);
             apply_layer(
                 &mut hr,
@@ -93,10 +87,9 @@ impl Store {
                 ApplyMode::Overlay,
                 &blob_digest.to_string(),
             )?;
-            let (actual, _) = hr.finish().map_err(|e| StoreError::BadLayer {
-                layer: blob_digest.to_string(),
-                reason: format!("cannot read: {e}"),
-            })?;
+            let (actual, _) = hr
+                .finish()
+                .map_err(|e| StoreError::from_io(e, self.blob_path(&blob_digest)))?;
             if actual != *diff_id {
                 return Err(StoreError::DigestMismatch {
                     what: format!("uncompressed layer {blob_digest} (diff_id)"),
@@ -130,15 +123,65 @@ impl Store {
     }
 }
 
-/// Opens a layer blob as a decompressed tar stream.
+/// Opens a layer blob as a decompressed tar stream. The blob's digest and its descriptor's size
+/// are verified when the stream ends (see [`crate::BlobReader`]); a mismatch fails that read.
 pub fn open_layer_tar(
     store: &Store,
     desc: &Descriptor,
 ) -> Result<Box<dyn Read + Send>, StoreError> {
     let d = Digest::from_oci(desc.digest())?;
-    let f: File = store.open_blob(&d)?;
-    decompress(BufReader::with_capacity(256 * 1024, f)).map_err(|e| StoreError::BadLayer {
-        layer: d.to_string(),
-        reason: format!("cannot decompress: {e}"),
-    })
+    let blob = SharedBlob(Arc::new(Mutex::new(
+        store.open_blob(&d)?.expect_size(desc.size()),
+    )));
+    let decoded = decompress(BufReader::with_capacity(256 * 1024, blob.clone()))
+        .map_err(|e| bad_layer_unless_verified(StoreError::from_io(e, store.blob_path(&d)), &d))?;
+    Ok(Box::new(LayerStream {
+        decoded,
+        blob,
+        drained: false,
+    }))
+}
+
+/// One [`BlobReader`] read by the decompressor and, at the end, by [`LayerStream`].
+#[derive(Clone)]
+struct SharedBlob(Arc<Mutex<BlobReader>>);
+
+impl Read for SharedBlob {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| io::Error::other("a thread reading this blob panicked"))?
+            .read(buf)
+    }
+}
+
+/// A decompressed layer whose end also reads the rest of the compressed blob: a decompressor
+/// stops at its stream's end and may leave bytes (a trailer it has checked, padding) unread, and
+/// the digest is only known once every byte has been hashed.
+struct LayerStream {
+    decoded: Box<dyn Read + Send>,
+    blob: SharedBlob,
+    drained: bool,
+}
+
+impl Read for LayerStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.decoded.read(buf)?;
+        if n == 0 && !buf.is_empty() && !self.drained {
+            io::copy(&mut self.blob, &mut io::sink())?;
+            self.drained = true;
+        }
+        Ok(n)
+    }
+}
+
+/// Keeps a verification error as it is; an I/O error becomes "cannot decompress" on the layer.
+pub(crate) fn bad_layer_unless_verified(e: StoreError, layer: &Digest) -> StoreError {
+    match e {
+        StoreError::Io { source, .. } => StoreError::BadLayer {
+            layer: layer.to_string(),
+            reason: format!("cannot decompress: {source}"),
+        },
+        verified => verified,
+    }
 }

@@ -407,8 +407,15 @@ impl StageContext<'_> {
             } else {
                 step.cache_key(&key, &content_refs)
             };
+            let fail = |reason: String| ExecError::Step {
+                file: options.dockerfile_name.clone(),
+                line: step.span.start,
+                instruction: step.source.trim().to_string(),
+                reason,
+            };
             if let Some(entry) = self.cache.lookup(&key) {
                 if let Some(l) = &entry.layer {
+                    layer_room(&state).map_err(fail)?;
                     let desc = strata_store::descriptor(&l.media_type, &l.digest, l.size);
                     state
                         .lowerdirs
@@ -420,12 +427,6 @@ impl StageContext<'_> {
                 progress.line(n, "CACHED");
                 continue;
             }
-            let fail = |reason: String| ExecError::Step {
-                file: options.dockerfile_name.clone(),
-                line: step.span.start,
-                instruction: step.source.trim().to_string(),
-                reason,
-            };
             let history_text = config::created_by(step);
             let layer = match &step.instruction {
                 Instruction::Run(r) => {
@@ -454,6 +455,7 @@ impl StageContext<'_> {
             };
             match &layer {
                 Some(info) => {
+                    layer_room(&state).map_err(fail)?;
                     let lr = LayerRef::from(info);
                     let desc = strata_store::descriptor(info.media_type, &info.digest, info.size);
                     let dir = store.unpacked_layer(&desc, &info.diff_id)?;
@@ -471,6 +473,19 @@ impl StageContext<'_> {
         }
         Ok(BuiltStage { state, key })
     }
+}
+
+/// Refuses a layer past [`strata_store::MAX_LAYERS`] at the step that would add it (the store
+/// would refuse the finished image, and no run or mount could stack it).
+fn layer_room(state: &StageState) -> Result<(), String> {
+    if state.layers.len() < strata_store::MAX_LAYERS {
+        return Ok(());
+    }
+    Err(format!(
+        "this step would give the image {} layers; at most {} are supported (Docker's limit too): combine steps (one RUN with &&, one COPY of a directory) or start from a base with fewer layers",
+        state.layers.len() + 1,
+        strata_store::MAX_LAYERS
+    ))
 }
 
 /// `[name 1/4] ` or `[1/4] ` for the FROM line (total known only after re-planning: use `?`).

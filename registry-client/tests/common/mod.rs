@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use sha2::{Digest as _, Sha256};
 use strata_registry_client::{
-    ClientOptions, CredentialStore, RegistriesConfig, RegistryClient, RetryPolicy,
+    ClientOptions, CredentialStore, LowSpeed, RegistriesConfig, RegistryClient, RetryPolicy,
 };
 use strata_store::{Image, Reference, Store};
 
@@ -164,6 +164,7 @@ pub fn client(creds: &CredentialStore, config: RegistriesConfig) -> RegistryClie
         credentials: creds.clone(),
         read_timeout: Duration::from_secs(20),
         connect_timeout: Duration::from_secs(5),
+        low_speed: LowSpeed::from_env(),
     };
     RegistryClient::new(config, options)
 }
@@ -597,6 +598,9 @@ pub struct Faults {
     pub corrupt_blob: Option<String>,
     /// Strip `mount`/`from` from upload POSTs, so the registry opens a plain session (202).
     pub refuse_mounts: bool,
+    /// Send the body of GETs whose path contains this (a digest, `/manifests/`) one byte per
+    /// interval.
+    pub trickle: Option<(String, Duration)>,
 }
 
 /// One proxied request, for assertions.
@@ -789,7 +793,7 @@ fn proxy_one(
     out.write_all(resp_head.as_bytes())?;
 
     let is_blob_get = method == "GET" && target.contains("/blobs/sha256:");
-    let (cut_at, corrupt) = {
+    let (cut_at, corrupt, trickle) = {
         let mut f = faults.lock().unwrap();
         let cut = match f.cut_blob_after {
             Some((n, times))
@@ -807,15 +811,31 @@ fn proxy_one(
             && f.corrupt_blob
                 .as_ref()
                 .is_some_and(|d| target.contains(d.as_str()));
-        (cut, corrupt)
+        let trickle = f
+            .trickle
+            .as_ref()
+            .filter(|(d, _)| method == "GET" && target.contains(d.as_str()))
+            .map(|(_, every)| *every);
+        (cut, corrupt, trickle)
     };
     log.lock().unwrap().push(Logged {
         method,
         target,
         range,
         status,
-        injected: cut_at.is_some() || corrupt,
+        injected: cut_at.is_some() || corrupt || trickle.is_some(),
     });
+    if let Some(every) = trickle {
+        // One byte per interval until the client gives up (the write then fails) or the body
+        // ends: bounded either way.
+        let mut byte = [0u8; 1];
+        while up_reader.read(&mut byte)? == 1 {
+            out.write_all(&byte)?;
+            out.flush()?;
+            std::thread::sleep(every);
+        }
+        return Ok(());
+    }
     let mut buf = vec![0u8; 64 * 1024];
     let mut sent = 0usize;
     loop {

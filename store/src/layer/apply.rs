@@ -104,6 +104,10 @@ pub fn apply_layer<R: Read>(
         stats.bytes += entry.header().size().unwrap_or(0);
         a.apply_entry(&mut entry)?;
     }
+    // Read what follows the end-of-archive blocks, so that a verifying reader underneath
+    // (BlobReader, through open_layer_tar) reaches the blob's end and checks its digest.
+    io::copy(&mut archive.into_inner(), &mut io::sink())
+        .map_err(|e| StoreError::from_io(e, layer))?;
     a.finish()?;
     Ok(stats)
 }
