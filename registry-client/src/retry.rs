@@ -71,46 +71,50 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     )
 }
 
-/// IMF-fixdate only (`Sun, 06 Nov 1994 08:49:37 GMT`), the one form servers must send.
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, the one form servers must send) as a time.
 fn parse_http_date(s: &str) -> Option<SystemTime> {
+    let secs = u64::try_from(http_date_secs(s)?).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// Seconds since the epoch of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`: RFC 9110 §5.6.7,
+/// the one form servers must send), for years 0 to 9999; `None` for anything else. Used for
+/// `Retry-After` here and for `Last-Modified` by the builder's `ADD <url>`.
+pub fn http_date_secs(s: &str) -> Option<i64> {
     let parts: Vec<&str> = s.split_whitespace().collect();
     if parts.len() != 6 || parts[5] != "GMT" {
         return None;
     }
-    let day: u64 = parts[1].parse().ok()?;
+    let day: i64 = parts[1].parse().ok()?;
     let month = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ]
     .iter()
-    .position(|m| *m == parts[2])? as u64
+    .position(|m| *m == parts[2])? as i64
         + 1;
-    let year: u64 = parts[3].parse().ok()?;
-    let hms: Vec<u64> = parts[4]
+    let year: i64 = parts[3].parse().ok()?;
+    let hms: Vec<i64> = parts[4]
         .split(':')
-        .map(|p| p.parse().ok())
+        .map(|x| x.parse().ok())
         .collect::<Option<_>>()?;
     if hms.len() != 3
         || !(1..=31).contains(&day)
-        || !(1970..=9999).contains(&year)
+        || !(0..=9999).contains(&year)
         || hms[0] > 23
         || hms[1] > 59
         || hms[2] > 60
     {
         return None;
     }
-    // Days from civil (Howard Hinnant's algorithm), for years >= 1970.
-    let (y, m) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y / 400;
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
     let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + day - 1;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = (era * 146097 + doe).checked_sub(719468)?;
-    let secs = days * 86400 + hms[0] * 3600 + hms[1] * 60 + hms[2];
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2])
 }
 
 /// A number in [0, 1) that differs between threads and calls; no crypto needed, just spread.

@@ -44,55 +44,6 @@ pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// containerd's full-name annotation (read on load).
 pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 
-/// How a layer blob is compressed, judged from its media type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LayerCompression {
-    /// Plain tar.
-    None,
-    /// gzip.
-    Gzip,
-    /// zstd.
-    Zstd,
-}
-
-impl LayerCompression {
-    /// Reads the compression from a layer media type.
-    pub fn from_media_type(mt: &str) -> Result<LayerCompression, StoreError> {
-        match mt {
-            MT_OCI_LAYER | MT_DOCKER_LAYER => Ok(LayerCompression::None),
-            MT_OCI_LAYER_GZIP
-            | MT_DOCKER_LAYER_GZIP
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
-            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
-                Ok(LayerCompression::Gzip)
-            }
-            MT_OCI_LAYER_ZSTD | MT_DOCKER_LAYER_ZSTD => Ok(LayerCompression::Zstd),
-            other => Err(StoreError::UnsupportedMediaType {
-                what: "layer".into(),
-                media_type: other.into(),
-            }),
-        }
-    }
-
-    /// The OCI media type for a layer compressed this way.
-    pub fn oci_media_type(self) -> &'static str {
-        match self {
-            LayerCompression::None => MT_OCI_LAYER,
-            LayerCompression::Gzip => MT_OCI_LAYER_GZIP,
-            LayerCompression::Zstd => MT_OCI_LAYER_ZSTD,
-        }
-    }
-
-    /// The Docker media type for a layer compressed this way.
-    pub fn docker_media_type(self) -> &'static str {
-        match self {
-            LayerCompression::None => MT_DOCKER_LAYER,
-            LayerCompression::Gzip => MT_DOCKER_LAYER_GZIP,
-            LayerCompression::Zstd => MT_DOCKER_LAYER_ZSTD,
-        }
-    }
-}
-
 /// An image configuration (OCI image-spec `config.json`, with Docker's extra fields).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct ImageConfig {

@@ -147,15 +147,6 @@ impl Reference {
             self.repository_name()
         }
     }
-
-    /// The same reference with another tag and no digest.
-    pub fn with_tag(&self, tag: &str) -> Reference {
-        Reference {
-            tag: Some(tag.to_string()),
-            digest: None,
-            ..self.clone()
-        }
-    }
 }
 
 impl fmt::Display for Reference {

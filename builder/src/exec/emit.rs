@@ -19,7 +19,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
-use strata_store::layer::{apply_layer, write_layer_stream, ApplyMode, Compression, LayerInfo};
+use strata_store::layer::{
+    apply_layer, set_name_field, write_layer_stream, ApplyMode, Compression, LayerInfo,
+};
 use strata_store::lock::LockMode;
 use strata_store::{Store, StoreError};
 use tar::{EntryType, Header};
@@ -352,23 +354,6 @@ fn emit<W: Write>(
             h.set_entry_type(EntryType::Fifo);
             append(out, h, &name, None, io::empty())
         }
-    }
-}
-
-/// Writes `value` into a 100-byte ustar name field, or a truncated copy plus a PAX record when
-/// it does not fit (the store codec's layout).
-fn set_name_field(
-    field: &mut [u8; 100],
-    value: &[u8],
-    pax: &mut Vec<(String, Vec<u8>)>,
-    key: &str,
-) {
-    field.fill(0);
-    if value.len() <= 100 {
-        field[..value.len()].copy_from_slice(value);
-    } else {
-        field.copy_from_slice(&value[..100]);
-        pax.push((key.to_string(), value.to_vec()));
     }
 }
 

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+use strata_registry_client::retry::http_date_secs as parse_http_date;
 
 /// A downloaded file.
 #[derive(Debug)]
@@ -23,9 +24,6 @@ pub(crate) struct Fetched {
     pub name: String,
     /// Seconds since the epoch, from `Last-Modified`.
     pub mtime: Option<i64>,
-    /// `sha256:<hex>` of the content (what a cache key of the download is made from).
-    #[allow(dead_code)]
-    pub digest: String,
 }
 
 /// Whether an ADD source is a URL strata fetches.
@@ -76,39 +74,6 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Parses an HTTP date (RFC 9110 IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`) into seconds
-/// since the epoch. The obsolete RFC 850 and asctime forms are not accepted (`None`).
-pub(crate) fn parse_http_date(s: &str) -> Option<i64> {
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    if parts.len() != 6 || parts[5] != "GMT" {
-        return None;
-    }
-    let day: i64 = parts[1].parse().ok()?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| *m == parts[2])? as i64
-        + 1;
-    let year: i64 = parts[3].parse().ok()?;
-    let hms: Vec<i64> = parts[4]
-        .split(':')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    if hms.len() != 3 || !(1..=31).contains(&day) || hms[0] > 23 || hms[1] > 59 || hms[2] > 60 {
-        return None;
-    }
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2])
 }
 
 /// Downloads `url` into a new file in `dir`, checking `checksum` (`sha256:<hex>`) when given.
@@ -179,7 +144,6 @@ pub(crate) fn fetch(url: &str, dir: &Path, checksum: Option<&str>) -> Result<Fet
         path,
         name: file_name(url),
         mtime,
-        digest,
     })
 }
 

@@ -255,8 +255,8 @@ impl<W: Write> TarWriter<W> {
 }
 
 /// Writes `value` into a 100-byte ustar name field, or a truncated copy plus a PAX record when it
-/// does not fit.
-fn set_name_field(
+/// does not fit (the layout of every layer strata writes; the builder's COPY layers use it too).
+pub fn set_name_field(
     field: &mut [u8; 100],
     value: &[u8],
     pax: &mut Vec<(String, Vec<u8>)>,
