@@ -11,11 +11,11 @@
 //! (`Dockerfile:7` and the numbered lines) and the warnings of BuildKit's checks, and exits 0
 //! when there is no error.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use strata_builder::dockerfile::source::{read_source, SourceError};
 use strata_builder::dockerfile::{parse_dockerfile, render_snippet, Span};
 use strata_builder::plan::{parse_build_arg, plan, CheckConfig, PlanOptions};
 
@@ -81,7 +81,9 @@ pub fn run(_cli: &Cli, args: &Args) -> Result<ExitCode> {
     if !args.check {
         return execute(_cli, args);
     }
-    let (name, source) = read_dockerfile(args)?;
+    let Some((name, source)) = read_dockerfile(args)? else {
+        return Ok(ExitCode::from(1));
+    };
     let df = match parse_dockerfile(&source) {
         Ok(df) => df,
         Err(e) => {
@@ -129,22 +131,22 @@ pub fn run(_cli: &Cli, args: &Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads the Dockerfile (`-f -` from stdin) and returns the name to show in messages.
-fn read_dockerfile(args: &Args) -> Result<(String, String)> {
-    let (name, bytes) = match args.file.as_deref() {
-        Some("-") => {
-            let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
-                .context("reading the Dockerfile from stdin")?;
-            ("Dockerfile".to_string(), buf)
-        }
+/// Reads the Dockerfile (`-f -` from stdin) within the limits of
+/// [`strata_builder::dockerfile::source`] (a line over 64 KiB or a file over 16 MiB is refused
+/// while reading, so memory stays bounded); returns the name to show in messages and the text,
+/// or `None` once a limit error has been printed.
+fn read_dockerfile(args: &Args) -> Result<Option<(String, String)>> {
+    let (name, read) = match args.file.as_deref() {
+        Some("-") => (
+            "Dockerfile".to_string(),
+            read_source(std::io::stdin().lock()),
+        ),
         file => {
             let path = match file {
                 Some(f) => PathBuf::from(f),
                 None => args.context.join("Dockerfile"),
             };
-            let bytes = std::fs::read(&path).with_context(|| {
+            let f = std::fs::File::open(&path).with_context(|| {
                 format!(
                     "reading Dockerfile {} (use -f to name another file)",
                     path.display()
@@ -154,11 +156,22 @@ fn read_dockerfile(args: &Args) -> Result<(String, String)> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "Dockerfile".into());
-            (name, bytes)
+            (name, read_source(f))
         }
     };
-    // Docker accepts any bytes; invalid UTF-8 is shown as U+FFFD in messages.
-    Ok((name, String::from_utf8_lossy(&bytes).into_owned()))
+    match read {
+        Ok(source) => Ok(Some((name, source))),
+        Err(SourceError::Limit(e)) => {
+            // No snippet: the offending line is what must not be printed (or kept) whole.
+            match e.line() {
+                Some(line) => eprintln!("{name}:{line}"),
+                None => eprintln!("{name}"),
+            }
+            eprintln!("ERROR: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading Dockerfile {name}")),
+    }
 }
 
 fn print_error(name: &str, source: &str, span: Span, message: &str) {
@@ -174,7 +187,9 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
     use strata_builder::exec::{self, ExecOptions, Progress, ProgressMode};
     // Before any thread exists (stdin reader, progress, stages): see interrupt.rs.
     super::interrupt::block_stop_signals();
-    let (name, source) = read_dockerfile(args)?;
+    let Some((name, source)) = read_dockerfile(args)? else {
+        return Ok(ExitCode::from(1));
+    };
     let df = match parse_dockerfile(&source) {
         Ok(df) => df,
         Err(e) => {

@@ -7,6 +7,7 @@
 //! 3. [`lexer`] — shell-word expansion (`$var`, `${var:-word}`, quotes, escapes), used by the
 //!    planner ([`crate::plan`]) when it expands instruction arguments.
 //!
+//! [`source`] reads the text within BuildKit's limits (64 KiB lines, a 16 MiB file).
 //! [`dump`] renders the AST in BuildKit's test-dump format; [`errors`] renders BuildKit-style
 //! `Dockerfile:7` snippets.
 
@@ -19,6 +20,7 @@ pub mod instructions;
 pub mod lexer;
 pub mod lines;
 pub mod mounts;
+pub mod source;
 
 pub use errors::{render_snippet, Span};
 pub use instructions::{parse_dockerfile, Dockerfile, ParseError};
