@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -187,4 +187,85 @@ fn a_dockerfile_over_16_mib_is_refused() {
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{e}");
     assert!(e.contains("larger than the 16 MiB limit"), "{e}");
+}
+
+/// The bytes of every file below `dir` (apparent sizes, not blocks).
+fn tree_bytes(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn thousands_of_metadata_steps_cache_in_linear_space_and_time() {
+    let env = scratch_env();
+    let n = 3000;
+    let mut df = String::from("FROM scratch\n");
+    for i in 0..n {
+        if i % 2 == 0 {
+            df.push_str(&format!("ENV VAR_{i}=value-{i}\n"));
+        } else {
+            df.push_str(&format!("LABEL label.{i}=value-{i}\n"));
+        }
+    }
+    let ctx = context(&env, &df);
+    let ctx = ctx.to_str().unwrap();
+    let iid1 = env.path("iid1");
+    let iid2 = env.path("iid2");
+    // Generous for a debug build on a shared machine; the quadratic cache took minutes.
+    let deadline = Duration::from_secs(180);
+    let (o, took) = run_within(
+        &env,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "many",
+            "--iidfile",
+            iid1.to_str().unwrap(),
+            ctx,
+        ],
+        deadline,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cache = tree_bytes(&env.root().join("cache/entries"));
+    eprintln!("{n} steps: first build {took:?}, cache entries {cache} bytes");
+    // An entry holding the whole config after its step makes this ~n²/2 × 60 bytes ≈ 270 MB;
+    // a few hundred bytes per step is under 3 MB.
+    assert!(
+        cache < 8 << 20,
+        "cache entries hold {cache} bytes for {n} steps"
+    );
+
+    let (o, took) = run_within(
+        &env,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "many",
+            "--iidfile",
+            iid2.to_str().unwrap(),
+            ctx,
+        ],
+        deadline,
+    );
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    eprintln!("{n} steps: no-op rebuild {took:?}");
+    assert_eq!(e.matches("CACHED").count(), n, "every step is a hit");
+    assert_eq!(
+        std::fs::read_to_string(&iid1).unwrap(),
+        std::fs::read_to_string(&iid2).unwrap(),
+        "a no-op rebuild gives the identical image"
+    );
+    let config = env.inspect("many");
+    let text = config.to_string();
+    assert!(text.contains("VAR_2998=value-2998"), "ENV replayed");
+    assert!(text.contains("label.2999"), "LABEL replayed");
 }

@@ -411,18 +411,11 @@ impl StageContext<'_> {
                 step.cache_key(&key, &content_refs)
             };
             if let Some(entry) = self.cache.lookup(&key) {
-                if let Some(l) = &entry.layer {
-                    let desc = strata_store::descriptor(&l.media_type, &l.digest, l.size);
-                    state
-                        .lowerdirs
-                        .push(store.unpacked_layer(&desc, &l.diff_id)?);
-                    state.layers.push(l.layer_ref());
-                }
-                state.config = entry.config;
-                state.cmd_set = entry.cmd_set;
+                self.cache.replay(entry, &mut state, step)?;
                 progress.line(n, "CACHED");
                 continue;
             }
+            let history_from = state.config.history.len();
             let fail = |reason: String| ExecError::Step {
                 file: options.dockerfile_name.clone(),
                 line: step.span.start,
@@ -468,7 +461,8 @@ impl StageContext<'_> {
                 None => config::push_history(&mut state.config, self.created, history_text, true),
             }
             if key.starts_with("sha256:") {
-                self.cache.record(&key, &state, layer.as_ref());
+                self.cache
+                    .record(&key, &state, layer.as_ref(), history_from);
             }
             progress.done(n, started);
         }
