@@ -269,3 +269,50 @@ fn thousands_of_metadata_steps_cache_in_linear_space_and_time() {
     assert!(text.contains("VAR_2998=value-2998"), "ENV replayed");
     assert!(text.contains("label.2999"), "LABEL replayed");
 }
+
+/// A build of `COPY . /` (and the COPY lines in `extra`) from a context holding `paths`, with
+/// `ignore` as its `.dockerignore`; it must finish well within a deadline.
+fn build_with_patterns(paths: &[&str], ignore: &str, extra: &str) {
+    let env = scratch_env();
+    let ctx = context(&env, &format!("FROM scratch\nCOPY . /all/\n{extra}"));
+    for p in paths {
+        let f = ctx.join(p);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(&f, "x").unwrap();
+    }
+    std::fs::write(ctx.join(".dockerignore"), ignore).unwrap();
+    let (o, took) = run_within(
+        &env,
+        &[
+            "build",
+            "--no-cache",
+            "-t",
+            "matched",
+            ctx.to_str().unwrap(),
+        ],
+        // A backtracking matcher runs for minutes on each of these.
+        Duration::from_secs(60),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+}
+
+#[test]
+fn a_star_heavy_dockerignore_pattern_matches_in_linear_time() {
+    let name = "a".repeat(60);
+    build_with_patterns(&[&name], "*a*a*a*a*a*a*a*a*b\n", "");
+}
+
+#[test]
+fn a_double_star_heavy_dockerignore_pattern_matches_in_linear_time() {
+    // One 60-character path: `a/a/…/a/f`, 30 components deep.
+    let deep = format!("{}f", "a/".repeat(29));
+    build_with_patterns(&[&deep], "**/**/**/**/**/**/**/**/**/**/b\n", "");
+}
+
+#[test]
+fn a_star_heavy_copy_wildcard_matches_in_linear_time() {
+    let name = "a".repeat(60);
+    // A wildcard matching nothing is not an error (BuildKit's AllowEmptyWildcard).
+    build_with_patterns(&[&name], "", "COPY *a*a*a*a*a*a*a*a*b /none/\n");
+}
