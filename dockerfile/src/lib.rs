@@ -11,6 +11,7 @@
 //! 3. [`lexer`] — shell-word expansion (`$var`, `${var:-word}`, quotes, escapes), used by the
 //!    planner ([`plan`]) when it expands instruction arguments.
 //!
+//! [`source`] reads the text within BuildKit's limits (64 KiB lines, a 16 MiB file).
 //! [`dump`] renders the AST in BuildKit's test-dump format; [`errors`] renders BuildKit-style
 //! `Dockerfile:7` snippets.
 
@@ -25,6 +26,7 @@ pub mod lexer;
 pub mod lines;
 pub mod mounts;
 pub mod plan;
+pub mod source;
 
 pub use errors::{render_snippet, Span};
 pub use instructions::{parse_dockerfile, Dockerfile, ParseError};

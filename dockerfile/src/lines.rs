@@ -19,6 +19,7 @@
 use super::directives::{DirectiveError, DirectiveParser};
 use super::errors::Span;
 use super::heredoc::{heredocs_from_line, Heredoc};
+use super::source::{check_source, LimitError};
 
 /// One instruction as written.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -115,6 +116,9 @@ pub enum LineErrorKind {
     /// `ENV NAME` / `LABEL NAME` without a value.
     #[error("{0} must have two arguments (write {0} NAME=VALUE)")]
     MissingValue(String),
+    /// A line or the file over a limit of [`super::source`].
+    #[error(transparent)]
+    Limit(#[from] LimitError),
     /// `ENV a=b c` (a later word without `=`).
     #[error("Syntax error - can't find = in {0:?}. Must be of the form: name=value")]
     MissingEquals(String),
@@ -141,6 +145,10 @@ fn err(kind: impl Into<LineErrorKind>, start: usize, end: usize) -> LineError {
 pub fn parse(source: &str) -> Result<Ast, LineError> {
     if source.is_empty() {
         return Err(err(LineErrorKind::Empty, 1, 1));
+    }
+    if let Err(e) = check_source(source) {
+        let line = e.line().unwrap_or(1);
+        return Err(err(e, line, line));
     }
     let source = source.strip_prefix('\u{feff}').unwrap_or(source);
     let mut lines = source.split_inclusive('\n');
@@ -601,6 +609,17 @@ mod tests {
         assert_eq!(trim_continuation("a\\\\", '\\'), ("a\\\\", true));
         assert_eq!(trim_continuation("\\", '\\'), ("", false));
         assert_eq!(trim_continuation("a `", '`'), ("a ", false));
+    }
+
+    #[test]
+    fn an_over_long_line_is_refused_with_its_number() {
+        let long = format!("FROM a\nLABEL x={}\n", "y".repeat(70_000));
+        let e = parse(&long).unwrap_err();
+        assert_eq!(e.span, Span::line(2));
+        assert_eq!(
+            e.kind,
+            LineErrorKind::Limit(LimitError::LineTooLong { line: 2 })
+        );
     }
 
     #[test]

@@ -11,7 +11,6 @@
 //! (`Dockerfile:7` and the numbered lines) and the warnings of BuildKit's checks, and exits 0
 //! when there is no error.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -20,6 +19,7 @@ use strata_dockerfile::plan::{
     parse_build_arg, plan, BaseResolver, BuildGraph, CheckConfig, NoBaseImages, PlanFailure,
     PlanOptions,
 };
+use strata_dockerfile::source::{read_source, SourceError};
 use strata_dockerfile::{parse_dockerfile, render_snippet, Dockerfile, Span};
 
 use crate::Cli;
@@ -129,7 +129,9 @@ pub fn run(_cli: &Cli, args: &Args) -> Result<ExitCode> {
     if !args.check {
         return execute(_cli, args);
     }
-    let dockerfile = read_dockerfile(args)?;
+    let Some(dockerfile) = read_dockerfile(args)? else {
+        return Ok(ExitCode::from(1));
+    };
     let Some(df) = dockerfile.parse() else {
         return Ok(ExitCode::from(1));
     };
@@ -228,22 +230,21 @@ fn plan_options(args: &Args, all_stages: bool) -> PlanOptions {
     options
 }
 
-/// Reads the Dockerfile (`-f -` from stdin).
-fn read_dockerfile(args: &Args) -> Result<DockerfileText> {
-    let (name, bytes) = match args.file.as_deref() {
-        Some("-") => {
-            let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
-                .context("reading the Dockerfile from stdin")?;
-            ("Dockerfile".to_string(), buf)
-        }
+/// Reads the Dockerfile (`-f -` from stdin) within the limits of [`strata_dockerfile::source`]
+/// (a line over 64 KiB or a file over 16 MiB is refused while reading, so memory stays
+/// bounded); `None` once a limit error has been printed.
+fn read_dockerfile(args: &Args) -> Result<Option<DockerfileText>> {
+    let (name, read) = match args.file.as_deref() {
+        Some("-") => (
+            "Dockerfile".to_string(),
+            read_source(std::io::stdin().lock()),
+        ),
         file => {
             let path = match file {
                 Some(f) => PathBuf::from(f),
                 None => args.context.join("Dockerfile"),
             };
-            let bytes = std::fs::read(&path).with_context(|| {
+            let f = std::fs::File::open(&path).with_context(|| {
                 format!(
                     "reading Dockerfile {} (use -f to name another file)",
                     path.display()
@@ -253,14 +254,22 @@ fn read_dockerfile(args: &Args) -> Result<DockerfileText> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "Dockerfile".into());
-            (name, bytes)
+            (name, read_source(f))
         }
     };
-    // Docker accepts any bytes; invalid UTF-8 is shown as U+FFFD in messages.
-    Ok(DockerfileText {
-        name,
-        source: String::from_utf8_lossy(&bytes).into_owned(),
-    })
+    match read {
+        Ok(source) => Ok(Some(DockerfileText { name, source })),
+        Err(SourceError::Limit(e)) => {
+            // No snippet: the offending line is what must not be printed (or kept) whole.
+            match e.line() {
+                Some(line) => errln!("{name}:{line}"),
+                None => errln!("{name}"),
+            }
+            errln!("ERROR: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading Dockerfile {name}")),
+    }
 }
 
 fn print_error(name: &str, source: &str, span: Span, message: &str) {
@@ -276,7 +285,9 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
     use strata_builder::exec::{self, ExecOptions, Progress};
     // Before any thread exists (stdin reader, progress, stages): see interrupt.rs.
     super::interrupt::block_stop_signals();
-    let dockerfile = read_dockerfile(args)?;
+    let Some(dockerfile) = read_dockerfile(args)? else {
+        return Ok(ExitCode::from(1));
+    };
     let Some(df) = dockerfile.parse() else {
         return Ok(ExitCode::from(1));
     };

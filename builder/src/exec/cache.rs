@@ -16,11 +16,18 @@
 //!
 //! # Entries
 //!
-//! An entry ([`Entry`]) stores the step's layer (descriptor and diff ID, or none for a step
-//! that adds no layer) and the **whole image config after the step** — including the history
-//! entry with its `created` time — so a replayed step is byte-for-byte what it was, and a rebuild
-//! with nothing changed gives the identical image digest. Entries live in the store
-//! ([`Store::put_cache_entry`]), which keeps their layers from gc until `gc` prunes the entry.
+//! An entry ([`Entry`]) stores what cannot be recomputed from the step: its layer (descriptor
+//! and diff ID, or none for a step that adds no layer) and the history entries it appended
+//! (with their `created` times), plus whether CMD had been set. It does **not** store the image
+//! config: on a hit ([`BuildCache::replay`]) the step's config change is applied again to the
+//! config in hand ([`super::config::apply_config_change`]: a function of the config before the
+//! step and the step, both of which the key chain fixes), its layer's diff ID and its history
+//! entries are appended. A replayed step is therefore byte-for-byte what it was, and a rebuild
+//! with nothing changed gives the identical image digest — while an entry stays a few hundred
+//! bytes. (Entries used to hold the whole config after their step: for N metadata instructions
+//! that was N configs of O(N) size, 1 GB of cache and a minute of JSON for 4,000 `ENV`s.)
+//! Entries live in the store ([`Store::put_cache_entry`]), which keeps their layers from gc
+//! until `gc` prunes the entry; they reference nothing else.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
@@ -31,7 +38,7 @@ use sha2::{Digest as _, Sha256};
 use strata_store::gc::CacheRoot;
 use strata_store::layer::LayerInfo;
 use strata_store::ops::LayerRef;
-use strata_store::{Digest, ImageConfig, Store};
+use strata_store::{Digest, History, Store};
 
 use super::context_index::ContextIndex;
 use super::selection::Context;
@@ -53,13 +60,16 @@ pub struct CachedLayer {
     pub diff_id: Digest,
 }
 
-/// What a step produced.
+/// What a step produced, beyond what replaying the step recomputes (see the module docs).
+///
+/// Entries of the older format (which held the whole `config`) lack `history` and so read as a
+/// miss: the step runs again and records a new entry.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct Entry {
-    /// The image config after the step (history included).
-    pub config: ImageConfig,
     /// The layer the step added, if any.
     pub layer: Option<CachedLayer>,
+    /// The history entries the step appended (one, or none for ONBUILD).
+    pub history: Vec<History>,
     /// Whether CMD had been set in the stage after the step.
     pub cmd_set: bool,
 }
@@ -212,17 +222,51 @@ impl<'a> BuildCache<'a> {
         serde_json::from_value(data).ok()
     }
 
-    /// Records what a step produced (best effort: a cache that cannot be written only costs
-    /// the next build a rerun).
-    pub fn record(&self, key: &str, state: &StageState, layer: Option<&LayerInfo>) {
+    /// Replays a hit: applies `entry` (looked up under `step`'s key) to `state`, giving
+    /// exactly the state the step gave when it ran.
+    pub fn replay(
+        &self,
+        entry: Entry,
+        state: &mut StageState,
+        step: &Step,
+    ) -> Result<(), strata_store::StoreError> {
+        super::config::apply_config_change(state, &step.instruction, step);
+        if let Some(l) = &entry.layer {
+            let desc = strata_store::descriptor(&l.media_type, &l.digest, l.size);
+            state
+                .lowerdirs
+                .push(self.store.unpacked_layer(&desc, &l.diff_id)?);
+            state.layers.push(l.layer_ref());
+            state.config.rootfs.diff_ids.push(l.diff_id.clone());
+        }
+        state.config.history.extend(entry.history);
+        state.cmd_set = entry.cmd_set;
+        Ok(())
+    }
+
+    /// Records what a step produced: its layer and the history entries from `history_from` on
+    /// (the history length before the step). Best effort: a cache that cannot be written only
+    /// costs the next build a rerun.
+    pub fn record(
+        &self,
+        key: &str,
+        state: &StageState,
+        layer: Option<&LayerInfo>,
+        history_from: usize,
+    ) {
         let entry = Entry {
-            config: state.config.clone(),
             layer: layer.map(|l| CachedLayer {
                 media_type: l.media_type.to_string(),
                 digest: l.digest.clone(),
                 size: l.size,
                 diff_id: l.diff_id.clone(),
             }),
+            history: state
+                .config
+                .history
+                .get(history_from..)
+                .unwrap_or_default()
+                .to_vec(),
             cmd_set: state.cmd_set,
         };
         let keep = CacheRoot {

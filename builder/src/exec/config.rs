@@ -307,6 +307,24 @@ pub fn apply_metadata(
     step: &Step,
     options: &super::ExecOptions,
 ) -> Result<Option<LayerInfo>, String> {
+    if matches!(
+        instruction,
+        Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_)
+    ) {
+        return Err("internal: not a metadata instruction".into());
+    }
+    apply_config_change(state, instruction, step);
+    match instruction {
+        Instruction::Workdir(_) => super::copy::make_workdir(store, state, &step.workdir, options),
+        _ => Ok(None),
+    }
+}
+
+/// What a step does to `config.config` (and `author`, `cmd_set`), without touching any
+/// filesystem: a function of the config before the step and the planned step only. The build
+/// cache replays it on a hit ([`super::cache`]) instead of storing the config after every step.
+/// RUN, COPY and ADD change only the rootfs and history, which their callers append.
+pub fn apply_config_change(state: &mut StageState, instruction: &Instruction, step: &Step) {
     let c = &mut state.config.config;
     match instruction {
         Instruction::Env(kv) => {
@@ -378,15 +396,9 @@ pub fn apply_metadata(
                 },
             });
         }
-        Instruction::Workdir(_) => {
-            c.working_dir = Some(step.workdir.clone());
-            return super::copy::make_workdir(store, state, &step.workdir, options);
-        }
-        Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) => {
-            return Err("internal: not a metadata instruction".into())
-        }
+        Instruction::Workdir(_) => c.working_dir = Some(step.workdir.clone()),
+        Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) => {}
     }
-    Ok(None)
 }
 
 #[cfg(test)]

@@ -3,12 +3,35 @@
 //! is dropped), `*` and `?` within one path component, `[a-z]` classes, `**` for any number of
 //! components, `!` re-includes. Patterns apply in order and the last one that matches a path —
 //! or one of its parent directories — decides.
+//!
+//! # Matching in linear time
+//!
+//! Every pattern is compiled once into a [`Regex`], as patternmatcher compiles each pattern
+//! into a Go regexp: the `regex` crate guarantees matching in time linear in the name (finite
+//! automata, no backtracking). A recursive matcher that tries every split for each `*` (and
+//! every component count for each `**`) is exponential: `*a*a*a*a*a*a*a*a*b` or `**/` ten
+//! times against one 60-character name ran for minutes, from a `.dockerignore` or a COPY
+//! source anyone can write. [`Glob`] is the same compilation for one path component, which is
+//! how COPY/ADD match their source wildcards (Go's `filepath.Match`, component by component).
+
+use regex::Regex;
+
+/// A pattern that cannot be compiled.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("pattern {pattern:?} cannot be used: {reason}; simplify it")]
+pub struct PatternError {
+    /// The pattern as written.
+    pub pattern: String,
+    /// Why (the regex compiler's message, e.g. its size limit).
+    pub reason: String,
+}
 
 /// One parsed pattern.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 struct Pattern {
     negate: bool,
-    parts: Vec<String>,
+    /// The whole cleaned path pattern, anchored at both ends.
+    re: Regex,
 }
 
 /// A parsed `.dockerignore`.
@@ -34,14 +57,17 @@ impl Ignore {
                 std::fs::File::from(fd)
                     .read_to_string(&mut text)
                     .map_err(|e| format!("reading .dockerignore: {e}"))?;
-                Ok(Some(Ignore::parse(&text)))
+                Ignore::parse(&text)
+                    .map(Some)
+                    .map_err(|e| format!(".dockerignore: {e}"))
             }
             Err(_) => Ok(None),
         }
     }
 
-    /// Parses the file's text.
-    pub fn parse(text: &str) -> Ignore {
+    /// Parses the file's text. A pattern that cannot be compiled is an error, never skipped:
+    /// skipping it would put what it names (a secret, say) into the context.
+    pub fn parse(text: &str) -> Result<Ignore, PatternError> {
         let mut patterns = Vec::new();
         for line in text.lines() {
             if line.starts_with('#') {
@@ -55,22 +81,25 @@ impl Ignore {
             if negate {
                 p = p[1..].trim();
             }
-            let mut parts: Vec<String> = Vec::new();
+            let mut parts: Vec<&str> = Vec::new();
             for c in p.split('/') {
                 match c {
                     "" | "." => {}
                     ".." => {
                         parts.pop();
                     }
-                    c => parts.push(c.to_string()),
+                    c => parts.push(c),
                 }
             }
             if parts.is_empty() {
                 continue;
             }
-            patterns.push(Pattern { negate, parts });
+            patterns.push(Pattern {
+                negate,
+                re: compile(p, &path_regex(&parts))?,
+            });
         }
-        Ignore { patterns }
+        Ok(Ignore { patterns })
     }
 
     /// Whether any pattern re-includes something (then an excluded directory must still be
@@ -81,10 +110,20 @@ impl Ignore {
 
     /// Whether the context path `rel` (components, relative to the context root) is excluded.
     pub fn excluded(&self, rel: &[&str]) -> bool {
+        if self.patterns.is_empty() || rel.is_empty() {
+            return false;
+        }
+        // The path and each parent (`a`, `a/b`, `a/b/c`) as prefixes of one joined string.
+        let joined = rel.join("/");
+        let mut ends = Vec::with_capacity(rel.len());
+        let mut end = 0;
+        for (i, c) in rel.iter().enumerate() {
+            end += c.len() + usize::from(i > 0);
+            ends.push(end);
+        }
         let mut excluded = false;
         for p in &self.patterns {
-            let hit = (1..=rel.len()).any(|n| match_parts(&p.parts, &rel[..n]));
-            if hit {
+            if ends.iter().any(|&e| p.re.is_match(&joined[..e])) {
                 excluded = !p.negate;
             }
         }
@@ -92,75 +131,149 @@ impl Ignore {
     }
 }
 
-/// Matches pattern components against path components (`**` = any number of components).
-///
-/// A trailing `**` after other components (`build/**`) matches what is *below* the directory,
-/// never the directory itself: moby's patternmatcher turns it into a prefix match on `build/`,
-/// so `build` stays in the context (empty). A pattern that is only `**` matches everything.
-pub fn match_parts(pat: &[String], path: &[&str]) -> bool {
-    match_from(pat, path, true)
+/// One path component's wildcard pattern (Go's `filepath.Match` syntax: `*`, `?`, `[...]` with
+/// `^`/`!` negation and ranges, `\` escapes), compiled to match in linear time.
+#[derive(Debug, Clone)]
+pub struct Glob {
+    re: Regex,
 }
 
-fn match_from(pat: &[String], path: &[&str], at_start: bool) -> bool {
-    match pat.split_first() {
-        None => path.is_empty(),
-        Some((first, rest)) if first == "**" => {
-            let min = usize::from(rest.is_empty() && !at_start);
-            (min..=path.len()).any(|skip| match_from(rest, &path[skip..], false))
-        }
-        Some((first, rest)) => match path.split_first() {
-            Some((p, prest)) => {
-                glob(first.as_bytes(), p.as_bytes()) && match_from(rest, prest, false)
-            }
-            None => false,
-        },
+impl Glob {
+    /// Compiles `pattern`.
+    pub fn new(pattern: &str) -> Result<Glob, PatternError> {
+        let mut re = String::from("(?s)^");
+        push_component(pattern, &mut re);
+        re.push('$');
+        Ok(Glob {
+            re: compile(pattern, &re)?,
+        })
+    }
+
+    /// Whether the name `name` matches.
+    pub fn matches(&self, name: &str) -> bool {
+        self.re.is_match(name)
     }
 }
 
-/// Shell-style match of one component: `*`, `?`, `[...]` (with `^`/`!` negation and ranges),
-/// `\` escapes.
-pub fn glob(pat: &[u8], s: &[u8]) -> bool {
-    match pat.first() {
-        None => s.is_empty(),
-        Some(b'*') => (0..=s.len()).any(|i| glob(&pat[1..], &s[i..])),
-        Some(b'?') => !s.is_empty() && glob(&pat[1..], &s[1..]),
-        Some(b'[') => {
-            let Some((&c, srest)) = s.split_first() else {
-                return false;
-            };
-            let mut i = 1;
-            let negate = matches!(pat.get(1), Some(b'^') | Some(b'!'));
-            if negate {
+fn compile(pattern: &str, re: &str) -> Result<Regex, PatternError> {
+    Regex::new(re).map_err(|e| PatternError {
+        pattern: pattern.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// The regex of a cleaned path pattern (its components): `**` stands for any number of whole
+/// components. A trailing `**` after other components (`build/**`) matches what is *below* the
+/// directory, never the directory itself: moby's patternmatcher turns it into a prefix match on
+/// `build/`, so `build` stays in the context (empty). A pattern that is only `**` matches
+/// everything.
+fn path_regex(parts: &[&str]) -> String {
+    let mut re = String::from("(?s)^");
+    let n = parts.len();
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == n;
+        if *part == "**" {
+            re.push_str(match (last, n) {
+                (true, 1) => ".*",
+                // At least one component below what came before (which ended in `/`).
+                (true, _) => ".+",
+                // Zero or more whole components, each with its `/`.
+                (false, _) => "(?:[^/]*/)*",
+            });
+            continue;
+        }
+        push_component(part, &mut re);
+        if !last {
+            re.push('/');
+        }
+    }
+    re.push('$');
+    re
+}
+
+/// Appends the regex of one component pattern: `*` and `?` never match `/`; an unterminated
+/// `[` is a literal (moby reports ErrBadPattern; we stay lenient, as before); a trailing `\`
+/// is a literal backslash.
+fn push_component(pattern: &str, re: &mut String) {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '*' => re.push_str("[^/]*"),
+            '?' => re.push_str("[^/]"),
+            '\\' if i + 1 < chars.len() => {
+                i += 1;
+                push_literal(chars[i], re);
+            }
+            '[' => match class(&chars[i..]) {
+                Some((class, used)) => {
+                    re.push_str(&class);
+                    i += used;
+                    continue;
+                }
+                None => push_literal('[', re),
+            },
+            c => push_literal(c, re),
+        }
+        i += 1;
+    }
+}
+
+fn push_literal(c: char, re: &mut String) {
+    re.push_str(&regex::escape(c.encode_utf8(&mut [0; 4])));
+}
+
+/// The regex of the class at the start of `chars` (`[...]`, `[!...]`, `[^...]`; a `]` right
+/// after the opening is a member; `a-z` ranges, an inverted range matches nothing; members are
+/// literal, `\` included) and how many characters it spans; `None` when it is not terminated.
+fn class(chars: &[char]) -> Option<(String, usize)> {
+    let mut i = 1;
+    let negate = matches!(chars.get(1), Some('^') | Some('!'));
+    if negate {
+        i += 1;
+    }
+    let mut members = String::new();
+    let mut first = true;
+    while i < chars.len() && (first || chars[i] != ']') {
+        first = false;
+        let lo = chars[i];
+        match (chars.get(i + 1), chars.get(i + 2)) {
+            (Some('-'), Some(&hi)) if hi != ']' => {
+                if lo <= hi {
+                    members.push_str(&format!("\\x{{{:x}}}-\\x{{{:x}}}", lo as u32, hi as u32));
+                }
+                i += 3;
+            }
+            _ => {
+                members.push_str(&format!("\\x{{{:x}}}", lo as u32));
                 i += 1;
             }
-            let mut matched = false;
-            let mut first = true;
-            while i < pat.len() && (first || pat[i] != b']') {
-                first = false;
-                let lo = pat[i];
-                if pat.get(i + 1) == Some(&b'-') && pat.get(i + 2).is_some_and(|b| *b != b']') {
-                    let hi = pat[i + 2];
-                    matched |= lo <= c && c <= hi;
-                    i += 3;
-                } else {
-                    matched |= lo == c;
-                    i += 1;
-                }
-            }
-            if i >= pat.len() {
-                // An unterminated class is a literal '[' (moby reports ErrBadPattern; be lenient).
-                return c == b'[' && glob(&pat[1..], srest);
-            }
-            matched != negate && glob(&pat[i + 1..], srest)
         }
-        Some(b'\\') if pat.len() > 1 => s.first() == Some(&pat[1]) && glob(&pat[2..], &s[1..]),
-        Some(&p) => s.first() == Some(&p) && glob(&pat[1..], &s[1..]),
     }
+    if i >= chars.len() {
+        return None;
+    }
+    let class = match (negate, members.is_empty()) {
+        // Never `/`: a class stands for one character of one component.
+        (true, _) => format!("[^/{members}]"),
+        // Only inverted ranges: nothing matches.
+        (false, true) => "[^\\x{0}-\\x{10ffff}]".to_string(),
+        (false, false) => format!("[{members}]"),
+    };
+    Some((class, i + 1))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One-off match of one component (the tests' shorthand for [`Glob`]).
+    fn glob(pat: &[u8], s: &[u8]) -> bool {
+        let pat = String::from_utf8_lossy(pat);
+        Glob::new(&pat)
+            .unwrap()
+            .matches(&String::from_utf8_lossy(s))
+    }
 
     fn ex(ig: &Ignore, p: &str) -> bool {
         let parts: Vec<&str> = p.split('/').collect();
@@ -171,7 +284,8 @@ mod tests {
     fn docker_semantics() {
         let ig = Ignore::parse(
             "# comment\n\n*.log\n!keep.log\n/secret\nbuild/**/tmp\n**/*.bak\ndocs\n!docs/README.md\n",
-        );
+        )
+        .unwrap();
         assert!(ex(&ig, "a.log"));
         assert!(!ex(&ig, "keep.log"));
         assert!(!ex(&ig, "sub/a.log"), "* does not cross /");
@@ -198,5 +312,75 @@ mod tests {
         assert!(!glob(b"a\\*b", b"axb"));
         assert!(glob(b"?x", b"ax"));
         assert!(!glob(b"?x", b"x"));
+    }
+
+    /// Runs `f` on a thread and returns its result, failing the test when it takes longer than
+    /// a second (a backtracking matcher runs for minutes; its thread is left behind).
+    fn within_a_second(f: impl FnOnce() -> bool + Send + 'static) -> bool {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(1))
+            .expect("matching one 60-character name took over a second")
+    }
+
+    #[test]
+    fn backtracking_prone_patterns_match_in_linear_time() {
+        let name = "a".repeat(60);
+        let n = name.clone();
+        assert!(!within_a_second(move || Glob::new("*a*a*a*a*a*a*a*a*b")
+            .unwrap()
+            .matches(&n)));
+        let ig = Ignore::parse("*a*a*a*a*a*a*a*a*b\n").unwrap();
+        assert!(!within_a_second(move || ex(&ig, &name)));
+        // `a/a/…/a/f`: 60 characters, 30 components.
+        let deep = format!("{}f", "a/".repeat(29));
+        let d = deep.clone();
+        let ig = Ignore::parse("**/**/**/**/**/**/**/**/**/**/b\n").unwrap();
+        assert!(!within_a_second(move || ex(&ig, &d)));
+        let ig = Ignore::parse("**/**/**/**/**/**/**/**/**/**/f\n").unwrap();
+        assert!(within_a_second(move || ex(&ig, &deep)));
+    }
+
+    #[test]
+    fn classes_ranges_negation_escapes_and_literals() {
+        assert!(glob(b"[a-c]x", b"bx"));
+        assert!(!glob(b"[a-c]x", b"dx"));
+        assert!(glob(b"[^a-c]x", b"dx"));
+        assert!(!glob(b"[^a-c]x", b"ax"));
+        assert!(glob(b"[]a]", b"]"), "a ] right after [ is a member");
+        assert!(glob(b"[!]]", b"a"));
+        assert!(!glob(b"[!]]", b"]"));
+        assert!(!glob(b"[z-a]", b"m"), "an inverted range matches nothing");
+        assert!(glob(b"a[", b"a["), "an unterminated [ is literal");
+        assert!(glob(b"\\[x\\]", b"[x]"));
+        assert!(glob(b"x\\", b"x\\"), "a trailing backslash is literal");
+        assert!(glob(b"[\\]", b"\\"), "a backslash in a class is a member");
+        assert!(glob(b"a.b", b"a.b"));
+        assert!(!glob(b"a.b", b"axb"), "regex syntax is literal");
+        assert!(glob(b"(x)+|{1}$", b"(x)+|{1}$"));
+        assert!(glob("?é".as_bytes(), "éé".as_bytes()), "? is one character");
+        assert!(glob("[à-ü]".as_bytes(), "é".as_bytes()));
+        assert!(glob(b"*", b"line\nbreak"), "names may hold newlines");
+        let ig = Ignore::parse("a[^x]b\nc?d\n").unwrap();
+        assert!(!ex(&ig, "a/b"), "a class does not match /");
+        assert!(!ex(&ig, "c/d"), "? does not match /");
+        assert!(ex(&ig, "ayb"));
+        assert!(ex(&ig, "cyd/e"));
+    }
+
+    #[test]
+    fn double_star_edges() {
+        let ig = Ignore::parse("build/**\n").unwrap();
+        assert!(!ex(&ig, "build"), "build/** keeps build itself");
+        assert!(ex(&ig, "build/x"));
+        let all = Ignore::parse("**\n").unwrap();
+        assert!(ex(&all, "anything/at/all"));
+        let mid = Ignore::parse("a/**/b\n").unwrap();
+        assert!(ex(&mid, "a/b"));
+        assert!(ex(&mid, "a/x/y/b"));
+        assert!(!ex(&mid, "a/xb"));
+        assert!(!ex(&mid, "xa/b"));
     }
 }

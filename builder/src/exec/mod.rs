@@ -414,19 +414,14 @@ impl StageContext<'_> {
                 reason,
             };
             if let Some(entry) = self.cache.lookup(&key) {
-                if let Some(l) = &entry.layer {
+                if entry.layer.is_some() {
                     layer_room(&state).map_err(fail)?;
-                    let desc = strata_store::descriptor(&l.media_type, &l.digest, l.size);
-                    state
-                        .lowerdirs
-                        .push(store.unpacked_layer(&desc, &l.diff_id)?);
-                    state.layers.push(l.layer_ref());
                 }
-                state.config = entry.config;
-                state.cmd_set = entry.cmd_set;
+                self.cache.replay(entry, &mut state, step)?;
                 progress.line(n, "CACHED");
                 continue;
             }
+            let history_from = state.config.history.len();
             let history_text = config::created_by(step);
             let layer = match &step.instruction {
                 Instruction::Run(r) => {
@@ -467,7 +462,8 @@ impl StageContext<'_> {
                 None => config::push_history(&mut state.config, self.created, history_text, true),
             }
             if key.starts_with("sha256:") {
-                self.cache.record(&key, &state, layer.as_ref());
+                self.cache
+                    .record(&key, &state, layer.as_ref(), history_from);
             }
             progress.done(n, started);
         }

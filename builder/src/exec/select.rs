@@ -24,14 +24,14 @@
 //!   source (`./x/./y/*.txt` → `y/a.txt`), and lets `**` match any number of components; the
 //!   parent directories in between are copied with their own metadata.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::ffi::{CString, OsStr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use strata_store::safe::{self, Root};
 
-use super::ignore::{self, Ignore};
+use super::ignore::{Glob, Ignore};
 use super::lower;
 
 /// Symlinks followed while resolving one path before giving up (Linux's own limit).
@@ -458,28 +458,42 @@ fn source_components(s: &str, parents: bool) -> (Vec<String>, usize) {
     (comps, pivot)
 }
 
-/// Expands the pattern `pat` from `idx` below the existing directory `cur` into `out`.
+/// What a wildcard expansion has found so far, and what it may still do.
+struct Expansion {
+    /// Matched paths (components), in name order.
+    out: BTreeSet<Vec<String>>,
+    /// Steps left before the expansion is refused.
+    budget: usize,
+    /// `(pattern index, directory)` pairs already expanded at a `**`: `**/**/…/x` reaches the
+    /// same directory at the same pattern position along exponentially many routes, and each
+    /// only needs expanding once (linear in pattern length × directories).
+    seen: HashSet<(usize, Vec<String>)>,
+}
+
+/// Expands the pattern `pat` from `idx` below the existing directory `cur` into `found`.
 fn expand(
     src: &CopySource,
     pat: &[String],
     idx: usize,
     cur: &mut Vec<String>,
     double_star: bool,
-    out: &mut BTreeSet<Vec<String>>,
-    budget: &mut usize,
+    found: &mut Expansion,
 ) -> Result<(), String> {
     if idx == pat.len() {
-        out.insert(cur.clone());
+        found.out.insert(cur.clone());
         return Ok(());
     }
-    *budget = budget.saturating_sub(1);
-    if *budget == 0 {
+    found.budget = found.budget.saturating_sub(1);
+    if found.budget == 0 {
         return Err("the wildcard matches too many paths (more than 10 million steps)".into());
     }
     let comp = &pat[idx];
     if double_star && comp == "**" {
+        if !found.seen.insert((idx, cur.clone())) {
+            return Ok(());
+        }
         // Zero components...
-        expand(src, pat, idx + 1, cur, double_star, out, budget)?;
+        expand(src, pat, idx + 1, cur, double_star, found)?;
         // ...or one more directory level, still under `**`.
         for name in src.list(cur)? {
             cur.push(name);
@@ -491,7 +505,7 @@ fn expand(
                 .stat(cur, false)
                 .is_some_and(|(_, _, st)| kind(&st) == libc::S_IFDIR)
             {
-                expand(src, pat, idx, cur, double_star, out, budget)?;
+                expand(src, pat, idx, cur, double_star, found)?;
             }
             cur.pop();
         }
@@ -502,17 +516,18 @@ fn expand(
         let last = idx + 1 == pat.len();
         let exists = src.stat(cur, !last).is_some();
         if exists {
-            expand(src, pat, idx + 1, cur, double_star, out, budget)?;
+            expand(src, pat, idx + 1, cur, double_star, found)?;
         }
         cur.pop();
         return Ok(());
     }
+    let glob = Glob::new(comp).map_err(|e| e.to_string())?;
     for name in src.list(cur)? {
-        if !ignore::glob(comp.as_bytes(), name.as_bytes()) {
+        if !glob.matches(&name) {
             continue;
         }
         cur.push(name);
-        expand(src, pat, idx + 1, cur, double_star, out, budget)?;
+        expand(src, pat, idx + 1, cur, double_star, found)?;
         cur.pop();
     }
     Ok(())
@@ -602,25 +617,21 @@ impl Walker<'_> {
 /// Selects every entry the local sources of one COPY/ADD copy, with where each lands below the
 /// destination. Errors name the source: a missing non-wildcard source, an unreadable directory.
 pub(crate) fn select_sources(src: &CopySource, spec: &SelectSpec<'_>) -> Result<Selection, String> {
-    let excludes = Ignore::parse(&spec.excludes.join("\n"));
+    let excludes =
+        Ignore::parse(&spec.excludes.join("\n")).map_err(|e| format!("--exclude: {e}"))?;
     let mut sel = Selection::default();
     for (arg, s) in spec.sources.iter().enumerate() {
         let (comps, pivot) = source_components(s, spec.parents);
         let wildcard = comps.iter().any(|c| has_wildcard(c));
         sel.wildcard |= wildcard;
         let matches: Vec<Vec<String>> = if wildcard {
-            let mut out = BTreeSet::new();
-            let mut budget = 10_000_000usize;
-            expand(
-                src,
-                &comps,
-                0,
-                &mut Vec::new(),
-                spec.parents,
-                &mut out,
-                &mut budget,
-            )?;
-            out.into_iter().collect()
+            let mut found = Expansion {
+                out: BTreeSet::new(),
+                budget: 10_000_000,
+                seen: HashSet::new(),
+            };
+            expand(src, &comps, 0, &mut Vec::new(), spec.parents, &mut found)?;
+            found.out.into_iter().collect()
         } else {
             vec![comps.clone()]
         };

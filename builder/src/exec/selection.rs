@@ -4,7 +4,7 @@
 //!
 //! The walk follows COPY's own rules ([`super::copy`]): `.dockerignore` applied as COPY applies
 //! it ([`Ignore::excluded`]; an excluded directory is still walked when a `!` pattern may bring
-//! a file back), wildcards in the last component matched with COPY's [`glob`], a top-level
+//! a file back), wildcards in the last component matched with COPY's [`Glob`], a top-level
 //! source symlink followed *inside* the context, nothing below it followed. Where COPY may
 //! select a subset of what is walked (a wildcard in a middle component), the walk takes the
 //! whole directory above it: a superset can only cost a cache miss, never a wrong hit.
@@ -28,7 +28,7 @@ use sha2::{Digest as _, Sha256};
 use strata_store::safe::{self, Root};
 
 use super::context_index::{ContextIndex, FileStamp};
-use super::ignore::{glob, Ignore};
+use super::ignore::{Glob, Ignore};
 use super::lower;
 use super::select::has_wildcard;
 
@@ -140,9 +140,10 @@ impl Context {
                     let mut names = safe::list_dir(dir.as_raw_fd()).map_err(|e| e.to_string())?;
                     names.sort();
                     let mut rel = parent.to_vec();
+                    let glob = Glob::new(pat).map_err(|e| e.to_string())?;
                     for n in names {
                         let name = n.to_string_lossy().into_owned();
-                        if !glob(pat.as_bytes(), name.as_bytes()) {
+                        if !glob.matches(&name) {
                             continue;
                         }
                         rel.push(name);
