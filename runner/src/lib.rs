@@ -56,6 +56,7 @@ mod attach;
 mod caps;
 pub mod cgroups;
 mod console;
+pub mod container;
 mod error;
 mod failure;
 mod fuse;
