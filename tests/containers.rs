@@ -1,0 +1,438 @@
+//! Detached containers end to end (needs root): `run -d` under a monitor, `ps`, `logs`, `stop`,
+//! `kill`, `wait`, `start`, `restart`, `rm`, `inspect`, and what `gc`/`rmi` do with images in
+//! use, against real busybox containers in a private store per test.
+
+mod run_common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use run_common::{code, stderr, stdout, Store, STRATA};
+
+/// A store whose containers are all removed (and monitors killed) on drop, pass or fail.
+struct Env {
+    store: Store,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            store: Store::new(),
+        }
+    }
+
+    /// `strata --root STORE ARGS…`.
+    fn strata(&self, args: &[&str]) -> Output {
+        Command::new(STRATA)
+            .arg("--root")
+            .arg(self.store.root())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Like [`Env::strata`], failing the test unless it exits 0; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.strata(args);
+        assert_eq!(code(&o), 0, "strata {args:?}: {}", stderr(&o));
+        stdout(&o)
+    }
+
+    /// `run -d ARGS…`, returning the id.
+    fn run_d(&self, args: &[&str]) -> String {
+        let mut all = vec!["run", "-d"];
+        all.extend_from_slice(args);
+        let id = self.ok(&all).trim().to_string();
+        assert_eq!(id.len(), 64, "run -d prints the full id: {id:?}");
+        id
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.store.root().join("containers").join(id)
+    }
+
+    fn state(&self, id: &str) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.dir(id).join("state")).unwrap()).unwrap()
+    }
+
+    fn inspect(&self, name: &str) -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(&self.ok(&["inspect", name])).unwrap();
+        v[0].clone()
+    }
+
+    /// Waits (bounded) until `ps -a` shows `name` with a STATUS starting with `prefix`.
+    fn wait_status(&self, name: &str, prefix: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let filter = format!("name={name}");
+        loop {
+            let s = self.ok(&["ps", "-a", "--filter", &filter, "--format", "{{.Status}}"]);
+            if s.starts_with(prefix) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: status {s:?}, wanted {prefix:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(self.store.root().join("containers")) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            let owner = std::fs::read(e.path().join("state"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["owner_pid"].as_i64());
+            let _ = self.strata(&["rm", "-f", &id]);
+            if let Some(pid) = owner.filter(|p| alive(*p)) {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmdline).contains("__container-monitor") {
+                    sigkill(pid);
+                }
+            }
+        }
+    }
+}
+
+/// SIGKILL to a process this test started (a monitor, a container's PID 1, a follower).
+fn sigkill(pid: i64) {
+    // SAFETY: kill(2) has no memory preconditions.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+}
+
+#[test]
+fn run_detached_ps_logs_stop_start_restart_rm() {
+    let env = Env::new();
+    let script =
+        "trap 'echo got TERM; exit 3' TERM; echo out-$(cat /count 2>/dev/null); echo err >&2; \
+                  echo x >> /count; while true; do sleep 0.1; done";
+    let t0 = Instant::now();
+    let id = env.run_d(&[
+        "--name",
+        "web",
+        "--label",
+        "tier=front",
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let started = t0.elapsed();
+    assert_eq!(env.state(&id)["status"], "running");
+    // The container directory is root's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(env.dir(&id))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+
+    // --name is unique, and the error names the holder.
+    let o = env.strata(&["run", "-d", "--name", "web", "busybox", "true"]);
+    assert_ne!(code(&o), 0);
+    assert!(stderr(&o).contains(&id), "{}", stderr(&o));
+
+    // ps: Docker's columns, Up, the name; -q and --no-trunc; --filter; --format.
+    let ps = env.ok(&["ps"]);
+    let lines: Vec<&str> = ps.lines().collect();
+    assert_eq!(lines.len(), 2, "{ps}");
+    assert!(lines[0].starts_with("CONTAINER ID   IMAGE"), "{ps}");
+    assert!(
+        lines[1].starts_with(&id[..12]) && lines[1].contains("Up ") && lines[1].ends_with("web"),
+        "{ps}"
+    );
+    assert_eq!(env.ok(&["ps", "-q"]).trim(), &id[..12]);
+    assert_eq!(env.ok(&["ps", "-q", "--no-trunc"]).trim(), id);
+    assert_eq!(
+        env.ok(&[
+            "ps",
+            "--filter",
+            "label=tier=front",
+            "--format",
+            "{{.Names}}"
+        ]),
+        "web\n"
+    );
+    assert_eq!(env.ok(&["ps", "--filter", "label=tier=back", "-q"]), "");
+    assert_eq!(
+        env.ok(&["ps", "--filter", "ancestor=busybox", "-q"]).trim(),
+        &id[..12]
+    );
+    assert_eq!(env.ok(&["ps", "--filter", "status=exited", "-q"]), "");
+    let j: serde_json::Value =
+        serde_json::from_str(env.ok(&["ps", "--format", "json"]).trim()).unwrap();
+    assert_eq!(
+        (j["Names"].as_str(), j["State"].as_str()),
+        (Some("web"), Some("running"))
+    );
+
+    // logs: stdout and stderr kept apart.
+    env.wait_status("web", "Up");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let o = loop {
+        let o = env.strata(&["logs", "web"]);
+        if stderr(&o) == "err\n" || Instant::now() > deadline {
+            break o;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        (stdout(&o).as_str(), stderr(&o).as_str()),
+        ("out-\n", "err\n")
+    );
+    let o = env.strata(&["logs", "-t", "web"]);
+    let line = stdout(&o);
+    assert!(
+        line.len() > 30 && line.as_bytes()[4] == b'-' && line.contains("Z out-"),
+        "{line}"
+    );
+    let o = env.strata(&["logs", "--since", "2999-01-01T00:00:00Z", "web"]);
+    assert_eq!(stdout(&o) + &stderr(&o), "");
+    let o = env.strata(&["logs", "--until", "1h", "web"]);
+    assert_eq!(
+        stdout(&o) + &stderr(&o),
+        "",
+        "--until an hour ago shows nothing"
+    );
+
+    // inspect: Docker's keys.
+    let v = env.inspect("web");
+    assert_eq!(v["Id"], id.as_str());
+    assert_eq!(v["Name"], "/web");
+    assert_eq!(v["State"]["Status"], "running");
+    assert_eq!(v["State"]["Running"], true);
+    let pid = v["State"]["Pid"].as_i64().unwrap();
+    assert!(pid > 1 && alive(pid));
+    assert_eq!(v["Config"]["Image"], "busybox");
+    assert_eq!(v["Config"]["Labels"]["tier"], "front");
+    assert!(PathBuf::from(v["LogPath"].as_str().unwrap()).exists());
+
+    // rm of a running container refuses; stop uses SIGTERM and waits for the exit.
+    let o = env.strata(&["rm", "web"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("container is running"),
+        "{}",
+        stderr(&o)
+    );
+    let t = Instant::now();
+    assert_eq!(env.ok(&["stop", "-t", "20", "web"]), "web\n");
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "the trap ends it at once"
+    );
+    assert!(!alive(pid));
+    assert_eq!(env.ok(&["wait", "web"]), "3\n");
+    env.wait_status("web", "Exited (3) ");
+    assert_eq!(env.inspect("web")["State"]["ExitCode"], 3);
+    assert!(env.ok(&["logs", "web"]).ends_with("got TERM\n"));
+    assert_eq!(
+        env.ok(&["ps", "-q"]),
+        "",
+        "ps without -a lists running ones only"
+    );
+    // Stopping a stopped container succeeds, as Docker's.
+    assert_eq!(env.ok(&["stop", "web"]), "web\n");
+
+    // start: a new monitor, the same writable layer (/count survives).
+    assert_eq!(env.ok(&["start", "web"]), "web\n");
+    env.wait_status("web", "Up");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !env.ok(&["logs", "web"]).contains("out-x") {
+        assert!(
+            Instant::now() < deadline,
+            "second start's output: {}",
+            env.ok(&["logs", "web"])
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid2 = env.inspect("web")["State"]["Pid"].as_i64().unwrap();
+    assert_ne!(pid, pid2);
+    assert_eq!(env.ok(&["restart", "-t", "5", "web"]), "web\n");
+    let pid3 = env.inspect("web")["State"]["Pid"].as_i64().unwrap();
+    assert!(pid3 != pid2 && alive(pid3) && !alive(pid2));
+
+    // rm -f: no process, no directory left.
+    let monitor = env.state(&id)["owner_pid"].as_i64().unwrap();
+    assert_eq!(env.ok(&["rm", "-f", "web"]), "web\n");
+    assert!(!alive(pid3) && !alive(monitor));
+    assert!(!env.dir(&id).exists());
+    assert_eq!(env.ok(&["ps", "-aq"]), "");
+    let o = env.strata(&["logs", "web"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("No such container: web"));
+    assert!(started < Duration::from_secs(30));
+}
+
+#[test]
+fn stop_timeout_then_sigkill_and_kill_signals() {
+    let env = Env::new();
+    // sleep as PID 1 has no SIGTERM handler, so the kernel ignores SIGTERM for it.
+    let id = env.run_d(&["busybox", "sleep", "1000"]);
+    let t = Instant::now();
+    env.ok(&["stop", "-t", "1", &id[..8]]);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    assert_eq!(env.ok(&["wait", &id]), "137\n");
+
+    // kill -s: the signal reaches PID 1; kill of a stopped container fails.
+    let id = env.run_d(&[
+        "--name",
+        "k",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 7' USR1; while true; do sleep 0.1; done",
+    ]);
+    env.wait_status("k", "Up");
+    std::thread::sleep(Duration::from_millis(300));
+    env.ok(&["kill", "-s", "USR1", "k"]);
+    assert_eq!(env.ok(&["wait", "k"]), "7\n");
+    let o = env.strata(&["kill", "k"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
+    // --stop-signal and --stop-timeout are kept for stop.
+    let id2 = env.run_d(&[
+        "--stop-signal",
+        "USR1",
+        "--name",
+        "s",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 9' USR1; while true; do sleep 0.1; done",
+    ]);
+    env.wait_status("s", "Up");
+    std::thread::sleep(Duration::from_millis(300));
+    env.ok(&["stop", "s"]);
+    assert_eq!(env.ok(&["wait", "s"]), "9\n");
+    assert_eq!(env.inspect("s")["Config"]["StopSignal"], "USR1");
+    // run -d --rm: gone once it ends.
+    let id3 = env.run_d(&["--rm", "busybox", "true"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while env.dir(&id3).exists() {
+        assert!(Instant::now() < deadline, "run -d --rm left its directory");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = (id, id2);
+}
+
+#[test]
+fn kill_9_of_monitor_or_pid1_is_shown_truthfully() {
+    let env = Env::new();
+    let a = env.run_d(&["--name", "a", "busybox", "sleep", "1000"]);
+    let b = env.run_d(&["--name", "b", "busybox", "sleep", "1000"]);
+    let monitor = env.state(&a)["owner_pid"].as_i64().unwrap();
+    let pid_a = env.state(&a)["pid"].as_i64().unwrap();
+    sigkill(monitor);
+    // The container dies with its monitor (PDEATHSIG) and ps says so, not "Up".
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid_a) {
+        assert!(Instant::now() < deadline, "container outlived its monitor");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    env.wait_status("a", "Exited (137)");
+    assert!(env.inspect("a")["State"]["Error"]
+        .as_str()
+        .unwrap()
+        .contains("monitor"));
+    // kill -9 of PID 1: the monitor records 137.
+    let pid_b = env.state(&b)["pid"].as_i64().unwrap();
+    sigkill(pid_b);
+    assert_eq!(env.ok(&["wait", "b"]), "137\n");
+    env.wait_status("b", "Exited (137)");
+    // Both start again and are removed cleanly.
+    env.ok(&["start", "a", "b"]);
+    env.wait_status("a", "Up");
+    env.wait_status("b", "Up");
+    assert_eq!(env.ok(&["rm", "-f", "a", "b"]), "a\nb\n");
+    assert_eq!(env.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn logs_follow_across_rotation_until_the_container_ends() {
+    let env = Env::new();
+    let id = env.run_d(&[
+        "--name", "chatty", "--log-opt", "max-size=1k", "--log-opt", "max-file=2", "busybox", "sh", "-c",
+        "sleep 0.5; i=0; while [ $i -lt 150 ]; do echo line $i; i=$((i+1)); usleep 10000; done; echo bye >&2",
+    ]);
+    let follower = Command::new(STRATA)
+        .arg("--root")
+        .arg(env.store.root())
+        .args(["logs", "-f", "chatty"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = follower.id();
+    let waiter = std::thread::spawn(move || follower.wait_with_output().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !waiter.is_finished() {
+        if Instant::now() > deadline {
+            sigkill(pid as i64);
+            panic!("logs -f did not end with the container");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = waiter.join().unwrap();
+    let want: String = (0..150).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(
+        stdout(&o),
+        want,
+        "every line once, in order, across rotations"
+    );
+    assert_eq!(stderr(&o), "bye\n");
+    let log = PathBuf::from(env.inspect(&id)["LogPath"].as_str().unwrap());
+    let rotated = PathBuf::from(format!("{}.1", log.display()));
+    assert!(rotated.exists() && !PathBuf::from(format!("{}.2", log.display())).exists());
+    // Only what rotation kept is left for a later `logs`.
+    let kept = env.ok(&["logs", "chatty"]);
+    assert!(kept.lines().count() < 60 && want.ends_with(&kept), "{kept}");
+    assert!(std::fs::metadata(&log).unwrap().len() <= 1024);
+}
+
+#[test]
+fn gc_and_rmi_keep_images_in_use() {
+    let env = Env::new();
+    let id = env.run_d(&["--name", "user", "busybox", "sh", "-c", "echo alive"]);
+    assert_eq!(env.ok(&["wait", "user"]), "0\n");
+    let o = env.strata(&["rmi", "busybox"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains(&id[..12]), "{}", stderr(&o));
+    env.ok(&["rmi", "-f", "busybox"]);
+    env.ok(&["gc"]);
+    // The stopped container still starts: gc kept its image's layers.
+    env.ok(&["start", "user"]);
+    assert_eq!(env.ok(&["wait", "user"]), "0\n");
+    assert_eq!(env.ok(&["logs", "user"]), "alive\nalive\n");
+    env.ok(&["rm", "user"]);
+    let o = env.ok(&["gc"]);
+    assert!(
+        !o.contains(" 0 blobs"),
+        "the image goes once no container uses it: {o}"
+    );
+}
