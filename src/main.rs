@@ -86,6 +86,8 @@ pub enum Command {
     Start(cmd::lifecycle::ListArgs),
     /// Remove containers.
     Rm(cmd::lifecycle::RmArgs),
+    /// Run a command in a running container.
+    Exec(cmd::exec::Args),
 }
 
 fn main() -> ExitCode {

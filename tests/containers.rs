@@ -436,3 +436,80 @@ fn gc_and_rmi_keep_images_in_use() {
         "the image goes once no container uses it: {o}"
     );
 }
+
+#[test]
+fn exec_joins_every_namespace_with_the_same_confinement() {
+    let env = Env::new();
+    env.run_d(&[
+        "--name",
+        "box",
+        "--pids-limit",
+        "50",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    env.wait_status("box", "Up");
+    // Read from inside: the same pid and mount namespaces as PID 1, the same cgroup, the same
+    // capabilities, no_new_privs and seccomp mode, no host fd beyond stdio.
+    let probe = "for f in pid mnt ipc uts net; do echo $(readlink /proc/self/ns/$f) $(readlink /proc/1/ns/$f); done; \
+                 for k in CapEff CapBnd NoNewPrivs Seccomp; do echo $(grep ^$k: /proc/self/status) $(grep ^$k: /proc/1/status); done; \
+                 echo $(cat /proc/self/cgroup | grep pids) $(cat /proc/1/cgroup | grep pids); ls /proc/self/fd | tr '\\n' ' '";
+    let out = env.ok(&["exec", "box", "sh", "-c", probe]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 11, "{out}");
+    for l in &lines[..10] {
+        let halves: Vec<&str> = l.split(' ').collect();
+        let (a, b) = halves.split_at(halves.len() / 2);
+        assert_eq!(a, b, "exec differs from PID 1: {l}");
+    }
+    assert!(
+        lines[5].starts_with("CapEff: 00000000a80425fb"),
+        "{}",
+        lines[5]
+    );
+    assert!(lines[7].starts_with("NoNewPrivs: 1"), "{}", lines[7]);
+    assert!(lines[8].starts_with("Seccomp: 2"), "{}", lines[8]);
+    assert!(
+        lines[9].contains("strata"),
+        "the container's pids cgroup: {}",
+        lines[9]
+    );
+    assert_eq!(
+        lines[10].trim(),
+        "0 1 2 3",
+        "only stdio (and ls's own dir fd)"
+    );
+
+    // Exit codes, -u, -w, -e, a missing command.
+    let o = env.strata(&["exec", "box", "sh", "-c", "exit 5"]);
+    assert_eq!(code(&o), 5);
+    let out = env.ok(&[
+        "exec",
+        "-u",
+        "alice",
+        "-w",
+        "/tmp",
+        "-e",
+        "FOO=bar",
+        "box",
+        "sh",
+        "-c",
+        "id -un; pwd; echo $FOO",
+    ]);
+    assert_eq!(out, "alice\n/tmp\nbar\n");
+    let o = env.strata(&["exec", "box", "nosuch"]);
+    assert_eq!(code(&o), 127, "{}", stderr(&o));
+    // -t: a pty of the container's own devpts.
+    let out = env.ok(&["exec", "-t", "box", "tty"]);
+    assert!(out.starts_with("/dev/pts/"), "{out:?}");
+    // -d: returns at once, the process runs on in the container.
+    env.ok(&["exec", "-d", "box", "sleep", "77"]);
+    let ps = env.ok(&["exec", "box", "ps"]);
+    assert!(ps.contains("sleep 77"), "{ps}");
+    // Not running: refused.
+    env.ok(&["stop", "-t", "1", "box"]);
+    let o = env.strata(&["exec", "box", "true"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
+}

@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod daemon;
+pub mod exec;
 pub mod export;
 pub mod fuse_compat;
 pub mod gc;
@@ -66,6 +67,7 @@ pub fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Wait(a) => lifecycle::wait(cli, a),
         Command::Start(a) => lifecycle::start(cli, a),
         Command::Rm(a) => lifecycle::rm(cli, a),
+        Command::Exec(a) => exec::run(cli, a),
     }
 }
 

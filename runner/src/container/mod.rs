@@ -14,11 +14,13 @@
 //! never signalled. A monitor killed with SIGKILL takes the container down with it, and the
 //! next command that looks marks it exited ([`crate::state::reap_if_stale`]).
 
+pub mod exec;
 pub mod inspect;
 pub mod logs;
 pub mod monitor;
 mod pidfd;
 pub mod timefmt;
+mod tty;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -35,6 +37,7 @@ use crate::spec::ContainerSpec;
 use crate::state::{self, ContainerDir, ContainerState, Status};
 use pidfd::PidFd;
 
+pub use exec::{exec, ExecOptions};
 pub use logs::{LogOptions, ReadOptions};
 
 /// The hidden first argument that makes the strata binary run as a container's monitor.

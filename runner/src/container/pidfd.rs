@@ -29,6 +29,11 @@ impl PidFd {
         (start_time(pid) == Some(start)).then_some(PidFd { fd })
     }
 
+    /// The pidfd itself (for `setns`).
+    pub fn raw(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+
     /// Sends `sig`; false when the process is already gone.
     pub fn signal(&self, sig: Signal) -> bool {
         // SAFETY: pidfd_send_signal with our pidfd, a signal number, no siginfo, no flags.
