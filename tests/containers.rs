@@ -513,3 +513,93 @@ fn exec_joins_every_namespace_with_the_same_confinement() {
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
 }
+
+/// Monitor processes (alive, not zombies) whose command line names this container directory.
+fn monitors_of(dir: &std::path::Path) -> Vec<i64> {
+    let needle = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i64>().ok())
+        .filter(|pid| alive(*pid))
+        .filter(|pid| {
+            let c = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let c = String::from_utf8_lossy(&c);
+            c.contains("__container-monitor") && c.contains(&needle)
+        })
+        .collect()
+}
+
+#[test]
+fn concurrent_commands_are_serialized_and_rm_leaves_nothing() {
+    let env = Env::new();
+    let id = env.run_d(&[
+        "--name",
+        "c",
+        "--pids-limit",
+        "20",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'sleep 0.3; exit 4' TERM; while true; do sleep 0.1; done",
+    ]);
+    env.wait_status("c", "Up");
+    std::thread::sleep(Duration::from_millis(200));
+    let cgroup = PathBuf::from("/sys/fs/cgroup/pids/strata").join(&id);
+    let cgroup_v2 = PathBuf::from("/sys/fs/cgroup/strata").join(&id);
+    assert!(
+        cgroup.exists() || cgroup_v2.exists(),
+        "--pids-limit makes a cgroup"
+    );
+    // Two stops at once: both succeed, one exit is recorded, the state file stays whole.
+    let stops: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(STRATA)
+                .arg("--root")
+                .arg(env.store.root())
+                .args(["stop", "c"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for s in stops {
+        let o = s.wait_with_output().unwrap();
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+    assert_eq!(env.state(&id)["status"], "exited");
+    assert_eq!(env.state(&id)["exit_code"], 4);
+    assert!(
+        !cgroup.exists() && !cgroup_v2.exists(),
+        "the cgroup goes with the process"
+    );
+
+    // rm -f racing start, a few times: whichever wins, nothing is left behind after both.
+    for _ in 0..3 {
+        let start = Command::new(STRATA)
+            .arg("--root")
+            .arg(env.store.root())
+            .args(["start", "c"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let rm_first = env.strata(&["rm", "-f", "c"]);
+        let _ = start.wait_with_output();
+        if code(&rm_first) == 0 && !env.dir(&id).exists() {
+            break;
+        }
+        // start won the race and rm saw no container yet, or rm won before start looked.
+        let _ = env.strata(&["rm", "-f", "c"]);
+    }
+    let _ = env.strata(&["rm", "-f", "c"]);
+    assert!(!env.dir(&id).exists());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !monitors_of(&env.dir(&id)).is_empty() {
+        assert!(Instant::now() < deadline, "a monitor outlived rm -f");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!cgroup.exists() && !cgroup_v2.exists());
+    assert_eq!(env.ok(&["ps", "-aq"]), "");
+}
