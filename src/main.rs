@@ -88,6 +88,14 @@ pub enum Command {
     Rm(cmd::lifecycle::RmArgs),
     /// Run a command in a running container.
     Exec(cmd::exec::Args),
+    /// Rename a container.
+    Rename(cmd::rename::Args),
+    /// Show what a container changed in its writable layer (A/C/D).
+    Diff(cmd::diff::Args),
+    /// Show the processes of a running container.
+    Top(cmd::top::Args),
+    /// Manage containers (`container ls`, `container prune`, `container inspect`).
+    Container(cmd::container::Args),
 }
 
 fn main() -> ExitCode {

@@ -603,3 +603,45 @@ fn concurrent_commands_are_serialized_and_rm_leaves_nothing() {
     assert!(!cgroup.exists() && !cgroup_v2.exists());
     assert_eq!(env.ok(&["ps", "-aq"]), "");
 }
+
+#[test]
+fn diff_top_rename_and_prune() {
+    let env = Env::new();
+    let id = env.run_d(&["--name", "one", "busybox", "sleep", "1000"]);
+    env.wait_status("one", "Up");
+    env.ok(&[
+        "exec",
+        "one",
+        "sh",
+        "-c",
+        "echo hi > /new; rm /bin/vi; echo x >> /etc/passwd; mkdir /srv/d",
+    ]);
+    assert_eq!(
+        env.ok(&["diff", "one"]),
+        "C /bin\nD /bin/vi\nC /etc\nC /etc/passwd\nA /new\nC /srv\nA /srv/d\n",
+        "mount stubs (/etc/hosts, …) are not changes"
+    );
+    let top = env.ok(&["top", "one"]);
+    let lines: Vec<&str> = top.lines().collect();
+    assert!(
+        lines[0].contains("PID") && lines[0].contains("CMD"),
+        "{top}"
+    );
+    assert_eq!(lines.len(), 2, "{top}");
+    assert!(lines[1].ends_with("sleep 1000"));
+    // rename: to a free valid name only.
+    let other = env.run_d(&["--name", "two", "busybox", "true"]);
+    assert_ne!(code(&env.strata(&["rename", "one", "two"])), 0);
+    assert_ne!(code(&env.strata(&["rename", "one", "bad name"])), 0);
+    env.ok(&["rename", "one", "uno"]);
+    assert_eq!(env.ok(&["ps", "--format", "{{.Names}}"]), "uno\n");
+    // container prune: the stopped one goes, the running one stays.
+    assert_eq!(env.ok(&["wait", "two"]), "0\n");
+    let out = env.ok(&["container", "prune", "-f"]);
+    assert!(
+        out.starts_with(&format!("Deleted Containers:\n{other}\n")),
+        "{out}"
+    );
+    assert!(!env.dir(&other).exists() && env.dir(&id).exists());
+    assert_eq!(env.ok(&["container", "ls", "-aq"]).trim(), &id[..12]);
+}

@@ -155,6 +155,19 @@ pub fn lock(dir: &Path) -> Result<Flock<File>, RunnerError> {
     flock_dir(dir, FlockArg::LockExclusive)
 }
 
+/// The lock on the whole `containers/` directory, held while a name is checked and taken.
+pub fn lock_names(containers: &Path) -> Result<Flock<File>, RunnerError> {
+    flock_dir(containers, FlockArg::LockExclusive)
+}
+
+/// Docker's rule for container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.len() >= 2
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
 fn flock_dir(dir: &Path, how: FlockArg) -> Result<Flock<File>, RunnerError> {
     let f = File::open(dir).map_err(|e| RunnerError::io("opening container directory", dir, e))?;
     Flock::lock(f, how).map_err(|(_, e)| RunnerError::sys("locking the container directory", e))
@@ -196,6 +209,11 @@ impl ContainerDir {
         // Two `run --name x` at once: the name check and the mkdir happen under one lock.
         let _names = flock_dir(containers, FlockArg::LockExclusive)?;
         if let Some(name) = name {
+            if !valid_name(name) {
+                return Err(RunnerError::InvalidSpec(format!(
+                    "invalid container name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-]+ are allowed"
+                )));
+            }
             if let Ok(entries) = std::fs::read_dir(containers) {
                 for e in entries.flatten() {
                     if let Some(s) = read_state(&e.path()) {

@@ -1,7 +1,9 @@
 //! One module per subcommand. Each exposes `Args` (clap derive) and `run`.
 
 pub mod build;
+pub mod container;
 pub mod daemon;
+pub mod diff;
 pub mod exec;
 pub mod export;
 pub mod fuse_compat;
@@ -20,12 +22,14 @@ pub mod mount;
 pub mod ps;
 pub mod pull;
 pub mod push;
+pub mod rename;
 pub mod rmi;
 pub mod run;
 pub mod run_detached;
 pub mod save;
 pub mod search;
 pub mod tag;
+pub mod top;
 pub mod umount;
 
 use std::process::ExitCode;
@@ -68,6 +72,10 @@ pub fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Start(a) => lifecycle::start(cli, a),
         Command::Rm(a) => lifecycle::rm(cli, a),
         Command::Exec(a) => exec::run(cli, a),
+        Command::Rename(a) => rename::run(cli, a),
+        Command::Diff(a) => diff::run(cli, a),
+        Command::Top(a) => top::run(cli, a),
+        Command::Container(a) => container::run(cli, a),
     }
 }
 

@@ -17,6 +17,7 @@
 pub mod exec;
 pub mod inspect;
 pub mod logs;
+pub mod manage;
 pub mod monitor;
 mod pidfd;
 pub mod timefmt;

@@ -72,6 +72,12 @@ pub fn run(dir: &Path) -> i32 {
         }
     };
     let pid = container.pid();
+    // Mount points the runner had to create in the writable layer (`/proc`, `/etc/hosts`, …):
+    // `diff` and `commit` leave them out, as Docker's init layer hides them.
+    let _ = std::fs::write(
+        dir.join("stubs.json"),
+        serde_json::to_vec(container.mount_stubs()).unwrap_or_default(),
+    );
     report(&format!("ok {pid} {}", state::start_time(pid).unwrap_or(0)));
     detach_stdio();
 
