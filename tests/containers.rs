@@ -301,17 +301,17 @@ fn stop_timeout_then_sigkill_and_kill_signals() {
     // kill -s: the signal reaches PID 1; kill of a stopped container fails.
     let id = env.run_d(&[
         "--name",
-        "k",
+        "kk",
         "busybox",
         "sh",
         "-c",
         "trap 'exit 7' USR1; while true; do sleep 0.1; done",
     ]);
-    env.wait_status("k", "Up");
+    env.wait_status("kk", "Up");
     std::thread::sleep(Duration::from_millis(300));
-    env.ok(&["kill", "-s", "USR1", "k"]);
-    assert_eq!(env.ok(&["wait", "k"]), "7\n");
-    let o = env.strata(&["kill", "k"]);
+    env.ok(&["kill", "-s", "USR1", "kk"]);
+    assert_eq!(env.ok(&["wait", "kk"]), "7\n");
+    let o = env.strata(&["kill", "kk"]);
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
     // --stop-signal and --stop-timeout are kept for stop.
@@ -319,17 +319,17 @@ fn stop_timeout_then_sigkill_and_kill_signals() {
         "--stop-signal",
         "USR1",
         "--name",
-        "s",
+        "ss",
         "busybox",
         "sh",
         "-c",
         "trap 'exit 9' USR1; while true; do sleep 0.1; done",
     ]);
-    env.wait_status("s", "Up");
+    env.wait_status("ss", "Up");
     std::thread::sleep(Duration::from_millis(300));
-    env.ok(&["stop", "s"]);
-    assert_eq!(env.ok(&["wait", "s"]), "9\n");
-    assert_eq!(env.inspect("s")["Config"]["StopSignal"], "USR1");
+    env.ok(&["stop", "ss"]);
+    assert_eq!(env.ok(&["wait", "ss"]), "9\n");
+    assert_eq!(env.inspect("ss")["Config"]["StopSignal"], "USR1");
     // run -d --rm: gone once it ends.
     let id3 = env.run_d(&["--rm", "busybox", "true"]);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -343,8 +343,8 @@ fn stop_timeout_then_sigkill_and_kill_signals() {
 #[test]
 fn kill_9_of_monitor_or_pid1_is_shown_truthfully() {
     let env = Env::new();
-    let a = env.run_d(&["--name", "a", "busybox", "sleep", "1000"]);
-    let b = env.run_d(&["--name", "b", "busybox", "sleep", "1000"]);
+    let a = env.run_d(&["--name", "aa", "busybox", "sleep", "1000"]);
+    let b = env.run_d(&["--name", "bb", "busybox", "sleep", "1000"]);
     let monitor = env.state(&a)["owner_pid"].as_i64().unwrap();
     let pid_a = env.state(&a)["pid"].as_i64().unwrap();
     sigkill(monitor);
@@ -354,21 +354,21 @@ fn kill_9_of_monitor_or_pid1_is_shown_truthfully() {
         assert!(Instant::now() < deadline, "container outlived its monitor");
         std::thread::sleep(Duration::from_millis(20));
     }
-    env.wait_status("a", "Exited (137)");
-    assert!(env.inspect("a")["State"]["Error"]
+    env.wait_status("aa", "Exited (137)");
+    assert!(env.inspect("aa")["State"]["Error"]
         .as_str()
         .unwrap()
         .contains("monitor"));
     // kill -9 of PID 1: the monitor records 137.
     let pid_b = env.state(&b)["pid"].as_i64().unwrap();
     sigkill(pid_b);
-    assert_eq!(env.ok(&["wait", "b"]), "137\n");
-    env.wait_status("b", "Exited (137)");
+    assert_eq!(env.ok(&["wait", "bb"]), "137\n");
+    env.wait_status("bb", "Exited (137)");
     // Both start again and are removed cleanly.
-    env.ok(&["start", "a", "b"]);
-    env.wait_status("a", "Up");
-    env.wait_status("b", "Up");
-    assert_eq!(env.ok(&["rm", "-f", "a", "b"]), "a\nb\n");
+    env.ok(&["start", "aa", "bb"]);
+    env.wait_status("aa", "Up");
+    env.wait_status("bb", "Up");
+    assert_eq!(env.ok(&["rm", "-f", "aa", "bb"]), "aa\nbb\n");
     assert_eq!(env.ok(&["ps", "-aq"]), "");
 }
 
@@ -535,7 +535,7 @@ fn concurrent_commands_are_serialized_and_rm_leaves_nothing() {
     let env = Env::new();
     let id = env.run_d(&[
         "--name",
-        "c",
+        "cc",
         "--pids-limit",
         "20",
         "busybox",
@@ -543,7 +543,7 @@ fn concurrent_commands_are_serialized_and_rm_leaves_nothing() {
         "-c",
         "trap 'sleep 0.3; exit 4' TERM; while true; do sleep 0.1; done",
     ]);
-    env.wait_status("c", "Up");
+    env.wait_status("cc", "Up");
     std::thread::sleep(Duration::from_millis(200));
     let cgroup = PathBuf::from("/sys/fs/cgroup/pids/strata").join(&id);
     let cgroup_v2 = PathBuf::from("/sys/fs/cgroup/strata").join(&id);
@@ -557,7 +557,7 @@ fn concurrent_commands_are_serialized_and_rm_leaves_nothing() {
             Command::new(STRATA)
                 .arg("--root")
                 .arg(env.store.root())
-                .args(["stop", "c"])
+                .args(["stop", "cc"])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -580,20 +580,20 @@ fn concurrent_commands_are_serialized_and_rm_leaves_nothing() {
         let start = Command::new(STRATA)
             .arg("--root")
             .arg(env.store.root())
-            .args(["start", "c"])
+            .args(["start", "cc"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let rm_first = env.strata(&["rm", "-f", "c"]);
+        let rm_first = env.strata(&["rm", "-f", "cc"]);
         let _ = start.wait_with_output();
         if code(&rm_first) == 0 && !env.dir(&id).exists() {
             break;
         }
         // start won the race and rm saw no container yet, or rm won before start looked.
-        let _ = env.strata(&["rm", "-f", "c"]);
+        let _ = env.strata(&["rm", "-f", "cc"]);
     }
-    let _ = env.strata(&["rm", "-f", "c"]);
+    let _ = env.strata(&["rm", "-f", "cc"]);
     assert!(!env.dir(&id).exists());
     let deadline = Instant::now() + Duration::from_secs(10);
     while !monitors_of(&env.dir(&id)).is_empty() {
@@ -644,4 +644,93 @@ fn diff_top_rename_and_prune() {
     );
     assert!(!env.dir(&other).exists() && env.dir(&id).exists());
     assert_eq!(env.ok(&["container", "ls", "-aq"]).trim(), &id[..12]);
+}
+
+/// Polls `strata inspect` until `pred` holds for it (bounded).
+fn until(
+    env: &Env,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = env.inspect(name);
+        if pred(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{name}: never {what}: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn restart_policies_count_restarts_and_respect_manual_stops() {
+    let env = Env::new();
+    // on-failure:3 — four runs, then it stays exited with the last code.
+    env.run_d(&[
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:3",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run; exit 3",
+    ]);
+    let v = until(&env, "flaky", "exited after 3 restarts", |v| {
+        v["State"]["Status"] == "exited" && v["RestartCount"] == 3
+    });
+    assert_eq!(v["State"]["ExitCode"], 3);
+    assert_eq!(v["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
+    assert_eq!(v["HostConfig"]["RestartPolicy"]["MaximumRetryCount"], 3);
+    assert_eq!(env.ok(&["logs", "flaky"]), "run\nrun\nrun\nrun\n");
+    // on-failure does not restart a success; no (the default) never restarts.
+    env.run_d(&[
+        "--name",
+        "fine",
+        "--restart",
+        "on-failure",
+        "busybox",
+        "true",
+    ]);
+    env.run_d(&["--name", "once", "busybox", "false"]);
+    assert_eq!(env.ok(&["wait", "fine"]), "0\n");
+    assert_eq!(env.ok(&["wait", "once"]), "1\n");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(env.inspect("fine")["RestartCount"], 0);
+    assert_eq!(env.inspect("once")["RestartCount"], 0);
+
+    // always: a kill -9 of PID 1 from outside restarts it (a new pid) ...
+    env.run_d(&[
+        "--name",
+        "svc",
+        "--restart",
+        "always",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let v = until(&env, "svc", "running", |v| v["State"]["Running"] == true);
+    let pid = v["State"]["Pid"].as_i64().unwrap();
+    sigkill(pid);
+    let v = until(&env, "svc", "restarted", |v| {
+        v["RestartCount"] == 1 && v["State"]["Running"] == true
+    });
+    assert_ne!(v["State"]["Pid"].as_i64().unwrap(), pid);
+    // ... but a manual stop is final, and start resets the count.
+    env.ok(&["stop", "-t", "1", "svc"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let v = env.inspect("svc");
+    assert_eq!(
+        (v["State"]["Status"].as_str(), v["RestartCount"].as_u64()),
+        (Some("exited"), Some(1))
+    );
+    env.ok(&["start", "svc"]);
+    assert_eq!(env.inspect("svc")["RestartCount"], 0);
+    // strata kill is a manual stop too (Docker's rule).
+    env.ok(&["kill", "svc"]);
+    assert_eq!(env.ok(&["wait", "svc"]), "137\n");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(env.inspect("svc")["State"]["Status"], "exited");
 }

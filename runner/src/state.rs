@@ -31,6 +31,8 @@ pub enum Status {
     /// Made, never started (or its start failed before the command ran).
     Created,
     Running,
+    /// Ended, and its monitor will start it again (restart policy) after a delay.
+    Restarting,
     Exited,
 }
 
@@ -40,6 +42,7 @@ impl Status {
         match self {
             Status::Created => "created",
             Status::Running => "running",
+            Status::Restarting => "restarting",
             Status::Exited => "exited",
         }
     }
@@ -81,6 +84,19 @@ pub struct ContainerState {
     /// can be started again.
     #[serde(default)]
     pub detached: bool,
+    /// Times the monitor restarted it under its restart policy since the last `start`.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Set by `stop`/`kill`: the restart policy no longer applies (Docker's manual stop).
+    #[serde(default)]
+    pub stop_requested: bool,
+}
+
+impl ContainerState {
+    /// True while a monitor looks after it (running, or waiting to restart it).
+    pub fn is_live(&self) -> bool {
+        matches!(self.status, Status::Running | Status::Restarting)
+    }
 }
 
 /// Nanoseconds since the epoch, now.
@@ -255,6 +271,8 @@ impl ContainerDir {
             finished_at: 0,
             error: None,
             detached: false,
+            restart_count: 0,
+            stop_requested: false,
         };
         let cd = ContainerDir { dir, state };
         let res = (|| {
@@ -325,7 +343,7 @@ pub fn cleanup_stale(containers: &Path) -> Vec<String> {
         let dir = e.path();
         let id = e.file_name().to_string_lossy().into_owned();
         match read_state(&dir) {
-            Some(s) if s.status == Status::Running && !owner_alive(&s) => {
+            Some(s) if s.is_live() && !owner_alive(&s) => {
                 if reap_if_stale(&dir) {
                     cleaned.push(id);
                 }
@@ -358,7 +376,7 @@ pub fn reap_if_stale(dir: &Path) -> bool {
     let Some(mut s) = read_state(dir) else {
         return false;
     };
-    if s.status != Status::Running || owner_alive(&s) {
+    if !s.is_live() || owner_alive(&s) {
         return false;
     }
     let _ = crate::cgroups::Cgroup::from_dirs(cgroup_candidates(&s.id)).remove();

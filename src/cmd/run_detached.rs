@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
-use strata_runner::container::{self, ContainerConfig, LogOptions};
+use strata_runner::container::{self, ContainerConfig, LogOptions, RestartPolicy};
 use strata_runner::state::ContainerDir;
 use strata_runner::ContainerSpec;
 
@@ -21,6 +21,9 @@ pub struct DetachArgs {
     /// Log rotation: `max-size=10m`, `max-file=3` (json-file driver).
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     pub log_opt: Vec<String>,
+    /// Restart policy, applied by the monitor: `no`, `on-failure[:N]`, `always`, `unless-stopped`.
+    #[arg(long, default_value = "no", value_name = "POLICY")]
+    pub restart: String,
     /// Set a label on the container (`KEY=VALUE`).
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
     pub label: Vec<String>,
@@ -30,6 +33,7 @@ pub struct DetachArgs {
 #[derive(Debug)]
 pub struct Checked {
     log: LogOptions,
+    restart: RestartPolicy,
     labels: BTreeMap<String, String>,
 }
 
@@ -51,6 +55,7 @@ impl DetachArgs {
             .collect();
         Ok(Checked {
             log: LogOptions::parse(&self.log_opt)?,
+            restart: RestartPolicy::parse(&self.restart)?,
             labels,
         })
     }
@@ -83,6 +88,7 @@ pub fn run(
         tty: a.tty,
         log: checked.log,
         labels,
+        restart: checked.restart,
     };
     match container::run_detached(cdir, &config) {
         Ok(id) => {

@@ -32,7 +32,7 @@ pub fn to_json(c: &Container) -> Value {
             "Status": st.status.as_str(),
             "Running": running,
             "Paused": false,
-            "Restarting": false,
+            "Restarting": st.status == Status::Restarting,
             "OOMKilled": false,
             "Dead": false,
             "Pid": if running { st.pid.unwrap_or(0) } else { 0 },
@@ -47,7 +47,7 @@ pub fn to_json(c: &Container) -> Value {
         "HostsPath": "",
         "LogPath": if c.config.is_some() { log_path(&c.dir, &st.id).display().to_string() } else { String::new() },
         "Name": format!("/{}", c.display_name()),
-        "RestartCount": 0,
+        "RestartCount": st.restart_count,
         "Driver": "overlay",
         "Mounts": mounts,
         "Config": {
@@ -71,6 +71,10 @@ pub fn to_json(c: &Container) -> Value {
             "NanoCpus": spec.and_then(|s| s.limits.cpus).map(|c| (c * 1e9) as u64).unwrap_or(0),
             "PidsLimit": spec.and_then(|s| s.limits.pids),
             "Init": spec.is_some_and(|s| s.init),
+            "RestartPolicy": {
+                "Name": cfg.map(|c| c.restart.name_and_max().0).unwrap_or("no"),
+                "MaximumRetryCount": cfg.map(|c| c.restart.name_and_max().1).unwrap_or(0),
+            },
             "LogConfig": {
                 "Type": "json-file",
                 "Config": log_config(c),

@@ -39,7 +39,7 @@ pub fn prune(containers: &Path) -> (Vec<String>, u64) {
     let mut removed = Vec::new();
     let mut bytes = 0;
     for c in list(containers) {
-        if c.state.status == Status::Running {
+        if c.state.is_live() {
             continue;
         }
         let size = dir_size(&c.dir);

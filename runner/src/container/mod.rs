@@ -128,6 +128,65 @@ pub struct ContainerConfig {
     pub log: LogOptions,
     /// The image's labels and `--label`s.
     pub labels: BTreeMap<String, String>,
+    /// `--restart`, applied by the monitor while it lives.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+/// `--restart no|on-failure[:N]|always|unless-stopped`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    #[default]
+    No,
+    /// Restart after a non-zero exit, at most this many times (`None`: without limit).
+    OnFailure(Option<u32>),
+    Always,
+    UnlessStopped,
+}
+
+impl RestartPolicy {
+    /// Parses Docker's `--restart` values.
+    pub fn parse(s: &str) -> Result<RestartPolicy, ContainerError> {
+        let bad = || {
+            ContainerError::InvalidOption(format!(
+                "invalid --restart {s:?}: use no, on-failure[:N], always or unless-stopped"
+            ))
+        };
+        Ok(match s.split_once(':') {
+            None => match s {
+                "no" => RestartPolicy::No,
+                "on-failure" => RestartPolicy::OnFailure(None),
+                "always" => RestartPolicy::Always,
+                "unless-stopped" => RestartPolicy::UnlessStopped,
+                _ => return Err(bad()),
+            },
+            Some(("on-failure", n)) => {
+                RestartPolicy::OnFailure(Some(n.parse().map_err(|_| bad())?))
+            }
+            Some(_) => return Err(bad()),
+        })
+    }
+
+    /// Docker's name (`inspect`'s `HostConfig.RestartPolicy.Name`) and retry limit.
+    pub fn name_and_max(&self) -> (&'static str, u32) {
+        match self {
+            RestartPolicy::No => ("no", 0),
+            RestartPolicy::OnFailure(n) => ("on-failure", n.unwrap_or(0)),
+            RestartPolicy::Always => ("always", 0),
+            RestartPolicy::UnlessStopped => ("unless-stopped", 0),
+        }
+    }
+
+    /// Whether a container that exited with `code` after `restarts` restarts is started again
+    /// (a manual stop is checked by the caller).
+    pub fn should_restart(&self, code: i32, restarts: u32) -> bool {
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::OnFailure(max) => code != 0 && max.is_none_or(|m| restarts < m),
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+        }
+    }
 }
 
 /// A container as the commands see it.
@@ -148,9 +207,9 @@ impl Container {
             .unwrap_or_else(|| self.state.id.chars().take(12).collect())
     }
 
-    /// True while its command runs.
+    /// True while its command runs, or its monitor is about to restart it (`ps` lists both).
     pub fn is_running(&self) -> bool {
-        self.state.status == Status::Running
+        self.state.is_live()
     }
 
     /// The command line as `ps` shows it.
@@ -167,6 +226,11 @@ impl Container {
         match self.state.status {
             Status::Created => "Created".into(),
             Status::Running => format!("Up {}", ago(self.state.started_at)),
+            Status::Restarting => format!(
+                "Restarting ({}) {} ago",
+                self.state.exit_code.unwrap_or(0),
+                ago(self.state.finished_at)
+            ),
             Status::Exited => format!(
                 "Exited ({}) {} ago",
                 self.state.exit_code.unwrap_or(0),
@@ -188,7 +252,7 @@ pub fn load(dir: &Path) -> Result<Container, ContainerError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let mut st = state::read_state(dir).ok_or_else(|| ContainerError::NotFound(id.clone()))?;
-    if st.status == Status::Running && !state::owner_alive(&st) {
+    if st.is_live() && !state::owner_alive(&st) {
         state::reap_if_stale(dir);
         st = state::read_state(dir).ok_or(ContainerError::NotFound(id))?;
     }
@@ -310,7 +374,7 @@ pub fn start(c: &Container) -> Result<(), ContainerError> {
 fn start_dir(dir: &Path) -> Result<(), ContainerError> {
     let _lock = state::lock(dir)?;
     let mut st = state::read_state(dir).ok_or_else(|| not_found(dir))?;
-    if st.status == Status::Running && state::owner_alive(&st) {
+    if st.is_live() && state::owner_alive(&st) {
         return Ok(());
     }
     if read_config(dir).is_none() {
@@ -333,6 +397,8 @@ fn start_dir(dir: &Path) -> Result<(), ContainerError> {
             st.finished_at = 0;
             st.exit_code = None;
             st.error = None;
+            st.restart_count = 0;
+            st.stop_requested = false;
             state::write_state(dir, &st)?;
             Ok(())
         }
@@ -453,10 +519,19 @@ fn pin(st: &ContainerState) -> (Option<PidFd>, Option<PidFd>) {
 /// `kill -s SIG`: signals the container's PID 1.
 pub fn kill(c: &Container, sig: Signal) -> Result<(), ContainerError> {
     let _lock = state::lock(&c.dir)?;
-    let st = state::read_state(&c.dir).ok_or_else(|| not_found(&c.dir))?;
+    let mut st = state::read_state(&c.dir).ok_or_else(|| not_found(&c.dir))?;
     let (pid1, _) = pin(&st);
     match pid1 {
-        Some(p) if st.status == Status::Running && p.signal(sig) => Ok(()),
+        Some(p) if st.status == Status::Running => {
+            // Docker: a container killed by the user is not restarted by its policy.
+            st.stop_requested = true;
+            state::write_state(&c.dir, &st)?;
+            if p.signal(sig) {
+                Ok(())
+            } else {
+                Err(ContainerError::NotRunning(c.display_name()))
+            }
+        }
         _ => Err(ContainerError::NotRunning(c.display_name())),
     }
 }
@@ -476,11 +551,15 @@ pub fn stop_signal(c: &Container) -> Signal {
 pub fn stop(c: &Container, timeout: Option<u64>) -> Result<(), ContainerError> {
     let st = {
         let _lock = state::lock(&c.dir)?;
-        state::read_state(&c.dir).ok_or_else(|| not_found(&c.dir))?
+        let mut st = state::read_state(&c.dir).ok_or_else(|| not_found(&c.dir))?;
+        if !st.is_live() {
+            return Ok(());
+        }
+        // The monitor reads this when the container ends: no restart after a manual stop.
+        st.stop_requested = true;
+        state::write_state(&c.dir, &st)?;
+        st
     };
-    if st.status != Status::Running {
-        return Ok(());
-    }
     let grace = timeout
         .or_else(|| c.config.as_ref().and_then(|cfg| cfg.stop_timeout))
         .unwrap_or(DEFAULT_STOP_TIMEOUT);
@@ -504,7 +583,7 @@ pub fn stop(c: &Container, timeout: Option<u64>) -> Result<(), ContainerError> {
 pub fn wait(c: &Container) -> Result<i32, ContainerError> {
     loop {
         let cur = load(&c.dir)?;
-        if cur.state.status != Status::Running {
+        if !cur.state.is_live() {
             return Ok(cur.state.exit_code.unwrap_or(0));
         }
         match PidFd::open(cur.state.owner_pid, cur.state.owner_start_time) {
@@ -527,7 +606,7 @@ pub fn remove(c: &Container, force: bool) -> Result<(), ContainerError> {
         let _lock = state::lock(&c.dir)?;
         let st = state::read_state(&c.dir).ok_or_else(|| not_found(&c.dir))?;
         let (pid1, monitor) = pin(&st);
-        if st.status == Status::Running && monitor.is_some() {
+        if st.is_live() && monitor.is_some() {
             if !force {
                 return Err(ContainerError::Running(c.display_name()));
             }

@@ -16,6 +16,7 @@
 use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
+use std::time::Duration;
 
 use nix::sys::signal::{SigHandler, Signal};
 
@@ -81,25 +82,122 @@ pub fn run(dir: &Path) -> i32 {
     report(&format!("ok {pid} {}", state::start_time(pid).unwrap_or(0)));
     detach_stdio();
 
-    let log = LogWriter::open(log_path(dir, &spec.id), config.log);
-    let status = match log {
-        Ok(mut log) => {
-            copy_output(&mut container, &mut log);
-            container.wait()
+    let mut log = LogWriter::open(log_path(dir, &spec.id), config.log).ok();
+    let mut backoff = RESTART_DELAY_MIN;
+    loop {
+        let started = std::time::Instant::now();
+        let code = run_to_exit(&mut container, log.as_mut());
+        if started.elapsed() >= RESTART_RESET_AFTER {
+            backoff = RESTART_DELAY_MIN;
         }
+        if !record_exit(dir, code, &config) {
+            return 0;
+        }
+        // Restarting: wait (Docker's backoff, doubling from 100 ms), unless stopped or removed
+        // meanwhile.
+        if !sleep_unless_stopped(dir, backoff) {
+            return 0;
+        }
+        backoff = (backoff * 2).min(RESTART_DELAY_MAX);
+        container = match Container::spawn(&spec) {
+            Ok(c) => c,
+            Err(e) => {
+                record_failed_restart(dir, e.exit_code(), &e.to_string());
+                return 0;
+            }
+        };
+        if !record_restarted(dir, container.pid()) {
+            // Removed meanwhile: the container goes with us (Drop kills it).
+            return 0;
+        }
+    }
+}
+
+/// First restart delay, its cap, and how long a run resets it (Docker's restart manager).
+const RESTART_DELAY_MIN: Duration = Duration::from_millis(100);
+const RESTART_DELAY_MAX: Duration = Duration::from_secs(60);
+const RESTART_RESET_AFTER: Duration = Duration::from_secs(10);
+
+/// Copies the output into the log (if there is one) until the container exits; its exit code.
+fn run_to_exit(container: &mut Container, log: Option<&mut LogWriter>) -> i32 {
+    match log {
+        Some(log) => copy_output(container, log),
         // No log file: the container still runs, its output is dropped.
-        Err(_) => {
+        None => {
             drop(container.take_stdout());
             drop(container.take_stderr());
             drop(container.take_pty_master());
-            container.wait()
         }
-    };
-    let code = status
+    }
+    container
+        .wait()
         .map(|s| s.code())
-        .unwrap_or(crate::EXIT_RUNTIME_ERROR);
-    record_exit(dir, code);
-    0
+        .unwrap_or(crate::EXIT_RUNTIME_ERROR)
+}
+
+/// Sleeps `delay` in short slices; false as soon as the container is stopped or removed.
+fn sleep_unless_stopped(dir: &Path, delay: Duration) -> bool {
+    let deadline = std::time::Instant::now() + delay;
+    loop {
+        match state::read_state(dir) {
+            Some(st) if !st.stop_requested => {}
+            Some(_) => {
+                let _ = update(dir, |st| {
+                    st.status = Status::Exited;
+                    true
+                });
+                return false;
+            }
+            None => return false,
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
+/// Applies `f` to the state under the container's lock if this monitor still owns it; false
+/// when the container was removed (or `f` says so).
+fn update(dir: &Path, f: impl FnOnce(&mut state::ContainerState) -> bool) -> bool {
+    let Ok(_lock) = state::lock(dir) else {
+        return false;
+    };
+    let Some(mut st) = state::read_state(dir) else {
+        return false;
+    };
+    if st.owner_pid != std::process::id() as i32 {
+        return false;
+    }
+    let keep = f(&mut st);
+    let _ = state::write_state(dir, &st);
+    keep
+}
+
+fn record_restarted(dir: &Path, pid: i32) -> bool {
+    update(dir, |st| {
+        if st.stop_requested {
+            // Stopped while it was being started again: dropping it kills it.
+            st.status = Status::Exited;
+            return false;
+        }
+        st.status = Status::Running;
+        st.pid = Some(pid);
+        st.pid_start_time = state::start_time(pid);
+        st.started_at = state::now_nanos();
+        st.restart_count += 1;
+        true
+    })
+}
+
+fn record_failed_restart(dir: &Path, code: i32, message: &str) {
+    update(dir, |st| {
+        st.status = Status::Exited;
+        st.exit_code = Some(code);
+        st.error = Some(message.to_string());
+        false
+    });
 }
 
 fn report(line: &str) {
@@ -187,26 +285,33 @@ fn copy_output(container: &mut Container, log: &mut LogWriter) {
 }
 
 /// Records the exit under the container's lock; with `--rm`, removes the container instead.
-/// A container removed meanwhile (`rm -f`) leaves nothing to record.
-fn record_exit(dir: &Path, code: i32) {
+/// True when the restart policy says to start it again (status `restarting`). A container
+/// removed meanwhile (`rm -f`) leaves nothing to record.
+fn record_exit(dir: &Path, code: i32, config: &ContainerConfig) -> bool {
     let Ok(_lock) = state::lock(dir) else {
-        return;
+        return false;
     };
     let Some(mut st) = state::read_state(dir) else {
-        return;
+        return false;
     };
     if st.owner_pid != std::process::id() as i32 {
         // Another monitor owns it now (cannot happen under the lock discipline; never clobber).
-        return;
+        return false;
     }
-    if st.remove_on_exit {
+    let restart = !st.stop_requested && config.restart.should_restart(code, st.restart_count);
+    if st.remove_on_exit && !restart {
         let _ = state::remove_dir(dir);
-        return;
+        return false;
     }
-    st.status = Status::Exited;
+    st.status = if restart {
+        Status::Restarting
+    } else {
+        Status::Exited
+    };
     st.exit_code = Some(code);
     st.finished_at = state::now_nanos();
     st.pid = None;
     st.pid_start_time = None;
     let _ = state::write_state(dir, &st);
+    restart
 }
