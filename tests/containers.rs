@@ -734,3 +734,55 @@ fn restart_policies_count_restarts_and_respect_manual_stops() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(env.inspect("svc")["State"]["Status"], "exited");
 }
+
+#[test]
+fn generate_systemd_starts_the_same_container_and_tracks_its_monitor() {
+    let env = Env::new();
+    let id = env.run_d(&[
+        "--name",
+        "svc",
+        "--restart",
+        "on-failure",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let unit = env.ok(&["generate", "systemd", "svc"]);
+    let line = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in {unit}"))
+            .to_string()
+    };
+    assert!(
+        line("ExecStart=").ends_with(&format!(" start {id}")),
+        "{unit}"
+    );
+    assert!(
+        line("ExecStop=").ends_with(&format!(" stop -t 10 {id}")),
+        "{unit}"
+    );
+    assert_eq!(line("Type="), "forking");
+    assert_eq!(line("Restart="), "on-failure");
+    // The PIDFile names the live monitor, and follows it across a stop/start.
+    let pidfile = PathBuf::from(line("PIDFile="));
+    let pid: i64 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(pid, env.state(&id)["owner_pid"].as_i64().unwrap());
+    env.ok(&["stop", "-t", "1", "svc"]);
+    // ExecStart, run as systemd would at boot.
+    let exec: Vec<String> = line("ExecStart=").split(' ').map(str::to_string).collect();
+    let o = Command::new(&exec[0]).args(&exec[1..]).output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let pid2: i64 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(pid2 != pid && alive(pid2));
+    assert_eq!(env.state(&id)["owner_pid"].as_i64().unwrap(), pid2);
+    assert_eq!(env.state(&id)["status"], "running");
+}

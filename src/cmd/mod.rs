@@ -8,6 +8,7 @@ pub mod exec;
 pub mod export;
 pub mod fuse_compat;
 pub mod gc;
+pub mod generate;
 pub mod history;
 pub mod images;
 pub mod import;
@@ -76,6 +77,7 @@ pub fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Diff(a) => diff::run(cli, a),
         Command::Top(a) => top::run(cli, a),
         Command::Container(a) => container::run(cli, a),
+        Command::Generate(a) => generate::run(cli, a),
     }
 }
 

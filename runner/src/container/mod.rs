@@ -20,6 +20,7 @@ pub mod logs;
 pub mod manage;
 pub mod monitor;
 mod pidfd;
+pub mod systemd;
 pub mod timefmt;
 mod tty;
 
@@ -400,6 +401,7 @@ fn start_dir(dir: &Path) -> Result<(), ContainerError> {
             st.restart_count = 0;
             st.stop_requested = false;
             state::write_state(dir, &st)?;
+            systemd::write_pid_file(dir, monitor);
             Ok(())
         }
         Report::Failed { exit_code, message } => {
