@@ -96,6 +96,8 @@ pub enum Command {
     Top(cmd::top::Args),
     /// Manage containers (`container ls`, `container prune`, `container inspect`).
     Container(cmd::container::Args),
+    /// Copy files between a running container and the host.
+    Cp(cmd::cp::Args),
     /// Generate files for other tools (`generate systemd CONTAINER`).
     Generate(cmd::generate::Args),
 }

@@ -786,3 +786,109 @@ fn generate_systemd_starts_the_same_container_and_tracks_its_monitor() {
     assert_eq!(env.state(&id)["owner_pid"].as_i64().unwrap(), pid2);
     assert_eq!(env.state(&id)["status"], "running");
 }
+
+#[test]
+fn cp_both_ways_stays_inside_the_container() {
+    let env = Env::new();
+    env.run_d(&["--name", "files", "busybox", "sleep", "1000"]);
+    env.wait_status("files", "Up");
+    // Hostile symlinks: absolute and climbing, to a host file and a host directory.
+    let host = env.store.tmp.path().join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("secret"), "host secret\n").unwrap();
+    let h = host.display().to_string();
+    env.ok(&["exec", "files", "sh", "-c", &format!(
+        "mkdir -p /data/sub && echo hello > /data/a && echo deep > /data/sub/b && chmod 640 /data/a && \
+         ln -s {h}/secret /data/abs && ln -s ../../../../../../..{h} /data/climb && ln -s {h} /out"
+    )]);
+    // Out: a tree, modes kept, links copied as links (never followed).
+    let dst = env.store.tmp.path().join("copied");
+    env.ok(&["cp", "files:/data", dst.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(dst.join("a")).unwrap(), "hello\n");
+    assert_eq!(
+        std::fs::read_to_string(dst.join("sub/b")).unwrap(),
+        "deep\n"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(dst.join("a"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o640
+    );
+    assert!(std::fs::symlink_metadata(dst.join("abs"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    // A symlink named as the source is copied as a link, never read through.
+    let x = env.store.tmp.path().join("x");
+    env.ok(&["cp", "files:/data/abs", x.to_str().unwrap()]);
+    assert!(std::fs::symlink_metadata(&x)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    // Reading through a symlink resolves inside the container: the host file is not there.
+    let o = env.strata(&[
+        "cp",
+        "files:/out/secret",
+        env.store.tmp.path().join("w").to_str().unwrap(),
+    ]);
+    assert_ne!(
+        code(&o),
+        0,
+        "/out -> {h} resolves to the container's own (missing) {h}"
+    );
+    assert!(!env.store.tmp.path().join("w").exists());
+    let o = env.strata(&[
+        "cp",
+        "files:/data/climb/secret",
+        env.store.tmp.path().join("y").to_str().unwrap(),
+    ]);
+    assert_ne!(
+        code(&o),
+        0,
+        "..-symlinks are clamped to the container's root"
+    );
+    assert!(!env.store.tmp.path().join("y").exists());
+
+    // In: into a directory, to a new name, and through hostile links.
+    let src = env.store.tmp.path().join("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("d/f"), "from host\n").unwrap();
+    std::fs::write(src.join("one"), "1\n").unwrap();
+    env.ok(&["cp", src.join("d").to_str().unwrap(), "files:/data"]);
+    env.ok(&[
+        "cp",
+        src.join("one").to_str().unwrap(),
+        "files:/data/renamed",
+    ]);
+    assert_eq!(
+        env.ok(&["exec", "files", "cat", "/data/d/f", "/data/renamed"]),
+        "from host\n1\n"
+    );
+    // /out -> host dir: the copy lands in the container's own /<host path>, not on the host.
+    let o = env.strata(&[
+        "cp",
+        src.join("one").to_str().unwrap(),
+        "files:/out/planted",
+    ]);
+    assert!(
+        !host.join("planted").exists(),
+        "cp wrote through a container symlink onto the host"
+    );
+    let _ = o;
+    // A symlink at the final name is not followed for a write.
+    let o = env.strata(&["cp", src.join("one").to_str().unwrap(), "files:/data/abs"]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("secret")).unwrap(),
+        "host secret\n"
+    );
+    let _ = o;
+    // A stopped container: refused with a clear error.
+    env.ok(&["stop", "-t", "1", "files"]);
+    let o = env.strata(&["cp", "files:/data", dst.to_str().unwrap()]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
+}

@@ -137,7 +137,14 @@ fn sequence(t: &Tool, image: &str) -> Vec<Step> {
     step(
         &mut steps,
         "ps -a",
-        t.run(&["ps", "-a", "--filter", "status=exited", "--format", "{{.Names}}"]),
+        t.run(&[
+            "ps",
+            "-a",
+            "--filter",
+            "status=exited",
+            "--format",
+            "{{.Names}}",
+        ]),
         true,
     );
     let v = inspect(t, "diffbox");
@@ -183,7 +190,10 @@ fn sequence(t: &Tool, image: &str) -> Vec<Step> {
 #[test]
 fn same_commands_same_outcomes_as_podman() {
     let store = Store::new();
-    let tmp = tempfile::Builder::new().prefix("sp").tempdir_in("/tmp").unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("sp")
+        .tempdir_in("/tmp")
+        .unwrap();
     let dir = tmp.path().to_path_buf();
     let podman = Podman {
         tool: Tool {

@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod container;
+pub mod cp;
 pub mod daemon;
 pub mod diff;
 pub mod exec;
@@ -78,6 +79,7 @@ pub fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Top(a) => top::run(cli, a),
         Command::Container(a) => container::run(cli, a),
         Command::Generate(a) => generate::run(cli, a),
+        Command::Cp(a) => cp::run(cli, a),
     }
 }
 

@@ -14,6 +14,7 @@
 //! never signalled. A monitor killed with SIGKILL takes the container down with it, and the
 //! next command that looks marks it exited ([`crate::state::reap_if_stale`]).
 
+pub mod cp;
 pub mod exec;
 pub mod inspect;
 pub mod logs;
