@@ -72,12 +72,51 @@ pub enum Command {
     Mount(cmd::mount::Args),
     /// Unmount a `strata mount`.
     Umount(cmd::umount::Args),
+    /// List containers.
+    Ps(cmd::ps::Args),
+    /// Print a container's output.
+    Logs(cmd::logs::Args),
+    /// Stop containers: their stop signal, then SIGKILL after a grace period.
+    Stop(cmd::lifecycle::StopArgs),
+    /// Stop and start containers again.
+    Restart(cmd::lifecycle::StopArgs),
+    /// Send a signal to containers' main process.
+    Kill(cmd::lifecycle::KillArgs),
+    /// Wait for containers to end and print their exit codes.
+    Wait(cmd::lifecycle::ListArgs),
+    /// Start stopped containers.
+    Start(cmd::lifecycle::ListArgs),
+    /// Remove containers.
+    Rm(cmd::lifecycle::RmArgs),
+    /// Run a command in a running container.
+    Exec(cmd::exec::Args),
+    /// Rename a container.
+    Rename(cmd::rename::Args),
+    /// Show what a container changed in its writable layer (A/C/D).
+    Diff(cmd::diff::Args),
+    /// Show the processes of a running container.
+    Top(cmd::top::Args),
+    /// Manage containers (`container ls`, `container prune`, `container inspect`).
+    Container(cmd::container::Args),
+    /// Copy files between a running container and the host.
+    Cp(cmd::cp::Args),
+    /// Generate files for other tools (`generate systemd CONTAINER`).
+    Generate(cmd::generate::Args),
 }
 
 fn main() -> ExitCode {
     // Invoked as `strata-fuse` (a symlink): fuse-overlayfs's command line.
     if let Some(code) = cmd::fuse_compat::run_if_alias() {
         return code;
+    }
+    // Re-executed as a container's monitor (see strata_runner::container::monitor).
+    let mut argv = std::env::args_os();
+    if argv.nth(1).as_deref() == Some(std::ffi::OsStr::new(strata_runner::container::MONITOR_ARG)) {
+        let code = match argv.next() {
+            Some(dir) => strata_runner::container::monitor::run(std::path::Path::new(&dir)),
+            None => 2,
+        };
+        return ExitCode::from(code.clamp(0, 255) as u8);
     }
     let cli = Cli::parse();
     init_logging(&cli.log_level);

@@ -62,7 +62,7 @@ pub enum DeviceError {
 }
 
 /// What a container may do with a [`DeviceSpec`] (`r`, `w`, `m` of Docker's `--device`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceAccess {
     pub read: bool,
     pub write: bool,
@@ -116,7 +116,8 @@ impl DeviceAccess {
 }
 
 /// A host device node made available in the container (`--device HOST[:CONTAINER][:rwm]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serializable: a detached container's spec is saved with it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceSpec {
     /// The host's device node (symlinks followed, as Docker does for `/dev/disk/by-id/…`).
     pub host_path: PathBuf,

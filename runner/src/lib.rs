@@ -58,6 +58,7 @@ mod attach;
 mod caps;
 pub mod cgroups;
 mod console;
+pub mod container;
 pub mod devices;
 mod error;
 mod failure;

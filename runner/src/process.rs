@@ -110,7 +110,7 @@ fn pipe() -> Result<(File, File), RunnerError> {
     Ok((File::from(r), File::from(w)))
 }
 
-fn write_all_raw(fd: RawFd, mut buf: &[u8]) {
+pub(crate) fn write_all_raw(fd: RawFd, mut buf: &[u8]) {
     while !buf.is_empty() {
         // SAFETY: writing from a valid buffer to an fd we own.
         let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
@@ -124,14 +124,14 @@ fn write_all_raw(fd: RawFd, mut buf: &[u8]) {
     }
 }
 
-fn send_failure(fd: RawFd, f: &Failure) {
+pub(crate) fn send_failure(fd: RawFd, f: &Failure) {
     let mut msg = vec![b'E', f.code as u8];
     msg.extend_from_slice(f.message.as_bytes());
     msg.push(0);
     write_all_raw(fd, &msg);
 }
 
-fn exit_now(code: i32) -> ! {
+pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and runs no destructors or atexit handlers of the parent image.
     unsafe { libc::_exit(code) }
 }
@@ -487,7 +487,7 @@ fn refuse_sys_admin(capabilities: u64) -> Result<(), RunnerError> {
     Ok(())
 }
 
-fn parse_failure(m: &[u8]) -> Option<(i32, String)> {
+pub(crate) fn parse_failure(m: &[u8]) -> Option<(i32, String)> {
     let m = m.iter().position(|&b| b == b'E').map(|i| &m[i..])?;
     if m.len() < 2 {
         return None;
@@ -608,7 +608,7 @@ fn relay_main(
     }
 }
 
-fn reset_signals() {
+pub(crate) fn reset_signals() {
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     for sig in Signal::iterator() {
         if sig == Signal::SIGKILL || sig == Signal::SIGSTOP {
@@ -770,7 +770,7 @@ fn setup(
     exec_command(spec, &exec_user, programs)
 }
 
-fn exec_command(
+pub(crate) fn exec_command(
     spec: &ContainerSpec,
     u: &user::ExecUser,
     programs: Option<&Programs>,

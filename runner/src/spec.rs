@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
 /// Docker's default capability set (moby `oci/caps/defaults.go`): CHOWN, DAC_OVERRIDE, FSETID,
 /// FOWNER, MKNOD, NET_RAW, SETGID, SETUID, SETFCAP, SETPCAP, NET_BIND_SERVICE, SYS_CHROOT, KILL,
 /// AUDIT_WRITE. As a mask: `0x00000000a80425fb`.
@@ -12,7 +14,7 @@ pub const DEFAULT_CAPABILITIES: u64 = 0x0000_0000_a804_25fb;
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// A container to start.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerSpec {
     /// Container id (used for the cgroup name); `[a-zA-Z0-9_.-]` only.
     pub id: String,
@@ -46,7 +48,7 @@ pub struct ContainerSpec {
 }
 
 /// Where the container's `/` comes from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Rootfs {
     /// Kernel overlayfs: `lowerdirs` bottom layer first (as `Store::unpacked_layers` returns them),
     /// plus an optional writable `upperdir`/`workdir` pair on one filesystem. Without an upper the
@@ -66,7 +68,7 @@ pub enum Rootfs {
 }
 
 /// The writable part of an overlay rootfs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OverlayUpper {
     /// Receives every change; the builder diffs it into a layer.
     pub upperdir: PathBuf,
@@ -75,7 +77,7 @@ pub struct OverlayUpper {
 }
 
 /// The process inside the container.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ProcessSpec {
     /// argv; `args[0]` without a `/` is looked up in the container's `PATH`.
     pub args: Vec<String>,
@@ -89,7 +91,7 @@ pub struct ProcessSpec {
 }
 
 /// Network namespace mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum NetworkMode {
     /// A fresh network namespace with only `lo` (up).
     #[default]
@@ -99,7 +101,7 @@ pub enum NetworkMode {
 }
 
 /// An extra mount.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MountSpec {
     /// Bind-mount a host path (file or directory, recursively).
     Bind {
@@ -176,7 +178,7 @@ impl MountSpec {
 }
 
 /// cgroup limits (cgroup v1 or v2, whichever the host has for the controller).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResourceLimits {
     /// Memory limit in bytes (`--memory`); swap is limited to the same amount again, as Docker.
     pub memory: Option<u64>,
@@ -194,7 +196,7 @@ impl ResourceLimits {
 }
 
 /// What one standard stream is connected to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Stdio {
     /// The caller's own stream.
     #[default]
@@ -206,7 +208,7 @@ pub enum Stdio {
 }
 
 /// The process's standard streams.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct StdioSpec {
     pub stdin: Stdio,
     pub stdout: Stdio,
@@ -217,7 +219,7 @@ pub struct StdioSpec {
 }
 
 /// Security settings of the process.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct SecuritySpec {
     /// Bounding/effective/permitted capability mask for root (non-root users get none).
     pub capabilities: u64,

@@ -1,4 +1,5 @@
-//! `strata inspect`: an image as JSON.
+//! `strata inspect`: an image, or a container (Docker's keys), as JSON. A name is looked up
+//! among containers first, as `docker inspect` does.
 
 use std::process::ExitCode;
 
@@ -10,15 +11,20 @@ use crate::Cli;
 /// Arguments of `strata inspect`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Images (name, digest or ID).
+    /// Containers (name, id or id prefix) or images (name, digest or ID).
     #[arg(required = true)]
     pub images: Vec<String>,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
     let store = super::open_store(cli)?;
+    let containers = store.root().join("containers");
     let mut out = Vec::new();
     for name in &args.images {
+        if let Ok(c) = strata_runner::container::resolve(&containers, name) {
+            out.push(strata_runner::container::inspect::to_json(&c));
+            continue;
+        }
         let img = store.image(name)?;
         let manifest: serde_json::Value = serde_json::from_slice(&img.manifest_bytes)?;
         let names: Vec<String> = store

@@ -1,26 +1,37 @@
 //! One module per subcommand. Each exposes `Args` (clap derive) and `run`.
 
 pub mod build;
+pub mod container;
+pub mod cp;
 pub mod daemon;
+pub mod diff;
+pub mod exec;
 pub mod export;
 pub mod fuse_compat;
 pub mod gc;
+pub mod generate;
 pub mod history;
 pub mod images;
 pub mod import;
 pub mod inspect;
 pub mod interrupt;
+pub mod lifecycle;
 pub mod load;
 pub mod login;
 pub mod logout;
+pub mod logs;
 pub mod mount;
+pub mod ps;
 pub mod pull;
 pub mod push;
+pub mod rename;
 pub mod rmi;
 pub mod run;
+pub mod run_detached;
 pub mod save;
 pub mod search;
 pub mod tag;
+pub mod top;
 pub mod umount;
 
 use std::process::ExitCode;
@@ -54,6 +65,21 @@ pub fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Mount(a) => mount::run(cli, a),
         Command::Umount(a) => umount::run(cli, a),
         Command::Run(a) => run::run(cli, a),
+        Command::Ps(a) => ps::run(cli, a),
+        Command::Logs(a) => logs::run(cli, a),
+        Command::Stop(a) => lifecycle::stop(cli, a),
+        Command::Restart(a) => lifecycle::restart(cli, a),
+        Command::Kill(a) => lifecycle::kill(cli, a),
+        Command::Wait(a) => lifecycle::wait(cli, a),
+        Command::Start(a) => lifecycle::start(cli, a),
+        Command::Rm(a) => lifecycle::rm(cli, a),
+        Command::Exec(a) => exec::run(cli, a),
+        Command::Rename(a) => rename::run(cli, a),
+        Command::Diff(a) => diff::run(cli, a),
+        Command::Top(a) => top::run(cli, a),
+        Command::Container(a) => container::run(cli, a),
+        Command::Generate(a) => generate::run(cli, a),
+        Command::Cp(a) => cp::run(cli, a),
     }
 }
 
@@ -61,6 +87,29 @@ pub fn dispatch(cli: &Cli) -> Result<ExitCode> {
 pub fn open_store(cli: &Cli) -> Result<strata_store::Store> {
     let root = cli.root.clone().unwrap_or_else(strata_store::default_root);
     Ok(strata_store::Store::open(&root)?)
+}
+
+/// The store's `containers/` directory. Containers are root's: their directories, monitors and
+/// cgroups belong to root, so other users are turned away before anything is touched.
+pub fn containers_dir(cli: &Cli) -> Result<std::path::PathBuf> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        anyhow::bail!("containers are root's: run this strata command as root");
+    }
+    let root = cli.root.clone().unwrap_or_else(strata_store::default_root);
+    Ok(root.join("containers"))
+}
+
+/// The exit of a container command: success, or the error printed with Docker's exit code
+/// (1 for "No such container" and the like, 125 for strata's own failures).
+pub fn container_exit(result: Result<(), strata_runner::container::ContainerError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("strata: {e}");
+            ExitCode::from(e.exit_code().clamp(0, 255) as u8)
+        }
+    }
 }
 
 /// Writes to a file atomically (temp file in the same directory, then rename) or to stdout.

@@ -11,6 +11,10 @@ use crate::Cli;
 /// Arguments of `strata rmi`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Remove the name even when a container uses the image (the container keeps its layers
+    /// until it is removed).
+    #[arg(short = 'f', long)]
+    pub force: bool,
     /// Images (names, digests or IDs).
     #[arg(required = true)]
     pub images: Vec<String>,
@@ -19,7 +23,25 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
     let store = super::open_store(cli)?;
     let mut failed = false;
+    let containers = store.root().join("containers");
     for name in &args.images {
+        if !args.force {
+            if let Ok(img) = store.image(name) {
+                let users = strata_runner::container::users_of_image(
+                    &containers,
+                    &img.manifest_digest.to_string(),
+                );
+                if let Some(id) = users.first() {
+                    eprintln!(
+                        "strata: unable to remove {name}: container {} is using it; remove the container first (strata rm {}) or force with rmi -f",
+                        &id[..12.min(id.len())],
+                        &id[..12.min(id.len())]
+                    );
+                    failed = true;
+                    continue;
+                }
+            }
+        }
         let by_name = Reference::parse(name).ok().filter(|r| r.tag.is_some());
         let removed = match &by_name {
             Some(r) if store.untag(r)? => {

@@ -17,6 +17,11 @@ use crate::Cli;
 /// Arguments of `strata run`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Run in the background under a monitor and print the container id.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    #[command(flatten)]
+    pub container: super::run_detached::DetachArgs,
     /// Remove the container's directory (writable layer, anonymous volumes) when it exits.
     #[arg(long)]
     pub rm: bool,
@@ -134,6 +139,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             bail!("the working directory {w:?} is invalid: it needs to be an absolute path");
         }
     }
+    let detached = a.container.validate()?;
     let mut file_env = Vec::new();
     for f in &a.env_file {
         file_env.extend(read_env_file(f)?);
@@ -191,6 +197,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
 
     // Anonymous volumes for the image's VOLUMEs not covered by -v/--tmpfs.
     let covered: Vec<String> = mounts.iter().map(|m| m.destination().to_string()).collect();
+    let mut detach_spec = None;
     let result = (|| -> Result<i32> {
         for (i, vol) in cfg.volumes.iter().flat_map(|v| v.keys()).enumerate() {
             if covered
@@ -257,6 +264,10 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             },
             security: SecuritySpec::default(),
         };
+        if a.detach {
+            detach_spec = Some(spec);
+            return Ok(0);
+        }
         let opts = AttachOptions {
             stop_signal: cfg
                 .stop_signal
@@ -273,6 +284,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             Err(e) => Err(e.into()),
         }
     })();
+    if let (Ok(_), Some(spec)) = (&result, detach_spec) {
+        return super::run_detached::run(a, detached, cdir, spec, cfg);
+    }
     let exit_code = match &result {
         Ok(code) => *code,
         Err(_) => strata_runner::EXIT_RUNTIME_ERROR,

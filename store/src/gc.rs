@@ -162,6 +162,25 @@ impl Store {
         Ok(out)
     }
 
+    /// The images of the store's containers, running or stopped: a container's overlay uses its
+    /// image's unpacked layers until it is removed. Read from each `containers/<id>/state`
+    /// (written by strata-runner), whose `image_digest` names the image's manifest.
+    fn container_roots(&self) -> Vec<Digest> {
+        #[derive(Deserialize)]
+        struct ContainerState {
+            image_digest: Option<String>,
+        }
+        let Ok(entries) = fs::read_dir(self.root().join("containers")) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| fs::read(e.path().join("state")).ok())
+            .filter_map(|b| serde_json::from_slice::<ContainerState>(&b).ok())
+            .filter_map(|s| Digest::parse(s.image_digest.as_deref()?).ok())
+            .collect()
+    }
+
     fn cache_roots(&self) -> (Vec<Digest>, Vec<Digest>) {
         let mut digests = Vec::new();
         let mut diff_ids = Vec::new();
@@ -250,6 +269,7 @@ impl Store {
         let mut blobs = HashSet::new();
         let mut diff_ids = HashSet::new();
         manifests.extend(self.live_lease_roots(report)?);
+        manifests.extend(self.container_roots());
         let (cache_digests, cache_diff_ids) = self.cache_roots();
         manifests.extend(cache_digests);
         diff_ids.extend(cache_diff_ids);

@@ -1,0 +1,317 @@
+//! The monitor: `strata __container-monitor <dir>`, started by `run -d`/`start` (see the module
+//! docs of [`crate::container`]). It
+//! 1. leaves the caller's session (setsid) and ignores the job-control signals a terminal could
+//!    send, so closing the user's terminal doesn't end the container;
+//! 2. starts the container from `config.json` with its stdout/stderr on pipes (or a pty with
+//!    `-t`), as its parent — the container's PID 1 is killed if the monitor dies (PDEATHSIG);
+//! 3. reports `ok <pid> <starttime>` or `err <code> <message>` on one line of its stdout, then
+//!    points its own stdio at /dev/null;
+//! 4. copies the container's output into the log until the container exits;
+//! 5. records the exit code and time in `state` under the container's lock (or removes the
+//!    container with `--rm`) and exits.
+//!
+//! It takes no input but its container's output pipes: commands reach the container through the
+//! pids recorded in `state`, never through the monitor.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::{SigHandler, Signal};
+
+use super::logs::{log_path, LogWriter};
+use super::ContainerConfig;
+use crate::process::Container;
+use crate::spec::{Stdio, StdioSpec};
+use crate::state::{self, Status};
+
+/// Runs the monitor for the container in `dir`; returns the monitor's exit code.
+pub fn run(dir: &Path) -> i32 {
+    // SAFETY: setsid and signal dispositions in a single-threaded process at its start.
+    unsafe {
+        libc::setsid();
+        for sig in [
+            Signal::SIGHUP,
+            Signal::SIGINT,
+            Signal::SIGQUIT,
+            Signal::SIGTERM,
+            Signal::SIGPIPE,
+            Signal::SIGTTOU,
+            Signal::SIGTTIN,
+        ] {
+            let _ = nix::sys::signal::signal(sig, SigHandler::SigIgn);
+        }
+    }
+    let config: ContainerConfig = match std::fs::read(dir.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+    {
+        Some(c) => c,
+        None => {
+            report(&format!(
+                "err {} cannot read {}",
+                crate::EXIT_RUNTIME_ERROR,
+                dir.join("config.json").display()
+            ));
+            return 1;
+        }
+    };
+    let mut spec = config.spec.clone();
+    spec.stdio = StdioSpec {
+        stdin: Stdio::Null,
+        stdout: Stdio::Piped,
+        stderr: Stdio::Piped,
+        terminal: config.tty,
+    };
+    let mut container = match Container::spawn(&spec) {
+        Ok(c) => c,
+        Err(e) => {
+            let message = e.to_string().replace('\n', " ");
+            report(&format!("err {} {message}", e.exit_code()));
+            return 1;
+        }
+    };
+    let pid = container.pid();
+    // Mount points the runner had to create in the writable layer (`/proc`, `/etc/hosts`, …):
+    // `diff` and `commit` leave them out, as Docker's init layer hides them.
+    let _ = std::fs::write(
+        dir.join("stubs.json"),
+        serde_json::to_vec(container.mount_stubs()).unwrap_or_default(),
+    );
+    report(&format!("ok {pid} {}", state::start_time(pid).unwrap_or(0)));
+    detach_stdio();
+
+    let mut log = LogWriter::open(log_path(dir, &spec.id), config.log).ok();
+    let mut backoff = RESTART_DELAY_MIN;
+    loop {
+        let started = std::time::Instant::now();
+        let code = run_to_exit(&mut container, log.as_mut());
+        if started.elapsed() >= RESTART_RESET_AFTER {
+            backoff = RESTART_DELAY_MIN;
+        }
+        if !record_exit(dir, code, &config) {
+            return 0;
+        }
+        // Restarting: wait (Docker's backoff, doubling from 100 ms), unless stopped or removed
+        // meanwhile.
+        if !sleep_unless_stopped(dir, backoff) {
+            return 0;
+        }
+        backoff = (backoff * 2).min(RESTART_DELAY_MAX);
+        container = match Container::spawn(&spec) {
+            Ok(c) => c,
+            Err(e) => {
+                record_failed_restart(dir, e.exit_code(), &e.to_string());
+                return 0;
+            }
+        };
+        if !record_restarted(dir, container.pid()) {
+            // Removed meanwhile: the container goes with us (Drop kills it).
+            return 0;
+        }
+    }
+}
+
+/// First restart delay, its cap, and how long a run resets it (Docker's restart manager).
+const RESTART_DELAY_MIN: Duration = Duration::from_millis(100);
+const RESTART_DELAY_MAX: Duration = Duration::from_secs(60);
+const RESTART_RESET_AFTER: Duration = Duration::from_secs(10);
+
+/// Copies the output into the log (if there is one) until the container exits; its exit code.
+fn run_to_exit(container: &mut Container, log: Option<&mut LogWriter>) -> i32 {
+    match log {
+        Some(log) => copy_output(container, log),
+        // No log file: the container still runs, its output is dropped.
+        None => {
+            drop(container.take_stdout());
+            drop(container.take_stderr());
+            drop(container.take_pty_master());
+        }
+    }
+    container
+        .wait()
+        .map(|s| s.code())
+        .unwrap_or(crate::EXIT_RUNTIME_ERROR)
+}
+
+/// Sleeps `delay` in short slices; false as soon as the container is stopped or removed.
+fn sleep_unless_stopped(dir: &Path, delay: Duration) -> bool {
+    let deadline = std::time::Instant::now() + delay;
+    loop {
+        match state::read_state(dir) {
+            Some(st) if !st.stop_requested => {}
+            Some(_) => {
+                let _ = update(dir, |st| {
+                    st.status = Status::Exited;
+                    true
+                });
+                return false;
+            }
+            None => return false,
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
+/// Applies `f` to the state under the container's lock if this monitor still owns it; false
+/// when the container was removed (or `f` says so).
+fn update(dir: &Path, f: impl FnOnce(&mut state::ContainerState) -> bool) -> bool {
+    let Ok(_lock) = state::lock(dir) else {
+        return false;
+    };
+    let Some(mut st) = state::read_state(dir) else {
+        return false;
+    };
+    if st.owner_pid != std::process::id() as i32 {
+        return false;
+    }
+    let keep = f(&mut st);
+    let _ = state::write_state(dir, &st);
+    keep
+}
+
+fn record_restarted(dir: &Path, pid: i32) -> bool {
+    update(dir, |st| {
+        if st.stop_requested {
+            // Stopped while it was being started again: dropping it kills it.
+            st.status = Status::Exited;
+            return false;
+        }
+        st.status = Status::Running;
+        st.pid = Some(pid);
+        st.pid_start_time = state::start_time(pid);
+        st.started_at = state::now_nanos();
+        st.restart_count += 1;
+        true
+    })
+}
+
+fn record_failed_restart(dir: &Path, code: i32, message: &str) {
+    update(dir, |st| {
+        st.status = Status::Exited;
+        st.exit_code = Some(code);
+        st.error = Some(message.to_string());
+        false
+    });
+}
+
+fn report(line: &str) {
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn detach_stdio() {
+    if let Ok(null) = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            // SAFETY: dup2 of a valid fd onto a standard descriptor.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+}
+
+/// Copies stdout (stream 0) and stderr (stream 1) into the log until the container exits and
+/// the pipes are drained.
+fn copy_output(container: &mut Container, log: &mut LogWriter) {
+    let mut sources: Vec<(RawFd, usize, Box<dyn AsRawFd>)> = Vec::new();
+    if let Some(m) = container.take_pty_master() {
+        sources.push((m.as_raw_fd(), 0, Box::new(m)));
+    }
+    if let Some(f) = container.take_stdout() {
+        sources.push((f.as_raw_fd(), 0, Box::new(f)));
+    }
+    if let Some(f) = container.take_stderr() {
+        sources.push((f.as_raw_fd(), 1, Box::new(f)));
+    }
+    let exit_fd = container.exit_fd();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut exited = false;
+    while !sources.is_empty() {
+        let mut fds: Vec<libc::pollfd> = sources
+            .iter()
+            .map(|(fd, _, _)| libc::pollfd {
+                fd: *fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        if !exited {
+            fds.push(libc::pollfd {
+                fd: exit_fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        // After the exit, only drain what is buffered (processes of the pid namespace are gone,
+        // but a pty may never report EOF): poll without blocking.
+        let timeout = if exited { 0 } else { -1 };
+        // SAFETY: a valid array of pollfd.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        if n < 0 {
+            continue; // EINTR
+        }
+        if n == 0 && exited {
+            break;
+        }
+        if !exited && fds.last().is_some_and(|p| p.revents != 0) {
+            exited = true;
+        }
+        let mut closed = Vec::new();
+        for (i, (fd, stream, _)) in sources.iter().enumerate() {
+            if fds[i].revents == 0 {
+                continue;
+            }
+            match nix::unistd::read(*fd, &mut buf) {
+                Ok(0) | Err(_) => closed.push(i),
+                Ok(n) => log.push(*stream, &buf[..n]),
+            }
+        }
+        for i in closed.into_iter().rev() {
+            let (_, stream, _) = sources.remove(i);
+            log.flush_partial(stream);
+        }
+    }
+    log.flush_partial(0);
+    log.flush_partial(1);
+}
+
+/// Records the exit under the container's lock; with `--rm`, removes the container instead.
+/// True when the restart policy says to start it again (status `restarting`). A container
+/// removed meanwhile (`rm -f`) leaves nothing to record.
+fn record_exit(dir: &Path, code: i32, config: &ContainerConfig) -> bool {
+    let Ok(_lock) = state::lock(dir) else {
+        return false;
+    };
+    let Some(mut st) = state::read_state(dir) else {
+        return false;
+    };
+    if st.owner_pid != std::process::id() as i32 {
+        // Another monitor owns it now (cannot happen under the lock discipline; never clobber).
+        return false;
+    }
+    let restart = !st.stop_requested && config.restart.should_restart(code, st.restart_count);
+    if st.remove_on_exit && !restart {
+        let _ = state::remove_dir(dir);
+        return false;
+    }
+    st.status = if restart {
+        Status::Restarting
+    } else {
+        Status::Exited
+    };
+    st.exit_code = Some(code);
+    st.finished_at = state::now_nanos();
+    st.pid = None;
+    st.pid_start_time = None;
+    let _ = state::write_state(dir, &st);
+    restart
+}
