@@ -96,6 +96,10 @@ pub enum Command {
     Top(cmd::top::Args),
     /// Manage containers (`container ls`, `container prune`, `container inspect`).
     Container(cmd::container::Args),
+    /// Freeze every process of containers.
+    Pause(cmd::lifecycle::ListArgs),
+    /// Thaw paused containers.
+    Unpause(cmd::lifecycle::ListArgs),
     /// Copy files between a running container and the host.
     Cp(cmd::cp::Args),
     /// Generate files for other tools (`generate systemd CONTAINER`).

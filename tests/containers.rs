@@ -892,3 +892,74 @@ fn cp_both_ways_stays_inside_the_container() {
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
 }
+
+#[test]
+fn pause_freezes_every_process_and_unpause_thaws() {
+    let env = Env::new();
+    // A counter the container bumps every 50 ms: it must not move while paused.
+    let id = env.run_d(&[
+        "--name",
+        "ticker",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; usleep 50000; done",
+    ]);
+    env.wait_status("ticker", "Up");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(env.ok(&["pause", "ticker"]), "ticker\n");
+    let freezer = PathBuf::from("/sys/fs/cgroup/freezer/strata").join(&id);
+    assert_eq!(
+        std::fs::read_to_string(freezer.join("freezer.state"))
+            .unwrap()
+            .trim(),
+        "FROZEN"
+    );
+    let v = env.inspect("ticker");
+    assert_eq!(
+        (
+            v["State"]["Status"].as_str(),
+            v["State"]["Paused"].as_bool()
+        ),
+        (Some("paused"), Some(true))
+    );
+    env.wait_status("ticker", "Up");
+    assert!(env
+        .ok(&["ps", "--format", "{{.Status}}"])
+        .trim()
+        .ends_with("(Paused)"));
+    env.ok(&[
+        "cp",
+        "ticker:/tmp/n",
+        env.store.tmp.path().join("n1").to_str().unwrap(),
+    ]);
+    std::thread::sleep(Duration::from_millis(400));
+    env.ok(&[
+        "cp",
+        "ticker:/tmp/n",
+        env.store.tmp.path().join("n2").to_str().unwrap(),
+    ]);
+    let read = |f: &str| std::fs::read_to_string(env.store.tmp.path().join(f)).unwrap();
+    assert_eq!(read("n1"), read("n2"), "the counter moved while paused");
+    // exec into a paused container is refused; pause twice is an error.
+    assert_eq!(code(&env.strata(&["exec", "ticker", "true"])), 1);
+    assert_eq!(code(&env.strata(&["pause", "ticker"])), 1);
+    assert_eq!(env.ok(&["unpause", "ticker"]), "ticker\n");
+    std::thread::sleep(Duration::from_millis(400));
+    env.ok(&[
+        "cp",
+        "ticker:/tmp/n",
+        env.store.tmp.path().join("n3").to_str().unwrap(),
+    ]);
+    assert_ne!(read("n2"), read("n3"), "the counter runs again");
+    assert_eq!(code(&env.strata(&["unpause", "ticker"])), 1);
+    // A paused container stops (thawed first) and leaves no freezer cgroup.
+    env.ok(&["pause", "ticker"]);
+    env.ok(&["stop", "-t", "1", "ticker"]);
+    assert_eq!(env.ok(&["wait", "ticker"]), "137\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while freezer.exists() {
+        assert!(Instant::now() < deadline, "freezer cgroup left behind");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -52,7 +52,7 @@ pub struct RmArgs {
 }
 
 /// Resolves each name and runs `f` on it; prints `f`'s line or the error.
-fn each(
+pub fn each_container(
     cli: &Cli,
     names: &[String],
     f: impl Fn(&Container, &str) -> Result<String, ContainerError>,
@@ -76,13 +76,13 @@ fn each(
 }
 
 pub fn stop(cli: &Cli, a: &StopArgs) -> Result<ExitCode> {
-    each(cli, &a.containers, |c, name| {
+    each_container(cli, &a.containers, |c, name| {
         container::stop(c, a.time).map(|()| name.to_string())
     })
 }
 
 pub fn restart(cli: &Cli, a: &StopArgs) -> Result<ExitCode> {
-    each(cli, &a.containers, |c, name| {
+    each_container(cli, &a.containers, |c, name| {
         container::restart(c, a.time).map(|()| name.to_string())
     })
 }
@@ -91,25 +91,25 @@ pub fn kill(cli: &Cli, a: &KillArgs) -> Result<ExitCode> {
     let sig = strata_runner::parse_signal(&a.signal).ok_or_else(|| {
         anyhow::anyhow!("invalid signal {:?} (use e.g. KILL, SIGTERM, 15)", a.signal)
     })?;
-    each(cli, &a.containers, |c, name| {
+    each_container(cli, &a.containers, |c, name| {
         container::kill(c, sig).map(|()| name.to_string())
     })
 }
 
 pub fn wait(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
-    each(cli, &a.containers, |c, _| {
+    each_container(cli, &a.containers, |c, _| {
         container::wait(c).map(|code| code.to_string())
     })
 }
 
 pub fn start(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
-    each(cli, &a.containers, |c, name| {
+    each_container(cli, &a.containers, |c, name| {
         container::start(c).map(|()| name.to_string())
     })
 }
 
 pub fn rm(cli: &Cli, a: &RmArgs) -> Result<ExitCode> {
-    each(cli, &a.containers, |c, name| {
+    each_container(cli, &a.containers, |c, name| {
         container::remove(c, a.force).map(|()| name.to_string())
     })
 }

@@ -21,6 +21,7 @@ pub mod login;
 pub mod logout;
 pub mod logs;
 pub mod mount;
+pub mod pause;
 pub mod ps;
 pub mod pull;
 pub mod push;
@@ -80,6 +81,8 @@ pub fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Container(a) => container::run(cli, a),
         Command::Generate(a) => generate::run(cli, a),
         Command::Cp(a) => cp::run(cli, a),
+        Command::Pause(a) => pause::pause(cli, a),
+        Command::Unpause(a) => pause::unpause(cli, a),
     }
 }
 

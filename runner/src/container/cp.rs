@@ -40,7 +40,7 @@ fn container_root(c: &Container) -> Result<OwnedFd, ContainerError> {
     let st = state::read_state(&c.dir).ok_or_else(|| ContainerError::NotFound(c.display_name()))?;
     let not_running = || ContainerError::NotRunning(c.display_name());
     let (pid, start) = match (st.status, st.pid, st.pid_start_time) {
-        (Status::Running, Some(p), Some(s)) => (p, s),
+        (Status::Running | Status::Paused, Some(p), Some(s)) => (p, s),
         _ => return Err(not_running()),
     };
     let pinned = PidFd::open(pid, start).ok_or_else(not_running)?;

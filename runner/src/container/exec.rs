@@ -63,6 +63,9 @@ pub fn exec(c: &Container, o: &ExecOptions) -> Result<i32, ContainerError> {
         let _lock = state::lock(&c.dir)?;
         state::read_state(&c.dir).ok_or_else(|| ContainerError::NotFound(c.display_name()))?
     };
+    if st.status == Status::Paused {
+        return Err(ContainerError::Paused(c.display_name()));
+    }
     let pid1 = match (st.status, st.pid, st.pid_start_time) {
         (Status::Running, Some(p), Some(s)) => PidFd::open(p, s),
         _ => None,

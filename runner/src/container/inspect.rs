@@ -15,7 +15,7 @@ pub fn to_json(c: &Container) -> Value {
     let cfg = c.config.as_ref();
     let spec = cfg.map(|c| &c.spec);
     let args: Vec<String> = spec.map(|s| s.process.args.clone()).unwrap_or_default();
-    let running = st.status == Status::Running;
+    let running = matches!(st.status, Status::Running | Status::Paused);
     let mounts: Vec<Value> = spec
         .map(|s| s.mounts.iter().filter_map(mount_json).collect())
         .unwrap_or_default();
@@ -31,7 +31,7 @@ pub fn to_json(c: &Container) -> Value {
         "State": {
             "Status": st.status.as_str(),
             "Running": running,
-            "Paused": false,
+            "Paused": st.status == Status::Paused,
             "Restarting": st.status == Status::Restarting,
             "OOMKilled": false,
             "Dead": false,

@@ -165,7 +165,7 @@ fn only_empty(p: &Path) -> bool {
 /// The host pids of every process in the running container's pid namespace.
 pub fn pids(c: &Container) -> Result<Vec<i32>, ContainerError> {
     let pid1 = match (c.state.status, c.state.pid) {
-        (Status::Running, Some(p)) => p,
+        (Status::Running | Status::Paused, Some(p)) => p,
         _ => return Err(ContainerError::NotRunning(c.display_name())),
     };
     let ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();

@@ -16,6 +16,7 @@
 
 pub mod cp;
 pub mod exec;
+pub mod freezer;
 pub mod inspect;
 pub mod logs;
 pub mod manage;
@@ -66,6 +67,10 @@ pub enum ContainerError {
     Ambiguous(String, String),
     #[error("container {0} is not running")]
     NotRunning(String),
+    #[error("container {0} is paused: unpause it first")]
+    Paused(String),
+    #[error("container {0} is not paused")]
+    NotPaused(String),
     #[error("cannot remove container {0}: container is running: stop the container before removing or force remove (rm -f)")]
     Running(String),
     #[error("container {0} was run in the foreground and has no saved configuration: it can't be started again (run a new one)")]
@@ -106,6 +111,8 @@ impl ContainerError {
             ContainerError::StartFailed { exit_code, .. } => *exit_code,
             ContainerError::NotFound(_)
             | ContainerError::NotRunning(_)
+            | ContainerError::Paused(_)
+            | ContainerError::NotPaused(_)
             | ContainerError::Running(_) => 1,
             _ => crate::EXIT_RUNTIME_ERROR,
         }
@@ -228,6 +235,7 @@ impl Container {
         match self.state.status {
             Status::Created => "Created".into(),
             Status::Running => format!("Up {}", ago(self.state.started_at)),
+            Status::Paused => format!("Up {} (Paused)", ago(self.state.started_at)),
             Status::Restarting => format!(
                 "Restarting ({}) {} ago",
                 self.state.exit_code.unwrap_or(0),
@@ -525,9 +533,13 @@ pub fn kill(c: &Container, sig: Signal) -> Result<(), ContainerError> {
     let mut st = state::read_state(&c.dir).ok_or_else(|| not_found(&c.dir))?;
     let (pid1, _) = pin(&st);
     match pid1 {
-        Some(p) if st.status == Status::Running => {
+        Some(p) if matches!(st.status, Status::Running | Status::Paused) => {
             // Docker: a container killed by the user is not restarted by its policy.
             st.stop_requested = true;
+            if sig == Signal::SIGKILL {
+                // Frozen v1 tasks die only once thawed.
+                freezer::thaw(&st.id)?;
+            }
             state::write_state(&c.dir, &st)?;
             if p.signal(sig) {
                 Ok(())
@@ -560,6 +572,11 @@ pub fn stop(c: &Container, timeout: Option<u64>) -> Result<(), ContainerError> {
         }
         // The monitor reads this when the container ends: no restart after a manual stop.
         st.stop_requested = true;
+        if st.status == Status::Paused {
+            // Docker unpauses a paused container to stop it.
+            freezer::thaw(&st.id)?;
+            st.status = Status::Running;
+        }
         state::write_state(&c.dir, &st)?;
         st
     };
@@ -613,6 +630,7 @@ pub fn remove(c: &Container, force: bool) -> Result<(), ContainerError> {
             if !force {
                 return Err(ContainerError::Running(c.display_name()));
             }
+            freezer::thaw(&st.id)?;
             if let Some(p) = &pid1 {
                 p.signal(Signal::SIGKILL);
                 p.wait_exit(KILL_TIMEOUT);
@@ -769,4 +787,34 @@ pub fn ps(containers: &Path, all: bool, filters: &[Filter]) -> Vec<Container> {
     // Newest first, as Docker lists them.
     out.reverse();
     out
+}
+
+/// `pause`: freezes every process of a running container (the freezer cgroup).
+pub fn pause(c: &Container) -> Result<(), ContainerError> {
+    let _lock = state::lock(&c.dir)?;
+    let mut st = state::read_state(&c.dir).ok_or_else(|| not_found(&c.dir))?;
+    match st.status {
+        Status::Running => {}
+        Status::Paused => return Err(ContainerError::Paused(c.display_name())),
+        _ => return Err(ContainerError::NotRunning(c.display_name())),
+    }
+    let mut fresh = c.clone();
+    fresh.state = st.clone();
+    freezer::freeze(&fresh)?;
+    st.status = Status::Paused;
+    state::write_state(&c.dir, &st)?;
+    Ok(())
+}
+
+/// `unpause`: thaws a paused container.
+pub fn unpause(c: &Container) -> Result<(), ContainerError> {
+    let _lock = state::lock(&c.dir)?;
+    let mut st = state::read_state(&c.dir).ok_or_else(|| not_found(&c.dir))?;
+    if st.status != Status::Paused {
+        return Err(ContainerError::NotPaused(c.display_name()));
+    }
+    freezer::thaw(&st.id)?;
+    st.status = Status::Running;
+    state::write_state(&c.dir, &st)?;
+    Ok(())
 }

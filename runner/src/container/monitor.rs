@@ -86,7 +86,7 @@ pub fn run(dir: &Path) -> i32 {
     let mut backoff = RESTART_DELAY_MIN;
     loop {
         let started = std::time::Instant::now();
-        let code = run_to_exit(&mut container, log.as_mut());
+        let code = run_to_exit(&mut container, log.as_mut(), &spec.id);
         if started.elapsed() >= RESTART_RESET_AFTER {
             backoff = RESTART_DELAY_MIN;
         }
@@ -119,7 +119,7 @@ const RESTART_DELAY_MAX: Duration = Duration::from_secs(60);
 const RESTART_RESET_AFTER: Duration = Duration::from_secs(10);
 
 /// Copies the output into the log (if there is one) until the container exits; its exit code.
-fn run_to_exit(container: &mut Container, log: Option<&mut LogWriter>) -> i32 {
+fn run_to_exit(container: &mut Container, log: Option<&mut LogWriter>, id: &str) -> i32 {
     match log {
         Some(log) => copy_output(container, log),
         // No log file: the container still runs, its output is dropped.
@@ -129,10 +129,13 @@ fn run_to_exit(container: &mut Container, log: Option<&mut LogWriter>) -> i32 {
             drop(container.take_pty_master());
         }
     }
-    container
+    let code = container
         .wait()
         .map(|s| s.code())
-        .unwrap_or(crate::EXIT_RUNTIME_ERROR)
+        .unwrap_or(crate::EXIT_RUNTIME_ERROR);
+    // A freezer cgroup made by `pause` outlives nothing.
+    super::freezer::remove(id);
+    code
 }
 
 /// Sleeps `delay` in short slices; false as soon as the container is stopped or removed.
