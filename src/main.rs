@@ -96,6 +96,8 @@ pub enum Command {
     Top(cmd::top::Args),
     /// Manage containers (`container ls`, `container prune`, `container inspect`).
     Container(cmd::container::Args),
+    /// One sample of running containers' CPU, memory and pids (`--no-stream`).
+    Stats(cmd::stats::Args),
     /// Freeze every process of containers.
     Pause(cmd::lifecycle::ListArgs),
     /// Thaw paused containers.

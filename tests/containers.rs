@@ -963,3 +963,44 @@ fn pause_freezes_every_process_and_unpause_thaws() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn stats_no_stream_reports_cpu_memory_and_pids() {
+    let env = Env::new();
+    env.run_d(&[
+        "--name",
+        "busy",
+        "-m",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1000 & while true; do :; done",
+    ]);
+    env.run_d(&["--name", "idle", "busybox", "sleep", "1000"]);
+    env.wait_status("busy", "Up");
+    env.wait_status("idle", "Up");
+    std::thread::sleep(Duration::from_millis(300));
+    let out = env.ok(&["stats", "--no-stream"]);
+    let row = |name: &str| -> Vec<String> {
+        out.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let busy = row("busy");
+    let idle = row("idle");
+    let cpu = |r: &[String]| r[2].trim_end_matches('%').parse::<f64>().unwrap();
+    assert!(cpu(&busy) > 20.0, "a spinning shell uses CPU: {out}");
+    assert!(cpu(&idle) < 5.0, "{out}");
+    assert_eq!(busy[4..6].join(" "), "/ 64MiB", "the -m limit: {out}");
+    assert_eq!(busy.last().unwrap(), "2", "sh and its sleep: {out}");
+    assert_eq!(idle.last().unwrap(), "1", "{out}");
+    assert_ne!(
+        code(&env.strata(&["stats"])),
+        0,
+        "streaming is refused with a clear error"
+    );
+}

@@ -31,6 +31,7 @@ pub mod run;
 pub mod run_detached;
 pub mod save;
 pub mod search;
+pub mod stats;
 pub mod tag;
 pub mod top;
 pub mod umount;
@@ -82,6 +83,7 @@ pub fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Generate(a) => generate::run(cli, a),
         Command::Cp(a) => cp::run(cli, a),
         Command::Pause(a) => pause::pause(cli, a),
+        Command::Stats(a) => stats::run(cli, a),
         Command::Unpause(a) => pause::unpause(cli, a),
     }
 }

@@ -22,6 +22,7 @@ pub mod logs;
 pub mod manage;
 pub mod monitor;
 mod pidfd;
+pub mod stats;
 pub mod systemd;
 pub mod timefmt;
 mod tty;
