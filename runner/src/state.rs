@@ -93,6 +93,9 @@ pub struct ContainerState {
     /// Set by `stop`/`kill`: the restart policy no longer applies (Docker's manual stop).
     #[serde(default)]
     pub stop_requested: bool,
+    /// The healthcheck's status and last results (`None` without a healthcheck).
+    #[serde(default)]
+    pub health: Option<crate::container::health::HealthState>,
 }
 
 impl ContainerState {
@@ -279,6 +282,7 @@ impl ContainerDir {
             detached: false,
             restart_count: 0,
             stop_requested: false,
+            health: None,
         };
         let cd = ContainerDir { dir, state };
         let res = (|| {

@@ -17,6 +17,7 @@
 pub mod cp;
 pub mod exec;
 pub mod freezer;
+pub mod health;
 pub mod inspect;
 pub mod logs;
 pub mod manage;
@@ -141,6 +142,9 @@ pub struct ContainerConfig {
     /// `--restart`, applied by the monitor while it lives.
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// `--health-*` or the image's HEALTHCHECK, run by the monitor.
+    #[serde(default)]
+    pub health: Option<health::HealthConfig>,
 }
 
 /// `--restart no|on-failure[:N]|always|unless-stopped`.
@@ -232,6 +236,15 @@ impl Container {
 
     /// Docker's STATUS column: "Up 3 seconds", "Exited (0) 2 minutes ago", "Created".
     pub fn status_text(&self, now_nanos: u64) -> String {
+        let health = match (self.state.is_live(), &self.state.health) {
+            (true, Some(h)) if h.status == "starting" => " (health: starting)".to_string(),
+            (true, Some(h)) => format!(" ({})", h.status),
+            _ => String::new(),
+        };
+        self.status_text_plain(now_nanos) + &health
+    }
+
+    fn status_text_plain(&self, now_nanos: u64) -> String {
         let ago = |t: u64| timefmt::human_duration(now_nanos.saturating_sub(t) / 1_000_000_000);
         match self.state.status {
             Status::Created => "Created".into(),
@@ -410,6 +423,13 @@ fn start_dir(dir: &Path) -> Result<(), ContainerError> {
             st.error = None;
             st.restart_count = 0;
             st.stop_requested = false;
+            st.health = read_config(dir)
+                .and_then(|c| c.health)
+                .and_then(|h| h.command())
+                .map(|_| health::HealthState {
+                    status: "starting".into(),
+                    ..health::HealthState::default()
+                });
             state::write_state(dir, &st)?;
             systemd::write_pid_file(dir, monitor);
             Ok(())

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{SigHandler, Signal};
 
+use super::health::Checker;
 use super::logs::{log_path, LogWriter};
 use super::ContainerConfig;
 use crate::process::Container;
@@ -86,7 +87,14 @@ pub fn run(dir: &Path) -> i32 {
     let mut backoff = RESTART_DELAY_MIN;
     loop {
         let started = std::time::Instant::now();
-        let code = run_to_exit(&mut container, log.as_mut(), &spec.id);
+        let mut checker = config.health.as_ref().and_then(super::health::Checker::new);
+        let code = run_to_exit(
+            &mut container,
+            log.as_mut(),
+            &spec.id,
+            dir,
+            checker.as_mut(),
+        );
         if started.elapsed() >= RESTART_RESET_AFTER {
             backoff = RESTART_DELAY_MIN;
         }
@@ -119,9 +127,15 @@ const RESTART_DELAY_MAX: Duration = Duration::from_secs(60);
 const RESTART_RESET_AFTER: Duration = Duration::from_secs(10);
 
 /// Copies the output into the log (if there is one) until the container exits; its exit code.
-fn run_to_exit(container: &mut Container, log: Option<&mut LogWriter>, id: &str) -> i32 {
+fn run_to_exit(
+    container: &mut Container,
+    log: Option<&mut LogWriter>,
+    id: &str,
+    dir: &Path,
+    checker: Option<&mut Checker>,
+) -> i32 {
     match log {
-        Some(log) => copy_output(container, log),
+        Some(log) => copy_output(container, log, dir, checker),
         // No log file: the container still runs, its output is dropped.
         None => {
             drop(container.take_stdout());
@@ -224,7 +238,12 @@ fn detach_stdio() {
 
 /// Copies stdout (stream 0) and stderr (stream 1) into the log until the container exits and
 /// the pipes are drained.
-fn copy_output(container: &mut Container, log: &mut LogWriter) {
+fn copy_output(
+    container: &mut Container,
+    log: &mut LogWriter,
+    dir: &Path,
+    mut checker: Option<&mut Checker>,
+) {
     let mut sources: Vec<(RawFd, usize, Box<dyn AsRawFd>)> = Vec::new();
     if let Some(m) = container.take_pty_master() {
         sources.push((m.as_raw_fd(), 0, Box::new(m)));
@@ -256,7 +275,12 @@ fn copy_output(container: &mut Container, log: &mut LogWriter) {
         }
         // After the exit, only drain what is buffered (processes of the pid namespace are gone,
         // but a pty may never report EOF): poll without blocking.
-        let timeout = if exited { 0 } else { -1 };
+        let timeout = match (&checker, exited) {
+            (_, true) => 0,
+            // Wake for the next healthcheck probe.
+            (Some(c), false) => c.due_in().as_millis().min(i32::MAX as u128) as i32,
+            (None, false) => -1,
+        };
         // SAFETY: a valid array of pollfd.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
         if n < 0 {
@@ -264,6 +288,11 @@ fn copy_output(container: &mut Container, log: &mut LogWriter) {
         }
         if n == 0 && exited {
             break;
+        }
+        if let Some(c) = checker.as_deref_mut() {
+            if !exited && c.due_in().is_zero() {
+                c.run(dir);
+            }
         }
         if !exited && fds.last().is_some_and(|p| p.revents != 0) {
             exited = true;
