@@ -102,6 +102,8 @@ pub enum Command {
     Pause(cmd::lifecycle::ListArgs),
     /// Thaw paused containers.
     Unpause(cmd::lifecycle::ListArgs),
+    /// Make an image of a container's writable layer on top of its image.
+    Commit(cmd::commit::Args),
     /// Copy files between a running container and the host.
     Cp(cmd::cp::Args),
     /// Generate files for other tools (`generate systemd CONTAINER`).

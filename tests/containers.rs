@@ -1079,3 +1079,60 @@ fn healthchecks_report_starting_healthy_and_unhealthy() {
     env.run_d(&["--name", "plain", "busybox", "sleep", "1000"]);
     assert!(env.inspect("plain")["State"]["Health"].is_null());
 }
+
+#[test]
+fn commit_a_running_container_then_run_the_result() {
+    let env = Env::new();
+    env.run_d(&["--name", "src", "busybox", "sh", "-c",
+        "echo made > /made; rm /bin/vi; mkdir -p /srv/app; i=0; while true; do i=$((i+1)); echo $i > /srv/app/n; usleep 20000; done"]);
+    env.wait_status("src", "Up");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = env.ok(&["diff", "src"]);
+    let id = env.ok(&[
+        "commit",
+        "-m",
+        "snapshot",
+        "-c",
+        "ENV FROM_COMMIT=yes",
+        "src",
+        "snap:1",
+    ]);
+    assert!(
+        id.trim().starts_with("sha256:") && id.trim().len() == 71,
+        "{id}"
+    );
+    // Still running, not left paused, its own layer untouched by the commit's pruning.
+    let v = env.inspect("src");
+    assert_eq!(
+        (
+            v["State"]["Status"].as_str(),
+            v["State"]["Paused"].as_bool()
+        ),
+        (Some("running"), Some(false))
+    );
+    assert_eq!(env.ok(&["diff", "src"]), before);
+    // The result runs: the file, the deletion, the change, a whole counter file.
+    let o = env.store.run(&["--rm", "--entrypoint", "/bin/sh", "snap:1", "-c",
+        "cat /made; test -e /bin/vi || echo vi-gone; echo $FROM_COMMIT; test -s /srv/app/n && echo counter"]);
+    assert_eq!(
+        stdout(&o),
+        "made\nvi-gone\nyes\ncounter\n",
+        "{}",
+        stderr(&o)
+    );
+    // History: the commit's entry on top of the image's, with the message.
+    let h = env.ok(&["history", "snap:1"]);
+    let first = h.lines().nth(1).unwrap();
+    assert!(
+        first.contains("strata commit src") && first.contains("snapshot"),
+        "{h}"
+    );
+    // Cmd is the container's command (Docker's commit keeps it).
+    let img = env.inspect("snap:1");
+    assert_eq!(img["Config"]["config"]["Cmd"][0], "sh", "{img}");
+    // A stopped container commits too.
+    env.ok(&["stop", "-t", "1", "src"]);
+    env.ok(&["commit", "src", "snap:2"]);
+    let o = env.store.run(&["--rm", "snap:2", "cat", "/made"]);
+    assert_eq!(stdout(&o), "made\n");
+}

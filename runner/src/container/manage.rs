@@ -98,10 +98,7 @@ pub fn diff(c: &Container) -> Result<BTreeMap<String, Change>, ContainerError> {
         }
         _ => Vec::new(),
     };
-    let stubs: Vec<String> = std::fs::read(c.dir.join("stubs.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let stubs = super::mount_stubs(c);
     let upper = c.dir.join("upper");
     let mut out = BTreeMap::new();
     let mut stack = vec![(upper.clone(), String::new())];

@@ -839,3 +839,29 @@ pub fn unpause(c: &Container) -> Result<(), ContainerError> {
     state::write_state(&c.dir, &st)?;
     Ok(())
 }
+
+/// Runs `f` with the container's processes frozen when it is running (and thaws it after; a
+/// paused or stopped container is left as it is): `commit` snapshots a writable layer nothing
+/// writes to meanwhile. The container's lock is held throughout.
+pub fn with_frozen<T>(c: &Container, f: impl FnOnce() -> T) -> Result<T, ContainerError> {
+    let _lock = state::lock(&c.dir)?;
+    let st = state::read_state(&c.dir).ok_or_else(|| not_found(&c.dir))?;
+    if st.status != Status::Running {
+        return Ok(f());
+    }
+    let mut fresh = c.clone();
+    fresh.state = st;
+    freezer::freeze(&fresh)?;
+    let out = f();
+    freezer::thaw(&fresh.state.id)?;
+    Ok(out)
+}
+
+/// The mount points the runner created in the container's writable layer (`/etc/hosts`, …),
+/// which `diff` and `commit` leave out.
+pub fn mount_stubs(c: &Container) -> Vec<String> {
+    std::fs::read(c.dir.join("stubs.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
