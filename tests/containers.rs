@@ -1084,7 +1084,7 @@ fn healthchecks_report_starting_healthy_and_unhealthy() {
 fn commit_a_running_container_then_run_the_result() {
     let env = Env::new();
     env.run_d(&["--name", "src", "busybox", "sh", "-c",
-        "echo made > /made; rm /bin/vi; mkdir -p /srv/app; i=0; while true; do i=$((i+1)); echo $i > /srv/app/n; usleep 20000; done"]);
+        "echo made > /made; rm /bin/vi; mkdir -p /srv/app; i=0; while true; do i=$((i+1)); echo $i > /srv/app/n.tmp; mv /srv/app/n.tmp /srv/app/n; usleep 20000; done"]);
     env.wait_status("src", "Up");
     std::thread::sleep(Duration::from_millis(300));
     let before = env.ok(&["diff", "src"]);
@@ -1111,7 +1111,8 @@ fn commit_a_running_container_then_run_the_result() {
         (Some("running"), Some(false))
     );
     assert_eq!(env.ok(&["diff", "src"]), before);
-    // The result runs: the file, the deletion, the change, a whole counter file.
+    // The result runs: the file, the deletion, the change, a whole counter file (the container
+    // replaces it by rename, so a frozen snapshot has an old or a new one, never a torn one).
     let o = env.store.run(&["--rm", "--entrypoint", "/bin/sh", "snap:1", "-c",
         "cat /made; test -e /bin/vi || echo vi-gone; echo $FROM_COMMIT; test -s /srv/app/n && echo counter"]);
     assert_eq!(
