@@ -1137,3 +1137,50 @@ fn commit_a_running_container_then_run_the_result() {
     let o = env.store.run(&["--rm", "snap:2", "cat", "/made"]);
     assert_eq!(stdout(&o), "made\n");
 }
+
+#[test]
+fn export_a_running_container_as_a_tar() {
+    let env = Env::new();
+    env.run_d(&[
+        "--name",
+        "exp",
+        "busybox",
+        "sh",
+        "-c",
+        "echo made > /made; ln -s /etc/passwd /link; rm /bin/vi; exec sleep 1000",
+    ]);
+    env.wait_status("exp", "Up");
+    std::thread::sleep(Duration::from_millis(300));
+    let tar = env.store.tmp.path().join("exp.tar");
+    env.ok(&["export", "exp", "-o", tar.to_str().unwrap()]);
+    let list = Command::new("tar").arg("-tvf").arg(&tar).output().unwrap();
+    let list = stdout(&list);
+    assert!(list.lines().any(|l| l.ends_with(" made")), "{list}");
+    assert!(
+        list.lines().any(|l| l.ends_with(" link -> /etc/passwd")),
+        "{list}"
+    );
+    assert!(
+        !list.lines().any(|l| l.ends_with(" bin/vi")),
+        "deleted files are gone"
+    );
+    assert!(list.lines().any(|l| l.ends_with(" bin/busybox")));
+    // Mounts are other filesystems: /proc is exported as an empty directory.
+    assert!(list.lines().any(|l| l.ends_with(" proc/")), "{list}");
+    assert!(
+        !list.lines().any(|l| l.contains(" proc/self")),
+        "mount contents are left out"
+    );
+    let x = env.store.tmp.path().join("x");
+    std::fs::create_dir_all(&x).unwrap();
+    let o = Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&x)
+        .arg("made")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(std::fs::read_to_string(x.join("made")).unwrap(), "made\n");
+}

@@ -16,6 +16,7 @@
 
 pub mod cp;
 pub mod exec;
+pub mod export;
 pub mod freezer;
 pub mod health;
 pub mod inspect;
