@@ -104,6 +104,8 @@ pub enum Command {
     Unpause(cmd::lifecycle::ListArgs),
     /// Make an image of a container's writable layer on top of its image.
     Commit(cmd::commit::Args),
+    /// Attach the terminal to a running container (detach with ctrl-p ctrl-q).
+    Attach(cmd::attach::Args),
     /// Copy files between a running container and the host.
     Cp(cmd::cp::Args),
     /// Generate files for other tools (`generate systemd CONTAINER`).

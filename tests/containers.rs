@@ -1184,3 +1184,106 @@ fn export_a_running_container_as_a_tar() {
     assert!(o.status.success());
     assert_eq!(std::fs::read_to_string(x.join("made")).unwrap(), "made\n");
 }
+
+/// An `attach` client with piped stdin/stdout; its output is collected on a thread.
+struct Attached {
+    child: std::process::Child,
+    out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Attached {
+    fn new(env: &Env, name: &str) -> Attached {
+        let mut child = Command::new(STRATA)
+            .arg("--root")
+            .arg(env.store.root())
+            .args(["attach", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut stdout = child.stdout.take().unwrap();
+        let sink = out.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Attached { child, out }
+    }
+    fn send(&mut self, data: &[u8]) {
+        use std::io::{Read, Write};
+        let stdin = self.child.stdin.as_mut().unwrap();
+        if stdin.write_all(data).and_then(|()| stdin.flush()).is_err() {
+            let mut err = String::new();
+            let _ = self.child.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("attach ended early: {err}");
+        }
+    }
+    fn wait_for(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let got = String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned();
+            if got.contains(needle) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "attach never printed {needle:?}: {got:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    /// Waits (bounded) for the client to exit; its exit code.
+    fn exit_code(mut self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("attach did not end");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn attach_sends_input_shows_output_and_detaches_with_ctrl_p_ctrl_q() {
+    let env = Env::new();
+    // A shell on a pty (-t) with stdin kept (-i): attach types into it.
+    env.run_d(&["-i", "-t", "--name", "shell", "busybox", "sh"]);
+    env.wait_status("shell", "Up");
+    let mut a = Attached::new(&env, "shell");
+    std::thread::sleep(Duration::from_millis(300));
+    a.send(b"echo hello-$((40+2))\n");
+    a.wait_for("hello-42");
+    // ctrl-p ctrl-q: the client leaves, the container runs on.
+    a.send(&[0x10, 0x11]);
+    assert_eq!(a.exit_code(), 0);
+    assert_eq!(env.inspect("shell")["State"]["Status"], "running");
+    // Attach again and end the shell: attach returns its exit code.
+    let mut b = Attached::new(&env, "shell");
+    std::thread::sleep(Duration::from_millis(300));
+    b.send(b"exit 7\n");
+    assert_eq!(b.exit_code(), 7);
+    assert_eq!(env.inspect("shell")["State"]["ExitCode"], 7);
+    // Without a tty: -i gives the container a stdin pipe; output comes back.
+    env.run_d(&["-i", "--name", "cat", "busybox", "cat"]);
+    env.wait_status("cat", "Up");
+    let mut c = Attached::new(&env, "cat");
+    std::thread::sleep(Duration::from_millis(300));
+    c.send(b"round trip\n");
+    c.wait_for("round trip");
+    c.send(&[0x10, 0x11]);
+    assert_eq!(c.exit_code(), 0);
+    assert_eq!(env.ok(&["logs", "cat"]), "round trip\n");
+}

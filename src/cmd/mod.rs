@@ -1,5 +1,6 @@
 //! One module per subcommand. Each exposes `Args` (clap derive) and `run`.
 
+pub mod attach;
 pub mod build;
 pub mod commit;
 pub mod container;
@@ -83,6 +84,7 @@ pub fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Container(a) => container::run(cli, a),
         Command::Generate(a) => generate::run(cli, a),
         Command::Cp(a) => cp::run(cli, a),
+        Command::Attach(a) => attach::run(cli, a),
         Command::Commit(a) => commit::run(cli, a),
         Command::Pause(a) => pause::pause(cli, a),
         Command::Stats(a) => stats::run(cli, a),

@@ -169,6 +169,7 @@ pub fn run(
         labels,
         restart: checked.restart,
         health,
+        interactive: a.interactive,
     };
     match container::run_detached(cdir, &config) {
         Ok(id) => {

@@ -14,6 +14,7 @@
 //! never signalled. A monitor killed with SIGKILL takes the container down with it, and the
 //! next command that looks marks it exited ([`crate::state::reap_if_stale`]).
 
+pub mod attach;
 pub mod cp;
 pub mod exec;
 pub mod export;
@@ -146,6 +147,9 @@ pub struct ContainerConfig {
     /// `--health-*` or the image's HEALTHCHECK, run by the monitor.
     #[serde(default)]
     pub health: Option<health::HealthConfig>,
+    /// `-i`: keep the container's stdin open for `attach` (a pipe the monitor holds).
+    #[serde(default)]
+    pub interactive: bool,
 }
 
 /// `--restart no|on-failure[:N]|always|unless-stopped`.

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{SigHandler, Signal};
 
+use super::attach::Hub;
 use super::health::Checker;
 use super::logs::{log_path, LogWriter};
 use super::ContainerConfig;
@@ -60,7 +61,11 @@ pub fn run(dir: &Path) -> i32 {
     };
     let mut spec = config.spec.clone();
     spec.stdio = StdioSpec {
-        stdin: Stdio::Null,
+        stdin: if config.interactive {
+            Stdio::Piped
+        } else {
+            Stdio::Null
+        },
         stdout: Stdio::Piped,
         stderr: Stdio::Piped,
         terminal: config.tty,
@@ -80,6 +85,8 @@ pub fn run(dir: &Path) -> i32 {
         dir.join("stubs.json"),
         serde_json::to_vec(container.mount_stubs()).unwrap_or_default(),
     );
+    // Listening before the report: an `attach` right after `run -d` returns finds the socket.
+    let mut hub = super::attach::Hub::listen(dir);
     report(&format!("ok {pid} {}", state::start_time(pid).unwrap_or(0)));
     detach_stdio();
 
@@ -94,6 +101,7 @@ pub fn run(dir: &Path) -> i32 {
             &spec.id,
             dir,
             checker.as_mut(),
+            hub.as_mut(),
         );
         if started.elapsed() >= RESTART_RESET_AFTER {
             backoff = RESTART_DELAY_MIN;
@@ -133,9 +141,10 @@ fn run_to_exit(
     id: &str,
     dir: &Path,
     checker: Option<&mut Checker>,
+    hub: Option<&mut Hub>,
 ) -> i32 {
     match log {
-        Some(log) => copy_output(container, log, dir, checker),
+        Some(log) => copy_output(container, log, dir, checker, hub),
         // No log file: the container still runs, its output is dropped.
         None => {
             drop(container.take_stdout());
@@ -243,10 +252,18 @@ fn copy_output(
     log: &mut LogWriter,
     dir: &Path,
     mut checker: Option<&mut Checker>,
+    mut hub: Option<&mut Hub>,
 ) {
     let mut sources: Vec<(RawFd, usize, Box<dyn AsRawFd>)> = Vec::new();
+    // Where attached clients' input goes: the pty, or the stdin pipe with -i.
+    let mut input: Option<RawFd> = None;
+    let stdin_pipe = container.take_stdin();
     if let Some(m) = container.take_pty_master() {
+        input = Some(m.as_raw_fd());
         sources.push((m.as_raw_fd(), 0, Box::new(m)));
+    }
+    if let Some(p) = &stdin_pipe {
+        input = Some(p.as_raw_fd());
     }
     if let Some(f) = container.take_stdout() {
         sources.push((f.as_raw_fd(), 0, Box::new(f)));
@@ -273,6 +290,14 @@ fn copy_output(
                 revents: 0,
             });
         }
+        let hub_start = fds.len();
+        if let (Some(h), false) = (hub.as_deref(), exited) {
+            fds.extend(h.poll_fds().into_iter().map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            }));
+        }
         // After the exit, only drain what is buffered (processes of the pid namespace are gone,
         // but a pty may never report EOF): poll without blocking.
         let timeout = match (&checker, exited) {
@@ -294,7 +319,11 @@ fn copy_output(
                 c.run(dir);
             }
         }
-        if !exited && fds.last().is_some_and(|p| p.revents != 0) {
+        if let (Some(h), false) = (hub.as_deref_mut(), exited) {
+            let ready: Vec<bool> = fds[hub_start..].iter().map(|p| p.revents != 0).collect();
+            h.handle(&ready, input, &mut buf);
+        }
+        if !exited && fds.get(sources.len()).is_some_and(|p| p.revents != 0) {
             exited = true;
         }
         let mut closed = Vec::new();
@@ -304,7 +333,12 @@ fn copy_output(
             }
             match nix::unistd::read(*fd, &mut buf) {
                 Ok(0) | Err(_) => closed.push(i),
-                Ok(n) => log.push(*stream, &buf[..n]),
+                Ok(n) => {
+                    log.push(*stream, &buf[..n]);
+                    if let Some(h) = hub.as_deref_mut() {
+                        h.broadcast(&buf[..n]);
+                    }
+                }
             }
         }
         for i in closed.into_iter().rev() {

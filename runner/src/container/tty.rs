@@ -6,7 +6,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::sys::termios;
 
-struct RawMode(termios::Termios);
+/// The terminal's settings before raw mode; restored on drop.
+pub struct RawMode(termios::Termios);
 
 impl Drop for RawMode {
     fn drop(&mut self) {
@@ -14,7 +15,8 @@ impl Drop for RawMode {
     }
 }
 
-fn raw_mode() -> Option<RawMode> {
+/// Puts stdin's terminal in raw mode (`None` when stdin is not a terminal).
+pub fn raw_mode() -> Option<RawMode> {
     if !nix::unistd::isatty(0).unwrap_or(false) {
         return None;
     }

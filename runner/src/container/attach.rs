@@ -1,0 +1,208 @@
+//! `attach`: the container's stdio through its monitor. The monitor listens on `attach.sock` in
+//! the container's directory (mode 0700 directory, 0600 socket: root's only, and the only input
+//! the monitor takes besides its container's output). Every attached client gets the container's
+//! output as it is logged (stdout and stderr together, as `docker attach` without a tty
+//! multiplexes them onto the terminal); what a client sends goes to the container's stdin: the
+//! pty with `-t`, the stdin pipe with `-i`, nowhere otherwise. The client detaches on Docker's
+//! `ctrl-p ctrl-q`; the container goes on.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use super::{Container, ContainerError};
+
+/// The socket's name in the container directory.
+pub const SOCKET: &str = "attach.sock";
+/// Docker's default detach keys: ctrl-p, ctrl-q.
+pub const DETACH_KEYS: [u8; 2] = [0x10, 0x11];
+
+/// The monitor's side: the listener and its clients.
+pub struct Hub {
+    path: PathBuf,
+    listener: UnixListener,
+    clients: Vec<UnixStream>,
+}
+
+/// A short name for `dir/attach.sock`: socket paths are limited to 108 bytes (unix(7)) and store
+/// paths can be longer, so the directory is reached through an fd of ours (conmon does the same).
+/// The returned `File` must outlive the use of the path.
+fn short_path(dir: &Path) -> std::io::Result<(std::fs::File, PathBuf)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let d = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(dir)?;
+    let p = PathBuf::from(format!("/proc/self/fd/{}/{SOCKET}", d.as_raw_fd()));
+    Ok((d, p))
+}
+
+impl Hub {
+    /// Listens on `dir/attach.sock` (replacing a stale one).
+    pub fn listen(dir: &Path) -> Option<Hub> {
+        let path = dir.join(SOCKET);
+        let _ = std::fs::remove_file(&path);
+        let (_dir_fd, short) = short_path(dir).ok()?;
+        let listener = UnixListener::bind(&short).ok()?;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        listener.set_nonblocking(true).ok()?;
+        Some(Hub {
+            path,
+            listener,
+            clients: Vec::new(),
+        })
+    }
+
+    /// The fds to poll: the listener, then each client.
+    pub fn poll_fds(&self) -> Vec<RawFd> {
+        std::iter::once(self.listener.as_raw_fd())
+            .chain(self.clients.iter().map(|c| c.as_raw_fd()))
+            .collect()
+    }
+
+    /// Handles readiness (`ready[i]` for `poll_fds()[i]`): accepts clients, forwards their input
+    /// to `input` (the container's stdin or pty), drops those that closed.
+    pub fn handle(&mut self, ready: &[bool], input: Option<RawFd>, buf: &mut [u8]) {
+        let mut gone = Vec::new();
+        for (i, c) in self.clients.iter_mut().enumerate() {
+            if !ready.get(i + 1).copied().unwrap_or(false) {
+                continue;
+            }
+            match c.read(buf) {
+                Ok(0) => gone.push(i),
+                Ok(n) => {
+                    if let Some(fd) = input {
+                        write_all(fd, &buf[..n]);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => gone.push(i),
+            }
+        }
+        for i in gone.into_iter().rev() {
+            self.clients.remove(i);
+        }
+        if ready.first().copied().unwrap_or(false) {
+            while let Ok((s, _)) = self.listener.accept() {
+                if s.set_nonblocking(true).is_ok() {
+                    self.clients.push(s);
+                }
+            }
+        }
+    }
+
+    /// Sends the container's output to every client; a client that can't keep up is dropped
+    /// (the log has everything; the container never waits for a slow terminal).
+    pub fn broadcast(&mut self, data: &[u8]) {
+        self.clients.retain_mut(|c| c.write_all(data).is_ok());
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn write_all(fd: RawFd, mut data: &[u8]) {
+    while !data.is_empty() {
+        // SAFETY: writing a valid buffer to an fd the monitor holds.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n <= 0 {
+            if n < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
+                continue;
+            }
+            return;
+        }
+        data = &data[n as usize..];
+    }
+}
+
+/// How an attach ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The container ended with this exit code.
+    Exited(i32),
+    /// The user typed the detach keys; the container runs on.
+    Detached,
+}
+
+/// `attach`: copies the terminal to the container and its output back until the container ends
+/// or the detach keys are typed (`stdin: false`: output only).
+pub fn attach(c: &Container, stdin: bool) -> Result<Ended, ContainerError> {
+    if !c.is_running() {
+        return Err(ContainerError::NotRunning(c.display_name()));
+    }
+    let path = c.dir.join(SOCKET);
+    let (dir_fd, short) =
+        short_path(&c.dir).map_err(|e| ContainerError::io("opening", &c.dir, e))?;
+    let mut sock =
+        UnixStream::connect(&short).map_err(|e| ContainerError::io("connecting to", &path, e))?;
+    drop(dir_fd);
+    let tty = c.config.as_ref().is_some_and(|cfg| cfg.tty);
+    let _raw = if tty && stdin {
+        super::tty::raw_mode()
+    } else {
+        None
+    };
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut stdin_open = stdin;
+    let mut pending_ctrl_p = false;
+    loop {
+        let mut fds = vec![libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        if stdin_open {
+            fds.push(libc::pollfd {
+                fd: 0,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        // SAFETY: a valid array of pollfd.
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
+            continue;
+        }
+        if fds[0].revents != 0 {
+            match sock.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let mut out = std::io::stdout();
+                    let _ = out.write_all(&buf[..n]);
+                    let _ = out.flush();
+                }
+            }
+        }
+        if fds.len() > 1 && fds[1].revents != 0 {
+            match nix::unistd::read(0, &mut buf) {
+                Ok(0) | Err(_) => stdin_open = false,
+                Ok(n) => {
+                    let mut data = Vec::with_capacity(n + 1);
+                    for &b in &buf[..n] {
+                        if pending_ctrl_p {
+                            pending_ctrl_p = false;
+                            if b == DETACH_KEYS[1] {
+                                return Ok(Ended::Detached);
+                            }
+                            data.push(DETACH_KEYS[0]);
+                        }
+                        if b == DETACH_KEYS[0] {
+                            pending_ctrl_p = true;
+                        } else {
+                            data.push(b);
+                        }
+                    }
+                    if sock.write_all(&data).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    drop(_raw);
+    super::wait(c).map(Ended::Exited)
+}
