@@ -83,7 +83,7 @@ pub enum Command {
     /// Wait for containers to end and print their exit codes.
     Wait(cmd::lifecycle::ListArgs),
     /// Start stopped containers.
-    Start(cmd::lifecycle::ListArgs),
+    Start(cmd::lifecycle::StartArgs),
     /// Remove containers.
     Rm(cmd::lifecycle::RmArgs),
     /// Run a command in a running container.

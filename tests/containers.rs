@@ -1287,3 +1287,20 @@ fn attach_sends_input_shows_output_and_detaches_with_ctrl_p_ctrl_q() {
     assert_eq!(c.exit_code(), 0);
     assert_eq!(env.ok(&["logs", "cat"]), "round trip\n");
 }
+
+#[test]
+fn start_a_attaches_and_returns_the_exit_code() {
+    let env = Env::new();
+    env.run_d(&[
+        "--name",
+        "again",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.5; echo run-$(cat /n 2>/dev/null); echo x >> /n; exit 4",
+    ]);
+    assert_eq!(env.ok(&["wait", "again"]), "4\n");
+    let o = env.strata(&["start", "-a", "again"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "run-x\n");
+}

@@ -38,6 +38,19 @@ pub struct ListArgs {
     pub containers: Vec<String>,
 }
 
+/// Arguments of `strata start`.
+#[derive(clap::Args, Debug)]
+pub struct StartArgs {
+    /// Attach to the container's output (one container only) and exit with its exit code.
+    #[arg(short = 'a', long)]
+    pub attach: bool,
+    /// With -a, also send stdin to the container.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
 /// Arguments of `strata rm`.
 #[derive(clap::Args, Debug)]
 pub struct RmArgs {
@@ -102,10 +115,25 @@ pub fn wait(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
     })
 }
 
-pub fn start(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
-    each_container(cli, &a.containers, |c, name| {
-        container::start(c).map(|()| name.to_string())
-    })
+pub fn start(cli: &Cli, a: &StartArgs) -> Result<ExitCode> {
+    if !a.attach {
+        return each_container(cli, &a.containers, |c, name| {
+            container::start(c).map(|()| name.to_string())
+        });
+    }
+    let [name] = a.containers.as_slice() else {
+        anyhow::bail!("start -a takes one container");
+    };
+    let dir = super::containers_dir(cli)?;
+    let ended = container::resolve(&dir, name).and_then(|c| {
+        container::start(&c)?;
+        container::attach::attach(&container::load(&c.dir)?, a.interactive)
+    });
+    match ended {
+        Ok(container::attach::Ended::Exited(code)) => Ok(ExitCode::from(code.clamp(0, 255) as u8)),
+        Ok(container::attach::Ended::Detached) => Ok(ExitCode::SUCCESS),
+        Err(e) => Ok(super::container_exit(Err(e))),
+    }
 }
 
 pub fn rm(cli: &Cli, a: &RmArgs) -> Result<ExitCode> {
