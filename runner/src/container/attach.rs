@@ -74,7 +74,7 @@ impl Hub {
                 Ok(0) => gone.push(i),
                 Ok(n) => {
                     if let Some(fd) = input {
-                        write_all(fd, &buf[..n]);
+                        crate::process::write_all_raw(fd, &buf[..n]);
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -103,20 +103,6 @@ impl Hub {
 impl Drop for Hub {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-fn write_all(fd: RawFd, mut data: &[u8]) {
-    while !data.is_empty() {
-        // SAFETY: writing a valid buffer to an fd the monitor holds.
-        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if n <= 0 {
-            if n < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
-                continue;
-            }
-            return;
-        }
-        data = &data[n as usize..];
     }
 }
 

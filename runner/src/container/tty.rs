@@ -27,21 +27,6 @@ pub fn raw_mode() -> Option<RawMode> {
     Some(RawMode(orig))
 }
 
-fn write_all(fd: i32, mut data: &[u8]) -> bool {
-    while !data.is_empty() {
-        // SAFETY: writing a valid buffer to an fd we hold.
-        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if n <= 0 {
-            if n < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
-                continue;
-            }
-            return false;
-        }
-        data = &data[n as usize..];
-    }
-    true
-}
-
 /// Copies until the pty's last user is gone (read of the master gives EIO or EOF).
 pub fn copy_until_exit(master: &OwnedFd, stdin: bool) {
     let _raw = if stdin { raw_mode() } else { None };
@@ -70,7 +55,7 @@ pub fn copy_until_exit(master: &OwnedFd, stdin: bool) {
             match nix::unistd::read(m, &mut buf) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    write_all(1, &buf[..n]);
+                    crate::process::write_all_raw(1, &buf[..n]);
                 }
             }
         }
@@ -78,7 +63,7 @@ pub fn copy_until_exit(master: &OwnedFd, stdin: bool) {
             match nix::unistd::read(0, &mut buf) {
                 Ok(0) | Err(_) => stdin_open = false,
                 Ok(n) => {
-                    write_all(m, &buf[..n]);
+                    crate::process::write_all_raw(m, &buf[..n]);
                 }
             }
         }
