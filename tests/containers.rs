@@ -1193,10 +1193,14 @@ struct Attached {
 
 impl Attached {
     fn new(env: &Env, name: &str) -> Attached {
+        Attached::with(env, &[name])
+    }
+    fn with(env: &Env, args: &[&str]) -> Attached {
         let mut child = Command::new(STRATA)
             .arg("--root")
             .arg(env.store.root())
-            .args(["attach", name])
+            .arg("attach")
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -1286,6 +1290,14 @@ fn attach_sends_input_shows_output_and_detaches_with_ctrl_p_ctrl_q() {
     c.send(&[0x10, 0x11]);
     assert_eq!(c.exit_code(), 0);
     assert_eq!(env.ok(&["logs", "cat"]), "round trip\n");
+    // --detach-keys: ctrl-a x; a lone ctrl-a is passed on to the container.
+    let mut d = Attached::with(&env, &["--detach-keys", "ctrl-a,x", "cat"]);
+    std::thread::sleep(Duration::from_millis(300));
+    d.send(b"a\x01b\n");
+    d.wait_for("a\x01b");
+    d.send(b"\x01x");
+    assert_eq!(d.exit_code(), 0);
+    assert_eq!(env.inspect("cat")["State"]["Status"], "running");
 }
 
 #[test]

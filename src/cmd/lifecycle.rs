@@ -127,7 +127,11 @@ pub fn start(cli: &Cli, a: &StartArgs) -> Result<ExitCode> {
     let dir = super::containers_dir(cli)?;
     let ended = container::resolve(&dir, name).and_then(|c| {
         container::start(&c)?;
-        container::attach::attach(&container::load(&c.dir)?, a.interactive)
+        container::attach::attach(
+            &container::load(&c.dir)?,
+            a.interactive,
+            &container::attach::DETACH_KEYS,
+        )
     });
     match ended {
         Ok(container::attach::Ended::Exited(code)) => Ok(ExitCode::from(code.clamp(0, 255) as u8)),

@@ -19,6 +19,60 @@ pub const SOCKET: &str = "attach.sock";
 /// Docker's default detach keys: ctrl-p, ctrl-q.
 pub const DETACH_KEYS: [u8; 2] = [0x10, 0x11];
 
+/// Parses Docker's `--detach-keys` (`ctrl-p,ctrl-q`, `ctrl-a,x`): `ctrl-X` for a control
+/// character (`ctrl-@`, `ctrl-[` … included), a single character as itself.
+pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>, ContainerError> {
+    let bad = || {
+        ContainerError::InvalidOption(format!(
+            "invalid detach keys {s:?}: a comma-separated list such as ctrl-p,ctrl-q or ctrl-a,x"
+        ))
+    };
+    s.split(',')
+        .map(|k| match k.strip_prefix("ctrl-") {
+            Some(c) if c.len() == 1 => {
+                let b = c.as_bytes()[0].to_ascii_uppercase();
+                (b'@'..=b'_')
+                    .contains(&b)
+                    .then_some(b & 0x1f)
+                    .ok_or_else(bad)
+            }
+            None if k.len() == 1 && k.is_ascii() => Ok(k.as_bytes()[0]),
+            _ => Err(bad()),
+        })
+        .collect()
+}
+
+/// Finds the detach sequence in what the user types, holding back a partial match.
+struct DetachScanner {
+    keys: Vec<u8>,
+    matched: usize,
+}
+
+impl DetachScanner {
+    /// Feeds typed bytes: the bytes to send on, and whether the whole sequence was typed.
+    fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(input.len());
+        for &b in input {
+            if self.keys.get(self.matched) == Some(&b) {
+                self.matched += 1;
+                if self.matched == self.keys.len() {
+                    return (out, true);
+                }
+                continue;
+            }
+            // Not the sequence after all: the held-back keys go through.
+            out.extend_from_slice(&self.keys[..self.matched]);
+            self.matched = 0;
+            if self.keys.first() == Some(&b) {
+                self.matched = 1;
+            } else {
+                out.push(b);
+            }
+        }
+        (out, false)
+    }
+}
+
 /// The monitor's side: the listener and its clients.
 pub struct Hub {
     path: PathBuf,
@@ -117,7 +171,7 @@ pub enum Ended {
 
 /// `attach`: copies the terminal to the container and its output back until the container ends
 /// or the detach keys are typed (`stdin: false`: output only).
-pub fn attach(c: &Container, stdin: bool) -> Result<Ended, ContainerError> {
+pub fn attach(c: &Container, stdin: bool, detach_keys: &[u8]) -> Result<Ended, ContainerError> {
     if !c.is_running() {
         return Err(ContainerError::NotRunning(c.display_name()));
     }
@@ -135,7 +189,10 @@ pub fn attach(c: &Container, stdin: bool) -> Result<Ended, ContainerError> {
     };
     let mut buf = vec![0u8; 32 * 1024];
     let mut stdin_open = stdin;
-    let mut pending_ctrl_p = false;
+    let mut scanner = DetachScanner {
+        keys: detach_keys.to_vec(),
+        matched: 0,
+    };
     loop {
         let mut fds = vec![libc::pollfd {
             fd: sock.as_raw_fd(),
@@ -167,20 +224,9 @@ pub fn attach(c: &Container, stdin: bool) -> Result<Ended, ContainerError> {
             match nix::unistd::read(0, &mut buf) {
                 Ok(0) | Err(_) => stdin_open = false,
                 Ok(n) => {
-                    let mut data = Vec::with_capacity(n + 1);
-                    for &b in &buf[..n] {
-                        if pending_ctrl_p {
-                            pending_ctrl_p = false;
-                            if b == DETACH_KEYS[1] {
-                                return Ok(Ended::Detached);
-                            }
-                            data.push(DETACH_KEYS[0]);
-                        }
-                        if b == DETACH_KEYS[0] {
-                            pending_ctrl_p = true;
-                        } else {
-                            data.push(b);
-                        }
+                    let (data, detach) = scanner.feed(&buf[..n]);
+                    if detach {
+                        return Ok(Ended::Detached);
                     }
                     if sock.write_all(&data).is_err() {
                         break;
@@ -191,4 +237,28 @@ pub fn attach(c: &Container, stdin: bool) -> Result<Ended, ContainerError> {
     }
     drop(_raw);
     super::wait(c).map(Ended::Exited)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_keys_parse_and_match_across_reads() {
+        assert_eq!(
+            parse_detach_keys("ctrl-p,ctrl-q").unwrap(),
+            DETACH_KEYS.to_vec()
+        );
+        assert_eq!(parse_detach_keys("ctrl-a,x").unwrap(), vec![1, b'x']);
+        assert!(parse_detach_keys("ctrl-").is_err() && parse_detach_keys("esc").is_err());
+        let mut s = DetachScanner {
+            keys: vec![0x10, 0x11],
+            matched: 0,
+        };
+        assert_eq!(s.feed(b"ab\x10"), (b"ab".to_vec(), false));
+        // A ctrl-p not followed by ctrl-q is passed on.
+        assert_eq!(s.feed(b"c"), (b"\x10c".to_vec(), false));
+        assert_eq!(s.feed(b"\x10"), (vec![], false));
+        assert_eq!(s.feed(b"\x11rest"), (vec![], true));
+    }
 }
