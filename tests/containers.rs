@@ -1316,3 +1316,26 @@ fn start_a_attaches_and_returns_the_exit_code() {
     assert_eq!(code(&o), 4, "{}", stderr(&o));
     assert_eq!(stdout(&o), "run-x\n");
 }
+
+#[test]
+fn a_foreground_container_is_listed_and_removable_but_not_restartable() {
+    let env = Env::new();
+    let o = env
+        .store
+        .run(&["--name", "fg", "busybox", "sh", "-c", "exit 3"]);
+    assert_eq!(code(&o), 3);
+    assert!(env
+        .ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"])
+        .starts_with("fg Exited (3)"));
+    for args in [&["start", "fg"][..], &["logs", "fg"][..]] {
+        let o = env.strata(args);
+        assert_ne!(code(&o), 0);
+        assert!(
+            stderr(&o).contains("was run in the foreground"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    assert_eq!(env.ok(&["rm", "fg"]), "fg\n");
+    assert_eq!(env.ok(&["ps", "-aq"]), "");
+}

@@ -85,7 +85,10 @@ fn exec_inner(
     let cfg = c
         .config
         .as_ref()
-        .ok_or_else(|| ContainerError::NotRestartable(c.display_name()))?;
+        .ok_or_else(|| ContainerError::Foreground {
+            name: c.display_name(),
+            action: "run exec",
+        })?;
     let st = {
         let _lock = state::lock(&c.dir)?;
         state::read_state(&c.dir).ok_or_else(|| ContainerError::NotFound(c.display_name()))?

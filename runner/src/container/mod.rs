@@ -77,8 +77,8 @@ pub enum ContainerError {
     NotPaused(String),
     #[error("cannot remove container {0}: container is running: stop the container before removing or force remove (rm -f)")]
     Running(String),
-    #[error("container {0} was run in the foreground and has no saved configuration: it can't be started again (run a new one)")]
-    NotRestartable(String),
+    #[error("container {name} was run in the foreground: its configuration and output weren't saved, so it can't {action}; run a detached one (run -d)")]
+    Foreground { name: String, action: &'static str },
     #[error("{0}")]
     InvalidOption(String),
     /// The container's command failed to start; `exit_code` is Docker's (125/126/127).
@@ -407,7 +407,10 @@ fn start_dir(dir: &Path) -> Result<(), ContainerError> {
         return Ok(());
     }
     if read_config(dir).is_none() {
-        return Err(ContainerError::NotRestartable(st.id));
+        return Err(ContainerError::Foreground {
+            name: st.name.clone().unwrap_or(st.id),
+            action: "be started again",
+        });
     }
     let report = spawn_monitor(dir, &st.id)?;
     match report {
@@ -688,7 +691,10 @@ pub fn print_logs(
     stderr: &mut dyn std::io::Write,
 ) -> Result<(), ContainerError> {
     if c.config.is_none() {
-        return Err(ContainerError::NotRestartable(c.display_name()));
+        return Err(ContainerError::Foreground {
+            name: c.display_name(),
+            action: "show logs",
+        });
     }
     let dir = c.dir.clone();
     let mut running = || load(&dir).map(|c| c.is_running()).unwrap_or(false);
