@@ -37,8 +37,12 @@ PRUN=(--network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
 cleanup() {
   "$S" --root "$ROOT" ps -aq --no-trunc 2>/dev/null | xargs -r "$S" --root "$ROOT" rm -f >/dev/null 2>&1 || true
   "${P[@]}" rm -af -t 0 >/dev/null 2>&1 || true
-  # podman's overlay driver keeps its storage mounted on itself.
-  findmnt -rn -o TARGET | grep "^$W" | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  # podman's overlay driver keeps its storage mounted on itself, and the `container cleanup`
+  # processes conmon starts when a container ends may mount it again a moment later.
+  for _ in 1 2 3; do
+    findmnt -rn -o TARGET | grep "^$W" | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+    sleep 1
+  done
   rm -rf "$W"
 }
 trap cleanup EXIT

@@ -85,7 +85,7 @@ pub enum Command {
     /// Wait for containers to end and print their exit codes.
     Wait(cmd::lifecycle::ListArgs),
     /// Start stopped containers.
-    Start(cmd::lifecycle::ListArgs),
+    Start(cmd::lifecycle::StartArgs),
     /// Remove containers.
     Rm(cmd::lifecycle::RmArgs),
     /// Run a command in a running container.
@@ -98,6 +98,16 @@ pub enum Command {
     Top(cmd::top::Args),
     /// Manage containers (`container ls`, `container prune`, `container inspect`).
     Container(cmd::container::Args),
+    /// One sample of running containers' CPU, memory and pids (`--no-stream`).
+    Stats(cmd::stats::Args),
+    /// Freeze every process of containers.
+    Pause(cmd::lifecycle::ListArgs),
+    /// Thaw paused containers.
+    Unpause(cmd::lifecycle::ListArgs),
+    /// Make an image of a container's writable layer on top of its image.
+    Commit(cmd::commit::Args),
+    /// Attach the terminal to a running container (detach with ctrl-p ctrl-q).
+    Attach(cmd::attach::Args),
     /// Copy files between a running container and the host.
     Cp(cmd::cp::Args),
     /// Generate files for other tools (`generate systemd CONTAINER`).

@@ -892,3 +892,450 @@ fn cp_both_ways_stays_inside_the_container() {
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
 }
+
+#[test]
+fn pause_freezes_every_process_and_unpause_thaws() {
+    let env = Env::new();
+    // A counter the container bumps every 50 ms: it must not move while paused.
+    let id = env.run_d(&[
+        "--name",
+        "ticker",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; usleep 50000; done",
+    ]);
+    env.wait_status("ticker", "Up");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(env.ok(&["pause", "ticker"]), "ticker\n");
+    let freezer = PathBuf::from("/sys/fs/cgroup/freezer/strata").join(&id);
+    assert_eq!(
+        std::fs::read_to_string(freezer.join("freezer.state"))
+            .unwrap()
+            .trim(),
+        "FROZEN"
+    );
+    let v = env.inspect("ticker");
+    assert_eq!(
+        (
+            v["State"]["Status"].as_str(),
+            v["State"]["Paused"].as_bool()
+        ),
+        (Some("paused"), Some(true))
+    );
+    env.wait_status("ticker", "Up");
+    assert!(env
+        .ok(&["ps", "--format", "{{.Status}}"])
+        .trim()
+        .ends_with("(Paused)"));
+    env.ok(&[
+        "cp",
+        "ticker:/tmp/n",
+        env.store.tmp.path().join("n1").to_str().unwrap(),
+    ]);
+    std::thread::sleep(Duration::from_millis(400));
+    env.ok(&[
+        "cp",
+        "ticker:/tmp/n",
+        env.store.tmp.path().join("n2").to_str().unwrap(),
+    ]);
+    let read = |f: &str| std::fs::read_to_string(env.store.tmp.path().join(f)).unwrap();
+    assert_eq!(read("n1"), read("n2"), "the counter moved while paused");
+    // exec into a paused container is refused; pause twice is an error.
+    assert_eq!(code(&env.strata(&["exec", "ticker", "true"])), 1);
+    assert_eq!(code(&env.strata(&["pause", "ticker"])), 1);
+    assert_eq!(env.ok(&["unpause", "ticker"]), "ticker\n");
+    // Bounded wait: on a loaded machine the first ticks after the thaw can take a while.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        env.ok(&[
+            "cp",
+            "ticker:/tmp/n",
+            env.store.tmp.path().join("n3").to_str().unwrap(),
+        ]);
+        if read("n3") != read("n2") && !read("n3").is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the counter never ran again after unpause"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(code(&env.strata(&["unpause", "ticker"])), 1);
+    // A paused container stops (thawed first) and leaves no freezer cgroup.
+    env.ok(&["pause", "ticker"]);
+    env.ok(&["stop", "-t", "1", "ticker"]);
+    assert_eq!(env.ok(&["wait", "ticker"]), "137\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while freezer.exists() {
+        assert!(Instant::now() < deadline, "freezer cgroup left behind");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn stats_no_stream_reports_cpu_memory_and_pids() {
+    let env = Env::new();
+    env.run_d(&[
+        "--name",
+        "busy",
+        "-m",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1000 & while true; do :; done",
+    ]);
+    env.run_d(&["--name", "idle", "busybox", "sleep", "1000"]);
+    env.wait_status("busy", "Up");
+    env.wait_status("idle", "Up");
+    std::thread::sleep(Duration::from_millis(300));
+    let out = env.ok(&["stats", "--no-stream"]);
+    let row = |name: &str| -> Vec<String> {
+        out.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let busy = row("busy");
+    let idle = row("idle");
+    let cpu = |r: &[String]| r[2].trim_end_matches('%').parse::<f64>().unwrap();
+    assert!(cpu(&busy) > 20.0, "a spinning shell uses CPU: {out}");
+    assert!(cpu(&idle) < 5.0, "{out}");
+    assert_eq!(busy[4..6].join(" "), "/ 64MiB", "the -m limit: {out}");
+    assert_eq!(busy.last().unwrap(), "2", "sh and its sleep: {out}");
+    assert_eq!(idle.last().unwrap(), "1", "{out}");
+    assert_ne!(
+        code(&env.strata(&["stats"])),
+        0,
+        "streaming is refused with a clear error"
+    );
+}
+
+#[test]
+fn healthchecks_report_starting_healthy_and_unhealthy() {
+    let env = Env::new();
+    // Healthy while /tmp/ok exists: the test removes it to make the container unhealthy.
+    env.run_d(&[
+        "--name",
+        "hc",
+        "--health-cmd",
+        "test -e /tmp/ok && echo fine",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /tmp/ok; exec sleep 1000",
+    ]);
+    let v = until(&env, "hc", "healthy", |v| {
+        v["State"]["Health"]["Status"] == "healthy"
+    });
+    let log = v["State"]["Health"]["Log"].as_array().unwrap();
+    assert_eq!(log.last().unwrap()["ExitCode"], 0);
+    assert_eq!(log.last().unwrap()["Output"], "fine\n");
+    assert_eq!(v["Config"]["Healthcheck"]["Test"][0], "CMD-SHELL");
+    assert!(env
+        .ok(&["ps", "--format", "{{.Status}}"])
+        .contains("(healthy)"));
+    env.ok(&["exec", "hc", "rm", "/tmp/ok"]);
+    let v = until(&env, "hc", "unhealthy", |v| {
+        v["State"]["Health"]["Status"] == "unhealthy"
+    });
+    assert!(v["State"]["Health"]["FailingStreak"].as_u64().unwrap() >= 2);
+    assert!(
+        v["State"]["Health"]["Log"].as_array().unwrap().len() <= 5,
+        "five results kept"
+    );
+    assert!(env
+        .ok(&["ps", "--format", "{{.Status}}"])
+        .contains("(unhealthy)"));
+    // A probe that outlives --health-timeout is killed and counts as a failure (-1).
+    env.run_d(&[
+        "--name",
+        "slow",
+        "--health-cmd",
+        "sleep 5",
+        "--health-interval",
+        "200ms",
+        "--health-timeout",
+        "300ms",
+        "--health-retries",
+        "1",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let v = until(&env, "slow", "unhealthy", |v| {
+        v["State"]["Health"]["Status"] == "unhealthy"
+    });
+    assert_eq!(v["State"]["Health"]["Log"][0]["ExitCode"], -1);
+    // Without a healthcheck there is no Health.
+    env.run_d(&["--name", "plain", "busybox", "sleep", "1000"]);
+    assert!(env.inspect("plain")["State"]["Health"].is_null());
+}
+
+#[test]
+fn commit_a_running_container_then_run_the_result() {
+    let env = Env::new();
+    env.run_d(&["--name", "src", "busybox", "sh", "-c",
+        "echo made > /made; rm /bin/vi; mkdir -p /srv/app; i=0; while true; do i=$((i+1)); echo $i > /srv/app/n.tmp; mv /srv/app/n.tmp /srv/app/n; usleep 20000; done"]);
+    env.wait_status("src", "Up");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = env.ok(&["diff", "src"]);
+    let id = env.ok(&[
+        "commit",
+        "-m",
+        "snapshot",
+        "-c",
+        "ENV FROM_COMMIT=yes",
+        "src",
+        "snap:1",
+    ]);
+    assert!(
+        id.trim().starts_with("sha256:") && id.trim().len() == 71,
+        "{id}"
+    );
+    // Still running, not left paused, its own layer untouched by the commit's pruning.
+    let v = env.inspect("src");
+    assert_eq!(
+        (
+            v["State"]["Status"].as_str(),
+            v["State"]["Paused"].as_bool()
+        ),
+        (Some("running"), Some(false))
+    );
+    assert_eq!(env.ok(&["diff", "src"]), before);
+    // The result runs: the file, the deletion, the change, a whole counter file (the container
+    // replaces it by rename, so a frozen snapshot has an old or a new one, never a torn one).
+    let o = env.store.run(&["--rm", "--entrypoint", "/bin/sh", "snap:1", "-c",
+        "cat /made; test -e /bin/vi || echo vi-gone; echo $FROM_COMMIT; test -s /srv/app/n && echo counter"]);
+    assert_eq!(
+        stdout(&o),
+        "made\nvi-gone\nyes\ncounter\n",
+        "{}",
+        stderr(&o)
+    );
+    // History: the commit's entry on top of the image's, with the message.
+    let h = env.ok(&["history", "snap:1"]);
+    let first = h.lines().nth(1).unwrap();
+    assert!(
+        first.contains("strata commit src") && first.contains("snapshot"),
+        "{h}"
+    );
+    // Cmd is the container's command (Docker's commit keeps it).
+    let img = env.inspect("snap:1");
+    assert_eq!(img["Config"]["config"]["Cmd"][0], "sh", "{img}");
+    // A stopped container commits too.
+    env.ok(&["stop", "-t", "1", "src"]);
+    env.ok(&["commit", "src", "snap:2"]);
+    let o = env.store.run(&["--rm", "snap:2", "cat", "/made"]);
+    assert_eq!(stdout(&o), "made\n");
+}
+
+#[test]
+fn export_a_running_container_as_a_tar() {
+    let env = Env::new();
+    env.run_d(&[
+        "--name",
+        "exp",
+        "busybox",
+        "sh",
+        "-c",
+        "echo made > /made; ln -s /etc/passwd /link; rm /bin/vi; exec sleep 1000",
+    ]);
+    env.wait_status("exp", "Up");
+    std::thread::sleep(Duration::from_millis(300));
+    let tar = env.store.tmp.path().join("exp.tar");
+    env.ok(&["export", "exp", "-o", tar.to_str().unwrap()]);
+    let list = Command::new("tar").arg("-tvf").arg(&tar).output().unwrap();
+    let list = stdout(&list);
+    assert!(list.lines().any(|l| l.ends_with(" made")), "{list}");
+    assert!(
+        list.lines().any(|l| l.ends_with(" link -> /etc/passwd")),
+        "{list}"
+    );
+    assert!(
+        !list.lines().any(|l| l.ends_with(" bin/vi")),
+        "deleted files are gone"
+    );
+    assert!(list.lines().any(|l| l.ends_with(" bin/busybox")));
+    // Mounts are other filesystems: /proc is exported as an empty directory.
+    assert!(list.lines().any(|l| l.ends_with(" proc/")), "{list}");
+    assert!(
+        !list.lines().any(|l| l.contains(" proc/self")),
+        "mount contents are left out"
+    );
+    let x = env.store.tmp.path().join("x");
+    std::fs::create_dir_all(&x).unwrap();
+    let o = Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&x)
+        .arg("made")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(std::fs::read_to_string(x.join("made")).unwrap(), "made\n");
+}
+
+/// An `attach` client with piped stdin/stdout; its output is collected on a thread.
+struct Attached {
+    child: std::process::Child,
+    out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Attached {
+    fn new(env: &Env, name: &str) -> Attached {
+        Attached::with(env, &[name])
+    }
+    fn with(env: &Env, args: &[&str]) -> Attached {
+        let mut child = Command::new(STRATA)
+            .arg("--root")
+            .arg(env.store.root())
+            .arg("attach")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut stdout = child.stdout.take().unwrap();
+        let sink = out.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Attached { child, out }
+    }
+    fn send(&mut self, data: &[u8]) {
+        use std::io::{Read, Write};
+        let stdin = self.child.stdin.as_mut().unwrap();
+        if stdin.write_all(data).and_then(|()| stdin.flush()).is_err() {
+            let mut err = String::new();
+            let _ = self.child.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("attach ended early: {err}");
+        }
+    }
+    fn wait_for(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let got = String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned();
+            if got.contains(needle) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "attach never printed {needle:?}: {got:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    /// Waits (bounded) for the client to exit; its exit code.
+    fn exit_code(mut self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("attach did not end");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn attach_sends_input_shows_output_and_detaches_with_ctrl_p_ctrl_q() {
+    let env = Env::new();
+    // A shell on a pty (-t) with stdin kept (-i): attach types into it.
+    env.run_d(&["-i", "-t", "--name", "shell", "busybox", "sh"]);
+    env.wait_status("shell", "Up");
+    let mut a = Attached::new(&env, "shell");
+    std::thread::sleep(Duration::from_millis(300));
+    a.send(b"echo hello-$((40+2))\n");
+    a.wait_for("hello-42");
+    // ctrl-p ctrl-q: the client leaves, the container runs on.
+    a.send(&[0x10, 0x11]);
+    assert_eq!(a.exit_code(), 0);
+    assert_eq!(env.inspect("shell")["State"]["Status"], "running");
+    // Attach again and end the shell: attach returns its exit code.
+    let mut b = Attached::new(&env, "shell");
+    std::thread::sleep(Duration::from_millis(300));
+    b.send(b"exit 7\n");
+    assert_eq!(b.exit_code(), 7);
+    assert_eq!(env.inspect("shell")["State"]["ExitCode"], 7);
+    // Without a tty: -i gives the container a stdin pipe; output comes back.
+    env.run_d(&["-i", "--name", "cat", "busybox", "cat"]);
+    env.wait_status("cat", "Up");
+    let mut c = Attached::new(&env, "cat");
+    std::thread::sleep(Duration::from_millis(300));
+    c.send(b"round trip\n");
+    c.wait_for("round trip");
+    c.send(&[0x10, 0x11]);
+    assert_eq!(c.exit_code(), 0);
+    assert_eq!(env.ok(&["logs", "cat"]), "round trip\n");
+    // --detach-keys: ctrl-a x; a lone ctrl-a is passed on to the container.
+    let mut d = Attached::with(&env, &["--detach-keys", "ctrl-a,x", "cat"]);
+    std::thread::sleep(Duration::from_millis(300));
+    d.send(b"a\x01b\n");
+    d.wait_for("a\x01b");
+    d.send(b"\x01x");
+    assert_eq!(d.exit_code(), 0);
+    assert_eq!(env.inspect("cat")["State"]["Status"], "running");
+}
+
+#[test]
+fn start_a_attaches_and_returns_the_exit_code() {
+    let env = Env::new();
+    env.run_d(&[
+        "--name",
+        "again",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.5; echo run-$(cat /n 2>/dev/null); echo x >> /n; exit 4",
+    ]);
+    assert_eq!(env.ok(&["wait", "again"]), "4\n");
+    let o = env.strata(&["start", "-a", "again"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "run-x\n");
+}
+
+#[test]
+fn a_foreground_container_is_listed_and_removable_but_not_restartable() {
+    let env = Env::new();
+    let o = env
+        .store
+        .run(&["--name", "fg", "busybox", "sh", "-c", "exit 3"]);
+    assert_eq!(code(&o), 3);
+    assert!(env
+        .ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"])
+        .starts_with("fg Exited (3)"));
+    for args in [&["start", "fg"][..], &["logs", "fg"][..]] {
+        let o = env.strata(args);
+        assert_ne!(code(&o), 0);
+        assert!(
+            stderr(&o).contains("was run in the foreground"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    assert_eq!(env.ok(&["rm", "fg"]), "fg\n");
+    assert_eq!(env.ok(&["ps", "-aq"]), "");
+}

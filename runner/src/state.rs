@@ -31,6 +31,8 @@ pub enum Status {
     /// Made, never started (or its start failed before the command ran).
     Created,
     Running,
+    /// Running, its processes frozen (`pause`, the freezer cgroup).
+    Paused,
     /// Ended, and its monitor will start it again (restart policy) after a delay.
     Restarting,
     Exited,
@@ -42,6 +44,7 @@ impl Status {
         match self {
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Restarting => "restarting",
             Status::Exited => "exited",
         }
@@ -90,12 +93,18 @@ pub struct ContainerState {
     /// Set by `stop`/`kill`: the restart policy no longer applies (Docker's manual stop).
     #[serde(default)]
     pub stop_requested: bool,
+    /// The healthcheck's status and last results (`None` without a healthcheck).
+    #[serde(default)]
+    pub health: Option<crate::container::health::HealthState>,
 }
 
 impl ContainerState {
     /// True while a monitor looks after it (running, or waiting to restart it).
     pub fn is_live(&self) -> bool {
-        matches!(self.status, Status::Running | Status::Restarting)
+        matches!(
+            self.status,
+            Status::Running | Status::Paused | Status::Restarting
+        )
     }
 }
 
@@ -273,6 +282,7 @@ impl ContainerDir {
             detached: false,
             restart_count: 0,
             stop_requested: false,
+            health: None,
         };
         let cd = ContainerDir { dir, state };
         let res = (|| {
@@ -324,7 +334,7 @@ pub fn remove_dir(dir: &Path) -> Result<(), RunnerError> {
 pub fn cgroup_candidates(id: &str) -> Vec<PathBuf> {
     let root = Path::new("/sys/fs/cgroup");
     let mut out = vec![root.join("strata").join(id)];
-    for c in ["memory", "cpu", "pids"] {
+    for c in ["memory", "cpu", "pids", "freezer"] {
         out.push(root.join(c).join("strata").join(id));
     }
     out.into_iter().filter(|p| p.exists()).collect()

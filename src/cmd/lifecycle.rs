@@ -38,6 +38,19 @@ pub struct ListArgs {
     pub containers: Vec<String>,
 }
 
+/// Arguments of `strata start`.
+#[derive(clap::Args, Debug)]
+pub struct StartArgs {
+    /// Attach to the container's output (one container only) and exit with its exit code.
+    #[arg(short = 'a', long)]
+    pub attach: bool,
+    /// With -a, also send stdin to the container.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
 /// Arguments of `strata rm`.
 #[derive(clap::Args, Debug)]
 pub struct RmArgs {
@@ -52,7 +65,7 @@ pub struct RmArgs {
 }
 
 /// Resolves each name and runs `f` on it; prints `f`'s line or the error.
-fn each(
+pub fn each_container(
     cli: &Cli,
     names: &[String],
     f: impl Fn(&Container, &str) -> Result<String, ContainerError>,
@@ -76,13 +89,13 @@ fn each(
 }
 
 pub fn stop(cli: &Cli, a: &StopArgs) -> Result<ExitCode> {
-    each(cli, &a.containers, |c, name| {
+    each_container(cli, &a.containers, |c, name| {
         container::stop(c, a.time).map(|()| name.to_string())
     })
 }
 
 pub fn restart(cli: &Cli, a: &StopArgs) -> Result<ExitCode> {
-    each(cli, &a.containers, |c, name| {
+    each_container(cli, &a.containers, |c, name| {
         container::restart(c, a.time).map(|()| name.to_string())
     })
 }
@@ -91,25 +104,44 @@ pub fn kill(cli: &Cli, a: &KillArgs) -> Result<ExitCode> {
     let sig = strata_runner::parse_signal(&a.signal).ok_or_else(|| {
         anyhow::anyhow!("invalid signal {:?} (use e.g. KILL, SIGTERM, 15)", a.signal)
     })?;
-    each(cli, &a.containers, |c, name| {
+    each_container(cli, &a.containers, |c, name| {
         container::kill(c, sig).map(|()| name.to_string())
     })
 }
 
 pub fn wait(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
-    each(cli, &a.containers, |c, _| {
+    each_container(cli, &a.containers, |c, _| {
         container::wait(c).map(|code| code.to_string())
     })
 }
 
-pub fn start(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
-    each(cli, &a.containers, |c, name| {
-        container::start(c).map(|()| name.to_string())
-    })
+pub fn start(cli: &Cli, a: &StartArgs) -> Result<ExitCode> {
+    if !a.attach {
+        return each_container(cli, &a.containers, |c, name| {
+            container::start(c).map(|()| name.to_string())
+        });
+    }
+    let [name] = a.containers.as_slice() else {
+        anyhow::bail!("start -a takes one container");
+    };
+    let dir = super::containers_dir(cli)?;
+    let ended = container::resolve(&dir, name).and_then(|c| {
+        container::start(&c)?;
+        container::attach::attach(
+            &container::load(&c.dir)?,
+            a.interactive,
+            &container::attach::DETACH_KEYS,
+        )
+    });
+    match ended {
+        Ok(container::attach::Ended::Exited(code)) => Ok(ExitCode::from(code.clamp(0, 255) as u8)),
+        Ok(container::attach::Ended::Detached) => Ok(ExitCode::SUCCESS),
+        Err(e) => Ok(super::container_exit(Err(e))),
+    }
 }
 
 pub fn rm(cli: &Cli, a: &RmArgs) -> Result<ExitCode> {
-    each(cli, &a.containers, |c, name| {
+    each_container(cli, &a.containers, |c, name| {
         container::remove(c, a.force).map(|()| name.to_string())
     })
 }

@@ -1,6 +1,8 @@
 //! One module per subcommand. Each exposes `Args` (clap derive) and `run`.
 
+pub mod attach;
 pub mod build;
+pub mod commit;
 pub mod container;
 pub mod cp;
 pub mod daemon;
@@ -21,6 +23,7 @@ pub mod login;
 pub mod logout;
 pub mod logs;
 pub mod mount;
+pub mod pause;
 pub mod ps;
 pub mod pull;
 pub mod push;
@@ -30,6 +33,7 @@ pub mod run;
 pub mod run_detached;
 pub mod save;
 pub mod search;
+pub mod stats;
 pub mod tag;
 pub mod top;
 pub mod umount;
@@ -80,6 +84,11 @@ pub fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Container(a) => container::run(cli, a),
         Command::Generate(a) => generate::run(cli, a),
         Command::Cp(a) => cp::run(cli, a),
+        Command::Attach(a) => attach::run(cli, a),
+        Command::Commit(a) => commit::run(cli, a),
+        Command::Pause(a) => pause::pause(cli, a),
+        Command::Stats(a) => stats::run(cli, a),
+        Command::Unpause(a) => pause::unpause(cli, a),
     }
 }
 

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
-use strata_runner::container::{self, ContainerConfig, LogOptions, RestartPolicy};
+use std::time::Duration;
+
+use strata_runner::container::health::{self, HealthConfig};
+use strata_runner::container::{self, timefmt, ContainerConfig, LogOptions, RestartPolicy};
 use strata_runner::state::ContainerDir;
 use strata_runner::ContainerSpec;
 
@@ -24,6 +27,24 @@ pub struct DetachArgs {
     /// Restart policy, applied by the monitor: `no`, `on-failure[:N]`, `always`, `unless-stopped`.
     #[arg(long, default_value = "no", value_name = "POLICY")]
     pub restart: String,
+    /// Healthcheck command, run with /bin/sh -c in the container (overrides the image's).
+    #[arg(long = "health-cmd", value_name = "CMD")]
+    pub health_cmd: Option<String>,
+    /// Time between healthchecks (Go duration, default 30s).
+    #[arg(long = "health-interval", value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Time a healthcheck may take (default 30s).
+    #[arg(long = "health-timeout", value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures before unhealthy (default 3).
+    #[arg(long = "health-retries", value_name = "N")]
+    pub health_retries: Option<u32>,
+    /// Time after start when failures don't count (default 0s).
+    #[arg(long = "health-start-period", value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Disable the image's HEALTHCHECK.
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
     /// Set a label on the container (`KEY=VALUE`).
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
     pub label: Vec<String>,
@@ -33,6 +54,7 @@ pub struct DetachArgs {
 #[derive(Debug)]
 pub struct Checked {
     log: LogOptions,
+    health_durations: [Option<Duration>; 3],
     restart: RestartPolicy,
     labels: BTreeMap<String, String>,
 }
@@ -53,12 +75,68 @@ impl DetachArgs {
                 None => (l.clone(), String::new()),
             })
             .collect();
+        let dur = |flag: &str, v: &Option<String>| -> Result<Option<Duration>> {
+            v.as_deref()
+                .map(|s| {
+                    timefmt::parse_go_duration(s)
+                        .map(Duration::from_nanos)
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("invalid {flag} {s:?}: a duration such as 30s or 1m30s")
+                        })
+                })
+                .transpose()
+        };
         Ok(Checked {
+            health_durations: [
+                dur("--health-interval", &self.health_interval)?,
+                dur("--health-timeout", &self.health_timeout)?,
+                dur("--health-start-period", &self.health_start_period)?,
+            ],
             log: LogOptions::parse(&self.log_opt)?,
             restart: RestartPolicy::parse(&self.restart)?,
             labels,
         })
     }
+}
+
+/// The image's HEALTHCHECK with the `--health-*` flags over it (`None`: no healthcheck).
+fn health_config(
+    a: &DetachArgs,
+    checked: &Checked,
+    image: Option<&strata_store::Healthcheck>,
+) -> Option<HealthConfig> {
+    if a.no_healthcheck {
+        return None;
+    }
+    let from_image = |v: Option<i64>| v.filter(|n| *n > 0).map(|n| Duration::from_nanos(n as u64));
+    let test = match (&a.health_cmd, image.and_then(|h| h.test.clone())) {
+        (Some(cmd), _) => vec!["CMD-SHELL".to_string(), cmd.clone()],
+        (None, Some(t)) => t,
+        (None, None) => return None,
+    };
+    let [interval, timeout, start_period] = checked.health_durations;
+    let h = HealthConfig {
+        test,
+        interval: interval
+            .or_else(|| from_image(image.and_then(|h| h.interval)))
+            .unwrap_or(health::DEFAULT_INTERVAL),
+        timeout: timeout
+            .or_else(|| from_image(image.and_then(|h| h.timeout)))
+            .unwrap_or(health::DEFAULT_TIMEOUT),
+        start_period: start_period
+            .or_else(|| from_image(image.and_then(|h| h.start_period)))
+            .unwrap_or_default(),
+        retries: a
+            .health_retries
+            .or_else(|| {
+                image
+                    .and_then(|h| h.retries)
+                    .filter(|r| *r > 0)
+                    .map(|r| r as u32)
+            })
+            .unwrap_or(health::DEFAULT_RETRIES),
+    };
+    h.command().map(|_| h)
 }
 
 /// Starts the prepared container under a monitor and prints its id.
@@ -75,6 +153,7 @@ pub fn run(
         .unwrap_or_default()
         .into_iter()
         .collect();
+    let health = health_config(&a.container, &checked, image.healthcheck.as_ref());
     labels.extend(checked.labels);
     let config = ContainerConfig {
         spec,
@@ -89,6 +168,8 @@ pub fn run(
         log: checked.log,
         labels,
         restart: checked.restart,
+        health,
+        interactive: a.interactive,
     };
     match container::run_detached(cdir, &config) {
         Ok(id) => {

@@ -50,6 +50,33 @@ pub struct ExecOptions {
 
 /// Runs `o.args` in the running container `c`; returns its exit code (0 with `detach`).
 pub fn exec(c: &Container, o: &ExecOptions) -> Result<i32, ContainerError> {
+    exec_inner(c, o, None).map(|(code, _)| code)
+}
+
+/// Most output a captured run keeps (Docker keeps 4 KiB of a healthcheck's output).
+const CAPTURE_MAX: usize = 4096;
+
+/// Runs `args` in the running container `c` with stdin from /dev/null and stdout+stderr
+/// captured (the first 4 KiB), killing it after `timeout` (exit code -1 then): a healthcheck
+/// probe.
+pub fn exec_captured(
+    c: &Container,
+    args: Vec<String>,
+    timeout: std::time::Duration,
+) -> Result<(i32, String), ContainerError> {
+    let o = ExecOptions {
+        args,
+        ..ExecOptions::default()
+    };
+    exec_inner(c, &o, Some(timeout))
+        .map(|(code, out)| (code, String::from_utf8_lossy(&out).into_owned()))
+}
+
+fn exec_inner(
+    c: &Container,
+    o: &ExecOptions,
+    capture: Option<std::time::Duration>,
+) -> Result<(i32, Vec<u8>), ContainerError> {
     if o.args.is_empty() {
         return Err(ContainerError::InvalidOption(
             "exec needs a command to run".into(),
@@ -58,11 +85,17 @@ pub fn exec(c: &Container, o: &ExecOptions) -> Result<i32, ContainerError> {
     let cfg = c
         .config
         .as_ref()
-        .ok_or_else(|| ContainerError::NotRestartable(c.display_name()))?;
+        .ok_or_else(|| ContainerError::Foreground {
+            name: c.display_name(),
+            action: "run exec",
+        })?;
     let st = {
         let _lock = state::lock(&c.dir)?;
         state::read_state(&c.dir).ok_or_else(|| ContainerError::NotFound(c.display_name()))?
     };
+    if st.status == Status::Paused {
+        return Err(ContainerError::Paused(c.display_name()));
+    }
     let pid1 = match (st.status, st.pid, st.pid_start_time) {
         (Status::Running, Some(p), Some(s)) => PidFd::open(p, s),
         _ => None,
@@ -102,6 +135,13 @@ pub fn exec(c: &Container, o: &ExecOptions) -> Result<i32, ContainerError> {
         None
     };
     let detach_null = if o.detach { Some(open_null()?) } else { None };
+    let output = match capture {
+        Some(_) => Some(
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| ContainerError::Runner(crate::RunnerError::sys("pipe2", e)))?,
+        ),
+        None => None,
+    };
     let (msg_r, msg_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| ContainerError::Runner(crate::RunnerError::sys("pipe2", e)))?;
     let fds = ChildFds {
@@ -113,6 +153,7 @@ pub fn exec(c: &Container, o: &ExecOptions) -> Result<i32, ContainerError> {
         console_sock: console.as_ref().map(|(_, c)| c.as_raw_fd()),
         winsize: crate::process::window_size(),
         detach: o.detach,
+        output: output.as_ref().map(|(_, w)| w.as_raw_fd()),
     };
     // SAFETY: the child only runs our code (no locks held by other threads are needed: strata's
     // exec command is single-threaded here) until it execs or _exits.
@@ -124,6 +165,10 @@ pub fn exec(c: &Container, o: &ExecOptions) -> Result<i32, ContainerError> {
     };
     drop(msg_w);
     drop(cgroup_procs);
+    let output_r = output.map(|(r, w)| {
+        drop(w);
+        r
+    });
     let master = console.and_then(|(parent, child)| {
         drop(child);
         crate::console::receive_master(parent.as_raw_fd())
@@ -138,6 +183,15 @@ pub fn exec(c: &Container, o: &ExecOptions) -> Result<i32, ContainerError> {
     if let Some(master) = &master {
         super::tty::copy_until_exit(master, o.interactive);
     }
+    let mut captured = Vec::new();
+    if let (Some(r), Some(timeout)) = (output_r, capture) {
+        if !read_until(r, timeout, &mut captured) {
+            // The helper's death takes the process with it (its PDEATHSIG).
+            let _ = nix::sys::signal::kill(helper, nix::sys::signal::Signal::SIGKILL);
+            let _ = waitpid(helper, None);
+            return Ok((-1, b"Health check exceeded timeout".to_vec()));
+        }
+    }
     let code = loop {
         match waitpid(helper, None) {
             Ok(WaitStatus::Exited(_, c)) => break c,
@@ -146,7 +200,36 @@ pub fn exec(c: &Container, o: &ExecOptions) -> Result<i32, ContainerError> {
             Err(_) => break crate::EXIT_RUNTIME_ERROR,
         }
     };
-    Ok(if o.detach { 0 } else { code })
+    Ok((if o.detach { 0 } else { code }, captured))
+}
+
+/// Reads `r` to EOF within `timeout`, keeping the first [`CAPTURE_MAX`] bytes; false on timeout.
+fn read_until(r: OwnedFd, timeout: std::time::Duration, out: &mut Vec<u8>) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let mut pfd = libc::pollfd {
+            fd: r.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if n <= 0 {
+            continue;
+        }
+        match nix::unistd::read(r.as_raw_fd(), &mut buf) {
+            Ok(0) | Err(_) => return true,
+            Ok(n) => {
+                let room = CAPTURE_MAX.saturating_sub(out.len());
+                out.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
 }
 
 /// The container's spec with the exec's command, environment, user and directory.
@@ -192,6 +275,8 @@ struct ChildFds {
     console_sock: Option<RawFd>,
     winsize: Option<libc::winsize>,
     detach: bool,
+    /// A probe's stdout+stderr (stdin is /dev/null); the process dies with the helper.
+    output: Option<RawFd>,
 }
 
 /// The helper: join the namespaces, fork the process, wait for it.
@@ -265,7 +350,23 @@ fn process_main(
         crate::process::write_all_raw(fd, b"0");
     }
     nix::unistd::setsid().ctx(|| "setsid".into())?;
-    if let Some(sock) = fds.console_sock {
+    if let Some(out) = fds.output {
+        // SAFETY: prctl with integer arguments: a timed-out probe dies with its helper.
+        unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            )
+        };
+        if let Some(fd) = fds.stdin {
+            nix::unistd::dup2(fd, 0).ctx(|| "attaching stdin".into())?;
+        }
+        nix::unistd::dup2(out, 1).ctx(|| "attaching stdout".into())?;
+        nix::unistd::dup2(out, 2).ctx(|| "attaching stderr".into())?;
+    } else if let Some(sock) = fds.console_sock {
         crate::console::setup_in_container(sock, fds.winsize.as_ref())?;
     } else if let Some(fd) = fds.all_stdio {
         for target in 0..3 {

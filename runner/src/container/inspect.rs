@@ -15,7 +15,7 @@ pub fn to_json(c: &Container) -> Value {
     let cfg = c.config.as_ref();
     let spec = cfg.map(|c| &c.spec);
     let args: Vec<String> = spec.map(|s| s.process.args.clone()).unwrap_or_default();
-    let running = st.status == Status::Running;
+    let running = matches!(st.status, Status::Running | Status::Paused);
     let mounts: Vec<Value> = spec
         .map(|s| s.mounts.iter().filter_map(mount_json).collect())
         .unwrap_or_default();
@@ -31,7 +31,7 @@ pub fn to_json(c: &Container) -> Value {
         "State": {
             "Status": st.status.as_str(),
             "Running": running,
-            "Paused": false,
+            "Paused": st.status == Status::Paused,
             "Restarting": st.status == Status::Restarting,
             "OOMKilled": false,
             "Dead": false,
@@ -40,6 +40,7 @@ pub fn to_json(c: &Container) -> Value {
             "Error": st.error.clone().unwrap_or_default(),
             "StartedAt": rfc3339(st.started_at),
             "FinishedAt": rfc3339(st.finished_at),
+            "Health": st.health,
         },
         "Image": st.image_digest.clone().unwrap_or_default(),
         "ResolvConfPath": "",
@@ -62,6 +63,13 @@ pub fn to_json(c: &Container) -> Value {
             "Labels": cfg.map(|c| c.labels.clone()).unwrap_or_default(),
             "StopSignal": cfg.and_then(|c| c.stop_signal.clone()).unwrap_or_else(|| "SIGTERM".into()),
             "StopTimeout": cfg.and_then(|c| c.stop_timeout).unwrap_or(super::DEFAULT_STOP_TIMEOUT),
+            "Healthcheck": cfg.and_then(|c| c.health.as_ref()).map(|h| json!({
+                "Test": h.test,
+                "Interval": h.interval.as_nanos() as u64,
+                "Timeout": h.timeout.as_nanos() as u64,
+                "StartPeriod": h.start_period.as_nanos() as u64,
+                "Retries": h.retries,
+            })),
         },
         "HostConfig": {
             "NetworkMode": network,

@@ -98,10 +98,7 @@ pub fn diff(c: &Container) -> Result<BTreeMap<String, Change>, ContainerError> {
         }
         _ => Vec::new(),
     };
-    let stubs: Vec<String> = std::fs::read(c.dir.join("stubs.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let stubs = super::mount_stubs(c);
     let upper = c.dir.join("upper");
     let mut out = BTreeMap::new();
     let mut stack = vec![(upper.clone(), String::new())];
@@ -165,7 +162,7 @@ fn only_empty(p: &Path) -> bool {
 /// The host pids of every process in the running container's pid namespace.
 pub fn pids(c: &Container) -> Result<Vec<i32>, ContainerError> {
     let pid1 = match (c.state.status, c.state.pid) {
-        (Status::Running, Some(p)) => p,
+        (Status::Running | Status::Paused, Some(p)) => p,
         _ => return Err(ContainerError::NotRunning(c.display_name())),
     };
     let ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();

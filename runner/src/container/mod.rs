@@ -14,13 +14,18 @@
 //! never signalled. A monitor killed with SIGKILL takes the container down with it, and the
 //! next command that looks marks it exited ([`crate::state::reap_if_stale`]).
 
+pub mod attach;
 pub mod cp;
 pub mod exec;
+pub mod export;
+pub mod freezer;
+pub mod health;
 pub mod inspect;
 pub mod logs;
 pub mod manage;
 pub mod monitor;
 mod pidfd;
+pub mod stats;
 pub mod systemd;
 pub mod timefmt;
 mod tty;
@@ -66,10 +71,14 @@ pub enum ContainerError {
     Ambiguous(String, String),
     #[error("container {0} is not running")]
     NotRunning(String),
+    #[error("container {0} is paused: unpause it first")]
+    Paused(String),
+    #[error("container {0} is not paused")]
+    NotPaused(String),
     #[error("cannot remove container {0}: container is running: stop the container before removing or force remove (rm -f)")]
     Running(String),
-    #[error("container {0} was run in the foreground and has no saved configuration: it can't be started again (run a new one)")]
-    NotRestartable(String),
+    #[error("container {name} was run in the foreground: its configuration and output weren't saved, so it can't {action}; run a detached one (run -d)")]
+    Foreground { name: String, action: &'static str },
     #[error("{0}")]
     InvalidOption(String),
     /// The container's command failed to start; `exit_code` is Docker's (125/126/127).
@@ -106,6 +115,8 @@ impl ContainerError {
             ContainerError::StartFailed { exit_code, .. } => *exit_code,
             ContainerError::NotFound(_)
             | ContainerError::NotRunning(_)
+            | ContainerError::Paused(_)
+            | ContainerError::NotPaused(_)
             | ContainerError::Running(_) => 1,
             _ => crate::EXIT_RUNTIME_ERROR,
         }
@@ -133,6 +144,12 @@ pub struct ContainerConfig {
     /// `--restart`, applied by the monitor while it lives.
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// `--health-*` or the image's HEALTHCHECK, run by the monitor.
+    #[serde(default)]
+    pub health: Option<health::HealthConfig>,
+    /// `-i`: keep the container's stdin open for `attach` (a pipe the monitor holds).
+    #[serde(default)]
+    pub interactive: bool,
 }
 
 /// `--restart no|on-failure[:N]|always|unless-stopped`.
@@ -224,10 +241,20 @@ impl Container {
 
     /// Docker's STATUS column: "Up 3 seconds", "Exited (0) 2 minutes ago", "Created".
     pub fn status_text(&self, now_nanos: u64) -> String {
+        let health = match (self.state.is_live(), &self.state.health) {
+            (true, Some(h)) if h.status == "starting" => " (health: starting)".to_string(),
+            (true, Some(h)) => format!(" ({})", h.status),
+            _ => String::new(),
+        };
+        self.status_text_plain(now_nanos) + &health
+    }
+
+    fn status_text_plain(&self, now_nanos: u64) -> String {
         let ago = |t: u64| timefmt::human_duration(now_nanos.saturating_sub(t) / 1_000_000_000);
         match self.state.status {
             Status::Created => "Created".into(),
             Status::Running => format!("Up {}", ago(self.state.started_at)),
+            Status::Paused => format!("Up {} (Paused)", ago(self.state.started_at)),
             Status::Restarting => format!(
                 "Restarting ({}) {} ago",
                 self.state.exit_code.unwrap_or(0),
@@ -380,7 +407,10 @@ fn start_dir(dir: &Path) -> Result<(), ContainerError> {
         return Ok(());
     }
     if read_config(dir).is_none() {
-        return Err(ContainerError::NotRestartable(st.id));
+        return Err(ContainerError::Foreground {
+            name: st.name.clone().unwrap_or(st.id),
+            action: "be started again",
+        });
     }
     let report = spawn_monitor(dir, &st.id)?;
     match report {
@@ -401,6 +431,13 @@ fn start_dir(dir: &Path) -> Result<(), ContainerError> {
             st.error = None;
             st.restart_count = 0;
             st.stop_requested = false;
+            st.health = read_config(dir)
+                .and_then(|c| c.health)
+                .and_then(|h| h.command())
+                .map(|_| health::HealthState {
+                    status: "starting".into(),
+                    ..health::HealthState::default()
+                });
             state::write_state(dir, &st)?;
             systemd::write_pid_file(dir, monitor);
             Ok(())
@@ -525,9 +562,13 @@ pub fn kill(c: &Container, sig: Signal) -> Result<(), ContainerError> {
     let mut st = state::read_state(&c.dir).ok_or_else(|| not_found(&c.dir))?;
     let (pid1, _) = pin(&st);
     match pid1 {
-        Some(p) if st.status == Status::Running => {
+        Some(p) if matches!(st.status, Status::Running | Status::Paused) => {
             // Docker: a container killed by the user is not restarted by its policy.
             st.stop_requested = true;
+            if sig == Signal::SIGKILL {
+                // Frozen v1 tasks die only once thawed.
+                freezer::thaw(&st.id)?;
+            }
             state::write_state(&c.dir, &st)?;
             if p.signal(sig) {
                 Ok(())
@@ -560,6 +601,11 @@ pub fn stop(c: &Container, timeout: Option<u64>) -> Result<(), ContainerError> {
         }
         // The monitor reads this when the container ends: no restart after a manual stop.
         st.stop_requested = true;
+        if st.status == Status::Paused {
+            // Docker unpauses a paused container to stop it.
+            freezer::thaw(&st.id)?;
+            st.status = Status::Running;
+        }
         state::write_state(&c.dir, &st)?;
         st
     };
@@ -613,6 +659,7 @@ pub fn remove(c: &Container, force: bool) -> Result<(), ContainerError> {
             if !force {
                 return Err(ContainerError::Running(c.display_name()));
             }
+            freezer::thaw(&st.id)?;
             if let Some(p) = &pid1 {
                 p.signal(Signal::SIGKILL);
                 p.wait_exit(KILL_TIMEOUT);
@@ -644,7 +691,10 @@ pub fn print_logs(
     stderr: &mut dyn std::io::Write,
 ) -> Result<(), ContainerError> {
     if c.config.is_none() {
-        return Err(ContainerError::NotRestartable(c.display_name()));
+        return Err(ContainerError::Foreground {
+            name: c.display_name(),
+            action: "show logs",
+        });
     }
     let dir = c.dir.clone();
     let mut running = || load(&dir).map(|c| c.is_running()).unwrap_or(false);
@@ -769,4 +819,60 @@ pub fn ps(containers: &Path, all: bool, filters: &[Filter]) -> Vec<Container> {
     // Newest first, as Docker lists them.
     out.reverse();
     out
+}
+
+/// `pause`: freezes every process of a running container (the freezer cgroup).
+pub fn pause(c: &Container) -> Result<(), ContainerError> {
+    let _lock = state::lock(&c.dir)?;
+    let mut st = state::read_state(&c.dir).ok_or_else(|| not_found(&c.dir))?;
+    match st.status {
+        Status::Running => {}
+        Status::Paused => return Err(ContainerError::Paused(c.display_name())),
+        _ => return Err(ContainerError::NotRunning(c.display_name())),
+    }
+    let mut fresh = c.clone();
+    fresh.state = st.clone();
+    freezer::freeze(&fresh)?;
+    st.status = Status::Paused;
+    state::write_state(&c.dir, &st)?;
+    Ok(())
+}
+
+/// `unpause`: thaws a paused container.
+pub fn unpause(c: &Container) -> Result<(), ContainerError> {
+    let _lock = state::lock(&c.dir)?;
+    let mut st = state::read_state(&c.dir).ok_or_else(|| not_found(&c.dir))?;
+    if st.status != Status::Paused {
+        return Err(ContainerError::NotPaused(c.display_name()));
+    }
+    freezer::thaw(&st.id)?;
+    st.status = Status::Running;
+    state::write_state(&c.dir, &st)?;
+    Ok(())
+}
+
+/// Runs `f` with the container's processes frozen when it is running (and thaws it after; a
+/// paused or stopped container is left as it is): `commit` snapshots a writable layer nothing
+/// writes to meanwhile. The container's lock is held throughout.
+pub fn with_frozen<T>(c: &Container, f: impl FnOnce() -> T) -> Result<T, ContainerError> {
+    let _lock = state::lock(&c.dir)?;
+    let st = state::read_state(&c.dir).ok_or_else(|| not_found(&c.dir))?;
+    if st.status != Status::Running {
+        return Ok(f());
+    }
+    let mut fresh = c.clone();
+    fresh.state = st;
+    freezer::freeze(&fresh)?;
+    let out = f();
+    freezer::thaw(&fresh.state.id)?;
+    Ok(out)
+}
+
+/// The mount points the runner created in the container's writable layer (`/etc/hosts`, …),
+/// which `diff` and `commit` leave out.
+pub fn mount_stubs(c: &Container) -> Vec<String> {
+    std::fs::read(c.dir.join("stubs.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }

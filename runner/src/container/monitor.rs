@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use nix::sys::signal::{SigHandler, Signal};
 
+use super::attach::Hub;
+use super::health::Checker;
 use super::logs::{log_path, LogWriter};
 use super::ContainerConfig;
 use crate::process::Container;
@@ -59,7 +61,11 @@ pub fn run(dir: &Path) -> i32 {
     };
     let mut spec = config.spec.clone();
     spec.stdio = StdioSpec {
-        stdin: Stdio::Null,
+        stdin: if config.interactive {
+            Stdio::Piped
+        } else {
+            Stdio::Null
+        },
         stdout: Stdio::Piped,
         stderr: Stdio::Piped,
         terminal: config.tty,
@@ -79,6 +85,8 @@ pub fn run(dir: &Path) -> i32 {
         dir.join("stubs.json"),
         serde_json::to_vec(container.mount_stubs()).unwrap_or_default(),
     );
+    // Listening before the report: an `attach` right after `run -d` returns finds the socket.
+    let mut hub = super::attach::Hub::listen(dir);
     report(&format!("ok {pid} {}", state::start_time(pid).unwrap_or(0)));
     detach_stdio();
 
@@ -86,7 +94,15 @@ pub fn run(dir: &Path) -> i32 {
     let mut backoff = RESTART_DELAY_MIN;
     loop {
         let started = std::time::Instant::now();
-        let code = run_to_exit(&mut container, log.as_mut());
+        let mut checker = config.health.as_ref().and_then(super::health::Checker::new);
+        let code = run_to_exit(
+            &mut container,
+            log.as_mut(),
+            &spec.id,
+            dir,
+            checker.as_mut(),
+            hub.as_mut(),
+        );
         if started.elapsed() >= RESTART_RESET_AFTER {
             backoff = RESTART_DELAY_MIN;
         }
@@ -119,9 +135,16 @@ const RESTART_DELAY_MAX: Duration = Duration::from_secs(60);
 const RESTART_RESET_AFTER: Duration = Duration::from_secs(10);
 
 /// Copies the output into the log (if there is one) until the container exits; its exit code.
-fn run_to_exit(container: &mut Container, log: Option<&mut LogWriter>) -> i32 {
+fn run_to_exit(
+    container: &mut Container,
+    log: Option<&mut LogWriter>,
+    id: &str,
+    dir: &Path,
+    checker: Option<&mut Checker>,
+    hub: Option<&mut Hub>,
+) -> i32 {
     match log {
-        Some(log) => copy_output(container, log),
+        Some(log) => copy_output(container, log, dir, checker, hub),
         // No log file: the container still runs, its output is dropped.
         None => {
             drop(container.take_stdout());
@@ -129,10 +152,13 @@ fn run_to_exit(container: &mut Container, log: Option<&mut LogWriter>) -> i32 {
             drop(container.take_pty_master());
         }
     }
-    container
+    let code = container
         .wait()
         .map(|s| s.code())
-        .unwrap_or(crate::EXIT_RUNTIME_ERROR)
+        .unwrap_or(crate::EXIT_RUNTIME_ERROR);
+    // A freezer cgroup made by `pause` outlives nothing.
+    super::freezer::remove(id);
+    code
 }
 
 /// Sleeps `delay` in short slices; false as soon as the container is stopped or removed.
@@ -221,10 +247,23 @@ fn detach_stdio() {
 
 /// Copies stdout (stream 0) and stderr (stream 1) into the log until the container exits and
 /// the pipes are drained.
-fn copy_output(container: &mut Container, log: &mut LogWriter) {
+fn copy_output(
+    container: &mut Container,
+    log: &mut LogWriter,
+    dir: &Path,
+    mut checker: Option<&mut Checker>,
+    mut hub: Option<&mut Hub>,
+) {
     let mut sources: Vec<(RawFd, usize, Box<dyn AsRawFd>)> = Vec::new();
+    // Where attached clients' input goes: the pty, or the stdin pipe with -i.
+    let mut input: Option<RawFd> = None;
+    let stdin_pipe = container.take_stdin();
     if let Some(m) = container.take_pty_master() {
+        input = Some(m.as_raw_fd());
         sources.push((m.as_raw_fd(), 0, Box::new(m)));
+    }
+    if let Some(p) = &stdin_pipe {
+        input = Some(p.as_raw_fd());
     }
     if let Some(f) = container.take_stdout() {
         sources.push((f.as_raw_fd(), 0, Box::new(f)));
@@ -251,9 +290,22 @@ fn copy_output(container: &mut Container, log: &mut LogWriter) {
                 revents: 0,
             });
         }
+        let hub_start = fds.len();
+        if let (Some(h), false) = (hub.as_deref(), exited) {
+            fds.extend(h.poll_fds().into_iter().map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            }));
+        }
         // After the exit, only drain what is buffered (processes of the pid namespace are gone,
         // but a pty may never report EOF): poll without blocking.
-        let timeout = if exited { 0 } else { -1 };
+        let timeout = match (&checker, exited) {
+            (_, true) => 0,
+            // Wake for the next healthcheck probe.
+            (Some(c), false) => c.due_in().as_millis().min(i32::MAX as u128) as i32,
+            (None, false) => -1,
+        };
         // SAFETY: a valid array of pollfd.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
         if n < 0 {
@@ -262,7 +314,16 @@ fn copy_output(container: &mut Container, log: &mut LogWriter) {
         if n == 0 && exited {
             break;
         }
-        if !exited && fds.last().is_some_and(|p| p.revents != 0) {
+        if let Some(c) = checker.as_deref_mut() {
+            if !exited && c.due_in().is_zero() {
+                c.run(dir);
+            }
+        }
+        if let (Some(h), false) = (hub.as_deref_mut(), exited) {
+            let ready: Vec<bool> = fds[hub_start..].iter().map(|p| p.revents != 0).collect();
+            h.handle(&ready, input, &mut buf);
+        }
+        if !exited && fds.get(sources.len()).is_some_and(|p| p.revents != 0) {
             exited = true;
         }
         let mut closed = Vec::new();
@@ -272,7 +333,12 @@ fn copy_output(container: &mut Container, log: &mut LogWriter) {
             }
             match nix::unistd::read(*fd, &mut buf) {
                 Ok(0) | Err(_) => closed.push(i),
-                Ok(n) => log.push(*stream, &buf[..n]),
+                Ok(n) => {
+                    log.push(*stream, &buf[..n]);
+                    if let Some(h) = hub.as_deref_mut() {
+                        h.broadcast(&buf[..n]);
+                    }
+                }
             }
         }
         for i in closed.into_iter().rev() {

@@ -64,8 +64,8 @@ pub fn parse_time_filter(s: &str, now_nanos: u64) -> Result<u64, ContainerError>
     Ok(now_nanos.saturating_sub(d))
 }
 
-/// Go's `time.ParseDuration` for non-negative values, in nanoseconds.
-fn parse_go_duration(s: &str) -> Option<u64> {
+/// Go's `time.ParseDuration` for non-negative values, in nanoseconds (`30s`, `1m30s`).
+pub fn parse_go_duration(s: &str) -> Option<u64> {
     let mut rest = s;
     let mut total: f64 = 0.0;
     if rest.is_empty() {

@@ -6,7 +6,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::sys::termios;
 
-struct RawMode(termios::Termios);
+/// The terminal's settings before raw mode; restored on drop.
+pub struct RawMode(termios::Termios);
 
 impl Drop for RawMode {
     fn drop(&mut self) {
@@ -14,7 +15,8 @@ impl Drop for RawMode {
     }
 }
 
-fn raw_mode() -> Option<RawMode> {
+/// Puts stdin's terminal in raw mode (`None` when stdin is not a terminal).
+pub fn raw_mode() -> Option<RawMode> {
     if !nix::unistd::isatty(0).unwrap_or(false) {
         return None;
     }
@@ -23,21 +25,6 @@ fn raw_mode() -> Option<RawMode> {
     termios::cfmakeraw(&mut raw);
     termios::tcsetattr(std::io::stdin(), termios::SetArg::TCSANOW, &raw).ok()?;
     Some(RawMode(orig))
-}
-
-fn write_all(fd: i32, mut data: &[u8]) -> bool {
-    while !data.is_empty() {
-        // SAFETY: writing a valid buffer to an fd we hold.
-        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if n <= 0 {
-            if n < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
-                continue;
-            }
-            return false;
-        }
-        data = &data[n as usize..];
-    }
-    true
 }
 
 /// Copies until the pty's last user is gone (read of the master gives EIO or EOF).
@@ -68,7 +55,7 @@ pub fn copy_until_exit(master: &OwnedFd, stdin: bool) {
             match nix::unistd::read(m, &mut buf) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    write_all(1, &buf[..n]);
+                    crate::process::write_all_raw(1, &buf[..n]);
                 }
             }
         }
@@ -76,7 +63,7 @@ pub fn copy_until_exit(master: &OwnedFd, stdin: bool) {
             match nix::unistd::read(0, &mut buf) {
                 Ok(0) | Err(_) => stdin_open = false,
                 Ok(n) => {
-                    write_all(m, &buf[..n]);
+                    crate::process::write_all_raw(m, &buf[..n]);
                 }
             }
         }
