@@ -1339,3 +1339,169 @@ fn a_foreground_container_is_listed_and_removable_but_not_restartable() {
     assert_eq!(env.ok(&["rm", "fg"]), "fg\n");
     assert_eq!(env.ok(&["ps", "-aq"]), "");
 }
+
+/// `strata run ARGS…` on a real pty (stdin, stdout and stderr the slave), the master's output
+/// collected on a thread; the child is killed on drop if it is still running.
+struct OnPty {
+    child: std::process::Child,
+    master: std::fs::File,
+    out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl OnPty {
+    fn run(env: &Env, args: &[&str]) -> OnPty {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let (mut master, mut slave) = (0, 0);
+        // SAFETY: openpty fills two fds; they are owned right after.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "openpty");
+        // SAFETY: both fds were just returned by openpty and are owned by nothing else.
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let child = Command::new(STRATA)
+            .arg("--root")
+            .arg(env.store.root())
+            .arg("run")
+            .args(args)
+            .stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave))
+            .spawn()
+            .unwrap();
+        let master = std::fs::File::from(master);
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut reader = master.try_clone().unwrap();
+        let sink = out.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            // Ends on EIO once every slave fd is closed.
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        OnPty { child, master, out }
+    }
+    fn send(&mut self, data: &[u8]) {
+        use std::io::Write;
+        self.master.write_all(data).unwrap();
+    }
+    fn wait_for(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let got = String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned();
+            if got.contains(needle) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the terminal never showed {needle:?}: {got:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    /// Waits (bounded) for `strata run` to exit; its exit code.
+    fn exit_code(&mut self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code().unwrap_or(-1);
+            }
+            let got = String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned();
+            assert!(Instant::now() < deadline, "strata run did not end: {got:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for OnPty {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The command line of a live process, NULs as spaces.
+fn cmdline(pid: i64) -> String {
+    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+        .replace('\0', " ")
+}
+
+#[test]
+fn run_it_detaches_and_attach_gets_back() {
+    let env = Env::new();
+    // ctrl-p ctrl-q: `run -it` returns 0, the shell goes on under a monitor like run -d's.
+    let mut t = OnPty::run(&env, &["-it", "--name", "it", "busybox", "sh"]);
+    t.send(b"echo typed-$((40+2))\n");
+    t.wait_for("typed-42");
+    t.send(&[0x10, 0x11]);
+    assert_eq!(t.exit_code(), 0);
+    let st = env.inspect("it");
+    assert_eq!(st["State"]["Status"], "running");
+    let id = st["Id"].as_str().unwrap().to_string();
+    let owner = env.state(&id)["owner_pid"].as_i64().unwrap();
+    assert!(alive(owner), "the monitor {owner} runs");
+    assert!(
+        cmdline(owner).contains("__container-monitor"),
+        "{}",
+        cmdline(owner)
+    );
+    // The shell's output also went to the log, as a detached container's does.
+    assert!(env.ok(&["logs", "it"]).contains("typed-42"));
+    // attach gets back to the same shell: its state is still there.
+    let mut a = Attached::new(&env, "it");
+    std::thread::sleep(Duration::from_millis(300));
+    a.send(b"echo again-$((6*7))\nexit 5\n");
+    a.wait_for("again-42");
+    assert_eq!(a.exit_code(), 5);
+    assert_eq!(env.inspect("it")["State"]["ExitCode"], 5);
+
+    // Ending the shell from `run -it` returns its exit code; with --rm nothing is left.
+    let mut t = OnPty::run(&env, &["-it", "--rm", "--name", "gone", "busybox", "sh"]);
+    t.send(b"exit 6\n");
+    assert_eq!(t.exit_code(), 6);
+    assert_eq!(env.ok(&["ps", "-aq", "--filter", "name=gone"]), "");
+
+    // --detach-keys, with --rm: detached, it runs on; when it ends later it is removed.
+    let mut t = OnPty::run(
+        &env,
+        &[
+            "-it",
+            "--rm",
+            "--detach-keys",
+            "ctrl-a,x",
+            "--name",
+            "keys",
+            "busybox",
+            "sh",
+        ],
+    );
+    t.send(b"echo k-$((1+1))\n");
+    t.wait_for("k-2");
+    t.send(b"\x01x");
+    assert_eq!(t.exit_code(), 0);
+    assert_eq!(env.inspect("keys")["State"]["Status"], "running");
+    let mut a = Attached::new(&env, "keys");
+    std::thread::sleep(Duration::from_millis(300));
+    a.send(b"exit 3\n");
+    assert_eq!(a.exit_code(), 3);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !env.ok(&["ps", "-aq", "--filter", "name=keys"]).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "--rm container kept after it ended"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

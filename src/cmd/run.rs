@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
+use strata_runner::container;
 use strata_runner::state::{self, ContainerDir};
 use strata_runner::{
     AttachOptions, ContainerSpec, MountSpec, NetworkMode, OverlayUpper, ProcessSpec,
@@ -76,6 +77,9 @@ pub struct Args {
     /// Allocate a pseudo-terminal.
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// The key sequence that detaches `run -it` (Docker's form; default ctrl-p,ctrl-q).
+    #[arg(long = "detach-keys", value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     /// Image name, digest or id prefix.
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -126,6 +130,14 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         }
     }
     let detached = a.container.validate()?;
+    // `run -it` runs under a monitor, as `run -d`, with this command attached: the detach keys
+    // leave the container running, as Docker's do.
+    let attach_keys = match (&a.detach_keys, a.interactive && a.tty && !a.detach) {
+        (Some(k), true) => Some(container::attach::parse_detach_keys(k)?),
+        (None, true) => Some(container::attach::DETACH_KEYS.to_vec()),
+        (Some(_), false) => bail!("--detach-keys needs -i and -t (run -it), or use it with attach"),
+        (None, false) => None,
+    };
     let mut file_env = Vec::new();
     for f in &a.env_file {
         file_env.extend(read_env_file(f)?);
@@ -249,7 +261,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             },
             security: SecuritySpec::default(),
         };
-        if a.detach {
+        if a.detach || attach_keys.is_some() {
             detach_spec = Some(spec);
             return Ok(0);
         }
@@ -270,7 +282,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         }
     })();
     if let (Ok(_), Some(spec)) = (&result, detach_spec) {
-        return super::run_detached::run(a, detached, cdir, spec, cfg);
+        return super::run_detached::run(a, detached, cdir, spec, cfg, attach_keys);
     }
     let exit_code = match &result {
         Ok(code) => *code,
