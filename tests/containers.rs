@@ -1505,3 +1505,72 @@ fn run_it_detaches_and_attach_gets_back() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn run_a_attaches_only_the_named_streams() {
+    let env = Env::new();
+    let script = "echo out; echo err >&2; exit 3";
+    // -a stdout: stderr is not attached.
+    let o = env.strata(&["run", "-a", "stdout", "busybox", "sh", "-c", script]);
+    assert_eq!(
+        (code(&o), stdout(&o), stderr(&o)),
+        (3, "out\n".into(), String::new())
+    );
+    // -a STDERR (Docker's names are case-insensitive): stdout is not attached.
+    let o = env.strata(&["run", "-a", "STDERR", "busybox", "sh", "-c", script]);
+    assert_eq!(
+        (code(&o), stdout(&o), stderr(&o)),
+        (3, String::new(), "err\n".into())
+    );
+    // Both named: both attached, as without -a.
+    let o = env.strata(&[
+        "run", "-a", "stdout", "-a", "stderr", "busybox", "sh", "-c", script,
+    ]);
+    assert_eq!(
+        (code(&o), stdout(&o), stderr(&o)),
+        (3, "out\n".into(), "err\n".into())
+    );
+    // -i -a stdin: the input reaches the command, its output is not attached, and the
+    // container's id is printed as Docker does when neither stdout nor stderr is attached.
+    let mut child = Command::new(STRATA)
+        .arg("--root")
+        .arg(env.store.root())
+        .args([
+            "run", "-i", "-a", "stdin", "--name", "in", "busybox", "sh", "-c",
+        ])
+        .arg("read l; echo got-$l; exit ${#l}")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"hello\n").unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    let id = env.inspect("in")["Id"].as_str().unwrap().to_string();
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("{id}\n"));
+    // -a with -d is refused (Docker's conflict), and nothing is created.
+    let o = env.strata(&["run", "-d", "-a", "stdout", "busybox", "true"]);
+    assert_eq!(code(&o), 125);
+    assert!(
+        stderr(&o).contains("--attach") && stderr(&o).contains("--detach"),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.strata(&["run", "-a", "stdlog", "busybox", "true"]);
+    assert_eq!(code(&o), 125);
+    assert!(
+        stderr(&o).contains("stdin, stdout or stderr"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        env.ok(&["ps", "-aq"]).lines().count(),
+        4,
+        "only the four runs are kept"
+    );
+}

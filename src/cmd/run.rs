@@ -77,6 +77,9 @@ pub struct Args {
     /// Allocate a pseudo-terminal.
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// Attach only these streams (`stdin`, `stdout`, `stderr`; repeatable; not with `-d`).
+    #[arg(short = 'a', long = "attach", value_name = "STREAM")]
+    pub attach: Vec<String>,
     /// The key sequence that detaches `run -it` (Docker's form; default ctrl-p,ctrl-q).
     #[arg(long = "detach-keys", value_name = "KEYS")]
     pub detach_keys: Option<String>,
@@ -130,6 +133,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         }
     }
     let detached = a.container.validate()?;
+    let streams = Attached::parse(a)?;
     // `run -it` runs under a monitor, as `run -d`, with this command attached: the detach keys
     // leave the container running, as Docker's do.
     let attach_keys = match (&a.detach_keys, a.interactive && a.tty && !a.detach) {
@@ -255,8 +259,8 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
                 } else {
                     Stdio::Null
                 },
-                stdout: Stdio::Inherit,
-                stderr: Stdio::Inherit,
+                stdout: Attached::stdio(streams.stdout),
+                stderr: Attached::stdio(streams.stderr),
                 terminal: a.tty,
             },
             security: SecuritySpec::default(),
@@ -264,6 +268,10 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         if a.detach || attach_keys.is_some() {
             detach_spec = Some(spec);
             return Ok(0);
+        }
+        if !streams.stdout && !streams.stderr {
+            // Docker prints the id when no output is attached (`run -a stdin`).
+            println!("{id}");
         }
         let opts = AttachOptions {
             stop_signal: cfg
@@ -292,6 +300,51 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         eprintln!("strata: warning: {e}");
     }
     result.map(|code| ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// Which of the container's output streams `run` (in the foreground) shows: `-a` names them
+/// (Docker's `--attach`), both without it. Stdin is the container's only with `-i` (Docker's
+/// OpenStdin: `-a stdin` alone attaches a stdin the container doesn't have).
+struct Attached {
+    stdout: bool,
+    stderr: bool,
+}
+
+impl Attached {
+    fn parse(a: &Args) -> Result<Attached> {
+        if a.attach.is_empty() {
+            return Ok(Attached {
+                stdout: true,
+                stderr: true,
+            });
+        }
+        if a.detach {
+            bail!("conflicting options: cannot specify both --attach and --detach");
+        }
+        let mut streams = Attached {
+            stdout: false,
+            stderr: false,
+        };
+        for s in &a.attach {
+            match s.to_ascii_lowercase().as_str() {
+                "stdin" => {}
+                "stdout" => streams.stdout = true,
+                "stderr" => streams.stderr = true,
+                _ => bail!("invalid argument {s:?} for \"-a, --attach\": valid streams are stdin, stdout or stderr"),
+            }
+        }
+        Ok(streams)
+    }
+
+    /// Where an output stream goes: the terminal of `strata run` when attached, else nowhere
+    /// (a foreground container keeps no log).
+    fn stdio(attached: bool) -> Stdio {
+        if attached {
+            Stdio::Inherit
+        } else {
+            Stdio::Null
+        }
+    }
 }
 
 /// Docker's Entrypoint/Cmd rules: `--entrypoint` replaces the image's Entrypoint and resets its
