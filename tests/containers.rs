@@ -886,11 +886,14 @@ fn cp_both_ways_stays_inside_the_container() {
         "host secret\n"
     );
     let _ = o;
-    // A stopped container: refused with a clear error.
+    // A stopped container: read from its layers (see cp_and_export_of_a_stopped_container).
     env.ok(&["stop", "-t", "1", "files"]);
-    let o = env.strata(&["cp", "files:/data", dst.to_str().unwrap()]);
-    assert_eq!(code(&o), 1);
-    assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
+    let again = env.store.tmp.path().join("again");
+    env.ok(&["cp", "files:/data", again.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(again.join("renamed")).unwrap(),
+        "1\n"
+    );
 }
 
 #[test]
@@ -1573,4 +1576,90 @@ fn run_a_attaches_only_the_named_streams() {
         4,
         "only the four runs are kept"
     );
+}
+
+/// The mounts of this process's namespace that name `needle` (none may be left behind).
+fn mounts_naming(needle: &str) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn cp_and_export_of_a_stopped_container() {
+    let env = Env::new();
+    let host = env.store.tmp.path().join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("secret"), "host secret\n").unwrap();
+    let h = host.display().to_string();
+    let id = env.run_d(&[
+        "--name",
+        "st",
+        "busybox",
+        "sh",
+        "-c",
+        &format!(
+            "mkdir -p /data/sub && echo hello > /data/a && echo deep > /data/sub/b && \
+             ln -s {h}/secret /data/abs && ln -s {h} /out && rm /bin/vi && exit 0"
+        ),
+    ]);
+    assert_eq!(env.ok(&["wait", "st"]), "0\n");
+    // Out: the writable layer over the image's layers.
+    let dst = env.store.tmp.path().join("copied");
+    env.ok(&["cp", "st:/data", dst.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(dst.join("a")).unwrap(), "hello\n");
+    assert_eq!(
+        std::fs::read_to_string(dst.join("sub/b")).unwrap(),
+        "deep\n"
+    );
+    assert!(std::fs::symlink_metadata(dst.join("abs"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let bb = env.store.tmp.path().join("busybox");
+    env.ok(&["cp", "st:/bin/busybox", bb.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(&bb).unwrap(),
+        std::fs::read("/bin/busybox").unwrap()
+    );
+    // A file the container deleted is gone (its whiteout hides the image's).
+    let o = env.strata(&[
+        "cp",
+        "st:/bin/vi",
+        env.store.tmp.path().join("vi").to_str().unwrap(),
+    ]);
+    assert_ne!(code(&o), 0, "deleted /bin/vi was copied");
+    // Symlinks resolve inside the container's root, never on the host.
+    let w = env.store.tmp.path().join("w");
+    let o = env.strata(&["cp", "st:/out/secret", w.to_str().unwrap()]);
+    assert_ne!(code(&o), 0);
+    assert!(
+        !w.exists(),
+        "cp read a host file through a container symlink"
+    );
+    // In: lands in the writable layer; through /out -> host dir it stays in the container.
+    let one = env.store.tmp.path().join("one");
+    std::fs::write(&one, "1\n").unwrap();
+    env.ok(&["cp", one.to_str().unwrap(), "st:/data/in"]);
+    let _ = env.strata(&["cp", one.to_str().unwrap(), "st:/out/planted"]);
+    assert!(!host.join("planted").exists(), "cp wrote onto the host");
+    assert_eq!(
+        std::fs::read_to_string(env.dir(&id).join("upper/data/in")).unwrap(),
+        "1\n"
+    );
+    // export: the same view as a tar.
+    let tar = env.store.tmp.path().join("st.tar");
+    env.ok(&["export", "st", "-o", tar.to_str().unwrap()]);
+    let list = stdout(&Command::new("tar").arg("-tvf").arg(&tar).output().unwrap());
+    assert!(list.lines().any(|l| l.ends_with(" data/in")), "{list}");
+    assert!(list.lines().any(|l| l.ends_with(" bin/busybox")), "{list}");
+    assert!(!list.lines().any(|l| l.ends_with(" bin/vi")), "{list}");
+    // Nothing stays mounted, and the container starts again on the same layer.
+    assert_eq!(mounts_naming(&id), Vec::<String>::new());
+    env.ok(&["start", "st"]);
+    // Its command runs again on the kept layer: `ln -s` finds /data/abs there and fails.
+    assert_eq!(env.ok(&["wait", "st"]), "1\n");
 }

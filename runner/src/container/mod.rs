@@ -96,6 +96,8 @@ pub enum ContainerError {
         "container config {path}: {message}; the directory is damaged, remove it with strata rm -f"
     )]
     Config { path: PathBuf, message: String },
+    #[error("mounting the layers of stopped container {name}: {message}; check that its image's layers are still in the store, or start the container")]
+    LayerMount { name: String, message: String },
     #[error(transparent)]
     Runner(#[from] RunnerError),
 }
