@@ -1663,3 +1663,47 @@ fn cp_and_export_of_a_stopped_container() {
     // Its command runs again on the kept layer: `ln -s` finds /data/abs there and fails.
     assert_eq!(env.ok(&["wait", "st"]), "1\n");
 }
+
+/// Whether `pid` is in the container `id`'s freezer cgroup (where `pause` moves it).
+fn in_freezer_cgroup(pid: i64, id: &str) -> bool {
+    let want = format!(":freezer:/strata/{id}");
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap()
+        .lines()
+        .any(|l| l.ends_with(&want))
+}
+
+#[test]
+fn commit_pause_false_leaves_the_container_running_unfrozen() {
+    let env = Env::new();
+    let id = env.run_d(&[
+        "--name",
+        "live",
+        "busybox",
+        "sh",
+        "-c",
+        "echo made > /made; while true; do date > /srv/t; usleep 20000; done",
+    ]);
+    env.wait_status("live", "Up");
+    std::thread::sleep(Duration::from_millis(300));
+    let pid1 = env.state(&id)["pid"].as_i64().unwrap();
+    let img = env.ok(&["commit", "--pause=false", "live", "nopause:1"]);
+    assert!(img.trim().starts_with("sha256:"), "{img}");
+    // Never moved into the freezer: the commit didn't pause it.
+    assert!(
+        !in_freezer_cgroup(pid1, &id),
+        "--pause=false paused the container"
+    );
+    assert_eq!(env.inspect("live")["State"]["Status"], "running");
+    let o = env.store.run(&["--rm", "nopause:1", "cat", "/made"]);
+    assert_eq!(stdout(&o), "made\n", "{}", stderr(&o));
+    // The default pauses (the same check sees it), as does an explicit --pause=true.
+    env.ok(&["commit", "live", "paused:1"]);
+    assert!(
+        in_freezer_cgroup(pid1, &id),
+        "the default commit did not pause"
+    );
+    env.ok(&["commit", "--pause=true", "live", "paused:2"]);
+    let o = env.strata(&["commit", "--pause=maybe", "live", "x:1"]);
+    assert_ne!(code(&o), 0);
+}
