@@ -1707,3 +1707,48 @@ fn commit_pause_false_leaves_the_container_running_unfrozen() {
     let o = env.strata(&["commit", "--pause=maybe", "live", "x:1"]);
     assert_ne!(code(&o), 0);
 }
+
+#[test]
+fn an_image_healthcheck_from_strata_build_shows_in_ps_and_inspect() {
+    let env = Env::new();
+    let ctx = env.store.tmp.path().join("hc-ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:latest\n\
+         HEALTHCHECK --interval=200ms --timeout=3s --retries=2 CMD test -e /tmp/ok && echo image-check\n\
+         CMD [\"sh\", \"-c\", \"touch /tmp/ok; exec sleep 1000\"]\n",
+    )
+    .unwrap();
+    env.ok(&[
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "hc-img:1",
+        ctx.to_str().unwrap(),
+    ]);
+    env.run_d(&["--name", "imghc", "hc-img:1"]);
+    let v = until(&env, "imghc", "healthy", |v| {
+        v["State"]["Health"]["Status"] == "healthy"
+    });
+    // The check is the image's, with its options.
+    assert_eq!(
+        v["Config"]["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "test -e /tmp/ok && echo image-check"])
+    );
+    let log = v["State"]["Health"]["Log"].as_array().unwrap();
+    assert_eq!(log.last().unwrap()["Output"], "image-check\n");
+    let ps = |env: &Env| env.ok(&["ps", "--filter", "name=imghc", "--format", "{{.Status}}"]);
+    assert!(ps(&env).contains("(healthy)"), "{}", ps(&env));
+    // Two failures in a row (the image's --retries=2) make it unhealthy.
+    env.ok(&["exec", "imghc", "rm", "/tmp/ok"]);
+    let v = until(&env, "imghc", "unhealthy", |v| {
+        v["State"]["Health"]["Status"] == "unhealthy"
+    });
+    assert!(v["State"]["Health"]["FailingStreak"].as_u64().unwrap() >= 2);
+    assert!(ps(&env).contains("(unhealthy)"), "{}", ps(&env));
+    // --no-healthcheck turns the image's off.
+    env.run_d(&["--name", "nohc", "--no-healthcheck", "hc-img:1"]);
+    assert!(env.inspect("nohc")["State"]["Health"].is_null());
+}
