@@ -8,7 +8,9 @@
 //!    points its own stdio at /dev/null;
 //! 4. copies the container's output into the log until the container exits;
 //! 5. records the exit code and time in `state` under the container's lock (or removes the
-//!    container with `--rm`) and exits.
+//!    container with `--rm`, once attached clients have read the exit code) and exits.
+//!
+//! For `run -it` it first waits (bounded) for that command to attach, so no output is lost.
 //!
 //! It takes no input but its container's output pipes: commands reach the container through the
 //! pids recorded in `state`, never through the monitor.
