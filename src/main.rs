@@ -108,7 +108,7 @@ pub enum Command {
     Commit(cmd::commit::Args),
     /// Attach the terminal to a running container (detach with ctrl-p ctrl-q).
     Attach(cmd::attach::Args),
-    /// Copy files between a running container and the host.
+    /// Copy files between a container (running or stopped) and the host.
     Cp(cmd::cp::Args),
     /// Generate files for other tools (`generate systemd CONTAINER`).
     Generate(cmd::generate::Args),

@@ -886,11 +886,14 @@ fn cp_both_ways_stays_inside_the_container() {
         "host secret\n"
     );
     let _ = o;
-    // A stopped container: refused with a clear error.
+    // A stopped container: read from its layers (see cp_and_export_of_a_stopped_container).
     env.ok(&["stop", "-t", "1", "files"]);
-    let o = env.strata(&["cp", "files:/data", dst.to_str().unwrap()]);
-    assert_eq!(code(&o), 1);
-    assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
+    let again = env.store.tmp.path().join("again");
+    env.ok(&["cp", "files:/data", again.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(again.join("renamed")).unwrap(),
+        "1\n"
+    );
 }
 
 #[test]
@@ -1338,4 +1341,414 @@ fn a_foreground_container_is_listed_and_removable_but_not_restartable() {
     }
     assert_eq!(env.ok(&["rm", "fg"]), "fg\n");
     assert_eq!(env.ok(&["ps", "-aq"]), "");
+}
+
+/// `strata run ARGS…` on a real pty (stdin, stdout and stderr the slave), the master's output
+/// collected on a thread; the child is killed on drop if it is still running.
+struct OnPty {
+    child: std::process::Child,
+    master: std::fs::File,
+    out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl OnPty {
+    fn run(env: &Env, args: &[&str]) -> OnPty {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let (mut master, mut slave) = (0, 0);
+        // SAFETY: openpty fills two fds; they are owned right after.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "openpty");
+        // SAFETY: both fds were just returned by openpty and are owned by nothing else.
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let child = Command::new(STRATA)
+            .arg("--root")
+            .arg(env.store.root())
+            .arg("run")
+            .args(args)
+            .stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave))
+            .spawn()
+            .unwrap();
+        let master = std::fs::File::from(master);
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut reader = master.try_clone().unwrap();
+        let sink = out.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            // Ends on EIO once every slave fd is closed.
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        OnPty { child, master, out }
+    }
+    fn send(&mut self, data: &[u8]) {
+        use std::io::Write;
+        self.master.write_all(data).unwrap();
+    }
+    fn wait_for(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let got = String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned();
+            if got.contains(needle) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the terminal never showed {needle:?}: {got:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    /// Waits (bounded) for `strata run` to exit; its exit code.
+    fn exit_code(&mut self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code().unwrap_or(-1);
+            }
+            let got = String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned();
+            assert!(Instant::now() < deadline, "strata run did not end: {got:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for OnPty {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The command line of a live process, NULs as spaces.
+fn cmdline(pid: i64) -> String {
+    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+        .replace('\0', " ")
+}
+
+#[test]
+fn run_it_detaches_and_attach_gets_back() {
+    let env = Env::new();
+    // ctrl-p ctrl-q: `run -it` returns 0, the shell goes on under a monitor like run -d's.
+    let mut t = OnPty::run(&env, &["-it", "--name", "it", "busybox", "sh"]);
+    t.send(b"echo typed-$((40+2))\n");
+    t.wait_for("typed-42");
+    t.send(&[0x10, 0x11]);
+    assert_eq!(t.exit_code(), 0);
+    let st = env.inspect("it");
+    assert_eq!(st["State"]["Status"], "running");
+    let id = st["Id"].as_str().unwrap().to_string();
+    let owner = env.state(&id)["owner_pid"].as_i64().unwrap();
+    assert!(alive(owner), "the monitor {owner} runs");
+    assert!(
+        cmdline(owner).contains("__container-monitor"),
+        "{}",
+        cmdline(owner)
+    );
+    // The shell's output also went to the log, as a detached container's does.
+    assert!(env.ok(&["logs", "it"]).contains("typed-42"));
+    // attach gets back to the same shell: its state is still there.
+    let mut a = Attached::new(&env, "it");
+    std::thread::sleep(Duration::from_millis(300));
+    a.send(b"echo again-$((6*7))\nexit 5\n");
+    a.wait_for("again-42");
+    assert_eq!(a.exit_code(), 5);
+    assert_eq!(env.inspect("it")["State"]["ExitCode"], 5);
+
+    // Ending the shell from `run -it` returns its exit code; with --rm nothing is left.
+    let mut t = OnPty::run(&env, &["-it", "--rm", "--name", "gone", "busybox", "sh"]);
+    t.send(b"exit 6\n");
+    assert_eq!(t.exit_code(), 6);
+    assert_eq!(env.ok(&["ps", "-aq", "--filter", "name=gone"]), "");
+
+    // --detach-keys, with --rm: detached, it runs on; when it ends later it is removed.
+    let mut t = OnPty::run(
+        &env,
+        &[
+            "-it",
+            "--rm",
+            "--detach-keys",
+            "ctrl-a,x",
+            "--name",
+            "keys",
+            "busybox",
+            "sh",
+        ],
+    );
+    t.send(b"echo k-$((1+1))\n");
+    t.wait_for("k-2");
+    t.send(b"\x01x");
+    assert_eq!(t.exit_code(), 0);
+    assert_eq!(env.inspect("keys")["State"]["Status"], "running");
+    let mut a = Attached::new(&env, "keys");
+    std::thread::sleep(Duration::from_millis(300));
+    a.send(b"exit 3\n");
+    assert_eq!(a.exit_code(), 3);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !env.ok(&["ps", "-aq", "--filter", "name=keys"]).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "--rm container kept after it ended"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn run_a_attaches_only_the_named_streams() {
+    let env = Env::new();
+    let script = "echo out; echo err >&2; exit 3";
+    // -a stdout: stderr is not attached.
+    let o = env.strata(&["run", "-a", "stdout", "busybox", "sh", "-c", script]);
+    assert_eq!(
+        (code(&o), stdout(&o), stderr(&o)),
+        (3, "out\n".into(), String::new())
+    );
+    // -a STDERR (Docker's names are case-insensitive): stdout is not attached.
+    let o = env.strata(&["run", "-a", "STDERR", "busybox", "sh", "-c", script]);
+    assert_eq!(
+        (code(&o), stdout(&o), stderr(&o)),
+        (3, String::new(), "err\n".into())
+    );
+    // Both named: both attached, as without -a.
+    let o = env.strata(&[
+        "run", "-a", "stdout", "-a", "stderr", "busybox", "sh", "-c", script,
+    ]);
+    assert_eq!(
+        (code(&o), stdout(&o), stderr(&o)),
+        (3, "out\n".into(), "err\n".into())
+    );
+    // -i -a stdin: the input reaches the command, its output is not attached, and the
+    // container's id is printed as Docker does when neither stdout nor stderr is attached.
+    let mut child = Command::new(STRATA)
+        .arg("--root")
+        .arg(env.store.root())
+        .args([
+            "run", "-i", "-a", "stdin", "--name", "in", "busybox", "sh", "-c",
+        ])
+        .arg("read l; echo got-$l; exit ${#l}")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"hello\n").unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    let id = env.inspect("in")["Id"].as_str().unwrap().to_string();
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("{id}\n"));
+    // -a with -d is refused (Docker's conflict), and nothing is created.
+    let o = env.strata(&["run", "-d", "-a", "stdout", "busybox", "true"]);
+    assert_eq!(code(&o), 125);
+    assert!(
+        stderr(&o).contains("--attach") && stderr(&o).contains("--detach"),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.strata(&["run", "-a", "stdlog", "busybox", "true"]);
+    assert_eq!(code(&o), 125);
+    assert!(
+        stderr(&o).contains("stdin, stdout or stderr"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        env.ok(&["ps", "-aq"]).lines().count(),
+        4,
+        "only the four runs are kept"
+    );
+}
+
+/// The mounts of this process's namespace that name `needle` (none may be left behind).
+fn mounts_naming(needle: &str) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn cp_and_export_of_a_stopped_container() {
+    let env = Env::new();
+    let host = env.store.tmp.path().join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("secret"), "host secret\n").unwrap();
+    let h = host.display().to_string();
+    let id = env.run_d(&[
+        "--name",
+        "st",
+        "busybox",
+        "sh",
+        "-c",
+        &format!(
+            "mkdir -p /data/sub && echo hello > /data/a && echo deep > /data/sub/b && \
+             ln -s {h}/secret /data/abs && ln -s {h} /out && rm /bin/vi && exit 0"
+        ),
+    ]);
+    assert_eq!(env.ok(&["wait", "st"]), "0\n");
+    // Out: the writable layer over the image's layers.
+    let dst = env.store.tmp.path().join("copied");
+    env.ok(&["cp", "st:/data", dst.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(dst.join("a")).unwrap(), "hello\n");
+    assert_eq!(
+        std::fs::read_to_string(dst.join("sub/b")).unwrap(),
+        "deep\n"
+    );
+    assert!(std::fs::symlink_metadata(dst.join("abs"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let bb = env.store.tmp.path().join("busybox");
+    env.ok(&["cp", "st:/bin/busybox", bb.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(&bb).unwrap(),
+        std::fs::read("/bin/busybox").unwrap()
+    );
+    // A file the container deleted is gone (its whiteout hides the image's).
+    let o = env.strata(&[
+        "cp",
+        "st:/bin/vi",
+        env.store.tmp.path().join("vi").to_str().unwrap(),
+    ]);
+    assert_ne!(code(&o), 0, "deleted /bin/vi was copied");
+    // Symlinks resolve inside the container's root, never on the host.
+    let w = env.store.tmp.path().join("w");
+    let o = env.strata(&["cp", "st:/out/secret", w.to_str().unwrap()]);
+    assert_ne!(code(&o), 0);
+    assert!(
+        !w.exists(),
+        "cp read a host file through a container symlink"
+    );
+    // In: lands in the writable layer; through /out -> host dir it stays in the container.
+    let one = env.store.tmp.path().join("one");
+    std::fs::write(&one, "1\n").unwrap();
+    env.ok(&["cp", one.to_str().unwrap(), "st:/data/in"]);
+    let _ = env.strata(&["cp", one.to_str().unwrap(), "st:/out/planted"]);
+    assert!(!host.join("planted").exists(), "cp wrote onto the host");
+    assert_eq!(
+        std::fs::read_to_string(env.dir(&id).join("upper/data/in")).unwrap(),
+        "1\n"
+    );
+    // export: the same view as a tar.
+    let tar = env.store.tmp.path().join("st.tar");
+    env.ok(&["export", "st", "-o", tar.to_str().unwrap()]);
+    let list = stdout(&Command::new("tar").arg("-tvf").arg(&tar).output().unwrap());
+    assert!(list.lines().any(|l| l.ends_with(" data/in")), "{list}");
+    assert!(list.lines().any(|l| l.ends_with(" bin/busybox")), "{list}");
+    assert!(!list.lines().any(|l| l.ends_with(" bin/vi")), "{list}");
+    // Nothing stays mounted, and the container starts again on the same layer.
+    assert_eq!(mounts_naming(&id), Vec::<String>::new());
+    env.ok(&["start", "st"]);
+    // Its command runs again on the kept layer: `ln -s` finds /data/abs there and fails.
+    assert_eq!(env.ok(&["wait", "st"]), "1\n");
+}
+
+/// Whether `pid` is in the container `id`'s freezer cgroup (where `pause` moves it).
+fn in_freezer_cgroup(pid: i64, id: &str) -> bool {
+    let want = format!(":freezer:/strata/{id}");
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap()
+        .lines()
+        .any(|l| l.ends_with(&want))
+}
+
+#[test]
+fn commit_pause_false_leaves_the_container_running_unfrozen() {
+    let env = Env::new();
+    let id = env.run_d(&[
+        "--name",
+        "live",
+        "busybox",
+        "sh",
+        "-c",
+        "echo made > /made; while true; do date > /srv/t; usleep 20000; done",
+    ]);
+    env.wait_status("live", "Up");
+    std::thread::sleep(Duration::from_millis(300));
+    let pid1 = env.state(&id)["pid"].as_i64().unwrap();
+    let img = env.ok(&["commit", "--pause=false", "live", "nopause:1"]);
+    assert!(img.trim().starts_with("sha256:"), "{img}");
+    // Never moved into the freezer: the commit didn't pause it.
+    assert!(
+        !in_freezer_cgroup(pid1, &id),
+        "--pause=false paused the container"
+    );
+    assert_eq!(env.inspect("live")["State"]["Status"], "running");
+    let o = env.store.run(&["--rm", "nopause:1", "cat", "/made"]);
+    assert_eq!(stdout(&o), "made\n", "{}", stderr(&o));
+    // The default pauses (the same check sees it), as does an explicit --pause=true.
+    env.ok(&["commit", "live", "paused:1"]);
+    assert!(
+        in_freezer_cgroup(pid1, &id),
+        "the default commit did not pause"
+    );
+    env.ok(&["commit", "--pause=true", "live", "paused:2"]);
+    let o = env.strata(&["commit", "--pause=maybe", "live", "x:1"]);
+    assert_ne!(code(&o), 0);
+}
+
+#[test]
+fn an_image_healthcheck_from_strata_build_shows_in_ps_and_inspect() {
+    let env = Env::new();
+    let ctx = env.store.tmp.path().join("hc-ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:latest\n\
+         HEALTHCHECK --interval=200ms --timeout=3s --retries=2 CMD test -e /tmp/ok && echo image-check\n\
+         CMD [\"sh\", \"-c\", \"touch /tmp/ok; exec sleep 1000\"]\n",
+    )
+    .unwrap();
+    env.ok(&[
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "hc-img:1",
+        ctx.to_str().unwrap(),
+    ]);
+    env.run_d(&["--name", "imghc", "hc-img:1"]);
+    let v = until(&env, "imghc", "healthy", |v| {
+        v["State"]["Health"]["Status"] == "healthy"
+    });
+    // The check is the image's, with its options.
+    assert_eq!(
+        v["Config"]["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "test -e /tmp/ok && echo image-check"])
+    );
+    let log = v["State"]["Health"]["Log"].as_array().unwrap();
+    assert_eq!(log.last().unwrap()["Output"], "image-check\n");
+    let ps = |env: &Env| env.ok(&["ps", "--filter", "name=imghc", "--format", "{{.Status}}"]);
+    assert!(ps(&env).contains("(healthy)"), "{}", ps(&env));
+    // Two failures in a row (the image's --retries=2) make it unhealthy.
+    env.ok(&["exec", "imghc", "rm", "/tmp/ok"]);
+    let v = until(&env, "imghc", "unhealthy", |v| {
+        v["State"]["Health"]["Status"] == "unhealthy"
+    });
+    assert!(v["State"]["Health"]["FailingStreak"].as_u64().unwrap() >= 2);
+    assert!(ps(&env).contains("(unhealthy)"), "{}", ps(&env));
+    // --no-healthcheck turns the image's off.
+    env.run_d(&["--name", "nohc", "--no-healthcheck", "hc-img:1"]);
+    assert!(env.inspect("nohc")["State"]["Health"].is_null());
 }

@@ -666,7 +666,10 @@ fn mount_rootfs(spec: &ContainerSpec, staging: &OwnedFd) -> Result<OwnedFd, Fail
     Ok(mnt)
 }
 
-fn overlay(
+/// A kernel overlay of `lowerdirs` (bottom first) and `upper`, as a detached mount: an fd on
+/// its root that no path reaches until it is moved somewhere (`cp`/`export` of a stopped
+/// container only read and write through the fd).
+pub(crate) fn overlay(
     lowerdirs: &[std::path::PathBuf],
     upper: Option<&crate::spec::OverlayUpper>,
 ) -> Result<OwnedFd, Failure> {

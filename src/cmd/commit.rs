@@ -1,7 +1,7 @@
 //! `strata commit`: a container's writable layer becomes a new image on top of its image.
 //!
 //! The glue between the crates: the runner freezes a running container while its upper dir is
-//! copied (`container::with_frozen`), the copy loses the runner's mount stubs and the
+//! copied (`container::with_frozen`; not with `--pause=false`), the copy loses the runner's mount stubs and the
 //! directories overlayfs only copied up (the builder's RUN pruning, `prune_unchanged_dirs`), and
 //! the store's layer codec writes it as a RUN step's layer is written (overlay whiteouts and
 //! opaque directories become `.wh.` entries). The copy, not the live upper dir, is what gets
@@ -31,6 +31,19 @@ pub struct Args {
     /// Author.
     #[arg(short = 'a', long = "author")]
     pub author: Option<String>,
+    /// Freeze a running container while its layer is copied (`--pause=false`: copy it live,
+    /// as Docker's; a file written meanwhile may be caught half-written).
+    #[arg(
+        short = 'p',
+        long = "pause",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    pub pause: bool,
     /// The container (name, id or id prefix).
     pub container: String,
     /// Name for the new image.
@@ -63,7 +76,12 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let copy = tmp.join("upper");
     let result = (|| -> Result<_> {
         std::fs::create_dir_all(&tmp)?;
-        container::with_frozen(&c, || copy_tree(&c.dir.join("upper"), &copy))??;
+        let upper = c.dir.join("upper");
+        if a.pause {
+            container::with_frozen(&c, || copy_tree(&upper, &copy))??;
+        } else {
+            copy_tree(&upper, &copy)?;
+        }
         remove_stubs(&copy, &container::mount_stubs(&c));
         strata_builder::exec::snapshot::prune_unchanged_dirs(&copy, &lowerdirs)
             .map_err(anyhow::Error::msg)?;

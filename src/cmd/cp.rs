@@ -1,4 +1,4 @@
-//! `strata cp`: copy files between a running container and the host (`CONTAINER:PATH` on one
+//! `strata cp`: copy files between a container (running or stopped) and the host (`CONTAINER:PATH` on one
 //! side), resolved inside the container so none of its symlinks can reach a host path.
 
 use std::path::Path;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
+use strata_runner::container;
 use strata_runner::state::{self, ContainerDir};
 use strata_runner::{
     AttachOptions, ContainerSpec, DeviceSpec, MountSpec, NetworkMode, OverlayUpper, ProcessSpec,
@@ -80,6 +81,12 @@ pub struct Args {
     /// Allocate a pseudo-terminal.
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// Attach only these streams (`stdin`, `stdout`, `stderr`; repeatable; not with `-d`).
+    #[arg(short = 'a', long = "attach", value_name = "STREAM")]
+    pub attach: Vec<String>,
+    /// The key sequence that detaches `run -it` (Docker's form; default ctrl-p,ctrl-q).
+    #[arg(long = "detach-keys", value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     /// Image name, digest or id prefix.
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -140,6 +147,15 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         }
     }
     let detached = a.container.validate()?;
+    let streams = Attached::parse(a)?;
+    // `run -it` runs under a monitor, as `run -d`, with this command attached: the detach keys
+    // leave the container running, as Docker's do.
+    let attach_keys = match (&a.detach_keys, a.interactive && a.tty && !a.detach) {
+        (Some(k), true) => Some(container::attach::parse_detach_keys(k)?),
+        (None, true) => Some(container::attach::DETACH_KEYS.to_vec()),
+        (Some(_), false) => bail!("--detach-keys needs -i and -t (run -it), or use it with attach"),
+        (None, false) => None,
+    };
     let mut file_env = Vec::new();
     for f in &a.env_file {
         file_env.extend(read_env_file(f)?);
@@ -258,15 +274,19 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
                 } else {
                     Stdio::Null
                 },
-                stdout: Stdio::Inherit,
-                stderr: Stdio::Inherit,
+                stdout: Attached::stdio(streams.stdout),
+                stderr: Attached::stdio(streams.stderr),
                 terminal: a.tty,
             },
             security: SecuritySpec::default(),
         };
-        if a.detach {
+        if a.detach || attach_keys.is_some() {
             detach_spec = Some(spec);
             return Ok(0);
+        }
+        if !streams.stdout && !streams.stderr {
+            // Docker prints the id when no output is attached (`run -a stdin`).
+            println!("{id}");
         }
         let opts = AttachOptions {
             stop_signal: cfg
@@ -285,7 +305,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         }
     })();
     if let (Ok(_), Some(spec)) = (&result, detach_spec) {
-        return super::run_detached::run(a, detached, cdir, spec, cfg);
+        return super::run_detached::run(a, detached, cdir, spec, cfg, attach_keys);
     }
     let exit_code = match &result {
         Ok(code) => *code,
@@ -295,6 +315,51 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         errln!("strata: warning: {e}");
     }
     result.map(|code| ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// Which of the container's output streams `run` (in the foreground) shows: `-a` names them
+/// (Docker's `--attach`), both without it. Stdin is the container's only with `-i` (Docker's
+/// OpenStdin: `-a stdin` alone attaches a stdin the container doesn't have).
+struct Attached {
+    stdout: bool,
+    stderr: bool,
+}
+
+impl Attached {
+    fn parse(a: &Args) -> Result<Attached> {
+        if a.attach.is_empty() {
+            return Ok(Attached {
+                stdout: true,
+                stderr: true,
+            });
+        }
+        if a.detach {
+            bail!("conflicting options: cannot specify both --attach and --detach");
+        }
+        let mut streams = Attached {
+            stdout: false,
+            stderr: false,
+        };
+        for s in &a.attach {
+            match s.to_ascii_lowercase().as_str() {
+                "stdin" => {}
+                "stdout" => streams.stdout = true,
+                "stderr" => streams.stderr = true,
+                _ => bail!("invalid argument {s:?} for \"-a, --attach\": valid streams are stdin, stdout or stderr"),
+            }
+        }
+        Ok(streams)
+    }
+
+    /// Where an output stream goes: the terminal of `strata run` when attached, else nowhere
+    /// (a foreground container keeps no log).
+    fn stdio(attached: bool) -> Stdio {
+        if attached {
+            Stdio::Inherit
+        } else {
+            Stdio::Null
+        }
+    }
 }
 
 /// Docker's Entrypoint/Cmd rules: `--entrypoint` replaces the image's Entrypoint and resets its

@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use std::time::Duration;
 
 use strata_runner::container::health::{self, HealthConfig};
-use strata_runner::container::{self, timefmt, ContainerConfig, LogOptions, RestartPolicy};
+use strata_runner::container::{self, attach, timefmt, ContainerConfig, LogOptions, RestartPolicy};
 use strata_runner::state::ContainerDir;
 use strata_runner::ContainerSpec;
 
@@ -139,13 +139,15 @@ fn health_config(
     h.command().map(|_| h)
 }
 
-/// Starts the prepared container under a monitor and prints its id.
+/// Starts the prepared container under a monitor and prints its id; with `attach_keys`
+/// (`run -it`), attaches to it instead and exits with its exit code, or 0 when detached.
 pub fn run(
     a: &super::run::Args,
     checked: Checked,
     cdir: ContainerDir,
     spec: ContainerSpec,
     image: &strata_store::ContainerConfig,
+    attach_keys: Option<Vec<u8>>,
 ) -> Result<ExitCode> {
     let mut labels: BTreeMap<String, String> = image
         .labels
@@ -170,16 +172,51 @@ pub fn run(
         restart: checked.restart,
         health,
         interactive: a.interactive,
+        attach_first: attach_keys.is_some(),
     };
+    let dir = cdir.dir.clone();
     match container::run_detached(cdir, &config) {
-        Ok(id) => {
-            println!("{id}");
-            Ok(ExitCode::SUCCESS)
-        }
+        Ok(id) => match attach_keys {
+            Some(keys) => attach_after_start(&dir, &keys),
+            None => {
+                println!("{id}");
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         Err(e @ container::ContainerError::StartFailed { .. }) => {
             eprintln!("strata: {e}");
             Ok(ExitCode::from(e.exit_code().clamp(0, 255) as u8))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// `run -it`: the terminal to the container just started, until it ends (its exit code) or
+/// the detach keys leave it running (0, and Docker's "read escape sequence").
+fn attach_after_start(dir: &std::path::Path, keys: &[u8]) -> Result<ExitCode> {
+    let result = container::load(dir)
+        .and_then(|c| attach::attach(&c, true, keys).map(|ended| (ended, c.state.remove_on_exit)));
+    match result {
+        Ok((attach::Ended::Exited(code), remove_on_exit)) => {
+            if remove_on_exit {
+                wait_removed(dir);
+            }
+            Ok(ExitCode::from(code.clamp(0, 255) as u8))
+        }
+        Ok((attach::Ended::Detached, _)) => {
+            eprintln!("read escape sequence");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(super::container_exit(Err(e))),
+    }
+}
+
+/// `run -it --rm`: the monitor removes the container once this command has read its exit code
+/// and hung up; waits (bounded) for that, so nothing is left when `run` returns (Docker's
+/// client waits for the removal too).
+fn wait_removed(dir: &std::path::Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while dir.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

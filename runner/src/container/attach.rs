@@ -147,10 +147,89 @@ impl Hub {
         }
     }
 
+    /// Waits (at most `limit`) for the first client: `run -it` attaches right after the monitor
+    /// reports, and the command's first output (a shell's prompt) must not be broadcast to no
+    /// one. Until then the output waits in the pipe or pty, as Docker attaches before it starts.
+    pub fn wait_for_client(&mut self, limit: std::time::Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while self.clients.is_empty() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.listener.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+            self.handle(&[pfd.revents != 0], None, &mut []);
+        }
+    }
+
+    /// Whether a client is attached.
+    pub fn has_clients(&self) -> bool {
+        !self.clients.is_empty()
+    }
+
+    /// Ends the output (clients read EOF) and waits, at most `limit`, for every client to hang
+    /// up: an `attach` of a `--rm` container reads its exit code from `state` after the EOF, so
+    /// the directory must outlive that read.
+    pub fn close_and_wait(&mut self, limit: std::time::Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        for c in &self.clients {
+            let _ = c.shutdown(std::net::Shutdown::Write);
+        }
+        let mut buf = [0u8; 4096];
+        while !self.clients.is_empty() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let mut fds: Vec<libc::pollfd> = self
+                .clients
+                .iter()
+                .map(|c| libc::pollfd {
+                    fd: c.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            // SAFETY: a valid array of pollfd.
+            let n = unsafe {
+                libc::poll(
+                    fds.as_mut_ptr(),
+                    fds.len() as libc::nfds_t,
+                    left.as_millis().min(i32::MAX as u128) as i32,
+                )
+            };
+            if n < 0 {
+                continue; // EINTR
+            }
+            // What a client still sends is dropped: the container is gone.
+            let mut i = 0;
+            self.clients.retain_mut(|c| {
+                let ready = fds[i].revents != 0;
+                i += 1;
+                !ready || still_open(c, &mut buf)
+            });
+        }
+    }
+
     /// Sends the container's output to every client; a client that can't keep up is dropped
     /// (the log has everything; the container never waits for a slow terminal).
     pub fn broadcast(&mut self, data: &[u8]) {
         self.clients.retain_mut(|c| c.write_all(data).is_ok());
+    }
+}
+
+/// Reads what a ready client sent: false once it hung up.
+fn still_open(c: &mut UnixStream, buf: &mut [u8]) -> bool {
+    match c.read(buf) {
+        Ok(0) => false,
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
     }
 }
 

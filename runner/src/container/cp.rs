@@ -1,6 +1,6 @@
-//! `cp` between a running container and the host, fd-relative inside the container: its root
-//! is opened once (`/proc/<pid1>/root`, the pid pinned and checked against the recorded start
-//! time), every container path is resolved under it with `openat2(RESOLVE_IN_ROOT |
+//! `cp` between a container and the host, fd-relative inside the container: its root is opened
+//! once (a running container's `/proc/<pid1>/root`, the pid pinned and checked against the
+//! recorded start time; a stopped one's a detached overlay of its layers, see [`Root`]), every container path is resolved under it with `openat2(RESOLVE_IN_ROOT |
 //! RESOLVE_NO_MAGICLINKS)` (absolute symlinks and `..` are clamped to the container's root), and
 //! each entry below is opened by name relative to its parent's fd with `O_NOFOLLOW`. So no
 //! symlink planted in the container — even one swapped in while `cp` runs — can make `cp` read
@@ -35,14 +35,48 @@ fn host_err(path: &Path, what: &'static str, e: std::io::Error) -> ContainerErro
     ContainerError::io(what, path, e)
 }
 
-/// An fd on the running container's root directory.
-pub(crate) fn container_root(c: &Container) -> Result<OwnedFd, ContainerError> {
+/// An fd on a container's root directory, for `cp` and `export`.
+///
+/// A running container's is its PID 1's root. A stopped container's is an overlay of its
+/// writable layer over the image's unpacked layers (the directories its `config.json` names),
+/// created with the new mount API and never attached anywhere: no path leads to it, and it is
+/// gone when the fd is closed, so nothing is left mounted whatever happens. It is made under the
+/// container's lock, held while the fd lives, so a `start` can't mount the same upper meanwhile
+/// (overlayfs(5): an upper dir must not be in use by two mounts).
+pub(crate) struct Root {
+    fd: OwnedFd,
+    _lock: Option<nix::fcntl::Flock<File>>,
+}
+
+impl AsRawFd for Root {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Opens the container's root (see [`Root`]); `write` for a stopped container mounts its upper
+/// dir writable (`cp` into it), else the upper is only the top lower layer.
+pub(crate) fn container_root(c: &Container, write: bool) -> Result<Root, ContainerError> {
+    let lock = state::lock(&c.dir)?;
     let st = state::read_state(&c.dir).ok_or_else(|| ContainerError::NotFound(c.display_name()))?;
+    match (st.status, st.pid, st.pid_start_time) {
+        (Status::Running | Status::Paused, Some(pid), Some(start)) => {
+            drop(lock);
+            running_root(c, pid, start)
+        }
+        (Status::Restarting, _, _) => Err(ContainerError::InvalidOption(format!(
+            "container {} is restarting: wait until it runs or stop it",
+            c.display_name()
+        ))),
+        _ => Ok(Root {
+            fd: stopped_root(c, write)?,
+            _lock: Some(lock),
+        }),
+    }
+}
+
+fn running_root(c: &Container, pid: i32, start: u64) -> Result<Root, ContainerError> {
     let not_running = || ContainerError::NotRunning(c.display_name());
-    let (pid, start) = match (st.status, st.pid, st.pid_start_time) {
-        (Status::Running | Status::Paused, Some(p), Some(s)) => (p, s),
-        _ => return Err(not_running()),
-    };
     let pinned = PidFd::open(pid, start).ok_or_else(not_running)?;
     let root = File::options()
         .read(true)
@@ -54,7 +88,43 @@ pub(crate) fn container_root(c: &Container) -> Result<OwnedFd, ContainerError> {
         return Err(not_running());
     }
     drop(pinned);
-    Ok(root.into())
+    Ok(Root {
+        fd: root.into(),
+        _lock: None,
+    })
+}
+
+/// The detached overlay of a stopped container's layers (see [`Root`]).
+fn stopped_root(c: &Container, write: bool) -> Result<OwnedFd, ContainerError> {
+    let Some(config) = &c.config else {
+        return Err(ContainerError::Foreground {
+            name: c.display_name(),
+            action: "be read while stopped",
+        });
+    };
+    let (lowerdirs, upper) = match &config.spec.rootfs {
+        crate::spec::Rootfs::Overlay {
+            lowerdirs,
+            upper: Some(upper),
+        } => (lowerdirs, upper),
+        _ => {
+            return Err(ContainerError::InvalidOption(format!(
+                "container {} has no writable layer to read while stopped",
+                c.display_name()
+            )))
+        }
+    };
+    let mounted = if write {
+        crate::rootfs::overlay(lowerdirs, Some(upper))
+    } else {
+        let mut layers = lowerdirs.clone();
+        layers.push(upper.upperdir.clone());
+        crate::rootfs::overlay(&layers, None)
+    };
+    mounted.map_err(|f| ContainerError::LayerMount {
+        name: c.display_name(),
+        message: f.message,
+    })
 }
 
 /// Opens directory `path` of the container for reading entries, resolved in its root.
@@ -99,7 +169,7 @@ fn kind(st: &FileStat) -> SFlag {
 
 /// `cp CONTAINER:SRC HOST_DST`.
 pub fn copy_out(c: &Container, src: &str, dst: &Path) -> Result<(), ContainerError> {
-    let root = container_root(c)?;
+    let root = container_root(c, false)?;
     let (parent, name) = split(src);
     let parent_fd = open_dir_in(root.as_raw_fd(), &parent)?;
     let target = |n: &str| {
@@ -206,7 +276,7 @@ fn set_mode(p: &Path, mode: u32) -> Result<(), ContainerError> {
 /// `cp HOST_SRC CONTAINER:DST`.
 pub fn copy_in(c: &Container, src: &Path, dst: &str) -> Result<(), ContainerError> {
     let meta = std::fs::symlink_metadata(src).map_err(|e| host_err(src, "reading", e))?;
-    let root = container_root(c)?;
+    let root = container_root(c, true)?;
     let src_name = src
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -1,7 +1,7 @@
-//! `export CONTAINER`: the running container's root filesystem as a tar stream, read
-//! fd-relative exactly as `cp` reads (the root from `/proc/<pid1>/root`, every entry opened by
-//! name from its parent's fd with `O_NOFOLLOW`), so no symlink in the container can make it read
-//! a host file. Mounts inside the container (`/proc`, `/sys`, `/dev`, volumes, `/etc/hosts`) are
+//! `export CONTAINER`: the container's root filesystem as a tar stream, read fd-relative
+//! exactly as `cp` reads (the root from `/proc/<pid1>/root`, or for a stopped container a
+//! detached overlay of its layers; every entry opened by name from its parent's fd with
+//! `O_NOFOLLOW`), so no symlink in the container can make it read a host file. Mounts inside the container (`/proc`, `/sys`, `/dev`, volumes, `/etc/hosts`) are
 //! other filesystems: their mount points are exported empty, as Docker's export leaves them.
 
 use std::fs::File;
@@ -29,7 +29,7 @@ fn io(e: std::io::Error) -> ContainerError {
 
 /// Writes the container's root filesystem to `out` as a tar.
 pub fn export(c: &Container, out: &mut dyn Write) -> Result<(), ContainerError> {
-    let root = super::cp::container_root(c)?;
+    let root = super::cp::container_root(c, false)?;
     let dir = nix::fcntl::openat(
         Some(root.as_raw_fd()),
         ".",

@@ -96,6 +96,8 @@ pub enum ContainerError {
         "container config {path}: {message}; the directory is damaged, remove it with strata rm -f"
     )]
     Config { path: PathBuf, message: String },
+    #[error("mounting the layers of stopped container {name}: {message}; check that its image's layers are still in the store, or start the container")]
+    LayerMount { name: String, message: String },
     #[error(transparent)]
     Runner(#[from] RunnerError),
 }
@@ -150,6 +152,10 @@ pub struct ContainerConfig {
     /// `-i`: keep the container's stdin open for `attach` (a pipe the monitor holds).
     #[serde(default)]
     pub interactive: bool,
+    /// `run -it`: the monitor holds the output back until the first `attach` client connects
+    /// (at most [`monitor::ATTACH_WAIT`]), so the command's first output reaches the terminal.
+    #[serde(default)]
+    pub attach_first: bool,
 }
 
 /// `--restart no|on-failure[:N]|always|unless-stopped`.
@@ -478,6 +484,18 @@ enum Report {
     },
 }
 
+/// The monitor's stdin: the caller's terminal when the container has a pty, so the pty gets the
+/// terminal's size (the runner reads it with TIOCGWINSZ before the monitor points its stdio at
+/// /dev/null); /dev/null otherwise. The monitor never reads it.
+fn monitor_stdin(dir: &Path) -> std::process::Stdio {
+    let tty = read_config(dir).is_some_and(|c| c.tty);
+    if tty && nix::unistd::isatty(0).unwrap_or(false) {
+        std::process::Stdio::inherit()
+    } else {
+        std::process::Stdio::null()
+    }
+}
+
 fn spawn_monitor(dir: &Path, id: &str) -> Result<Report, ContainerError> {
     let monitor_err = |message: String| ContainerError::Monitor {
         id: id.to_string(),
@@ -488,7 +506,7 @@ fn spawn_monitor(dir: &Path, id: &str) -> Result<Report, ContainerError> {
     let mut child = std::process::Command::new(exe)
         .arg(MONITOR_ARG)
         .arg(dir)
-        .stdin(std::process::Stdio::null())
+        .stdin(monitor_stdin(dir))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

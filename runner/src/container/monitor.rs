@@ -8,7 +8,9 @@
 //!    points its own stdio at /dev/null;
 //! 4. copies the container's output into the log until the container exits;
 //! 5. records the exit code and time in `state` under the container's lock (or removes the
-//!    container with `--rm`) and exits.
+//!    container with `--rm`, once attached clients have read the exit code) and exits.
+//!
+//! For `run -it` it first waits (bounded) for that command to attach, so no output is lost.
 //!
 //! It takes no input but its container's output pipes: commands reach the container through the
 //! pids recorded in `state`, never through the monitor.
@@ -89,6 +91,11 @@ pub fn run(dir: &Path) -> i32 {
     let mut hub = super::attach::Hub::listen(dir);
     report(&format!("ok {pid} {}", state::start_time(pid).unwrap_or(0)));
     detach_stdio();
+    if config.attach_first {
+        if let Some(h) = hub.as_mut() {
+            h.wait_for_client(ATTACH_WAIT);
+        }
+    }
 
     let mut log = LogWriter::open(log_path(dir, &spec.id), config.log).ok();
     let mut backoff = RESTART_DELAY_MIN;
@@ -106,8 +113,21 @@ pub fn run(dir: &Path) -> i32 {
         if started.elapsed() >= RESTART_RESET_AFTER {
             backoff = RESTART_DELAY_MIN;
         }
-        if !record_exit(dir, code, &config) {
-            return 0;
+        match record_exit(
+            dir,
+            code,
+            &config,
+            hub.as_ref().is_some_and(Hub::has_clients),
+        ) {
+            Exit::Restart => {}
+            Exit::Done => return 0,
+            Exit::RemoveAfterClients => {
+                if let Some(h) = hub.as_mut() {
+                    h.close_and_wait(CLIENT_LINGER);
+                }
+                remove_if_ours(dir);
+                return 0;
+            }
         }
         // Restarting: wait (Docker's backoff, doubling from 100 ms), unless stopped or removed
         // meanwhile.
@@ -128,6 +148,12 @@ pub fn run(dir: &Path) -> i32 {
         }
     }
 }
+
+/// How long a `run -it` monitor holds the output back for its client ([`Hub::wait_for_client`]).
+pub const ATTACH_WAIT: Duration = Duration::from_secs(5);
+/// How long an ended `--rm` container's directory waits for attached clients to read its exit
+/// code ([`Hub::close_and_wait`]).
+const CLIENT_LINGER: Duration = Duration::from_secs(5);
 
 /// First restart delay, its cap, and how long a run resets it (Docker's restart manager).
 const RESTART_DELAY_MIN: Duration = Duration::from_millis(100);
@@ -350,24 +376,35 @@ fn copy_output(
     log.flush_partial(1);
 }
 
-/// Records the exit under the container's lock; with `--rm`, removes the container instead.
-/// True when the restart policy says to start it again (status `restarting`). A container
+/// What the monitor does once the container has ended.
+enum Exit {
+    /// The restart policy starts it again (status `restarting`).
+    Restart,
+    /// Recorded (or removed with `--rm`, or removed meanwhile): the monitor exits.
+    Done,
+    /// `--rm` with attached clients: recorded as exited so they can read the exit code; the
+    /// monitor removes it once they hung up.
+    RemoveAfterClients,
+}
+
+/// Records the exit under the container's lock; with `--rm`, removes the container instead,
+/// unless `clients` are attached (they read the exit code from `state` first). A container
 /// removed meanwhile (`rm -f`) leaves nothing to record.
-fn record_exit(dir: &Path, code: i32, config: &ContainerConfig) -> bool {
+fn record_exit(dir: &Path, code: i32, config: &ContainerConfig, clients: bool) -> Exit {
     let Ok(_lock) = state::lock(dir) else {
-        return false;
+        return Exit::Done;
     };
     let Some(mut st) = state::read_state(dir) else {
-        return false;
+        return Exit::Done;
     };
     if st.owner_pid != std::process::id() as i32 {
         // Another monitor owns it now (cannot happen under the lock discipline; never clobber).
-        return false;
+        return Exit::Done;
     }
     let restart = !st.stop_requested && config.restart.should_restart(code, st.restart_count);
-    if st.remove_on_exit && !restart {
+    if st.remove_on_exit && !restart && !clients {
         let _ = state::remove_dir(dir);
-        return false;
+        return Exit::Done;
     }
     st.status = if restart {
         Status::Restarting
@@ -379,5 +416,21 @@ fn record_exit(dir: &Path, code: i32, config: &ContainerConfig) -> bool {
     st.pid = None;
     st.pid_start_time = None;
     let _ = state::write_state(dir, &st);
-    restart
+    match (restart, st.remove_on_exit) {
+        (true, _) => Exit::Restart,
+        (false, true) => Exit::RemoveAfterClients,
+        (false, false) => Exit::Done,
+    }
+}
+
+/// Removes the container if this monitor still owns it (not started again meanwhile).
+fn remove_if_ours(dir: &Path) {
+    let Ok(_lock) = state::lock(dir) else {
+        return;
+    };
+    let ours = state::read_state(dir)
+        .is_some_and(|st| st.owner_pid == std::process::id() as i32 && !st.is_live());
+    if ours {
+        let _ = state::remove_dir(dir);
+    }
 }
