@@ -8,9 +8,13 @@ pub mod registry;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// Runs a tool and fails the test with its stderr when it fails.
+pub use strata_test_support::tool;
+use strata_test_support::{run_ok, FileKind};
 
 /// The `strata` binary under test.
 pub fn strata() -> &'static str {
@@ -20,20 +24,6 @@ pub fn strata() -> &'static str {
 /// The repository root.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Runs a tool and fails the test with its stderr when it fails.
-pub fn tool(cmd: &str, args: &[&str]) -> Output {
-    let o = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd} must be installed: {e}"));
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
 }
 
 /// A temp dir holding a strata store with busybox:latest in it.
@@ -49,15 +39,10 @@ impl Env {
             .tempdir()
             .unwrap();
         let env = Env { dir };
-        let out = Command::new(repo().join("testdata/make-busybox.sh"))
-            .env("STRATA", strata())
-            .env("STRATA_ROOT", env.root())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "make-busybox failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            Command::new(repo().join("testdata/make-busybox.sh"))
+                .env("STRATA", strata())
+                .env("STRATA_ROOT", env.root()),
         );
         env
     }
@@ -117,17 +102,11 @@ pub fn prepare_context(case_dir: &Path, dest: &Path) {
     );
     let setup = dest.join("setup.sh");
     if setup.exists() {
-        let o = Command::new("sh")
-            .arg("-eu")
-            .arg("setup.sh")
-            .current_dir(dest)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "{}/setup.sh: {}",
-            case_dir.display(),
-            String::from_utf8_lossy(&o.stderr)
+        run_ok(
+            Command::new("sh")
+                .arg("-eu")
+                .arg("setup.sh")
+                .current_dir(dest),
         );
         fs::remove_file(&setup).unwrap();
     }
@@ -172,22 +151,7 @@ impl Tree {
             let rel = e.path().strip_prefix(root).unwrap();
             let path = format!("/{}", rel.to_string_lossy());
             let m = e.path().symlink_metadata().unwrap();
-            let ft = m.file_type();
-            let kind = if ft.is_dir() {
-                'd'
-            } else if ft.is_symlink() {
-                'l'
-            } else if ft.is_file() {
-                'f'
-            } else if ft.is_char_device() {
-                'c'
-            } else if ft.is_block_device() {
-                'b'
-            } else if ft.is_fifo() {
-                'p'
-            } else {
-                's'
-            };
+            let kind = FileKind::of(&m).letter();
             if kind == 'f' && m.nlink() > 1 {
                 inodes
                     .entry((m.dev(), m.ino()))

@@ -2,9 +2,10 @@
 //! from Debian's busybox-static with `strata import`, and a runner for the `strata` binary.
 #![allow(dead_code)]
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use strata_test_support::run_ok;
 
 pub const STRATA: &str = env!("CARGO_BIN_EXE_strata");
 
@@ -14,55 +15,13 @@ pub struct Store {
     pub tmp: tempfile::TempDir,
 }
 
+/// A busybox rootfs (see `strata_test_support::make_busybox_rootfs`) with `/srv` added.
 pub fn make_busybox_rootfs(dir: &Path) {
-    assert!(
-        Path::new("/bin/busybox").exists(),
-        "tests need busybox-static"
-    );
-    for d in [
-        "bin",
-        "sbin",
-        "usr/bin",
-        "usr/sbin",
-        "etc",
-        "tmp",
-        "root",
-        "home/alice",
-        "srv",
-    ] {
-        std::fs::create_dir_all(dir.join(d)).unwrap();
-    }
-    std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
-    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
-    let list = Command::new("/bin/busybox")
-        .arg("--list-full")
-        .output()
-        .unwrap();
-    for line in String::from_utf8_lossy(&list.stdout).lines() {
-        let rel = line.trim_start_matches('/');
-        if rel.is_empty() || rel == "bin/busybox" {
-            continue;
-        }
-        let target = dir.join(rel);
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        let _ = std::os::unix::fs::symlink("/bin/busybox", &target);
-    }
-    std::fs::write(
-        dir.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("etc/group"),
-        "root:x:0:\nalice:x:1000:\nwheel:x:10:alice\nnogroup:x:65534:\n",
-    )
-    .unwrap();
+    strata_test_support::make_busybox_rootfs_with(dir, &["srv"]);
 }
 
 fn target_tmp() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    std::fs::create_dir_all(&p).unwrap();
-    p
+    strata_test_support::created_dir(env!("CARGO_TARGET_TMPDIR"))
 }
 
 impl Store {
@@ -74,15 +33,14 @@ impl Store {
         let rootfs = tmp.path().join("rootfs");
         make_busybox_rootfs(&rootfs);
         let tar = tmp.path().join("rootfs.tar");
-        let st = Command::new("tar")
-            .args(["--numeric-owner", "-C"])
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(st.success());
+        run_ok(
+            Command::new("tar")
+                .args(["--numeric-owner", "-C"])
+                .arg(&rootfs)
+                .arg("-cf")
+                .arg(&tar)
+                .arg("."),
+        );
         let store = Store { tmp };
         let import = |name: &str, changes: &[&str]| {
             let mut cmd = Command::new(STRATA);
@@ -94,12 +52,7 @@ impl Store {
             for c in changes {
                 cmd.arg("-c").arg(c);
             }
-            let out = cmd.output().unwrap();
-            assert!(
-                out.status.success(),
-                "import {name}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            run_ok(&mut cmd);
         };
         import(
             "busybox:latest",

@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use sha2::{Digest as _, Sha256};
@@ -18,6 +18,7 @@ use strata_registry_client::{
     ClientOptions, CredentialStore, LowSpeed, RegistriesConfig, RegistryClient, RetryPolicy,
 };
 use strata_store::{Image, Reference, Store};
+use strata_test_support::{run_ok, DockerRegistry, RegistryAuth};
 
 // ---------------------------------------------------------------------------------------------
 // The registry
@@ -34,120 +35,45 @@ pub enum Auth {
     Token(Arc<TokenServer>),
 }
 
-/// A running `docker-registry serve`.
+/// A running `docker-registry serve` (the shared fixture), holding its token server alive.
+/// Derefs to `DockerRegistry` for `port`, `dir`, `host()` and `has_blob()`.
 pub struct Registry {
-    child: Child,
-    pub port: u16,
-    pub dir: tempfile::TempDir,
+    inner: DockerRegistry,
     _token: Option<Arc<TokenServer>>,
 }
 
 impl Registry {
+    /// Starts a registry with `auth` and waits until it accepts connections.
     pub fn start(auth: Auth) -> Registry {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let storage = dir.path().join("storage");
-        std::fs::create_dir_all(&storage).unwrap();
-        let auth_yaml = match &auth {
-            Auth::None => String::new(),
-            Auth::Basic { user, password } => {
-                let out = Command::new("htpasswd").args(["-Bbn", user, password]).output().expect("htpasswd (apache2-utils) must be installed");
-                assert!(out.status.success(), "htpasswd failed");
-                let path = dir.path().join("htpasswd");
-                std::fs::write(&path, &out.stdout).unwrap();
-                format!("auth:\n  htpasswd:\n    realm: strata-test\n    path: {}\n", path.display())
-            }
-            Auth::Token(server) => format!(
-                "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
-                server.port,
-                TokenServer::SERVICE,
-                TokenServer::ISSUER,
-                server.cert_path.display()
+        let (shared, token) = match auth {
+            Auth::None => (RegistryAuth::None, None),
+            Auth::Basic { user, password } => (RegistryAuth::Htpasswd { user, password }, None),
+            Auth::Token(server) => (
+                RegistryAuth::Token {
+                    realm: format!("http://127.0.0.1:{}/token", server.port),
+                    service: TokenServer::SERVICE.into(),
+                    issuer: TokenServer::ISSUER.into(),
+                    root_cert_bundle: server.cert_path.clone(),
+                },
+                Some(server),
             ),
         };
-        let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_yaml}",
-            storage.display()
-        );
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        // docker-registry reads REGISTRY_* variables as configuration: REGISTRY_AUTH_FILE (podman's
-        // auth file variable) would be taken as an `auth: file` section.
-        let mut cmd = Command::new("docker-registry");
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("REGISTRY_") {
-                cmd.env_remove(&k);
-            }
-        }
-        let child = cmd
-            .arg("serve")
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry must be installed");
-        let token = match auth {
-            Auth::Token(t) => Some(t),
-            _ => None,
-        };
-        let reg = Registry {
-            child,
-            port,
-            dir,
+        Registry {
+            inner: DockerRegistry::start(&shared),
             _token: token,
-        };
-        wait_for_port(port, &reg.dir.path().join("registry.log"));
-        reg
-    }
-
-    /// `127.0.0.1:PORT`.
-    pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Does the registry hold blob `digest` (in any repository)?
-    pub fn has_blob(&self, digest: &str) -> bool {
-        let hex = digest.trim_start_matches("sha256:");
-        self.dir
-            .path()
-            .join(format!(
-                "storage/docker/registry/v2/blobs/sha256/{}/{}/data",
-                &hex[..2],
-                hex
-            ))
-            .exists()
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
-    panic!(
-        "registry on port {port} did not start: {}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
 }
+
+impl std::ops::Deref for Registry {
+    type Target = DockerRegistry;
+    fn deref(&self) -> &DockerRegistry {
+        &self.inner
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub use strata_test_support::free_port;
 
 // ---------------------------------------------------------------------------------------------
 // Clients
@@ -396,15 +322,6 @@ impl Drop for TokenServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
-}
-
-fn run_ok(cmd: &mut Command) {
-    let out = cmd.output().expect("openssl must be installed");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn serve_token(

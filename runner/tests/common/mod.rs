@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use strata_runner::{
@@ -10,55 +9,10 @@ use strata_runner::{
     StdioSpec,
 };
 
-pub const BUSYBOX: &str = "/bin/busybox";
-
-/// Makes a busybox rootfs in `dir`: /bin/busybox, applet symlinks (`busybox --install -s`
-/// layout), /etc/passwd, /etc/group, /tmp 1777.
-pub fn make_busybox_rootfs(dir: &Path) {
-    assert!(
-        Path::new(BUSYBOX).exists(),
-        "tests need busybox-static (apt-get install busybox-static)"
-    );
-    for d in [
-        "bin",
-        "sbin",
-        "usr/bin",
-        "usr/sbin",
-        "etc",
-        "tmp",
-        "root",
-        "home/alice",
-    ] {
-        std::fs::create_dir_all(dir.join(d)).unwrap();
-    }
-    std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
-    std::fs::copy(BUSYBOX, dir.join("bin/busybox")).unwrap();
-    let list = std::process::Command::new(BUSYBOX)
-        .arg("--list-full")
-        .output()
-        .unwrap();
-    for line in String::from_utf8_lossy(&list.stdout).lines() {
-        let rel = line.trim_start_matches('/');
-        if rel.is_empty() || rel == "bin/busybox" {
-            continue;
-        }
-        let target = dir.join(rel);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).unwrap();
-        }
-        let _ = std::os::unix::fs::symlink("/bin/busybox", &target);
-    }
-    std::fs::write(
-        dir.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("etc/group"),
-        "root:x:0:\nalice:x:1000:\nwheel:x:10:alice\nnogroup:x:65534:\n",
-    )
-    .unwrap();
-}
+/// The busybox rootfs and temp-dir location are shared with the CLI's run tests (kept under
+/// these names for every test file, used or not).
+#[allow(unused_imports)]
+pub use strata_test_support::{make_busybox_rootfs, test_tmp, BUSYBOX};
 
 /// A container's worth of directories (rootfs + state), removed on drop.
 pub struct Fixture {
@@ -134,15 +88,6 @@ impl Fixture {
             security: SecuritySpec::default(),
         }
     }
-}
-
-/// Where test temp dirs go: a disk-backed dir (overlay upper needs xattr support).
-pub fn test_tmp() -> PathBuf {
-    let p = std::env::var_os("CARGO_TARGET_TMPDIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    std::fs::create_dir_all(&p).unwrap();
-    p
 }
 
 /// Output of a finished container.

@@ -12,6 +12,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use strata_test_support::FileKind;
 use strata_unionfs::mount::{self, MountOptions};
 use strata_unionfs::overlay::{self, OverlaySpec};
 use strata_unionfs::{MergedIndex, UnionConfig};
@@ -252,24 +253,15 @@ pub fn snapshot(root: &Path, opts: &SnapOpts) -> BTreeMap<PathBuf, Entry> {
             let p = root.join(&r);
             let m = fs::symlink_metadata(&p).unwrap();
             let ft = m.file_type();
-            let kind = if ft.is_dir() {
-                "dir"
-            } else if ft.is_symlink() {
-                "symlink"
-            } else if ft.is_file() {
-                "file"
-            } else if ft.is_fifo() {
-                "fifo"
-            } else if ft.is_char_device() {
-                if m.rdev() == 0 {
-                    "whiteout"
-                } else {
-                    "chr"
-                }
-            } else if ft.is_block_device() {
-                "blk"
-            } else {
-                "socket"
+            let kind = match FileKind::of(&m) {
+                FileKind::Dir => "dir",
+                FileKind::Symlink => "symlink",
+                FileKind::File => "file",
+                FileKind::Fifo => "fifo",
+                FileKind::CharDevice if m.rdev() == 0 => "whiteout",
+                FileKind::CharDevice => "chr",
+                FileKind::BlockDevice => "blk",
+                FileKind::Socket => "socket",
             };
             let same_as = first_of_ino
                 .entry((m.dev(), m.ino()))
