@@ -187,7 +187,7 @@ impl<'a> BuildCache<'a> {
                 // Recognised exactly as ADD itself recognises them (exec/fetch.rs).
                 if a.sources
                     .iter()
-                    .any(|s| super::fetch::is_url(s) || super::fetch::is_git(s))
+                    .any(|s| super::copy::fetch::is_url(s) || super::copy::fetch::is_git(s))
                 {
                     return vec![unique_key("remote")];
                 }

@@ -1,18 +1,21 @@
 //! The executor: runs a [`BuildGraph`] against a [`Store`] and writes the image.
 //!
-//! One module per concern:
+//! One module per concern, grouped by the instruction they serve:
 //!
-//! * [`config`] — metadata instructions → image config and history, as BuildKit writes them;
+//! * [`config`] — metadata instructions → image config (WORKDIR also makes its directory);
+//! * [`history`] — every step → its history entry, as BuildKit writes them;
 //! * [`base`] — base images from the store, pulled from their registry when missing;
-//! * [`run`] — RUN in the runner crate's sandbox over a kernel overlay of the parent's layers;
-//! * [`mounts`] — RUN `--mount` (bind, cache, tmpfs, secret) and heredoc scripts;
+//! * [`run`] — RUN in the runner crate's sandbox over a kernel overlay of the parent's layers:
+//!   * [`run::mounts`] — RUN `--mount` (bind, cache, tmpfs, secret) and heredoc scripts;
+//!   * [`run::snapshot`] — the overlay upperdir (and only it) → a layer blob;
+//! * [`copy`] — COPY/ADD: Docker's placement rules, heredocs, ADD archives and URLs:
+//!   * [`copy::select`] — which entries a COPY reads (wildcards, `.dockerignore`, `--exclude`,
+//!     `--parents`), fd-relative under the context root or a stage's/image's layers;
+//!   * `copy::stage` — the planned layer: entries placed at their destinations;
+//!   * [`copy::emit`] — a COPY's planned layer streamed straight into the layer tar;
+//!   * [`copy::add`] / [`copy::fetch`] — ADD archives, ADD URLs (`--chmod` modes:
+//!     [`strata_dockerfile::chmod`]);
 //! * [`output`] — `--output` (oci/docker archives, local dir, rootfs tar, registry push);
-//! * [`snapshot`] — the overlay upperdir (and only it) → a layer blob;
-//! * [`copy`] — COPY/ADD: Docker's placement rules, heredocs, ADD archives and URLs;
-//! * [`select`] — which entries a COPY reads (wildcards, `.dockerignore`, `--exclude`,
-//!   `--parents`), fd-relative under the context root or a stage's/image's layers;
-//! * [`emit`] — a COPY's planned layer streamed straight into the layer tar;
-//! * [`add`] / [`fetch`] — ADD archives, ADD URLs (`--chmod` modes: [`strata_dockerfile::chmod`]);
 //! * [`ignore`] — `.dockerignore` patterns with Docker's semantics;
 //! * [`secrets`] — `--secret` specs, environment secrets kept in memory;
 //! * [`lower`] — lookups in the parent's unpacked layers (parents' metadata, `/etc/passwd`);
@@ -21,26 +24,23 @@
 //! * [`selection`] — what a COPY selects in the context, and its digest (for the keys);
 //! * [`context_index`] — the context's stat → sha256 index, so a rebuild re-reads nothing.
 //!
+//! The old flat paths (`exec::select`, `exec::snapshot`, …) are re-exported.
+//!
 //! Independent stages (one [`BuildGraph::waves`] wave) run concurrently.
 
-pub mod add;
 pub mod base;
 pub mod cache;
 pub mod config;
 pub mod context_index;
 pub mod copy;
-pub mod emit;
-pub mod fetch;
+pub mod history;
 pub mod ignore;
 pub mod lower;
-pub mod mounts;
 pub mod output;
 pub mod progress;
 pub mod run;
 pub mod secrets;
-pub mod select;
 pub mod selection;
-pub mod snapshot;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -55,7 +55,10 @@ use strata_dockerfile::instructions::Instruction;
 use strata_dockerfile::plan::{BuildGraph, PlannedStage, SourceRef, StageBase};
 
 pub use base::BaseImages;
+// The old flat paths (`exec::snapshot`, `exec::select`, …) stay public: the CLI uses them.
+pub use copy::{add, emit, fetch, select};
 pub use progress::{Progress, ProgressMode};
+pub use run::{mounts, snapshot};
 
 /// How to build.
 #[derive(Debug, Clone)]
@@ -160,7 +163,7 @@ pub fn execute(
 ) -> Result<BuildOutput, ExecError> {
     // Layers written here are reachable from no tag until the end: hold gc off meanwhile.
     let _writing = store.write_guard()?;
-    let created = config::created_string(options.source_date_epoch);
+    let created = history::created_string(options.source_date_epoch);
     let build_cache = cache::BuildCache::new(store, options);
     let mut built: BTreeMap<usize, BuiltStage> = BTreeMap::new();
     let target_index = graph.target_stage().index;
@@ -422,7 +425,7 @@ impl StageContext<'_> {
                 continue;
             }
             let history_from = state.config.history.len();
-            let history_text = config::created_by(step);
+            let history_text = history::created_by(step);
             let layer = match &step.instruction {
                 Instruction::Run(r) => {
                     run::run_step(store, &state, self.states, step, r, options, progress, n)
@@ -457,9 +460,9 @@ impl StageContext<'_> {
                     state.config.rootfs.diff_ids.push(info.diff_id.clone());
                     state.layers.push(lr);
                     state.lowerdirs.push(dir);
-                    config::push_history(&mut state.config, self.created, history_text, false);
+                    history::push_history(&mut state.config, self.created, history_text, false);
                 }
-                None => config::push_history(&mut state.config, self.created, history_text, true),
+                None => history::push_history(&mut state.config, self.created, history_text, true),
             }
             if key.starts_with("sha256:") {
                 self.cache

@@ -31,8 +31,8 @@ use std::path::{Path, PathBuf};
 
 use strata_store::safe::{self, Root};
 
-use super::ignore::{Glob, Ignore};
-use super::lower;
+use crate::exec::ignore::{Glob, Ignore};
+use crate::exec::lower;
 
 /// Symlinks followed while resolving one path before giving up (Linux's own limit).
 const MAX_SYMLINKS: usize = 40;

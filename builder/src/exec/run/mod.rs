@@ -1,6 +1,6 @@
 //! RUN: the command in the runner crate's sandbox (the same one `strata run` uses), over a
 //! kernel overlay whose lowerdirs are the parent's unpacked layers and whose upperdir is fresh;
-//! the layer is then the diff of that upperdir alone ([`super::snapshot`]), so the cost follows
+//! the layer is then the diff of that upperdir alone ([`snapshot`]), so the cost follows
 //! what the command changed, never the size of the rootfs.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -16,8 +16,11 @@ use strata_runner::{
 use strata_store::layer::LayerInfo;
 use strata_store::Store;
 
-use super::progress::Progress;
-use super::{config, mounts, snapshot, ExecOptions, StageState};
+pub mod mounts;
+pub mod snapshot;
+
+use crate::exec::progress::Progress;
+use crate::exec::{config, ExecOptions, StageState};
 use strata_dockerfile::heredoc::{parse_heredoc_word, Heredoc};
 use strata_dockerfile::instructions::{CommandLine, NetworkMode as RunNetwork, Run};
 use strata_dockerfile::plan::Step;
@@ -298,14 +301,14 @@ pub(crate) fn remove_stubs(
     let root = strata_store::safe::Root::open(upper).map_err(|e| e.to_string())?;
     let stubs: Vec<Vec<String>> = stubs
         .iter()
-        .map(|s| super::lower::components(s))
+        .map(|s| crate::exec::lower::components(s))
         .collect::<Result<_, _>>()?;
     let all = SANDBOX_MOUNT_POINTS
         .iter()
         .map(|d| d.to_string())
         .chain(destinations.iter().cloned());
     for dest in all {
-        let comps = super::lower::components(&dest)?;
+        let comps = crate::exec::lower::components(&dest)?;
         let Some(stub) = stubs
             .iter()
             .filter(|s| !s.is_empty() && comps.starts_with(s))

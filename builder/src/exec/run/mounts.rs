@@ -32,8 +32,8 @@ use strata_runner::{MountSpec, OverlayUpper};
 use strata_store::lock::{self, LockGuard, LockMode};
 use strata_store::Store;
 
-use super::run::TempDir;
-use super::{ExecOptions, StageState};
+use super::TempDir;
+use crate::exec::{ExecOptions, StageState};
 use strata_dockerfile::mounts::{CacheSharing, Mount, MountType};
 use strata_dockerfile::plan::{SourceRef, Step};
 
@@ -187,8 +187,8 @@ fn source_tree(
             .lowerdirs
             .clone(),
         SourceRef::Image(name) => {
-            let image =
-                super::base::resolve_image(store, name, options.pull).map_err(|e| e.to_string())?;
+            let image = crate::exec::base::resolve_image(store, name, options.pull)
+                .map_err(|e| e.to_string())?;
             store
                 .unpacked_layers(&image)
                 .map_err(|e| format!("--mount from={name}: {e}"))?
@@ -256,10 +256,10 @@ fn copy_dir_attrs(src: &Path, dst: &Path) -> Result<(), String> {
 }
 
 /// The context's `.dockerignore` (`None` when absent), read without following a symlink.
-fn read_dockerignore(context: &Path) -> Result<Option<super::ignore::Ignore>, String> {
+fn read_dockerignore(context: &Path) -> Result<Option<crate::exec::ignore::Ignore>, String> {
     let root = strata_store::safe::Root::open(context)
         .map_err(|e| format!("opening the build context {}: {e}", context.display()))?;
-    super::ignore::Ignore::read_from(&root)
+    crate::exec::ignore::Ignore::read_from(&root)
 }
 
 /// Collects the topmost excluded entries under `dir` (context-relative components); returns
@@ -267,7 +267,7 @@ fn read_dockerignore(context: &Path) -> Result<Option<super::ignore::Ignore>, St
 fn walk_excluded(
     root: &Path,
     rel: &mut Vec<String>,
-    ignore: &super::ignore::Ignore,
+    ignore: &crate::exec::ignore::Ignore,
     hidden: &mut Vec<Vec<String>>,
 ) -> Result<bool, String> {
     let dir = rel.iter().fold(root.to_path_buf(), |p, c| p.join(c));

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use strata_store::layer::{write_layer_blob, LayerInfo, TarOptions, TreeFormat};
 use strata_store::Store;
 
-use super::{lower, ExecOptions};
+use crate::exec::{lower, ExecOptions};
 
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
@@ -119,7 +119,7 @@ pub fn snapshot_upper(
     };
     let info = write_layer_blob(store, upper, &opts, options.compression)
         .map_err(|e| format!("writing the layer: {e}"))?;
-    super::cache::adopt_upper(store, upper, &info, options, started);
+    crate::exec::cache::adopt_upper(store, upper, &info, options, started);
     Ok(Some(info))
 }
 
