@@ -29,8 +29,9 @@
 //! Entries live in the store ([`Store::put_cache_entry`]), which keeps their layers from gc
 //! until `gc` prunes the entry; they reference nothing else.
 
+use crate::exec::error::StepError;
 use std::collections::BTreeMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -89,7 +90,7 @@ impl CachedLayer {
 pub struct BuildCache<'a> {
     store: &'a Store,
     options: &'a ExecOptions,
-    context: OnceLock<Result<Context, String>>,
+    context: OnceLock<Result<Context, Arc<StepError>>>,
     index: OnceLock<Mutex<ContextIndex>>,
 }
 
@@ -134,11 +135,11 @@ impl<'a> BuildCache<'a> {
         hash_parts(&["strata-base-v1", base, &compression, &epoch])
     }
 
-    fn context(&self) -> Result<&Context, String> {
+    fn context(&self) -> Result<&Context, StepError> {
         self.context
-            .get_or_init(|| Context::open(&self.options.context))
+            .get_or_init(|| Context::open(&self.options.context).map_err(Arc::new))
             .as_ref()
-            .map_err(Clone::clone)
+            .map_err(|e| StepError::Shared(Arc::clone(e)))
     }
 
     fn index(&self) -> &Mutex<ContextIndex> {

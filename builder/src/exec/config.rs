@@ -2,6 +2,7 @@
 //! (ENV, LABEL, CMD, ENTRYPOINT, HEALTHCHECK, …); WORKDIR also creates its directory. The
 //! history entry every step adds is written by [`super::history`].
 
+use crate::exec::error::StepError;
 use strata_store::layer::LayerInfo;
 use strata_store::model::Healthcheck as ConfigHealthcheck;
 use strata_store::{ImageConfig, Store};
@@ -66,12 +67,14 @@ pub fn apply_metadata(
     instruction: &Instruction,
     step: &Step,
     options: &super::ExecOptions,
-) -> Result<Option<LayerInfo>, String> {
+) -> Result<Option<LayerInfo>, StepError> {
     if matches!(
         instruction,
         Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_)
     ) {
-        return Err("internal: not a metadata instruction".into());
+        return Err(StepError::Invalid(
+            "internal: not a metadata instruction".into(),
+        ));
     }
     apply_config_change(state, instruction, step);
     match instruction {

@@ -33,6 +33,7 @@ pub mod cache;
 pub mod config;
 pub mod context_index;
 pub mod copy;
+pub mod error;
 pub mod history;
 pub mod ignore;
 pub mod lower;
@@ -55,6 +56,7 @@ use strata_dockerfile::instructions::Instruction;
 use strata_dockerfile::plan::{BuildGraph, PlannedStage, SourceRef, StageBase};
 
 pub use base::BaseImages;
+pub use error::StepError;
 // The old flat paths (`exec::snapshot`, `exec::select`, …) stay public: the CLI uses them.
 pub use copy::{add, emit, fetch, select};
 pub use progress::{Progress, ProgressMode};
@@ -410,11 +412,13 @@ impl StageContext<'_> {
             } else {
                 step.cache_key(&key, &content_refs)
             };
-            let fail = |reason: String| ExecError::Step {
+            // The step's error is rendered here, after its `Dockerfile:line`: that text is what
+            // the CLI prints and what the tests match.
+            let fail = |err: StepError| ExecError::Step {
                 file: options.dockerfile_name.clone(),
                 line: step.span.start,
                 instruction: step.source.trim().to_string(),
-                reason,
+                reason: err.to_string(),
             };
             if let Some(entry) = self.cache.lookup(&key) {
                 if entry.layer.is_some() {
@@ -476,15 +480,15 @@ impl StageContext<'_> {
 
 /// Refuses a layer past [`strata_store::MAX_LAYERS`] at the step that would add it (the store
 /// would refuse the finished image, and no run or mount could stack it).
-fn layer_room(state: &StageState) -> Result<(), String> {
+fn layer_room(state: &StageState) -> Result<(), StepError> {
     if state.layers.len() < strata_store::MAX_LAYERS {
         return Ok(());
     }
-    Err(format!(
+    Err(StepError::Invalid(format!(
         "this step would give the image {} layers; at most {} are supported (Docker's limit too): combine steps (one RUN with &&, one COPY of a directory) or start from a base with fewer layers",
         state.layers.len() + 1,
         strata_store::MAX_LAYERS
-    ))
+    )))
 }
 
 /// `[name 1/4] ` or `[1/4] ` for the FROM line (total known only after re-planning: use `?`).

@@ -30,6 +30,7 @@
 //! * heredoc files are mode 0644 (BuildKit's `Mkfile(path, 0644)`), URL downloads 0600 with the
 //!   `Last-Modified` mtime; both owned by root unless `--chown`.
 
+use crate::exec::error::{StepContext, StepError};
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -55,8 +56,9 @@ use strata_dockerfile::chmod::Chmod;
 use strata_dockerfile::instructions::{InlineSource, Instruction};
 use strata_dockerfile::plan::Step;
 
-fn cpath(p: &Path) -> Result<CString, String> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("NUL in path {}", p.display()))
+fn cpath(p: &Path) -> Result<CString, StepError> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| StepError::Invalid(format!("NUL in path {}", p.display())))
 }
 
 /// Sets owner, mode (not for symlinks) and times of a staged entry without following symlinks.
@@ -66,24 +68,24 @@ fn set_meta(
     gid: u32,
     mode: Option<u32>,
     st: &libc::stat,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     let c = cpath(p)?;
     // SAFETY: NUL-terminated path; no symlink is followed (AT_SYMLINK_NOFOLLOW / lchown).
     unsafe {
         if libc::lchown(c.as_ptr(), uid, gid) != 0 {
-            return Err(format!(
+            return Err(StepError::Invalid(format!(
                 "chown {}: {}",
                 p.display(),
                 std::io::Error::last_os_error()
-            ));
+            )));
         }
         if let Some(m) = mode {
             if libc::chmod(c.as_ptr(), m) != 0 {
-                return Err(format!(
+                return Err(StepError::Invalid(format!(
                     "chmod {}: {}",
                     p.display(),
                     std::io::Error::last_os_error()
-                ));
+                )));
             }
         }
         let times = [
@@ -103,11 +105,11 @@ fn set_meta(
             libc::AT_SYMLINK_NOFOLLOW,
         ) != 0
         {
-            return Err(format!(
+            return Err(StepError::Invalid(format!(
                 "utimes {}: {}",
                 p.display(),
                 std::io::Error::last_os_error()
-            ));
+            )));
         }
     }
     Ok(())
@@ -116,12 +118,12 @@ fn set_meta(
 /// Makes sure the staged path `p` can be created: a staged non-directory there (a symlink an
 /// earlier source put there, say) is removed, so nothing is ever written *through* a staged
 /// symlink. Returns whether a directory is already staged there.
-fn clear_for(p: &Path) -> Result<bool, String> {
+fn clear_for(p: &Path) -> Result<bool, StepError> {
     match std::fs::symlink_metadata(p) {
         Ok(m) if m.is_dir() => Ok(true),
         Ok(_) => std::fs::remove_file(p)
             .map(|_| false)
-            .map_err(|e| format!("replacing {}: {e}", p.display())),
+            .step_context(|| format!("replacing {}", p.display())),
         Err(_) => Ok(false),
     }
 }
@@ -136,7 +138,7 @@ fn stage_parents(
     comps: &[String],
     owner: (u32, u32),
     fixups: &mut Vec<(PathBuf, libc::stat)>,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     for n in 1..comps.len() {
         let p = lower::join(tree, &comps[..n]);
         if clear_for(&p)? {
@@ -155,8 +157,8 @@ fn stage_dir(
     comps: &[String],
     owner: (u32, u32),
     fixups: &mut Vec<(PathBuf, libc::stat)>,
-) -> Result<(), String> {
-    std::fs::create_dir(p).map_err(|e| format!("creating {}: {e}", p.display()))?;
+) -> Result<(), StepError> {
+    std::fs::create_dir(p).step_context(|| format!("creating {}", p.display()))?;
     match lower::lookup(lowerdirs, comps) {
         Some(f) if f.is_dir() => {
             set_meta(
@@ -169,10 +171,10 @@ fn stage_dir(
             fixups.push((p.to_path_buf(), f.stat));
             Ok(())
         }
-        Some(_) => Err(format!(
+        Some(_) => Err(StepError::Invalid(format!(
             "cannot copy to {}: it is not a directory in the image",
             lower::display(comps)
-        )),
+        ))),
         None => {
             let c = cpath(p)?;
             // SAFETY: NUL-terminated path of our own staging tree; no symlink on the way.
@@ -199,13 +201,13 @@ fn write_tree(
     store: &Store,
     tree: &Path,
     options: &ExecOptions,
-) -> Result<Option<LayerInfo>, String> {
+) -> Result<Option<LayerInfo>, StepError> {
     let opts = TarOptions {
         format: TreeFormat::Plain,
         source_date_epoch: options.source_date_epoch,
     };
     let info = write_layer_blob(store, tree, &opts, options.compression)
-        .map_err(|e| format!("writing the layer: {e}"))?;
+        .step_context(|| "writing the layer".to_string())?;
     crate::exec::cache::adopt_tree(store, tree, &info, options);
     Ok(Some(info))
 }
@@ -226,7 +228,7 @@ struct Params<'a> {
     add: Option<(Option<&'a str>, Option<bool>)>,
 }
 
-fn params(step: &Step) -> Result<Params<'_>, String> {
+fn params(step: &Step) -> Result<Params<'_>, StepError> {
     Ok(match &step.instruction {
         Instruction::Copy(c) => Params {
             what: "COPY",
@@ -252,7 +254,7 @@ fn params(step: &Step) -> Result<Params<'_>, String> {
             exclude: &a.exclude,
             add: Some((a.checksum.as_deref(), a.unpack)),
         },
-        _ => return Err("internal: not a COPY/ADD".into()),
+        _ => return Err(StepError::Invalid("internal: not a COPY/ADD".into())),
     })
 }
 
@@ -263,7 +265,7 @@ pub fn copy_step(
     step: &Step,
     from: Option<&StageState>,
     options: &ExecOptions,
-) -> Result<Option<LayerInfo>, String> {
+) -> Result<Option<LayerInfo>, StepError> {
     let src = match from {
         None => CopySource::context(&options.context)?,
         Some(stage) => {
@@ -285,7 +287,7 @@ pub fn copy_from_image(
     step: &Step,
     image: &str,
     options: &ExecOptions,
-) -> Result<Option<LayerInfo>, String> {
+) -> Result<Option<LayerInfo>, StepError> {
     let dirs = image_layers(store, image, options)?;
     let src = CopySource::layers(&dirs, &format!("image {image}"))?;
     run_copy(store, state, step, &src, options)
@@ -297,12 +299,12 @@ pub(crate) fn image_layers(
     store: &Store,
     image: &str,
     options: &ExecOptions,
-) -> Result<Vec<PathBuf>, String> {
+) -> Result<Vec<PathBuf>, StepError> {
     let img = crate::exec::base::resolve_image(store, image, options.pull)
-        .map_err(|e| format!("--from={image}: {e}"))?;
+        .step_context(|| format!("--from={image}"))?;
     store
         .unpacked_layers(&img)
-        .map_err(|e| format!("--from={image}: unpacking its layers: {e}"))
+        .step_context(|| format!("--from={image}: unpacking its layers"))
 }
 
 /// Seconds since the epoch, now.
@@ -324,7 +326,7 @@ fn run_copy(
     step: &Step,
     src: &CopySource,
     options: &ExecOptions,
-) -> Result<Option<LayerInfo>, String> {
+) -> Result<Option<LayerInfo>, StepError> {
     let p = params(step)?;
     // --link: the layer is made as if on `scratch`, then stacked.
     let lowerdirs: &[PathBuf] = if p.link { &[] } else { &state.lowerdirs };
@@ -337,7 +339,7 @@ fn run_copy(
             .chmod
             .map(Chmod::parse)
             .transpose()
-            .map_err(|e| e.to_string())?,
+            .map_err(StepError::from)?,
     };
     let (urls, local): (Vec<String>, Vec<String>) = p
         .sources
@@ -349,9 +351,9 @@ fn run_copy(
         .iter()
         .find(|s| p.add.is_some() && fetch::is_git(s))
     {
-        return Err(format!(
+        return Err(StepError::Invalid(format!(
             "ADD {git}: adding a git repository is not supported by this version of strata; clone it in a RUN step instead"
-        ));
+        )));
     }
     let selection = select_sources(
         src,
@@ -370,10 +372,10 @@ fn run_copy(
         || p.parents
         || lower::lookup(lowerdirs, &dest_comps).is_some_and(|f| f.is_dir());
     if operands > 1 && !dest_is_dir {
-        return Err(format!(
+        return Err(StepError::Invalid(format!(
             "When using {} with more than one source file, the destination must be a directory and end with a /",
             p.what
-        ));
+        )));
     }
 
     // Files that only exist for this step (extracted archives, downloads) are staged here; the
@@ -398,7 +400,7 @@ fn run_copy(
                 let mut file = src.open_file(e)?;
                 let shown = lower::display(&e.src);
                 let sniffed =
-                    add::sniff(&mut file).map_err(|err| format!("ADD {shown}: reading: {err}"))?;
+                    add::sniff(&mut file).step_context(|| format!("ADD {shown}: reading"))?;
                 if let Some(c) = sniffed {
                     stager.ensure_dir(&dest_comps)?;
                     archives += 1;
@@ -427,9 +429,9 @@ fn run_copy(
         // A download is extracted only on request (`--unpack=true`), into the destination.
         if p.add.is_some_and(|(_, u)| u == Some(true)) {
             let mut file = std::fs::File::open(&got.path)
-                .map_err(|e| format!("ADD {url}: reading the download: {e}"))?;
+                .step_context(|| format!("ADD {url}: reading the download"))?;
             let sniffed = add::sniff(&mut file)
-                .map_err(|e| format!("ADD {url}: reading the download: {e}"))?;
+                .step_context(|| format!("ADD {url}: reading the download"))?;
             if let Some(c) = sniffed {
                 stager.ensure_dir(&dest_comps)?;
                 let dir = tmp.sub(&format!("url{i}-unpacked"))?;
@@ -443,12 +445,12 @@ fn run_copy(
             target.push(got.name.clone());
         }
         let size = std::fs::metadata(&got.path)
-            .map_err(|e| format!("ADD {url}: {e}"))?
+            .step_context(|| format!("ADD {url}"))?
             .len();
         let mtime = got.mtime.unwrap_or(stager.now);
         stager
             .place_file(&target, FileData::Staged(got.path), size, 0o600, mtime)
-            .map_err(|e| format!("ADD {url}: {e}"))?;
+            .step_context(|| format!("ADD {url}"))?;
     }
     for doc in p.inline {
         let mut target = dest_comps.clone();
@@ -477,14 +479,18 @@ pub fn make_workdir(
     state: &StageState,
     workdir: &str,
     options: &ExecOptions,
-) -> Result<Option<LayerInfo>, String> {
+) -> Result<Option<LayerInfo>, StepError> {
     let comps = lower::components(workdir)?;
     if comps.is_empty() {
         return Ok(None);
     }
     match lower::lookup(&state.lowerdirs, &comps) {
         Some(f) if f.is_dir() => return Ok(None),
-        Some(_) => return Err(format!("mkdir {workdir}: not a directory")),
+        Some(_) => {
+            return Err(StepError::Invalid(format!(
+                "mkdir {workdir}: not a directory"
+            )))
+        }
         None => {}
     }
     let (uid, gid) = match state
@@ -504,14 +510,14 @@ pub fn make_workdir(
     // it creates), so missing parents belong to USER too.
     stage_parents(&tree, &state.lowerdirs, &comps, (uid, gid), &mut fixups)?;
     let dst = lower::join(&tree, &comps);
-    std::fs::create_dir(&dst).map_err(|e| format!("creating {}: {e}", dst.display()))?;
+    std::fs::create_dir(&dst).step_context(|| format!("creating {}", dst.display()))?;
     let st = safe::fstat(
         Root::open(&dst)
-            .map_err(|e| format!("{}: {e}", dst.display()))?
+            .step_context(|| format!("{}", dst.display()))?
             .fd()
             .as_raw_fd(),
     )
-    .map_err(|e| format!("{}: {e}", dst.display()))?;
+    .step_context(|| format!("{}", dst.display()))?;
     set_meta(&dst, uid, gid, Some(0o755), &st)?;
     for (p, st) in fixups.iter().rev() {
         set_meta(p, st.st_uid, st.st_gid, Some(st.st_mode & 0o7777), st)?;

@@ -3,6 +3,7 @@
 //! (taken from the parent image's layers when they exist there, created 0755 otherwise) and
 //! ADD's extracted archives.
 
+use crate::exec::error::{StepContext, StepError};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -43,7 +44,7 @@ impl Stager<'_> {
     /// The entry for directory `comps` when this COPY has to list it: the image's metadata
     /// when the image has that directory, else 0755 owned by `dir_owner` (BuildKit's
     /// `MkdirAll(dest, 0755, chown)`).
-    pub(super) fn image_dir(&self, comps: &[String]) -> Result<Node, String> {
+    pub(super) fn image_dir(&self, comps: &[String]) -> Result<Node, StepError> {
         match lower::lookup(self.lowerdirs, comps) {
             Some(f) if f.is_dir() => Ok(Node {
                 content: Content::Dir,
@@ -53,10 +54,10 @@ impl Stager<'_> {
                 mtime: f.stat.st_mtime,
                 link: None,
             }),
-            Some(_) => Err(format!(
+            Some(_) => Err(StepError::Invalid(format!(
                 "cannot copy to {}: it is not a directory in the image",
                 lower::display(comps)
-            )),
+            ))),
             None => Ok(Node {
                 content: Content::Dir,
                 uid: self.dir_owner.0,
@@ -70,7 +71,7 @@ impl Stager<'_> {
 
     /// Makes sure `target`'s parents are directories of the layer and nothing but a directory
     /// is at `target`; returns whether a directory is already there.
-    pub(super) fn prepare(&mut self, target: &[String]) -> Result<bool, String> {
+    pub(super) fn prepare(&mut self, target: &[String]) -> Result<bool, StepError> {
         for n in 1..target.len() {
             if self.tree.get(&target[..n]).is_some_and(Node::is_dir) {
                 continue;
@@ -91,7 +92,7 @@ impl Stager<'_> {
 
     /// Lists the directory `target` itself (image metadata if the image has it, else created
     /// 0755 for this COPY).
-    pub(super) fn ensure_dir(&mut self, target: &[String]) -> Result<(), String> {
+    pub(super) fn ensure_dir(&mut self, target: &[String]) -> Result<(), StepError> {
         if target.is_empty() || self.prepare(target)? {
             return Ok(());
         }
@@ -101,7 +102,7 @@ impl Stager<'_> {
     }
 
     /// Places one selected entry at `target` (components below the layer root).
-    pub(super) fn place(&mut self, e: &Selected, target: &[String]) -> Result<(), String> {
+    pub(super) fn place(&mut self, e: &Selected, target: &[String]) -> Result<(), StepError> {
         let st = &e.stat;
         let (uid, gid) = self.owner_of(st);
         let perm = st.st_mode & 0o7777;
@@ -136,17 +137,17 @@ impl Stager<'_> {
         };
         if !matches!(content, Content::Dir) {
             if target.is_empty() {
-                return Err(format!(
+                return Err(StepError::Invalid(format!(
                     "cannot copy {} onto /: the destination must be a directory",
                     lower::display(&e.src)
-                ));
+                )));
             }
             if self.prepare(target)? {
-                return Err(format!(
+                return Err(StepError::Invalid(format!(
                     "cannot copy {} to {}: a directory is in the way",
                     lower::display(&e.src),
                     lower::display(target)
-                ));
+                )));
             }
         }
         let link =
@@ -178,12 +179,12 @@ impl Stager<'_> {
         size: u64,
         mode: u32,
         mtime: i64,
-    ) -> Result<(), String> {
+    ) -> Result<(), StepError> {
         if target.is_empty() || self.prepare(target)? {
-            return Err(format!(
+            return Err(StepError::Invalid(format!(
                 "cannot write {}: a directory is in the way",
                 lower::display(target)
-            ));
+            )));
         }
         let (uid, gid) = self.attrs.owner.unwrap_or((0, 0));
         self.tree.insert(
@@ -210,16 +211,16 @@ impl Stager<'_> {
         &mut self,
         dir: &Path,
         dest: &mut Vec<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StepError> {
         let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .step_context(|| format!("{}", dir.display()))?
             .map(|e| e.map(|e| e.file_name()))
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("{}: {e}", dir.display()))?;
+            .step_context(|| format!("{}", dir.display()))?;
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         for name in names {
             let p = dir.join(&name);
-            let md = std::fs::symlink_metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let md = std::fs::symlink_metadata(&p).step_context(|| format!("{}", p.display()))?;
             dest.push(name.to_string_lossy().into_owned());
             let (uid, gid) = self.attrs.owner.unwrap_or((md.uid(), md.gid()));
             let ft = md.file_type();
@@ -231,7 +232,7 @@ impl Stager<'_> {
                     size: md.len(),
                 }
             } else if ft.is_symlink() {
-                let t = std::fs::read_link(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+                let t = std::fs::read_link(&p).step_context(|| format!("{}", p.display()))?;
                 Content::Symlink(t.into_os_string().into_vec())
             } else if ft.is_char_device() || ft.is_block_device() {
                 Content::Device {
@@ -250,10 +251,10 @@ impl Stager<'_> {
             };
             let is_dir = ft.is_dir();
             if self.prepare(dest)? && !is_dir {
-                return Err(format!(
+                return Err(StepError::Invalid(format!(
                     "cannot extract {}: a directory is in the way",
                     lower::display(dest)
-                ));
+                )));
             }
             self.tree.insert(
                 dest.clone(),

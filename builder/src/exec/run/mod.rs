@@ -3,6 +3,7 @@
 //! the layer is then the diff of that upperdir alone ([`snapshot`]), so the cost follows
 //! what the command changed, never the size of the rootfs.
 
+use crate::exec::error::{StepContext, StepError};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -42,16 +43,16 @@ impl Drop for TempDir {
 
 impl TempDir {
     /// A fresh directory in the store's staging area.
-    pub(crate) fn new(store: &Store, hint: &str) -> Result<TempDir, String> {
-        let p = store.temp_path(hint).map_err(|e| e.to_string())?;
-        std::fs::create_dir(&p).map_err(|e| format!("creating {}: {e}", p.display()))?;
+    pub(crate) fn new(store: &Store, hint: &str) -> Result<TempDir, StepError> {
+        let p = store.temp_path(hint).map_err(StepError::from)?;
+        std::fs::create_dir(&p).step_context(|| format!("creating {}", p.display()))?;
         Ok(TempDir(p))
     }
 
     /// Creates a subdirectory.
-    pub(crate) fn sub(&self, name: &str) -> Result<PathBuf, String> {
+    pub(crate) fn sub(&self, name: &str) -> Result<PathBuf, StepError> {
         let p = self.0.join(name);
-        std::fs::create_dir(&p).map_err(|e| format!("creating {}: {e}", p.display()))?;
+        std::fs::create_dir(&p).step_context(|| format!("creating {}", p.display()))?;
         Ok(p)
     }
 }
@@ -67,7 +68,7 @@ pub fn run_step(
     options: &ExecOptions,
     progress: &Progress,
     vertex: usize,
-) -> Result<Option<LayerInfo>, String> {
+) -> Result<Option<LayerInfo>, StepError> {
     let tmp = TempDir::new(store, "run")?;
     let mut prepared = mounts::prepare(store, step, stages, options, &tmp)?;
     let (args, heredoc_mount) = command(run, &step.shell, &tmp)?;
@@ -144,7 +145,7 @@ pub fn run_step(
     let started = Instant::now();
     let shown = args.join(" ");
     let mut container =
-        Container::spawn(&spec).map_err(|e| format!("process \"{shown}\" could not start: {e}"))?;
+        Container::spawn(&spec).step_context(|| format!("process \"{shown}\" could not start"))?;
     let tail: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
     let streams: Vec<std::fs::File> = [container.take_stdout(), container.take_stderr()]
         .into_iter()
@@ -170,23 +171,15 @@ pub fn run_step(
         }
         container.wait()
     })
-    .map_err(|e| format!("waiting for \"{shown}\": {e}"))?;
+    .step_context(|| format!("waiting for \"{shown}\""))?;
     let stubs = container.mount_stubs().to_vec();
     drop(container);
     if status.code() != 0 {
-        let tail = tail.into_inner().unwrap_or_default();
-        let mut msg = format!(
-            "process \"{shown}\" did not complete successfully: exit code: {}",
-            status.code()
-        );
-        if !tail.is_empty() {
-            msg.push_str("\n  last output:");
-            for l in tail {
-                msg.push_str("\n    ");
-                msg.push_str(&l);
-            }
-        }
-        return Err(msg);
+        return Err(StepError::CommandFailed {
+            command: shown,
+            code: status.code(),
+            tail: tail.into_inner().unwrap_or_default().into(),
+        });
     }
     // Cache locks are held until the command is over, not through the snapshot.
     drop(prepared);
@@ -210,20 +203,23 @@ fn command(
     run: &Run,
     shell: &[String],
     tmp: &TempDir,
-) -> Result<(Vec<String>, Option<MountSpec>), String> {
+) -> Result<(Vec<String>, Option<MountSpec>), StepError> {
     let (argv, script) = buildkit_argv(&run.command, shell)?;
     let Some(h) = script else {
         return Ok((argv, None));
     };
     if h.name.is_empty() || h.name.contains('/') || h.name == "." || h.name == ".." {
-        return Err(format!("heredoc delimiter {:?} cannot name a file", h.name));
+        return Err(StepError::Invalid(format!(
+            "heredoc delimiter {:?} cannot name a file",
+            h.name
+        )));
     }
     let dir = tmp.sub("heredoc")?;
     let file = dir.join(&h.name);
-    std::fs::write(&file, h.body()).map_err(|e| format!("writing heredoc: {e}"))?;
+    std::fs::write(&file, h.body()).step_context(|| "writing heredoc".to_string())?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| format!("writing heredoc: {e}"))?;
+        .step_context(|| "writing heredoc".to_string())?;
     let mount = MountSpec::Tree {
         lowerdirs: vec![dir],
         upper: None,
@@ -239,12 +235,14 @@ fn command(
 pub fn buildkit_argv<'a>(
     cmd: &'a CommandLine,
     shell: &[String],
-) -> Result<(Vec<String>, Option<&'a Heredoc>), String> {
+) -> Result<(Vec<String>, Option<&'a Heredoc>), StepError> {
     if cmd.heredocs.is_empty() {
         return Ok((config::argv(cmd, shell), None));
     }
     if !cmd.shell_form || cmd.args.len() != 1 {
-        return Err("heredocs need the shell form of RUN (not a JSON array)".into());
+        return Err(StepError::Invalid(
+            "heredocs need the shell form of RUN (not a JSON array)".into(),
+        ));
     }
     let line = &cmd.args[0];
     let single = match cmd.heredocs.as_slice() {
@@ -296,9 +294,9 @@ pub(crate) fn remove_stubs(
     upper: &Path,
     stubs: &[String],
     destinations: &[String],
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     use std::os::fd::AsRawFd;
-    let root = strata_store::safe::Root::open(upper).map_err(|e| e.to_string())?;
+    let root = strata_store::safe::Root::open(upper).map_err(StepError::from)?;
     let stubs: Vec<Vec<String>> = stubs
         .iter()
         .map(|s| crate::exec::lower::components(s))
@@ -328,10 +326,9 @@ pub(crate) fn remove_stubs(
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => {
-                    return Err(format!(
-                        "removing mount point /{} from the layer: {e}",
-                        path.join("/")
-                    ))
+                    return Err(e).step_context(|| {
+                        format!("removing mount point /{} from the layer", path.join("/"))
+                    })
                 }
             }
         }
