@@ -43,7 +43,8 @@ use strata_store::{Digest, History, Store};
 
 use super::context_index::ContextIndex;
 use super::selection::Context;
-use super::{ExecOptions, StageState};
+use super::source_kind::{is_git, is_url};
+use super::state::{ExecOptions, StageState};
 use strata_dockerfile::instructions::Instruction;
 use strata_dockerfile::mounts::MountType;
 use strata_dockerfile::plan::{SourceRef, Step};
@@ -186,10 +187,7 @@ impl<'a> BuildCache<'a> {
             Instruction::Add(a) => {
                 // A remote source's content is only known by fetching it: never a hit.
                 // Recognised exactly as ADD itself recognises them (exec/fetch.rs).
-                if a.sources
-                    .iter()
-                    .any(|s| super::copy::fetch::is_url(s) || super::copy::fetch::is_git(s))
-                {
+                if a.sources.iter().any(|s| is_url(s) || is_git(s)) {
                     return vec![unique_key("remote")];
                 }
                 vec![self.source_key(&step.copy_source, stage_keys, &a.sources)]

@@ -2,12 +2,10 @@
 //! (ENV, LABEL, CMD, ENTRYPOINT, HEALTHCHECK, …); WORKDIR also creates its directory. The
 //! history entry every step adds is written by [`super::history`].
 
-use crate::exec::error::StepError;
-use strata_store::layer::LayerInfo;
 use strata_store::model::Healthcheck as ConfigHealthcheck;
-use strata_store::{ImageConfig, Store};
+use strata_store::ImageConfig;
 
-use super::StageState;
+use super::state::StageState;
 use strata_dockerfile::instructions::{Healthcheck, Instruction};
 use strata_dockerfile::plan::Step;
 
@@ -56,31 +54,6 @@ pub fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
 
 fn nanos(d: Option<std::time::Duration>) -> Option<i64> {
     d.map(|d| d.as_nanos() as i64).filter(|n| *n != 0)
-}
-
-/// Applies a metadata instruction to the stage's config. WORKDIR also creates the directory
-/// (as BuildKit does, owned by the current USER): that is the only metadata step that may
-/// return a layer.
-pub fn apply_metadata(
-    state: &mut StageState,
-    store: &Store,
-    instruction: &Instruction,
-    step: &Step,
-    options: &super::ExecOptions,
-) -> Result<Option<LayerInfo>, StepError> {
-    if matches!(
-        instruction,
-        Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_)
-    ) {
-        return Err(StepError::Invalid(
-            "internal: not a metadata instruction".into(),
-        ));
-    }
-    apply_config_change(state, instruction, step);
-    match instruction {
-        Instruction::Workdir(_) => super::copy::make_workdir(store, state, &step.workdir, options),
-        _ => Ok(None),
-    }
 }
 
 /// What a step does to `config.config` (and `author`, `cmd_set`), without touching any

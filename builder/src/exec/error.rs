@@ -1,12 +1,70 @@
 //! Why one step failed: [`StepError`], what every step function returns.
 //!
 //! The executor renders it after the step's `Dockerfile:line: INSTRUCTION:` prefix
-//! ([`super::ExecError::Step`]), so the text a variant displays is what the user reads: each
+//! ([`ExecError::Step`]), so the text a variant displays is what the user reads: each
 //! names the thing at fault (a path, a mount, an image, a URL) and, for what the Dockerfile asks
 //! wrongly, says what to change. Failures of the file system, the store, the runner or a download
 //! keep their cause as the `#[source]`, so callers can still tell an `ENOSPC` from a bad flag.
 
 use strata_store::StoreError;
+
+/// Why a build failed. Step errors carry the instruction and its `Dockerfile:line`.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// A step failed.
+    #[error("{file}:{line}: {instruction}: {reason}")]
+    Step {
+        /// The Dockerfile's name.
+        file: String,
+        /// First line of the instruction.
+        line: usize,
+        /// The instruction as written.
+        instruction: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The store refused something.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stage the plan refers to was not built (an internal inconsistency).
+    #[error("internal: stage {0} was not built before it was used")]
+    MissingStage(usize),
+    /// A stage stopped because another stage of the build failed (never shown: the other
+    /// stage's error is).
+    #[error("stopped: another stage failed")]
+    Cancelled,
+    /// An internal failure (a stage thread panicked).
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Why an image could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum BaseError {
+    /// Not in the store and the pull failed.
+    #[error("image {name} not found locally and could not be pulled from {registry}: {reason}")]
+    NotFound {
+        /// The name as written.
+        name: String,
+        /// The registry host it would come from.
+        registry: String,
+        /// Why the pull failed.
+        reason: String,
+    },
+    /// `--pull` was given and the registry could not be asked.
+    #[error("pulling {name} from {registry} (--pull): {reason}")]
+    Pull {
+        /// The name as written.
+        name: String,
+        /// The registry host.
+        registry: String,
+        /// Why the pull failed.
+        reason: String,
+    },
+    /// The store refused something.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// Why one step (RUN, COPY/ADD, WORKDIR, an `--output`) failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +108,7 @@ pub enum StepError {
     Chmod(#[from] strata_dockerfile::chmod::ChmodError),
     /// An image a step reads (`--from=IMAGE`, `--mount from=IMAGE`) could not be loaded.
     #[error(transparent)]
-    Base(#[from] super::base::BaseError),
+    Base(#[from] BaseError),
     /// A `.dockerignore` or `--exclude` pattern is malformed.
     #[error(transparent)]
     Pattern(#[from] super::ignore::PatternError),

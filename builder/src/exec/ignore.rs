@@ -37,6 +37,11 @@ pub enum IgnoreFileError {
     Pattern(#[source] PatternError),
 }
 
+/// Whether a source component is a pattern (Go `filepath.Match` metacharacters).
+pub(crate) fn has_wildcard(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
 /// One parsed pattern.
 #[derive(Debug, Clone)]
 struct Pattern {

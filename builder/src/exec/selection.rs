@@ -29,8 +29,7 @@ use sha2::{Digest as _, Sha256};
 use strata_store::safe::{self, Root};
 
 use super::context_index::{ContextIndex, FileStamp};
-use super::copy::select::has_wildcard;
-use super::ignore::{Glob, Ignore};
+use super::ignore::{has_wildcard, Glob, Ignore};
 use super::lower;
 
 /// The build context opened once per build: its root and its `.dockerignore`.

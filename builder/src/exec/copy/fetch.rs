@@ -27,23 +27,6 @@ pub(crate) struct Fetched {
     pub mtime: Option<i64>,
 }
 
-/// Whether an ADD source is a URL strata fetches.
-pub(crate) fn is_url(s: &str) -> bool {
-    let l = s.to_ascii_lowercase();
-    l.starts_with("http://") || l.starts_with("https://")
-}
-
-/// Whether an ADD source names a git repository (BuildKit clones those): `git@host:…`,
-/// `git://…`, `ssh://…`, or an http(s) URL whose path ends in `.git`.
-pub(crate) fn is_git(s: &str) -> bool {
-    let l = s.to_ascii_lowercase();
-    let before_fragment = l.split('#').next().unwrap_or("");
-    l.starts_with("git@")
-        || l.starts_with("git://")
-        || l.starts_with("ssh://")
-        || (is_url(&l) && before_fragment.trim_end_matches('/').ends_with(".git"))
-}
-
 /// The file name for `url`: the last component of its path, percent-decoded.
 pub(crate) fn file_name(url: &str) -> String {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
@@ -154,14 +137,6 @@ pub(crate) fn fetch(url: &str, dir: &Path, checksum: Option<&str>) -> Result<Fet
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn git_sources_are_recognised() {
-        assert!(is_git("https://github.com/moby/buildkit.git#v0.10.1"));
-        assert!(is_git("git@github.com:moby/buildkit.git"));
-        assert!(!is_git("https://example.com/tool.tar.gz"));
-        assert!(!is_git("src/dir.git"), "a local path is never a git source");
-    }
 
     #[test]
     fn names_from_urls() {

@@ -47,8 +47,9 @@ pub mod select;
 mod stage;
 
 use crate::exec::lower;
-use crate::exec::run::TempDir;
-use crate::exec::{ExecOptions, StageState};
+use crate::exec::source_kind::{is_git, is_url};
+use crate::exec::state::{ExecOptions, StageState};
+use crate::exec::tempdir::TempDir;
 use emit::{FileData, Tree};
 use select::{kind, resolve_dest, select_sources, CopySource, SelectSpec};
 use stage::{Attrs, Stager};
@@ -345,12 +346,8 @@ fn run_copy(
         .sources
         .iter()
         .cloned()
-        .partition(|s| p.add.is_some() && fetch::is_url(s));
-    if let Some(git) = p
-        .sources
-        .iter()
-        .find(|s| p.add.is_some() && fetch::is_git(s))
-    {
+        .partition(|s| p.add.is_some() && is_url(s));
+    if let Some(git) = p.sources.iter().find(|s| p.add.is_some() && is_git(s)) {
         return Err(StepError::Invalid(format!(
             "ADD {git}: adding a git repository is not supported by this version of strata; clone it in a RUN step instead"
         )));

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 use strata_store::safe::{self, Root};
 
-use crate::exec::ignore::{Glob, Ignore};
+use crate::exec::ignore::{has_wildcard, Glob, Ignore};
 use crate::exec::lower;
 
 /// Symlinks followed while resolving one path before giving up (Linux's own limit).
@@ -403,8 +403,8 @@ pub(crate) struct SelectSpec<'a> {
 /// One entry a COPY copies, in copy order (a directory before its children).
 #[derive(Debug, Clone)]
 pub(crate) struct Selected {
-    /// Index of the source argument it came from (for the build cache's key).
-    #[allow(dead_code)]
+    /// Index of the source argument it came from: part of the hardlink-group key the stager
+    /// uses, so two arguments reaching the same inode are not linked across sources.
     pub arg: usize,
     /// Its path in the source (components, symlinks resolved; for messages and reads).
     pub src: Vec<String>,
@@ -430,11 +430,6 @@ pub(crate) struct Selection {
     pub wildcard: bool,
     /// How many top-level matches there were.
     pub matches: usize,
-}
-
-/// Whether a source component is a pattern (Go `filepath.Match` metacharacters).
-pub(crate) fn has_wildcard(s: &str) -> bool {
-    s.contains(['*', '?', '['])
 }
 
 /// Splits a source argument into clean components and the pivot (`--parents`): the number of

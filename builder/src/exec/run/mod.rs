@@ -6,7 +6,7 @@
 use crate::exec::error::{StepContext, StepError};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -20,8 +20,10 @@ use strata_store::Store;
 pub mod mounts;
 pub mod snapshot;
 
+use crate::exec::config;
 use crate::exec::progress::Progress;
-use crate::exec::{config, ExecOptions, StageState};
+use crate::exec::state::{ExecOptions, StageState};
+use crate::exec::tempdir::TempDir;
 use strata_dockerfile::heredoc::{parse_heredoc_word, Heredoc};
 use strata_dockerfile::instructions::{CommandLine, NetworkMode as RunNetwork, Run};
 use strata_dockerfile::plan::Step;
@@ -31,31 +33,6 @@ const TAIL_LINES: usize = 10;
 
 /// BuildKit's hostname for RUN containers.
 const HOSTNAME: &str = "buildkitsandbox";
-
-/// A staging directory removed when dropped (success, failure or unwinding alike).
-pub(crate) struct TempDir(pub PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = strata_store::safe::remove_tree(&self.0);
-    }
-}
-
-impl TempDir {
-    /// A fresh directory in the store's staging area.
-    pub(crate) fn new(store: &Store, hint: &str) -> Result<TempDir, StepError> {
-        let p = store.temp_path(hint).map_err(StepError::from)?;
-        std::fs::create_dir(&p).step_context(|| format!("creating {}", p.display()))?;
-        Ok(TempDir(p))
-    }
-
-    /// Creates a subdirectory.
-    pub(crate) fn sub(&self, name: &str) -> Result<PathBuf, StepError> {
-        let p = self.0.join(name);
-        std::fs::create_dir(&p).step_context(|| format!("creating {}", p.display()))?;
-        Ok(p)
-    }
-}
 
 /// Runs one RUN step and returns its layer (`None` when the command changed nothing).
 #[allow(clippy::too_many_arguments)]

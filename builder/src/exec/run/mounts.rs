@@ -33,8 +33,8 @@ use strata_runner::{MountSpec, OverlayUpper};
 use strata_store::lock::{self, LockGuard, LockMode};
 use strata_store::Store;
 
-use super::TempDir;
-use crate::exec::{ExecOptions, StageState};
+use crate::exec::state::{ExecOptions, StageState};
+use crate::exec::tempdir::TempDir;
 use strata_dockerfile::mounts::{CacheSharing, Mount, MountType};
 use strata_dockerfile::plan::{SourceRef, Step};
 

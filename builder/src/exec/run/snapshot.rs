@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use strata_store::layer::{write_layer_blob, LayerInfo, TarOptions, TreeFormat};
 use strata_store::Store;
 
-use crate::exec::{lower, ExecOptions};
+use crate::exec::lower;
+use crate::exec::state::ExecOptions;
 
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
