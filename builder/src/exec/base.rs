@@ -9,38 +9,13 @@ use strata_registry_client::{Outcome, PullOptions, RegistryClient};
 use strata_store::ops::LayerRef;
 use strata_store::{Descriptor, Digest, Image, Reference, Store, StoreError};
 
-use super::{ExecError, ExecOptions, StageState};
+// BaseError lives in error.rs with the executor's other errors (StepError wraps it).
+pub use super::error::BaseError;
+use super::error::ExecError;
+use super::state::{ExecOptions, StageState};
 use strata_dockerfile::plan::{
     BaseError as BaseResolveError, BaseImageConfig, BaseRequest, BaseResolver,
 };
-
-/// Why an image could not be resolved.
-#[derive(Debug, thiserror::Error)]
-pub enum BaseError {
-    /// Not in the store and the pull failed.
-    #[error("image {name} not found locally and could not be pulled from {registry}: {reason}")]
-    NotFound {
-        /// The name as written.
-        name: String,
-        /// The registry host it would come from.
-        registry: String,
-        /// Why the pull failed.
-        reason: String,
-    },
-    /// `--pull` was given and the registry could not be asked.
-    #[error("pulling {name} from {registry} (--pull): {reason}")]
-    Pull {
-        /// The name as written.
-        name: String,
-        /// The registry host.
-        registry: String,
-        /// Why the pull failed.
-        reason: String,
-    },
-    /// The store refused something.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
 
 /// Finds `name` in the store, pulling it from its registry when it is missing there — or always,
 /// when `pull` (`--pull`) asks to re-resolve the tag (an image named by digest is immutable and

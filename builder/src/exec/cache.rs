@@ -29,8 +29,9 @@
 //! Entries live in the store ([`Store::put_cache_entry`]), which keeps their layers from gc
 //! until `gc` prunes the entry; they reference nothing else.
 
+use crate::exec::error::StepError;
 use std::collections::BTreeMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -42,7 +43,8 @@ use strata_store::{Digest, History, Store};
 
 use super::context_index::ContextIndex;
 use super::selection::Context;
-use super::{ExecOptions, StageState};
+use super::source_kind::{is_git, is_url};
+use super::state::{ExecOptions, StageState};
 use strata_dockerfile::instructions::Instruction;
 use strata_dockerfile::mounts::MountType;
 use strata_dockerfile::plan::{SourceRef, Step};
@@ -89,7 +91,7 @@ impl CachedLayer {
 pub struct BuildCache<'a> {
     store: &'a Store,
     options: &'a ExecOptions,
-    context: OnceLock<Result<Context, String>>,
+    context: OnceLock<Result<Context, Arc<StepError>>>,
     index: OnceLock<Mutex<ContextIndex>>,
 }
 
@@ -134,11 +136,11 @@ impl<'a> BuildCache<'a> {
         hash_parts(&["strata-base-v1", base, &compression, &epoch])
     }
 
-    fn context(&self) -> Result<&Context, String> {
+    fn context(&self) -> Result<&Context, StepError> {
         self.context
-            .get_or_init(|| Context::open(&self.options.context))
+            .get_or_init(|| Context::open(&self.options.context).map_err(Arc::new))
             .as_ref()
-            .map_err(Clone::clone)
+            .map_err(|e| StepError::Shared(Arc::clone(e)))
     }
 
     fn index(&self) -> &Mutex<ContextIndex> {
@@ -185,10 +187,7 @@ impl<'a> BuildCache<'a> {
             Instruction::Add(a) => {
                 // A remote source's content is only known by fetching it: never a hit.
                 // Recognised exactly as ADD itself recognises them (exec/fetch.rs).
-                if a.sources
-                    .iter()
-                    .any(|s| super::fetch::is_url(s) || super::fetch::is_git(s))
-                {
+                if a.sources.iter().any(|s| is_url(s) || is_git(s)) {
                     return vec![unique_key("remote")];
                 }
                 vec![self.source_key(&step.copy_source, stage_keys, &a.sources)]

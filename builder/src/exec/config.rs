@@ -1,34 +1,16 @@
-//! Metadata instructions → image config, and every step → a history entry, the way BuildKit's
-//! `dockerfile2llb` writes them (`commitToHistory`): `created_by` is the instruction in BuildKit's
-//! text form (Go's `%q`/`%v` renderings included, so `docker history` reads the same), layer
-//! steps end in ` # buildkit`, the comment is `buildkit.dockerfile.v0`, and steps without a
-//! layer are `empty_layer`.
+//! Metadata instructions → image config, the way BuildKit's `dockerfile2llb` dispatches them
+//! (ENV, LABEL, CMD, ENTRYPOINT, HEALTHCHECK, …); WORKDIR also creates its directory. The
+//! history entry every step adds is written by [`super::history`].
 
-use strata_store::layer::LayerInfo;
 use strata_store::model::Healthcheck as ConfigHealthcheck;
-use strata_store::{History, ImageConfig, Store};
+use strata_store::ImageConfig;
 
-use super::StageState;
-use strata_dockerfile::dump::go_quote;
+use super::state::StageState;
 use strata_dockerfile::instructions::{Healthcheck, Instruction};
 use strata_dockerfile::plan::Step;
 
 /// Docker's default `PATH`, which BuildKit puts in the config of a `FROM scratch` image.
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// The comment BuildKit gives every history entry it writes.
-pub const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
-
-/// `created` for configs and history: `SOURCE_DATE_EPOCH` when set, else now.
-pub fn created_string(source_date_epoch: Option<i64>) -> String {
-    let secs = source_date_epoch.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)
-    });
-    strata_store::ops::rfc3339(secs)
-}
 
 /// The state of `FROM scratch`: no layers, the host platform, BuildKit's default PATH.
 pub fn scratch_state() -> StageState {
@@ -46,33 +28,6 @@ pub fn scratch_state() -> StageState {
     }
 }
 
-/// Appends a history entry. An empty `created_by` means the instruction has none: BuildKit
-/// writes no history entry for ONBUILD (`dispatchOnbuild` in dockerfile2llb/convert.go only
-/// appends the trigger to the config).
-pub fn push_history(config: &mut ImageConfig, created: &str, created_by: String, empty: bool) {
-    if created_by.is_empty() {
-        return;
-    }
-    config.history.push(History {
-        created: Some(created.to_string()),
-        created_by: Some(created_by),
-        author: None,
-        comment: Some(HISTORY_COMMENT.to_string()),
-        empty_layer: empty,
-    });
-}
-
-/// Go's `%q` of a `[]string`: `["a" "b"]`.
-fn go_list_q(v: &[String]) -> String {
-    let q: Vec<String> = v.iter().map(|s| go_quote(s)).collect();
-    format!("[{}]", q.join(" "))
-}
-
-/// Go's `%v` of a `[]string`: `[a b]`.
-fn go_list_v(v: &[String]) -> String {
-    format!("[{}]", v.join(" "))
-}
-
 /// The argv a CMD/ENTRYPOINT/RUN line stands for: exec form as is, shell form wrapped in the
 /// shell in effect.
 pub fn argv(cmd: &strata_dockerfile::instructions::CommandLine, shell: &[String]) -> Vec<String> {
@@ -82,202 +37,6 @@ pub fn argv(cmd: &strata_dockerfile::instructions::CommandLine, shell: &[String]
         v
     } else {
         cmd.args.clone()
-    }
-}
-
-/// Go's `time.Duration.String()` (`30s`, `1m30s`, `1h0m0s`, `1.5s`, `500ms`, `0s`), which is
-/// how BuildKit's `%+v` of a health check renders its durations.
-fn go_duration(d: Option<std::time::Duration>) -> String {
-    let Some(d) = d else { return "0s".into() };
-    let ns = d.as_nanos();
-    if ns == 0 {
-        return "0s".into();
-    }
-    // Below one second Go switches unit: ns, µs, ms, with a trimmed fraction.
-    if ns < 1_000_000_000 {
-        let (unit, scale) = if ns < 1_000 {
-            ("ns", 1)
-        } else if ns < 1_000_000 {
-            ("\u{b5}s", 1_000)
-        } else {
-            ("ms", 1_000_000)
-        };
-        let whole = ns / scale;
-        let frac = ns % scale;
-        if frac == 0 {
-            return format!("{whole}{unit}");
-        }
-        let digits = match scale {
-            1_000 => 3,
-            _ => 6,
-        };
-        let f = format!("{frac:0digits$}");
-        return format!("{whole}.{}{unit}", f.trim_end_matches('0'));
-    }
-    let total_s = d.as_secs();
-    let frac = d.subsec_nanos();
-    let (h, m, s) = (total_s / 3600, (total_s % 3600) / 60, total_s % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if h > 0 || m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if frac == 0 {
-        out.push_str(&format!("{s}s"));
-    } else {
-        let f = format!("{frac:09}");
-        out.push_str(&format!("{s}.{}s", f.trim_end_matches('0')));
-    }
-    out
-}
-
-/// COPY/ADD history text (`dispatchCopy`): flags BuildKit records (`--parents`, `--chown`,
-/// `--chmod`; not `--from`, `--link` or `--exclude`), the sources as written, `<<NAME` for each
-/// heredoc source, the destination as written.
-fn copy_created_by(
-    name: &str,
-    parents: bool,
-    chown: Option<&str>,
-    chmod: Option<&str>,
-    sources: &[String],
-    inline: &[strata_dockerfile::instructions::InlineSource],
-    dest: &str,
-) -> String {
-    let mut s = String::from(name);
-    if parents {
-        s.push_str(" --parents");
-    }
-    if let Some(ch) = chown {
-        s.push_str(&format!(" --chown={ch}"));
-    }
-    if let Some(m) = chmod {
-        s.push_str(&format!(" --chmod={m}"));
-    }
-    for src in sources {
-        s.push_str(&format!(" {src}"));
-    }
-    for doc in inline {
-        s.push_str(&format!(" <<{}", doc.path));
-    }
-    format!("{s} {dest} # buildkit")
-}
-
-/// The history `created_by` of a step, as BuildKit writes it.
-pub fn created_by(step: &Step) -> String {
-    match &step.instruction {
-        Instruction::Run(r) => {
-            let mut s = String::from("RUN ");
-            // BuildKit lists the stage's ARGs in declaration order (runCommandString over
-            // d.buildArgs), which is the order of the cache inputs.
-            let args = &step.cache.build_args;
-            if !args.is_empty() {
-                s.push_str(&format!("|{} ", args.len()));
-                for (k, v) in args {
-                    s.push_str(&format!("{k}={v} "));
-                }
-            }
-            // Heredocs: the argv BuildKit actually runs (body as the script, or /dev/pipes/…).
-            let run_argv = super::run::buildkit_argv(&r.command, &step.shell)
-                .map(|(a, _)| a)
-                .unwrap_or_else(|_| argv(&r.command, &step.shell));
-            s.push_str(&run_argv.join(" "));
-            s.push_str(" # buildkit");
-            s
-        }
-        Instruction::Copy(c) => copy_created_by(
-            "COPY",
-            c.parents,
-            c.chown.as_deref(),
-            c.chmod.as_deref(),
-            &c.sources,
-            &c.inline,
-            &c.dest,
-        ),
-        Instruction::Add(a) => copy_created_by(
-            "ADD",
-            false,
-            a.chown.as_deref(),
-            a.chmod.as_deref(),
-            &a.sources,
-            &a.inline,
-            &a.dest,
-        ),
-        Instruction::Cmd(c) => format!("CMD {}", go_list_q(&argv(c, &step.shell))),
-        Instruction::Entrypoint(c) => format!("ENTRYPOINT {}", go_list_q(&argv(c, &step.shell))),
-        Instruction::Shell(v) => format!("SHELL {}", go_list_v(v)),
-        Instruction::Env(kv) => {
-            let parts: Vec<String> = kv
-                .iter()
-                .map(|p| format!("{}={}", p.key, p.value))
-                .collect();
-            format!("ENV {}", parts.join(" "))
-        }
-        Instruction::Label(kv) => {
-            let parts: Vec<String> = kv
-                .iter()
-                .map(|p| format!("{}={}", p.key, p.value))
-                .collect();
-            format!("LABEL {}", parts.join(" "))
-        }
-        Instruction::Arg(decls) => {
-            let parts: Vec<String> = decls
-                .iter()
-                .map(|d| match &d.default {
-                    Some(v) => format!("{}={v}", d.key),
-                    None => d.key.clone(),
-                })
-                .collect();
-            format!("ARG {}", parts.join(" "))
-        }
-        Instruction::Expose(ports) => {
-            let mut p = ports.clone();
-            p.sort();
-            p.dedup();
-            let inner: Vec<String> = p.iter().map(|p| format!("{p}:{{}}")).collect();
-            format!("EXPOSE map[{}]", inner.join(" "))
-        }
-        Instruction::Volume(v) => format!("VOLUME {}", go_list_v(v)),
-        Instruction::User(u) => format!("USER {u}"),
-        // BuildKit records the resolved absolute path ("WORKDIR " + wd), not the argument.
-        Instruction::Workdir(_) => format!("WORKDIR {}", step.workdir),
-        Instruction::StopSignal(s) => format!("STOPSIGNAL {s}"),
-        // BuildKit: `fmt.Sprintf("HEALTHCHECK %+v", healthcheckConfig)`, Go's field-named
-        // struct rendering with durations as `time.Duration` strings.
-        Instruction::Healthcheck(h) => {
-            let none = vec!["NONE".to_string()];
-            let (test, interval, timeout, start_period, start_interval, retries) = match h {
-                Healthcheck::None => (&none, None, None, None, None, None),
-                Healthcheck::Check {
-                    test,
-                    interval,
-                    timeout,
-                    start_period,
-                    start_interval,
-                    retries,
-                } => (
-                    test,
-                    *interval,
-                    *timeout,
-                    *start_period,
-                    *start_interval,
-                    *retries,
-                ),
-            };
-            format!(
-                "HEALTHCHECK {{Test:{} Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
-                go_list_v(test),
-                go_duration(interval),
-                go_duration(timeout),
-                go_duration(start_period),
-                go_duration(start_interval),
-                retries.unwrap_or(0)
-            )
-        }
-        // No history entry (see `push_history`).
-        Instruction::Onbuild(_) => String::new(),
-        Instruction::Maintainer(m) => format!("MAINTAINER {m}"),
     }
 }
 
@@ -295,29 +54,6 @@ pub fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
 
 fn nanos(d: Option<std::time::Duration>) -> Option<i64> {
     d.map(|d| d.as_nanos() as i64).filter(|n| *n != 0)
-}
-
-/// Applies a metadata instruction to the stage's config. WORKDIR also creates the directory
-/// (as BuildKit does, owned by the current USER): that is the only metadata step that may
-/// return a layer.
-pub fn apply_metadata(
-    state: &mut StageState,
-    store: &Store,
-    instruction: &Instruction,
-    step: &Step,
-    options: &super::ExecOptions,
-) -> Result<Option<LayerInfo>, String> {
-    if matches!(
-        instruction,
-        Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_)
-    ) {
-        return Err("internal: not a metadata instruction".into());
-    }
-    apply_config_change(state, instruction, step);
-    match instruction {
-        Instruction::Workdir(_) => super::copy::make_workdir(store, state, &step.workdir, options),
-        _ => Ok(None),
-    }
 }
 
 /// What a step does to `config.config` (and `author`, `cmd_set`), without touching any
@@ -406,20 +142,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_render_like_go() {
-        use std::time::Duration;
-        assert_eq!(go_duration(None), "0s");
-        assert_eq!(go_duration(Some(Duration::from_secs(30))), "30s");
-        assert_eq!(go_duration(Some(Duration::from_secs(90))), "1m30s");
-        assert_eq!(go_duration(Some(Duration::from_secs(3600))), "1h0m0s");
-        assert_eq!(go_duration(Some(Duration::from_millis(1500))), "1.5s");
-        assert_eq!(go_duration(Some(Duration::from_millis(500))), "500ms");
-        assert_eq!(go_duration(Some(Duration::from_micros(1500))), "1.5ms");
-        assert_eq!(go_duration(Some(Duration::from_nanos(1500))), "1.5\u{b5}s");
-        assert_eq!(go_duration(Some(Duration::from_nanos(7))), "7ns");
-    }
-
-    #[test]
     fn scratch_is_the_host_platform() {
         let s = scratch_state();
         assert_eq!(s.config.os, "linux");
@@ -434,16 +156,5 @@ mod tests {
         set_env(&mut env, "A", "2");
         set_env(&mut env, "B", "3");
         assert_eq!(env, ["A=2", "PATH=/bin", "B=3"]);
-    }
-
-    #[test]
-    fn go_lists() {
-        let v = vec![
-            "/bin/sh".to_string(),
-            "-c".to_string(),
-            "echo \"hi\"".to_string(),
-        ];
-        assert_eq!(go_list_q(&v), r#"["/bin/sh" "-c" "echo \"hi\""]"#);
-        assert_eq!(go_list_v(&v[..2]), "[/bin/sh -c]");
     }
 }

@@ -26,6 +26,22 @@ pub struct PatternError {
     pub reason: String,
 }
 
+/// Why the context's `.dockerignore` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum IgnoreFileError {
+    /// It exists but cannot be read (or is not UTF-8 text).
+    #[error("reading .dockerignore: {0}")]
+    Read(#[source] std::io::Error),
+    /// One of its patterns cannot be compiled.
+    #[error(".dockerignore: {0}")]
+    Pattern(#[source] PatternError),
+}
+
+/// Whether a source component is a pattern (Go `filepath.Match` metacharacters).
+pub(crate) fn has_wildcard(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
 /// One parsed pattern.
 #[derive(Debug, Clone)]
 struct Pattern {
@@ -44,7 +60,9 @@ impl Ignore {
     /// Reads `.dockerignore` at the top of the opened build context, fd-relative and without
     /// following a symlink (a planted `.dockerignore -> /etc/shadow` is never read); `None`
     /// when the context has none (or it cannot be opened as a regular file there).
-    pub fn read_from(context: &strata_store::safe::Root) -> Result<Option<Ignore>, String> {
+    pub fn read_from(
+        context: &strata_store::safe::Root,
+    ) -> Result<Option<Ignore>, IgnoreFileError> {
         use std::io::Read;
         match strata_store::safe::openat2_in_root(
             context.fd(),
@@ -56,10 +74,10 @@ impl Ignore {
                 let mut text = String::new();
                 std::fs::File::from(fd)
                     .read_to_string(&mut text)
-                    .map_err(|e| format!("reading .dockerignore: {e}"))?;
+                    .map_err(IgnoreFileError::Read)?;
                 Ignore::parse(&text)
                     .map(Some)
-                    .map_err(|e| format!(".dockerignore: {e}"))
+                    .map_err(IgnoreFileError::Pattern)
             }
             Err(_) => Ok(None),
         }

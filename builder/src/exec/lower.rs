@@ -6,6 +6,7 @@
 //! through `openat2(RESOLVE_IN_ROOT)` on the layer directory: a symlink inside an image layer can
 //! never make the builder read a host file (the CVE-2018-15664 class of bug).
 
+use crate::exec::error::StepError;
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::fd::AsRawFd;
@@ -32,7 +33,7 @@ fn is_whiteout(st: &libc::stat) -> bool {
 }
 
 /// Splits an absolute or relative container path into clean components (`..` refused).
-pub fn components(path: &str) -> Result<Vec<String>, String> {
+pub fn components(path: &str) -> Result<Vec<String>, StepError> {
     let mut out = Vec::new();
     for c in path.split('/') {
         match c {
@@ -163,17 +164,17 @@ pub fn read_file(lowerdirs: &[PathBuf], path: &str) -> Option<String> {
 /// primary group; a number needs no entry. Ids are bounded as the runner bounds a process's
 /// (`strata_runner::user::parse_id`, `0..=2147483647`): `(uid_t)-1` means "unchanged" to the
 /// kernel, and a file or WORKDIR owned by it is refused rather than written.
-pub fn resolve_owner(lowerdirs: &[PathBuf], spec: &str) -> Result<(u32, u32), String> {
+pub fn resolve_owner(lowerdirs: &[PathBuf], spec: &str) -> Result<(u32, u32), StepError> {
     use strata_runner::user::{parse_id, MAX_ID};
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
     let out_of_range = |what: &str, id: u32| {
-        format!("invalid {what} {id} in the image for {spec:?}: uids and gids must be in range 0-{MAX_ID}")
+        StepError::Invalid(format!("invalid {what} {id} in the image for {spec:?}: uids and gids must be in range 0-{MAX_ID}"))
     };
     let passwd = read_file(lowerdirs, "/etc/passwd").unwrap_or_default();
-    let numeric_uid = parse_id("uid", user).map_err(|e| e.to_string())?;
+    let numeric_uid = parse_id("uid", user).map_err(StepError::from)?;
     let (uid, primary_gid) = match numeric_uid {
         Some(n) => (
             n,
@@ -186,7 +187,9 @@ pub fn resolve_owner(lowerdirs: &[PathBuf], spec: &str) -> Result<(u32, u32), St
             .find(|e| e.0 == user)
             .map(|e| (e.1, e.2))
             .ok_or_else(|| {
-                format!("unable to find user {user}: no matching entries in passwd file")
+                StepError::Invalid(format!(
+                    "unable to find user {user}: no matching entries in passwd file"
+                ))
             })?,
     };
     let gid = match group {
@@ -197,7 +200,7 @@ pub fn resolve_owner(lowerdirs: &[PathBuf], spec: &str) -> Result<(u32, u32), St
                 primary_gid
             }
         }
-        Some(g) => match parse_id("gid", g).map_err(|e| e.to_string())? {
+        Some(g) => match parse_id("gid", g).map_err(StepError::from)? {
             Some(n) => n,
             None => {
                 let groups = read_file(lowerdirs, "/etc/group").unwrap_or_default();
@@ -211,7 +214,9 @@ pub fn resolve_owner(lowerdirs: &[PathBuf], spec: &str) -> Result<(u32, u32), St
                     })
                     .next()
                     .ok_or_else(|| {
-                        format!("unable to find group {g}: no matching entries in group file")
+                        StepError::Invalid(format!(
+                            "unable to find group {g}: no matching entries in group file"
+                        ))
                     })?
             }
         },
@@ -269,12 +274,17 @@ mod tests {
         assert_eq!(resolve_owner(&l, "app:staff").unwrap(), (1000, 50));
         assert_eq!(resolve_owner(&l, "42").unwrap(), (42, 42));
         assert_eq!(resolve_owner(&l, "42:7").unwrap(), (42, 7));
-        assert!(resolve_owner(&l, "nobody").unwrap_err().contains("nobody"));
+        assert!(resolve_owner(&l, "nobody")
+            .unwrap_err()
+            .to_string()
+            .contains("nobody"));
         assert!(resolve_owner(&l, "4294967295")
             .unwrap_err()
+            .to_string()
             .contains("4294967295"));
         assert!(resolve_owner(&l, "0:4294967295")
             .unwrap_err()
+            .to_string()
             .contains("4294967295"));
         assert_eq!(
             resolve_owner(&l, "2147483647").unwrap(),
@@ -282,6 +292,7 @@ mod tests {
         );
         assert!(resolve_owner(&l, "app:wheel")
             .unwrap_err()
+            .to_string()
             .contains("wheel"));
     }
 

@@ -1,18 +1,21 @@
 //! The executor: runs a [`BuildGraph`] against a [`Store`] and writes the image.
 //!
-//! One module per concern:
+//! One module per concern, grouped by the instruction they serve:
 //!
-//! * [`config`] — metadata instructions → image config and history, as BuildKit writes them;
+//! * [`config`] — metadata instructions → image config (WORKDIR also makes its directory);
+//! * [`history`] — every step → its history entry, as BuildKit writes them;
 //! * [`base`] — base images from the store, pulled from their registry when missing;
-//! * [`run`] — RUN in the runner crate's sandbox over a kernel overlay of the parent's layers;
-//! * [`mounts`] — RUN `--mount` (bind, cache, tmpfs, secret) and heredoc scripts;
+//! * [`run`] — RUN in the runner crate's sandbox over a kernel overlay of the parent's layers:
+//!   * [`run::mounts`] — RUN `--mount` (bind, cache, tmpfs, secret) and heredoc scripts;
+//!   * [`run::snapshot`] — the overlay upperdir (and only it) → a layer blob;
+//! * [`copy`] — COPY/ADD: Docker's placement rules, heredocs, ADD archives and URLs:
+//!   * [`copy::select`] — which entries a COPY reads (wildcards, `.dockerignore`, `--exclude`,
+//!     `--parents`), fd-relative under the context root or a stage's/image's layers;
+//!   * `copy::stage` — the planned layer: entries placed at their destinations;
+//!   * [`copy::emit`] — a COPY's planned layer streamed straight into the layer tar;
+//!   * [`copy::add`] / [`copy::fetch`] — ADD archives, ADD URLs (`--chmod` modes:
+//!     [`strata_dockerfile::chmod`]);
 //! * [`output`] — `--output` (oci/docker archives, local dir, rootfs tar, registry push);
-//! * [`snapshot`] — the overlay upperdir (and only it) → a layer blob;
-//! * [`copy`] — COPY/ADD: Docker's placement rules, heredocs, ADD archives and URLs;
-//! * [`select`] — which entries a COPY reads (wildcards, `.dockerignore`, `--exclude`,
-//!   `--parents`), fd-relative under the context root or a stage's/image's layers;
-//! * [`emit`] — a COPY's planned layer streamed straight into the layer tar;
-//! * [`add`] / [`fetch`] — ADD archives, ADD URLs (`--chmod` modes: [`strata_dockerfile::chmod`]);
 //! * [`ignore`] — `.dockerignore` patterns with Docker's semantics;
 //! * [`secrets`] — `--secret` specs, environment secrets kept in memory;
 //! * [`lower`] — lookups in the parent's unpacked layers (parents' metadata, `/etc/passwd`);
@@ -21,66 +24,56 @@
 //! * [`selection`] — what a COPY selects in the context, and its digest (for the keys);
 //! * [`context_index`] — the context's stat → sha256 index, so a rebuild re-reads nothing.
 //!
+//! Below them all, used by the step modules and using none of them:
+//!
+//! * [`state`] — [`ExecOptions`] and [`StageState`], what every step reads;
+//! * [`error`] — [`StepError`] (why a step failed), [`ExecError`] (why the build did),
+//!   [`base::BaseError`];
+//! * [`tempdir`] — staging directories removed on drop; [`source_kind`] — URL and git sources.
+//!
+//! Dependencies between these modules are one-way: the executor's loop (this file) uses the
+//! step modules, which use the shared ones; none uses a module that uses it back.
+//!
+//! The old flat paths (`exec::select`, `exec::snapshot`, …) are re-exported.
+//!
 //! Independent stages (one [`BuildGraph::waves`] wave) run concurrently.
 
-pub mod add;
 pub mod base;
 pub mod cache;
 pub mod config;
 pub mod context_index;
 pub mod copy;
-pub mod emit;
-pub mod fetch;
+pub mod error;
+pub mod history;
 pub mod ignore;
 pub mod lower;
-pub mod mounts;
 pub mod output;
 pub mod progress;
 pub mod run;
 pub mod secrets;
-pub mod select;
 pub mod selection;
-pub mod snapshot;
+pub mod source_kind;
+pub mod state;
+pub mod tempdir;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use strata_store::layer::Compression;
+use strata_store::layer::LayerInfo;
 use strata_store::ops::LayerRef;
-use strata_store::{Digest, ImageConfig, Reference, Store, StoreError};
+use strata_store::{Digest, Store};
 
 use strata_dockerfile::instructions::Instruction;
-use strata_dockerfile::plan::{BuildGraph, PlannedStage, SourceRef, StageBase};
+use strata_dockerfile::plan::{BuildGraph, PlannedStage, SourceRef, StageBase, Step};
 
 pub use base::BaseImages;
+pub use error::{ExecError, StepError};
+pub use state::{ExecOptions, StageState};
+// The old flat paths (`exec::snapshot`, `exec::select`, …) stay public: the CLI uses them.
+pub use copy::{add, emit, fetch, select};
 pub use progress::{Progress, ProgressMode};
-
-/// How to build.
-#[derive(Debug, Clone)]
-pub struct ExecOptions {
-    /// The build context directory.
-    pub context: PathBuf,
-    /// The Dockerfile's name for messages (`Dockerfile:7`).
-    pub dockerfile_name: String,
-    /// Names to tag the result with (`-t`).
-    pub tags: Vec<Reference>,
-    /// `--label K=V` added to the final image.
-    pub labels: BTreeMap<String, String>,
-    /// RUN's network: true shares the host's (BuildKit's default), false gives an isolated one.
-    pub host_network: bool,
-    /// Layer compression.
-    pub compression: Compression,
-    /// `SOURCE_DATE_EPOCH`: clamps file times and sets `created`.
-    pub source_date_epoch: Option<i64>,
-    /// `--no-cache`: run every step, reuse nothing from the build cache.
-    pub no_cache: bool,
-    /// `--pull`: re-resolve every base image from its registry, even when it is in the store.
-    pub pull: bool,
-    /// `--secret id=ID,src=PATH`: secrets RUN `--mount=type=secret` may read, by id.
-    pub secrets: BTreeMap<String, PathBuf>,
-}
+pub use run::{mounts, snapshot};
 
 /// What the build produced.
 #[derive(Debug, Clone)]
@@ -91,49 +84,6 @@ pub struct BuildOutput {
     pub config_digest: Digest,
     /// Number of layers in the image.
     pub layers: usize,
-}
-
-/// Why a build failed. Step errors carry the instruction and its `Dockerfile:line`.
-#[derive(Debug, thiserror::Error)]
-pub enum ExecError {
-    /// A step failed.
-    #[error("{file}:{line}: {instruction}: {reason}")]
-    Step {
-        /// The Dockerfile's name.
-        file: String,
-        /// First line of the instruction.
-        line: usize,
-        /// The instruction as written.
-        instruction: String,
-        /// What went wrong.
-        reason: String,
-    },
-    /// The store refused something.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A stage the plan refers to was not built (an internal inconsistency).
-    #[error("internal: stage {0} was not built before it was used")]
-    MissingStage(usize),
-    /// A stage stopped because another stage of the build failed (never shown: the other
-    /// stage's error is).
-    #[error("stopped: another stage failed")]
-    Cancelled,
-    /// An internal failure (a stage thread panicked).
-    #[error("internal: {0}")]
-    Internal(String),
-}
-
-/// The state of a stage being built: its config so far, its layers and their unpacked trees.
-#[derive(Debug, Clone, Default)]
-pub struct StageState {
-    /// The image config (config, rootfs and history grow step by step).
-    pub config: ImageConfig,
-    /// The layers, bottom first.
-    pub layers: Vec<LayerRef>,
-    /// Their unpacked trees (overlay format), bottom first: the lowerdirs of the next RUN.
-    pub lowerdirs: Vec<PathBuf>,
-    /// Whether this stage set CMD (an ENTRYPOINT then keeps it; else it resets the base's).
-    pub cmd_set: bool,
 }
 
 /// A stage once built: its final state and its last cache key (what `COPY --from` and
@@ -160,7 +110,7 @@ pub fn execute(
 ) -> Result<BuildOutput, ExecError> {
     // Layers written here are reachable from no tag until the end: hold gc off meanwhile.
     let _writing = store.write_guard()?;
-    let created = config::created_string(options.source_date_epoch);
+    let created = history::created_string(options.source_date_epoch);
     let build_cache = cache::BuildCache::new(store, options);
     let mut built: BTreeMap<usize, BuiltStage> = BTreeMap::new();
     let target_index = graph.target_stage().index;
@@ -407,11 +357,13 @@ impl StageContext<'_> {
             } else {
                 step.cache_key(&key, &content_refs)
             };
-            let fail = |reason: String| ExecError::Step {
+            // The step's error is rendered here, after its `Dockerfile:line`: that text is what
+            // the CLI prints and what the tests match.
+            let fail = |err: StepError| ExecError::Step {
                 file: options.dockerfile_name.clone(),
                 line: step.span.start,
                 instruction: step.source.trim().to_string(),
-                reason,
+                reason: err.to_string(),
             };
             if let Some(entry) = self.cache.lookup(&key) {
                 if entry.layer.is_some() {
@@ -422,7 +374,7 @@ impl StageContext<'_> {
                 continue;
             }
             let history_from = state.config.history.len();
-            let history_text = config::created_by(step);
+            let history_text = history::created_by(step);
             let layer = match &step.instruction {
                 Instruction::Run(r) => {
                     run::run_step(store, &state, self.states, step, r, options, progress, n)
@@ -444,9 +396,7 @@ impl StageContext<'_> {
                     }
                     .map_err(fail)?
                 }
-                other => {
-                    config::apply_metadata(&mut state, store, other, step, options).map_err(fail)?
-                }
+                other => apply_metadata(&mut state, store, other, step, options).map_err(fail)?,
             };
             match &layer {
                 Some(info) => {
@@ -457,9 +407,9 @@ impl StageContext<'_> {
                     state.config.rootfs.diff_ids.push(info.diff_id.clone());
                     state.layers.push(lr);
                     state.lowerdirs.push(dir);
-                    config::push_history(&mut state.config, self.created, history_text, false);
+                    history::push_history(&mut state.config, self.created, history_text, false);
                 }
-                None => config::push_history(&mut state.config, self.created, history_text, true),
+                None => history::push_history(&mut state.config, self.created, history_text, true),
             }
             if key.starts_with("sha256:") {
                 self.cache
@@ -473,15 +423,40 @@ impl StageContext<'_> {
 
 /// Refuses a layer past [`strata_store::MAX_LAYERS`] at the step that would add it (the store
 /// would refuse the finished image, and no run or mount could stack it).
-fn layer_room(state: &StageState) -> Result<(), String> {
+fn layer_room(state: &StageState) -> Result<(), StepError> {
     if state.layers.len() < strata_store::MAX_LAYERS {
         return Ok(());
     }
-    Err(format!(
+    Err(StepError::Invalid(format!(
         "this step would give the image {} layers; at most {} are supported (Docker's limit too): combine steps (one RUN with &&, one COPY of a directory) or start from a base with fewer layers",
         state.layers.len() + 1,
         strata_store::MAX_LAYERS
-    ))
+    )))
+}
+
+/// Applies a metadata instruction to the stage's config. WORKDIR also creates the directory
+/// (as BuildKit does, owned by the current USER): that is the only metadata step that may
+/// return a layer.
+fn apply_metadata(
+    state: &mut StageState,
+    store: &Store,
+    instruction: &Instruction,
+    step: &Step,
+    options: &ExecOptions,
+) -> Result<Option<LayerInfo>, StepError> {
+    if matches!(
+        instruction,
+        Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_)
+    ) {
+        return Err(StepError::Invalid(
+            "internal: not a metadata instruction".into(),
+        ));
+    }
+    config::apply_config_change(state, instruction, step);
+    match instruction {
+        Instruction::Workdir(_) => copy::make_workdir(store, state, &step.workdir, options),
+        _ => Ok(None),
+    }
 }
 
 /// `[name 1/4] ` or `[1/4] ` for the FROM line (total known only after re-planning: use `?`).

@@ -5,6 +5,7 @@
 //! `type=image[,name=REF][,push=true]` (tagged in the store, and pushed with `push=true`).
 //! A bare `-o DIR` is `type=local,dest=DIR`, and `-o -` is `type=tar,dest=-`, as with buildx.
 
+use crate::exec::error::{StepContext, StepError};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -26,12 +27,13 @@ pub enum OutputError {
         reason: String,
     },
     /// Writing an output failed.
-    #[error("--output {what}: {reason}")]
+    #[error("--output {what}: {source}")]
     Write {
         /// Which output (`type=oci,dest=out.tar`).
         what: String,
         /// Why.
-        reason: String,
+        #[source]
+        source: Box<StepError>,
     },
 }
 
@@ -211,9 +213,9 @@ pub fn write_output(
     output: &OutputSpec,
 ) -> Result<Vec<String>, OutputError> {
     let what = output.describe();
-    let fail = |reason: String| OutputError::Write {
+    let fail = |source: StepError| OutputError::Write {
         what: what.clone(),
-        reason,
+        source: Box::new(source),
     };
     let mut lines = Vec::new();
     match output {
@@ -233,7 +235,7 @@ pub fn write_output(
                 store
                     .save(&items, format, w, &what)
                     .map(|_| ())
-                    .map_err(|e| e.to_string())
+                    .map_err(StepError::from)
             })
             .map_err(fail)?;
             lines.push(format!("exporting to {what}"));
@@ -247,32 +249,35 @@ pub fn write_output(
                 store
                     .export_rootfs(image, w)
                     .map(|_| ())
-                    .map_err(|e| e.to_string())
+                    .map_err(StepError::from)
             })
             .map_err(fail)?;
             lines.push(format!("exporting the root filesystem to {what}"));
         }
         OutputSpec::Local(dir) => {
-            export_local(store, image, dir).map_err(|e| fail(e.to_string()))?;
+            export_local(store, image, dir).map_err(|e| fail(e.into()))?;
             lines.push(format!("copying files to {}", dir.display()));
         }
         OutputSpec::Image { names, push } => {
             let names = if names.is_empty() { tags } else { names };
             if names.is_empty() {
-                return Err(fail("no name: add name=REF or -t NAME".into()));
+                return Err(fail(StepError::Invalid(
+                    "no name: add name=REF or -t NAME".into(),
+                )));
             }
             for n in names {
                 store
                     .tag(n, &image.descriptor())
-                    .map_err(|e| fail(e.to_string()))?;
+                    .map_err(|e| fail(e.into()))?;
                 lines.push(format!("naming to {}", n.familiar()));
             }
             if *push {
-                let client = RegistryClient::from_env().map_err(|e| fail(e.to_string()))?;
+                let client = RegistryClient::from_env().map_err(|e| fail(e.into()))?;
                 for n in names {
                     client
                         .push(store, image, n, &PushOptions::default())
-                        .map_err(|e| fail(format!("pushing {}: {e}", n.familiar())))?;
+                        .step_context(|| format!("pushing {}", n.familiar()))
+                        .map_err(fail)?;
                     lines.push(format!("pushing {} done", n.familiar()));
                 }
             }
@@ -285,29 +290,31 @@ pub fn write_output(
 /// so a failure leaves no half-written archive) or on standard output.
 fn with_dest(
     dest: &Dest,
-    write: impl FnOnce(&mut dyn Write) -> Result<(), String>,
-) -> Result<(), String> {
+    write: impl FnOnce(&mut dyn Write) -> Result<(), StepError>,
+) -> Result<(), StepError> {
     match dest {
         Dest::Stdout => {
             let stdout = std::io::stdout();
             let mut lock = BufWriter::new(stdout.lock());
             write(&mut lock)?;
-            lock.flush().map_err(|e| format!("writing to stdout: {e}"))
+            lock.flush()
+                .step_context(|| "writing to stdout".to_string())
         }
         Dest::File(path) => {
             let tmp = partial_path(path);
             let result = (|| {
                 let f =
-                    File::create(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+                    File::create(&tmp).step_context(|| format!("creating {}", tmp.display()))?;
                 let mut w = BufWriter::new(f);
                 write(&mut w)?;
                 let f = w
                     .into_inner()
-                    .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+                    .map_err(|e| e.into_error())
+                    .step_context(|| format!("writing {}", tmp.display()))?;
                 f.sync_all()
-                    .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+                    .step_context(|| format!("writing {}", tmp.display()))?;
                 std::fs::rename(&tmp, path)
-                    .map_err(|e| format!("renaming to {}: {e}", path.display()))
+                    .step_context(|| format!("renaming to {}", path.display()))
             })();
             if result.is_err() {
                 let _ = std::fs::remove_file(&tmp);
@@ -327,11 +334,11 @@ fn partial_path(path: &Path) -> PathBuf {
 
 /// Writes the OCI layout archive to a staging file in the store, then unpacks it into `dir`
 /// (created when missing) with the store's fd-relative tar reader.
-fn oci_dir(store: &Store, image: &Image, tags: &[Reference], dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let staging = store.temp_path("oci-output").map_err(|e| e.to_string())?;
+fn oci_dir(store: &Store, image: &Image, tags: &[Reference], dir: &Path) -> Result<(), StepError> {
+    std::fs::create_dir_all(dir).step_context(|| format!("creating {}", dir.display()))?;
+    let staging = store.temp_path("oci-output").map_err(StepError::from)?;
     let result = (|| {
-        let f = File::create(&staging).map_err(|e| format!("{}: {e}", staging.display()))?;
+        let f = File::create(&staging).step_context(|| format!("{}", staging.display()))?;
         let items = [SaveItem {
             image: image.clone(),
             names: tags.to_vec(),
@@ -339,10 +346,10 @@ fn oci_dir(store: &Store, image: &Image, tags: &[Reference], dir: &Path) -> Resu
         let mut w = BufWriter::new(f);
         store
             .save(&items, ArchiveFormat::Oci, &mut w, "oci layout")
-            .map_err(|e| e.to_string())?;
-        w.flush().map_err(|e| e.to_string())?;
+            .map_err(StepError::from)?;
+        w.flush().map_err(StepError::from)?;
         drop(w);
-        let r = File::open(&staging).map_err(|e| format!("{}: {e}", staging.display()))?;
+        let r = File::open(&staging).step_context(|| format!("{}", staging.display()))?;
         apply_layer(
             std::io::BufReader::new(r),
             dir,
@@ -350,7 +357,7 @@ fn oci_dir(store: &Store, image: &Image, tags: &[Reference], dir: &Path) -> Resu
             "oci layout",
         )
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(StepError::from)
     })();
     let _ = std::fs::remove_file(&staging);
     result

@@ -16,6 +16,7 @@
 //! Modification times are not part of the digest, as in BuildKit's content checksums: a file
 //! touched but unchanged keeps its cache hit.
 
+use crate::exec::error::{StepContext, StepError};
 use std::ffi::{CString, OsStr};
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -28,9 +29,8 @@ use sha2::{Digest as _, Sha256};
 use strata_store::safe::{self, Root};
 
 use super::context_index::{ContextIndex, FileStamp};
-use super::ignore::{Glob, Ignore};
+use super::ignore::{has_wildcard, Glob, Ignore};
 use super::lower;
-use super::select::has_wildcard;
 
 /// The build context opened once per build: its root and its `.dockerignore`.
 #[derive(Debug)]
@@ -61,9 +61,9 @@ fn rel_bytes(rel: &[String]) -> Vec<u8> {
 
 impl Context {
     /// Opens the context directory and reads its `.dockerignore` (if any).
-    pub fn open(dir: &Path) -> Result<Context, String> {
+    pub fn open(dir: &Path) -> Result<Context, StepError> {
         let root = Root::open(dir)
-            .map_err(|e| format!("opening the build context {}: {e}", dir.display()))?;
+            .step_context(|| format!("opening the build context {}", dir.display()))?;
         let ignore = Ignore::read_from(&root)?.unwrap_or_default();
         Ok(Context { root, ignore })
     }
@@ -111,7 +111,7 @@ impl Context {
         }
     }
 
-    fn select(&self, sources: &[String]) -> Result<Vec<Selected>, String> {
+    fn select(&self, sources: &[String]) -> Result<Vec<Selected>, StepError> {
         let mut out = Vec::new();
         for s in sources {
             let comps = lower::components(s)?;
@@ -119,15 +119,19 @@ impl Context {
             match first_glob {
                 None => {
                     if self.excluded(&comps) {
-                        return Err(format!("{s}: excluded by .dockerignore"));
+                        return Err(StepError::Invalid(format!(
+                            "{s}: excluded by .dockerignore"
+                        )));
                     }
                     let (fd, st) = self
                         .stat_follow(&comps)
-                        .ok_or_else(|| format!("{s}: not found"))?;
+                        .ok_or_else(|| StepError::Invalid(format!("{s}: not found")))?;
                     self.push_followed(&comps, fd, &st, &mut out)?;
                 }
                 Some(i) if i + 1 == comps.len() => {
-                    let (pat, parent) = comps.split_last().ok_or("empty source")?;
+                    let (pat, parent) = comps
+                        .split_last()
+                        .ok_or_else(|| StepError::Invalid("empty source".into()))?;
                     let parent_path: PathBuf = parent.iter().collect();
                     let Ok(dir) = safe::openat2_in_root(
                         self.root.fd(),
@@ -137,10 +141,10 @@ impl Context {
                     ) else {
                         continue;
                     };
-                    let mut names = safe::list_dir(dir.as_raw_fd()).map_err(|e| e.to_string())?;
+                    let mut names = safe::list_dir(dir.as_raw_fd()).map_err(StepError::from)?;
                     names.sort();
                     let mut rel = parent.to_vec();
-                    let glob = Glob::new(pat).map_err(|e| e.to_string())?;
+                    let glob = Glob::new(pat).map_err(StepError::from)?;
                     for n in names {
                         let name = n.to_string_lossy().into_owned();
                         if !glob.matches(&name) {
@@ -176,21 +180,26 @@ impl Context {
         fd: OwnedFd,
         st: &libc::stat,
         out: &mut Vec<Selected>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StepError> {
         out.push(entry(rel_bytes(rel), st, Vec::new()));
         if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
             drop(fd);
             let p: PathBuf = rel.iter().collect();
             let dir =
                 safe::openat2_in_root(self.root.fd(), &p, libc::O_RDONLY | libc::O_DIRECTORY, 0)
-                    .map_err(|e| format!("reading {}: {e}", lower::display(rel)))?;
+                    .step_context(|| format!("reading {}", lower::display(rel)))?;
             self.walk(&dir, rel, out)?;
         }
         Ok(())
     }
 
     /// Walks a directory's children as COPY's `copy_children` does.
-    fn walk(&self, dir: &OwnedFd, rel: &[String], out: &mut Vec<Selected>) -> Result<(), String> {
+    fn walk(
+        &self,
+        dir: &OwnedFd,
+        rel: &[String],
+        out: &mut Vec<Selected>,
+    ) -> Result<(), StepError> {
         out.extend(self.walk_par(dir, rel)?);
         Ok(())
     }
@@ -199,11 +208,11 @@ impl Context {
     /// subdirectories are done in parallel (order kept): with cold dentry and inode caches
     /// (after another program's big build, say) the walk waits on the disk, and concurrent
     /// requests overlap those waits.
-    fn walk_par(&self, dir: &OwnedFd, rel: &[String]) -> Result<Vec<Selected>, String> {
+    fn walk_par(&self, dir: &OwnedFd, rel: &[String]) -> Result<Vec<Selected>, StepError> {
         let mut names = safe::list_dir(dir.as_raw_fd())
-            .map_err(|e| format!("reading {}: {e}", lower::display(rel)))?;
+            .step_context(|| format!("reading {}", lower::display(rel)))?;
         names.sort();
-        let parts: Vec<Result<Vec<Selected>, String>> = names
+        let parts: Vec<Result<Vec<Selected>, StepError>> = names
             .par_iter()
             .map(|n| {
                 let mut rel = rel.to_vec();
@@ -213,7 +222,7 @@ impl Context {
                     return Ok(Vec::new());
                 }
                 let Some(st) = safe::lstat_at(dir.as_raw_fd(), n)
-                    .map_err(|e| format!("reading {}: {e}", lower::display(&rel)))?
+                    .step_context(|| format!("reading {}", lower::display(&rel)))?
                 else {
                     return Ok(Vec::new());
                 };
@@ -223,14 +232,14 @@ impl Context {
                 }
                 let link = if kind == libc::S_IFLNK {
                     readlink_at(dir, n)
-                        .map_err(|e| format!("reading link {}: {e}", lower::display(&rel)))?
+                        .step_context(|| format!("reading link {}", lower::display(&rel)))?
                 } else {
                     Vec::new()
                 };
                 let mut v = vec![entry(rel_bytes(&rel), &st, link)];
                 if kind == libc::S_IFDIR {
                     let sub = open_dir_at(dir, n)
-                        .map_err(|e| format!("reading {}: {e}", lower::display(&rel)))?;
+                        .step_context(|| format!("reading {}", lower::display(&rel)))?;
                     v.extend(self.walk_par(&sub, &rel)?);
                 }
                 Ok(v)

@@ -15,6 +15,7 @@
 //! huge sizes, mtimes clamped to `SOURCE_DATE_EPOCH`, hardlinks as link entries to the first
 //! member written.
 
+use crate::exec::error::{StepContext, StepError};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -95,13 +96,13 @@ pub(crate) fn write_layer(
     src: &CopySource,
     compression: Compression,
     source_date_epoch: Option<i64>,
-) -> Result<LayerInfo, String> {
+) -> Result<LayerInfo, StepError> {
     let staging = store
         .temp_path("copy-unpack")
         .ok()
         .filter(|p| std::fs::create_dir(p).is_ok());
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
-    let mut failure: Option<String> = None;
+    let mut failure: Option<StepError> = None;
     let (result, unpacked) = std::thread::scope(|s| {
         let unpacker = staging.as_ref().map(|dir| {
             s.spawn(move || {
@@ -124,11 +125,12 @@ pub(crate) fn write_layer(
             let mut out = tar::Builder::new(tee);
             let mut first: HashMap<LinkKey, String> = HashMap::new();
             for (path, node) in tree {
-                if let Err(msg) = emit(&mut out, path, node, src, source_date_epoch, &mut first) {
+                if let Err(err) = emit(&mut out, path, node, src, source_date_epoch, &mut first) {
+                    let text = err.to_string();
                     if !out.get_ref().out_failed {
-                        failure = Some(msg.clone());
+                        failure = Some(err);
                     }
-                    return Err(StoreError::io(store.tmp_dir(), io::Error::other(msg)));
+                    return Err(StoreError::io(store.tmp_dir(), io::Error::other(text)));
                 }
             }
             let mut tee = out
@@ -154,7 +156,10 @@ pub(crate) fn write_layer(
     match (result, failure) {
         (Ok(info), _) => Ok(info),
         (Err(_), Some(f)) => Err(f),
-        (Err(e), None) => Err(format!("writing the layer: {e}")),
+        (Err(source), None) => Err(StepError::Store {
+            what: "writing the layer".into(),
+            source,
+        }),
     }
 }
 
@@ -290,7 +295,7 @@ fn emit<W: Write>(
     src: &CopySource,
     epoch: Option<i64>,
     first: &mut HashMap<LinkKey, String>,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     let name = path.join("/");
     let mut h = Header::new_ustar();
     h.set_mode(node.mode & 0o7777);
@@ -326,7 +331,7 @@ fn emit<W: Write>(
                     Box::new(f)
                 }
                 FileData::Staged(p) => Box::new(
-                    std::fs::File::open(p).map_err(|e| format!("opening {}: {e}", p.display()))?,
+                    std::fs::File::open(p).step_context(|| format!("opening {}", p.display()))?,
                 ),
                 FileData::Inline(d) => Box::new(io::Cursor::new(d.clone())),
             };
@@ -408,7 +413,7 @@ fn append<W: Write, R: Read>(
     name: &str,
     link: Option<&[u8]>,
     data: R,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     append_with(out, h, name, link, &[], data)
 }
 
@@ -419,7 +424,7 @@ fn append_with<W: Write, R: Read>(
     link: Option<&[u8]>,
     xattrs: &[(String, Vec<u8>)],
     data: R,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
     set_name_field(&mut h.as_old_mut().name, name.as_bytes(), &mut pax, "path");
     if let Some(l) = link {
@@ -434,9 +439,9 @@ fn append_with<W: Write, R: Read>(
     }
     if !pax.is_empty() {
         out.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
-            .map_err(|e| format!("writing the layer entry {name}: {e}"))?;
+            .step_context(|| format!("writing the layer entry {name}"))?;
     }
     h.set_cksum();
     out.append(&h, data)
-        .map_err(|e| format!("writing the layer entry {name}: {e}"))
+        .step_context(|| format!("writing the layer entry {name}"))
 }

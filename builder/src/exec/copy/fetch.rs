@@ -8,6 +8,7 @@
 //! against the downloaded bytes before anything enters a layer. Errors name the URL and, for
 //! an HTTP failure, the status.
 
+use crate::exec::error::{StepContext, StepError};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,23 +25,6 @@ pub(crate) struct Fetched {
     pub name: String,
     /// Seconds since the epoch, from `Last-Modified`.
     pub mtime: Option<i64>,
-}
-
-/// Whether an ADD source is a URL strata fetches.
-pub(crate) fn is_url(s: &str) -> bool {
-    let l = s.to_ascii_lowercase();
-    l.starts_with("http://") || l.starts_with("https://")
-}
-
-/// Whether an ADD source names a git repository (BuildKit clones those): `git@host:…`,
-/// `git://…`, `ssh://…`, or an http(s) URL whose path ends in `.git`.
-pub(crate) fn is_git(s: &str) -> bool {
-    let l = s.to_ascii_lowercase();
-    let before_fragment = l.split('#').next().unwrap_or("");
-    l.starts_with("git@")
-        || l.starts_with("git://")
-        || l.starts_with("ssh://")
-        || (is_url(&l) && before_fragment.trim_end_matches('/').ends_with(".git"))
 }
 
 /// The file name for `url`: the last component of its path, percent-decoded.
@@ -77,7 +61,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Downloads `url` into a new file in `dir`, checking `checksum` (`sha256:<hex>`) when given.
-pub(crate) fn fetch(url: &str, dir: &Path, checksum: Option<&str>) -> Result<Fetched, String> {
+pub(crate) fn fetch(url: &str, dir: &Path, checksum: Option<&str>) -> Result<Fetched, StepError> {
     let expected = match checksum {
         None => None,
         Some(c) => match c.split_once(':') {
@@ -85,9 +69,9 @@ pub(crate) fn fetch(url: &str, dir: &Path, checksum: Option<&str>) -> Result<Fet
                 Some(format!("sha256:{}", hex.to_ascii_lowercase()))
             }
             _ => {
-                return Err(format!(
+                return Err(StepError::Invalid(format!(
                 "ADD {url}: unsupported --checksum={c}: only sha256:<64 hex digits> is supported"
-            ))
+            )))
             }
         },
     };
@@ -101,14 +85,17 @@ pub(crate) fn fetch(url: &str, dir: &Path, checksum: Option<&str>) -> Result<Fet
     let resp = agent
         .get(url)
         .call()
-        .map_err(|e| format!("ADD {url}: cannot download: {e}"))?;
+        .map_err(|source| StepError::Download {
+            what: format!("ADD {url}: cannot download"),
+            source: Box::new(source),
+        })?;
     let status = resp.status();
     if !status.is_success() {
-        return Err(format!(
+        return Err(StepError::Invalid(format!(
             "ADD {url}: the server answered HTTP {} {}",
             status.as_u16(),
             status.canonical_reason().unwrap_or("")
-        ));
+        )));
     }
     let mtime = resp
         .headers()
@@ -117,7 +104,7 @@ pub(crate) fn fetch(url: &str, dir: &Path, checksum: Option<&str>) -> Result<Fet
         .and_then(parse_http_date);
     let path = dir.join("download");
     let mut out = std::fs::File::create(&path)
-        .map_err(|e| format!("ADD {url}: creating {}: {e}", path.display()))?;
+        .step_context(|| format!("ADD {url}: creating {}", path.display()))?;
     let mut body = resp.into_body().into_reader();
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
@@ -126,18 +113,18 @@ pub(crate) fn fetch(url: &str, dir: &Path, checksum: Option<&str>) -> Result<Fet
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("ADD {url}: reading the response: {e}")),
+            Err(e) => return Err(e).step_context(|| format!("ADD {url}: reading the response")),
         };
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n])
-            .map_err(|e| format!("ADD {url}: writing {}: {e}", path.display()))?;
+            .step_context(|| format!("ADD {url}: writing {}", path.display()))?;
     }
     let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
     if let Some(want) = expected {
         if want != digest {
-            return Err(format!(
+            return Err(StepError::Invalid(format!(
                 "ADD {url}: checksum mismatch: --checksum={want} but the download is {digest}"
-            ));
+            )));
         }
     }
     Ok(Fetched {
@@ -150,14 +137,6 @@ pub(crate) fn fetch(url: &str, dir: &Path, checksum: Option<&str>) -> Result<Fet
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn git_sources_are_recognised() {
-        assert!(is_git("https://github.com/moby/buildkit.git#v0.10.1"));
-        assert!(is_git("git@github.com:moby/buildkit.git"));
-        assert!(!is_git("https://example.com/tool.tar.gz"));
-        assert!(!is_git("src/dir.git"), "a local path is never a git source");
-    }
 
     #[test]
     fn names_from_urls() {

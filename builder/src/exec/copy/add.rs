@@ -14,6 +14,7 @@
 //! destination (the "tar slip" class, CVE-2018-15664 for `docker cp`); such an archive fails the
 //! step with an error naming the entry. Hardlinks inside the archive stay hardlinks.
 
+use crate::exec::error::{StepContext, StepError};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek};
 use std::path::Path;
@@ -117,12 +118,17 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Extracts the archive `file` (compression `c`) into the existing directory `target`. `name`
 /// names the source in errors.
-pub(crate) fn extract(file: File, c: Compression, target: &Path, name: &str) -> Result<(), String> {
+pub(crate) fn extract(
+    file: File,
+    c: Compression,
+    target: &Path,
+    name: &str,
+) -> Result<(), StepError> {
     let reader =
-        decompressor(file, c).map_err(|e| format!("decompressing the archive {name}: {e}"))?;
+        decompressor(file, c).step_context(|| format!("decompressing the archive {name}"))?;
     apply_layer(reader, target, ApplyMode::Flatten, name)
         .map(|_| ())
-        .map_err(|e| format!("extracting the archive {name}: {e}"))
+        .step_context(|| format!("extracting the archive {name}"))
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! RUN: the command in the runner crate's sandbox (the same one `strata run` uses), over a
 //! kernel overlay whose lowerdirs are the parent's unpacked layers and whose upperdir is fresh;
-//! the layer is then the diff of that upperdir alone ([`super::snapshot`]), so the cost follows
+//! the layer is then the diff of that upperdir alone ([`snapshot`]), so the cost follows
 //! what the command changed, never the size of the rootfs.
 
+use crate::exec::error::{StepContext, StepError};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -16,8 +17,13 @@ use strata_runner::{
 use strata_store::layer::LayerInfo;
 use strata_store::Store;
 
-use super::progress::Progress;
-use super::{config, mounts, snapshot, ExecOptions, StageState};
+pub mod mounts;
+pub mod snapshot;
+
+use crate::exec::config;
+use crate::exec::progress::Progress;
+use crate::exec::state::{ExecOptions, StageState};
+use crate::exec::tempdir::TempDir;
 use strata_dockerfile::heredoc::{parse_heredoc_word, Heredoc};
 use strata_dockerfile::instructions::{CommandLine, NetworkMode as RunNetwork, Run};
 use strata_dockerfile::plan::Step;
@@ -27,31 +33,6 @@ const TAIL_LINES: usize = 10;
 
 /// BuildKit's hostname for RUN containers.
 const HOSTNAME: &str = "buildkitsandbox";
-
-/// A staging directory removed when dropped (success, failure or unwinding alike).
-pub(crate) struct TempDir(pub PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = strata_store::safe::remove_tree(&self.0);
-    }
-}
-
-impl TempDir {
-    /// A fresh directory in the store's staging area.
-    pub(crate) fn new(store: &Store, hint: &str) -> Result<TempDir, String> {
-        let p = store.temp_path(hint).map_err(|e| e.to_string())?;
-        std::fs::create_dir(&p).map_err(|e| format!("creating {}: {e}", p.display()))?;
-        Ok(TempDir(p))
-    }
-
-    /// Creates a subdirectory.
-    pub(crate) fn sub(&self, name: &str) -> Result<PathBuf, String> {
-        let p = self.0.join(name);
-        std::fs::create_dir(&p).map_err(|e| format!("creating {}: {e}", p.display()))?;
-        Ok(p)
-    }
-}
 
 /// Runs one RUN step and returns its layer (`None` when the command changed nothing).
 #[allow(clippy::too_many_arguments)]
@@ -64,7 +45,7 @@ pub fn run_step(
     options: &ExecOptions,
     progress: &Progress,
     vertex: usize,
-) -> Result<Option<LayerInfo>, String> {
+) -> Result<Option<LayerInfo>, StepError> {
     let tmp = TempDir::new(store, "run")?;
     let mut prepared = mounts::prepare(store, step, stages, options, &tmp)?;
     let (args, heredoc_mount) = command(run, &step.shell, &tmp)?;
@@ -141,7 +122,7 @@ pub fn run_step(
     let started = Instant::now();
     let shown = args.join(" ");
     let mut container =
-        Container::spawn(&spec).map_err(|e| format!("process \"{shown}\" could not start: {e}"))?;
+        Container::spawn(&spec).step_context(|| format!("process \"{shown}\" could not start"))?;
     let tail: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
     let streams: Vec<std::fs::File> = [container.take_stdout(), container.take_stderr()]
         .into_iter()
@@ -167,23 +148,15 @@ pub fn run_step(
         }
         container.wait()
     })
-    .map_err(|e| format!("waiting for \"{shown}\": {e}"))?;
+    .step_context(|| format!("waiting for \"{shown}\""))?;
     let stubs = container.mount_stubs().to_vec();
     drop(container);
     if status.code() != 0 {
-        let tail = tail.into_inner().unwrap_or_default();
-        let mut msg = format!(
-            "process \"{shown}\" did not complete successfully: exit code: {}",
-            status.code()
-        );
-        if !tail.is_empty() {
-            msg.push_str("\n  last output:");
-            for l in tail {
-                msg.push_str("\n    ");
-                msg.push_str(&l);
-            }
-        }
-        return Err(msg);
+        return Err(StepError::CommandFailed {
+            command: shown,
+            code: status.code(),
+            tail: tail.into_inner().unwrap_or_default().into(),
+        });
     }
     // Cache locks are held until the command is over, not through the snapshot.
     drop(prepared);
@@ -207,20 +180,23 @@ fn command(
     run: &Run,
     shell: &[String],
     tmp: &TempDir,
-) -> Result<(Vec<String>, Option<MountSpec>), String> {
+) -> Result<(Vec<String>, Option<MountSpec>), StepError> {
     let (argv, script) = buildkit_argv(&run.command, shell)?;
     let Some(h) = script else {
         return Ok((argv, None));
     };
     if h.name.is_empty() || h.name.contains('/') || h.name == "." || h.name == ".." {
-        return Err(format!("heredoc delimiter {:?} cannot name a file", h.name));
+        return Err(StepError::Invalid(format!(
+            "heredoc delimiter {:?} cannot name a file",
+            h.name
+        )));
     }
     let dir = tmp.sub("heredoc")?;
     let file = dir.join(&h.name);
-    std::fs::write(&file, h.body()).map_err(|e| format!("writing heredoc: {e}"))?;
+    std::fs::write(&file, h.body()).step_context(|| "writing heredoc".to_string())?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| format!("writing heredoc: {e}"))?;
+        .step_context(|| "writing heredoc".to_string())?;
     let mount = MountSpec::Tree {
         lowerdirs: vec![dir],
         upper: None,
@@ -236,12 +212,14 @@ fn command(
 pub fn buildkit_argv<'a>(
     cmd: &'a CommandLine,
     shell: &[String],
-) -> Result<(Vec<String>, Option<&'a Heredoc>), String> {
+) -> Result<(Vec<String>, Option<&'a Heredoc>), StepError> {
     if cmd.heredocs.is_empty() {
         return Ok((config::argv(cmd, shell), None));
     }
     if !cmd.shell_form || cmd.args.len() != 1 {
-        return Err("heredocs need the shell form of RUN (not a JSON array)".into());
+        return Err(StepError::Invalid(
+            "heredocs need the shell form of RUN (not a JSON array)".into(),
+        ));
     }
     let line = &cmd.args[0];
     let single = match cmd.heredocs.as_slice() {
@@ -293,19 +271,19 @@ pub(crate) fn remove_stubs(
     upper: &Path,
     stubs: &[String],
     destinations: &[String],
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     use std::os::fd::AsRawFd;
-    let root = strata_store::safe::Root::open(upper).map_err(|e| e.to_string())?;
+    let root = strata_store::safe::Root::open(upper).map_err(StepError::from)?;
     let stubs: Vec<Vec<String>> = stubs
         .iter()
-        .map(|s| super::lower::components(s))
+        .map(|s| crate::exec::lower::components(s))
         .collect::<Result<_, _>>()?;
     let all = SANDBOX_MOUNT_POINTS
         .iter()
         .map(|d| d.to_string())
         .chain(destinations.iter().cloned());
     for dest in all {
-        let comps = super::lower::components(&dest)?;
+        let comps = crate::exec::lower::components(&dest)?;
         let Some(stub) = stubs
             .iter()
             .filter(|s| !s.is_empty() && comps.starts_with(s))
@@ -325,10 +303,9 @@ pub(crate) fn remove_stubs(
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => {
-                    return Err(format!(
-                        "removing mount point /{} from the layer: {e}",
-                        path.join("/")
-                    ))
+                    return Err(e).step_context(|| {
+                        format!("removing mount point /{} from the layer", path.join("/"))
+                    })
                 }
             }
         }

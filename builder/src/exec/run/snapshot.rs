@@ -8,13 +8,15 @@
 //! nothing writes no layer (Docker's `empty_layer`). The tar itself is written by the store's
 //! layer codec, which turns whiteouts into `.wh.` entries and opaque dirs into `.wh..wh..opq`.
 
+use crate::exec::error::{StepContext, StepError};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use strata_store::layer::{write_layer_blob, LayerInfo, TarOptions, TreeFormat};
 use strata_store::Store;
 
-use super::{lower, ExecOptions};
+use crate::exec::lower;
+use crate::exec::state::ExecOptions;
 
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
@@ -37,21 +39,21 @@ fn is_opaque(path: &Path) -> bool {
 /// `trusted.overlay.redirect` directory's content stays in the lower layer, so a layer made of
 /// the upperdir alone would lose them (the RUN overlay must be mounted with `metacopy=off` and
 /// `redirect_dir=off`, the kernel's defaults).
-pub fn prune_unchanged_dirs(upper: &Path, lowerdirs: &[PathBuf]) -> Result<bool, String> {
+pub fn prune_unchanged_dirs(upper: &Path, lowerdirs: &[PathBuf]) -> Result<bool, StepError> {
     fn walk(
         dir: &Path,
         rel: &mut Vec<String>,
         lowerdirs: &[PathBuf],
         under_opaque: bool,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, StepError> {
         let entries =
-            std::fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+            std::fs::read_dir(dir).step_context(|| format!("reading {}", dir.display()))?;
         let mut empty = true;
         for e in entries {
-            let e = e.map_err(|e| format!("reading {}: {e}", dir.display()))?;
+            let e = e.step_context(|| format!("reading {}", dir.display()))?;
             let path = e.path();
             let meta = std::fs::symlink_metadata(&path)
-                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+                .step_context(|| format!("reading {}", path.display()))?;
             refuse_overlay_only_state(&path, &meta)?;
             if !meta.is_dir() {
                 empty = false;
@@ -72,7 +74,7 @@ pub fn prune_unchanged_dirs(upper: &Path, lowerdirs: &[PathBuf]) -> Result<bool,
             rel.pop();
             if unchanged {
                 std::fs::remove_dir(&path)
-                    .map_err(|e| format!("removing {}: {e}", path.display()))?;
+                    .step_context(|| format!("removing {}", path.display()))?;
             } else {
                 empty = false;
             }
@@ -84,19 +86,19 @@ pub fn prune_unchanged_dirs(upper: &Path, lowerdirs: &[PathBuf]) -> Result<bool,
 
 /// Fails on an upperdir entry whose content overlayfs keeps outside the upperdir (metacopy
 /// files, redirected directories): see [`prune_unchanged_dirs`].
-fn refuse_overlay_only_state(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
+fn refuse_overlay_only_state(path: &Path, meta: &std::fs::Metadata) -> Result<(), StepError> {
     if !(meta.is_dir() || meta.is_file()) {
         return Ok(());
     }
     let xattrs = strata_store::safe::list_xattrs(path).unwrap_or_default();
     for (k, _) in &xattrs {
         if k == "trusted.overlay.metacopy" || k == "trusted.overlay.redirect" {
-            return Err(format!(
+            return Err(StepError::Invalid(format!(
                 "{}: the RUN overlay wrote {k}, so its upperdir alone is not the change; \
                  mount overlay with metacopy=off,redirect_dir=off (check \
                  /sys/module/overlay/parameters)",
                 path.display()
-            ));
+            )));
         }
     }
     Ok(())
@@ -108,7 +110,7 @@ pub fn snapshot_upper(
     upper: &Path,
     lowerdirs: &[PathBuf],
     options: &ExecOptions,
-) -> Result<Option<LayerInfo>, String> {
+) -> Result<Option<LayerInfo>, StepError> {
     let started = std::time::Instant::now();
     if prune_unchanged_dirs(upper, lowerdirs)? {
         return Ok(None);
@@ -118,8 +120,8 @@ pub fn snapshot_upper(
         source_date_epoch: options.source_date_epoch,
     };
     let info = write_layer_blob(store, upper, &opts, options.compression)
-        .map_err(|e| format!("writing the layer: {e}"))?;
-    super::cache::adopt_upper(store, upper, &info, options, started);
+        .step_context(|| "writing the layer".to_string())?;
+    crate::exec::cache::adopt_upper(store, upper, &info, options, started);
     Ok(Some(info))
 }
 
@@ -184,12 +186,16 @@ mod tests {
         let up = tempfile::tempdir().unwrap();
         std::fs::write(up.path().join("f"), "").unwrap();
         set_xattr(&up.path().join("f"), c"trusted.overlay.metacopy", b"");
-        let err = prune_unchanged_dirs(up.path(), &lowers).unwrap_err();
+        let err = prune_unchanged_dirs(up.path(), &lowers)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("metacopy"), "{err}");
         let up = tempfile::tempdir().unwrap();
         std::fs::create_dir(up.path().join("d")).unwrap();
         set_xattr(&up.path().join("d"), c"trusted.overlay.redirect", b"/old");
-        let err = prune_unchanged_dirs(up.path(), &lowers).unwrap_err();
+        let err = prune_unchanged_dirs(up.path(), &lowers)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("redirect"), "{err}");
     }
 }

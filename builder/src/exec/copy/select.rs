@@ -24,6 +24,7 @@
 //!   source (`./x/./y/*.txt` → `y/a.txt`), and lets `**` match any number of components; the
 //!   parent directories in between are copied with their own metadata.
 
+use crate::exec::error::{StepContext, StepError};
 use std::collections::{BTreeSet, HashSet};
 use std::ffi::{CString, OsStr};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -31,8 +32,8 @@ use std::path::{Path, PathBuf};
 
 use strata_store::safe::{self, Root};
 
-use super::ignore::{Glob, Ignore};
-use super::lower;
+use crate::exec::ignore::{has_wildcard, Glob, Ignore};
+use crate::exec::lower;
 
 /// Symlinks followed while resolving one path before giving up (Linux's own limit).
 const MAX_SYMLINKS: usize = 40;
@@ -79,9 +80,9 @@ fn is_opaque(fd: &OwnedFd) -> bool {
 impl CopySource {
     /// The build context at `dir`, with its `.dockerignore` (read fd-relative, never through a
     /// symlink).
-    pub(crate) fn context(dir: &Path) -> Result<CopySource, String> {
+    pub(crate) fn context(dir: &Path) -> Result<CopySource, StepError> {
         let root = Root::open(dir)
-            .map_err(|e| format!("opening the build context {}: {e}", dir.display()))?;
+            .step_context(|| format!("opening the build context {}", dir.display()))?;
         let ignore = Ignore::read_from(&root)?.unwrap_or_default();
         Ok(CopySource {
             roots: vec![root],
@@ -92,11 +93,11 @@ impl CopySource {
     }
 
     /// The unpacked layers `dirs` (bottom first) of a stage or image called `name`.
-    pub(crate) fn layers(dirs: &[PathBuf], name: &str) -> Result<CopySource, String> {
+    pub(crate) fn layers(dirs: &[PathBuf], name: &str) -> Result<CopySource, StepError> {
         Ok(CopySource {
             roots: dirs
                 .iter()
-                .map(|d| Root::open(d).map_err(|e| format!("opening layer {}: {e}", d.display())))
+                .map(|d| Root::open(d).step_context(|| format!("opening layer {}", d.display())))
                 .collect::<Result<_, _>>()?,
             layered: true,
             ignore: Ignore::default(),
@@ -254,7 +255,7 @@ impl CopySource {
     }
 
     /// Names in directory `rel` of the merged view, sorted by bytes.
-    fn list(&self, rel: &[String]) -> Result<Vec<String>, String> {
+    fn list(&self, rel: &[String]) -> Result<Vec<String>, StepError> {
         let mut seen = std::collections::BTreeMap::<String, bool>::new();
         let dir = if self.layered {
             match self.resolve_layered(rel, true) {
@@ -273,10 +274,12 @@ impl CopySource {
             ) {
                 Ok(fd) => fd,
                 Err(_) if self.layered => continue,
-                Err(e) => return Err(format!("reading {}: {e}", lower::display(rel))),
+                Err(e) => {
+                    return Err(e).step_context(|| format!("reading {}", lower::display(rel)))
+                }
             };
             let names = safe::list_dir(fd.as_raw_fd())
-                .map_err(|e| format!("reading {}: {e}", lower::display(rel)))?;
+                .step_context(|| format!("reading {}", lower::display(rel)))?;
             for n in names {
                 let name = n.to_string_lossy().into_owned();
                 if seen.contains_key(&name) {
@@ -302,7 +305,7 @@ impl CopySource {
 
     /// Opens a selected regular file for reading (in a layered source `sel.src` is the
     /// resolved path and no symlink is followed).
-    pub(crate) fn open_file(&self, sel: &Selected) -> Result<std::fs::File, String> {
+    pub(crate) fn open_file(&self, sel: &Selected) -> Result<std::fs::File, StepError> {
         // A top-level context source is followed if it is a symlink (its stat is the
         // target's), still inside the context root; everything else is opened as it is.
         let flags = if sel.top && !self.layered {
@@ -311,25 +314,28 @@ impl CopySource {
             libc::O_RDONLY | libc::O_NOFOLLOW
         };
         let fd = safe::openat2_in_root(self.roots[sel.layer].fd(), &rel_path(&sel.src), flags, 0)
-            .map_err(|e| format!("opening {}: {e}", lower::display(&sel.src)))?;
+            .step_context(|| format!("opening {}", lower::display(&sel.src)))?;
         Ok(std::fs::File::from(fd))
     }
 
     /// The target of a selected symlink.
-    pub(crate) fn readlink(&self, sel: &Selected) -> Result<Vec<u8>, String> {
+    pub(crate) fn readlink(&self, sel: &Selected) -> Result<Vec<u8>, StepError> {
         self.readlink_at(sel.layer, &sel.src)
     }
 
-    fn readlink_at(&self, layer: usize, rel: &[String]) -> Result<Vec<u8>, String> {
-        let (name, parent) = rel.split_last().ok_or("readlink of the root")?;
+    fn readlink_at(&self, layer: usize, rel: &[String]) -> Result<Vec<u8>, StepError> {
+        let (name, parent) = rel
+            .split_last()
+            .ok_or_else(|| StepError::Invalid("readlink of the root".into()))?;
         let pfd = safe::openat2_in_root(
             self.roots[layer].fd(),
             &rel_path(parent),
             libc::O_PATH | libc::O_DIRECTORY,
             0,
         )
-        .map_err(|e| format!("opening {}: {e}", lower::display(parent)))?;
-        let c = CString::new(name.as_bytes()).map_err(|_| "NUL in a file name")?;
+        .step_context(|| format!("opening {}", lower::display(parent)))?;
+        let c = CString::new(name.as_bytes())
+            .map_err(|_| StepError::Invalid("NUL in a file name".into()))?;
         let mut buf = vec![0u8; libc::PATH_MAX as usize];
         // SAFETY: valid dirfd, NUL-terminated name, buffer we own.
         let n = unsafe {
@@ -341,11 +347,11 @@ impl CopySource {
             )
         };
         if n < 0 {
-            return Err(format!(
+            return Err(StepError::Invalid(format!(
                 "reading link {}: {}",
                 lower::display(rel),
                 std::io::Error::last_os_error()
-            ));
+            )));
         }
         buf.truncate(n as usize);
         Ok(buf)
@@ -356,15 +362,15 @@ impl CopySource {
         !r.is_empty() && self.ignore.excluded(&r)
     }
 
-    fn not_found(&self, source: &str) -> String {
-        if self.layered {
+    fn not_found(&self, source: &str) -> StepError {
+        StepError::Invalid(if self.layered {
             format!("{source}: not found in {}", self.name)
         } else {
             format!(
                 "file not found in build context or excluded by .dockerignore: stat {}: no such file or directory",
                 source.trim_start_matches('/')
             )
-        }
+        })
     }
 }
 
@@ -397,8 +403,8 @@ pub(crate) struct SelectSpec<'a> {
 /// One entry a COPY copies, in copy order (a directory before its children).
 #[derive(Debug, Clone)]
 pub(crate) struct Selected {
-    /// Index of the source argument it came from (for the build cache's key).
-    #[allow(dead_code)]
+    /// Index of the source argument it came from: part of the hardlink-group key the stager
+    /// uses, so two arguments reaching the same inode are not linked across sources.
     pub arg: usize,
     /// Its path in the source (components, symlinks resolved; for messages and reads).
     pub src: Vec<String>,
@@ -424,11 +430,6 @@ pub(crate) struct Selection {
     pub wildcard: bool,
     /// How many top-level matches there were.
     pub matches: usize,
-}
-
-/// Whether a source component is a pattern (Go `filepath.Match` metacharacters).
-pub(crate) fn has_wildcard(s: &str) -> bool {
-    s.contains(['*', '?', '['])
 }
 
 /// Splits a source argument into clean components and the pivot (`--parents`): the number of
@@ -478,14 +479,16 @@ fn expand(
     cur: &mut Vec<String>,
     double_star: bool,
     found: &mut Expansion,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     if idx == pat.len() {
         found.out.insert(cur.clone());
         return Ok(());
     }
     found.budget = found.budget.saturating_sub(1);
     if found.budget == 0 {
-        return Err("the wildcard matches too many paths (more than 10 million steps)".into());
+        return Err(StepError::Invalid(
+            "the wildcard matches too many paths (more than 10 million steps)".into(),
+        ));
     }
     let comp = &pat[idx];
     if double_star && comp == "**" {
@@ -521,7 +524,7 @@ fn expand(
         cur.pop();
         return Ok(());
     }
-    let glob = Glob::new(comp).map_err(|e| e.to_string())?;
+    let glob = Glob::new(comp).map_err(StepError::from)?;
     for name in src.list(cur)? {
         if !glob.matches(&name) {
             continue;
@@ -549,7 +552,7 @@ impl Walker<'_> {
         rel: &mut Vec<String>,
         dest: &mut Vec<String>,
         below: &mut Vec<String>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, StepError> {
         let mut any = false;
         for name in self.src.list(rel)? {
             rel.push(name.clone());
@@ -569,7 +572,7 @@ impl Walker<'_> {
         rel: &mut Vec<String>,
         dest: &mut Vec<String>,
         below: &mut Vec<String>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, StepError> {
         let ignored = self.src.is_context() && self.src.ignored(rel);
         let b: Vec<&str> = below.iter().map(String::as_str).collect();
         let excluded = self.excludes.excluded(&b);
@@ -616,9 +619,12 @@ impl Walker<'_> {
 
 /// Selects every entry the local sources of one COPY/ADD copy, with where each lands below the
 /// destination. Errors name the source: a missing non-wildcard source, an unreadable directory.
-pub(crate) fn select_sources(src: &CopySource, spec: &SelectSpec<'_>) -> Result<Selection, String> {
+pub(crate) fn select_sources(
+    src: &CopySource,
+    spec: &SelectSpec<'_>,
+) -> Result<Selection, StepError> {
     let excludes =
-        Ignore::parse(&spec.excludes.join("\n")).map_err(|e| format!("--exclude: {e}"))?;
+        Ignore::parse(&spec.excludes.join("\n")).step_context(|| "--exclude".to_string())?;
     let mut sel = Selection::default();
     for (arg, s) in spec.sources.iter().enumerate() {
         let (comps, pivot) = source_components(s, spec.parents);
@@ -834,7 +840,8 @@ mod tests {
                 ..Default::default()
             },
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("excluded by .dockerignore") && err.contains("dir/sub/deep.c"),
             "{err}"
@@ -853,7 +860,8 @@ mod tests {
                 ..Default::default()
             },
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("stat x"), "{err}");
     }
 

@@ -24,6 +24,7 @@
 //! upperdir before the snapshot (`run::remove_stubs`), so no trace of a mount ends up
 //! in the layer — as with BuildKit.
 
+use crate::exec::error::{StepContext, StepError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -32,8 +33,8 @@ use strata_runner::{MountSpec, OverlayUpper};
 use strata_store::lock::{self, LockGuard, LockMode};
 use strata_store::Store;
 
-use super::run::TempDir;
-use super::{ExecOptions, StageState};
+use crate::exec::state::{ExecOptions, StageState};
+use crate::exec::tempdir::TempDir;
 use strata_dockerfile::mounts::{CacheSharing, Mount, MountType};
 use strata_dockerfile::plan::{SourceRef, Step};
 
@@ -72,7 +73,7 @@ pub(crate) fn prepare(
     stages: &BTreeMap<usize, StageState>,
     options: &ExecOptions,
     tmp: &TempDir,
-) -> Result<PreparedMounts, String> {
+) -> Result<PreparedMounts, StepError> {
     let mut out = PreparedMounts::default();
     for (i, m) in step.mounts.iter().enumerate() {
         check_owner(m)?;
@@ -131,9 +132,9 @@ pub(crate) fn prepare(
             }
             MountType::Secret => secret(m, &step.workdir, options, &mut out)?,
             MountType::Ssh => {
-                return Err(
+                return Err(StepError::Invalid(
                     "--mount=type=ssh is not supported: no SSH agent forwarding in strata".into(),
-                )
+                ))
             }
         }
     }
@@ -143,21 +144,21 @@ pub(crate) fn prepare(
 /// The absolute mount target: a relative one is taken from the step's WORKDIR, as BuildKit does.
 /// Refuses a mount `uid`/`gid` outside the runner's id range: chown(2) with `(uid_t)-1`
 /// (4294967295) means "leave unchanged", so the cache dir or secret would silently stay root's.
-fn check_owner(m: &Mount) -> Result<(), String> {
+fn check_owner(m: &Mount) -> Result<(), StepError> {
     for (what, id) in [("uid", m.uid), ("gid", m.gid)] {
         if let Some(id) = id {
-            strata_runner::user::parse_id(what, &id.to_string()).map_err(|e| e.to_string())?;
+            strata_runner::user::parse_id(what, &id.to_string()).map_err(StepError::from)?;
         }
     }
     Ok(())
 }
 
-fn target_path(m: &Mount, workdir: &str) -> Result<String, String> {
+fn target_path(m: &Mount, workdir: &str) -> Result<String, StepError> {
     let t = m
         .target
         .as_deref()
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| format!("--mount=type={} requires a target", m.kind))?;
+        .ok_or_else(|| StepError::Invalid(format!("--mount=type={} requires a target", m.kind)))?;
     Ok(absolute(t, workdir))
 }
 
@@ -178,20 +179,24 @@ fn source_tree(
     options: &ExecOptions,
     tmp: &TempDir,
     index: usize,
-) -> Result<Vec<PathBuf>, String> {
+) -> Result<Vec<PathBuf>, StepError> {
     let dirs = match source {
         SourceRef::Context => context_view(&options.context, tmp, index)?,
         SourceRef::Stage(s) => stages
             .get(s)
-            .ok_or_else(|| format!("internal: stage {s} was not built before its --mount"))?
+            .ok_or_else(|| {
+                StepError::Invalid(format!(
+                    "internal: stage {s} was not built before its --mount"
+                ))
+            })?
             .lowerdirs
             .clone(),
         SourceRef::Image(name) => {
-            let image =
-                super::base::resolve_image(store, name, options.pull).map_err(|e| e.to_string())?;
+            let image = crate::exec::base::resolve_image(store, name, options.pull)
+                .map_err(StepError::from)?;
             store
                 .unpacked_layers(&image)
-                .map_err(|e| format!("--mount from={name}: {e}"))?
+                .step_context(|| format!("--mount from={name}"))?
         }
     };
     if dirs.is_empty() {
@@ -206,7 +211,7 @@ fn source_tree(
 /// per excluded entry) goes on top of the context, so excluded files are absent from the view
 /// while nothing is copied. Excluded directories below which a `!` exception re-includes
 /// something are walked into instead of hidden whole.
-fn context_view(context: &Path, tmp: &TempDir, index: usize) -> Result<Vec<PathBuf>, String> {
+fn context_view(context: &Path, tmp: &TempDir, index: usize) -> Result<Vec<PathBuf>, StepError> {
     let Some(ignore) = read_dockerignore(context)? else {
         return Ok(vec![context.to_path_buf()]);
     };
@@ -226,40 +231,39 @@ fn context_view(context: &Path, tmp: &TempDir, index: usize) -> Result<Vec<PathB
             dir.push(p);
             src.push(p);
             if !dir.exists() {
-                std::fs::create_dir(&dir)
-                    .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+                std::fs::create_dir(&dir).step_context(|| format!("creating {}", dir.display()))?;
                 // The top layer's directory attributes are the merged view's: keep the context's.
                 copy_dir_attrs(&src, &dir)?;
             }
         }
         let wh = dir.join(name);
         let c = std::ffi::CString::new(wh.as_os_str().as_encoded_bytes())
-            .map_err(|_| format!("bad path {}", wh.display()))?;
+            .map_err(|_| StepError::Invalid(format!("bad path {}", wh.display())))?;
         // SAFETY: a NUL-terminated path; mknod has no memory effects.
         if unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR, 0) } != 0 {
-            return Err(format!(
+            return Err(StepError::Invalid(format!(
                 "hiding .dockerignore'd {}: {}",
                 rel.join("/"),
                 std::io::Error::last_os_error()
-            ));
+            )));
         }
     }
     Ok(vec![context.to_path_buf(), layer])
 }
 
-fn copy_dir_attrs(src: &Path, dst: &Path) -> Result<(), String> {
+fn copy_dir_attrs(src: &Path, dst: &Path) -> Result<(), StepError> {
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::symlink_metadata(src).map_err(|e| format!("{}: {e}", src.display()))?;
+    let meta = std::fs::symlink_metadata(src).step_context(|| format!("{}", src.display()))?;
     std::os::unix::fs::chown(dst, Some(meta.uid()), Some(meta.gid()))
         .and_then(|_| std::fs::set_permissions(dst, meta.permissions()))
-        .map_err(|e| format!("{}: {e}", dst.display()))
+        .step_context(|| format!("{}", dst.display()))
 }
 
 /// The context's `.dockerignore` (`None` when absent), read without following a symlink.
-fn read_dockerignore(context: &Path) -> Result<Option<super::ignore::Ignore>, String> {
+fn read_dockerignore(context: &Path) -> Result<Option<crate::exec::ignore::Ignore>, StepError> {
     let root = strata_store::safe::Root::open(context)
-        .map_err(|e| format!("opening the build context {}: {e}", context.display()))?;
-    super::ignore::Ignore::read_from(&root)
+        .step_context(|| format!("opening the build context {}", context.display()))?;
+    Ok(crate::exec::ignore::Ignore::read_from(&root)?)
 }
 
 /// Collects the topmost excluded entries under `dir` (context-relative components); returns
@@ -267,14 +271,14 @@ fn read_dockerignore(context: &Path) -> Result<Option<super::ignore::Ignore>, St
 fn walk_excluded(
     root: &Path,
     rel: &mut Vec<String>,
-    ignore: &super::ignore::Ignore,
+    ignore: &crate::exec::ignore::Ignore,
     hidden: &mut Vec<Vec<String>>,
-) -> Result<bool, String> {
+) -> Result<bool, StepError> {
     let dir = rel.iter().fold(root.to_path_buf(), |p, c| p.join(c));
-    let entries = std::fs::read_dir(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    let entries = std::fs::read_dir(&dir).step_context(|| format!("reading {}", dir.display()))?;
     let mut any_visible = false;
     for entry in entries {
-        let entry = entry.map_err(|e| format!("reading {}: {e}", dir.display()))?;
+        let entry = entry.step_context(|| format!("reading {}", dir.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         rel.push(name);
         let parts: Vec<&str> = rel.iter().map(String::as_str).collect();
@@ -304,16 +308,20 @@ fn walk_excluded(
 
 /// The directory of cache mount `id` (created with the mount's mode and owner on first use) and
 /// the lock that goes with its sharing mode.
-fn cache_dir(store: &Store, id: &str, m: &Mount) -> Result<(PathBuf, Option<LockGuard>), String> {
+fn cache_dir(
+    store: &Store,
+    id: &str,
+    m: &Mount,
+) -> Result<(PathBuf, Option<LockGuard>), StepError> {
     let base = store.root().join("cache").join("mounts");
-    std::fs::create_dir_all(&base).map_err(|e| format!("creating {}: {e}", base.display()))?;
+    std::fs::create_dir_all(&base).step_context(|| format!("creating {}", base.display()))?;
     let name = hex::encode(Sha256::digest(id.as_bytes()));
     let lock_path = |n: &str| base.join(format!("{n}.lock"));
     let (dir_name, guard) = match m.sharing.unwrap_or(CacheSharing::Shared) {
         CacheSharing::Shared => (name.clone(), None),
         CacheSharing::Locked => {
             let g = lock::lock(&lock_path(&name), LockMode::Exclusive)
-                .map_err(|e| format!("locking cache mount {id:?}: {e}"))?;
+                .step_context(|| format!("locking cache mount {id:?}"))?;
             (name.clone(), Some(g))
         }
         CacheSharing::Private => {
@@ -325,7 +333,7 @@ fn cache_dir(store: &Store, id: &str, m: &Mount) -> Result<(PathBuf, Option<Lock
                     format!("{name}-private-{n}")
                 };
                 if let Some(g) = lock::try_lock(&lock_path(&candidate), LockMode::Exclusive)
-                    .map_err(|e| format!("locking cache mount {id:?}: {e}"))?
+                    .step_context(|| format!("locking cache mount {id:?}"))?
                 {
                     found = Some((candidate, Some(g)));
                     break;
@@ -335,7 +343,7 @@ fn cache_dir(store: &Store, id: &str, m: &Mount) -> Result<(PathBuf, Option<Lock
                 Some(f) => f,
                 None => {
                     let g = lock::lock(&lock_path(&name), LockMode::Exclusive)
-                        .map_err(|e| format!("locking cache mount {id:?}: {e}"))?;
+                        .step_context(|| format!("locking cache mount {id:?}"))?;
                     (name.clone(), Some(g))
                 }
             }
@@ -343,8 +351,7 @@ fn cache_dir(store: &Store, id: &str, m: &Mount) -> Result<(PathBuf, Option<Lock
     };
     let dir = base.join(&dir_name);
     if !dir.exists() {
-        create_cache_dir(store, &dir, m)
-            .map_err(|e| format!("creating cache mount {id:?}: {e}"))?;
+        create_cache_dir(store, &dir, m).step_context(|| format!("creating cache mount {id:?}"))?;
     }
     Ok((dir, guard))
 }
@@ -382,7 +389,7 @@ fn secret(
     workdir: &str,
     options: &ExecOptions,
     out: &mut PreparedMounts,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     let target = m.target.as_deref().filter(|t| !t.is_empty());
     // BuildKit: `source` is an alias of `id`; without either the id is the target's base name.
     let id =
@@ -391,27 +398,30 @@ fn secret(
             .or_else(|| target.and_then(|t| t.rsplit('/').next().map(str::to_string)))
             .or_else(|| m.env.clone())
             .filter(|s| !s.is_empty())
-            .ok_or("--mount=type=secret needs an id")?;
+            .ok_or_else(|| StepError::Invalid("--mount=type=secret needs an id".into()))?;
     let Some(path) = options.secrets.get(&id) else {
         if m.required {
-            return Err(format!(
+            return Err(StepError::Invalid(format!(
                 "secret {id} not found: pass it with --secret id={id},src=PATH"
-            ));
+            )));
         }
         // BuildKit skips a missing optional secret.
         return Ok(());
     };
     if let Some(var) = &m.env {
         let content = std::fs::read(path)
-            .map_err(|e| format!("reading secret {id} from {}: {e}", path.display()))?;
+            .step_context(|| format!("reading secret {id} from {}", path.display()))?;
         if content.len() as u64 > strata_runner::MAX_SECRET_SIZE {
-            return Err(format!(
+            return Err(StepError::Invalid(format!(
                 "secret {id} is larger than {} bytes",
                 strata_runner::MAX_SECRET_SIZE
-            ));
+            )));
         }
-        let value = String::from_utf8(content)
-            .map_err(|_| format!("secret {id} is not UTF-8 text and cannot go in env {var}"))?;
+        let value = String::from_utf8(content).map_err(|_| {
+            StepError::Invalid(format!(
+                "secret {id} is not UTF-8 text and cannot go in env {var}"
+            ))
+        })?;
         out.env.push(format!("{var}={value}"));
     }
     if m.env.is_some() && target.is_none() {
@@ -436,7 +446,7 @@ mod tests {
     use super::*;
 
     fn cache_mount(sharing: CacheSharing) -> Mount {
-        let mut same = |v: &str| -> Result<String, String> { Ok(v.to_string()) };
+        let mut same = |v: &str| Ok(v.to_string());
         let mut m =
             strata_dockerfile::mounts::parse_mount("type=cache,target=/c", &mut same).unwrap();
         m.sharing = Some(sharing);

@@ -1,0 +1,282 @@
+//! The planned layer of one COPY: each selected entry placed at its destination in the
+//! in-memory [`Tree`] that [`super::emit`] streams, with the destination's parent directories
+//! (taken from the parent image's layers when they exist there, created 0755 otherwise) and
+//! ADD's extracted archives.
+
+use crate::exec::error::{StepContext, StepError};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use super::emit::{Content, FileData, Node, Tree};
+use super::select::{kind, CopySource, Selected};
+use crate::exec::lower;
+use strata_dockerfile::chmod::Chmod;
+
+/// Ownership and permission overrides of one COPY.
+pub(super) struct Attrs {
+    pub(super) owner: Option<(u32, u32)>,
+    pub(super) chmod: Option<Chmod>,
+}
+
+/// The planned layer of one COPY and what is placed in it.
+pub(super) struct Stager<'a> {
+    pub(super) src: &'a CopySource,
+    pub(super) tree: Tree,
+    /// The parent image's layers (empty with `--link`).
+    pub(super) lowerdirs: &'a [PathBuf],
+    pub(super) attrs: Attrs,
+    /// Owner of directories this COPY creates.
+    pub(super) dir_owner: (u32, u32),
+    /// The step's time: mtime of what has none of its own (created directories, heredocs).
+    pub(super) now: i64,
+}
+
+impl Stager<'_> {
+    pub(super) fn owner_of(&self, st: &libc::stat) -> (u32, u32) {
+        self.attrs.owner.unwrap_or(if self.src.is_context() {
+            (0, 0)
+        } else {
+            (st.st_uid, st.st_gid)
+        })
+    }
+
+    /// The entry for directory `comps` when this COPY has to list it: the image's metadata
+    /// when the image has that directory, else 0755 owned by `dir_owner` (BuildKit's
+    /// `MkdirAll(dest, 0755, chown)`).
+    pub(super) fn image_dir(&self, comps: &[String]) -> Result<Node, StepError> {
+        match lower::lookup(self.lowerdirs, comps) {
+            Some(f) if f.is_dir() => Ok(Node {
+                content: Content::Dir,
+                uid: f.stat.st_uid,
+                gid: f.stat.st_gid,
+                mode: f.stat.st_mode & 0o7777,
+                mtime: f.stat.st_mtime,
+                link: None,
+            }),
+            Some(_) => Err(StepError::Invalid(format!(
+                "cannot copy to {}: it is not a directory in the image",
+                lower::display(comps)
+            ))),
+            None => Ok(Node {
+                content: Content::Dir,
+                uid: self.dir_owner.0,
+                gid: self.dir_owner.1,
+                mode: 0o755,
+                mtime: self.now,
+                link: None,
+            }),
+        }
+    }
+
+    /// Makes sure `target`'s parents are directories of the layer and nothing but a directory
+    /// is at `target`; returns whether a directory is already there.
+    pub(super) fn prepare(&mut self, target: &[String]) -> Result<bool, StepError> {
+        for n in 1..target.len() {
+            if self.tree.get(&target[..n]).is_some_and(Node::is_dir) {
+                continue;
+            }
+            // Missing, or a non-directory an earlier source put there: a directory now.
+            let node = self.image_dir(&target[..n])?;
+            self.tree.insert(target[..n].to_vec(), node);
+        }
+        match self.tree.get(target) {
+            Some(n) if n.is_dir() => Ok(true),
+            Some(_) => {
+                self.tree.remove(target);
+                Ok(false)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Lists the directory `target` itself (image metadata if the image has it, else created
+    /// 0755 for this COPY).
+    pub(super) fn ensure_dir(&mut self, target: &[String]) -> Result<(), StepError> {
+        if target.is_empty() || self.prepare(target)? {
+            return Ok(());
+        }
+        let node = self.image_dir(target)?;
+        self.tree.insert(target.to_vec(), node);
+        Ok(())
+    }
+
+    /// Places one selected entry at `target` (components below the layer root).
+    pub(super) fn place(&mut self, e: &Selected, target: &[String]) -> Result<(), StepError> {
+        let st = &e.stat;
+        let (uid, gid) = self.owner_of(st);
+        let perm = st.st_mode & 0o7777;
+        let mode = self
+            .attrs
+            .chmod
+            .as_ref()
+            .map_or(perm, |c| c.apply(perm, kind(st) == libc::S_IFDIR));
+        let content = match kind(st) {
+            libc::S_IFDIR => {
+                if target.is_empty() || self.prepare(target)? {
+                    // The layer root, or a directory already listed by this COPY.
+                    return Ok(());
+                }
+                // Below the destination, a directory the image has too gets the source's
+                // metadata (fsutil's copy overwrites target metadata for everything under the
+                // copy root; buildah agrees): only the destination directory keeps the image's.
+                Content::Dir
+            }
+            libc::S_IFREG => Content::File {
+                data: FileData::Source(Box::new(e.clone())),
+                size: st.st_size.max(0) as u64,
+            },
+            libc::S_IFLNK => Content::Symlink(self.src.readlink(e)?),
+            libc::S_IFCHR | libc::S_IFBLK => Content::Device {
+                kind: kind(st),
+                rdev: st.st_rdev,
+            },
+            libc::S_IFIFO => Content::Fifo,
+            // Sockets: tar has no type for them; Docker skips them too.
+            _ => return Ok(()),
+        };
+        if !matches!(content, Content::Dir) {
+            if target.is_empty() {
+                return Err(StepError::Invalid(format!(
+                    "cannot copy {} onto /: the destination must be a directory",
+                    lower::display(&e.src)
+                )));
+            }
+            if self.prepare(target)? {
+                return Err(StepError::Invalid(format!(
+                    "cannot copy {} to {}: a directory is in the way",
+                    lower::display(&e.src),
+                    lower::display(target)
+                )));
+            }
+        }
+        let link =
+            (kind(st) == libc::S_IFREG && st.st_nlink > 1).then_some((e.arg, st.st_dev, st.st_ino));
+        self.tree.insert(
+            target.to_vec(),
+            Node {
+                content,
+                uid,
+                gid,
+                // A symlink's own mode is not changed by --chmod (chmod follows links).
+                mode: if kind(st) == libc::S_IFLNK {
+                    perm
+                } else {
+                    mode
+                },
+                mtime: st.st_mtime,
+                link,
+            },
+        );
+        Ok(())
+    }
+
+    /// Places a regular file whose bytes are `data` at `target` (heredocs, downloads).
+    pub(super) fn place_file(
+        &mut self,
+        target: &[String],
+        data: FileData,
+        size: u64,
+        mode: u32,
+        mtime: i64,
+    ) -> Result<(), StepError> {
+        if target.is_empty() || self.prepare(target)? {
+            return Err(StepError::Invalid(format!(
+                "cannot write {}: a directory is in the way",
+                lower::display(target)
+            )));
+        }
+        let (uid, gid) = self.attrs.owner.unwrap_or((0, 0));
+        self.tree.insert(
+            target.to_vec(),
+            Node {
+                content: Content::File { data, size },
+                uid,
+                gid,
+                mode: self
+                    .attrs
+                    .chmod
+                    .as_ref()
+                    .map_or(mode, |c| c.apply(mode, false)),
+                mtime,
+                link: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Adds the tree extracted at the staging directory `dir` below `dest` (an archive ADD):
+    /// entries keep the archive's metadata, owners become `--chown`'s when given.
+    pub(super) fn add_extracted(
+        &mut self,
+        dir: &Path,
+        dest: &mut Vec<String>,
+    ) -> Result<(), StepError> {
+        let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(dir)
+            .step_context(|| format!("{}", dir.display()))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .step_context(|| format!("{}", dir.display()))?;
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for name in names {
+            let p = dir.join(&name);
+            let md = std::fs::symlink_metadata(&p).step_context(|| format!("{}", p.display()))?;
+            dest.push(name.to_string_lossy().into_owned());
+            let (uid, gid) = self.attrs.owner.unwrap_or((md.uid(), md.gid()));
+            let ft = md.file_type();
+            let content = if ft.is_dir() {
+                Content::Dir
+            } else if ft.is_file() {
+                Content::File {
+                    data: FileData::Staged(p.clone()),
+                    size: md.len(),
+                }
+            } else if ft.is_symlink() {
+                let t = std::fs::read_link(&p).step_context(|| format!("{}", p.display()))?;
+                Content::Symlink(t.into_os_string().into_vec())
+            } else if ft.is_char_device() || ft.is_block_device() {
+                Content::Device {
+                    kind: if ft.is_char_device() {
+                        libc::S_IFCHR
+                    } else {
+                        libc::S_IFBLK
+                    },
+                    rdev: md.rdev(),
+                }
+            } else if ft.is_fifo() {
+                Content::Fifo
+            } else {
+                dest.pop();
+                continue;
+            };
+            let is_dir = ft.is_dir();
+            if self.prepare(dest)? && !is_dir {
+                return Err(StepError::Invalid(format!(
+                    "cannot extract {}: a directory is in the way",
+                    lower::display(dest)
+                )));
+            }
+            self.tree.insert(
+                dest.clone(),
+                Node {
+                    content,
+                    uid,
+                    gid,
+                    mode: md.mode() & 0o7777,
+                    mtime: md.mtime(),
+                    // One archive's files: their own scope.
+                    link: (ft.is_file() && md.nlink() > 1).then_some((
+                        usize::MAX,
+                        md.dev(),
+                        md.ino(),
+                    )),
+                },
+            );
+            if is_dir {
+                self.add_extracted(&p, dest)?;
+            }
+            dest.pop();
+        }
+        Ok(())
+    }
+}
