@@ -30,6 +30,9 @@ pub struct ContainerSpec {
     pub hostname: String,
     /// Network namespace mode.
     pub network: NetworkMode,
+    /// Addresses, names and resolvers for the network.
+    #[serde(default)]
+    pub net: NetworkOptions,
     /// Extra mounts (volumes, tmpfs), applied in order after the standard ones.
     pub mounts: Vec<MountSpec>,
     /// Host devices added to the default ones (`--device`); see [`crate::devices`] for the
@@ -98,6 +101,31 @@ pub enum NetworkMode {
     None,
     /// Share the host's network namespace.
     Host,
+    /// A fresh network namespace on the default bridge network (`strata0`): `eth0` with an
+    /// address from the network's subnet, a default route through the bridge, outbound NAT.
+    /// Needs [`NetworkOptions::store_root`]. See [`crate::network`].
+    Bridge,
+}
+
+/// Network settings beyond the mode: addresses, names, resolvers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NetworkOptions {
+    /// The store's root: network state lives in its `networks/`, configuration in its
+    /// `config.json` (needed by [`NetworkMode::Bridge`]).
+    #[serde(default)]
+    pub store_root: PathBuf,
+    /// `--dns`: replaces the host's resolvers in the container's `/etc/resolv.conf`.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// `--add-host`: extra `/etc/hosts` entries.
+    #[serde(default)]
+    pub add_hosts: Vec<crate::network::AddHost>,
+    /// `--ip`: the address to lease instead of the lowest free one.
+    #[serde(default)]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// `--mac-address` for `eth0` (default: Docker's `02:42:` + the address).
+    #[serde(default)]
+    pub mac_address: Option<String>,
 }
 
 /// An extra mount.

@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 
 use strata_runner::state::{self, ContainerDir};
 use strata_runner::{
-    AttachOptions, ContainerSpec, DeviceSpec, MountSpec, NetworkMode, OverlayUpper, ProcessSpec,
-    ResourceLimits, Rootfs, RunnerError, SecuritySpec, Stdio, StdioSpec,
+    AttachOptions, ContainerSpec, DeviceSpec, MountSpec, NetworkMode, NetworkOptions, OverlayUpper,
+    ProcessSpec, ResourceLimits, Rootfs, RunnerError, SecuritySpec, Stdio, StdioSpec,
 };
 
 use crate::Cli;
@@ -56,9 +56,28 @@ pub struct Args {
     /// Container hostname (default: the first 12 digits of its id).
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
-    /// Network: `none` (own namespace with only `lo`) or `host`.
-    #[arg(long, default_value = "none", value_name = "none|host")]
+    /// Network: `bridge` (the default network `strata0`: own address, outbound NAT), `none`
+    /// (own namespace with only `lo`) or `host`.
+    /// Its default can be set with STRATA_NETWORK.
+    #[arg(
+        long,
+        env = "STRATA_NETWORK",
+        default_value = "bridge",
+        value_name = "bridge|none|host"
+    )]
     pub network: String,
+    /// Set a custom DNS server (replaces the host's resolvers).
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<std::net::IpAddr>,
+    /// Add a line to /etc/hosts: `NAME:IP`.
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_host: Vec<String>,
+    /// IPv4 address on the bridge network (default: the lowest free one).
+    #[arg(long = "ip", value_name = "IPV4")]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// MAC address of eth0 on the bridge network.
+    #[arg(long = "mac-address", value_name = "MAC")]
+    pub mac_address: Option<String>,
     /// Mount the container's root filesystem read-only.
     #[arg(long = "read-only")]
     pub read_only: bool,
@@ -107,10 +126,26 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             .flatten(),
     };
     let network = match a.network.as_str() {
+        "bridge" => NetworkMode::Bridge,
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,
-        other => bail!("invalid --network {other:?}: strata supports \"none\" and \"host\""),
+        other => {
+            bail!("invalid --network {other:?}: strata supports \"bridge\", \"none\" and \"host\"")
+        }
     };
+    if network != NetworkMode::Bridge && (a.ip.is_some() || a.mac_address.is_some()) {
+        bail!("--ip and --mac-address need --network bridge (the container has no eth0 otherwise)");
+    }
+    let add_hosts = a
+        .add_host
+        .iter()
+        .map(|h| strata_runner::network::parse_add_host(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mac_address = a
+        .mac_address
+        .as_deref()
+        .map(strata_runner::network::parse_mac)
+        .transpose()?;
     if let Some(u) = &a.user {
         // Before anything is created: `(uid_t)-1` would leave the process root (see runner::user).
         strata_runner::user::check_numeric_ids(u)
@@ -247,6 +282,13 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             },
             hostname,
             network,
+            net: NetworkOptions {
+                store_root: store.root().to_path_buf(),
+                dns: a.dns.iter().map(|d| d.to_string()).collect(),
+                add_hosts,
+                ip: a.ip,
+                mac_address,
+            },
             mounts,
             devices,
             readonly_rootfs: a.read_only,

@@ -125,6 +125,7 @@ pub fn run_step(
         } else {
             NetworkMode::None
         },
+        net: Default::default(),
         mounts: std::mem::take(&mut prepared.specs),
         devices: vec![],
         readonly_rootfs: false,

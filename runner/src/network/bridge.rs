@@ -1,0 +1,154 @@
+//! The host bridge, the container's namespace and its veth pair, through `ip -batch -`.
+
+use std::net::Ipv4Addr;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use super::tools::{batch, Prepare};
+use super::{firewall, Ipv4Net, NetworkError};
+
+/// The host end's name: `veth` and 8 hex digits of an FNV-1a hash of the container id
+/// (IFNAMSIZ allows 15 characters; ids are longer).
+pub(super) fn veth_name(container_id: &str) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in container_id.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("veth{h:08x}")
+}
+
+/// Docker's MAC for an address: `02:42` and the address's four bytes (locally administered).
+pub(super) fn mac_for(ip: Ipv4Addr) -> String {
+    let [a, b, c, d] = ip.octets();
+    format!("02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+}
+
+/// A new network namespace, held by the returned fd: a short-lived thread `unshare`s it and
+/// opens `/proc/thread-self/ns/net`; the namespace lives as long as the fd or a process in it.
+pub(super) fn new_netns() -> Result<OwnedFd, NetworkError> {
+    std::thread::spawn(|| -> nix::Result<OwnedFd> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+        let fd = nix::fcntl::open(
+            "/proc/thread-self/ns/net",
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        // SAFETY: open just returned this fd; nothing else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    })
+    .join()
+    .unwrap_or(Err(nix::Error::EINVAL))
+    .map_err(NetworkError::Namespace)
+}
+
+/// True when `link` exists in this network namespace (`if_nametoindex(3)`; /sys/class/net
+/// may belong to another namespace than ours).
+fn exists(link: &str) -> bool {
+    let Ok(name) = std::ffi::CString::new(link) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated string; the call only reads it.
+    unsafe { libc::if_nametoindex(name.as_ptr()) != 0 }
+}
+
+/// Creates the bridge with the gateway address, its masquerade rule, and turns on IPv4
+/// forwarding, unless the bridge is already there.
+pub(super) fn ensure(bridge: &str, subnet: Ipv4Net) -> Result<(), NetworkError> {
+    if exists(bridge) {
+        return Ok(());
+    }
+    let gateway = subnet.gateway().ok_or(NetworkError::Invalid {
+        what: "subnet",
+        value: subnet.to_string(),
+        why: "has no room for a gateway",
+    })?;
+    let script = format!(
+        "link add {bridge} type bridge\n\
+         addr add {gateway}/{p} dev {bridge}\n\
+         link set {bridge} up\n",
+        p = subnet.prefix()
+    );
+    batch(
+        "ip",
+        &["-batch", "-"],
+        &script,
+        Prepare::Nothing,
+        format!("creating bridge {bridge}"),
+    )?;
+    // Routing between the bridge and the uplink (ip(7) `ip_forward`; per network namespace).
+    let fwd = "/proc/sys/net/ipv4/ip_forward";
+    std::fs::write(fwd, "1").map_err(|e| NetworkError::io("enabling forwarding in", fwd, e))?;
+    if let Err(e) = firewall::install(bridge, subnet) {
+        remove(bridge);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Removes the bridge and its rules (ignoring what is already gone).
+pub(super) fn remove(bridge: &str) {
+    firewall::remove(bridge);
+    if exists(bridge) {
+        if let Err(e) = batch(
+            "ip",
+            &["link", "del", bridge],
+            "",
+            Prepare::Nothing,
+            format!("removing bridge {bridge}"),
+        ) {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+/// Makes the veth pair (`veth` on the bridge, `eth0` in `netns`) and configures the container's
+/// side: `lo` and `eth0` up, the address, the MAC, the default route through the gateway.
+pub(super) fn plug(
+    netns: &OwnedFd,
+    veth: &str,
+    bridge: &str,
+    ip: Ipv4Addr,
+    subnet: Ipv4Net,
+    mac: &str,
+) -> Result<(), NetworkError> {
+    let host = format!(
+        "link add {veth} type veth peer name eth0 address {mac} netns /proc/self/fd/3\n\
+         link set {veth} master {bridge} up\n"
+    );
+    batch(
+        "ip",
+        &["-batch", "-"],
+        &host,
+        Prepare::Fd3(netns),
+        format!("creating veth pair {veth}"),
+    )?;
+    let gateway = subnet.gateway().unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let inner = format!(
+        "link set lo up\n\
+         addr add {ip}/{p} dev eth0\n\
+         link set eth0 up\n\
+         route add default via {gateway} dev eth0\n",
+        p = subnet.prefix()
+    );
+    batch(
+        "ip",
+        &["-batch", "-"],
+        &inner,
+        Prepare::Netns(netns),
+        format!("configuring eth0 ({ip}) in the container"),
+    )
+}
+
+/// Removes the host end of a veth pair if it is still there (the pair also goes by itself
+/// once the container's namespace is gone).
+pub(super) fn unplug(veth: &str) {
+    if exists(veth) {
+        let _ = batch(
+            "ip",
+            &["link", "del", veth],
+            "",
+            Prepare::Nothing,
+            format!("removing {veth}"),
+        );
+    }
+}

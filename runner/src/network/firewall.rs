@@ -1,0 +1,51 @@
+//! nftables rules, one table per network (`ip strata_<bridge>`), loaded atomically with
+//! `nft -f -` and removed by deleting the table.
+//!
+//! The layout follows netavark's: a `nat` chain at the `postrouting` hook masquerades traffic
+//! from the subnet that leaves through another interface (outbound NAT), nothing else for the
+//! default bridge.
+
+use super::tools::{batch, Prepare};
+use super::{Ipv4Net, NetworkError};
+
+fn table(bridge: &str) -> String {
+    format!("strata_{bridge}")
+}
+
+/// Loads (or replaces) the network's table.
+pub(super) fn install(bridge: &str, subnet: Ipv4Net) -> Result<(), NetworkError> {
+    let t = table(bridge);
+    // `add` + `delete` first: replaces a table left from before in the same transaction.
+    let script = format!(
+        "add table ip {t}\n\
+         delete table ip {t}\n\
+         table ip {t} {{\n\
+           chain postrouting {{\n\
+             type nat hook postrouting priority srcnat; policy accept;\n\
+             ip saddr {subnet} oifname != \"{bridge}\" masquerade\n\
+           }}\n\
+         }}\n"
+    );
+    batch(
+        "nft",
+        &["-f", "-"],
+        &script,
+        Prepare::Nothing,
+        format!("loading nftables table ip {t}"),
+    )
+}
+
+/// Deletes the network's table if it exists.
+pub(super) fn remove(bridge: &str) {
+    let t = table(bridge);
+    let script = format!("add table ip {t}\ndelete table ip {t}\n");
+    if let Err(e) = batch(
+        "nft",
+        &["-f", "-"],
+        &script,
+        Prepare::Nothing,
+        format!("deleting nftables table ip {t}"),
+    ) {
+        tracing::warn!("{e}");
+    }
+}

@@ -1,0 +1,242 @@
+//! Address leases: `STORE/networks/<net>/state.json`, changed only under an flock on
+//! `STORE/networks/<net>/lock`, written temp file + rename.
+//!
+//! Each lease records the strata process holding the container (the foreground `strata run` or
+//! the monitor) with its start time, so a lease whose holder died (`kill -9`) is recognised by
+//! the next command and released ([`repair`]); when the last lease goes, so do the bridge, its
+//! rules and the state file: a host where no container runs has nothing of strata's network.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use super::{bridge, subnet, Ipv4Net, NetworkError, DEFAULT_BRIDGE};
+use crate::state::start_time;
+
+/// A network's persistent state.
+#[derive(Debug, Serialize, Deserialize)]
+struct NetworkState {
+    /// The host bridge.
+    bridge: String,
+    subnet: Ipv4Net,
+    /// Address → lease.
+    leases: BTreeMap<Ipv4Addr, Lease>,
+}
+
+/// One container's address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Lease {
+    container_id: String,
+    /// The host end of the container's veth pair.
+    veth: String,
+    /// The strata process that holds the container, and its start time (pid reuse).
+    owner_pid: i32,
+    owner_start_time: u64,
+}
+
+impl Lease {
+    fn owner_alive(&self) -> bool {
+        start_time(self.owner_pid) == Some(self.owner_start_time)
+    }
+}
+
+/// What [`lease`] handed out.
+pub(super) struct Leased {
+    pub ip: Ipv4Addr,
+    pub subnet: Ipv4Net,
+}
+
+fn network_dir(store_root: &Path, network: &str) -> PathBuf {
+    store_root.join("networks").join(network)
+}
+
+fn lock(dir: &Path) -> Result<Flock<File>, NetworkError> {
+    std::fs::create_dir_all(dir).map_err(|e| NetworkError::io("creating", dir, e))?;
+    let path = dir.join("lock");
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| NetworkError::io("opening", &path, e))?;
+    Flock::lock(f, FlockArg::LockExclusive)
+        .map_err(|(_, e)| NetworkError::io("locking", &path, e.into()))
+}
+
+fn load(dir: &Path) -> Result<Option<NetworkState>, NetworkError> {
+    let path = dir.join("state.json");
+    match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| NetworkError::State {
+                path,
+                message: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(NetworkError::io("reading", path, e)),
+    }
+}
+
+fn save(dir: &Path, st: &NetworkState) -> Result<(), NetworkError> {
+    let path = dir.join("state.json");
+    let tmp = dir.join("state.json.tmp");
+    let bytes = serde_json::to_vec_pretty(st).map_err(|e| NetworkError::State {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    std::fs::write(&tmp, bytes).map_err(|e| NetworkError::io("writing", &tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| NetworkError::io("renaming", &path, e))
+}
+
+/// Drops the leases whose holder is gone (removing their veths); true when any was dropped.
+fn drop_stale(st: &mut NetworkState) -> bool {
+    let before = st.leases.len();
+    st.leases.retain(|_, l| {
+        let alive = l.owner_alive();
+        if !alive {
+            tracing::info!(
+                "releasing the address of container {} (its strata process {} died)",
+                l.container_id,
+                l.owner_pid
+            );
+            bridge::unplug(&l.veth);
+        }
+        alive
+    });
+    st.leases.len() != before
+}
+
+/// With no lease left, removes the bridge, its rules and the state file.
+fn teardown_if_empty(dir: &Path, st: &NetworkState) -> Result<bool, NetworkError> {
+    if !st.leases.is_empty() {
+        return Ok(false);
+    }
+    bridge::remove(&st.bridge);
+    let path = dir.join("state.json");
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(NetworkError::io("removing", path, e)),
+    }
+}
+
+/// Leases an address on `network` for `container_id` (the one asked for, else the lowest
+/// free), creating the network's bridge and rules first if it has no state yet (or they are
+/// gone, after a reboot).
+pub(super) fn lease(
+    store_root: &Path,
+    network: &str,
+    container_id: &str,
+    veth: &str,
+    requested: Option<Ipv4Addr>,
+) -> Result<Leased, NetworkError> {
+    let dir = network_dir(store_root, network);
+    let _lock = lock(&dir)?;
+    let mut st = match load(&dir)? {
+        Some(mut st) => {
+            drop_stale(&mut st);
+            st
+        }
+        None => NetworkState {
+            bridge: DEFAULT_BRIDGE.into(),
+            subnet: subnet::choose_default(store_root, network)?,
+            leases: BTreeMap::new(),
+        },
+    };
+    // A restart of the same container (its monitor's restart policy) leaves no old lease, but
+    // a crash between lease and release may have: it is ours to replace.
+    st.leases.retain(|_, l| l.container_id != container_id);
+    let ip = pick(&st, network, requested)?;
+    bridge::ensure(&st.bridge, st.subnet)?;
+    let me = std::process::id() as i32;
+    st.leases.insert(
+        ip,
+        Lease {
+            container_id: container_id.into(),
+            veth: veth.into(),
+            owner_pid: me,
+            owner_start_time: start_time(me).unwrap_or(0),
+        },
+    );
+    save(&dir, &st)?;
+    Ok(Leased {
+        ip,
+        subnet: st.subnet,
+    })
+}
+
+fn pick(
+    st: &NetworkState,
+    network: &str,
+    requested: Option<Ipv4Addr>,
+) -> Result<Ipv4Addr, NetworkError> {
+    if let Some(ip) = requested {
+        if !st.subnet.assignable(ip) {
+            return Err(NetworkError::IpOutsideSubnet {
+                ip,
+                subnet: st.subnet,
+                network: network.into(),
+            });
+        }
+        if let Some(l) = st.leases.get(&ip) {
+            return Err(NetworkError::IpInUse {
+                ip,
+                network: network.into(),
+                container: l.container_id.clone(),
+            });
+        }
+        return Ok(ip);
+    }
+    (2..)
+        .map_while(|n| st.subnet.host(n))
+        .find(|ip| st.subnet.assignable(*ip) && !st.leases.contains_key(ip))
+        .ok_or(NetworkError::Exhausted {
+            network: network.into(),
+            subnet: st.subnet,
+        })
+}
+
+/// Releases `container_id`'s lease; the last one out tears the network down.
+pub(super) fn release(store_root: &Path, network: &str, container_id: &str) {
+    let dir = network_dir(store_root, network);
+    let result = (|| -> Result<(), NetworkError> {
+        let _lock = lock(&dir)?;
+        let Some(mut st) = load(&dir)? else {
+            return Ok(());
+        };
+        st.leases.retain(|_, l| l.container_id != container_id);
+        drop_stale(&mut st);
+        if !teardown_if_empty(&dir, &st)? {
+            save(&dir, &st)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        tracing::warn!("releasing the address of container {container_id}: {e}");
+    }
+}
+
+/// Releases the leases of dead holders; tears the network down when none is left.
+pub(super) fn repair(store_root: &Path, network: &str) {
+    let dir = network_dir(store_root, network);
+    if !dir.join("state.json").exists() {
+        return;
+    }
+    let result = (|| -> Result<(), NetworkError> {
+        let _lock = lock(&dir)?;
+        let Some(mut st) = load(&dir)? else {
+            return Ok(());
+        };
+        if drop_stale(&mut st) && !teardown_if_empty(&dir, &st)? {
+            save(&dir, &st)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        tracing::warn!("repairing network {network}: {e}");
+    }
+}

@@ -1,0 +1,212 @@
+//! Container networks (issue 14): the default `bridge` network.
+//!
+//! The model is Docker's, without a daemon (podman's netavark layout, our own code):
+//! - a host bridge `strata0` with the network's gateway address, created by the first container
+//!   that joins and removed with the last one that leaves ([`bridge`]);
+//! - an RFC 1918 subnet chosen so it overlaps no route already on the host, or set in the store's
+//!   `config.json` ([`subnet`]);
+//! - an address per container, leased in `networks/<net>/state.json` under an flock together
+//!   with the pid (and start time) of the strata process that holds the container, so the next
+//!   strata command releases the lease of one that was `kill -9`ed ([`ipam`]);
+//! - a network namespace per container made by the caller (a thread that `unshare`s, its
+//!   `/proc/thread-self/ns/net` kept open), a veth pair whose inner end is `eth0`, and the
+//!   relay joins that namespace with `setns(2)` instead of creating one: when the container's
+//!   last process exits the namespace, and with it the veth pair, goes away by itself;
+//! - outbound traffic masqueraded by an nftables table per network ([`firewall`]);
+//! - `/etc/resolv.conf` and `/etc/hosts` written for the container ([`files`]).
+//!
+//! Links, addresses and rules are changed with the `ip` (iproute2) and `nft` (nftables)
+//! binaries that `scripts/setup.sh` installs, each in one batch (`ip -batch -`, `nft -f -`):
+//! two process starts per container instead of a netlink crate each for links, addresses,
+//! routes and nftables (no single maintained crate covers nftables' netlink API).
+
+mod bridge;
+pub(crate) mod files;
+mod firewall;
+mod ipam;
+mod subnet;
+mod tools;
+
+use std::net::Ipv4Addr;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+pub use files::{parse_add_host, resolv_conf_for, AddHost};
+pub use subnet::Ipv4Net;
+
+/// The default network's name, as Docker's.
+pub const DEFAULT_NETWORK: &str = "bridge";
+/// The default network's host bridge.
+pub const DEFAULT_BRIDGE: &str = "strata0";
+
+/// Errors from setting up or tearing down a container's network.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("`{tool}` is not installed, strata needs it for container networks: run scripts/setup.sh or apt-get install {package} (or use --network none|host)")]
+    ToolMissing {
+        tool: &'static str,
+        package: &'static str,
+    },
+    #[error("`{tool}` failed while {what}: {stderr}")]
+    Tool {
+        tool: &'static str,
+        what: String,
+        stderr: String,
+    },
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("network state {path}: {message}; remove the file when no container is running to start over")]
+    State { path: PathBuf, message: String },
+    #[error("no free address left in {subnet} on network {network}: remove stopped containers or use a larger subnet")]
+    Exhausted { network: String, subnet: Ipv4Net },
+    #[error("--ip {ip} is not a usable address in subnet {subnet} of network {network}: pick one inside it, other than the network, gateway and broadcast addresses")]
+    IpOutsideSubnet {
+        ip: Ipv4Addr,
+        subnet: Ipv4Net,
+        network: String,
+    },
+    #[error("--ip {ip} is already in use on network {network} by container {container}")]
+    IpInUse {
+        ip: Ipv4Addr,
+        network: String,
+        container: String,
+    },
+    #[error("no subnet is free for network {network}: every candidate overlaps a route on this host; set \"network\": {{\"default_subnet\": \"…\"}} in {config}")]
+    NoFreeSubnet { network: String, config: PathBuf },
+    #[error("subnet {subnet} for network {network} overlaps the host route to {route}: choose another in {config}")]
+    SubnetInUse {
+        network: String,
+        subnet: Ipv4Net,
+        route: Ipv4Net,
+        config: PathBuf,
+    },
+    #[error("invalid {what} {value:?}: {why}")]
+    Invalid {
+        what: &'static str,
+        value: String,
+        why: &'static str,
+    },
+    #[error("creating the container's network namespace: {0}")]
+    Namespace(nix::Error),
+}
+
+impl NetworkError {
+    fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        NetworkError::Io {
+            what,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// A container's place on a network, held while it runs: dropping the namespace fd and calling
+/// [`Attachment::release`] undoes everything [`attach`] did.
+#[derive(Debug)]
+pub struct Attachment {
+    /// The container's network namespace (the relay `setns`es into it).
+    pub netns: OwnedFd,
+    /// The container's address on the network.
+    pub ip: Ipv4Addr,
+    /// The network's subnet.
+    pub subnet: Ipv4Net,
+    store_root: PathBuf,
+    container_id: String,
+    veth: String,
+}
+
+/// Joins the container to the default bridge network: lease an address, make the bridge (and
+/// its masquerade rule) if this is the first container, make the namespace and the veth pair.
+/// `store_root` is the store's root (state in `networks/`, configuration in `config.json`).
+pub fn attach(
+    store_root: &Path,
+    container_id: &str,
+    requested_ip: Option<Ipv4Addr>,
+    mac: Option<&str>,
+) -> Result<Attachment, NetworkError> {
+    tools::require()?;
+    let veth = bridge::veth_name(container_id);
+    let lease = ipam::lease(
+        store_root,
+        DEFAULT_NETWORK,
+        container_id,
+        &veth,
+        requested_ip,
+    )?;
+    let mut attachment = Attachment {
+        netns: match bridge::new_netns() {
+            Ok(fd) => fd,
+            Err(e) => {
+                ipam::release(store_root, DEFAULT_NETWORK, container_id);
+                return Err(e);
+            }
+        },
+        ip: lease.ip,
+        subnet: lease.subnet,
+        store_root: store_root.to_path_buf(),
+        container_id: container_id.to_string(),
+        veth,
+    };
+    let mac = match mac {
+        Some(m) => m.to_string(),
+        None => bridge::mac_for(lease.ip),
+    };
+    if let Err(e) = bridge::plug(
+        &attachment.netns,
+        &attachment.veth,
+        DEFAULT_BRIDGE,
+        lease.ip,
+        lease.subnet,
+        &mac,
+    ) {
+        attachment.release_inner();
+        return Err(e);
+    }
+    Ok(attachment)
+}
+
+impl Attachment {
+    /// Removes the veth pair and the lease; the last container out removes the bridge and its
+    /// rules. Errors are logged: teardown goes as far as it can.
+    pub fn release(mut self) {
+        self.release_inner();
+    }
+
+    fn release_inner(&mut self) {
+        bridge::unplug(&self.veth);
+        ipam::release(&self.store_root, DEFAULT_NETWORK, &self.container_id);
+    }
+}
+
+/// Validates `--mac-address`: six hex pairs, a unicast address (Docker's check).
+pub fn parse_mac(s: &str) -> Result<String, NetworkError> {
+    let bad = |why| NetworkError::Invalid {
+        what: "--mac-address",
+        value: s.to_string(),
+        why,
+    };
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6
+        || parts
+            .iter()
+            .any(|p| p.len() != 2 || !p.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(bad("expected six hex pairs like 02:42:ac:11:00:02"));
+    }
+    let first = u8::from_str_radix(parts[0], 16).map_err(|_| bad("not hex"))?;
+    if first & 1 != 0 {
+        return Err(bad("a multicast address can't be an interface's address"));
+    }
+    Ok(s.to_ascii_lowercase())
+}
+
+/// Releases the leases of containers whose strata process died without doing it (`kill -9`),
+/// and removes the bridge when no lease is left. Run by every command that cleans up stale
+/// containers.
+pub fn repair(store_root: &Path) {
+    ipam::repair(store_root, DEFAULT_NETWORK);
+}

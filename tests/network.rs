@@ -1,0 +1,315 @@
+//! Container networks end to end (issue 14; needs root, `ip` and `nft`). Every test runs strata
+//! inside network namespaces it creates (`ip netns add`): the bridge, veths, addresses and
+//! nftables rules exist only there, and all traffic stays in them. A guard removes the
+//! containers and the namespaces, pass or fail.
+
+mod run_common;
+
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use run_common::{code, stderr, stdout, Store, STRATA};
+
+/// A network namespace made for one test, deleted on drop.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "strata-t{}-{tag}{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let ns = Netns { name };
+        ns.host(&["ip", "netns", "add", &ns.name]);
+        ns.sh("ip link set lo up");
+        ns
+    }
+
+    fn host(&self, args: &[&str]) -> Output {
+        let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        o
+    }
+
+    /// `sh -c SCRIPT` in the namespace; stdout.
+    fn sh(&self, script: &str) -> String {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &self.name, "sh", "-c", script])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{script}: {}", stderr(&o));
+        stdout(&o)
+    }
+
+    /// Everything strata may add to a namespace, for before/after comparisons: links,
+    /// addresses, routes, the nftables ruleset.
+    fn snapshot(&self) -> String {
+        self.sh("ip -br link | sed 's/ .*//'; ip -br addr; ip route; nft list ruleset")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// A store used from inside a namespace; its containers are removed on drop (before the
+/// namespace's own guard runs: fields drop in order).
+struct Env {
+    store: Store,
+    ns: Netns,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            store: Store::new(),
+            ns: Netns::new("host"),
+        }
+    }
+
+    /// `strata --root STORE ARGS…` in the namespace, with the real default network.
+    fn strata(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns.name, STRATA, "--root"])
+            .arg(self.store.root())
+            .args(args)
+            .env_remove("STRATA_NETWORK")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.strata(args);
+        assert_eq!(code(&o), 0, "strata {args:?}: {}", stderr(&o));
+        stdout(&o)
+    }
+
+    /// The store's network state files (IPAM), by name.
+    fn ipam(&self) -> Vec<String> {
+        let dir = self.store.root().join("networks").join("bridge");
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != "lock")
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for id in self.store.containers() {
+            let _ = self.strata(&["rm", "-f", &id]);
+        }
+    }
+}
+
+#[test]
+fn bridge_gives_eth0_an_address_a_route_and_the_files() {
+    let env = Env::new();
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "web1",
+        "--add-host",
+        "db:10.1.2.3",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0; ip route show default; cat /etc/hosts; ping -c1 -W2 172.17.0.1 >/dev/null && echo GATEWAY-OK",
+    ]);
+    assert!(
+        out.contains("eth0    inet 172.17.0.2/16"),
+        "first address on the default subnet: {out}"
+    );
+    assert!(out.contains("default via 172.17.0.1 dev eth0"), "{out}");
+    assert!(
+        out.contains("172.17.0.2\tweb1\n"),
+        "hosts names the container: {out}"
+    );
+    assert!(out.contains("10.1.2.3\tdb\n"), "--add-host: {out}");
+    assert!(out.contains("GATEWAY-OK"), "the bridge answers: {out}");
+
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--ip",
+        "172.17.5.6",
+        "--mac-address",
+        "02:00:00:aa:bb:cc",
+        "--dns",
+        "192.0.2.53",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -o link show eth0; ip -4 -o addr show eth0; cat /etc/resolv.conf",
+    ]);
+    assert!(out.contains("link/ether 02:00:00:aa:bb:cc"), "{out}");
+    assert!(out.contains("inet 172.17.5.6/16"), "{out}");
+    assert!(out.contains("nameserver 192.0.2.53\n"), "{out}");
+    assert_eq!(
+        out.matches("nameserver").count(),
+        1,
+        "--dns replaces: {out}"
+    );
+
+    let o = env.strata(&["run", "--rm", "--ip", "10.0.0.5", "busybox", "true"]);
+    assert_eq!(code(&o), 125, "an --ip outside the subnet is refused");
+    assert!(
+        stderr(&o).contains("not a usable address in subnet 172.17.0.0/16"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn subnet_avoids_existing_routes_and_config_overrides() {
+    let env = Env::new();
+    // A route to 172.17.0.0/16 already exists: the next of Docker's pools is used.
+    env.ns.sh("ip link add r0 type veth peer name r1 && ip addr add 172.17.0.1/16 dev r0 && ip link set r0 up");
+    let out = env.ok(&[
+        "run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0",
+    ]);
+    assert!(out.contains("inet 172.18.0.2/16"), "{out}");
+    std::fs::write(
+        env.store.root().join("config.json"),
+        r#"{"network": {"default_subnet": "10.123.0.0/24"}}"#,
+    )
+    .unwrap();
+    let out = env.ok(&[
+        "run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0",
+    ]);
+    assert!(out.contains("inet 10.123.0.2/24"), "{out}");
+    std::fs::write(
+        env.store.root().join("config.json"),
+        r#"{"network": {"default_subnet": "172.17.128.0/24"}}"#,
+    )
+    .unwrap();
+    let o = env.strata(&["run", "--rm", "busybox", "true"]);
+    assert_eq!(code(&o), 125);
+    assert!(
+        stderr(&o).contains("overlaps the host route to 172.17.0.0/16"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn outbound_traffic_is_masqueraded() {
+    let env = Env::new();
+    // An "outside" namespace behind the test's host namespace, with no route back to the
+    // containers' subnet: only masqueraded packets can be answered.
+    let ext = Netns::new("ext");
+    env.ns.sh(&format!(
+        "ip link add up0 type veth peer name ext0 netns {ext} && ip addr add 10.99.0.1/24 dev up0 && ip link set up0 up",
+        ext = ext.name
+    ));
+    ext.sh("ip addr add 10.99.0.2/24 dev ext0 && ip link set ext0 up");
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "ping -c1 -W2 10.99.0.2 >/dev/null && echo OUT-OK",
+    ]);
+    assert!(out.contains("OUT-OK"), "{out}");
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "ping -c1 -W1 10.99.0.2 >/dev/null && echo OUT-OK || echo NO-WAY",
+    ]);
+    assert!(out.contains("NO-WAY"), "{out}");
+}
+
+#[test]
+fn everything_is_removed_with_the_container_and_after_kill_9() {
+    let env = Env::new();
+    let before = env.ns.snapshot();
+    let web = env.ok(&["run", "-d", "--name", "web", "busybox", "sleep", "300"]);
+    let web = web.trim();
+    env.ok(&["run", "-d", "--name", "web2", "busybox", "sleep", "300"]);
+    let during = env.ns.snapshot();
+    assert!(
+        during.contains("strata0") && during.contains("veth"),
+        "{during}"
+    );
+    assert!(during.contains("table ip strata_strata0"), "{during}");
+    assert_eq!(env.ipam(), ["state.json"]);
+    // Containers reach each other on the default bridge by address.
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "ping -c1 -W2 172.17.0.2 >/dev/null && echo PEER-OK",
+    ]);
+    assert!(out.contains("PEER-OK"), "{out}");
+
+    // kill -9 of web's monitor: the next command releases its lease and veth.
+    let pid: i32 = std::fs::read_to_string(
+        env.store
+            .root()
+            .join("containers")
+            .join(web)
+            .join("monitor.pid"),
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    // Only this test's own monitor, by the pid its store recorded.
+    env.ns.host(&["kill", "-9", &pid.to_string()]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    env.ok(&["ps", "-a"]);
+    let state =
+        std::fs::read_to_string(env.store.root().join("networks/bridge/state.json")).unwrap();
+    assert!(!state.contains(web), "web's lease is released: {state}");
+    assert_eq!(
+        env.ns.sh("ip -br link | grep -c veth").trim(),
+        "1",
+        "{}",
+        env.ns.snapshot()
+    );
+
+    env.ok(&["rm", "-f", "web", "web2"]);
+    assert_eq!(env.ns.snapshot(), before, "nothing left after rm");
+    assert!(
+        env.ipam().is_empty(),
+        "no IPAM state left: {:?}",
+        env.ipam()
+    );
+}
+
+#[test]
+fn fifty_containers_leave_the_state_as_before() {
+    let env = Env::new();
+    let before = env.ns.snapshot();
+    for i in 0..50 {
+        let name = format!("c{i}");
+        env.ok(&["run", "-d", "--name", &name, "busybox", "sleep", "60"]);
+        env.ok(&["rm", "-f", &name]);
+    }
+    assert_eq!(env.ns.snapshot(), before);
+    assert!(env.ipam().is_empty(), "{:?}", env.ipam());
+}
