@@ -96,6 +96,8 @@ pub enum Command {
     Diff(cmd::diff::Args),
     /// Show the processes of a running container.
     Top(cmd::top::Args),
+    /// List a running container's published ports.
+    Port(cmd::port::Args),
     /// Manage containers (`container ls`, `container prune`, `container inspect`).
     Container(cmd::container::Args),
     /// Copy files between a running container and the host.

@@ -313,3 +313,133 @@ fn fifty_containers_leave_the_state_as_before() {
     assert_eq!(env.ns.snapshot(), before);
     assert!(env.ipam().is_empty(), "{:?}", env.ipam());
 }
+
+/// A UDP echo server for the container: the host's python3 reached through a read-only bind of
+/// `/` and `chroot` (busybox's `nc` has no UDP).
+const UDP_ECHO: &str = "exec chroot /host /usr/bin/python3 -c \"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 5353));\nwhile True: d, a = s.recvfrom(100); s.sendto(b'echo:' + d, a)\"";
+
+/// Sends one datagram from the namespace and prints the answer (or `NONE`).
+fn udp_probe(ns: &Netns, ip: &str, port: u16) -> String {
+    ns.sh(&format!(
+        "python3 -c \"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2); s.sendto(b'ping', ('{ip}', {port}))\ntry: print(s.recvfrom(100)[0].decode())\nexcept Exception: print('NONE')\""
+    ))
+    .trim()
+    .to_string()
+}
+
+/// `curl` from the namespace: the body, or `FAIL` when nothing answers (bounded: 2 s).
+fn http_get(ns: &Netns, url: &str) -> String {
+    ns.sh(&format!("curl -s -m 2 {url} || echo FAIL"))
+        .trim()
+        .to_string()
+}
+
+/// Waits (bounded) until `url` answers.
+fn wait_http(ns: &Netns, url: &str) {
+    for _ in 0..50 {
+        if http_get(ns, url) != "FAIL" {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{url} never answered");
+}
+
+#[test]
+fn published_ports_answer_on_localhost_and_other_addresses_only_as_asked() {
+    let env = Env::new();
+    // The namespace's "other" address, as a host's LAN address.
+    env.ns.sh(
+        "ip link add up0 type veth peer name up1 && ip addr add 10.99.0.1/24 dev up0 && ip link set up0 up && ip link set up1 up",
+    );
+    let before = env.ns.snapshot();
+    let id = env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        "8080:80",
+        "-p",
+        "127.0.0.1:8081:80",
+        "-p",
+        "5353:5353/udp",
+        "-v",
+        "/:/host:ro",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("httpd -p 80 -h /etc; {UDP_ECHO}"),
+    ]);
+    let short = &id.trim()[..12];
+    wait_http(&env.ns, "http://127.0.0.1:8080/hostname");
+    assert_eq!(http_get(&env.ns, "http://127.0.0.1:8080/hostname"), short);
+    assert_eq!(http_get(&env.ns, "http://10.99.0.1:8080/hostname"), short);
+    assert_eq!(http_get(&env.ns, "http://127.0.0.1:8081/hostname"), short);
+    assert_eq!(
+        http_get(&env.ns, "http://10.99.0.1:8081/hostname"),
+        "FAIL",
+        "-p 127.0.0.1:8081:80 answers on 127.0.0.1 only"
+    );
+    let mut udp = String::new();
+    for _ in 0..20 {
+        udp = udp_probe(&env.ns, "127.0.0.1", 5353);
+        if udp != "NONE" {
+            break;
+        }
+    }
+    assert_eq!(udp, "echo:ping");
+    assert_eq!(udp_probe(&env.ns, "10.99.0.1", 5353), "echo:ping");
+
+    assert_eq!(
+        env.ok(&["port", "web"]),
+        "80/tcp -> 0.0.0.0:8080\n80/tcp -> 127.0.0.1:8081\n5353/udp -> 0.0.0.0:5353\n"
+    );
+    assert_eq!(env.ok(&["port", "web", "5353/udp"]), "0.0.0.0:5353\n");
+    let o = env.strata(&["port", "web", "81"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let ports = env.ok(&["ps", "--format", "{{.Ports}}"]);
+    assert_eq!(
+        ports.trim(),
+        "0.0.0.0:8080->80/tcp, 127.0.0.1:8081->80/tcp, 0.0.0.0:5353->5353/udp"
+    );
+    assert!(env.ok(&["ps"]).contains("0.0.0.0:8080->80/tcp"));
+
+    env.ok(&["rm", "-f", "web"]);
+    assert_eq!(env.ns.snapshot(), before, "no rule or veth left");
+    assert!(env.ipam().is_empty());
+}
+
+#[test]
+fn publish_all_maps_exposed_ports_to_free_host_ports() {
+    let env = Env::new();
+    let ctx = env.store.tmp.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nEXPOSE 80 90/udp\n").unwrap();
+    env.ok(&["build", "-t", "exposer", ctx.to_str().unwrap()]);
+    env.ok(&[
+        "run", "-d", "--name", "ex", "-P", "exposer", "httpd", "-f", "-p", "80", "-h", "/etc",
+    ]);
+    let lines = env.ok(&["port", "ex"]);
+    let mut host_ports = Vec::new();
+    for (line, want) in lines
+        .lines()
+        .zip(["80/tcp -> 0.0.0.0:", "90/udp -> 0.0.0.0:"])
+    {
+        assert!(line.starts_with(want), "{lines}");
+        let port: u16 = line[want.len()..].parse().unwrap();
+        assert!(port >= 1024, "an ephemeral port: {lines}");
+        host_ports.push(port);
+    }
+    assert_eq!(host_ports.len(), 2, "{lines}");
+    let url = format!("http://127.0.0.1:{}/hostname", host_ports[0]);
+    wait_http(&env.ns, &url);
+    assert_eq!(http_get(&env.ns, &url), env.inspect_id("ex")[..12]);
+}
+
+impl Env {
+    fn inspect_id(&self, name: &str) -> String {
+        let v: serde_json::Value = serde_json::from_str(&self.ok(&["inspect", name])).unwrap();
+        v[0]["Id"].as_str().unwrap().to_string()
+    }
+}

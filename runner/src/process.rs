@@ -182,8 +182,7 @@ impl Container {
             NetworkMode::Bridge => Some(crate::network::attach(
                 &spec.net.store_root,
                 &spec.id,
-                spec.net.ip,
-                spec.net.mac_address.as_deref(),
+                &spec.net,
             )?),
             NetworkMode::None | NetworkMode::Host => None,
         };

@@ -126,6 +126,9 @@ pub struct NetworkOptions {
     /// `--mac-address` for `eth0` (default: Docker's `02:42:` + the address).
     #[serde(default)]
     pub mac_address: Option<String>,
+    /// Published ports (`-p`, `-P`), host ports already chosen ([`crate::network::resolve_ports`]).
+    #[serde(default)]
+    pub ports: Vec<crate::network::PortMapping>,
 }
 
 /// An extra mount.

@@ -21,6 +21,7 @@ pub mod login;
 pub mod logout;
 pub mod logs;
 pub mod mount;
+pub mod port;
 pub mod ps;
 pub mod pull;
 pub mod push;
@@ -77,6 +78,7 @@ pub fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Rename(a) => rename::run(cli, a),
         Command::Diff(a) => diff::run(cli, a),
         Command::Top(a) => top::run(cli, a),
+        Command::Port(a) => port::run(cli, a),
         Command::Container(a) => container::run(cli, a),
         Command::Generate(a) => generate::run(cli, a),
         Command::Cp(a) => cp::run(cli, a),

@@ -75,6 +75,17 @@ pub struct Args {
     /// IPv4 address on the bridge network (default: the lowest free one).
     #[arg(long = "ip", value_name = "IPV4")]
     pub ip: Option<std::net::Ipv4Addr>,
+    /// Publish a container port: `[IP:][HOSTPORT:]CONTAINERPORT[/tcp|udp]`, ranges as
+    /// `8000-8001:80-81`; without HOSTPORT a free ephemeral port is chosen.
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "[IP:][HOSTPORT:]PORT[/PROTO]"
+    )]
+    pub publish: Vec<String>,
+    /// Publish every port the image EXPOSEs to a free ephemeral host port.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
     /// MAC address of eth0 on the bridge network.
     #[arg(long = "mac-address", value_name = "MAC")]
     pub mac_address: Option<String>,
@@ -135,6 +146,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     };
     if network != NetworkMode::Bridge && (a.ip.is_some() || a.mac_address.is_some()) {
         bail!("--ip and --mac-address need --network bridge (the container has no eth0 otherwise)");
+    }
+    if network != NetworkMode::Bridge && (!a.publish.is_empty() || a.publish_all) {
+        bail!("-p and -P need --network bridge (with --network host the container's ports are the host's)");
     }
     let add_hosts = a
         .add_host
@@ -201,6 +215,12 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     if args.is_empty() {
         bail!("no command specified: image {} has no Entrypoint or Cmd; give one after the image name", a.image);
     }
+    let exposed: Vec<String> = cfg
+        .exposed_ports
+        .iter()
+        .flat_map(|m| m.keys().cloned())
+        .collect();
+    let ports = strata_runner::network::resolve_ports(&a.publish, a.publish_all, &exposed)?;
     let lowerdirs = store
         .unpacked_layers(&image)
         .with_context(|| format!("unpacking the layers of image {}", a.image))?;
@@ -288,6 +308,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
                 add_hosts,
                 ip: a.ip,
                 mac_address,
+                ports,
             },
             mounts,
             devices,

@@ -78,6 +78,11 @@ pub(super) fn ensure(bridge: &str, subnet: Ipv4Net) -> Result<(), NetworkError> 
     // Routing between the bridge and the uplink (ip(7) `ip_forward`; per network namespace).
     let fwd = "/proc/sys/net/ipv4/ip_forward";
     std::fs::write(fwd, "1").map_err(|e| NetworkError::io("enabling forwarding in", fwd, e))?;
+    // Published ports answer on 127.0.0.1: DNATed packets from loopback may leave through the
+    // bridge (ip-sysctl.rst `route_localnet`), only this interface.
+    let localnet = format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet");
+    std::fs::write(&localnet, "1")
+        .map_err(|e| NetworkError::io("enabling route_localnet in", &localnet, e))?;
     if let Err(e) = firewall::install(bridge, subnet) {
         remove(bridge);
         return Err(e);
@@ -141,7 +146,10 @@ pub(super) fn plug(
 
 /// Removes the host end of a veth pair if it is still there (the pair also goes by itself
 /// once the container's namespace is gone).
-pub(super) fn unplug(veth: &str) {
+pub(super) fn unplug(veth: &str, published: bool) {
+    if published {
+        firewall::unpublish(veth);
+    }
     if exists(veth) {
         let _ = batch(
             "ip",

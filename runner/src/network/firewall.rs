@@ -35,7 +35,33 @@ pub(super) fn install(bridge: &str, subnet: Ipv4Net) -> Result<(), NetworkError>
     )
 }
 
-/// Deletes the network's table if it exists.
+/// Loads the table that publishes a container's ports (`ip strata_<veth>`, one per container
+/// so that removing it is deleting the table).
+pub(super) fn publish(
+    veth: &str,
+    ports: &[super::PortMapping],
+    ip: std::net::Ipv4Addr,
+) -> Result<(), NetworkError> {
+    let t = table(veth);
+    let script = format!(
+        "add table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n{}}}\n",
+        super::ports::rules(ports, ip)
+    );
+    batch(
+        "nft",
+        &["-f", "-"],
+        &script,
+        Prepare::Nothing,
+        format!("publishing ports in nftables table ip {t}"),
+    )
+}
+
+/// Deletes a container's port table.
+pub(super) fn unpublish(veth: &str) {
+    remove(veth);
+}
+
+/// Deletes the network's (or a container's) table if it exists.
 pub(super) fn remove(bridge: &str) {
     let t = table(bridge);
     let script = format!("add table ip {t}\ndelete table ip {t}\n");

@@ -36,6 +36,9 @@ struct Lease {
     /// The strata process that holds the container, and its start time (pid reuse).
     owner_pid: i32,
     owner_start_time: u64,
+    /// It has published ports (an nftables table of its own).
+    #[serde(default)]
+    published: bool,
 }
 
 impl Lease {
@@ -103,7 +106,7 @@ fn drop_stale(st: &mut NetworkState) -> bool {
                 l.container_id,
                 l.owner_pid
             );
-            bridge::unplug(&l.veth);
+            bridge::unplug(&l.veth, l.published);
         }
         alive
     });
@@ -133,6 +136,7 @@ pub(super) fn lease(
     container_id: &str,
     veth: &str,
     requested: Option<Ipv4Addr>,
+    published: bool,
 ) -> Result<Leased, NetworkError> {
     let dir = network_dir(store_root, network);
     let _lock = lock(&dir)?;
@@ -160,6 +164,7 @@ pub(super) fn lease(
             veth: veth.into(),
             owner_pid: me,
             owner_start_time: start_time(me).unwrap_or(0),
+            published,
         },
     );
     save(&dir, &st)?;

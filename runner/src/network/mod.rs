@@ -24,6 +24,7 @@ mod bridge;
 pub(crate) mod files;
 mod firewall;
 mod ipam;
+mod ports;
 mod subnet;
 mod tools;
 
@@ -32,6 +33,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 pub use files::{parse_add_host, resolv_conf_for, AddHost};
+pub use ports::{resolve_ports, PortMapping, Protocol};
 pub use subnet::Ipv4Net;
 
 /// The default network's name, as Docker's.
@@ -117,6 +119,7 @@ pub struct Attachment {
     store_root: PathBuf,
     container_id: String,
     veth: String,
+    published: bool,
 }
 
 /// Joins the container to the default bridge network: lease an address, make the bridge (and
@@ -125,17 +128,18 @@ pub struct Attachment {
 pub fn attach(
     store_root: &Path,
     container_id: &str,
-    requested_ip: Option<Ipv4Addr>,
-    mac: Option<&str>,
+    options: &crate::spec::NetworkOptions,
 ) -> Result<Attachment, NetworkError> {
     tools::require()?;
     let veth = bridge::veth_name(container_id);
+    let published = !options.ports.is_empty();
     let lease = ipam::lease(
         store_root,
         DEFAULT_NETWORK,
         container_id,
         &veth,
-        requested_ip,
+        options.ip,
+        published,
     )?;
     let mut attachment = Attachment {
         netns: match bridge::new_netns() {
@@ -150,9 +154,10 @@ pub fn attach(
         store_root: store_root.to_path_buf(),
         container_id: container_id.to_string(),
         veth,
+        published,
     };
-    let mac = match mac {
-        Some(m) => m.to_string(),
+    let mac = match &options.mac_address {
+        Some(m) => m.clone(),
         None => bridge::mac_for(lease.ip),
     };
     if let Err(e) = bridge::plug(
@@ -166,6 +171,12 @@ pub fn attach(
         attachment.release_inner();
         return Err(e);
     }
+    if published {
+        if let Err(e) = firewall::publish(&attachment.veth, &options.ports, lease.ip) {
+            attachment.release_inner();
+            return Err(e);
+        }
+    }
     Ok(attachment)
 }
 
@@ -177,7 +188,7 @@ impl Attachment {
     }
 
     fn release_inner(&mut self) {
-        bridge::unplug(&self.veth);
+        bridge::unplug(&self.veth, self.published);
         ipam::release(&self.store_root, DEFAULT_NETWORK, &self.container_id);
     }
 }
