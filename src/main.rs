@@ -98,6 +98,8 @@ pub enum Command {
     Top(cmd::top::Args),
     /// List a running container's published ports.
     Port(cmd::port::Args),
+    /// Manage networks (`network create|ls|inspect|rm|prune`).
+    Network(cmd::network::Args),
     /// Manage containers (`container ls`, `container prune`, `container inspect`).
     Container(cmd::container::Args),
     /// Copy files between a running container and the host.

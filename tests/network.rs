@@ -202,7 +202,7 @@ fn subnet_avoids_existing_routes_and_config_overrides() {
     let o = env.strata(&["run", "--rm", "busybox", "true"]);
     assert_eq!(code(&o), 125);
     assert!(
-        stderr(&o).contains("overlaps the host route to 172.17.0.0/16"),
+        stderr(&o).contains("overlaps 172.17.0.0/16, a route"),
         "{}",
         stderr(&o)
     );
@@ -442,4 +442,127 @@ impl Env {
         let v: serde_json::Value = serde_json::from_str(&self.ok(&["inspect", name])).unwrap();
         v[0]["Id"].as_str().unwrap().to_string()
     }
+}
+
+/// `ping -c1` NAME from inside container `from`: true when it answers.
+fn pings(env: &Env, from: &str, name: &str) -> bool {
+    let o = env.strata(&["exec", from, "ping", "-c1", "-W2", name]);
+    code(&o) == 0
+}
+
+#[test]
+fn user_network_members_find_each_other_by_name_and_alias() {
+    let env = Env::new();
+    let before = env.ns.snapshot();
+    let id = env.ok(&["network", "create", "appnet"]);
+    assert_eq!(id.trim().len(), 64);
+    assert!(env.ok(&["network", "ls"]).contains(" appnet "));
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        "appnet",
+        "--network-alias",
+        "database",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "app",
+        "--network",
+        "appnet",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    assert!(pings(&env, "app", "db"), "by name");
+    assert!(pings(&env, "app", "database"), "by alias");
+    // A container started later is found by the earlier ones.
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "late",
+        "--network",
+        "appnet",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    assert!(
+        pings(&env, "db", "late"),
+        "db finds a member that joined after it"
+    );
+    // The default bridge resolves no names (Docker's rule), and networks are apart.
+    env.ok(&["run", "-d", "--name", "other", "busybox", "sleep", "300"]);
+    assert!(!pings(&env, "other", "db"), "not across networks");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&env.ok(&["network", "inspect", "appnet"])).unwrap();
+    assert_eq!(inspect[0]["Containers"].as_object().unwrap().len(), 3);
+    let o = env.strata(&["network", "rm", "appnet"]);
+    assert_eq!(code(&o), 1, "in use: {}", stderr(&o));
+    assert!(stderr(&o).contains("active endpoints"), "{}", stderr(&o));
+
+    env.ok(&["rm", "-f", "late"]);
+    assert!(
+        !env.ok(&["exec", "db", "cat", "/etc/hosts"])
+            .contains("late"),
+        "a member that left is gone from the others' /etc/hosts"
+    );
+    env.ok(&["rm", "-f", "db", "app", "other"]);
+    assert_eq!(env.ok(&["network", "rm", "appnet"]).trim(), "appnet");
+    assert!(!env.ok(&["network", "ls"]).contains("appnet"));
+    assert_eq!(env.ns.snapshot(), before);
+}
+
+#[test]
+fn internal_network_has_no_way_out() {
+    let env = Env::new();
+    let ext = Netns::new("ext");
+    env.ns.sh(&format!(
+        "ip link add up0 type veth peer name ext0 netns {ext} && ip addr add 10.99.0.1/24 dev up0 && ip link set up0 up",
+        ext = ext.name
+    ));
+    ext.sh("ip addr add 10.99.0.2/24 dev ext0 && ip link set ext0 up");
+    env.ok(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        "10.50.0.0/24",
+        "sealed",
+    ]);
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "peer",
+        "--network",
+        "sealed",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let out = env.ok(&[
+        "run", "--rm", "--network", "sealed", "busybox", "sh", "-c",
+        "ip route; ping -c1 -W2 peer >/dev/null && echo PEER-OK; ping -c1 -W1 10.99.0.2 >/dev/null && echo OUT || echo NO-WAY-OUT; ping -c1 -W1 10.50.0.1 >/dev/null && echo HOST || echo NO-HOST",
+    ]);
+    assert!(!out.contains("default"), "no default route: {out}");
+    assert!(out.contains("PEER-OK"), "{out}");
+    assert!(out.contains("NO-WAY-OUT"), "{out}");
+    assert!(out.contains("10.50.0.0/24"), "{out}");
+    let rules = env.ns.sh("nft list ruleset");
+    assert!(
+        !rules.contains("masquerade"),
+        "no masquerade on an internal network: {rules}"
+    );
+    env.ok(&["rm", "-f", "peer"]);
+    env.ok(&["network", "prune", "-f"]);
+    assert!(!env.ok(&["network", "ls"]).contains("sealed"));
 }

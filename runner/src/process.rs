@@ -182,6 +182,8 @@ impl Container {
             NetworkMode::Bridge => Some(crate::network::attach(
                 &spec.net.store_root,
                 &spec.id,
+                &spec.hostname,
+                &spec.state_dir.join(HOSTS_FILE),
                 &spec.net,
             )?),
             NetworkMode::None | NetworkMode::Host => None,
@@ -548,6 +550,10 @@ pub fn window_size() -> Option<nix::pty::Winsize> {
     None
 }
 
+/// A user network's member keeps its `/etc/hosts` here, in its state dir: bind-mounted from
+/// the disk, so the other members' comings and goings can be written into it.
+pub(crate) const HOSTS_FILE: &str = "hosts";
+
 /// Creates `rootfs/` and returns the `hosts`, `hostname` and `resolv.conf` PID 1 writes.
 fn prepare_state_dir(
     spec: &ContainerSpec,
@@ -581,11 +587,15 @@ fn prepare_state_dir(
     );
     // Written by the container's PID 1 into a tmpfs of its own mount namespace: no disk writes,
     // nothing to delete afterwards.
-    Ok(vec![
-        ("hosts", hosts),
+    let mut files = vec![
         ("hostname", format!("{}\n", spec.hostname)),
         ("resolv.conf", resolv),
-    ])
+    ];
+    // A user network's member has its hosts file on disk (written by the network code).
+    if network.and_then(|n| n.hosts_file.as_ref()).is_none() {
+        files.push(("hosts", hosts));
+    }
+    Ok(files)
 }
 
 /// The relay: unshare, fork PID 1, report its pid and exit status.

@@ -126,9 +126,30 @@ pub struct NetworkOptions {
     /// `--mac-address` for `eth0` (default: Docker's `02:42:` + the address).
     #[serde(default)]
     pub mac_address: Option<String>,
+    /// The network to join with [`NetworkMode::Bridge`]: a user network's name, or empty (or
+    /// `bridge`) for the default network.
+    #[serde(default)]
+    pub network: String,
+    /// The container's name, which other members of a user network resolve.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `--network-alias`: more names for it on a user network.
+    #[serde(default)]
+    pub aliases: Vec<String>,
     /// Published ports (`-p`, `-P`), host ports already chosen ([`crate::network::resolve_ports`]).
     #[serde(default)]
     pub ports: Vec<crate::network::PortMapping>,
+}
+
+impl NetworkOptions {
+    /// The network to join: [`NetworkOptions::network`], or `bridge` when empty.
+    pub fn network_name(&self) -> &str {
+        if self.network.is_empty() {
+            crate::network::DEFAULT_NETWORK
+        } else {
+            &self.network
+        }
+    }
 }
 
 /// An extra mount.

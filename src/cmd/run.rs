@@ -57,15 +57,18 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
     /// Network: `bridge` (the default network `strata0`: own address, outbound NAT), `none`
-    /// (own namespace with only `lo`) or `host`.
+    /// (own namespace with only `lo`), `host`, or a network made by `strata network create`.
     /// Its default can be set with STRATA_NETWORK.
     #[arg(
         long,
         env = "STRATA_NETWORK",
         default_value = "bridge",
-        value_name = "bridge|none|host"
+        value_name = "bridge|none|host|NET"
     )]
     pub network: String,
+    /// Another name for the container on its user-defined network.
+    #[arg(long = "network-alias", value_name = "ALIAS")]
+    pub network_alias: Vec<String>,
     /// Set a custom DNS server (replaces the host's resolvers).
     #[arg(long = "dns", value_name = "IP")]
     pub dns: Vec<std::net::IpAddr>,
@@ -137,13 +140,15 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             .flatten(),
     };
     let network = match a.network.as_str() {
-        "bridge" => NetworkMode::Bridge,
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,
-        other => {
-            bail!("invalid --network {other:?}: strata supports \"bridge\", \"none\" and \"host\"")
-        }
+        // `bridge` or a user network (checked once the store is open).
+        _ => NetworkMode::Bridge,
     };
+    let user_network = network == NetworkMode::Bridge && a.network != "bridge";
+    if !a.network_alias.is_empty() && !user_network {
+        bail!("--network-alias needs a user-defined network (strata network create NET; --network NET)");
+    }
     if network != NetworkMode::Bridge && (a.ip.is_some() || a.mac_address.is_some()) {
         bail!("--ip and --mac-address need --network bridge (the container has no eth0 otherwise)");
     }
@@ -195,6 +200,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     }
 
     let store = super::open_store(cli)?;
+    if user_network {
+        strata_runner::network::load(store.root(), &a.network)?;
+    }
     let containers = store.root().join("containers");
     state::cleanup_stale(&containers);
 
@@ -309,6 +317,13 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
                 ip: a.ip,
                 mac_address,
                 ports,
+                network: if user_network {
+                    a.network.clone()
+                } else {
+                    String::new()
+                },
+                name: a.name.clone(),
+                aliases: a.network_alias.clone(),
             },
             mounts,
             devices,

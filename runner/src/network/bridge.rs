@@ -53,7 +53,7 @@ fn exists(link: &str) -> bool {
 
 /// Creates the bridge with the gateway address, its masquerade rule, and turns on IPv4
 /// forwarding, unless the bridge is already there.
-pub(super) fn ensure(bridge: &str, subnet: Ipv4Net) -> Result<(), NetworkError> {
+pub(super) fn ensure(bridge: &str, subnet: Ipv4Net, internal: bool) -> Result<(), NetworkError> {
     if exists(bridge) {
         return Ok(());
     }
@@ -83,7 +83,7 @@ pub(super) fn ensure(bridge: &str, subnet: Ipv4Net) -> Result<(), NetworkError> 
     let localnet = format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet");
     std::fs::write(&localnet, "1")
         .map_err(|e| NetworkError::io("enabling route_localnet in", &localnet, e))?;
-    if let Err(e) = firewall::install(bridge, subnet) {
+    if let Err(e) = firewall::install(bridge, subnet, internal) {
         remove(bridge);
         return Err(e);
     }
@@ -115,6 +115,7 @@ pub(super) fn plug(
     ip: Ipv4Addr,
     subnet: Ipv4Net,
     mac: &str,
+    internal: bool,
 ) -> Result<(), NetworkError> {
     let host = format!(
         "link add {veth} type veth peer name eth0 address {mac} netns /proc/self/fd/3\n\
@@ -128,13 +129,16 @@ pub(super) fn plug(
         format!("creating veth pair {veth}"),
     )?;
     let gateway = subnet.gateway().unwrap_or(Ipv4Addr::UNSPECIFIED);
-    let inner = format!(
+    let mut inner = format!(
         "link set lo up\n\
          addr add {ip}/{p} dev eth0\n\
-         link set eth0 up\n\
-         route add default via {gateway} dev eth0\n",
+         link set eth0 up\n",
         p = subnet.prefix()
     );
+    // An internal network has no way out: not even a default route.
+    if !internal {
+        inner.push_str(&format!("route add default via {gateway} dev eth0\n"));
+    }
     batch(
         "ip",
         &["-batch", "-"],

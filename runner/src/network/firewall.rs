@@ -8,23 +8,33 @@
 use super::tools::{batch, Prepare};
 use super::{Ipv4Net, NetworkError};
 
-fn table(bridge: &str) -> String {
-    format!("strata_{bridge}")
+/// The table's name: nftables identifiers have no `-`.
+fn table(link: &str) -> String {
+    format!("strata_{}", link.replace('-', "_"))
 }
 
 /// Loads (or replaces) the network's table.
-pub(super) fn install(bridge: &str, subnet: Ipv4Net) -> Result<(), NetworkError> {
+pub(super) fn install(bridge: &str, subnet: Ipv4Net, internal: bool) -> Result<(), NetworkError> {
     let t = table(bridge);
+    // Internal: nothing crosses between the bridge and any other interface (the containers'
+    // missing default route is the first fence, this the second), and no masquerade.
+    let body = if internal {
+        format!(
+            "  chain forward {{\n    type filter hook forward priority 0; policy accept;\n\
+             \x20   iifname \"{bridge}\" oifname != \"{bridge}\" drop\n\
+             \x20   oifname \"{bridge}\" iifname != \"{bridge}\" drop\n  }}\n"
+        )
+    } else {
+        format!(
+            "  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n\
+             \x20   ip saddr {subnet} oifname != \"{bridge}\" masquerade\n  }}\n"
+        )
+    };
     // `add` + `delete` first: replaces a table left from before in the same transaction.
     let script = format!(
         "add table ip {t}\n\
          delete table ip {t}\n\
-         table ip {t} {{\n\
-           chain postrouting {{\n\
-             type nat hook postrouting priority srcnat; policy accept;\n\
-             ip saddr {subnet} oifname != \"{bridge}\" masquerade\n\
-           }}\n\
-         }}\n"
+         table ip {t} {{\n{body}}}\n"
     );
     batch(
         "nft",

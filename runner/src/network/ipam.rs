@@ -9,12 +9,13 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use super::{bridge, subnet, Ipv4Net, NetworkError, DEFAULT_BRIDGE};
+use super::{bridge, files, netdef, subnet, Ipv4Net, NetworkDef, NetworkError};
 use crate::state::start_time;
 
 /// A network's persistent state.
@@ -39,6 +40,28 @@ struct Lease {
     /// It has published ports (an nftables table of its own).
     #[serde(default)]
     published: bool,
+    /// Names other members resolve to its address (user networks): name, aliases, short id.
+    #[serde(default)]
+    names: Vec<String>,
+    /// Its own part of `/etc/hosts`; the other members' entries follow.
+    #[serde(default)]
+    hosts_base: String,
+    /// Its `/etc/hosts` on disk (bind-mounted into it), rewritten as members come and go.
+    #[serde(default)]
+    hosts_file: Option<PathBuf>,
+}
+
+/// What a container brings to a network besides its id.
+pub(super) struct Member<'a> {
+    pub container_id: &'a str,
+    pub veth: &'a str,
+    pub requested: Option<Ipv4Addr>,
+    pub published: bool,
+    pub hostname: &'a str,
+    pub names: Vec<String>,
+    pub add_hosts: &'a [files::AddHost],
+    /// Where to keep its `/etc/hosts` (user networks).
+    pub hosts_file: Option<PathBuf>,
 }
 
 impl Lease {
@@ -127,17 +150,58 @@ fn teardown_if_empty(dir: &Path, st: &NetworkState) -> Result<bool, NetworkError
     }
 }
 
-/// Leases an address on `network` for `container_id` (the one asked for, else the lowest
-/// free), creating the network's bridge and rules first if it has no state yet (or they are
-/// gone, after a reboot).
+/// The subnet the network's state has now (the default network's is chosen at first use).
+pub(super) fn current_subnet(store_root: &Path, network: &str) -> Option<Ipv4Net> {
+    load(&network_dir(store_root, network))
+        .ok()
+        .flatten()
+        .map(|st| st.subnet)
+}
+
+/// Ids of the containers with a lease on `network`.
+pub(super) fn members(store_root: &Path, network: &str) -> Vec<String> {
+    load(&network_dir(store_root, network))
+        .ok()
+        .flatten()
+        .map(|st| st.leases.values().map(|l| l.container_id.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// Rewrites every member's `/etc/hosts`: its own part, then every other member's address with
+/// its names. In place (truncate + write): the file is bind-mounted, its inode must stay.
+fn rewrite_hosts(st: &NetworkState) {
+    for (ip, lease) in &st.leases {
+        let Some(path) = &lease.hosts_file else {
+            continue;
+        };
+        let mut text = lease.hosts_base.clone();
+        for (other_ip, other) in &st.leases {
+            if other_ip != ip && !other.names.is_empty() {
+                text.push_str(&format!("{other_ip}\t{}\n", other.names.join(" ")));
+            }
+        }
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .create(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+        if let Err(e) = written {
+            tracing::warn!("updating {}: {e}", path.display());
+        }
+    }
+}
+
+/// Leases an address on `def` for the member (the one asked for, else the lowest free),
+/// creating the network's bridge and rules first if they aren't there (first member, or after
+/// a reboot), and on user networks writes its `/etc/hosts` and adds it to the others'.
 pub(super) fn lease(
     store_root: &Path,
-    network: &str,
-    container_id: &str,
-    veth: &str,
-    requested: Option<Ipv4Addr>,
-    published: bool,
+    def: &NetworkDef,
+    m: Member<'_>,
 ) -> Result<Leased, NetworkError> {
+    let network = def.name.as_str();
     let dir = network_dir(store_root, network);
     let _lock = lock(&dir)?;
     let mut st = match load(&dir)? {
@@ -146,28 +210,42 @@ pub(super) fn lease(
             st
         }
         None => NetworkState {
-            bridge: DEFAULT_BRIDGE.into(),
-            subnet: subnet::choose_default(store_root, network)?,
+            bridge: def.bridge.clone(),
+            subnet: match def.subnet {
+                Some(s) => s,
+                None => {
+                    let taken: Vec<Ipv4Net> = netdef::list(store_root)
+                        .iter()
+                        .filter(|n| n.name != network)
+                        .filter_map(|n| n.subnet)
+                        .collect();
+                    subnet::choose_default(store_root, network, &taken)?
+                }
+            },
             leases: BTreeMap::new(),
         },
     };
     // A restart of the same container (its monitor's restart policy) leaves no old lease, but
     // a crash between lease and release may have: it is ours to replace.
-    st.leases.retain(|_, l| l.container_id != container_id);
-    let ip = pick(&st, network, requested)?;
-    bridge::ensure(&st.bridge, st.subnet)?;
+    st.leases.retain(|_, l| l.container_id != m.container_id);
+    let ip = pick(&st, network, m.requested)?;
+    bridge::ensure(&st.bridge, st.subnet, def.internal)?;
     let me = std::process::id() as i32;
     st.leases.insert(
         ip,
         Lease {
-            container_id: container_id.into(),
-            veth: veth.into(),
+            container_id: m.container_id.into(),
+            veth: m.veth.into(),
             owner_pid: me,
             owner_start_time: start_time(me).unwrap_or(0),
-            published,
+            published: m.published,
+            names: if def.is_user() { m.names } else { Vec::new() },
+            hosts_base: files::hosts_for(m.hostname, Some(std::net::IpAddr::V4(ip)), m.add_hosts),
+            hosts_file: m.hosts_file,
         },
     );
     save(&dir, &st)?;
+    rewrite_hosts(&st);
     Ok(Leased {
         ip,
         subnet: st.subnet,
@@ -217,6 +295,7 @@ pub(super) fn release(store_root: &Path, network: &str, container_id: &str) {
         drop_stale(&mut st);
         if !teardown_if_empty(&dir, &st)? {
             save(&dir, &st)?;
+            rewrite_hosts(&st);
         }
         Ok(())
     })();
@@ -238,6 +317,7 @@ pub(super) fn repair(store_root: &Path, network: &str) {
         };
         if drop_stale(&mut st) && !teardown_if_empty(&dir, &st)? {
             save(&dir, &st)?;
+            rewrite_hosts(&st);
         }
         Ok(())
     })();

@@ -24,6 +24,7 @@ mod bridge;
 pub(crate) mod files;
 mod firewall;
 mod ipam;
+mod netdef;
 mod ports;
 mod subnet;
 mod tools;
@@ -33,6 +34,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 pub use files::{parse_add_host, resolv_conf_for, AddHost};
+pub use netdef::{create, inspect, list, load, prune, remove, table, NetworkDef};
 pub use ports::{resolve_ports, PortMapping, Protocol};
 pub use subnet::Ipv4Net;
 
@@ -79,13 +81,19 @@ pub enum NetworkError {
     },
     #[error("no subnet is free for network {network}: every candidate overlaps a route on this host; set \"network\": {{\"default_subnet\": \"…\"}} in {config}")]
     NoFreeSubnet { network: String, config: PathBuf },
-    #[error("subnet {subnet} for network {network} overlaps the host route to {route}: choose another in {config}")]
+    #[error("subnet {subnet} for network {network} overlaps {route}, a route on this host or another strata network: choose another (network create --subnet, or \"default_subnet\" in {config} for the default network)")]
     SubnetInUse {
         network: String,
         subnet: Ipv4Net,
         route: Ipv4Net,
         config: PathBuf,
     },
+    #[error("network {0} not found: create it with strata network create {0}")]
+    NoSuchNetwork(String),
+    #[error("network with name {0} already exists")]
+    NetworkExists(String),
+    #[error("network {network} has active endpoints ({containers}): remove or stop those containers first")]
+    InUse { network: String, containers: String },
     #[error("invalid {what} {value:?}: {why}")]
     Invalid {
         what: &'static str,
@@ -120,32 +128,49 @@ pub struct Attachment {
     container_id: String,
     veth: String,
     published: bool,
+    network: String,
+    /// The `/etc/hosts` on disk to bind-mount (user networks: the members rewrite it).
+    pub hosts_file: Option<PathBuf>,
 }
 
-/// Joins the container to the default bridge network: lease an address, make the bridge (and
-/// its masquerade rule) if this is the first container, make the namespace and the veth pair.
-/// `store_root` is the store's root (state in `networks/`, configuration in `config.json`).
+/// Joins the container to its network (`options.network`, the default `bridge` when empty):
+/// lease an address, make the bridge (and its rules) if this is the first container, make the
+/// namespace and the veth pair, publish its ports, and on a user network write its
+/// `/etc/hosts` (`hosts_file`) and add it to the other members'. `store_root` is the store's
+/// root (state in `networks/`, configuration in `config.json`).
 pub fn attach(
     store_root: &Path,
     container_id: &str,
+    hostname: &str,
+    hosts_file: &Path,
     options: &crate::spec::NetworkOptions,
 ) -> Result<Attachment, NetworkError> {
     tools::require()?;
+    let def = netdef::load(store_root, options.network_name())?;
     let veth = bridge::veth_name(container_id);
     let published = !options.ports.is_empty();
+    let mut names: Vec<String> = options.name.iter().cloned().collect();
+    names.extend(options.aliases.iter().cloned());
+    names.push(container_id.chars().take(12).collect());
     let lease = ipam::lease(
         store_root,
-        DEFAULT_NETWORK,
-        container_id,
-        &veth,
-        options.ip,
-        published,
+        &def,
+        ipam::Member {
+            container_id,
+            veth: &veth,
+            requested: options.ip,
+            published,
+            hostname,
+            names,
+            add_hosts: &options.add_hosts,
+            hosts_file: def.is_user().then(|| hosts_file.to_path_buf()),
+        },
     )?;
     let mut attachment = Attachment {
         netns: match bridge::new_netns() {
             Ok(fd) => fd,
             Err(e) => {
-                ipam::release(store_root, DEFAULT_NETWORK, container_id);
+                ipam::release(store_root, &def.name, container_id);
                 return Err(e);
             }
         },
@@ -155,6 +180,8 @@ pub fn attach(
         container_id: container_id.to_string(),
         veth,
         published,
+        network: def.name.clone(),
+        hosts_file: def.is_user().then(|| hosts_file.to_path_buf()),
     };
     let mac = match &options.mac_address {
         Some(m) => m.clone(),
@@ -163,10 +190,11 @@ pub fn attach(
     if let Err(e) = bridge::plug(
         &attachment.netns,
         &attachment.veth,
-        DEFAULT_BRIDGE,
+        &def.bridge,
         lease.ip,
         lease.subnet,
         &mac,
+        def.internal,
     ) {
         attachment.release_inner();
         return Err(e);
@@ -189,7 +217,7 @@ impl Attachment {
 
     fn release_inner(&mut self) {
         bridge::unplug(&self.veth, self.published);
-        ipam::release(&self.store_root, DEFAULT_NETWORK, &self.container_id);
+        ipam::release(&self.store_root, &self.network, &self.container_id);
     }
 }
 
@@ -219,5 +247,19 @@ pub fn parse_mac(s: &str) -> Result<String, NetworkError> {
 /// and removes the bridge when no lease is left. Run by every command that cleans up stale
 /// containers.
 pub fn repair(store_root: &Path) {
-    ipam::repair(store_root, DEFAULT_NETWORK);
+    for def in netdef::list(store_root) {
+        ipam::repair(store_root, &def.name);
+    }
+}
+
+/// The ids of the containers on `network`.
+pub fn members(store_root: &Path, network: &str) -> Vec<String> {
+    ipam::members(store_root, network)
+}
+
+/// The subnet `network` uses now, if it has one (the default network's is chosen when its
+/// first container starts).
+pub fn subnet_of(store_root: &Path, def: &NetworkDef) -> Option<Ipv4Net> {
+    def.subnet
+        .or_else(|| ipam::current_subnet(store_root, &def.name))
 }

@@ -159,9 +159,12 @@ struct NetworkConfig {
 }
 
 /// The default network's subnet: `network.default_subnet` from the store's `config.json` if
-/// set (refused if it overlaps a route), else the first of Docker's pools that overlaps no
-/// route on the host.
-pub(super) fn choose_default(store_root: &Path, network: &str) -> Result<Ipv4Net, NetworkError> {
+/// set, else the first of Docker's pools free of routes and of the other networks' subnets.
+pub(super) fn choose_default(
+    store_root: &Path,
+    network: &str,
+    taken: &[Ipv4Net],
+) -> Result<Ipv4Net, NetworkError> {
     let config = config_path(store_root);
     let configured = match std::fs::read(&config) {
         Ok(bytes) => {
@@ -176,8 +179,21 @@ pub(super) fn choose_default(store_root: &Path, network: &str) -> Result<Ipv4Net
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(NetworkError::io("reading", &config, e)),
     };
-    let routes = host_routes();
-    if let Some(subnet) = configured {
+    choose(store_root, network, configured, taken)
+}
+
+/// `given` if it overlaps no route and no subnet in `taken` (an error naming the route or
+/// network otherwise), else the first free candidate pool.
+pub(super) fn choose(
+    store_root: &Path,
+    network: &str,
+    given: Option<Ipv4Net>,
+    taken: &[Ipv4Net],
+) -> Result<Ipv4Net, NetworkError> {
+    let config = config_path(store_root);
+    let mut routes = host_routes();
+    routes.extend_from_slice(taken);
+    if let Some(subnet) = given {
         if let Some(route) = routes.iter().find(|r| r.overlaps(&subnet)) {
             return Err(NetworkError::SubnetInUse {
                 network: network.into(),
