@@ -566,3 +566,46 @@ fn internal_network_has_no_way_out() {
     env.ok(&["network", "prune", "-f"]);
     assert!(!env.ok(&["network", "ls"]).contains("sealed"));
 }
+
+#[test]
+fn network_container_shares_another_containers_namespace() {
+    let env = Env::new();
+    let id = env.ok(&[
+        "run", "-d", "--name", "web", "busybox", "httpd", "-f", "-p", "80", "-h", "/etc",
+    ]);
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:web",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0; sleep 0.3; wget -qO- http://127.0.0.1/hostname",
+    ]);
+    assert!(out.contains("inet 172.17.0.2/16"), "web's eth0: {out}");
+    assert!(
+        out.contains(&id.trim()[..12]),
+        "web's httpd on the shared loopback: {out}"
+    );
+    let o = env.strata(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:nosuch",
+        "busybox",
+        "true",
+    ]);
+    assert_ne!(code(&o), 0);
+    env.ok(&["stop", "-t", "1", "web"]);
+    let o = env.strata(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:web",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
+}

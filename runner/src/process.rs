@@ -186,9 +186,18 @@ impl Container {
                 &spec.state_dir.join(HOSTS_FILE),
                 &spec.net,
             )?),
-            NetworkMode::None | NetworkMode::Host => None,
+            NetworkMode::None | NetworkMode::Host | NetworkMode::Container => None,
         };
-        let result = Self::spawn_networked(spec, network.as_ref());
+        let joined = match (&spec.network, &spec.net.container_dir) {
+            (NetworkMode::Container, Some(dir)) => Some(crate::network::join_container(dir)?),
+            (NetworkMode::Container, None) => {
+                return Err(RunnerError::InvalidSpec(
+                    "network mode container without a container to join".into(),
+                ))
+            }
+            _ => None,
+        };
+        let result = Self::spawn_networked(spec, network.as_ref(), joined.as_ref());
         match (result, network) {
             (Ok(mut c), network) => {
                 c.network = network;
@@ -205,6 +214,7 @@ impl Container {
     fn spawn_networked(
         spec: &ContainerSpec,
         network: Option<&crate::network::Attachment>,
+        joined: Option<&OwnedFd>,
     ) -> Result<Container, RunnerError> {
         let etc_files = prepare_state_dir(spec, network)?;
         let programs = if spec.security.seccomp {
@@ -224,7 +234,9 @@ impl Container {
             }
         }
         let cgroup = Cgroup::create_with_devices(&spec.id, &spec.limits, device_rules.as_deref())?;
-        let netns = network.map(|n| n.netns.as_raw_fd());
+        let netns = network
+            .map(|n| n.netns.as_raw_fd())
+            .or(joined.map(|j| j.as_raw_fd()));
         let result = Self::spawn_inner(spec, programs, cgroup.clone(), etc_files, devices, netns);
         if result.is_err() {
             if let Some(cg) = &cgroup {
@@ -573,7 +585,7 @@ fn prepare_state_dir(
             files::append_hosts(&mut h, &spec.net.add_hosts);
             h
         }
-        NetworkMode::None | NetworkMode::Bridge => files::hosts_for(
+        NetworkMode::None | NetworkMode::Bridge | NetworkMode::Container => files::hosts_for(
             &spec.hostname,
             network.map(|n| std::net::IpAddr::V4(n.ip)),
             &spec.net.add_hosts,

@@ -105,6 +105,9 @@ pub enum NetworkMode {
     /// address from the network's subnet, a default route through the bridge, outbound NAT.
     /// Needs [`NetworkOptions::store_root`]. See [`crate::network`].
     Bridge,
+    /// Join the network namespace of another running container
+    /// ([`NetworkOptions::container_dir`]), as `--network container:NAME`.
+    Container,
 }
 
 /// Network settings beyond the mode: addresses, names, resolvers.
@@ -136,6 +139,10 @@ pub struct NetworkOptions {
     /// `--network-alias`: more names for it on a user network.
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// With [`NetworkMode::Container`]: the directory of the container whose network is joined
+    /// (its PID 1 is looked up when this container starts).
+    #[serde(default)]
+    pub container_dir: Option<PathBuf>,
     /// Published ports (`-p`, `-P`), host ports already chosen ([`crate::network::resolve_ports`]).
     #[serde(default)]
     pub ports: Vec<crate::network::PortMapping>,

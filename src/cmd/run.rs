@@ -142,6 +142,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let network = match a.network.as_str() {
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,
+        n if n.starts_with("container:") => NetworkMode::Container,
         // `bridge` or a user network (checked once the store is open).
         _ => NetworkMode::Bridge,
     };
@@ -205,6 +206,10 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     }
     let containers = store.root().join("containers");
     state::cleanup_stale(&containers);
+    let container_dir = match a.network.strip_prefix("container:") {
+        Some(target) => Some(strata_runner::container::resolve(&containers, target)?.dir),
+        None => None,
+    };
 
     let image = store.image(&a.image).with_context(|| {
         format!(
@@ -324,6 +329,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
                 },
                 name: a.name.clone(),
                 aliases: a.network_alias.clone(),
+                container_dir,
             },
             mounts,
             devices,

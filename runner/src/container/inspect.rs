@@ -22,6 +22,7 @@ pub fn to_json(c: &Container) -> Value {
     let network = match spec.map(|s| s.network) {
         Some(NetworkMode::Host) => "host",
         Some(NetworkMode::Bridge) => "bridge",
+        Some(NetworkMode::Container) => "container",
         _ => "none",
     };
     json!({

@@ -88,6 +88,8 @@ pub enum NetworkError {
         route: Ipv4Net,
         config: PathBuf,
     },
+    #[error("the container {0} whose network was to be joined is not running: start it first")]
+    NotRunning(PathBuf),
     #[error("network {0} not found: create it with strata network create {0}")]
     NoSuchNetwork(String),
     #[error("network with name {0} already exists")]
@@ -219,6 +221,26 @@ impl Attachment {
         bridge::unplug(&self.veth, self.published);
         ipam::release(&self.store_root, &self.network, &self.container_id);
     }
+}
+
+/// Opens the network namespace of the running container in `container_dir` (for
+/// `--network container:NAME`), its PID 1 checked against the recorded start time after the
+/// open so a recycled pid can't hand over another process's namespace.
+pub fn join_container(container_dir: &Path) -> Result<OwnedFd, NetworkError> {
+    let not_running = || NetworkError::NotRunning(container_dir.to_path_buf());
+    let st = crate::state::read_state(container_dir).ok_or_else(not_running)?;
+    let (Some(pid), Some(start)) = (st.pid, st.pid_start_time) else {
+        return Err(not_running());
+    };
+    if !st.is_live() {
+        return Err(not_running());
+    }
+    let path = format!("/proc/{pid}/ns/net");
+    let f = std::fs::File::open(&path).map_err(|_| not_running())?;
+    if crate::state::start_time(pid) != Some(start) {
+        return Err(not_running());
+    }
+    Ok(f.into())
 }
 
 /// Validates `--mac-address`: six hex pairs, a unicast address (Docker's check).
