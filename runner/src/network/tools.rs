@@ -34,8 +34,6 @@ pub(super) enum Prepare<'a> {
     Nothing,
     /// `dup2` this fd to 3 (a namespace named `/proc/self/fd/3` in the script).
     Fd3(&'a std::os::fd::OwnedFd),
-    /// `setns` into this network namespace first.
-    Netns(&'a std::os::fd::OwnedFd),
 }
 
 /// Runs `tool ARGS` with `script` on stdin; an error carries its stderr.
@@ -71,18 +69,6 @@ pub(super) fn batch(
                         libc::dup2(raw, 3) >= 0
                     };
                     if !ok {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                })
-            };
-        }
-        Prepare::Netns(fd) => {
-            let raw = std::os::fd::AsRawFd::as_raw_fd(fd);
-            // SAFETY: setns is async-signal-safe; `raw` stays open until the child has exec'd.
-            unsafe {
-                cmd.pre_exec(move || {
-                    if libc::setns(raw, libc::CLONE_NEWNET) < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
                     Ok(())
