@@ -609,3 +609,49 @@ fn network_container_shares_another_containers_namespace() {
     assert_eq!(code(&o), 125, "{}", stderr(&o));
     assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
 }
+
+#[test]
+fn link_sets_hosts_entries_and_docker_env_vars() {
+    let env = Env::new();
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "-p",
+        "5432:5432",
+        "-e",
+        "DBPASS=secret",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--name",
+        "client",
+        "--link",
+        "db:pg",
+        "busybox",
+        "sh",
+        "-c",
+        "env | grep ^PG_ | sort; cat /etc/hosts; ping -c1 -W2 pg >/dev/null && echo PING-OK",
+    ]);
+    for want in [
+        "PG_NAME=/client/pg\n",
+        "PG_PORT=tcp://172.17.0.2:5432\n",
+        "PG_PORT_5432_TCP=tcp://172.17.0.2:5432\n",
+        "PG_PORT_5432_TCP_ADDR=172.17.0.2\n",
+        "PG_PORT_5432_TCP_PORT=5432\n",
+        "PG_PORT_5432_TCP_PROTO=tcp\n",
+        "PG_ENV_DBPASS=secret\n",
+        "172.17.0.2\tpg\n",
+        "172.17.0.2\tdb\n",
+        "PING-OK",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    let o = env.strata(&["run", "--rm", "--link", "nosuch", "busybox", "true"]);
+    assert_ne!(code(&o), 0);
+}

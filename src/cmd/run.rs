@@ -66,6 +66,10 @@ pub struct Args {
         value_name = "bridge|none|host|NET"
     )]
     pub network: String,
+    /// Legacy link to a running container: `NAME[:ALIAS]` (an /etc/hosts entry and Docker's
+    /// `ALIAS_PORT_…` environment variables).
+    #[arg(long = "link", value_name = "NAME[:ALIAS]")]
+    pub link: Vec<String>,
     /// Another name for the container on its user-defined network.
     #[arg(long = "network-alias", value_name = "ALIAS")]
     pub network_alias: Vec<String>,
@@ -156,7 +160,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     if network != NetworkMode::Bridge && (!a.publish.is_empty() || a.publish_all) {
         bail!("-p and -P need --network bridge (with --network host the container's ports are the host's)");
     }
-    let add_hosts = a
+    let mut add_hosts = a
         .add_host
         .iter()
         .map(|h| strata_runner::network::parse_add_host(h))
@@ -245,6 +249,12 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         env.push("TERM=xterm".into());
     }
     merge_env(&mut env, cfg.env.iter().flatten().cloned());
+    let me = a.name.clone().unwrap_or_else(|| id[..12].to_string());
+    for l in &a.link {
+        let link = link_to(&store, &containers, &me, l)?;
+        merge_env(&mut env, link.env);
+        add_hosts.extend(link.hosts);
+    }
     merge_env(&mut env, file_env);
     merge_env(&mut env, a.env.iter().filter_map(|e| expand_env(e)));
 
@@ -379,6 +389,49 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         errln!("strata: warning: {e}");
     }
     result.map(|code| ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// `--link NAME[:ALIAS]`: the running container's address, env and exposed ports (its image's
+/// `ExposedPorts` and what it publishes) turned into Docker's link variables and hosts entries.
+fn link_to(
+    store: &strata_store::Store,
+    containers: &Path,
+    me: &str,
+    spec: &str,
+) -> Result<strata_runner::network::Link> {
+    let (name, alias) = spec.split_once(':').unwrap_or((spec, spec));
+    let target = strata_runner::container::resolve(containers, name)?;
+    if !target.is_running() {
+        bail!("--link {spec}: container {name} is not running; start it first");
+    }
+    let (env, image, published) = match &target.config {
+        Some(cfg) => (
+            cfg.spec.process.env.clone(),
+            Some(cfg.image.clone()),
+            cfg.spec.net.ports.clone(),
+        ),
+        None => (Vec::new(), None, Vec::new()),
+    };
+    let mut exposed: Vec<String> = image
+        .and_then(|i| store.image(&i).ok())
+        .and_then(|i| i.config.config.exposed_ports.clone())
+        .map(|m| m.into_keys().collect())
+        .unwrap_or_default();
+    for p in published {
+        let key = format!("{}/{}", p.container_port, p.protocol.as_str());
+        if !exposed.contains(&key) {
+            exposed.push(key);
+        }
+    }
+    Ok(strata_runner::network::link(
+        store.root(),
+        me,
+        alias,
+        &target.state.id,
+        &target.display_name(),
+        &env,
+        &exposed,
+    )?)
 }
 
 /// Docker's Entrypoint/Cmd rules: `--entrypoint` replaces the image's Entrypoint and resets its

@@ -158,6 +158,15 @@ pub(super) fn current_subnet(store_root: &Path, network: &str) -> Option<Ipv4Net
         .map(|st| st.subnet)
 }
 
+/// The address `container_id` has on `network`, if any.
+pub(super) fn address_of(store_root: &Path, network: &str, container_id: &str) -> Option<Ipv4Addr> {
+    let st = load(&network_dir(store_root, network)).ok().flatten()?;
+    st.leases
+        .iter()
+        .find(|(_, l)| l.container_id == container_id)
+        .map(|(ip, _)| *ip)
+}
+
 /// Ids of the containers with a lease on `network`.
 pub(super) fn members(store_root: &Path, network: &str) -> Vec<String> {
     load(&network_dir(store_root, network))

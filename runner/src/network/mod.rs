@@ -24,6 +24,7 @@ mod bridge;
 pub(crate) mod files;
 mod firewall;
 mod ipam;
+mod links;
 mod netdef;
 mod ports;
 mod subnet;
@@ -34,6 +35,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 pub use files::{parse_add_host, resolv_conf_for, AddHost};
+pub use links::{address_of, link, Link};
 pub use netdef::{create, inspect, list, load, prune, remove, table, NetworkDef};
 pub use ports::{resolve_ports, PortMapping, Protocol};
 pub use subnet::Ipv4Net;
