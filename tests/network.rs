@@ -655,3 +655,37 @@ fn link_sets_hosts_entries_and_docker_env_vars() {
     let o = env.strata(&["run", "--rm", "--link", "nosuch", "busybox", "true"]);
     assert_ne!(code(&o), 0);
 }
+
+#[test]
+fn build_network_bridge_gives_run_an_address_and_cleans_up() {
+    let env = Env::new();
+    let before = env.ns.snapshot();
+    let ctx = env.store.tmp.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN (ip -4 -o addr show eth0; ip route) > /net.txt\n",
+    )
+    .unwrap();
+    env.ok(&[
+        "build",
+        "--network",
+        "bridge",
+        "-t",
+        "netbuilt",
+        ctx.to_str().unwrap(),
+    ]);
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "netbuilt",
+        "cat",
+        "/net.txt",
+    ]);
+    assert!(out.contains("inet 172.17.0.2/16"), "{out}");
+    assert!(out.contains("default via 172.17.0.1"), "{out}");
+    assert_eq!(env.ns.snapshot(), before, "the build left nothing behind");
+    assert!(env.ipam().is_empty());
+}
