@@ -689,3 +689,38 @@ fn build_network_bridge_gives_run_an_address_and_cleans_up() {
     assert_eq!(env.ns.snapshot(), before, "the build left nothing behind");
     assert!(env.ipam().is_empty());
 }
+
+#[test]
+fn kill_9_of_a_foreground_strata_run_is_repaired_by_the_next_command() {
+    let env = Env::new();
+    let before = env.ns.snapshot();
+    // `ip netns exec` execs strata: the child's pid is strata's.
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &env.ns.name, STRATA, "--root"])
+        .arg(env.store.root())
+        .args(["run", "-p", "8080:80", "busybox", "sleep", "300"])
+        .env_remove("STRATA_NETWORK")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = env.store.root().join("networks/bridge/state.json");
+    for _ in 0..100 {
+        if std::fs::read_to_string(&state).is_ok_and(|s| s.contains("container_id")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let during = env.ns.snapshot();
+    assert!(
+        during.contains("strata0") && during.contains("dnat to"),
+        "{during}"
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    env.ok(&["ps", "-a"]);
+    assert_eq!(env.ns.snapshot(), before, "veth, bridge, rules all gone");
+    assert!(env.ipam().is_empty(), "{:?}", env.ipam());
+}
