@@ -724,3 +724,42 @@ fn kill_9_of_a_foreground_strata_run_is_repaired_by_the_next_command() {
     assert_eq!(env.ns.snapshot(), before, "veth, bridge, rules all gone");
     assert!(env.ipam().is_empty(), "{:?}", env.ipam());
 }
+
+#[test]
+fn network_connect_and_disconnect_a_running_container() {
+    let env = Env::new();
+    let before = env.ns.snapshot();
+    env.ok(&["network", "create", "--subnet", "10.60.0.0/24", "side"]);
+    env.ok(&["run", "-d", "--name", "web", "busybox", "sleep", "300"]);
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "peer",
+        "--network",
+        "side",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    assert!(!pings(&env, "peer", "web"), "not connected yet");
+    env.ok(&["network", "connect", "--alias", "www", "side", "web"]);
+    let addr = env.ok(&["exec", "web", "ip", "-4", "-o", "addr", "show", "eth1"]);
+    assert!(addr.contains("inet 10.60.0."), "{addr}");
+    let routes = env.ok(&["exec", "web", "ip", "route"]);
+    assert!(
+        routes.contains("default via 172.17.0.1 dev eth0"),
+        "{routes}"
+    );
+    assert!(
+        pings(&env, "peer", "web") && pings(&env, "peer", "www"),
+        "by name and alias"
+    );
+    env.ok(&["network", "disconnect", "side", "web"]);
+    assert!(!pings(&env, "peer", "web"), "disconnected");
+    let o = env.strata(&["exec", "web", "ip", "link", "show", "eth1"]);
+    assert_ne!(code(&o), 0, "eth1 is gone");
+    env.ok(&["rm", "-f", "web", "peer"]);
+    env.ok(&["network", "rm", "side"]);
+    assert_eq!(env.ns.snapshot(), before);
+}

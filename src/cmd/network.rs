@@ -1,4 +1,4 @@
-//! `strata network create|ls|inspect|rm|prune`: user-defined networks (runner::network).
+//! `strata network create|ls|inspect|rm|prune|connect|disconnect`: user-defined networks (runner::network).
 
 use std::process::ExitCode;
 
@@ -28,6 +28,16 @@ pub enum Sub {
         /// The network's name.
         name: String,
     },
+    /// Connect a running container to a network (one more interface, `ethN`).
+    Connect {
+        /// Another name for the container on this network.
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a container from a network.
+    Disconnect { network: String, container: String },
     /// List networks.
     #[command(alias = "list")]
     Ls,
@@ -61,6 +71,21 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             internal,
             name,
         } => println!("{}", network::create(root, name, *subnet, *internal)?.id),
+        Sub::Connect {
+            aliases,
+            network: net,
+            container,
+        } => {
+            let c = strata_runner::container::resolve(&root.join("containers"), container)?;
+            network::connect(root, &c.dir, net, aliases)?;
+        }
+        Sub::Disconnect {
+            network: net,
+            container,
+        } => {
+            let c = strata_runner::container::resolve(&root.join("containers"), container)?;
+            network::disconnect(root, &c.state.id, net)?;
+        }
         Sub::Ls => print!("{}", network::table(root)),
         Sub::Inspect { names } => {
             let all = names

@@ -108,17 +108,33 @@ pub(super) fn remove(bridge: &str) {
 
 /// Makes the veth pair (`veth` on the bridge, `eth0` in `netns`) and configures the container's
 /// side: `lo` and `eth0` up, the address, the MAC, the default route through the gateway.
-pub(super) fn plug(
-    netns: &OwnedFd,
-    veth: &str,
-    bridge: &str,
-    ip: Ipv4Addr,
-    subnet: Ipv4Net,
-    mac: &str,
-    internal: bool,
-) -> Result<(), NetworkError> {
+/// Where and how [`plug`] connects a container.
+#[derive(Clone, Copy)]
+pub(super) struct Plug<'a> {
+    /// The host end's name.
+    pub veth: &'a str,
+    pub bridge: &'a str,
+    pub ip: Ipv4Addr,
+    pub subnet: Ipv4Net,
+    pub mac: &'a str,
+    /// No default route (an `--internal` network).
+    pub internal: bool,
+    /// The container end's name (`eth0`, `eth1` for a connected network).
+    pub inner: &'a str,
+}
+
+pub(super) fn plug(netns: &OwnedFd, p: &Plug<'_>) -> Result<(), NetworkError> {
+    let Plug {
+        veth,
+        bridge,
+        ip,
+        subnet,
+        mac,
+        internal,
+        inner,
+    } = *p;
     let host = format!(
-        "link add {veth} type veth peer name eth0 address {mac} netns /proc/self/fd/3\n\
+        "link add {veth} type veth peer name {inner} address {mac} netns /proc/self/fd/3\n\
          link set {veth} master {bridge} up\n"
     );
     batch(
@@ -131,7 +147,9 @@ pub(super) fn plug(
     // Inside, with ioctls from a thread that joins the namespace: one `ip` start less per
     // container (the bridge's start overhead is the budget). An internal network has no way
     // out: not even a default route.
-    let gateway = subnet.gateway().filter(|_| !internal);
+    // Only the first interface (eth0) routes out; a network connected later adds its subnet.
+    let gateway = subnet.gateway().filter(|_| !internal && inner == "eth0");
+    let inner_name = inner.to_string();
     let prefix = subnet.prefix();
     let raw = netns.as_raw_fd();
     std::thread::spawn(move || -> std::io::Result<()> {
@@ -141,13 +159,13 @@ pub(super) fn plug(
             return Err(std::io::Error::last_os_error());
         }
         crate::net::loopback_up().map_err(|f| std::io::Error::other(f.message))?;
-        crate::net::configure_v4("eth0", ip, prefix, gateway)
+        crate::net::configure_v4(&inner_name, ip, prefix, gateway)
     })
     .join()
     .unwrap_or_else(|_| Err(std::io::Error::other("the configuring thread panicked")))
     .map_err(|e| NetworkError::Tool {
         tool: "ioctl",
-        what: format!("configuring eth0 ({ip}) in the container"),
+        what: format!("configuring {inner} ({ip}) in the container"),
         stderr: e.to_string(),
     })
 }

@@ -62,6 +62,8 @@ pub(super) struct Member<'a> {
     pub add_hosts: &'a [files::AddHost],
     /// Where to keep its `/etc/hosts` (user networks).
     pub hosts_file: Option<PathBuf>,
+    /// The process holding the container (pid, start time): `None` is this one.
+    pub owner: Option<(i32, u64)>,
 }
 
 impl Lease {
@@ -167,6 +169,15 @@ pub(super) fn address_of(store_root: &Path, network: &str, container_id: &str) -
         .map(|(ip, _)| *ip)
 }
 
+/// The host-side veth of `container_id`'s lease on `network`.
+pub(super) fn veth_of(store_root: &Path, network: &str, container_id: &str) -> Option<String> {
+    let st = load(&network_dir(store_root, network)).ok().flatten()?;
+    st.leases
+        .values()
+        .find(|l| l.container_id == container_id)
+        .map(|l| l.veth.clone())
+}
+
 /// Ids of the containers with a lease on `network`.
 pub(super) fn members(store_root: &Path, network: &str) -> Vec<String> {
     load(&network_dir(store_root, network))
@@ -240,13 +251,15 @@ pub(super) fn lease(
     let ip = pick(&st, network, m.requested)?;
     bridge::ensure(&st.bridge, st.subnet, def.internal)?;
     let me = std::process::id() as i32;
+    let (owner_pid, owner_start_time) =
+        m.owner.unwrap_or_else(|| (me, start_time(me).unwrap_or(0)));
     st.leases.insert(
         ip,
         Lease {
             container_id: m.container_id.into(),
             veth: m.veth.into(),
-            owner_pid: me,
-            owner_start_time: start_time(me).unwrap_or(0),
+            owner_pid,
+            owner_start_time,
             published: m.published,
             names: if def.is_user() { m.names } else { Vec::new() },
             hosts_base: files::hosts_for(m.hostname, Some(std::net::IpAddr::V4(ip)), m.add_hosts),

@@ -168,6 +168,7 @@ pub fn attach(
             names,
             add_hosts: &options.add_hosts,
             hosts_file: def.is_user().then(|| hosts_file.to_path_buf()),
+            owner: None,
         },
     )?;
     let mut attachment = Attachment {
@@ -191,15 +192,16 @@ pub fn attach(
         Some(m) => m.clone(),
         None => bridge::mac_for(lease.ip),
     };
-    if let Err(e) = bridge::plug(
-        &attachment.netns,
-        &attachment.veth,
-        &def.bridge,
-        lease.ip,
-        lease.subnet,
-        &mac,
-        def.internal,
-    ) {
+    let plug = bridge::Plug {
+        veth: &attachment.veth,
+        bridge: &def.bridge,
+        ip: lease.ip,
+        subnet: lease.subnet,
+        mac: &mac,
+        internal: def.internal,
+        inner: "eth0",
+    };
+    if let Err(e) = bridge::plug(&attachment.netns, &plug) {
         attachment.release_inner();
         return Err(e);
     }
@@ -223,6 +225,88 @@ impl Attachment {
         bridge::unplug(&self.veth, self.published);
         ipam::release(&self.store_root, &self.network, &self.container_id);
     }
+}
+
+/// `network connect NET CONTAINER`: plugs a running container into one more network (`ethN`,
+/// no default route: the first network keeps it). The lease is held by the container's own
+/// holder (its monitor), so it is released when that goes (by the next strata command).
+pub fn connect(
+    store_root: &Path,
+    container_dir: &Path,
+    network: &str,
+    aliases: &[String],
+) -> Result<Ipv4Addr, NetworkError> {
+    tools::require()?;
+    let not_running = || NetworkError::NotRunning(container_dir.to_path_buf());
+    let st = crate::state::read_state(container_dir).ok_or_else(not_running)?;
+    let netns = join_container(container_dir)?;
+    let def = netdef::load(store_root, network)?;
+    if ipam::address_of(store_root, &def.name, &st.id).is_some() {
+        return Err(NetworkError::Invalid {
+            what: "network connect",
+            value: network.into(),
+            why: "the container is already on this network",
+        });
+    }
+    let nth = netdef::list(store_root)
+        .iter()
+        .filter(|n| ipam::address_of(store_root, &n.name, &st.id).is_some())
+        .count();
+    let inner = format!("eth{nth}");
+    let veth = bridge::veth_name(&format!("{}/{}", st.id, def.name));
+    let mut names: Vec<String> = st.name.iter().cloned().collect();
+    names.extend(aliases.iter().cloned());
+    names.push(st.id.chars().take(12).collect());
+    let lease = ipam::lease(
+        store_root,
+        &def,
+        ipam::Member {
+            container_id: &st.id,
+            veth: &veth,
+            requested: None,
+            published: false,
+            hostname: "",
+            names,
+            add_hosts: &[],
+            hosts_file: None,
+            owner: Some((st.owner_pid, st.owner_start_time)),
+        },
+    )?;
+    let mac = bridge::mac_for(lease.ip);
+    let plug = bridge::Plug {
+        veth: &veth,
+        bridge: &def.bridge,
+        ip: lease.ip,
+        subnet: lease.subnet,
+        mac: &mac,
+        internal: def.internal,
+        inner: &inner,
+    };
+    if let Err(e) = bridge::plug(&netns, &plug) {
+        bridge::unplug(&veth, false);
+        ipam::release(store_root, &def.name, &st.id);
+        return Err(e);
+    }
+    Ok(lease.ip)
+}
+
+/// `network disconnect NET CONTAINER`: removes its veth on that network and the lease.
+pub fn disconnect(
+    store_root: &Path,
+    container_id: &str,
+    network: &str,
+) -> Result<(), NetworkError> {
+    let def = netdef::load(store_root, network)?;
+    let veth = ipam::veth_of(store_root, &def.name, container_id).ok_or_else(|| {
+        NetworkError::Invalid {
+            what: "network disconnect",
+            value: network.into(),
+            why: "the container is not connected to this network",
+        }
+    })?;
+    bridge::unplug(&veth, false);
+    ipam::release(store_root, &def.name, container_id);
+    Ok(())
 }
 
 /// Opens the network namespace of the running container in `container_dir` (for
