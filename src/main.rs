@@ -96,6 +96,10 @@ pub enum Command {
     Diff(cmd::diff::Args),
     /// Show the processes of a running container.
     Top(cmd::top::Args),
+    /// List a running container's published ports.
+    Port(cmd::port::Args),
+    /// Manage networks (`network create|ls|inspect|rm|prune`).
+    Network(cmd::network::Args),
     /// Manage containers (`container ls`, `container prune`, `container inspect`).
     Container(cmd::container::Args),
     /// One sample of running containers' CPU, memory and pids (`--no-stream`).

@@ -35,6 +35,8 @@ pub enum RunnerError {
     NoController(&'static str),
     #[error(transparent)]
     Device(#[from] crate::devices::DeviceError),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
     #[error("seccomp: {0}")]
     Seccomp(String),
     /// The container failed before its command started; `exit_code` is Docker's for the case:

@@ -34,6 +34,7 @@
 //!     },
 //!     hostname: "buildkitsandbox".into(),
 //!     network: NetworkMode::Host,
+//!     net: NetworkOptions::default(),
 //!     mounts: vec![],
 //!     devices: vec![],
 //!     readonly_rootfs: false,
@@ -65,6 +66,7 @@ mod failure;
 mod fuse;
 mod init;
 mod net;
+pub mod network;
 mod path;
 mod process;
 pub mod rootfs;

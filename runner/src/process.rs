@@ -89,6 +89,8 @@ pub struct Container {
     stubs: Vec<String>,
     reaped: bool,
     fuse: Option<FuseRootfs>,
+    /// The container's place on its network, released once it has exited.
+    network: Option<crate::network::Attachment>,
 }
 
 struct ChildFds {
@@ -102,6 +104,8 @@ struct ChildFds {
     etc_files: Vec<(&'static str, String)>,
     /// The default device nodes are added by `rootfs`; these are the caller's `--device`s.
     devices: Vec<DeviceNode>,
+    /// A network namespace made for the container ([`NetworkMode::Bridge`]) to join.
+    netns: Option<RawFd>,
 }
 
 fn pipe() -> Result<(File, File), RunnerError> {
@@ -174,7 +178,45 @@ impl Container {
         if spec.process.args.is_empty() {
             return Err(RunnerError::InvalidSpec("no command to run".into()));
         }
-        let etc_files = prepare_state_dir(spec)?;
+        let network = match spec.network {
+            NetworkMode::Bridge => Some(crate::network::attach(
+                &spec.net.store_root,
+                &spec.id,
+                &spec.hostname,
+                &spec.state_dir.join(HOSTS_FILE),
+                &spec.net,
+            )?),
+            NetworkMode::None | NetworkMode::Host | NetworkMode::Container => None,
+        };
+        let joined = match (&spec.network, &spec.net.container_dir) {
+            (NetworkMode::Container, Some(dir)) => Some(crate::network::join_container(dir)?),
+            (NetworkMode::Container, None) => {
+                return Err(RunnerError::InvalidSpec(
+                    "network mode container without a container to join".into(),
+                ))
+            }
+            _ => None,
+        };
+        let result = Self::spawn_networked(spec, network.as_ref(), joined.as_ref());
+        match (result, network) {
+            (Ok(mut c), network) => {
+                c.network = network;
+                Ok(c)
+            }
+            (Err(e), Some(network)) => {
+                network.release();
+                Err(e)
+            }
+            (Err(e), None) => Err(e),
+        }
+    }
+
+    fn spawn_networked(
+        spec: &ContainerSpec,
+        network: Option<&crate::network::Attachment>,
+        joined: Option<&OwnedFd>,
+    ) -> Result<Container, RunnerError> {
+        let etc_files = prepare_state_dir(spec, network)?;
         let programs = if spec.security.seccomp {
             Some(seccomp::default_programs()?)
         } else {
@@ -192,7 +234,10 @@ impl Container {
             }
         }
         let cgroup = Cgroup::create_with_devices(&spec.id, &spec.limits, device_rules.as_deref())?;
-        let result = Self::spawn_inner(spec, programs, cgroup.clone(), etc_files, devices);
+        let netns = network
+            .map(|n| n.netns.as_raw_fd())
+            .or(joined.map(|j| j.as_raw_fd()));
+        let result = Self::spawn_inner(spec, programs, cgroup.clone(), etc_files, devices, netns);
         if result.is_err() {
             if let Some(cg) = &cgroup {
                 let _ = cg.remove();
@@ -207,6 +252,7 @@ impl Container {
         cgroup: Option<Cgroup>,
         etc_files: Vec<(&'static str, String)>,
         devices: Vec<DeviceNode>,
+        netns: Option<RawFd>,
     ) -> Result<Container, RunnerError> {
         let (mut msg_r, msg_w) = pipe()?;
         let (mut status_r, status_w) = pipe()?;
@@ -222,6 +268,7 @@ impl Container {
             winsize: None,
             etc_files,
             devices,
+            netns,
         };
         let mut console_parent = None;
         if spec.stdio.terminal {
@@ -334,6 +381,7 @@ impl Container {
             stubs: Vec::new(),
             reaped: false,
             fuse: None,
+            network: None,
         };
         let mut messages = Vec::new();
         let _ = msg_r.read_to_end(&mut messages);
@@ -451,6 +499,9 @@ impl Container {
             self.reaped = true;
             // The container's mount namespace is gone with it: nothing uses the union any more.
             self.fuse.take();
+            if let Some(network) = self.network.take() {
+                network.release();
+            }
             if let Some(cg) = self.cgroup.take() {
                 cg.remove()?;
             }
@@ -511,8 +562,15 @@ pub fn window_size() -> Option<nix::pty::Winsize> {
     None
 }
 
-/// Creates `rootfs/` and writes `hosts`, `hostname`, `resolv.conf` into the state dir.
-fn prepare_state_dir(spec: &ContainerSpec) -> Result<Vec<(&'static str, String)>, RunnerError> {
+/// A user network's member keeps its `/etc/hosts` here, in its state dir: bind-mounted from
+/// the disk, so the other members' comings and goings can be written into it.
+pub(crate) const HOSTS_FILE: &str = "hosts";
+
+/// Creates `rootfs/` and returns the `hosts`, `hostname` and `resolv.conf` PID 1 writes.
+fn prepare_state_dir(
+    spec: &ContainerSpec,
+    network: Option<&crate::network::Attachment>,
+) -> Result<Vec<(&'static str, String)>, RunnerError> {
     let dir = &spec.state_dir;
     let mp = dir.join("rootfs");
     match std::fs::create_dir(&mp) {
@@ -520,21 +578,36 @@ fn prepare_state_dir(spec: &ContainerSpec) -> Result<Vec<(&'static str, String)>
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(RunnerError::io("creating rootfs mount point", mp, e)),
     }
+    use crate::network::files;
     let hosts = match spec.network {
-        NetworkMode::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
-        NetworkMode::None => format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
-            spec.hostname
+        NetworkMode::Host => {
+            let mut h = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+            files::append_hosts(&mut h, &spec.net.add_hosts);
+            h
+        }
+        NetworkMode::None | NetworkMode::Bridge | NetworkMode::Container => files::hosts_for(
+            &spec.hostname,
+            network.map(|n| std::net::IpAddr::V4(n.ip)),
+            &spec.net.add_hosts,
         ),
     };
-    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv = crate::network::resolv_conf_for(
+        &host_resolv,
+        &spec.net.dns,
+        spec.network != NetworkMode::Host,
+    );
     // Written by the container's PID 1 into a tmpfs of its own mount namespace: no disk writes,
     // nothing to delete afterwards.
-    Ok(vec![
-        ("hosts", hosts),
+    let mut files = vec![
         ("hostname", format!("{}\n", spec.hostname)),
         ("resolv.conf", resolv),
-    ])
+    ];
+    // A user network's member has its hosts file on disk (written by the network code).
+    if network.and_then(|n| n.hosts_file.as_ref()).is_none() {
+        files.push(("hosts", hosts));
+    }
+    Ok(files)
 }
 
 /// The relay: unshare, fork PID 1, report its pid and exit status.
@@ -567,6 +640,19 @@ fn relay_main(
         | CloneFlags::CLONE_NEWUTS;
     if spec.network == NetworkMode::None {
         flags |= CloneFlags::CLONE_NEWNET;
+    }
+    if let Some(netns) = fds.netns {
+        // SAFETY: `netns` is the open namespace fd the parent holds for this container.
+        if unsafe { libc::setns(netns, libc::CLONE_NEWNET) } < 0 {
+            send_failure(
+                fds.msg_w,
+                &Failure::new(format!(
+                    "joining the container's network namespace: {}",
+                    Errno::last().desc()
+                )),
+            );
+            return EXIT_RUNTIME_ERROR;
+        }
     }
     if let Err(e) = nix::sched::unshare(flags) {
         send_failure(

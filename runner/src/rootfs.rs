@@ -204,8 +204,24 @@ pub fn prepare(
             }
         };
         record(&mut stubs, &t);
-        let src = sys::open_tree_clone(staging.as_raw_fd(), file, false)
-            .ctx(|| format!("cloning the generated {name}"))?;
+        let staged = etc_files
+            .iter()
+            .any(|(n, _)| n.as_bytes() == file.to_bytes());
+        let src = if staged {
+            sys::open_tree_clone(staging.as_raw_fd(), file, false)
+        } else {
+            // Not generated here: a user network's /etc/hosts, kept in the state dir so that
+            // strata can rewrite it as other containers join and leave.
+            let on_disk = CString::new(
+                spec.state_dir
+                    .join(file.to_string_lossy().as_ref())
+                    .into_os_string()
+                    .into_encoded_bytes(),
+            )
+            .map_err(|_| Failure::new(format!("state dir path for {name} has a NUL byte")))?;
+            sys::open_tree_clone(libc::AT_FDCWD, &on_disk, false)
+        }
+        .ctx(|| format!("cloning the generated {name}"))?;
         sys::move_mount_fd(&src, t.fd.as_raw_fd()).ctx(|| format!("bind-mounting {name}"))?;
     }
 

@@ -373,6 +373,10 @@ pub fn cleanup_stale(containers: &Path) -> Vec<String> {
             }
         }
     }
+    // Leases of containers whose strata process died (`kill -9`), and a bridge left empty.
+    if let Some(store_root) = containers.parent() {
+        crate::network::repair(store_root);
+    }
     cleaned
 }
 
@@ -408,6 +412,10 @@ pub fn reap_if_stale(dir: &Path) -> bool {
             s.owner_pid
         ));
         let _ = write_state(dir, &s);
+    }
+    // Its network lease too (the store root is two levels up: `STORE/containers/<id>`).
+    if let Some(store_root) = dir.parent().and_then(Path::parent) {
+        crate::network::repair(store_root);
     }
     true
 }

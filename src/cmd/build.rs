@@ -108,6 +108,8 @@ pub enum NetworkFlag {
     None,
     /// The host's network.
     Host,
+    /// The default bridge network (`strata0`): own address, outbound NAT.
+    Bridge,
 }
 
 /// `--compression` of the layers built.
@@ -307,12 +309,14 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
         .collect();
     // `secrets` keeps environment secrets' memfds open until the build is over.
     let secrets = exec::secrets::Secrets::from_specs(&args.secrets)?;
-    let exec_options = ExecOptions {
+    let mut exec_options = ExecOptions {
         context: args.context.clone(),
         dockerfile_name: dockerfile.name.clone(),
         tags,
         labels,
         host_network: args.network != NetworkFlag::None,
+        // Set below, once the store is open: runs and builds must share its networks/ state.
+        bridge_network: None,
         compression: match args.compression {
             CompressionFlag::Zstd => strata_store::layer::Compression::Zstd,
             CompressionFlag::Gzip => strata_store::layer::Compression::Gzip,
@@ -324,6 +328,9 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
     };
     let progress = Progress::new(args.progress.mode());
     let store = super::open_store(cli)?;
+    if args.network == NetworkFlag::Bridge {
+        exec_options.bridge_network = Some(store.root().to_path_buf());
+    }
     super::interrupt::watch(store.staging_dir()?.to_path_buf());
     // Planned once the store is open: the base images are resolved (pulled if missing) first,
     // and a Dockerfile error is still reported before any of that.

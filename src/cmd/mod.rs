@@ -23,7 +23,9 @@ pub mod login;
 pub mod logout;
 pub mod logs;
 pub mod mount;
+pub mod network;
 pub mod pause;
+pub mod port;
 pub mod ps;
 pub mod pull;
 pub mod push;
@@ -81,6 +83,8 @@ pub fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Rename(a) => rename::run(cli, a),
         Command::Diff(a) => diff::run(cli, a),
         Command::Top(a) => top::run(cli, a),
+        Command::Port(a) => port::run(cli, a),
+        Command::Network(a) => network::run(cli, a),
         Command::Container(a) => container::run(cli, a),
         Command::Generate(a) => generate::run(cli, a),
         Command::Cp(a) => cp::run(cli, a),

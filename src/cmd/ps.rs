@@ -65,6 +65,7 @@ struct Row {
     status: String,
     state: String,
     names: String,
+    ports: String,
     labels: String,
 }
 
@@ -108,6 +109,11 @@ impl Row {
             status: c.status_text(now),
             state: c.state.status.as_str().to_string(),
             names: c.display_name(),
+            ports: container::published_ports(c)
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             labels,
         }
     }
@@ -123,7 +129,8 @@ impl Row {
             "State" => &self.state,
             "Names" => &self.names,
             "Labels" => &self.labels,
-            "Ports" | "Mounts" | "Networks" | "Size" | "LocalVolumes" => "",
+            "Ports" => &self.ports,
+            "Mounts" | "Networks" | "Size" | "LocalVolumes" => "",
             _ => return None,
         })
     }
@@ -196,7 +203,7 @@ fn table(rows: &[Row]) -> String {
                 &r.command,
                 &r.created,
                 &r.status,
-                "",
+                &r.ports,
                 &r.names,
             ]
         })

@@ -9,8 +9,8 @@ use anyhow::{bail, Context, Result};
 use strata_runner::container;
 use strata_runner::state::{self, ContainerDir};
 use strata_runner::{
-    AttachOptions, ContainerSpec, DeviceSpec, MountSpec, NetworkMode, OverlayUpper, ProcessSpec,
-    ResourceLimits, Rootfs, RunnerError, SecuritySpec, Stdio, StdioSpec,
+    AttachOptions, ContainerSpec, DeviceSpec, MountSpec, NetworkMode, NetworkOptions, OverlayUpper,
+    ProcessSpec, ResourceLimits, Rootfs, RunnerError, SecuritySpec, Stdio, StdioSpec,
 };
 
 use crate::Cli;
@@ -57,9 +57,46 @@ pub struct Args {
     /// Container hostname (default: the first 12 digits of its id).
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
-    /// Network: `none` (own namespace with only `lo`) or `host`.
-    #[arg(long, default_value = "none", value_name = "none|host")]
+    /// Network: `bridge` (the default network `strata0`: own address, outbound NAT), `none`
+    /// (own namespace with only `lo`), `host`, or a network made by `strata network create`.
+    /// Its default can be set with STRATA_NETWORK.
+    #[arg(
+        long,
+        env = "STRATA_NETWORK",
+        default_value = "bridge",
+        value_name = "bridge|none|host|NET"
+    )]
     pub network: String,
+    /// Legacy link to a running container: `NAME[:ALIAS]` (an /etc/hosts entry and Docker's
+    /// `ALIAS_PORT_…` environment variables).
+    #[arg(long = "link", value_name = "NAME[:ALIAS]")]
+    pub link: Vec<String>,
+    /// Another name for the container on its user-defined network.
+    #[arg(long = "network-alias", value_name = "ALIAS")]
+    pub network_alias: Vec<String>,
+    /// Set a custom DNS server (replaces the host's resolvers).
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<std::net::IpAddr>,
+    /// Add a line to /etc/hosts: `NAME:IP`.
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_host: Vec<String>,
+    /// IPv4 address on the bridge network (default: the lowest free one).
+    #[arg(long = "ip", value_name = "IPV4")]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// Publish a container port: `[IP:][HOSTPORT:]CONTAINERPORT[/tcp|udp]`, ranges as
+    /// `8000-8001:80-81`; without HOSTPORT a free ephemeral port is chosen.
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "[IP:][HOSTPORT:]PORT[/PROTO]"
+    )]
+    pub publish: Vec<String>,
+    /// Publish every port the image EXPOSEs to a free ephemeral host port.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// MAC address of eth0 on the bridge network.
+    #[arg(long = "mac-address", value_name = "MAC")]
+    pub mac_address: Option<String>,
     /// Mount the container's root filesystem read-only.
     #[arg(long = "read-only")]
     pub read_only: bool,
@@ -116,8 +153,30 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let network = match a.network.as_str() {
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,
-        other => bail!("invalid --network {other:?}: strata supports \"none\" and \"host\""),
+        n if n.starts_with("container:") => NetworkMode::Container,
+        // `bridge` or a user network (checked once the store is open).
+        _ => NetworkMode::Bridge,
     };
+    let user_network = network == NetworkMode::Bridge && a.network != "bridge";
+    if !a.network_alias.is_empty() && !user_network {
+        bail!("--network-alias needs a user-defined network (strata network create NET; --network NET)");
+    }
+    if network != NetworkMode::Bridge && (a.ip.is_some() || a.mac_address.is_some()) {
+        bail!("--ip and --mac-address need --network bridge (the container has no eth0 otherwise)");
+    }
+    if network != NetworkMode::Bridge && (!a.publish.is_empty() || a.publish_all) {
+        bail!("-p and -P need --network bridge (with --network host the container's ports are the host's)");
+    }
+    let mut add_hosts = a
+        .add_host
+        .iter()
+        .map(|h| strata_runner::network::parse_add_host(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mac_address = a
+        .mac_address
+        .as_deref()
+        .map(strata_runner::network::parse_mac)
+        .transpose()?;
     if let Some(u) = &a.user {
         // Before anything is created: `(uid_t)-1` would leave the process root (see runner::user).
         strata_runner::user::check_numeric_ids(u)
@@ -162,8 +221,15 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     }
 
     let store = super::open_store(cli)?;
+    if user_network {
+        strata_runner::network::load(store.root(), &a.network)?;
+    }
     let containers = store.root().join("containers");
     state::cleanup_stale(&containers);
+    let container_dir = match a.network.strip_prefix("container:") {
+        Some(target) => Some(strata_runner::container::resolve(&containers, target)?.dir),
+        None => None,
+    };
 
     let image = store.image(&a.image).with_context(|| {
         format!(
@@ -182,6 +248,12 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     if args.is_empty() {
         bail!("no command specified: image {} has no Entrypoint or Cmd; give one after the image name", a.image);
     }
+    let exposed: Vec<String> = cfg
+        .exposed_ports
+        .iter()
+        .flat_map(|m| m.keys().cloned())
+        .collect();
+    let ports = strata_runner::network::resolve_ports(&a.publish, a.publish_all, &exposed)?;
     let lowerdirs = store
         .unpacked_layers(&image)
         .with_context(|| format!("unpacking the layers of image {}", a.image))?;
@@ -193,6 +265,12 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         env.push("TERM=xterm".into());
     }
     merge_env(&mut env, cfg.env.iter().flatten().cloned());
+    let me = a.name.clone().unwrap_or_else(|| id[..12].to_string());
+    for l in &a.link {
+        let link = link_to(&store, &containers, &me, l)?;
+        merge_env(&mut env, link.env);
+        add_hosts.extend(link.hosts);
+    }
     merge_env(&mut env, file_env);
     merge_env(&mut env, a.env.iter().filter_map(|e| expand_env(e)));
 
@@ -263,6 +341,22 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             },
             hostname,
             network,
+            net: NetworkOptions {
+                store_root: store.root().to_path_buf(),
+                dns: a.dns.iter().map(|d| d.to_string()).collect(),
+                add_hosts,
+                ip: a.ip,
+                mac_address,
+                ports,
+                network: if user_network {
+                    a.network.clone()
+                } else {
+                    String::new()
+                },
+                name: a.name.clone(),
+                aliases: a.network_alias.clone(),
+                container_dir,
+            },
             mounts,
             devices,
             readonly_rootfs: a.read_only,
@@ -360,6 +454,49 @@ impl Attached {
             Stdio::Null
         }
     }
+}
+
+/// `--link NAME[:ALIAS]`: the running container's address, env and exposed ports (its image's
+/// `ExposedPorts` and what it publishes) turned into Docker's link variables and hosts entries.
+fn link_to(
+    store: &strata_store::Store,
+    containers: &Path,
+    me: &str,
+    spec: &str,
+) -> Result<strata_runner::network::Link> {
+    let (name, alias) = spec.split_once(':').unwrap_or((spec, spec));
+    let target = strata_runner::container::resolve(containers, name)?;
+    if !target.is_running() {
+        bail!("--link {spec}: container {name} is not running; start it first");
+    }
+    let (env, image, published) = match &target.config {
+        Some(cfg) => (
+            cfg.spec.process.env.clone(),
+            Some(cfg.image.clone()),
+            cfg.spec.net.ports.clone(),
+        ),
+        None => (Vec::new(), None, Vec::new()),
+    };
+    let mut exposed: Vec<String> = image
+        .and_then(|i| store.image(&i).ok())
+        .and_then(|i| i.config.config.exposed_ports.clone())
+        .map(|m| m.into_keys().collect())
+        .unwrap_or_default();
+    for p in published {
+        let key = format!("{}/{}", p.container_port, p.protocol.as_str());
+        if !exposed.contains(&key) {
+            exposed.push(key);
+        }
+    }
+    Ok(strata_runner::network::link(
+        store.root(),
+        me,
+        alias,
+        &target.state.id,
+        &target.display_name(),
+        &env,
+        &exposed,
+    )?)
 }
 
 /// Docker's Entrypoint/Cmd rules: `--entrypoint` replaces the image's Entrypoint and resets its

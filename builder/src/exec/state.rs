@@ -22,6 +22,9 @@ pub struct ExecOptions {
     pub labels: BTreeMap<String, String>,
     /// RUN's network: true shares the host's (BuildKit's default), false gives an isolated one.
     pub host_network: bool,
+    /// `--network bridge`: RUN on the default bridge network of the store at this root (own
+    /// address, outbound NAT), unless the instruction says `--network=host|none`.
+    pub bridge_network: Option<std::path::PathBuf>,
     /// Layer compression.
     pub compression: Compression,
     /// `SOURCE_DATE_EPOCH`: clamps file times and sets `created`.

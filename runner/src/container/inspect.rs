@@ -21,6 +21,8 @@ pub fn to_json(c: &Container) -> Value {
         .unwrap_or_default();
     let network = match spec.map(|s| s.network) {
         Some(NetworkMode::Host) => "host",
+        Some(NetworkMode::Bridge) => "bridge",
+        Some(NetworkMode::Container) => "container",
         _ => "none",
     };
     json!({

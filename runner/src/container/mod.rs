@@ -65,6 +65,8 @@ const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum ContainerError {
     #[error("No such container: {0}")]
     NotFound(String),
+    #[error("No public port '{port}' published for {container}")]
+    NoPublicPort { port: String, container: String },
     #[error(
         "container name or id prefix {0:?} matches several containers ({1}); give more of the id"
     )]
@@ -119,7 +121,8 @@ impl ContainerError {
             | ContainerError::NotRunning(_)
             | ContainerError::Paused(_)
             | ContainerError::NotPaused(_)
-            | ContainerError::Running(_) => 1,
+            | ContainerError::Running(_)
+            | ContainerError::NoPublicPort { .. } => 1,
             _ => crate::EXIT_RUNTIME_ERROR,
         }
     }
@@ -342,6 +345,55 @@ pub fn resolve(containers: &Path, key: &str) -> Result<Container, ContainerError
 }
 
 /// The ids of the containers (running or not) made from the image with this manifest digest:
+/// The ports a running container publishes (none when it is stopped, as Docker shows them).
+pub fn published_ports(c: &Container) -> Vec<crate::network::PortMapping> {
+    match &c.config {
+        Some(cfg) if c.is_running() => cfg.spec.net.ports.clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// `port CONTAINER [PORT[/PROTO]]`: Docker's lines, `80/tcp -> 0.0.0.0:8080` (only the host
+/// side, `0.0.0.0:8080`, when a port is asked for). Asking for a port that isn't published
+/// is an error naming it.
+pub fn port_lines(c: &Container, private: Option<&str>) -> Result<String, ContainerError> {
+    let ports = published_ports(c);
+    let mut out = String::new();
+    match private {
+        None => {
+            for p in &ports {
+                out.push_str(&format!(
+                    "{}/{} -> {}:{}\n",
+                    p.container_port,
+                    p.protocol.as_str(),
+                    p.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                    p.host_port
+                ));
+            }
+        }
+        Some(want) => {
+            let (port, proto) = want.split_once('/').unwrap_or((want, "tcp"));
+            for p in ports
+                .iter()
+                .filter(|p| p.container_port.to_string() == port && p.protocol.as_str() == proto)
+            {
+                out.push_str(&format!(
+                    "{}:{}\n",
+                    p.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                    p.host_port
+                ));
+            }
+            if out.is_empty() {
+                return Err(ContainerError::NoPublicPort {
+                    port: format!("{port}/{proto}"),
+                    container: c.display_name(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `rmi` refuses to remove such an image, `gc` keeps it.
 pub fn users_of_image(containers: &Path, manifest_digest: &str) -> Vec<String> {
     list(containers)

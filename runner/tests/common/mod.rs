@@ -74,6 +74,7 @@ impl Fixture {
             },
             hostname: "testbox".into(),
             network: Default::default(),
+            net: Default::default(),
             mounts: vec![],
             devices: vec![],
             readonly_rootfs: false,

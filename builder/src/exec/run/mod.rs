@@ -101,10 +101,14 @@ pub fn run_step(
             user: state.config.config.user.clone().unwrap_or_default(),
         },
         hostname: HOSTNAME.into(),
-        network: if host_network {
-            NetworkMode::Host
-        } else {
-            NetworkMode::None
+        network: match (&options.bridge_network, run.network) {
+            (Some(_), Some(RunNetwork::Default) | None) => NetworkMode::Bridge,
+            _ if host_network => NetworkMode::Host,
+            _ => NetworkMode::None,
+        },
+        net: strata_runner::NetworkOptions {
+            store_root: options.bridge_network.clone().unwrap_or_default(),
+            ..Default::default()
         },
         mounts: std::mem::take(&mut prepared.specs),
         devices: vec![],

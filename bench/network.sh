@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# bench/network.sh — published ports (issue 14): strata's `-p` against podman's `-p` (Debian's,
+# `--runtime /usr/sbin/runc`, its own --root/--runroot in a temp dir), in one run, interleaved;
+# medians and ratios ours/podman.
+#
+#   throughput   MB/s of one 256 MiB download (busybox httpd in the container, curl on the
+#                host side through 127.0.0.1:PORT) — target ratio ≥ 1.0
+#   conn-rate    connections/s: `ab -n N -c 4` (a new TCP connection per request, no keep-alive)
+#                for a small file — target ratio ≥ 1.0
+#   start        `strata run -d -p 18090:80` against `strata run -d --network none` (ms; the
+#                difference is the bridge's start overhead) — target < 20 ms
+#
+# Everything runs in a network namespace this script creates (`unshare --net`), gone when it
+# ends, so the bridges, veths and rules of both tools exist only there; clients talk to
+# 127.0.0.1 in that namespace. The host's network is not touched.
+#
+# Usage: bench/network.sh [REPS]   (default 5)
+#   STRATA=path   the binary (default $CARGO_TARGET_DIR or target/, release)
+#   AB_N=3000     requests per conn-rate sample
+set -euo pipefail
+reps=${1:-5}
+here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/.." && pwd)
+S=${STRATA:-${CARGO_TARGET_DIR:-$repo/target}/release/strata}
+[ -x "$S" ] || (cd "$repo" && cargo build --release --bin strata -q)
+for t in podman runc curl ab ip nft; do
+  command -v "$t" >/dev/null || { echo "bench/network.sh needs $t (scripts/setup.sh)" >&2; exit 1; }
+done
+
+# Re-run inside a fresh network namespace.
+# (`unshare --net`, not `ip netns exec`: that one remounts /sys and hides the cgroup mounts
+# podman's runc needs.) The namespace goes when the last process in it does; cleanup below
+# removes every container of both tools first.
+if [[ -z ${STRATA_BENCH_NETNS:-} ]]; then
+  STRATA_BENCH_NETNS=1 STRATA="$S" exec unshare --net "$0" "$@"
+fi
+ip link set lo up
+
+AB_N=${AB_N:-3000}
+W=$(mktemp -d /var/tmp/strata-bench-network.XXXXXX)
+ROOT=$W/store
+P=(podman --root "$W/podman" --runroot "$W/podman-run" --runtime /usr/sbin/runc
+   --cgroup-manager cgroupfs --events-backend file)
+# See bench/containers.sh: runc can't start anything here with podman's default rlimits.
+PRUN=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
+cleanup() {
+  "$S" --root "$ROOT" ps -aq --no-trunc 2>/dev/null | xargs -r "$S" --root "$ROOT" rm -f >/dev/null 2>&1 || true
+  "${P[@]}" rm -af -t 0 >/dev/null 2>&1 || true
+  findmnt -rn -o TARGET | grep "^$W" | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+STRATA="$S" STRATA_ROOT="$ROOT" "$repo/testdata/make-busybox.sh" >/dev/null
+"$S" --root "$ROOT" save -o "$W/busybox.tar" busybox:latest
+"${P[@]}" load -i "$W/busybox.tar" >/dev/null
+
+# The server: a 256 MiB file and a small one, busybox httpd on port 80.
+SERVE='mkdir -p /www && dd if=/dev/zero of=/www/big bs=1M count=256 2>/dev/null && echo hi >/www/small && exec httpd -f -p 80 -h /www'
+"$S" --root "$ROOT" run -d --name web -p 18080:80 busybox sh -c "$SERVE" >/dev/null
+"${P[@]}" run -d "${PRUN[@]}" --name web -p 18081:80 busybox sh -c "$SERVE" >/dev/null
+for port in 18080 18081; do
+  for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/small" && break; sleep 0.1; done
+done
+
+us() { echo "${EPOCHREALTIME/./}"; }
+median() { sort -g | awk '{a[NR]=$1} END {m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf "%.2f", m}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+mbps() { curl -s -o /dev/null -w '%{speed_download}' "http://127.0.0.1:$1/big" | awk '{printf "%.1f", $1/1048576}'; }
+rate() { ab -q -n "$AB_N" -c 4 "http://127.0.0.1:$1/small" 2>/dev/null | awk '/Requests per second/ {print $4}'; }
+
+echo "reps: $reps, interleaved; load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+for i in $(seq "$reps"); do
+  mbps 18080 >>"$W/tp.ours"; echo >>"$W/tp.ours"
+  mbps 18081 >>"$W/tp.podman"; echo >>"$W/tp.podman"
+  rate 18080 >>"$W/cr.ours"
+  rate 18081 >>"$W/cr.podman"
+done
+for i in $(seq "$reps"); do
+  t0=$(us); "$S" --root "$ROOT" run -d -p 18090:80 busybox sleep 1000 >/dev/null; echo $(( $(us) - t0 )) >>"$W/start.bridge"
+  t0=$(us); "$S" --root "$ROOT" run -d --network none busybox sleep 1000 >/dev/null; echo $(( $(us) - t0 )) >>"$W/start.none"
+  # Free port 18090 again for the next sample.
+  for id in $("$S" --root "$ROOT" ps -aq --no-trunc); do
+    case $("$S" --root "$ROOT" port "$id" 2>/dev/null) in *18090*) "$S" --root "$ROOT" rm -f "$id" >/dev/null ;; esac
+  done
+done
+
+printf '%-12s %12s %12s %8s\n' case strata podman ratio
+o=$(median <"$W/tp.ours"); p=$(median <"$W/tp.podman")
+printf '%-12s %12s %12s %8s\n' "MB/s" "$o" "$p" "$(ratio "$o" "$p")"
+o=$(median <"$W/cr.ours"); p=$(median <"$W/cr.podman")
+printf '%-12s %12s %12s %8s\n' "conn/s" "$o" "$p" "$(ratio "$o" "$p")"
+b=$(awk '{print $1/1000}' "$W/start.bridge" | median); n=$(awk '{print $1/1000}' "$W/start.none" | median)
+printf 'start run -d -p: %s ms, --network none: %s ms, bridge overhead: %s ms\n' "$b" "$n" \
+  "$(awk -v a="$b" -v b="$n" 'BEGIN {printf "%.2f", a-b}')"

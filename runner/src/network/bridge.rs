@@ -1,0 +1,188 @@
+//! The host bridge, the container's namespace and its veth pair, through `ip -batch -`.
+
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use super::tools::{batch, Prepare};
+use super::{firewall, Ipv4Net, NetworkError};
+
+/// The host end's name: `veth` and 8 hex digits of an FNV-1a hash of the container id
+/// (IFNAMSIZ allows 15 characters; ids are longer).
+pub(super) fn veth_name(container_id: &str) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in container_id.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("veth{h:08x}")
+}
+
+/// Docker's MAC for an address: `02:42` and the address's four bytes (locally administered).
+pub(super) fn mac_for(ip: Ipv4Addr) -> String {
+    let [a, b, c, d] = ip.octets();
+    format!("02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+}
+
+/// A new network namespace, held by the returned fd: a short-lived thread `unshare`s it and
+/// opens `/proc/thread-self/ns/net`; the namespace lives as long as the fd or a process in it.
+pub(super) fn new_netns() -> Result<OwnedFd, NetworkError> {
+    std::thread::spawn(|| -> nix::Result<OwnedFd> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+        let fd = nix::fcntl::open(
+            "/proc/thread-self/ns/net",
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        // SAFETY: open just returned this fd; nothing else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    })
+    .join()
+    .unwrap_or(Err(nix::Error::EINVAL))
+    .map_err(NetworkError::Namespace)
+}
+
+/// True when `link` exists in this network namespace (`if_nametoindex(3)`; /sys/class/net
+/// may belong to another namespace than ours).
+fn exists(link: &str) -> bool {
+    let Ok(name) = std::ffi::CString::new(link) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated string; the call only reads it.
+    unsafe { libc::if_nametoindex(name.as_ptr()) != 0 }
+}
+
+/// Creates the bridge with the gateway address, its masquerade rule, and turns on IPv4
+/// forwarding, unless the bridge is already there.
+pub(super) fn ensure(bridge: &str, subnet: Ipv4Net, internal: bool) -> Result<(), NetworkError> {
+    if exists(bridge) {
+        return Ok(());
+    }
+    let gateway = subnet.gateway().ok_or(NetworkError::Invalid {
+        what: "subnet",
+        value: subnet.to_string(),
+        why: "has no room for a gateway",
+    })?;
+    let script = format!(
+        "link add {bridge} type bridge\n\
+         addr add {gateway}/{p} dev {bridge}\n\
+         link set {bridge} up\n",
+        p = subnet.prefix()
+    );
+    batch(
+        "ip",
+        &["-batch", "-"],
+        &script,
+        Prepare::Nothing,
+        format!("creating bridge {bridge}"),
+    )?;
+    // Routing between the bridge and the uplink (ip(7) `ip_forward`; per network namespace).
+    let fwd = "/proc/sys/net/ipv4/ip_forward";
+    std::fs::write(fwd, "1").map_err(|e| NetworkError::io("enabling forwarding in", fwd, e))?;
+    // Published ports answer on 127.0.0.1: DNATed packets from loopback may leave through the
+    // bridge (ip-sysctl.rst `route_localnet`), only this interface.
+    let localnet = format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet");
+    std::fs::write(&localnet, "1")
+        .map_err(|e| NetworkError::io("enabling route_localnet in", &localnet, e))?;
+    if let Err(e) = firewall::install(bridge, subnet, internal) {
+        remove(bridge);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Removes the bridge and its rules (ignoring what is already gone).
+pub(super) fn remove(bridge: &str) {
+    firewall::remove(bridge);
+    if exists(bridge) {
+        if let Err(e) = batch(
+            "ip",
+            &["link", "del", bridge],
+            "",
+            Prepare::Nothing,
+            format!("removing bridge {bridge}"),
+        ) {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+/// Makes the veth pair (`veth` on the bridge, `eth0` in `netns`) and configures the container's
+/// side: `lo` and `eth0` up, the address, the MAC, the default route through the gateway.
+/// Where and how [`plug`] connects a container.
+#[derive(Clone, Copy)]
+pub(super) struct Plug<'a> {
+    /// The host end's name.
+    pub veth: &'a str,
+    pub bridge: &'a str,
+    pub ip: Ipv4Addr,
+    pub subnet: Ipv4Net,
+    pub mac: &'a str,
+    /// No default route (an `--internal` network).
+    pub internal: bool,
+    /// The container end's name (`eth0`, `eth1` for a connected network).
+    pub inner: &'a str,
+}
+
+pub(super) fn plug(netns: &OwnedFd, p: &Plug<'_>) -> Result<(), NetworkError> {
+    let Plug {
+        veth,
+        bridge,
+        ip,
+        subnet,
+        mac,
+        internal,
+        inner,
+    } = *p;
+    let host = format!(
+        "link add {veth} type veth peer name {inner} address {mac} netns /proc/self/fd/3\n\
+         link set {veth} master {bridge} up\n"
+    );
+    batch(
+        "ip",
+        &["-batch", "-"],
+        &host,
+        Prepare::Fd3(netns),
+        format!("creating veth pair {veth}"),
+    )?;
+    // Inside, with ioctls from a thread that joins the namespace: one `ip` start less per
+    // container (the bridge's start overhead is the budget). An internal network has no way
+    // out: not even a default route.
+    // Only the first interface (eth0) routes out; a network connected later adds its subnet.
+    let gateway = subnet.gateway().filter(|_| !internal && inner == "eth0");
+    let inner_name = inner.to_string();
+    let prefix = subnet.prefix();
+    let raw = netns.as_raw_fd();
+    std::thread::spawn(move || -> std::io::Result<()> {
+        // SAFETY: setns on the namespace fd the caller keeps open while we run (joined below);
+        // only this short-lived thread changes namespace.
+        if unsafe { libc::setns(raw, libc::CLONE_NEWNET) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        crate::net::loopback_up().map_err(|f| std::io::Error::other(f.message))?;
+        crate::net::configure_v4(&inner_name, ip, prefix, gateway)
+    })
+    .join()
+    .unwrap_or_else(|_| Err(std::io::Error::other("the configuring thread panicked")))
+    .map_err(|e| NetworkError::Tool {
+        tool: "ioctl",
+        what: format!("configuring {inner} ({ip}) in the container"),
+        stderr: e.to_string(),
+    })
+}
+
+/// Removes the host end of a veth pair if it is still there (the pair also goes by itself
+/// once the container's namespace is gone).
+pub(super) fn unplug(veth: &str, published: bool) {
+    if published {
+        firewall::unpublish(veth);
+    }
+    if exists(veth) {
+        let _ = batch(
+            "ip",
+            &["link", "del", veth],
+            "",
+            Prepare::Nothing,
+            format!("removing {veth}"),
+        );
+    }
+}

@@ -1,0 +1,765 @@
+//! Container networks end to end (issue 14; needs root, `ip` and `nft`). Every test runs strata
+//! inside network namespaces it creates (`ip netns add`): the bridge, veths, addresses and
+//! nftables rules exist only there, and all traffic stays in them. A guard removes the
+//! containers and the namespaces, pass or fail.
+
+mod run_common;
+
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use run_common::{code, stderr, stdout, Store, STRATA};
+
+/// A network namespace made for one test, deleted on drop.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "strata-t{}-{tag}{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let ns = Netns { name };
+        ns.host(&["ip", "netns", "add", &ns.name]);
+        ns.sh("ip link set lo up");
+        ns
+    }
+
+    fn host(&self, args: &[&str]) -> Output {
+        let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        o
+    }
+
+    /// `sh -c SCRIPT` in the namespace; stdout.
+    fn sh(&self, script: &str) -> String {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &self.name, "sh", "-c", script])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{script}: {}", stderr(&o));
+        stdout(&o)
+    }
+
+    /// Everything strata may add to a namespace, for before/after comparisons: links,
+    /// addresses, routes, the nftables ruleset.
+    fn snapshot(&self) -> String {
+        self.sh("ip -br link | sed 's/ .*//'; ip -br addr; ip route; nft list ruleset")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// A store used from inside a namespace; its containers are removed on drop (before the
+/// namespace's own guard runs: fields drop in order).
+struct Env {
+    store: Store,
+    ns: Netns,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            store: Store::new(),
+            ns: Netns::new("host"),
+        }
+    }
+
+    /// `strata --root STORE ARGS…` in the namespace, with the real default network.
+    fn strata(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns.name, STRATA, "--root"])
+            .arg(self.store.root())
+            .args(args)
+            .env_remove("STRATA_NETWORK")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.strata(args);
+        assert_eq!(code(&o), 0, "strata {args:?}: {}", stderr(&o));
+        stdout(&o)
+    }
+
+    /// The store's network state files (IPAM), by name.
+    fn ipam(&self) -> Vec<String> {
+        let dir = self.store.root().join("networks").join("bridge");
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != "lock")
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for id in self.store.containers() {
+            let _ = self.strata(&["rm", "-f", &id]);
+        }
+    }
+}
+
+#[test]
+fn bridge_gives_eth0_an_address_a_route_and_the_files() {
+    let env = Env::new();
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "web1",
+        "--add-host",
+        "db:10.1.2.3",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0; ip route show default; cat /etc/hosts; ping -c1 -W2 172.17.0.1 >/dev/null && echo GATEWAY-OK",
+    ]);
+    assert!(
+        out.contains("eth0    inet 172.17.0.2/16"),
+        "first address on the default subnet: {out}"
+    );
+    assert!(out.contains("default via 172.17.0.1 dev eth0"), "{out}");
+    assert!(
+        out.contains("172.17.0.2\tweb1\n"),
+        "hosts names the container: {out}"
+    );
+    assert!(out.contains("10.1.2.3\tdb\n"), "--add-host: {out}");
+    assert!(out.contains("GATEWAY-OK"), "the bridge answers: {out}");
+
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--ip",
+        "172.17.5.6",
+        "--mac-address",
+        "02:00:00:aa:bb:cc",
+        "--dns",
+        "192.0.2.53",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -o link show eth0; ip -4 -o addr show eth0; cat /etc/resolv.conf",
+    ]);
+    assert!(out.contains("link/ether 02:00:00:aa:bb:cc"), "{out}");
+    assert!(out.contains("inet 172.17.5.6/16"), "{out}");
+    assert!(out.contains("nameserver 192.0.2.53\n"), "{out}");
+    assert_eq!(
+        out.matches("nameserver").count(),
+        1,
+        "--dns replaces: {out}"
+    );
+
+    let o = env.strata(&["run", "--rm", "--ip", "10.0.0.5", "busybox", "true"]);
+    assert_eq!(code(&o), 125, "an --ip outside the subnet is refused");
+    assert!(
+        stderr(&o).contains("not a usable address in subnet 172.17.0.0/16"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn subnet_avoids_existing_routes_and_config_overrides() {
+    let env = Env::new();
+    // A route to 172.17.0.0/16 already exists: the next of Docker's pools is used.
+    env.ns.sh("ip link add r0 type veth peer name r1 && ip addr add 172.17.0.1/16 dev r0 && ip link set r0 up");
+    let out = env.ok(&[
+        "run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0",
+    ]);
+    assert!(out.contains("inet 172.18.0.2/16"), "{out}");
+    std::fs::write(
+        env.store.root().join("config.json"),
+        r#"{"network": {"default_subnet": "10.123.0.0/24"}}"#,
+    )
+    .unwrap();
+    let out = env.ok(&[
+        "run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0",
+    ]);
+    assert!(out.contains("inet 10.123.0.2/24"), "{out}");
+    std::fs::write(
+        env.store.root().join("config.json"),
+        r#"{"network": {"default_subnet": "172.17.128.0/24"}}"#,
+    )
+    .unwrap();
+    let o = env.strata(&["run", "--rm", "busybox", "true"]);
+    assert_eq!(code(&o), 125);
+    assert!(
+        stderr(&o).contains("overlaps 172.17.0.0/16, a route"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn outbound_traffic_is_masqueraded() {
+    let env = Env::new();
+    // An "outside" namespace behind the test's host namespace, with no route back to the
+    // containers' subnet: only masqueraded packets can be answered.
+    let ext = Netns::new("ext");
+    env.ns.sh(&format!(
+        "ip link add up0 type veth peer name ext0 netns {ext} && ip addr add 10.99.0.1/24 dev up0 && ip link set up0 up",
+        ext = ext.name
+    ));
+    ext.sh("ip addr add 10.99.0.2/24 dev ext0 && ip link set ext0 up");
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "ping -c1 -W2 10.99.0.2 >/dev/null && echo OUT-OK",
+    ]);
+    assert!(out.contains("OUT-OK"), "{out}");
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "ping -c1 -W1 10.99.0.2 >/dev/null && echo OUT-OK || echo NO-WAY",
+    ]);
+    assert!(out.contains("NO-WAY"), "{out}");
+}
+
+#[test]
+fn everything_is_removed_with_the_container_and_after_kill_9() {
+    let env = Env::new();
+    let before = env.ns.snapshot();
+    let web = env.ok(&["run", "-d", "--name", "web", "busybox", "sleep", "300"]);
+    let web = web.trim();
+    env.ok(&["run", "-d", "--name", "web2", "busybox", "sleep", "300"]);
+    let during = env.ns.snapshot();
+    assert!(
+        during.contains("strata0") && during.contains("veth"),
+        "{during}"
+    );
+    assert!(during.contains("table ip strata_strata0"), "{during}");
+    assert_eq!(env.ipam(), ["state.json"]);
+    // Containers reach each other on the default bridge by address.
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "ping -c1 -W2 172.17.0.2 >/dev/null && echo PEER-OK",
+    ]);
+    assert!(out.contains("PEER-OK"), "{out}");
+
+    // kill -9 of web's monitor: the next command releases its lease and veth.
+    let pid: i32 = std::fs::read_to_string(
+        env.store
+            .root()
+            .join("containers")
+            .join(web)
+            .join("monitor.pid"),
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    // Only this test's own monitor, by the pid its store recorded.
+    env.ns.host(&["kill", "-9", &pid.to_string()]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    env.ok(&["ps", "-a"]);
+    let state =
+        std::fs::read_to_string(env.store.root().join("networks/bridge/state.json")).unwrap();
+    assert!(!state.contains(web), "web's lease is released: {state}");
+    assert_eq!(
+        env.ns.sh("ip -br link | grep -c veth").trim(),
+        "1",
+        "{}",
+        env.ns.snapshot()
+    );
+
+    env.ok(&["rm", "-f", "web", "web2"]);
+    assert_eq!(env.ns.snapshot(), before, "nothing left after rm");
+    assert!(
+        env.ipam().is_empty(),
+        "no IPAM state left: {:?}",
+        env.ipam()
+    );
+}
+
+#[test]
+fn fifty_containers_leave_the_state_as_before() {
+    let env = Env::new();
+    let before = env.ns.snapshot();
+    for i in 0..50 {
+        let name = format!("c{i}");
+        env.ok(&["run", "-d", "--name", &name, "busybox", "sleep", "60"]);
+        env.ok(&["rm", "-f", &name]);
+    }
+    assert_eq!(env.ns.snapshot(), before);
+    assert!(env.ipam().is_empty(), "{:?}", env.ipam());
+}
+
+/// A UDP echo server for the container: the host's python3 reached through a read-only bind of
+/// `/` and `chroot` (busybox's `nc` has no UDP).
+const UDP_ECHO: &str = "exec chroot /host /usr/bin/python3 -c \"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 5353));\nwhile True: d, a = s.recvfrom(100); s.sendto(b'echo:' + d, a)\"";
+
+/// Sends one datagram from the namespace and prints the answer (or `NONE`).
+fn udp_probe(ns: &Netns, ip: &str, port: u16) -> String {
+    ns.sh(&format!(
+        "python3 -c \"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2); s.sendto(b'ping', ('{ip}', {port}))\ntry: print(s.recvfrom(100)[0].decode())\nexcept Exception: print('NONE')\""
+    ))
+    .trim()
+    .to_string()
+}
+
+/// `curl` from the namespace: the body, or `FAIL` when nothing answers (bounded: 2 s).
+fn http_get(ns: &Netns, url: &str) -> String {
+    ns.sh(&format!("curl -s -m 2 {url} || echo FAIL"))
+        .trim()
+        .to_string()
+}
+
+/// Waits (bounded) until `url` answers.
+fn wait_http(ns: &Netns, url: &str) {
+    for _ in 0..50 {
+        if http_get(ns, url) != "FAIL" {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{url} never answered");
+}
+
+#[test]
+fn published_ports_answer_on_localhost_and_other_addresses_only_as_asked() {
+    let env = Env::new();
+    // The namespace's "other" address, as a host's LAN address.
+    env.ns.sh(
+        "ip link add up0 type veth peer name up1 && ip addr add 10.99.0.1/24 dev up0 && ip link set up0 up && ip link set up1 up",
+    );
+    let before = env.ns.snapshot();
+    let id = env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        "8080:80",
+        "-p",
+        "127.0.0.1:8081:80",
+        "-p",
+        "5353:5353/udp",
+        "-v",
+        "/:/host:ro",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("httpd -p 80 -h /etc; {UDP_ECHO}"),
+    ]);
+    let short = &id.trim()[..12];
+    wait_http(&env.ns, "http://127.0.0.1:8080/hostname");
+    assert_eq!(http_get(&env.ns, "http://127.0.0.1:8080/hostname"), short);
+    assert_eq!(http_get(&env.ns, "http://10.99.0.1:8080/hostname"), short);
+    assert_eq!(http_get(&env.ns, "http://127.0.0.1:8081/hostname"), short);
+    assert_eq!(
+        http_get(&env.ns, "http://10.99.0.1:8081/hostname"),
+        "FAIL",
+        "-p 127.0.0.1:8081:80 answers on 127.0.0.1 only"
+    );
+    let mut udp = String::new();
+    for _ in 0..20 {
+        udp = udp_probe(&env.ns, "127.0.0.1", 5353);
+        if udp != "NONE" {
+            break;
+        }
+    }
+    assert_eq!(udp, "echo:ping");
+    assert_eq!(udp_probe(&env.ns, "10.99.0.1", 5353), "echo:ping");
+
+    assert_eq!(
+        env.ok(&["port", "web"]),
+        "80/tcp -> 0.0.0.0:8080\n80/tcp -> 127.0.0.1:8081\n5353/udp -> 0.0.0.0:5353\n"
+    );
+    assert_eq!(env.ok(&["port", "web", "5353/udp"]), "0.0.0.0:5353\n");
+    let o = env.strata(&["port", "web", "81"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let ports = env.ok(&["ps", "--format", "{{.Ports}}"]);
+    assert_eq!(
+        ports.trim(),
+        "0.0.0.0:8080->80/tcp, 127.0.0.1:8081->80/tcp, 0.0.0.0:5353->5353/udp"
+    );
+    assert!(env.ok(&["ps"]).contains("0.0.0.0:8080->80/tcp"));
+
+    env.ok(&["rm", "-f", "web"]);
+    assert_eq!(env.ns.snapshot(), before, "no rule or veth left");
+    assert!(env.ipam().is_empty());
+}
+
+#[test]
+fn publish_all_maps_exposed_ports_to_free_host_ports() {
+    let env = Env::new();
+    let ctx = env.store.tmp.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nEXPOSE 80 90/udp\n").unwrap();
+    env.ok(&["build", "-t", "exposer", ctx.to_str().unwrap()]);
+    env.ok(&[
+        "run", "-d", "--name", "ex", "-P", "exposer", "httpd", "-f", "-p", "80", "-h", "/etc",
+    ]);
+    let lines = env.ok(&["port", "ex"]);
+    let mut host_ports = Vec::new();
+    for (line, want) in lines
+        .lines()
+        .zip(["80/tcp -> 0.0.0.0:", "90/udp -> 0.0.0.0:"])
+    {
+        assert!(line.starts_with(want), "{lines}");
+        let port: u16 = line[want.len()..].parse().unwrap();
+        assert!(port >= 1024, "an ephemeral port: {lines}");
+        host_ports.push(port);
+    }
+    assert_eq!(host_ports.len(), 2, "{lines}");
+    let url = format!("http://127.0.0.1:{}/hostname", host_ports[0]);
+    wait_http(&env.ns, &url);
+    assert_eq!(http_get(&env.ns, &url), env.inspect_id("ex")[..12]);
+}
+
+impl Env {
+    fn inspect_id(&self, name: &str) -> String {
+        let v: serde_json::Value = serde_json::from_str(&self.ok(&["inspect", name])).unwrap();
+        v[0]["Id"].as_str().unwrap().to_string()
+    }
+}
+
+/// `ping -c1` NAME from inside container `from`: true when it answers.
+fn pings(env: &Env, from: &str, name: &str) -> bool {
+    let o = env.strata(&["exec", from, "ping", "-c1", "-W2", name]);
+    code(&o) == 0
+}
+
+#[test]
+fn user_network_members_find_each_other_by_name_and_alias() {
+    let env = Env::new();
+    let before = env.ns.snapshot();
+    let id = env.ok(&["network", "create", "appnet"]);
+    assert_eq!(id.trim().len(), 64);
+    assert!(env.ok(&["network", "ls"]).contains(" appnet "));
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        "appnet",
+        "--network-alias",
+        "database",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "app",
+        "--network",
+        "appnet",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    assert!(pings(&env, "app", "db"), "by name");
+    assert!(pings(&env, "app", "database"), "by alias");
+    // A container started later is found by the earlier ones.
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "late",
+        "--network",
+        "appnet",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    assert!(
+        pings(&env, "db", "late"),
+        "db finds a member that joined after it"
+    );
+    // The default bridge resolves no names (Docker's rule), and networks are apart.
+    env.ok(&["run", "-d", "--name", "other", "busybox", "sleep", "300"]);
+    assert!(!pings(&env, "other", "db"), "not across networks");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&env.ok(&["network", "inspect", "appnet"])).unwrap();
+    assert_eq!(inspect[0]["Containers"].as_object().unwrap().len(), 3);
+    let o = env.strata(&["network", "rm", "appnet"]);
+    assert_eq!(code(&o), 1, "in use: {}", stderr(&o));
+    assert!(stderr(&o).contains("active endpoints"), "{}", stderr(&o));
+
+    env.ok(&["rm", "-f", "late"]);
+    assert!(
+        !env.ok(&["exec", "db", "cat", "/etc/hosts"])
+            .contains("late"),
+        "a member that left is gone from the others' /etc/hosts"
+    );
+    env.ok(&["rm", "-f", "db", "app", "other"]);
+    assert_eq!(env.ok(&["network", "rm", "appnet"]).trim(), "appnet");
+    assert!(!env.ok(&["network", "ls"]).contains("appnet"));
+    assert_eq!(env.ns.snapshot(), before);
+}
+
+#[test]
+fn internal_network_has_no_way_out() {
+    let env = Env::new();
+    let ext = Netns::new("ext");
+    env.ns.sh(&format!(
+        "ip link add up0 type veth peer name ext0 netns {ext} && ip addr add 10.99.0.1/24 dev up0 && ip link set up0 up",
+        ext = ext.name
+    ));
+    ext.sh("ip addr add 10.99.0.2/24 dev ext0 && ip link set ext0 up");
+    env.ok(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        "10.50.0.0/24",
+        "sealed",
+    ]);
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "peer",
+        "--network",
+        "sealed",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let out = env.ok(&[
+        "run", "--rm", "--network", "sealed", "busybox", "sh", "-c",
+        "ip route; ping -c1 -W2 peer >/dev/null && echo PEER-OK; ping -c1 -W1 10.99.0.2 >/dev/null && echo OUT || echo NO-WAY-OUT; ping -c1 -W1 10.50.0.1 >/dev/null && echo HOST || echo NO-HOST",
+    ]);
+    assert!(!out.contains("default"), "no default route: {out}");
+    assert!(out.contains("PEER-OK"), "{out}");
+    assert!(out.contains("NO-WAY-OUT"), "{out}");
+    assert!(out.contains("10.50.0.0/24"), "{out}");
+    let rules = env.ns.sh("nft list ruleset");
+    assert!(
+        !rules.contains("masquerade"),
+        "no masquerade on an internal network: {rules}"
+    );
+    env.ok(&["rm", "-f", "peer"]);
+    env.ok(&["network", "prune", "-f"]);
+    assert!(!env.ok(&["network", "ls"]).contains("sealed"));
+}
+
+#[test]
+fn network_container_shares_another_containers_namespace() {
+    let env = Env::new();
+    let id = env.ok(&[
+        "run", "-d", "--name", "web", "busybox", "httpd", "-f", "-p", "80", "-h", "/etc",
+    ]);
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:web",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0; sleep 0.3; wget -qO- http://127.0.0.1/hostname",
+    ]);
+    assert!(out.contains("inet 172.17.0.2/16"), "web's eth0: {out}");
+    assert!(
+        out.contains(&id.trim()[..12]),
+        "web's httpd on the shared loopback: {out}"
+    );
+    let o = env.strata(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:nosuch",
+        "busybox",
+        "true",
+    ]);
+    assert_ne!(code(&o), 0);
+    env.ok(&["stop", "-t", "1", "web"]);
+    let o = env.strata(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:web",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
+}
+
+#[test]
+fn link_sets_hosts_entries_and_docker_env_vars() {
+    let env = Env::new();
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "-p",
+        "5432:5432",
+        "-e",
+        "DBPASS=secret",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--name",
+        "client",
+        "--link",
+        "db:pg",
+        "busybox",
+        "sh",
+        "-c",
+        "env | grep ^PG_ | sort; cat /etc/hosts; ping -c1 -W2 pg >/dev/null && echo PING-OK",
+    ]);
+    for want in [
+        "PG_NAME=/client/pg\n",
+        "PG_PORT=tcp://172.17.0.2:5432\n",
+        "PG_PORT_5432_TCP=tcp://172.17.0.2:5432\n",
+        "PG_PORT_5432_TCP_ADDR=172.17.0.2\n",
+        "PG_PORT_5432_TCP_PORT=5432\n",
+        "PG_PORT_5432_TCP_PROTO=tcp\n",
+        "PG_ENV_DBPASS=secret\n",
+        "172.17.0.2\tpg\n",
+        "172.17.0.2\tdb\n",
+        "PING-OK",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    let o = env.strata(&["run", "--rm", "--link", "nosuch", "busybox", "true"]);
+    assert_ne!(code(&o), 0);
+}
+
+#[test]
+fn build_network_bridge_gives_run_an_address_and_cleans_up() {
+    let env = Env::new();
+    let before = env.ns.snapshot();
+    let ctx = env.store.tmp.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN (ip -4 -o addr show eth0; ip route) > /net.txt\n",
+    )
+    .unwrap();
+    env.ok(&[
+        "build",
+        "--network",
+        "bridge",
+        "-t",
+        "netbuilt",
+        ctx.to_str().unwrap(),
+    ]);
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "netbuilt",
+        "cat",
+        "/net.txt",
+    ]);
+    assert!(out.contains("inet 172.17.0.2/16"), "{out}");
+    assert!(out.contains("default via 172.17.0.1"), "{out}");
+    assert_eq!(env.ns.snapshot(), before, "the build left nothing behind");
+    assert!(env.ipam().is_empty());
+}
+
+#[test]
+fn kill_9_of_a_foreground_strata_run_is_repaired_by_the_next_command() {
+    let env = Env::new();
+    let before = env.ns.snapshot();
+    // `ip netns exec` execs strata: the child's pid is strata's.
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &env.ns.name, STRATA, "--root"])
+        .arg(env.store.root())
+        .args(["run", "-p", "8080:80", "busybox", "sleep", "300"])
+        .env_remove("STRATA_NETWORK")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = env.store.root().join("networks/bridge/state.json");
+    for _ in 0..100 {
+        if std::fs::read_to_string(&state).is_ok_and(|s| s.contains("container_id")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let during = env.ns.snapshot();
+    assert!(
+        during.contains("strata0") && during.contains("dnat to"),
+        "{during}"
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    env.ok(&["ps", "-a"]);
+    assert_eq!(env.ns.snapshot(), before, "veth, bridge, rules all gone");
+    assert!(env.ipam().is_empty(), "{:?}", env.ipam());
+}
+
+#[test]
+fn network_connect_and_disconnect_a_running_container() {
+    let env = Env::new();
+    let before = env.ns.snapshot();
+    env.ok(&["network", "create", "--subnet", "10.60.0.0/24", "side"]);
+    env.ok(&["run", "-d", "--name", "web", "busybox", "sleep", "300"]);
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "peer",
+        "--network",
+        "side",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    assert!(!pings(&env, "peer", "web"), "not connected yet");
+    env.ok(&["network", "connect", "--alias", "www", "side", "web"]);
+    let addr = env.ok(&["exec", "web", "ip", "-4", "-o", "addr", "show", "eth1"]);
+    assert!(addr.contains("inet 10.60.0."), "{addr}");
+    let routes = env.ok(&["exec", "web", "ip", "route"]);
+    assert!(
+        routes.contains("default via 172.17.0.1 dev eth0"),
+        "{routes}"
+    );
+    assert!(
+        pings(&env, "peer", "web") && pings(&env, "peer", "www"),
+        "by name and alias"
+    );
+    env.ok(&["network", "disconnect", "side", "web"]);
+    assert!(!pings(&env, "peer", "web"), "disconnected");
+    let o = env.strata(&["exec", "web", "ip", "link", "show", "eth1"]);
+    assert_ne!(code(&o), 0, "eth1 is gone");
+    env.ok(&["rm", "-f", "web", "peer"]);
+    env.ok(&["network", "rm", "side"]);
+    assert_eq!(env.ns.snapshot(), before);
+}
