@@ -172,8 +172,8 @@ fn bad_input_is_one_clear_line_and_125_leaving_nothing() {
         ),
         (&["--rm", "--cpus", "fast", "busybox", "true"], "--cpus"),
         (
-            &["--rm", "--network", "bridge", "busybox", "true"],
-            "bridge",
+            &["--rm", "--network", "nosuchnet", "busybox", "true"],
+            "nosuchnet",
         ),
         (&["--rm", "-w", "relative", "busybox", "true"], "relative"),
     ];
