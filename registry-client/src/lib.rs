@@ -12,7 +12,7 @@
 //!   streamed or chunked; parallel blob transfers with progress ([`progress`]).
 //! - `registries.toml`: insecure (plain-http) registries and pull mirrors ([`config`]).
 //!
-//! The entry points are [`RegistryClient`] and the convenience functions [`pull`] and [`push`], which
+//! The entry points are [`RegistryClient`] and the convenience functions [`pull()`] and [`push()`], which
 //! the CLI (`strata pull/push/login/logout/search`), the builder's `FROM` auto-pull and
 //! `--output type=registry` call.
 //!

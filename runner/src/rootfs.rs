@@ -4,7 +4,7 @@
 //! paths, and finally `pivot_root`.
 //!
 //! Every mount is made with the new mount API (fsopen(2)/fsmount(2)/open_tree(2)) and attached
-//! with move_mount(2) onto an fd resolved by [`crate::path`]: a mount target is looked up exactly
+//! with move_mount(2) onto an fd resolved by `crate::path`: a mount target is looked up exactly
 //! once, inside the rootfs.
 
 use std::ffi::{CStr, CString};

@@ -62,7 +62,7 @@ pub struct ContainerState {
     #[serde(default)]
     pub image_digest: Option<String>,
     /// The strata process that owns the running container, and its start time (clock ticks
-    /// since boot, /proc/<pid>/stat field 22) so a recycled pid isn't mistaken for it.
+    /// since boot, `/proc/<pid>/stat` field 22) so a recycled pid isn't mistaken for it.
     pub owner_pid: i32,
     pub owner_start_time: u64,
     pub status: Status,
@@ -123,7 +123,7 @@ pub struct ContainerDir {
     pub state: ContainerState,
 }
 
-/// The start time of live process `pid` (clock ticks since boot, /proc/<pid>/stat field 22):
+/// The start time of live process `pid` (clock ticks since boot, `/proc/<pid>/stat` field 22):
 /// with the pid it names one process for good, as pids are recycled. `None` when there is no
 /// such process or it has already exited and only its zombie is left (a monitor killed with
 /// SIGKILL stays a zombie until its reaper — init or a subreaper — gets to it).

@@ -122,7 +122,7 @@ impl Drop for PidFile {
     }
 }
 
-/// argv[0] of the watcher process that cleans up after a mount server that died.
+/// `argv[0]` of the watcher process that cleans up after a mount server that died.
 pub const WATCH_ALIAS: &str = "strata-mount-watch";
 
 /// Starts a small watcher that outlives us: if this server dies without unmounting (SIGKILL,

@@ -19,7 +19,7 @@ use super::daemon;
 /// The name this entry point answers to.
 pub const ALIAS: &str = "strata-fuse";
 
-/// If argv[0] is `strata-fuse`, runs it and returns the exit code; else `None`.
+/// If `argv[0]` is `strata-fuse`, runs it and returns the exit code; else `None`.
 pub fn run_if_alias() -> Option<ExitCode> {
     let argv0 = std::env::args_os().next()?;
     let name = Path::new(&argv0).file_name()?;

@@ -16,7 +16,7 @@ pub struct Args {
     /// The tarball (plain, gzip or zstd), `-` for standard input, or a directory (written as a
     /// layer by strata's reproducible layer writer).
     pub file: String,
-    /// The name to give the image (NAME[:TAG]); without it the image is dangling (<none>).
+    /// The name to give the image (`NAME[:TAG]`); without it the image is dangling (`<none>`).
     pub name: Option<String>,
     /// Apply a Dockerfile instruction to the config (ENV, LABEL, CMD, ENTRYPOINT, WORKDIR, USER,
     /// EXPOSE, VOLUME, STOPSIGNAL, ONBUILD). Repeatable.

@@ -6,7 +6,7 @@
 //! stage's last key), salted with what changes every layer's bytes without being an
 //! instruction: the compression and `SOURCE_DATE_EPOCH`. Each step's key is then
 //! [`Step::cache_key`] over the previous key, the expanded instruction, the build args it uses
-//! (the planner's [`strata_dockerfile::plan::CacheKeyInputs`]) and the content inputs of [`content_inputs`]:
+//! (the planner's [`strata_dockerfile::plan::CacheKeyInputs`]) and the content inputs of `BuildCache::content_inputs`:
 //! for COPY/ADD from the context the digest of exactly the files it selects
 //! ([`super::selection`]), for `--from` a stage that stage's final key, for `--from` an image its
 //! manifest digest; for RUN the same for each `--mount` source (a cache mount's or a secret's

@@ -6,7 +6,7 @@
 //! still *unexpanded* here: variable expansion depends on ARG/ENV scope and is the planner's job
 //! ([`crate::plan`]).
 //!
-//! This module holds the types; [`parse`] makes them from AST nodes and `display` writes them
+//! This module holds the types; `parse` makes them from AST nodes and `display` writes them
 //! back in BuildKit's canonical form (history text, cache keys).
 
 use std::time::Duration;

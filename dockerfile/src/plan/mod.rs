@@ -2,7 +2,7 @@
 //!
 //! # The contract with the executor
 //!
-//! [`plan`] takes a [`Dockerfile`] and [`PlanOptions`] (build args, `--target`, platforms) and
+//! [`plan`] takes a [`Dockerfile`](crate::Dockerfile) and [`PlanOptions`] (build args, `--target`, platforms) and
 //! returns a [`BuildGraph`]:
 //!
 //! * **Stages** ([`PlannedStage`]) — only those the target needs (unless

@@ -1,6 +1,6 @@
 //! `cp` between a container and the host, fd-relative inside the container: its root is opened
 //! once (a running container's `/proc/<pid1>/root`, the pid pinned and checked against the
-//! recorded start time; a stopped one's a detached overlay of its layers, see [`Root`]), every container path is resolved under it with `openat2(RESOLVE_IN_ROOT |
+//! recorded start time; a stopped one's a detached overlay of its layers, see `Root`), every container path is resolved under it with `openat2(RESOLVE_IN_ROOT |
 //! RESOLVE_NO_MAGICLINKS)` (absolute symlinks and `..` are clamped to the container's root), and
 //! each entry below is opened by name relative to its parent's fd with `O_NOFOLLOW`. So no
 //! symlink planted in the container — even one swapped in while `cp` runs — can make `cp` read

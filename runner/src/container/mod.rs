@@ -10,7 +10,7 @@
 //!
 //! Commands (`stop`, `kill`, `rm`, `start`, …) are serialized by the flock on the container's
 //! directory ([`crate::state::lock`]); they find the processes from `state` and reach them
-//! through pidfds checked against the recorded start time ([`pidfd`]), so a recycled pid is
+//! through pidfds checked against the recorded start time (`pidfd`), so a recycled pid is
 //! never signalled. A monitor killed with SIGKILL takes the container down with it, and the
 //! next command that looks marks it exited ([`crate::state::reap_if_stale`]).
 

@@ -2,18 +2,18 @@
 //!
 //! The model is Docker's, without a daemon (podman's netavark layout, our own code):
 //! - a host bridge `strata0` with the network's gateway address, created by the first container
-//!   that joins and removed with the last one that leaves ([`bridge`]);
+//!   that joins and removed with the last one that leaves (`bridge`);
 //! - an RFC 1918 subnet chosen so it overlaps no route already on the host, or set in the store's
-//!   `config.json` ([`subnet`]);
+//!   `config.json` (`subnet`);
 //! - an address per container, leased in `networks/<net>/state.json` under an flock together
 //!   with the pid (and start time) of the strata process that holds the container, so the next
-//!   strata command releases the lease of one that was `kill -9`ed ([`ipam`]);
+//!   strata command releases the lease of one that was `kill -9`ed (`ipam`);
 //! - a network namespace per container made by the caller (a thread that `unshare`s, its
 //!   `/proc/thread-self/ns/net` kept open), a veth pair whose inner end is `eth0`, and the
 //!   relay joins that namespace with `setns(2)` instead of creating one: when the container's
 //!   last process exits the namespace, and with it the veth pair, goes away by itself;
-//! - outbound traffic masqueraded by an nftables table per network ([`firewall`]);
-//! - `/etc/resolv.conf` and `/etc/hosts` written for the container ([`files`]).
+//! - outbound traffic masqueraded by an nftables table per network (`firewall`);
+//! - `/etc/resolv.conf` and `/etc/hosts` written for the container (`files`).
 //!
 //! Links, addresses and rules are changed with the `ip` (iproute2) and `nft` (nftables)
 //! binaries that `scripts/setup.sh` installs, each in one batch (`ip -batch -`, `nft -f -`):

@@ -4,7 +4,7 @@
 //! codec tar that directory: each byte was read twice and written once more than needed. Here
 //! the copy is planned as a sorted map of layer paths → entries (where each file's bytes come
 //! from: the build context, a stage's layer, an extracted archive, a download, a heredoc), and
-//! [`write_layer`] emits the tar from that map through the store's streaming writer
+//! `write_layer` emits the tar from that map through the store's streaming writer
 //! ([`strata_store::layer::write_layer_stream`]): every source byte is read once, hashed once
 //! for the diffID and once (compressed) for the digest, and memory stays flat whatever the file
 //! sizes (bounded 1 MiB chunks between the tar and the compressor).

@@ -1,6 +1,6 @@
 //! COPY/ADD source *selection*: which entries of the context, a stage or an image one COPY
 //! reads, and where each lands below the destination. Kept apart from the copying itself so the
-//! build cache can key a COPY on exactly the files it selects ([`select_sources`]).
+//! build cache can key a COPY on exactly the files it selects (`select_sources`).
 //!
 //! Sources are read fd-relative: the build context through `openat2(RESOLVE_IN_ROOT)` on the
 //! context directory — a symlink in the context resolves *inside* it, so `ln -s /etc/shadow x;
