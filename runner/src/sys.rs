@@ -92,6 +92,23 @@ pub fn openat2(
     }
 }
 
+/// Opens the directory `name` under `dir` without following a symlink there (`O_NOFOLLOW`), as
+/// every walk of a container's tree must: a symlink planted by the container is refused, never
+/// followed to a host path.
+pub fn open_dir_at<P: ?Sized + nix::NixPath>(dir: RawFd, name: &P) -> nix::Result<OwnedFd> {
+    let fd = nix::fcntl::openat(
+        Some(dir),
+        name,
+        nix::fcntl::OFlag::O_RDONLY
+            | nix::fcntl::OFlag::O_DIRECTORY
+            | nix::fcntl::OFlag::O_NOFOLLOW
+            | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    // SAFETY: a fresh fd from openat, owned from here on.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// `fsopen(2)`: a filesystem context for `fstype`.
 pub fn fsopen(fstype: &CStr) -> nix::Result<OwnedFd> {
     // SAFETY: NUL-terminated string.

@@ -207,15 +207,8 @@ fn copy_entry_out(
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && target.is_dir() => {}
                 Err(e) => return Err(host_err(target, "creating", e)),
             }
-            let sub = nix::fcntl::openat(
-                Some(dir),
-                name,
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| cp_err(name, "opening directory", e))?;
-            // SAFETY: a fresh fd from openat.
-            let sub = unsafe { OwnedFd::from_raw_fd(sub) };
+            let sub = crate::sys::open_dir_at(dir, name)
+                .map_err(|e| cp_err(name, "opening directory", e))?;
             copy_dir_entries_out(sub, target, depth + 1)?;
             set_mode(target, mode)
         }
@@ -311,15 +304,8 @@ fn copy_entry_in(src: &Path, dir: RawFd, name: &str, depth: usize) -> Result<(),
             Err(e) => return Err(cp_err(name, "creating directory", e)),
         }
         // O_NOFOLLOW: an existing symlink by that name in the container is refused, not followed.
-        let sub = nix::fcntl::openat(
-            Some(dir),
-            name,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| cp_err(name, "opening directory", e))?;
-        // SAFETY: a fresh fd from openat.
-        let sub = unsafe { OwnedFd::from_raw_fd(sub) };
+        let sub =
+            crate::sys::open_dir_at(dir, name).map_err(|e| cp_err(name, "opening directory", e))?;
         let _ = nix::sys::stat::fchmod(sub.as_raw_fd(), mode);
         copy_dir_entries_in(src, sub.as_raw_fd(), depth + 1)
     } else if ft.is_file() {

@@ -107,15 +107,7 @@ fn entry(
             if foreign {
                 return Ok(()); // a mount point: exported empty
             }
-            let sub = nix::fcntl::openat(
-                Some(dir),
-                name,
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| err(path, "opening", e))?;
-            // SAFETY: a fresh fd from openat.
-            let sub = unsafe { OwnedFd::from_raw_fd(sub) };
+            let sub = crate::sys::open_dir_at(dir, name).map_err(|e| err(path, "opening", e))?;
             walk(tar, sub, &format!("{path}/"), root_dev, depth + 1)
         }
         SFlag::S_IFREG if foreign => {
