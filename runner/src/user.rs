@@ -57,9 +57,9 @@ pub fn check_numeric_ids(spec: &str) -> Result<(), UserError> {
     Ok(())
 }
 
-/// An id read from an image's `/etc/passwd` or `/etc/group`, bounded as [`parse_id`] bounds a
-/// number written by the user.
-fn bounded(what: &'static str, id: u32) -> Result<u32, UserError> {
+/// An id already read as a number (from an image's `/etc/passwd` or `/etc/group`, or a RUN
+/// mount's `uid=`/`gid=`), bounded as [`parse_id`] bounds a number written by the user.
+pub fn bounded(what: &'static str, id: u32) -> Result<u32, UserError> {
     if id <= MAX_ID {
         Ok(id)
     } else {

@@ -147,7 +147,7 @@ pub(crate) fn prepare(
 fn check_owner(m: &Mount) -> Result<(), StepError> {
     for (what, id) in [("uid", m.uid), ("gid", m.gid)] {
         if let Some(id) = id {
-            strata_runner::user::parse_id(what, &id.to_string()).map_err(StepError::from)?;
+            strata_runner::user::bounded(what, id).map_err(StepError::from)?;
         }
     }
     Ok(())
