@@ -80,27 +80,9 @@ impl Drop for LogLine {
     }
 }
 
-/// A writer over stdout for data streams: a write that fails with EPIPE marks stdout gone, so
-/// the error it returns ends the command quietly (see [`quiet_exit`]).
-pub struct StdoutStream<W: Write>(pub W);
-
-impl<W: Write> Write for StdoutStream<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf).inspect_err(mark_if_pipe_closed)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush().inspect_err(mark_if_pipe_closed)
-    }
-}
-
-fn mark_if_pipe_closed(e: &io::Error) {
-    if e.kind() == io::ErrorKind::BrokenPipe {
-        STDOUT_GONE.store(true, Ordering::Relaxed);
-    }
-}
-
 /// True when stdout is a pipe whose reader has gone: poll(2) reports POLLERR on the write end of
-/// such a pipe. For outputs written by library code that can't tell us about EPIPE itself.
+/// such a pipe. The one test of "nobody reads our data stream any more", whether the EPIPE came
+/// back as a typed error or only as library text.
 pub fn stdout_reader_gone() -> bool {
     let mut fds = libc::pollfd {
         fd: libc::STDOUT_FILENO,
@@ -112,21 +94,20 @@ pub fn stdout_reader_gone() -> bool {
     n == 1 && fds.revents & libc::POLLERR != 0
 }
 
-/// The exit status for a failed data stream to stdout (`to_stdout`) that lost its reader.
+/// The exit status for a failed data stream to stdout (`to_stdout`) that lost its reader;
+/// `None` when the failure had another cause.
 pub fn pipe_closed_exit(to_stdout: bool) -> Option<u8> {
     (to_stdout && stdout_reader_gone()).then_some(EXIT_PIPE_CLOSED)
 }
 
 /// The exit status for an error that only says stdout's reader went away (an EPIPE somewhere in
-/// its chain after stdout was marked gone): nothing is printed for it.
+/// its chain while stdout's reader is gone): nothing is printed for it.
 pub fn quiet_exit(err: &anyhow::Error) -> Option<u8> {
-    if !STDOUT_GONE.load(Ordering::Relaxed) {
-        return None;
-    }
-    err.chain()
+    let epipe = err
+        .chain()
         .filter_map(|e| e.downcast_ref::<io::Error>())
-        .any(|e| e.kind() == io::ErrorKind::BrokenPipe)
-        .then_some(EXIT_PIPE_CLOSED)
+        .any(|e| e.kind() == io::ErrorKind::BrokenPipe);
+    pipe_closed_exit(epipe)
 }
 
 /// An error and its causes on one line, as anyhow's `{:#}` writes them but without repeating a

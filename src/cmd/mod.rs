@@ -133,8 +133,7 @@ where
     use std::io::Write;
     match output {
         None | Some("-") => {
-            let stdout = crate::output::StdoutStream(std::io::stdout().lock());
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout);
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
             f(&mut w)?;
             w.flush()?;
             Ok(())
