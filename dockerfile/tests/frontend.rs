@@ -805,3 +805,25 @@ fn escape_directive_backtick() {
         [("P".to_string(), "C:\\x$y".to_string())]
     );
 }
+
+/// Keys as strata computed them before they became a type (main at beaa26d): an existing
+/// on-disk build cache must keep hitting, so these bytes never change.
+#[test]
+fn cache_keys_are_pinned() {
+    let src = "FROM alpine\nARG V=1\nCOPY --chmod=644 a /a\nRUN --mount=type=bind,target=/m echo $V\nENV K=v\n";
+    let g = graph_with(src, args(&[("V", "2")]));
+    let steps = &g.stages[0].steps;
+    let parent = format!("sha256:{}", "ab".repeat(32));
+    let content = format!("context:sha256:{}", "cd".repeat(32));
+    let copy = steps[1].cache_key(&parent, &[&content]);
+    let run = steps[2].cache_key(&copy, &[&content]);
+    let env = steps[3].cache_key(&run, &[]);
+    assert_eq!(
+        [copy.as_str(), run.as_str(), env.as_str()],
+        [
+            "sha256:050083380ed8a6cf9f0374e9ba705361fb15fd0fd37718d4f9769125af64e875",
+            "sha256:0eefe333914e14fe7c2aa4fbf4c5419254b46b7f7dfcb723b695fa6fc4010de3",
+            "sha256:dec3589a65a9180effdc6dfb9613a488999d0bbff8c64e5c73f5d823b74b4787",
+        ]
+    );
+}

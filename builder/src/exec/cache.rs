@@ -324,3 +324,49 @@ pub(crate) fn adopt_tree(
         let _ = store.adopt_unpacked_layer(tree, &info.diff_id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_store::layer::Compression;
+
+    fn options(compression: Compression, source_date_epoch: Option<i64>) -> ExecOptions {
+        ExecOptions {
+            context: std::path::PathBuf::from("/nonexistent"),
+            dockerfile_name: "Dockerfile".into(),
+            tags: Vec::new(),
+            labels: BTreeMap::new(),
+            host_network: true,
+            bridge_network: None,
+            compression,
+            source_date_epoch,
+            no_cache: false,
+            pull: false,
+            secrets: BTreeMap::new(),
+        }
+    }
+
+    /// Base keys as strata computed them before keys became a type (main at beaa26d): an
+    /// existing on-disk build cache must keep hitting, so these bytes never change.
+    #[test]
+    fn base_keys_are_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let gzip = options(Compression::Gzip, None);
+        let zstd = options(Compression::Zstd, Some(1_700_000_000));
+        let image = format!("image:sha256:{}", "ef".repeat(32));
+        let keys = [
+            BuildCache::new(&store, &gzip)
+                .base_key("scratch")
+                .to_string(),
+            BuildCache::new(&store, &zstd).base_key(&image).to_string(),
+        ];
+        assert_eq!(
+            keys,
+            [
+                "sha256:3fc570ea1fce09318582e3aaa222fd62242078901c0fde16e4189c2b8ab49107",
+                "sha256:d3976b1b5d03190a0691e5115a1172bbcd31d6e2863aa34f08545a7371c9f13c",
+            ]
+        );
+    }
+}
