@@ -6,7 +6,18 @@
 //! a heredoc; its body is the following lines up to a line equal to the delimiter (after removing
 //! leading tabs for `<<-`). A delimiter with any quoting disables expansion of the body.
 
-use super::lexer::{Lexer, NoVars};
+use super::lexer::{LexError, Lexer, NoVars};
+
+/// Why a heredoc marker cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeredocError {
+    /// The delimiter word does not lex (an unterminated quote, a bad substitution).
+    #[error(transparent)]
+    Lex(#[from] LexError),
+    /// The delimiter lexes to one word with quotes removed but not with them kept.
+    #[error("internal lexing of heredoc produced inconsistent results: {0}")]
+    Inconsistent(String),
+}
 
 /// One heredoc attached to an instruction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +53,7 @@ pub fn chomp(s: &str) -> String {
 }
 
 /// Parses one word as a heredoc marker. `Ok(None)` when the word is not a heredoc.
-pub fn parse_heredoc_word(word: &str) -> Result<Option<Heredoc>, String> {
+pub fn parse_heredoc_word(word: &str) -> Result<Option<Heredoc>, HeredocError> {
     let digits_end = word
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(word.len());
@@ -60,20 +71,14 @@ pub fn parse_heredoc_word(word: &str) -> Result<Option<Heredoc>, String> {
     let fd = digits.parse::<u32>().unwrap_or(0);
     let mut lex = Lexer::new('\\');
     lex.skip_unset_env = true;
-    let words = lex
-        .process_words(rest, &NoVars)
-        .map_err(|e| e.to_string())?;
+    let words = lex.process_words(rest, &NoVars)?;
     if words.len() != 1 {
         return Ok(None);
     }
     lex.raw_quotes = true;
-    let raw = lex
-        .process_words(rest, &NoVars)
-        .map_err(|e| e.to_string())?;
+    let raw = lex.process_words(rest, &NoVars)?;
     if raw.len() != 1 {
-        return Err(format!(
-            "internal lexing of heredoc produced inconsistent results: {rest}"
-        ));
+        return Err(HeredocError::Inconsistent(rest.to_string()));
     }
     let quotes = |s: &str| s.chars().filter(|&c| c == '\'' || c == '"').count();
     Ok(Some(Heredoc {
@@ -86,7 +91,7 @@ pub fn parse_heredoc_word(word: &str) -> Result<Option<Heredoc>, String> {
 }
 
 /// All heredoc markers on an instruction line, in order.
-pub fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
+pub fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, HeredocError> {
     let mut lex = Lexer::new('\\');
     lex.raw_quotes = true;
     lex.raw_escapes = true;

@@ -51,13 +51,27 @@ pub enum LexErrorKind {
     Required { name: String, message: String },
     /// An invalid `#`, `%` or `/` pattern.
     #[error("invalid pattern ({pattern}) in substitution: {reason}")]
-    InvalidPattern { pattern: String, reason: String },
+    InvalidPattern {
+        pattern: String,
+        reason: PatternError,
+    },
     /// `${a:-${b:-${c...}}}` nested deeper than any real Dockerfile does.
     #[error("substitutions nested more than {MAX_NESTING} levels deep")]
     TooDeep,
     /// An expansion that grows beyond any sensible size.
     #[error("expansion result larger than {MAX_RESULT} bytes")]
     TooLarge,
+}
+
+/// Why a `${v#pattern}` / `${v/pattern/…}` pattern does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// `\x`: only `*`, `?`, `\`, `}` and `/` may be escaped.
+    #[error("invalid escape '\\{0}'")]
+    Escape(char),
+    /// A pattern ending in a lone `\`.
+    #[error("invalid escape '\\' at end of pattern")]
+    TrailingEscape,
 }
 
 /// A word that could not be expanded, with the input that caused it.
@@ -521,7 +535,7 @@ impl State<'_> {
                     Some(rest) => (true, rest.to_string()),
                     None => (false, word.clone()),
                 };
-                let invalid = |reason: String| LexErrorKind::InvalidPattern {
+                let invalid = |reason: PatternError| LexErrorKind::InvalidPattern {
                     pattern: pattern.clone(),
                     reason,
                 };
@@ -634,7 +648,7 @@ enum Tok {
 
 /// Compiles a `${v#pattern}` pattern: `*` any run, `?` one character, `\*` `\?` `\\` literals,
 /// `\}` and `\/` the brace or slash themselves (they had to be escaped to end the pattern).
-fn compile_pattern(pattern: &str) -> Result<Vec<Tok>, String> {
+fn compile_pattern(pattern: &str) -> Result<Vec<Tok>, PatternError> {
     let mut out = Vec::new();
     let mut it = pattern.chars().peekable();
     while let Some(c) = it.next() {
@@ -647,8 +661,8 @@ fn compile_pattern(pattern: &str) -> Result<Vec<Tok>, String> {
                 }
                 match it.next() {
                     Some(t @ ('*' | '?' | '\\')) => out.push(Tok::Lit(t)),
-                    Some(t) => return Err(format!("invalid escape '\\{t}'")),
-                    None => return Err("invalid escape '\\' at end of pattern".to_string()),
+                    Some(t) => return Err(PatternError::Escape(t)),
+                    None => return Err(PatternError::TrailingEscape),
                 }
             }
             c => out.push(Tok::Lit(c)),

@@ -18,7 +18,7 @@
 
 use super::directives::{DirectiveError, DirectiveParser};
 use super::errors::Span;
-use super::heredoc::{heredocs_from_line, Heredoc};
+use super::heredoc::{heredocs_from_line, Heredoc, HeredocError};
 use super::source::{check_source, LimitError};
 
 /// One instruction as written.
@@ -109,7 +109,7 @@ pub enum LineErrorKind {
     UnterminatedHeredoc(String),
     /// A heredoc delimiter that cannot be lexed.
     #[error("invalid heredoc: {0}")]
-    BadHeredoc(String),
+    BadHeredoc(HeredocError),
     /// `CMD ["a", ["b"]]` and the like.
     #[error("when using JSON array syntax, arrays must be comprised of strings only")]
     JsonNotStrings,

@@ -13,6 +13,8 @@
 
 use std::fmt;
 
+use crate::lexer::LexError;
+
 /// Mount type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MountType {
@@ -162,8 +164,8 @@ pub enum MountError {
     #[error("{0}")]
     Invalid(String),
     /// A value whose variables could not be expanded.
-    #[error("{0}")]
-    Expand(String),
+    #[error(transparent)]
+    Expand(#[from] LexError),
 }
 
 /// Parses Go's `strconv.ParseBool` values.
@@ -251,7 +253,7 @@ fn csv_fields(s: &str) -> Option<Vec<String>> {
 /// Parses one `--mount` value, expanding each value with `expand`.
 pub fn parse_mount(
     spec: &str,
-    expand: &mut dyn FnMut(&str) -> Result<String, String>,
+    expand: &mut dyn FnMut(&str) -> Result<String, LexError>,
 ) -> Result<Mount, MountError> {
     let fields = csv_fields(spec).ok_or_else(|| MountError::Csv(spec.to_string()))?;
     let mut m = Mount {
@@ -297,7 +299,7 @@ pub fn parse_mount(
             }
             continue;
         };
-        let value = expand(value).map_err(MountError::Expand)?;
+        let value = expand(value)?;
         match key.as_str() {
             "type" => {
                 m.kind = match value.to_ascii_lowercase().as_str() {

@@ -5,8 +5,9 @@
 
 use strata_dockerfile::instructions::{Healthcheck, Instruction};
 use strata_dockerfile::plan::{
-    plan, BaseError, BaseImageConfig, BaseRequest, BaseResolver, BuildGraph, NoBaseImages,
-    PlanError, PlanFailure, PlanOptions, SourceRef, StageBase, Step,
+    plan, BaseError, BaseImageConfig, BaseRequest, BaseResolver, BuildGraph, CacheKey, ChainKey,
+    ConfigInstruction, CopyOp, CopyStep, NoBaseImages, PlanError, PlanFailure, PlanOptions,
+    RunStep, SourceRef, StageBase, Step, StepKind, Uncacheable,
 };
 use strata_dockerfile::{parse_dockerfile, render_snippet, Span};
 
@@ -58,16 +59,33 @@ fn args(pairs: &[(&str, &str)]) -> PlanOptions {
     o
 }
 
+/// The RUN step `step` is.
+fn run_of(step: &Step) -> &RunStep {
+    match &step.kind {
+        StepKind::Run(r) => r,
+        other => panic!("not RUN: {other:?}"),
+    }
+}
+
+/// Where the COPY/ADD step `step` reads from.
+fn copy_from(step: &Step) -> &SourceRef {
+    match &step.kind {
+        StepKind::Copy(c) => &c.from,
+        other => panic!("not COPY/ADD: {other:?}"),
+    }
+}
+
 fn env_of<'a>(step: &'a Step, key: &str) -> Option<&'a str> {
-    step.env
+    run_of(step)
+        .env
         .iter()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.as_str())
 }
 
 fn env_instr(step: &Step) -> Vec<(String, String)> {
-    match &step.instruction {
-        Instruction::Env(kv) => kv
+    match &step.kind {
+        StepKind::Config(ConfigInstruction::Env(kv)) => kv
             .iter()
             .map(|p| (p.key.clone(), p.value.clone()))
             .collect(),
@@ -98,8 +116,11 @@ fn heredoc_run_body_and_span() {
 fn heredoc_dash_strips_tabs_including_the_delimiter() {
     let src = "FROM alpine\nCOPY <<-EOF /etc/motd\n\t\thello\n\tworld\n\tEOF\n";
     let g = graph(src);
-    match &g.stages[0].steps[0].instruction {
-        Instruction::Copy(c) => {
+    match &g.stages[0].steps[0].kind {
+        StepKind::Copy(CopyStep {
+            op: CopyOp::Copy(c),
+            ..
+        }) => {
             assert_eq!(c.inline[0].path, "EOF");
             assert_eq!(c.inline[0].data, "hello\nworld\n");
             assert_eq!(c.dest, "/etc/motd");
@@ -112,7 +133,11 @@ fn heredoc_dash_strips_tabs_including_the_delimiter() {
 fn heredoc_quoted_delimiters_disable_expansion() {
     let src = "FROM alpine\nARG NAME=world\nCOPY <<EOF <<\"RAW\" <<'RAW2' /out/\nhello $NAME\nEOF\nhello $NAME\nRAW\nhello ${NAME}\nRAW2\n";
     let g = graph(src);
-    let Instruction::Copy(c) = &g.stages[0].steps[1].instruction else {
+    let StepKind::Copy(CopyStep {
+        op: CopyOp::Copy(c),
+        ..
+    }) = &g.stages[0].steps[1].kind
+    else {
         panic!()
     };
     let data: Vec<(&str, &str, bool)> = c
@@ -170,7 +195,9 @@ fn heredoc_spliced_trigger_runs_with_its_body() {
     let s = &g.stages[0].steps[0];
     assert!(s.onbuild);
     assert_eq!(s.span, Span::line(1));
-    assert!(matches!(&s.instruction, Instruction::Copy(c) if c.inline[0].data == "body\n"));
+    assert!(
+        matches!(&s.kind, StepKind::Copy(CopyStep { op: CopyOp::Copy(c), .. }) if c.inline[0].data == "body\n")
+    );
 }
 
 // ---------------------------------------------------------------- ARG scoping
@@ -285,7 +312,7 @@ fn proxy_args_stay_out_of_cache_keys_unless_declared() {
     );
     let s = &g.stages[0];
     assert_eq!(
-        s.steps[0].proxy_env,
+        run_of(&s.steps[0]).proxy_env,
         [
             ("HTTP_PROXY".to_string(), "p1".to_string()),
             ("https_proxy".to_string(), "p2".to_string())
@@ -293,7 +320,7 @@ fn proxy_args_stay_out_of_cache_keys_unless_declared() {
     );
     assert!(s.steps[0].cache.build_args.is_empty());
     assert_eq!(
-        s.steps[2].proxy_env,
+        run_of(&s.steps[2]).proxy_env,
         [("HTTP_PROXY".to_string(), "p1".to_string())]
     );
     assert_eq!(
@@ -336,19 +363,26 @@ fn expansion_sites() {
     let src = "FROM alpine\nARG D=/data P=8080 U=app S=TERM\nWORKDIR $D\nWORKDIR sub\nUSER $U\nEXPOSE $P 53/udp\nVOLUME $D/v\nSTOPSIGNAL SIG$S\nLABEL \"k $U\"=\"v $P\"\nCOPY --chown=$U:$U --chmod=644 a$P $D/\nRUN --mount=type=cache,target=$D/cache echo $D\nCMD echo $D\n";
     let g = graph(src);
     let st = &g.stages[0].steps;
-    assert!(matches!(&st[1].instruction, Instruction::Workdir(w) if w == "/data"));
+    assert!(matches!(&st[1].kind, StepKind::Config(ConfigInstruction::Workdir(w)) if w == "/data"));
     assert_eq!(st[2].workdir, "/data/sub");
-    assert!(matches!(&st[3].instruction, Instruction::User(u) if u == "app"));
+    assert!(matches!(&st[3].kind, StepKind::Config(ConfigInstruction::User(u)) if u == "app"));
     assert!(
-        matches!(&st[4].instruction, Instruction::Expose(p) if p == &["53/udp", "8080/tcp"] || p == &["8080/tcp", "53/udp"])
+        matches!(&st[4].kind, StepKind::Config(ConfigInstruction::Expose(p)) if p == &["53/udp", "8080/tcp"] || p == &["8080/tcp", "53/udp"])
     );
-    assert!(matches!(&st[5].instruction, Instruction::Volume(v) if v == &["/data/v"]));
-    assert!(matches!(&st[6].instruction, Instruction::StopSignal(s) if s == "SIGTERM"));
     assert!(
-        matches!(&st[7].instruction, Instruction::Label(kv) if kv[0].key == "k app" && kv[0].value == "v 8080")
+        matches!(&st[5].kind, StepKind::Config(ConfigInstruction::Volume(v)) if v == &["/data/v"])
     );
-    match &st[8].instruction {
-        Instruction::Copy(c) => {
+    assert!(
+        matches!(&st[6].kind, StepKind::Config(ConfigInstruction::StopSignal(s)) if s == "SIGTERM")
+    );
+    assert!(
+        matches!(&st[7].kind, StepKind::Config(ConfigInstruction::Label(kv)) if kv[0].key == "k app" && kv[0].value == "v 8080")
+    );
+    match &st[8].kind {
+        StepKind::Copy(CopyStep {
+            op: CopyOp::Copy(c),
+            ..
+        }) => {
             assert_eq!(c.chown.as_deref(), Some("app:app"));
             assert_eq!(c.sources, ["a8080"]);
             assert_eq!(c.dest, "/data/");
@@ -356,12 +390,17 @@ fn expansion_sites() {
         other => panic!("{other:?}"),
     }
     // RUN text is left to the shell; mount values are expanded.
-    match &st[9].instruction {
-        Instruction::Run(r) => assert_eq!(r.command.args, ["echo $D"]),
+    match &st[9].kind {
+        StepKind::Run(RunStep { run: r, .. }) => assert_eq!(r.command.args, ["echo $D"]),
         other => panic!("{other:?}"),
     }
-    assert_eq!(st[9].mounts[0].target.as_deref(), Some("/data/cache"));
-    assert!(matches!(&st[10].instruction, Instruction::Cmd(c) if c.args == ["echo $D"]));
+    assert_eq!(
+        run_of(&st[9]).mounts[0].mount.target.as_deref(),
+        Some("/data/cache")
+    );
+    assert!(
+        matches!(&st[10].kind, StepKind::Config(ConfigInstruction::Cmd(c)) if c.args == ["echo $D"])
+    );
 }
 
 // ---------------------------------------------------------------- stages, --target, DAG
@@ -411,8 +450,13 @@ fn dag_waves_and_sources() {
     let g = graph(MULTI);
     let fin = g.stage(4).unwrap();
     assert_eq!(fin.depends_on, [0, 1, 3]);
-    assert_eq!(fin.steps[0].copy_source, SourceRef::Stage(1));
-    assert_eq!(fin.steps[1].mount_sources, [SourceRef::Stage(3)]);
+    assert_eq!(copy_from(&fin.steps[0]), &SourceRef::Stage(1));
+    let mount_sources: Vec<&SourceRef> = run_of(&fin.steps[1])
+        .mounts
+        .iter()
+        .map(|m| &m.source)
+        .collect();
+    assert_eq!(mount_sources, [&SourceRef::Stage(3)]);
     // base and tools are independent: they share the first wave.
     assert_eq!(g.waves(), vec![vec![0, 3], vec![1], vec![4]]);
 }
@@ -422,10 +466,10 @@ fn copy_from_index_and_image() {
     let g = graph("FROM alpine\nRUN x\nFROM scratch\nCOPY --from=0 /a /a\nCOPY --from=busybox:1.36 /bin/sh /sh\n");
     let s = &g.stages[1];
     assert_eq!(s.base, StageBase::Scratch);
-    assert_eq!(s.steps[0].copy_source, SourceRef::Stage(0));
+    assert_eq!(copy_from(&s.steps[0]), &SourceRef::Stage(0));
     assert_eq!(
-        s.steps[1].copy_source,
-        SourceRef::Image("busybox:1.36".into())
+        copy_from(&s.steps[1]),
+        &SourceRef::Image("busybox:1.36".into())
     );
     assert_eq!(s.depends_on, [0]);
 }
@@ -437,7 +481,7 @@ fn base_image_env_and_onbuild_triggers() {
     let src = "FROM golang:1.22 AS build\nWORKDIR $GOPATH/src\nRUN go env\n";
     let g = graph(src);
     let before = g.stages[0].steps[0].clone();
-    assert!(matches!(&before.instruction, Instruction::Workdir(w) if w == "/src"));
+    assert!(matches!(&before.kind, StepKind::Config(ConfigInstruction::Workdir(w)) if w == "/src"));
     let g = plan_with_base(
         src,
         BaseImageConfig {
@@ -454,7 +498,9 @@ fn base_image_env_and_onbuild_triggers() {
     assert_eq!(steps[0].span, Span::line(1));
     assert_eq!(steps[0].shell, ["/bin/bash", "-c"]);
     assert_eq!(steps[0].workdir, "/w");
-    assert!(matches!(&steps[2].instruction, Instruction::Workdir(w) if w == "/go/src"));
+    assert!(
+        matches!(&steps[2].kind, StepKind::Config(ConfigInstruction::Workdir(w)) if w == "/go/src")
+    );
     assert_eq!(env_of(&steps[3], "FROM_TRIGGER"), Some("1"));
     assert_eq!(env_of(&steps[3], "PATH"), Some("/go/bin:/usr/bin"));
     let bad = plan_with_base(
@@ -546,11 +592,16 @@ fn cache_keys_follow_inputs() {
     let (c1, r1) = (&g1.stages[0].steps[1], &g1.stages[0].steps[2]);
     let (c2, r2) = (&g2.stages[0].steps[1], &g2.stages[0].steps[2]);
     // COPY does not use V: same key; RUN sees V in its environment: different key.
-    assert_eq!(c1.cache_key("p", &["d"]), c2.cache_key("p", &["d"]));
-    assert_ne!(r1.cache_key("p", &[]), r2.cache_key("p", &[]));
-    assert_ne!(c1.cache_key("p", &["d"]), c1.cache_key("p", &["other"]));
-    assert_ne!(c1.cache_key("p", &["d"]), c1.cache_key("q", &["d"]));
-    assert!(c1.cache_key("p", &[]).starts_with("sha256:"));
+    let p = ChainKey::Key(CacheKey::of_parts(&["p"]));
+    let q = ChainKey::Key(CacheKey::of_parts(&["q"]));
+    assert_eq!(c1.cache_key(&p, &["d"]), c2.cache_key(&p, &["d"]));
+    assert_ne!(r1.cache_key(&p, &[]), r2.cache_key(&p, &[]));
+    assert_ne!(c1.cache_key(&p, &["d"]), c1.cache_key(&p, &["other"]));
+    assert_ne!(c1.cache_key(&p, &["d"]), c1.cache_key(&q, &["d"]));
+    assert!(c1
+        .cache_key(&p, &[])
+        .key()
+        .is_some_and(|k| k.to_string().starts_with("sha256:")));
     assert_eq!(r1.cache.parent, strata_dockerfile::plan::Parent::Step(1));
 }
 
@@ -783,11 +834,11 @@ fn check_warnings_with_lines() {
 fn healthcheck_none_and_check() {
     let g = graph("FROM a\nHEALTHCHECK NONE\nHEALTHCHECK --timeout=3s CMD [\"curl\", \"-f\"]\n");
     assert!(matches!(
-        g.stages[0].steps[0].instruction,
-        Instruction::Healthcheck(Healthcheck::None)
+        g.stages[0].steps[0].kind,
+        StepKind::Config(ConfigInstruction::Healthcheck(Healthcheck::None))
     ));
     assert!(
-        matches!(&g.stages[0].steps[1].instruction, Instruction::Healthcheck(Healthcheck::Check { test, .. }) if test == &["CMD", "curl", "-f"])
+        matches!(&g.stages[0].steps[1].kind, StepKind::Config(ConfigInstruction::Healthcheck(Healthcheck::Check { test, .. })) if test == &["CMD", "curl", "-f"])
     );
 }
 
@@ -796,9 +847,11 @@ fn escape_directive_backtick() {
     let src = "# escape=`\nFROM alpine\nRUN echo a `\n  b\nCOPY C:\\src C:\\dst\nENV P=C:\\x`$y\n";
     let g = graph(src);
     let st = &g.stages[0].steps;
-    assert!(matches!(&st[0].instruction, Instruction::Run(r) if r.command.args == ["echo a   b"]));
     assert!(
-        matches!(&st[1].instruction, Instruction::Copy(c) if c.sources == ["C:\\src"] && c.dest == "C:\\dst")
+        matches!(&st[0].kind, StepKind::Run(RunStep { run: r, .. }) if r.command.args == ["echo a   b"])
+    );
+    assert!(
+        matches!(&st[1].kind, StepKind::Copy(CopyStep { op: CopyOp::Copy(c), .. }) if c.sources == ["C:\\src"] && c.dest == "C:\\dst")
     );
     assert_eq!(
         env_instr(&st[2]),
@@ -813,17 +866,25 @@ fn cache_keys_are_pinned() {
     let src = "FROM alpine\nARG V=1\nCOPY --chmod=644 a /a\nRUN --mount=type=bind,target=/m echo $V\nENV K=v\n";
     let g = graph_with(src, args(&[("V", "2")]));
     let steps = &g.stages[0].steps;
-    let parent = format!("sha256:{}", "ab".repeat(32));
+    let parent = ChainKey::Key(CacheKey::from_bytes([0xab; 32]));
     let content = format!("context:sha256:{}", "cd".repeat(32));
     let copy = steps[1].cache_key(&parent, &[&content]);
     let run = steps[2].cache_key(&copy, &[&content]);
     let env = steps[3].cache_key(&run, &[]);
+    let text = |k: &ChainKey| k.key().map(ToString::to_string).unwrap_or_default();
     assert_eq!(
-        [copy.as_str(), run.as_str(), env.as_str()],
+        [text(&copy), text(&run), text(&env)],
         [
             "sha256:050083380ed8a6cf9f0374e9ba705361fb15fd0fd37718d4f9769125af64e875",
             "sha256:0eefe333914e14fe7c2aa4fbf4c5419254b46b7f7dfcb723b695fa6fc4010de3",
             "sha256:dec3589a65a9180effdc6dfb9613a488999d0bbff8c64e5c73f5d823b74b4787",
         ]
     );
+}
+
+#[test]
+fn an_uncacheable_parent_leaves_the_step_uncacheable() {
+    let g = graph("FROM alpine\nRUN true\n");
+    let why = ChainKey::Uncacheable(Uncacheable::RemoteSource);
+    assert_eq!(g.stages[0].steps[0].cache_key(&why, &[]), why);
 }

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use strata_dockerfile::dump::dump;
-use strata_dockerfile::plan::{plan, NoBaseImages, PlanOptions};
+use strata_dockerfile::plan::{plan, CacheKey, ChainKey, NoBaseImages, PlanOptions};
 use strata_dockerfile::{lines, parse_dockerfile, render_snippet};
 
 fuzz_target!(|data: &[u8]| {
@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
                     let _ = g.waves();
                     for s in &g.stages {
                         for step in &s.steps {
-                            let _ = step.cache_key("sha256:0", &[]);
+                            let _ = step.cache_key(&ChainKey::Key(CacheKey::from_bytes([0; 32])), &[]);
                         }
                     }
                     for w in &g.warnings {

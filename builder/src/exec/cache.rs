@@ -14,6 +14,12 @@
 //! step produced, only on its inputs, so a rerun RUN whose output differs still chains the same
 //! keys as BuildKit's do.
 //!
+//! Keys are [`CacheKey`]s; what a stage or step hands on is a [`ChainKey`]. An input that cannot
+//! be known before the step runs (an ADD URL or git source, a `--from` image that does not
+//! resolve, a stage with no key) makes the step [`Uncacheable`], and with it every step chained
+//! after it: none of them is looked up or recorded. The store files entries under the key's
+//! text; `store_key` is the one place that conversion happens.
+//!
 //! # Entries
 //!
 //! An entry ([`Entry`]) stores what cannot be recomputed from the step: its layer (descriptor
@@ -35,7 +41,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 use strata_store::gc::CacheRoot;
 use strata_store::layer::LayerInfo;
 use strata_store::ops::LayerRef;
@@ -45,9 +50,10 @@ use super::context_index::ContextIndex;
 use super::selection::Context;
 use super::source_kind::{is_git, is_url};
 use super::state::{ExecOptions, StageState};
-use strata_dockerfile::instructions::Instruction;
 use strata_dockerfile::mounts::MountType;
-use strata_dockerfile::plan::{SourceRef, Step};
+use strata_dockerfile::plan::{
+    CacheKey, ChainKey, CopyOp, CopyStep, RunMount, SourceRef, Step, StepKind, Uncacheable,
+};
 
 /// A layer as a cache entry records it.
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -95,22 +101,9 @@ pub struct BuildCache<'a> {
     index: OnceLock<Mutex<ContextIndex>>,
 }
 
-fn hash_parts(parts: &[&str]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update((p.len() as u64).to_le_bytes());
-        h.update(p.as_bytes());
-    }
-    format!("sha256:{}", hex::encode(h.finalize()))
-}
-
-/// A key no earlier build can have produced: for steps whose inputs cannot be known up front.
-fn unique_key(why: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("uncacheable:{why}:{}:{nanos}", std::process::id())
+/// The one place a key becomes the store's text (`sha256:<hex>`, what it files entries under).
+fn store_key(key: &CacheKey) -> String {
+    key.to_string()
 }
 
 impl<'a> BuildCache<'a> {
@@ -126,14 +119,14 @@ impl<'a> BuildCache<'a> {
 
     /// The key a stage starts from: `base` is `image:<manifest digest>`, `scratch` or
     /// `stage:<key>`.
-    pub fn base_key(&self, base: &str) -> String {
+    pub fn base_key(&self, base: &str) -> CacheKey {
         let compression = format!("{:?}", self.options.compression);
         let epoch = self
             .options
             .source_date_epoch
             .map(|e| e.to_string())
             .unwrap_or_default();
-        hash_parts(&["strata-base-v1", base, &compression, &epoch])
+        CacheKey::of_parts(&["strata-base-v1", base, &compression, &epoch])
     }
 
     fn context(&self) -> Result<&Context, StepError> {
@@ -158,66 +151,74 @@ impl<'a> BuildCache<'a> {
     fn source_key(
         &self,
         source: &SourceRef,
-        stage_keys: &BTreeMap<usize, String>,
+        stage_keys: &BTreeMap<usize, ChainKey>,
         context_paths: &[String],
-    ) -> String {
+    ) -> Result<String, Uncacheable> {
         match source {
-            SourceRef::Context => format!("context:{}", self.context_digest(context_paths)),
-            SourceRef::Stage(s) => match stage_keys.get(s) {
-                Some(k) => format!("stage:{k}"),
-                None => unique_key("stage"),
+            SourceRef::Context => Ok(format!("context:{}", self.context_digest(context_paths))),
+            SourceRef::Stage(s) => match stage_keys.get(s).and_then(ChainKey::key) {
+                Some(k) => Ok(format!("stage:{k}")),
+                None => Err(Uncacheable::Stage(*s)),
             },
             // Resolved as the step itself resolves it (pulled when missing, re-resolved with
             // --pull), so the key names the image the step will read, not a stale local one.
             SourceRef::Image(name) => {
                 match super::base::resolve_image(self.store, name, self.options.pull) {
-                    Ok(img) => format!("image:{}", img.manifest_digest),
-                    Err(_) => unique_key("image"),
+                    Ok(img) => Ok(format!("image:{}", img.manifest_digest)),
+                    Err(_) => Err(Uncacheable::Image(name.clone())),
                 }
             }
         }
     }
 
-    /// The content inputs of a step's key (see the module docs).
-    pub fn content_inputs(&self, step: &Step, stage_keys: &BTreeMap<usize, String>) -> Vec<String> {
-        match &step.instruction {
-            Instruction::Copy(c) => {
-                vec![self.source_key(&step.copy_source, stage_keys, &c.sources)]
-            }
-            Instruction::Add(a) => {
+    /// The content inputs of a step's key (see the module docs), given the final keys of the
+    /// stages built so far; [`Uncacheable`] when one cannot be known before the step runs.
+    pub fn content_inputs(
+        &self,
+        step: &Step,
+        stage_keys: &BTreeMap<usize, ChainKey>,
+    ) -> Result<Vec<String>, Uncacheable> {
+        match &step.kind {
+            StepKind::Copy(CopyStep {
+                op: CopyOp::Copy(c),
+                from,
+            }) => Ok(vec![self.source_key(from, stage_keys, &c.sources)?]),
+            StepKind::Copy(CopyStep {
+                op: CopyOp::Add(a),
+                from,
+            }) => {
                 // A remote source's content is only known by fetching it: never a hit.
                 // Recognised exactly as ADD itself recognises them (exec/fetch.rs).
                 if a.sources.iter().any(|s| is_url(s) || is_git(s)) {
-                    return vec![unique_key("remote")];
+                    return Err(Uncacheable::RemoteSource);
                 }
-                vec![self.source_key(&step.copy_source, stage_keys, &a.sources)]
+                Ok(vec![self.source_key(from, stage_keys, &a.sources)?])
             }
-            Instruction::Run(_) => step
+            StepKind::Run(run) => run
                 .mounts
                 .iter()
-                .zip(step.mount_sources.iter())
-                .map(|(m, src)| match (m.kind, src) {
+                .map(|RunMount { mount: m, source }| match (m.kind, source) {
                     (MountType::Bind, SourceRef::Context) => {
                         let path = m.source.clone().unwrap_or_else(|| ".".to_string());
-                        self.source_key(src, stage_keys, &[path])
+                        self.source_key(source, stage_keys, &[path])
                     }
                     (
                         MountType::Bind | MountType::Cache,
                         SourceRef::Stage(_) | SourceRef::Image(_),
-                    ) => self.source_key(src, stage_keys, &[]),
-                    _ => String::new(),
+                    ) => self.source_key(source, stage_keys, &[]),
+                    _ => Ok(String::new()),
                 })
                 .collect(),
-            _ => Vec::new(),
+            StepKind::Config(_) => Ok(Vec::new()),
         }
     }
 
     /// The entry recorded under `key`, unless `--no-cache`.
-    pub fn lookup(&self, key: &str) -> Option<Entry> {
-        if self.options.no_cache || !key.starts_with("sha256:") {
+    pub fn lookup(&self, key: &CacheKey) -> Option<Entry> {
+        if self.options.no_cache {
             return None;
         }
-        let data = self.store.cache_entry(key)?;
+        let data = self.store.cache_entry(&store_key(key))?;
         serde_json::from_value(data).ok()
     }
 
@@ -229,7 +230,7 @@ impl<'a> BuildCache<'a> {
         state: &mut StageState,
         step: &Step,
     ) -> Result<(), strata_store::StoreError> {
-        super::config::apply_config_change(state, &step.instruction, step);
+        super::config::apply_config_change(state, step);
         if let Some(l) = &entry.layer {
             let desc = strata_store::descriptor(&l.media_type, &l.digest, l.size);
             state
@@ -248,7 +249,7 @@ impl<'a> BuildCache<'a> {
     /// costs the next build a rerun.
     pub fn record(
         &self,
-        key: &str,
+        key: &CacheKey,
         state: &StageState,
         layer: Option<&LayerInfo>,
         history_from: usize,
@@ -273,7 +274,7 @@ impl<'a> BuildCache<'a> {
             diff_ids: layer.map(|l| vec![l.diff_id.clone()]).unwrap_or_default(),
         };
         if let Ok(data) = serde_json::to_value(&entry) {
-            let _ = self.store.put_cache_entry(key, &keep, data);
+            let _ = self.store.put_cache_entry(&store_key(key), &keep, data);
         }
     }
 

@@ -6,8 +6,8 @@ use strata_store::model::Healthcheck as ConfigHealthcheck;
 use strata_store::ImageConfig;
 
 use super::state::StageState;
-use strata_dockerfile::instructions::{Healthcheck, Instruction};
-use strata_dockerfile::plan::Step;
+use strata_dockerfile::instructions::Healthcheck;
+use strata_dockerfile::plan::{ConfigInstruction, Step, StepKind};
 
 /// Docker's default `PATH`, which BuildKit puts in the config of a `FROM scratch` image.
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -60,45 +60,48 @@ fn nanos(d: Option<std::time::Duration>) -> Option<i64> {
 /// filesystem: a function of the config before the step and the planned step only. The build
 /// cache replays it on a hit ([`super::cache`]) instead of storing the config after every step.
 /// RUN, COPY and ADD change only the rootfs and history, which their callers append.
-pub fn apply_config_change(state: &mut StageState, instruction: &Instruction, step: &Step) {
+pub fn apply_config_change(state: &mut StageState, step: &Step) {
+    let StepKind::Config(instruction) = &step.kind else {
+        return;
+    };
     let c = &mut state.config.config;
     match instruction {
-        Instruction::Env(kv) => {
+        ConfigInstruction::Env(kv) => {
             let env = c.env.get_or_insert_with(Vec::new);
             for p in kv {
                 set_env(env, &p.key, &p.value);
             }
         }
-        Instruction::Label(kv) => {
+        ConfigInstruction::Label(kv) => {
             let labels = c.labels.get_or_insert_with(Default::default);
             for p in kv {
                 labels.insert(p.key.clone(), p.value.clone());
             }
         }
-        Instruction::Expose(ports) => {
+        ConfigInstruction::Expose(ports) => {
             let map = c.exposed_ports.get_or_insert_with(Default::default);
             for p in ports {
                 map.insert(p.clone(), serde_json::json!({}));
             }
         }
-        Instruction::Volume(v) => {
+        ConfigInstruction::Volume(v) => {
             let map = c.volumes.get_or_insert_with(Default::default);
             for p in v {
                 map.insert(p.clone(), serde_json::json!({}));
             }
         }
-        Instruction::User(u) => c.user = Some(u.clone()),
-        Instruction::StopSignal(s) => c.stop_signal = Some(s.clone()),
-        Instruction::Shell(v) => c.shell = Some(v.clone()),
-        Instruction::Onbuild(t) => c.on_build.get_or_insert_with(Vec::new).push(t.clone()),
-        Instruction::Maintainer(m) => state.config.author = Some(m.clone()),
-        Instruction::Arg(_) => {}
-        Instruction::Cmd(cmd) => {
+        ConfigInstruction::User(u) => c.user = Some(u.clone()),
+        ConfigInstruction::StopSignal(s) => c.stop_signal = Some(s.clone()),
+        ConfigInstruction::Shell(v) => c.shell = Some(v.clone()),
+        ConfigInstruction::Onbuild(t) => c.on_build.get_or_insert_with(Vec::new).push(t.clone()),
+        ConfigInstruction::Maintainer(m) => state.config.author = Some(m.clone()),
+        ConfigInstruction::Arg(_) => {}
+        ConfigInstruction::Cmd(cmd) => {
             c.cmd = Some(argv(cmd, &step.shell));
             c.args_escaped = Some(true);
             state.cmd_set = true;
         }
-        Instruction::Entrypoint(cmd) => {
+        ConfigInstruction::Entrypoint(cmd) => {
             let v = argv(cmd, &step.shell);
             // An empty exec-form ENTRYPOINT [] clears it.
             c.entrypoint = if v.is_empty() { None } else { Some(v) };
@@ -109,7 +112,7 @@ pub fn apply_config_change(state: &mut StageState, instruction: &Instruction, st
                 c.cmd = None;
             }
         }
-        Instruction::Healthcheck(h) => {
+        ConfigInstruction::Healthcheck(h) => {
             c.healthcheck = Some(match h {
                 Healthcheck::None => ConfigHealthcheck {
                     test: Some(vec!["NONE".into()]),
@@ -132,8 +135,7 @@ pub fn apply_config_change(state: &mut StageState, instruction: &Instruction, st
                 },
             });
         }
-        Instruction::Workdir(_) => c.working_dir = Some(step.workdir.clone()),
-        Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) => {}
+        ConfigInstruction::Workdir(_) => c.working_dir = Some(step.workdir.clone()),
     }
 }
 

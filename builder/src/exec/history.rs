@@ -7,8 +7,8 @@ use strata_store::{History, ImageConfig};
 
 use super::config::argv;
 use strata_dockerfile::dump::go_quote;
-use strata_dockerfile::instructions::{Healthcheck, Instruction};
-use strata_dockerfile::plan::Step;
+use strata_dockerfile::instructions::Healthcheck;
+use strata_dockerfile::plan::{ConfigInstruction, CopyOp, CopyStep, RunStep, Step, StepKind};
 
 /// The comment BuildKit gives every history entry it writes.
 pub const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
@@ -132,8 +132,8 @@ fn copy_created_by(
 
 /// The history `created_by` of a step, as BuildKit writes it.
 pub fn created_by(step: &Step) -> String {
-    match &step.instruction {
-        Instruction::Run(r) => {
+    match &step.kind {
+        StepKind::Run(RunStep { run: r, .. }) => {
             let mut s = String::from("RUN ");
             // BuildKit lists the stage's ARGs in declaration order (runCommandString over
             // d.buildArgs), which is the order of the cache inputs.
@@ -152,7 +152,10 @@ pub fn created_by(step: &Step) -> String {
             s.push_str(" # buildkit");
             s
         }
-        Instruction::Copy(c) => copy_created_by(
+        StepKind::Copy(CopyStep {
+            op: CopyOp::Copy(c),
+            ..
+        }) => copy_created_by(
             "COPY",
             c.parents,
             c.chown.as_deref(),
@@ -161,7 +164,9 @@ pub fn created_by(step: &Step) -> String {
             &c.inline,
             &c.dest,
         ),
-        Instruction::Add(a) => copy_created_by(
+        StepKind::Copy(CopyStep {
+            op: CopyOp::Add(a), ..
+        }) => copy_created_by(
             "ADD",
             false,
             a.chown.as_deref(),
@@ -170,24 +175,28 @@ pub fn created_by(step: &Step) -> String {
             &a.inline,
             &a.dest,
         ),
-        Instruction::Cmd(c) => format!("CMD {}", go_list_q(&argv(c, &step.shell))),
-        Instruction::Entrypoint(c) => format!("ENTRYPOINT {}", go_list_q(&argv(c, &step.shell))),
-        Instruction::Shell(v) => format!("SHELL {}", go_list_v(v)),
-        Instruction::Env(kv) => {
+        StepKind::Config(ConfigInstruction::Cmd(c)) => {
+            format!("CMD {}", go_list_q(&argv(c, &step.shell)))
+        }
+        StepKind::Config(ConfigInstruction::Entrypoint(c)) => {
+            format!("ENTRYPOINT {}", go_list_q(&argv(c, &step.shell)))
+        }
+        StepKind::Config(ConfigInstruction::Shell(v)) => format!("SHELL {}", go_list_v(v)),
+        StepKind::Config(ConfigInstruction::Env(kv)) => {
             let parts: Vec<String> = kv
                 .iter()
                 .map(|p| format!("{}={}", p.key, p.value))
                 .collect();
             format!("ENV {}", parts.join(" "))
         }
-        Instruction::Label(kv) => {
+        StepKind::Config(ConfigInstruction::Label(kv)) => {
             let parts: Vec<String> = kv
                 .iter()
                 .map(|p| format!("{}={}", p.key, p.value))
                 .collect();
             format!("LABEL {}", parts.join(" "))
         }
-        Instruction::Arg(decls) => {
+        StepKind::Config(ConfigInstruction::Arg(decls)) => {
             let parts: Vec<String> = decls
                 .iter()
                 .map(|d| match &d.default {
@@ -197,21 +206,21 @@ pub fn created_by(step: &Step) -> String {
                 .collect();
             format!("ARG {}", parts.join(" "))
         }
-        Instruction::Expose(ports) => {
+        StepKind::Config(ConfigInstruction::Expose(ports)) => {
             let mut p = ports.clone();
             p.sort();
             p.dedup();
             let inner: Vec<String> = p.iter().map(|p| format!("{p}:{{}}")).collect();
             format!("EXPOSE map[{}]", inner.join(" "))
         }
-        Instruction::Volume(v) => format!("VOLUME {}", go_list_v(v)),
-        Instruction::User(u) => format!("USER {u}"),
+        StepKind::Config(ConfigInstruction::Volume(v)) => format!("VOLUME {}", go_list_v(v)),
+        StepKind::Config(ConfigInstruction::User(u)) => format!("USER {u}"),
         // BuildKit records the resolved absolute path ("WORKDIR " + wd), not the argument.
-        Instruction::Workdir(_) => format!("WORKDIR {}", step.workdir),
-        Instruction::StopSignal(s) => format!("STOPSIGNAL {s}"),
+        StepKind::Config(ConfigInstruction::Workdir(_)) => format!("WORKDIR {}", step.workdir),
+        StepKind::Config(ConfigInstruction::StopSignal(s)) => format!("STOPSIGNAL {s}"),
         // BuildKit: `fmt.Sprintf("HEALTHCHECK %+v", healthcheckConfig)`, Go's field-named
         // struct rendering with durations as `time.Duration` strings.
-        Instruction::Healthcheck(h) => {
+        StepKind::Config(ConfigInstruction::Healthcheck(h)) => {
             let none = vec!["NONE".to_string()];
             let (test, interval, timeout, start_period, start_interval, retries) = match h {
                 Healthcheck::None => (&none, None, None, None, None, None),
@@ -242,8 +251,8 @@ pub fn created_by(step: &Step) -> String {
             )
         }
         // No history entry (see `push_history`).
-        Instruction::Onbuild(_) => String::new(),
-        Instruction::Maintainer(m) => format!("MAINTAINER {m}"),
+        StepKind::Config(ConfigInstruction::Onbuild(_)) => String::new(),
+        StepKind::Config(ConfigInstruction::Maintainer(m)) => format!("MAINTAINER {m}"),
     }
 }
 

@@ -64,8 +64,9 @@ use strata_store::layer::LayerInfo;
 use strata_store::ops::LayerRef;
 use strata_store::{Digest, Store};
 
-use strata_dockerfile::instructions::Instruction;
-use strata_dockerfile::plan::{BuildGraph, PlannedStage, SourceRef, StageBase, Step};
+use strata_dockerfile::plan::{
+    BuildGraph, ChainKey, ConfigInstruction, PlannedStage, SourceRef, StageBase, Step, StepKind,
+};
 
 pub use base::BaseImages;
 pub use error::{ExecError, StepError};
@@ -91,7 +92,7 @@ pub struct BuildOutput {
 #[derive(Debug, Clone)]
 struct BuiltStage {
     state: StageState,
-    key: String,
+    key: ChainKey,
 }
 
 /// Runs `graph` in `store`, writes the image and tags it with every `options.tags`.
@@ -115,7 +116,7 @@ pub fn execute(
     let mut built: BTreeMap<usize, BuiltStage> = BTreeMap::new();
     let target_index = graph.target_stage().index;
     for wave in graph.waves() {
-        let mut starts: Vec<(usize, StageState, String)> = Vec::new();
+        let mut starts: Vec<(usize, StageState, ChainKey)> = Vec::new();
         for index in wave {
             let Some(stage) = graph.stage(index).cloned() else {
                 continue;
@@ -123,7 +124,8 @@ pub fn execute(
             let (state, key) = match &stage.base {
                 StageBase::Scratch => {
                     progress.simple(&format!("{}FROM scratch", stage_prefix(&stage, 1)));
-                    (config::scratch_state(), build_cache.base_key("scratch"))
+                    let key = ChainKey::Key(build_cache.base_key("scratch"));
+                    (config::scratch_state(), key)
                 }
                 StageBase::Stage(i) => {
                     progress.simple(&format!(
@@ -135,10 +137,10 @@ pub fn execute(
                             .unwrap_or_else(|| i.to_string())
                     ));
                     let b = built.get(i).ok_or(ExecError::MissingStage(*i))?;
-                    (
-                        b.state.clone(),
-                        build_cache.base_key(&format!("stage:{}", b.key)),
-                    )
+                    let key = b
+                        .key
+                        .then(|k| ChainKey::Key(build_cache.base_key(&format!("stage:{k}"))));
+                    (b.state.clone(), key)
                 }
                 StageBase::Image(name) => {
                     let started = Instant::now();
@@ -151,15 +153,13 @@ pub fn execute(
                         progress.line(n, note);
                     }
                     progress.done(n, started);
-                    (
-                        loaded.state,
-                        build_cache.base_key(&format!("image:{}", loaded.manifest)),
-                    )
+                    let key = build_cache.base_key(&format!("image:{}", loaded.manifest));
+                    (loaded.state, ChainKey::Key(key))
                 }
             };
             starts.push((index, state, key));
         }
-        let keys: BTreeMap<usize, String> =
+        let keys: BTreeMap<usize, ChainKey> =
             built.iter().map(|(i, b)| (*i, b.key.clone())).collect();
         let states: BTreeMap<usize, StageState> =
             built.iter().map(|(i, b)| (*i, b.state.clone())).collect();
@@ -300,7 +300,7 @@ struct StageContext<'a> {
     /// Stages of earlier waves.
     built: &'a BTreeMap<usize, BuiltStage>,
     /// Their final cache keys.
-    keys: &'a BTreeMap<usize, String>,
+    keys: &'a BTreeMap<usize, ChainKey>,
     /// Their final states (what `RUN --mount from=<stage>` reads).
     states: &'a BTreeMap<usize, StageState>,
     /// This build's time (RFC 3339) for the history of steps that run.
@@ -315,7 +315,7 @@ impl StageContext<'_> {
         &self,
         index: usize,
         state: StageState,
-        key: String,
+        key: ChainKey,
     ) -> Result<(usize, BuiltStage), ExecError> {
         let r = self.run_steps(index, state, key);
         if r.is_err() {
@@ -328,7 +328,7 @@ impl StageContext<'_> {
         &self,
         index: usize,
         mut state: StageState,
-        mut key: String,
+        mut key: ChainKey,
     ) -> Result<BuiltStage, ExecError> {
         let (store, options, progress) = (self.store, self.options, self.progress);
         // ONBUILD triggers of the base are consumed by this build, not inherited.
@@ -349,13 +349,13 @@ impl StageContext<'_> {
             );
             let started = Instant::now();
             let n = progress.begin(&label);
-            let contents = self.cache.content_inputs(step, self.keys);
-            let content_refs: Vec<&str> = contents.iter().map(String::as_str).collect();
-            key = if content_refs.iter().any(|c| c.starts_with("uncacheable:")) {
-                // Inputs unknown up front: a key no other build has, for this step and after.
-                format!("uncacheable:{}", content_refs.join(","))
-            } else {
-                step.cache_key(&key, &content_refs)
+            key = match self.cache.content_inputs(step, self.keys) {
+                Ok(contents) => {
+                    let content_refs: Vec<&str> = contents.iter().map(String::as_str).collect();
+                    step.cache_key(&key, &content_refs)
+                }
+                // Inputs unknown up front: no key, for this step and every one after it.
+                Err(why) => ChainKey::Uncacheable(why),
             };
             // The step's error is rendered here, after its `Dockerfile:line`: that text is what
             // the CLI prints and what the tests match.
@@ -365,7 +365,7 @@ impl StageContext<'_> {
                 instruction: step.source.trim().to_string(),
                 reason: err.to_string(),
             };
-            if let Some(entry) = self.cache.lookup(&key) {
+            if let Some(entry) = key.key().and_then(|k| self.cache.lookup(k)) {
                 if entry.layer.is_some() {
                     layer_room(&state).map_err(fail)?;
                 }
@@ -375,28 +375,30 @@ impl StageContext<'_> {
             }
             let history_from = state.config.history.len();
             let history_text = history::created_by(step);
-            let layer = match &step.instruction {
-                Instruction::Run(r) => {
+            let layer = match &step.kind {
+                StepKind::Run(r) => {
                     run::run_step(store, &state, self.states, step, r, options, progress, n)
                         .map_err(fail)?
                 }
-                Instruction::Copy(_) | Instruction::Add(_) => {
-                    let from = match &step.copy_source {
+                StepKind::Copy(c) => {
+                    let from = match &c.from {
                         SourceRef::Context => None,
                         SourceRef::Stage(s) => {
                             Some(&self.built.get(s).ok_or(ExecError::MissingStage(*s))?.state)
                         }
                         SourceRef::Image(_) => None,
                     };
-                    match &step.copy_source {
+                    match &c.from {
                         SourceRef::Image(name) => {
-                            copy::copy_from_image(store, &state, step, name, options)
+                            copy::copy_from_image(store, &state, step, c, name, options)
                         }
-                        _ => copy::copy_step(store, &state, step, from, options),
+                        _ => copy::copy_step(store, &state, step, c, from, options),
                     }
                     .map_err(fail)?
                 }
-                other => apply_metadata(&mut state, store, other, step, options).map_err(fail)?,
+                StepKind::Config(c) => {
+                    apply_metadata(&mut state, store, c, step, options).map_err(fail)?
+                }
             };
             match &layer {
                 Some(info) => {
@@ -411,9 +413,8 @@ impl StageContext<'_> {
                 }
                 None => history::push_history(&mut state.config, self.created, history_text, true),
             }
-            if key.starts_with("sha256:") {
-                self.cache
-                    .record(&key, &state, layer.as_ref(), history_from);
+            if let Some(k) = key.key() {
+                self.cache.record(k, &state, layer.as_ref(), history_from);
             }
             progress.done(n, started);
         }
@@ -440,21 +441,13 @@ fn layer_room(state: &StageState) -> Result<(), StepError> {
 fn apply_metadata(
     state: &mut StageState,
     store: &Store,
-    instruction: &Instruction,
+    instruction: &ConfigInstruction,
     step: &Step,
     options: &ExecOptions,
 ) -> Result<Option<LayerInfo>, StepError> {
-    if matches!(
-        instruction,
-        Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_)
-    ) {
-        return Err(StepError::Invalid(
-            "internal: not a metadata instruction".into(),
-        ));
-    }
-    config::apply_config_change(state, instruction, step);
+    config::apply_config_change(state, step);
     match instruction {
-        Instruction::Workdir(_) => copy::make_workdir(store, state, &step.workdir, options),
+        ConfigInstruction::Workdir(_) => copy::make_workdir(store, state, &step.workdir, options),
         _ => Ok(None),
     }
 }

@@ -11,15 +11,19 @@
 //!   expanded, `scratch`, or an earlier stage's index), the expanded `--platform`, and the
 //!   Dockerfile indices of the stages it `depends_on` (its base stage, `COPY --from` and
 //!   `RUN --mount from=` stages).
-//! * **Steps** ([`Step`]) — one per instruction after FROM, each with the *expanded* typed
-//!   [`Instruction`] (variables substituted exactly where BuildKit substitutes them; RUN, CMD,
-//!   ENTRYPOINT and HEALTHCHECK text is left to the shell), its source line [`Span`], and for RUN
-//!   the environment, parsed mounts and proxy variables; for COPY/ADD the resolved `--from`.
+//! * **Steps** ([`Step`]) — one per instruction after FROM: what every step has (source line
+//!   [`Span`], working directory, shell, ONBUILD origin) and its [`StepKind`], which holds the
+//!   *expanded* instruction (variables substituted exactly where BuildKit substitutes them; RUN,
+//!   CMD, ENTRYPOINT and HEALTHCHECK text is left to the shell) and what only that kind has:
+//!   [`RunStep`] the environment, parsed mounts with their sources and proxy variables,
+//!   [`CopyStep`] the resolved `--from` and COPY's or ADD's own flags ([`CopyOp`]),
+//!   [`ConfigInstruction`] the config-only instructions.
 //! * **Cache-key inputs** ([`CacheKeyInputs`]) per step: the canonical expanded instruction text,
 //!   the parent (the stage base or the previous step) and the build args the step uses (for RUN:
 //!   every ARG in scope, since the command sees them in its environment; proxy variables are
 //!   excluded unless declared, as in BuildKit). [`Step::cache_key`] folds them, the parent's key
-//!   and any content digests (COPY/ADD sources) into a `sha256:` key.
+//!   and any content digests (COPY/ADD sources) into a [`CacheKey`]; a parent that is
+//!   [`Uncacheable`] ([`ChainKey`]) makes the step uncacheable too.
 //! * **The DAG** — [`BuildGraph::waves`] groups stages into waves whose members have no
 //!   dependencies on each other and can run concurrently.
 //! * **Warnings** — BuildKit's checks ([`checks`]) with line spans, and unused build args.
@@ -30,28 +34,28 @@
 //! triggers. The graph it returns is final. Triggers run first in the stage, carry the FROM
 //! line's span and are marked [`Step::onbuild`].
 
+mod cache_key;
 pub mod checks;
 mod env;
 mod planner;
 pub mod platform;
 pub mod resolve;
+mod step;
 pub mod validate;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
+pub use cache_key::{CacheKey, CacheKeyInputs, ChainKey, Parent, Uncacheable};
 pub use checks::{CheckConfig, Warning};
 pub use env::EnvList;
 pub use planner::{parse_build_arg, plan};
 pub use platform::{Platform, PlatformError};
 pub use resolve::{BaseError, BaseRequest, BaseResolver, NoBaseImages, PlanFailure};
+pub use step::{ConfigInstruction, CopyOp, CopyStep, RunMount, RunStep, Step, StepKind};
 pub use validate::ValueError;
 
-use crate::instructions::Instruction;
 use crate::lexer::LexError;
-use crate::mounts::{Mount, MountError};
+use crate::mounts::MountError;
 use crate::Span;
 
 /// What the build was asked for.
@@ -106,90 +110,15 @@ pub enum StageBase {
 }
 
 /// Where COPY --from / RUN --mount from= reads from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum SourceRef {
     /// The build context.
+    #[default]
     Context,
     /// A stage, by Dockerfile index.
     Stage(usize),
     /// An image reference.
     Image(String),
-}
-
-/// What a step's cache key is chained to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Parent {
-    /// The stage's base (image digest, empty for scratch, or the base stage's last key).
-    Base,
-    /// The step at this position in the same stage.
-    Step(usize),
-}
-
-/// The inputs of a step's cache key, known at plan time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheKeyInputs {
-    /// The canonical text of the expanded instruction.
-    pub instruction: String,
-    /// The key this one is chained to.
-    pub parent: Parent,
-    /// Build args the step uses, with their values, in declaration order (RUN: every ARG in
-    /// scope, a valueless one as `K=`).
-    pub build_args: Vec<(String, String)>,
-}
-
-/// One instruction of a stage, ready to execute.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Step {
-    /// The instruction with variables expanded where BuildKit expands them.
-    pub instruction: Instruction,
-    /// Source lines (for ONBUILD triggers: the FROM line).
-    pub span: Span,
-    /// The instruction as written.
-    pub source: String,
-    /// Whether the step is a base image's ONBUILD trigger.
-    pub onbuild: bool,
-    /// RUN: the environment (base image ENV, ENV and ARG values, in definition order);
-    /// shared between steps that see the same environment.
-    pub env: Arc<Vec<(String, String)>>,
-    /// RUN: proxy variables from build args that no ARG declares (kept out of the cache key).
-    pub proxy_env: Vec<(String, String)>,
-    /// RUN: parsed and expanded `--mount`s.
-    pub mounts: Vec<Mount>,
-    /// RUN: sources of `--mount from=`, parallel to `mounts` (Context when no `from`).
-    pub mount_sources: Vec<SourceRef>,
-    /// COPY/ADD: where sources are read from.
-    pub copy_source: SourceRef,
-    /// The working directory in effect when the step runs.
-    pub workdir: String,
-    /// The shell in effect (SHELL, or the base image's, or `/bin/sh -c`).
-    pub shell: Vec<String>,
-    /// Cache-key inputs.
-    pub cache: CacheKeyInputs,
-}
-
-impl Step {
-    /// The step's cache key: sha256 over the parent's key, the expanded instruction, the build
-    /// args it uses and the content digests of what it reads (COPY/ADD file contents, in order).
-    pub fn cache_key(&self, parent_key: &str, content_digests: &[&str]) -> String {
-        let mut h = Sha256::new();
-        h.update(b"strata-cache-v1\0");
-        for part in [parent_key, self.cache.instruction.as_str()] {
-            h.update((part.len() as u64).to_le_bytes());
-            h.update(part.as_bytes());
-        }
-        for (k, v) in &self.cache.build_args {
-            for part in [k, v] {
-                h.update((part.len() as u64).to_le_bytes());
-                h.update(part.as_bytes());
-            }
-        }
-        h.update(b"\0content\0");
-        for d in content_digests {
-            h.update((d.len() as u64).to_le_bytes());
-            h.update(d.as_bytes());
-        }
-        format!("sha256:{}", hex::encode(h.finalize()))
-    }
 }
 
 /// A stage of the plan.

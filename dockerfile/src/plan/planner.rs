@@ -20,12 +20,13 @@ use super::platform::{is_builtin_arg, Platform, PlatformError, PROXY_ARGS};
 use super::resolve::{BaseRequest, BaseResolver, PlanFailure};
 use super::validate::{check_chmod, check_reference, check_signal, normalize_port};
 use super::{
-    BaseImageConfig, BuildGraph, CacheKeyInputs, Parent, PlanError, PlanErrorKind, PlanOptions,
-    PlannedStage, SourceRef, StageBase, Step,
+    BaseImageConfig, BuildGraph, CacheKeyInputs, ConfigInstruction, CopyOp, CopyStep, Parent,
+    PlanError, PlanErrorKind, PlanOptions, PlannedStage, RunMount, RunStep, SourceRef, StageBase,
+    Step, StepKind,
 };
 use crate::errors::{suggest, Span};
 use crate::instructions::{parse_command, ArgDecl, Command, Dockerfile, Instruction, KeyValue};
-use crate::lexer::{Lexer, VarLookup};
+use crate::lexer::{LexError, Lexer, VarLookup};
 use crate::lines;
 use crate::mounts::parse_mount;
 
@@ -459,7 +460,7 @@ fn source_names(
         }
         Instruction::Run(r) => {
             for m in &r.mounts {
-                let mut ex = |v: &str| lex.process_word(v, global).map_err(|e| e.to_string());
+                let mut ex = |v: &str| lex.process_word(v, global);
                 let mount = parse_mount(m, &mut ex).map_err(|e| at(c.span)(e.into()))?;
                 if let Some(f) = mount.from {
                     out.push((f, false));
@@ -529,10 +530,12 @@ impl<'e> Expander<'e> {
     }
 
     fn word(&mut self, w: &str) -> Result<String, PlanError> {
-        let e = self
-            .lex
-            .process(w, self.env)
-            .map_err(|e| at(self.span)(e.into()))?;
+        self.lex_word(w).map_err(|e| at(self.span)(e.into()))
+    }
+
+    /// [`Expander::word`] with the lexer's error (what `--mount` parsing takes).
+    fn lex_word(&mut self, w: &str) -> Result<String, LexError> {
+        let e = self.lex.process(w, self.env)?;
         self.matched.extend(e.matched);
         Ok(e.result)
     }
@@ -590,29 +593,13 @@ impl StagePlanner<'_> {
         parent: Parent,
     ) -> Result<Step, PlanError> {
         let span = c.span;
-        let mut step = Step {
-            // Replaced by the expanded instruction below.
-            instruction: Instruction::Maintainer(String::new()),
-            span,
-            source: c.source.clone(),
-            onbuild,
-            env: Arc::default(),
-            proxy_env: Vec::new(),
-            mounts: Vec::new(),
-            mount_sources: Vec::new(),
-            copy_source: SourceRef::Context,
-            workdir: state.workdir.clone(),
-            shell: if state.shell.is_empty() {
-                vec!["/bin/sh".into(), "-c".into()]
-            } else {
-                state.shell.clone()
-            },
-            cache: CacheKeyInputs {
-                instruction: String::new(),
-                parent,
-                build_args: Vec::new(),
-            },
+        let shell = if state.shell.is_empty() {
+            vec!["/bin/sh".into(), "-c".into()]
+        } else {
+            state.shell.clone()
         };
+        // What only RUN or COPY has, filled by their arms below.
+        let mut extras = KindExtras::default();
         let mut matched: BTreeSet<String> = BTreeSet::new();
         let mut all_args_used = false;
         let lex = self.lex;
@@ -621,23 +608,19 @@ impl StagePlanner<'_> {
                 let mut ex = Expander::new(lex, &state.env, span);
                 let mut r = r.clone();
                 let mut mounts = Vec::new();
-                let mut sources = Vec::new();
                 for m in &r.mounts {
-                    let mut f = |v: &str| ex.word(v).map_err(|e| e.kind.to_string());
+                    let mut f = |v: &str| ex.lex_word(v);
                     let mount = parse_mount(m, &mut f).map_err(|e| at(span)(e.into()))?;
-                    let src = match &mount.from {
+                    let source = match &mount.from {
                         Some(from) => self.source(from, false, span, "")?,
                         None => SourceRef::Context,
                     };
-                    mounts.push(mount);
-                    sources.push(src);
+                    mounts.push(RunMount { mount, source });
                 }
                 matched = ex.matched;
-                step.mounts = mounts;
-                step.mount_sources = sources;
-                step.env = state.env.snapshot();
+                extras.env = state.env.snapshot();
                 let declared: BTreeSet<&str> = state.args.iter().map(|(k, _)| k.as_str()).collect();
-                step.proxy_env = PROXY_ARGS
+                extras.proxy_env = PROXY_ARGS
                     .iter()
                     .filter(|k| !declared.contains(**k))
                     .filter_map(|k| {
@@ -650,7 +633,8 @@ impl StagePlanner<'_> {
                 all_args_used = true;
                 // The step's instruction carries the expanded mounts in canonical form, so the
                 // cache key sees their expanded values.
-                r.mounts = step.mounts.iter().map(|m| m.to_string()).collect();
+                r.mounts = mounts.iter().map(|m| m.mount.to_string()).collect();
+                extras.mounts = mounts;
                 Instruction::Run(r)
             }
             Instruction::Copy(cp) => {
@@ -661,7 +645,7 @@ impl StagePlanner<'_> {
                         .lex
                         .process_word(f, self.global)
                         .map_err(|e| at(span)(e.into()))?;
-                    step.copy_source = self.source(&f, true, span, "")?;
+                    extras.from = self.source(&f, true, span, "")?;
                     cp.from = Some(f);
                 }
                 cp.chown = ex.opt(&cp.chown)?;
@@ -871,13 +855,70 @@ impl StagePlanner<'_> {
                 (k.clone(), value)
             })
             .collect();
-        step.cache.instruction = instruction.to_string();
-        step.cache.build_args = used;
-        if let Instruction::Workdir(_) = &instruction {
-            step.workdir = state.workdir.clone();
+        Ok(Step {
+            cache: CacheKeyInputs {
+                instruction: instruction.to_string(),
+                parent,
+                build_args: used,
+            },
+            // The directory WORKDIR made current; the one in effect for every other step.
+            workdir: state.workdir.clone(),
+            kind: extras.kind(instruction),
+            span,
+            source: c.source.clone(),
+            onbuild,
+            shell,
+        })
+    }
+}
+
+/// What only one kind of step has, gathered while its instruction is expanded.
+#[derive(Default)]
+struct KindExtras {
+    /// RUN: the environment.
+    env: Arc<Vec<(String, String)>>,
+    /// RUN: undeclared proxy build args.
+    proxy_env: Vec<(String, String)>,
+    /// RUN: the parsed mounts.
+    mounts: Vec<RunMount>,
+    /// COPY: the resolved `--from` (the context without one, and always for ADD).
+    from: SourceRef,
+}
+
+impl KindExtras {
+    /// The step kind of the expanded `instruction`, with what this gathered for it.
+    fn kind(self, instruction: Instruction) -> StepKind {
+        let config = |c: ConfigInstruction| StepKind::Config(c);
+        match instruction {
+            Instruction::Run(run) => StepKind::Run(RunStep {
+                run,
+                env: self.env,
+                proxy_env: self.proxy_env,
+                mounts: self.mounts,
+            }),
+            Instruction::Copy(c) => StepKind::Copy(CopyStep {
+                from: self.from,
+                op: CopyOp::Copy(c),
+            }),
+            Instruction::Add(a) => StepKind::Copy(CopyStep {
+                from: self.from,
+                op: CopyOp::Add(a),
+            }),
+            Instruction::Cmd(c) => config(ConfigInstruction::Cmd(c)),
+            Instruction::Entrypoint(c) => config(ConfigInstruction::Entrypoint(c)),
+            Instruction::Shell(v) => config(ConfigInstruction::Shell(v)),
+            Instruction::Env(kv) => config(ConfigInstruction::Env(kv)),
+            Instruction::Arg(a) => config(ConfigInstruction::Arg(a)),
+            Instruction::Label(kv) => config(ConfigInstruction::Label(kv)),
+            Instruction::Expose(p) => config(ConfigInstruction::Expose(p)),
+            Instruction::Volume(v) => config(ConfigInstruction::Volume(v)),
+            Instruction::User(u) => config(ConfigInstruction::User(u)),
+            Instruction::Workdir(w) => config(ConfigInstruction::Workdir(w)),
+            Instruction::StopSignal(s) => config(ConfigInstruction::StopSignal(s)),
+            Instruction::Healthcheck(h) => config(ConfigInstruction::Healthcheck(h)),
+            Instruction::Onbuild(t) => config(ConfigInstruction::Onbuild(t)),
+            Instruction::Maintainer(m) => config(ConfigInstruction::Maintainer(m)),
         }
-        step.instruction = instruction;
-        Ok(step)
     }
 }
 

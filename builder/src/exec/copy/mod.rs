@@ -54,8 +54,8 @@ use emit::{FileData, Tree};
 use select::{kind, resolve_dest, select_sources, CopySource, SelectSpec};
 use stage::{Attrs, Stager};
 use strata_dockerfile::chmod::Chmod;
-use strata_dockerfile::instructions::{InlineSource, Instruction};
-use strata_dockerfile::plan::Step;
+use strata_dockerfile::instructions::InlineSource;
+use strata_dockerfile::plan::{CopyOp, CopyStep, Step};
 
 fn cpath(p: &Path) -> Result<CString, StepError> {
     CString::new(p.as_os_str().as_bytes())
@@ -229,9 +229,9 @@ struct Params<'a> {
     add: Option<(Option<&'a str>, Option<bool>)>,
 }
 
-fn params(step: &Step) -> Result<Params<'_>, StepError> {
-    Ok(match &step.instruction {
-        Instruction::Copy(c) => Params {
+fn params(copy: &CopyStep) -> Params<'_> {
+    match &copy.op {
+        CopyOp::Copy(c) => Params {
             what: "COPY",
             sources: &c.sources,
             inline: &c.inline,
@@ -243,7 +243,7 @@ fn params(step: &Step) -> Result<Params<'_>, StepError> {
             exclude: &c.exclude,
             add: None,
         },
-        Instruction::Add(a) => Params {
+        CopyOp::Add(a) => Params {
             what: "ADD",
             sources: &a.sources,
             inline: &a.inline,
@@ -255,29 +255,30 @@ fn params(step: &Step) -> Result<Params<'_>, StepError> {
             exclude: &a.exclude,
             add: Some((a.checksum.as_deref(), a.unpack)),
         },
-        _ => return Err(StepError::Invalid("internal: not a COPY/ADD".into())),
-    })
+    }
 }
 
-/// Runs one COPY or ADD from the build context (`from` = None) or a stage, and returns its layer.
+/// Runs one COPY or ADD (`copy`, of `step`) from the build context (`from` = None) or a stage,
+/// and returns its layer.
 pub fn copy_step(
     store: &Store,
     state: &StageState,
     step: &Step,
+    copy: &CopyStep,
     from: Option<&StageState>,
     options: &ExecOptions,
 ) -> Result<Option<LayerInfo>, StepError> {
     let src = match from {
         None => CopySource::context(&options.context)?,
         Some(stage) => {
-            let name = match &step.instruction {
-                Instruction::Copy(c) => c.from.clone().unwrap_or_default(),
-                _ => String::new(),
+            let name = match &copy.op {
+                CopyOp::Copy(c) => c.from.clone().unwrap_or_default(),
+                CopyOp::Add(_) => String::new(),
             };
             CopySource::layers(&stage.lowerdirs, &format!("stage {name}"))?
         }
     };
-    run_copy(store, state, step, &src, options)
+    run_copy(store, state, step, copy, &src, options)
 }
 
 /// Runs `COPY --from=IMAGE` for an image that is not a stage of this Dockerfile: the image is
@@ -286,12 +287,13 @@ pub fn copy_from_image(
     store: &Store,
     state: &StageState,
     step: &Step,
+    copy: &CopyStep,
     image: &str,
     options: &ExecOptions,
 ) -> Result<Option<LayerInfo>, StepError> {
     let dirs = image_layers(store, image, options)?;
     let src = CopySource::layers(&dirs, &format!("image {image}"))?;
-    run_copy(store, state, step, &src, options)
+    run_copy(store, state, step, copy, &src, options)
 }
 
 /// The unpacked layers of an image, bottom first: from the store, or pulled from its registry
@@ -325,10 +327,11 @@ fn run_copy(
     store: &Store,
     state: &StageState,
     step: &Step,
+    copy: &CopyStep,
     src: &CopySource,
     options: &ExecOptions,
 ) -> Result<Option<LayerInfo>, StepError> {
-    let p = params(step)?;
+    let p = params(copy);
     // --link: the layer is made as if on `scratch`, then stacked.
     let lowerdirs: &[PathBuf] = if p.link { &[] } else { &state.lowerdirs };
     let attrs = Attrs {

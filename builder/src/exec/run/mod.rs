@@ -26,7 +26,7 @@ use crate::exec::state::{ExecOptions, StageState};
 use crate::exec::tempdir::TempDir;
 use strata_dockerfile::heredoc::{parse_heredoc_word, Heredoc};
 use strata_dockerfile::instructions::{CommandLine, NetworkMode as RunNetwork, Run};
-use strata_dockerfile::plan::Step;
+use strata_dockerfile::plan::{RunStep, Step};
 
 /// How many trailing output lines a failure message quotes.
 const TAIL_LINES: usize = 10;
@@ -41,13 +41,14 @@ pub fn run_step(
     state: &StageState,
     stages: &BTreeMap<usize, StageState>,
     step: &Step,
-    run: &Run,
+    planned: &RunStep,
     options: &ExecOptions,
     progress: &Progress,
     vertex: usize,
 ) -> Result<Option<LayerInfo>, StepError> {
+    let run = &planned.run;
     let tmp = TempDir::new(store, "run")?;
-    let mut prepared = mounts::prepare(store, step, stages, options, &tmp)?;
+    let mut prepared = mounts::prepare(store, step, planned, stages, options, &tmp)?;
     let (args, heredoc_mount) = command(run, &step.shell, &tmp)?;
     prepared.specs.extend(heredoc_mount);
     // Parents before children (`target=/src` before `target=/src/node_modules`, whatever the
@@ -71,8 +72,12 @@ pub fn run_step(
     if lowerdirs.is_empty() {
         lowerdirs.push(tmp.sub("empty")?);
     }
-    let mut env: Vec<String> = step.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    env.extend(step.proxy_env.iter().map(|(k, v)| format!("{k}={v}")));
+    let mut env: Vec<String> = planned
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    env.extend(planned.proxy_env.iter().map(|(k, v)| format!("{k}={v}")));
     // `secret,env=NAME`: set for this process only; never in the config or the history.
     env.extend(prepared.env.iter().cloned());
     let host_network = match run.network {

@@ -36,7 +36,7 @@ use strata_store::Store;
 use crate::exec::state::{ExecOptions, StageState};
 use crate::exec::tempdir::TempDir;
 use strata_dockerfile::mounts::{CacheSharing, Mount, MountType};
-use strata_dockerfile::plan::{SourceRef, Step};
+use strata_dockerfile::plan::{RunMount, RunStep, SourceRef, Step};
 
 /// How many separate instances a `sharing=private` cache may grow to before a RUN waits.
 const MAX_PRIVATE_INSTANCES: usize = 64;
@@ -65,27 +65,23 @@ impl std::fmt::Debug for PreparedMounts {
     }
 }
 
-/// Prepares the `--mount`s of `step`. `stages` are the stages built so far (for `from=<stage>`);
-/// `tmp` is the step's temp dir (throwaway uppers go there).
+/// Prepares the `--mount`s of the RUN `step` (`run`). `stages` are the stages built so far (for
+/// `from=<stage>`); `tmp` is the step's temp dir (throwaway uppers go there).
 pub(crate) fn prepare(
     store: &Store,
     step: &Step,
+    run: &RunStep,
     stages: &BTreeMap<usize, StageState>,
     options: &ExecOptions,
     tmp: &TempDir,
 ) -> Result<PreparedMounts, StepError> {
     let mut out = PreparedMounts::default();
-    for (i, m) in step.mounts.iter().enumerate() {
+    for (i, RunMount { mount: m, source }) in run.mounts.iter().enumerate() {
         check_owner(m)?;
-        let source = step
-            .mount_sources
-            .get(i)
-            .cloned()
-            .unwrap_or(SourceRef::Context);
         match m.kind {
             MountType::Bind => {
                 let target = target_path(m, &step.workdir)?;
-                let lowerdirs = source_tree(store, &source, stages, options, tmp, i)?;
+                let lowerdirs = source_tree(store, source, stages, options, tmp, i)?;
                 let upper = if m.readonly {
                     None
                 } else {
@@ -111,7 +107,7 @@ pub(crate) fn prepare(
                     // of the cache mount), copied by the sandbox while the cache is empty.
                     out.specs.push(MountSpec::SeededBind {
                         source: dir,
-                        seed_lowerdirs: source_tree(store, &source, stages, options, tmp, i)?,
+                        seed_lowerdirs: source_tree(store, source, stages, options, tmp, i)?,
                         seed_subpath: m.source.clone().unwrap_or_default(),
                         destination: target,
                         readonly: m.readonly,
