@@ -11,9 +11,9 @@ use run_common::{code, stderr, stdout, Store, STRATA};
 
 #[test]
 fn a_zombie_monitor_is_not_up() {
-    // SAFETY: prctl with integer arguments; orphans of this process's children are ours now,
-    // and we deliberately don't reap the monitor below.
     assert_eq!(
+        // SAFETY: prctl with integer arguments; orphans of this process's children are ours now,
+        // and we deliberately don't reap the monitor below.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) },
         0
     );

@@ -50,6 +50,7 @@ fn strata(args: &[&str]) -> Output {
 
 fn umount2(dir: &Path, flags: i32) -> i32 {
     let c = CString::new(dir.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path that outlives the call; umount2 only reads it.
     unsafe { libc::umount2(c.as_ptr(), flags) }
 }
 
@@ -252,6 +253,7 @@ fn strata_fuse_takes_the_fuse_overlayfs_command_line() {
     fs::write(p("bottom/d/gone"), "x").unwrap();
     fs::write(p("top/d/b"), "top").unwrap();
     let wh = CString::new(p("top/d/gone").as_os_str().as_bytes()).unwrap();
+    // SAFETY: `wh` is a NUL-terminated path that outlives the call; mknod only reads it.
     assert_eq!(unsafe { libc::mknod(wh.as_ptr(), libc::S_IFCHR, 0) }, 0);
     std::os::unix::fs::symlink(STRATA, p("bin/strata-fuse")).unwrap();
     let _guard = Unmount(p("m"));
@@ -314,6 +316,7 @@ fn a_killed_server_leaves_no_stale_mount() {
     fs::create_dir(&dir).unwrap();
     let _guard = Unmount(dir.clone());
     ok(&strata(&["mount", "busybox", dir.to_str().unwrap()]));
+    // SAFETY: kill(2) takes plain integers; the pid is the FUSE server this test started.
     assert_eq!(unsafe { libc::kill(server_pid(&dir), libc::SIGKILL) }, 0);
     // The watcher detaches the dead mount; bounded wait.
     assert!(
@@ -327,6 +330,7 @@ fn a_killed_server_leaves_no_stale_mount() {
     );
     // SIGTERM ends a server cleanly too.
     ok(&strata(&["mount", "busybox", dir.to_str().unwrap()]));
+    // SAFETY: kill(2) takes plain integers; the pid is the FUSE server this test started.
     assert_eq!(unsafe { libc::kill(server_pid(&dir), libc::SIGTERM) }, 0);
     assert!(unmounted_soon(&dir), "mount still there after SIGTERM");
 }

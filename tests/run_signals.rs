@@ -78,8 +78,9 @@ fn tty_allocates_a_pty_with_the_window_size_and_restores_the_terminal() {
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
-    // SAFETY: openpty fills two fds; we own them right after.
     assert_eq!(
+        // SAFETY: openpty writes two fds into `master`/`slave`, which we own; the name pointer is null
+        // (not wanted) and `ws` outlives the call.
         unsafe {
             libc::openpty(
                 &mut master,
@@ -91,8 +92,11 @@ fn tty_allocates_a_pty_with_the_window_size_and_restores_the_terminal() {
         },
         0
     );
+    // SAFETY: openpty just returned these fds (checked above); nothing else owns them.
     let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    // SAFETY: termios is plain integers, for which all-zero is a valid value.
     let mut before: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: tcgetattr only writes into `before`, which we own; `slave` is an open fd.
     unsafe { libc::tcgetattr(slave.as_raw_fd(), &mut before) };
 
     let mut child = s
@@ -110,7 +114,9 @@ fn tty_allocates_a_pty_with_the_window_size_and_restores_the_terminal() {
         .spawn()
         .unwrap();
     let status = child.wait().unwrap();
+    // SAFETY: termios is plain integers, for which all-zero is a valid value.
     let mut after: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: tcgetattr only writes into `after`, which we own; `slave` is still open.
     unsafe { libc::tcgetattr(slave.as_raw_fd(), &mut after) };
     drop(slave);
     let mut out = Vec::new();

@@ -48,11 +48,18 @@ pub enum LexErrorKind {
     UnsupportedModifier(String),
     /// `${name?message}` / `${name:?message}` on an unset (or empty) variable.
     #[error("{name}: {message}")]
-    Required { name: String, message: String },
+    Required {
+        /// The variable's name.
+        name: String,
+        /// The message the Dockerfile gave after `?`, or the default one.
+        message: String,
+    },
     /// An invalid `#`, `%` or `/` pattern.
     #[error("invalid pattern ({pattern}) in substitution: {reason}")]
     InvalidPattern {
+        /// The pattern as written, after expansion.
         pattern: String,
+        /// Why it cannot be used.
         reason: PatternError,
     },
     /// `${a:-${b:-${c...}}}` nested deeper than any real Dockerfile does.

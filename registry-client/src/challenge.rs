@@ -8,12 +8,19 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
     /// HTTP Basic with the user's credentials on every request.
-    Basic { realm: String },
+    Basic {
+        /// The protection space the registry names, echoed back for the user's information.
+        realm: String,
+    },
     /// A bearer token from `realm` (the token server) for `service` and scopes.
     Bearer {
+        /// The token server's URL.
         realm: String,
+        /// The `service` parameter to send the token server, when the registry gave one.
         service: Option<String>,
+        /// The scope the registry says the request needs (`repository:NAME:pull`...), if given.
         scope: Option<String>,
+        /// The registry's `error` parameter (e.g. `insufficient_scope`) when it rejected a token.
         error: Option<String>,
     },
 }

@@ -35,7 +35,12 @@ pub const DOCKER_HUB_AUTH_KEY: &str = "https://index.docker.io/v1/";
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credential {
     /// User name and password (or personal access token): Basic auth, or Basic to the token server.
-    Password { username: String, password: String },
+    Password {
+        /// The account name.
+        username: String,
+        /// The password or personal access token; never printed.
+        password: String,
+    },
     /// An OAuth2 refresh token from a previous login (Docker's `identitytoken`).
     IdentityToken(String),
 }

@@ -15,7 +15,10 @@ pub enum Outcome {
     /// The destination already had it (store blob, or registry HEAD said so).
     Exists,
     /// The registry mounted it from another repository.
-    Mounted { from: String },
+    Mounted {
+        /// The repository the blob was mounted from.
+        from: String,
+    },
 }
 
 /// Receives transfer events. Called from several transfer threads at once; `advance` is called for

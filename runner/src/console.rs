@@ -19,6 +19,8 @@ pub fn setup_in_container(sock: RawFd, winsize: Option<&libc::winsize>) -> Resul
         nix::sys::stat::Mode::empty(),
     )
     .ctx(|| "opening the container's /dev/pts/ptmx".into())?;
+    // SAFETY: `open` just returned this fd and nothing else owns it; OwnedFd takes sole ownership
+    // and closes it once.
     let master = unsafe { OwnedFd::from_raw_fd(master) };
     let unlock: libc::c_int = 0;
     // SAFETY: TIOCSPTLCK with a pointer to an int on our ptmx fd.

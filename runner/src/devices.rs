@@ -48,24 +48,46 @@ const PTS_MAJOR: u64 = 136;
 /// Why a `--device` can't be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
+    /// A `--device` value that does not parse.
     #[error("invalid device specification {spec:?}: {reason}; use HOST[:CONTAINER][:rwm] with absolute paths")]
-    Syntax { spec: String, reason: &'static str },
+    Syntax {
+        /// The value as given.
+        spec: String,
+        /// Which part is wrong.
+        reason: &'static str,
+    },
+    /// The host device could not be stat'ed (missing, or no permission).
     #[error("device {path}: {source}")]
     Stat {
+        /// The host path.
         path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The host path exists but is not a device node.
     #[error("device {path} is not a character or block device; --device only takes device nodes")]
-    NotADevice { path: PathBuf },
+    NotADevice {
+        /// The host path.
+        path: PathBuf,
+    },
+    /// Access narrower than `rwm` needs the cgroup v1 `devices` controller, which is missing.
     #[error("device {path} with access {access:?} needs a device cgroup, and this host has no cgroup v1 `devices` controller; use rwm (the default) or a cgroup v1 host")]
-    NoDeviceController { path: PathBuf, access: String },
+    NoDeviceController {
+        /// The host path.
+        path: PathBuf,
+        /// The access asked for (`r`, `rw`...).
+        access: String,
+    },
 }
 
 /// What a container may do with a [`DeviceSpec`] (`r`, `w`, `m` of Docker's `--device`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceAccess {
+    /// `r`: the container may open the device for reading.
     pub read: bool,
+    /// `w`: the container may open the device for writing.
     pub write: bool,
+    /// `m`: the container may mknod(2) a node of this device.
     pub mknod: bool,
 }
 
@@ -166,7 +188,9 @@ impl DeviceSpec {
 /// Block or character device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceKind {
+    /// A character device (`c`, `S_IFCHR`).
     Char,
+    /// A block device (`b`, `S_IFBLK`).
     Block,
 }
 
@@ -177,12 +201,19 @@ pub struct DeviceNode {
     pub name: CString,
     /// Where it is bound in the container.
     pub destination: String,
+    /// Character or block.
     pub kind: DeviceKind,
+    /// The device's major number.
     pub major: u64,
+    /// The device's minor number.
     pub minor: u64,
+    /// The node's permission bits.
     pub mode: u32,
+    /// The node's owner.
     pub uid: u32,
+    /// The node's group.
     pub gid: u32,
+    /// What the device cgroup lets the container do with it.
     pub access: DeviceAccess,
 }
 

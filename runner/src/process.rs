@@ -553,6 +553,7 @@ pub(crate) fn parse_failure(m: &[u8]) -> Option<(i32, String)> {
 /// The caller's terminal size (stdout, else stdin), for a new pty.
 pub fn window_size() -> Option<nix::pty::Winsize> {
     for fd in [1, 0, 2] {
+        // SAFETY: winsize is plain integers, for which all-zero is a valid value.
         let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
         // SAFETY: TIOCGWINSZ fills a winsize.
         if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 {

@@ -72,6 +72,7 @@ pub struct Prepared {
     pub stubs: Vec<String>,
     /// The container's `/etc/passwd` and `/etc/group`, read before `pivot_root`.
     pub passwd: Option<String>,
+    /// The container's `/etc/group`, read before `pivot_root`.
     pub group: Option<String>,
 }
 
@@ -1057,6 +1058,7 @@ fn copy_dir(src: &OwnedFd, dst: &OwnedFd, depth: u32) -> Result<(), Errno> {
                         Mode::empty(),
                     )?)
                 };
+                // SAFETY: `openat` just returned this fd and nothing else owns it.
                 let d2 = unsafe {
                     OwnedFd::from_raw_fd(nix::fcntl::openat(
                         Some(dst.as_raw_fd()),
@@ -1079,6 +1081,7 @@ fn copy_dir(src: &OwnedFd, dst: &OwnedFd, depth: u32) -> Result<(), Errno> {
                         Mode::empty(),
                     )?)
                 };
+                // SAFETY: `openat` just returned this fd and nothing else owns it.
                 let d2 = unsafe {
                     OwnedFd::from_raw_fd(nix::fcntl::openat(
                         Some(dst.as_raw_fd()),

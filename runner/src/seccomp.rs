@@ -97,7 +97,10 @@ const NAMESPACE_FLAGS: &[i32] = &[
 
 /// The two compiled programs (deny-list → EPERM; clone3 → ENOSYS).
 pub struct Programs {
+    /// The deny-list filter: the listed syscalls fail with EPERM.
     pub eperm: BpfProgram,
+    /// The filter that makes `clone3` fail with ENOSYS, so libcs fall back to `clone`, whose flags
+    /// the other filter can check.
     pub enosys: BpfProgram,
 }
 

@@ -57,7 +57,9 @@ pub enum Rootfs {
     /// plus an optional writable `upperdir`/`workdir` pair on one filesystem. Without an upper the
     /// mount is read-only.
     Overlay {
+        /// The unpacked layers, bottom first.
         lowerdirs: Vec<PathBuf>,
+        /// The writable upper and its work dir; `None` mounts read-only.
         upper: Option<OverlayUpper>,
     },
     /// An existing directory (or an already mounted union), bind-mounted.
@@ -65,7 +67,9 @@ pub enum Rootfs {
     /// The same as `Overlay`, served by `unionfs`'s FUSE union file system instead of the
     /// kernel's overlayfs. `Overlay` falls back to this by itself when overlayfs can't mount.
     Fuse {
+        /// The unpacked layers, bottom first.
         lowerdirs: Vec<PathBuf>,
+        /// The writable upper and its work dir; `None` serves the union read-only.
         upper: Option<OverlayUpper>,
     },
 }
@@ -164,17 +168,25 @@ impl NetworkOptions {
 pub enum MountSpec {
     /// Bind-mount a host path (file or directory, recursively).
     Bind {
+        /// The host file or directory to bind.
         source: PathBuf,
+        /// The absolute path inside the container.
         destination: String,
+        /// Bind read-only (`:ro`).
         readonly: bool,
     },
     /// A fresh tmpfs (mode 1777, nosuid, nodev, noexec, as Docker's `--tmpfs`).
-    Tmpfs { destination: String },
+    Tmpfs {
+        /// The absolute path inside the container.
+        destination: String,
+    },
     /// An anonymous volume for an image `VOLUME`: a writable bind of the host directory
     /// `source`; when `source` is empty, the image's content at `destination` is copied into it
     /// first (owners, modes and symlinks kept), as Docker does for new volumes.
     Volume {
+        /// The host directory that backs the volume; empty to have one made and seeded from the image.
         source: PathBuf,
+        /// The absolute path inside the container.
         destination: String,
     },
     /// A view of a directory tree (a build stage's layers, or a build context) at `destination`:
@@ -184,9 +196,13 @@ pub enum MountSpec {
     /// without `upper`; with one, writes land in the upper (a throwaway copy the caller discards,
     /// BuildKit's `RUN --mount=type=bind,rw`).
     Tree {
+        /// The tree's layers, bottom first.
         lowerdirs: Vec<PathBuf>,
+        /// A throwaway writable upper (`rw`), or `None` for read-only.
         upper: Option<OverlayUpper>,
+        /// The path inside the tree to mount (`source=`); empty for its root.
         subpath: String,
+        /// The absolute path inside the container.
         destination: String,
     },
     /// A bind of the host directory `source` (BuildKit's `RUN --mount=type=cache,from=…`) that,
@@ -194,26 +210,38 @@ pub enum MountSpec {
     /// `seed_subpath` as in [`MountSpec::Tree`] (resolved inside the tree, copied entry by entry
     /// with `O_NOFOLLOW`, owners and modes kept).
     SeededBind {
+        /// The host directory kept between builds (the cache dir).
         source: PathBuf,
+        /// The layers of the tree that seeds an empty cache dir, bottom first.
         seed_lowerdirs: Vec<PathBuf>,
+        /// The path inside the seed tree to copy from; empty for its root.
         seed_subpath: String,
+        /// The absolute path inside the container.
         destination: String,
+        /// Bind read-only.
         readonly: bool,
     },
     /// A tmpfs as BuildKit's `RUN --mount=type=tmpfs`: mode 1777, nosuid, nodev, executables
     /// allowed, an optional size limit in bytes.
     BuildTmpfs {
+        /// The absolute path inside the container.
         destination: String,
+        /// The tmpfs size limit in bytes (`size=`); `None` for the kernel's default.
         size: Option<u64>,
     },
     /// A secret file: `source` (a host file, at most [`MAX_SECRET_SIZE`] bytes) is copied into a
     /// private tmpfs (never onto a disk, never into the rootfs or its upperdir) and bound
     /// read-only at `destination` with the given mode and owner (`RUN --mount=type=secret`).
     Secret {
+        /// The host file holding the secret.
         source: PathBuf,
+        /// The absolute path of the file inside the container.
         destination: String,
+        /// The file's permission bits (`mode=`, default 0400).
         mode: u32,
+        /// The file's owner (`uid=`).
         uid: u32,
+        /// The file's group (`gid=`).
         gid: u32,
     },
 }
@@ -269,8 +297,11 @@ pub enum Stdio {
 /// The process's standard streams.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct StdioSpec {
+    /// Where the process's standard input comes from.
     pub stdin: Stdio,
+    /// Where its standard output goes.
     pub stdout: Stdio,
+    /// Where its standard error goes.
     pub stderr: Stdio,
     /// Allocate a pseudo-terminal: stdin, stdout and stderr all become its slave side, and the
     /// caller gets the master (the three fields above are then ignored).

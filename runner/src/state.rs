@@ -30,11 +30,13 @@ use crate::error::RunnerError;
 pub enum Status {
     /// Made, never started (or its start failed before the command ran).
     Created,
+    /// Its command is running.
     Running,
     /// Running, its processes frozen (`pause`, the freezer cgroup).
     Paused,
     /// Ended, and its monitor will start it again (restart policy) after a delay.
     Restarting,
+    /// Its command ended (or it was stopped); `exit_code` says how.
     Exited,
 }
 
@@ -54,8 +56,11 @@ impl Status {
 /// The `state` file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerState {
+    /// The full container id, 64 hex digits.
     pub id: String,
+    /// The name given with `--name`, if any.
     pub name: Option<String>,
+    /// The image as the user named it.
     pub image: String,
     /// The image's manifest digest (`sha256:…`): `gc` must keep its layers while this entry
     /// exists (the overlay's lowerdirs are its unpacked layers).
@@ -64,9 +69,13 @@ pub struct ContainerState {
     /// The strata process that owns the running container, and its start time (clock ticks
     /// since boot, `/proc/<pid>/stat` field 22) so a recycled pid isn't mistaken for it.
     pub owner_pid: i32,
+    /// `owner_pid`'s start time in clock ticks since boot.
     pub owner_start_time: u64,
+    /// Where the container is in its lifecycle.
     pub status: Status,
+    /// The command's exit code once it ended (Docker's 128+N for a signal).
     pub exit_code: Option<i32>,
+    /// `--rm`: the entry is removed when the command ends.
     pub remove_on_exit: bool,
     /// Seconds since the epoch.
     pub created: u64,
@@ -74,11 +83,13 @@ pub struct ContainerState {
     #[serde(default)]
     pub pid: Option<i32>,
     #[serde(default)]
+    /// `pid`'s start time in clock ticks since boot.
     pub pid_start_time: Option<u64>,
     /// When the command last started and ended, nanoseconds since the epoch (0 = never).
     #[serde(default)]
     pub started_at: u64,
     #[serde(default)]
+    /// When the command last ended, nanoseconds since the epoch (0 = never).
     pub finished_at: u64,
     /// Why the last start failed, or why the container ended without an exit status of its own.
     #[serde(default)]
@@ -119,7 +130,9 @@ pub fn now_nanos() -> u64 {
 /// One container's directory.
 #[derive(Debug)]
 pub struct ContainerDir {
+    /// The container's directory in the store (`containers/<id>/`).
     pub dir: PathBuf,
+    /// Its `state` file's content.
     pub state: ContainerState,
 }
 

@@ -18,7 +18,12 @@ pub enum UserError {
     /// A uid or gid outside `0..=2147483647` (written as a number, or an image's `/etc/passwd`
     /// or `/etc/group` entry).
     #[error("invalid {what} {value}: uids and gids must be in range 0-{MAX_ID}; use a smaller id")]
-    IdOutOfRange { what: &'static str, value: String },
+    IdOutOfRange {
+        /// `uid` or `gid`.
+        what: &'static str,
+        /// The id as written.
+        value: String,
+    },
     /// A user name that is not in the image's `/etc/passwd` (Docker's wording).
     #[error("unable to find user {0}: no matching entries in passwd file")]
     UnknownUser(String),
@@ -73,9 +78,13 @@ pub fn bounded(what: &'static str, id: u32) -> Result<u32, UserError> {
 /// A resolved process identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecUser {
+    /// The uid to run as.
     pub uid: u32,
+    /// The primary gid.
     pub gid: u32,
+    /// Supplementary groups: the user's groups from `/etc/group`.
     pub additional_gids: Vec<u32>,
+    /// The home directory from `/etc/passwd` (`/` when unknown), for `HOME`.
     pub home: String,
 }
 

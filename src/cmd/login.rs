@@ -90,6 +90,8 @@ fn read_password_from_tty() -> Result<String> {
     let fd = libc::STDIN_FILENO;
     // SAFETY: termios is plain data; tcgetattr fills it for a terminal fd, checked by the return.
     let mut old: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: `old` is a termios we own; tcgetattr only writes into it, and fails cleanly (checked)
+    // when stdin is not a terminal.
     if unsafe { libc::tcgetattr(fd, &mut old) } != 0 {
         bail!(
             "cannot read terminal attributes: {}",

@@ -11,6 +11,7 @@ pub enum StoreError {
     Io {
         /// The file or directory.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },

@@ -76,8 +76,8 @@ fn sh(cmd: &str, args: &[&str]) {
 
 fn mknod_whiteout(p: &Path) {
     let c = CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: NUL-terminated path.
     assert_eq!(
+        // SAFETY: `c` is a NUL-terminated path that outlives the call; mknod only reads it.
         unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR, libc::makedev(0, 0)) },
         0
     );
@@ -114,8 +114,9 @@ fn multi_layer_export_equals_umoci_and_overlay() {
     mknod_whiteout(&l2.join("etc/remove-me"));
     mknod_whiteout(&l2.join("gone-dir"));
     let opq = CString::new(l2.join("opq").as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: NUL-terminated strings.
     assert_eq!(
+        // SAFETY: the path and name are NUL-terminated and the value's length is passed with it; all
+        // outlive the call.
         unsafe {
             libc::setxattr(
                 opq.as_ptr(),

@@ -536,11 +536,14 @@ mod tests {
         fs::write(l1.join("o/new"), "n").unwrap();
         let wh = CString::new(l1.join("d/gone").as_os_str().as_bytes()).unwrap();
         assert_eq!(
+            // SAFETY: `wh` is a NUL-terminated path that outlives the call; mknod reads it only.
             unsafe { libc::mknod(wh.as_ptr(), libc::S_IFCHR | 0o600, 0) },
             0
         );
         let o = CString::new(l1.join("o").as_os_str().as_bytes()).unwrap();
         assert_eq!(
+            // SAFETY: the path, name and value are live NUL-terminated/byte buffers for the call's
+            // duration, and the size passed is the value's length.
             unsafe {
                 libc::setxattr(
                     o.as_ptr(),

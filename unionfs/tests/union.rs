@@ -301,6 +301,8 @@ fn copy_up_of_every_file_type_keeps_type_content_and_metadata() {
                 tv_nsec: m.mtime_nsec(),
             },
         ];
+        // SAFETY: the path is NUL-terminated and lives for the call; `ts` holds the two timespecs
+        // utimensat reads.
         let r = unsafe {
             libc::utimensat(
                 libc::AT_FDCWD,

@@ -275,6 +275,8 @@ impl Live {
 fn terminal_size() -> (usize, usize) {
     // SAFETY: TIOCGWINSZ fills a winsize we own.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ only writes a winsize into `ws`, which we own and outlive the call;
+    // STDERR_FILENO is not closed or changed by it.
     let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
     if ok && ws.ws_col > 0 && ws.ws_row > 0 {
         (usize::from(ws.ws_col), usize::from(ws.ws_row))

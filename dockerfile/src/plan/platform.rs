@@ -2,7 +2,6 @@
 
 use std::fmt;
 
-/// An OCI platform.
 /// Why a platform string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlatformError {
@@ -17,6 +16,7 @@ pub enum PlatformError {
     Empty(String),
 }
 
+/// An OCI platform (`os/arch[/variant]`), as in an image index and `FROM --platform`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Platform {
     /// `linux`.

@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 use super::timefmt::rfc3339;
 use crate::state;
 
-/// Docker's defaults.
+/// Docker's default time between probes.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+/// Docker's default time a probe may take before it counts as failed.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Docker's default number of consecutive failures that make a container unhealthy.
 pub const DEFAULT_RETRIES: u32 = 3;
 /// Results kept (Docker's `maxLogEntries`).
 const KEEP: usize = 5;
@@ -24,9 +26,13 @@ const KEEP: usize = 5;
 pub struct HealthConfig {
     /// `["CMD", …]` or `["CMD-SHELL", "…"]` (Docker's form).
     pub test: Vec<String>,
+    /// Time between probes (`--health-interval`).
     pub interval: Duration,
+    /// Time a probe may take before it counts as failed (`--health-timeout`).
     pub timeout: Duration,
+    /// Time after start during which failures don't count (`--health-start-period`).
     pub start_period: Duration,
+    /// Consecutive failures that make the container unhealthy (`--health-retries`).
     pub retries: u32,
 }
 
@@ -47,9 +53,13 @@ impl HealthConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct Probe {
+    /// When the probe started, RFC 3339.
     pub start: String,
+    /// When it ended, RFC 3339.
     pub end: String,
+    /// The probe command's exit code (0 healthy, else failing).
     pub exit_code: i32,
+    /// What the probe printed (or why it could not run; exit code -1 then).
     pub output: String,
 }
 
@@ -59,7 +69,9 @@ pub struct Probe {
 pub struct HealthState {
     /// `starting`, `healthy` or `unhealthy`.
     pub status: String,
+    /// Consecutive failed probes so far.
     pub failing_streak: u32,
+    /// The last results, oldest first (at most five, as Docker keeps).
     pub log: Vec<Probe>,
 }
 

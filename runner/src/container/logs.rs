@@ -95,8 +95,11 @@ fn parse_size(v: &str) -> Option<u64> {
 /// One log entry, as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
+    /// The text the container wrote, with its newline.
     pub log: String,
+    /// `stdout` or `stderr`.
     pub stream: String,
+    /// When the line was written, RFC 3339 with nanoseconds.
     pub time: String,
     /// The entry's time as nanoseconds (not stored: parsed from `time` when read).
     #[serde(skip)]

@@ -72,8 +72,11 @@ fn dir_size(dir: &Path) -> u64 {
 /// A change in the writable layer, as `docker diff` prints it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
+    /// `A`: the path is new in the container.
     Added,
+    /// `C`: the path existed in the image and was modified.
     Changed,
+    /// `D`: the path was in the image and was removed.
     Deleted,
 }
 

@@ -63,43 +63,91 @@ const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Errors of the container commands; each names the container and says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
+    /// No container has this name or id (prefix).
     #[error("No such container: {0}")]
     NotFound(String),
+    /// `port CONTAINER PORT` for a port the container does not publish.
     #[error("No public port '{port}' published for {container}")]
-    NoPublicPort { port: String, container: String },
+    NoPublicPort {
+        /// The port asked for, `PORT[/PROTO]`.
+        port: String,
+        /// The container's name.
+        container: String,
+    },
+    /// An id prefix that matches more than one container: the prefix, then the matches.
     #[error(
         "container name or id prefix {0:?} matches several containers ({1}); give more of the id"
     )]
     Ambiguous(String, String),
+    /// A command that needs a running container (exec, kill, pause...) on a stopped one.
     #[error("container {0} is not running")]
     NotRunning(String),
+    /// A command a paused container cannot take.
     #[error("container {0} is paused: unpause it first")]
     Paused(String),
+    /// `unpause` of a container that is not paused.
     #[error("container {0} is not paused")]
     NotPaused(String),
+    /// `rm` without `-f` of a running container.
     #[error("cannot remove container {0}: container is running: stop the container before removing or force remove (rm -f)")]
     Running(String),
+    /// A command that needs the saved config or logs of a container run in the foreground.
     #[error("container {name} was run in the foreground: its configuration and output weren't saved, so it can't {action}; run a detached one (run -d)")]
-    Foreground { name: String, action: &'static str },
+    Foreground {
+        /// The container's name.
+        name: String,
+        /// What could not be done, e.g. `be restarted`.
+        action: &'static str,
+    },
+    /// A flag value the container commands refuse (`--restart`, `--signal`...); the message says
+    /// which and why.
     #[error("{0}")]
     InvalidOption(String),
     /// The container's command failed to start; `exit_code` is Docker's (125/126/127).
     #[error("{message}")]
-    StartFailed { exit_code: i32, message: String },
+    StartFailed {
+        /// Docker's exit code for the failure.
+        exit_code: i32,
+        /// What failed, as the container's init reported it.
+        message: String,
+    },
+    /// The monitor process of a detached container failed or did not report in time.
     #[error("container monitor for {id}: {message}")]
-    Monitor { id: String, message: String },
+    Monitor {
+        /// The container's id.
+        id: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A file operation in a container's directory failed.
     #[error("{what} {path}: {source}")]
     Io {
+        /// What the command was doing (`reading`, `writing`...).
         what: &'static str,
+        /// The file or directory.
         path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// A container's config.json does not parse.
     #[error(
         "container config {path}: {message}; the directory is damaged, remove it with strata rm -f"
     )]
-    Config { path: PathBuf, message: String },
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The layers of a stopped container could not be mounted (for cp, export, diff).
     #[error("mounting the layers of stopped container {name}: {message}; check that its image's layers are still in the store, or start the container")]
-    LayerMount { name: String, message: String },
+    LayerMount {
+        /// The container's name.
+        name: String,
+        /// Why the mount failed.
+        message: String,
+    },
+    /// The runner failed to start or manage the container.
     #[error(transparent)]
     Runner(#[from] RunnerError),
 }
@@ -165,11 +213,15 @@ pub struct ContainerConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
+    /// Never restart (Docker's default).
     #[default]
     No,
     /// Restart after a non-zero exit, at most this many times (`None`: without limit).
     OnFailure(Option<u32>),
+    /// Restart after every exit, whatever its status (a `stop` is still honoured).
     Always,
+    /// Docker's `unless-stopped`; restarts exactly as `Always` here, since the two differ only
+    /// when Docker's daemon starts and strata has none.
     UnlessStopped,
 }
 
@@ -220,7 +272,9 @@ impl RestartPolicy {
 /// A container as the commands see it.
 #[derive(Debug, Clone)]
 pub struct Container {
+    /// The container's directory in the store (`containers/<id>/`).
     pub dir: PathBuf,
+    /// Its state file's content (status, pid, exit code, times).
     pub state: ContainerState,
     /// `None` for a container run in the foreground.
     pub config: Option<ContainerConfig>,

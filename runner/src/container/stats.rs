@@ -15,8 +15,11 @@ const SAMPLE: Duration = Duration::from_millis(500);
 pub struct Stats {
     /// Percent of one CPU (Docker's: 100% = one full CPU).
     pub cpu_percent: f64,
+    /// Memory in use, in bytes: the resident set of the container's processes.
     pub mem_usage: u64,
+    /// The memory limit in bytes (`--memory`); the host's memory when none is set.
     pub mem_limit: u64,
+    /// Number of processes in the container.
     pub pids: usize,
 }
 

@@ -12,7 +12,9 @@ const DEFAULT_DNS: [&str; 2] = ["8.8.8.8", "8.8.4.4"];
 /// One `--add-host NAME:IP`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddHost {
+    /// The host name to add.
     pub name: String,
+    /// The address it resolves to (v4 or v6).
     pub ip: IpAddr,
 }
 

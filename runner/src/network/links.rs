@@ -9,7 +9,9 @@ use super::{files::AddHost, ipam, netdef, NetworkError};
 /// What a link adds to the container that asks for it.
 #[derive(Debug, Default)]
 pub struct Link {
+    /// Docker's link variables (`ALIAS_PORT_80_TCP=...`, `ALIAS_NAME=...`).
     pub env: Vec<String>,
+    /// `/etc/hosts` entries for the linked container's name and alias.
     pub hosts: Vec<AddHost>,
 }
 

@@ -48,62 +48,118 @@ pub const DEFAULT_BRIDGE: &str = "strata0";
 /// Errors from setting up or tearing down a container's network.
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
+    /// A host tool the bridge network needs (`ip`, `iptables`...) is not installed.
     #[error("`{tool}` is not installed, strata needs it for container networks: run scripts/setup.sh or apt-get install {package} (or use --network none|host)")]
     ToolMissing {
+        /// The missing command.
         tool: &'static str,
+        /// The Debian package that provides it.
         package: &'static str,
     },
+    /// A host tool ran and exited non-zero.
     #[error("`{tool}` failed while {what}: {stderr}")]
     Tool {
+        /// The command that failed.
         tool: &'static str,
+        /// What it was asked to do, e.g. `adding the veth to strata0`.
         what: String,
+        /// Its standard error, trimmed.
         stderr: String,
     },
+    /// Reading or writing a network file (state, lock, config, `/proc/sys`) failed.
     #[error("{what} {path}: {source}")]
     Io {
+        /// What the runner was doing (`reading`, `locking`...).
         what: &'static str,
+        /// The file.
         path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// A network's state file (address leases, definition) does not parse.
     #[error("network state {path}: {message}; remove the file when no container is running to start over")]
-    State { path: PathBuf, message: String },
+    State {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Every address of the network's subnet is leased.
     #[error("no free address left in {subnet} on network {network}: remove stopped containers or use a larger subnet")]
-    Exhausted { network: String, subnet: Ipv4Net },
+    Exhausted {
+        /// The network's name.
+        network: String,
+        /// Its subnet.
+        subnet: Ipv4Net,
+    },
+    /// `--ip` names an address outside the subnet, or its network, gateway or broadcast address.
     #[error("--ip {ip} is not a usable address in subnet {subnet} of network {network}: pick one inside it, other than the network, gateway and broadcast addresses")]
     IpOutsideSubnet {
+        /// The address asked for.
         ip: Ipv4Addr,
+        /// The network's subnet.
         subnet: Ipv4Net,
+        /// The network's name.
         network: String,
     },
+    /// `--ip` names an address another container holds.
     #[error("--ip {ip} is already in use on network {network} by container {container}")]
     IpInUse {
+        /// The address asked for.
         ip: Ipv4Addr,
+        /// The network's name.
         network: String,
+        /// The container that holds the address.
         container: String,
     },
+    /// No candidate subnet for a new network is free of the host's routes.
     #[error("no subnet is free for network {network}: every candidate overlaps a route on this host; set \"network\": {{\"default_subnet\": \"…\"}} in {config}")]
-    NoFreeSubnet { network: String, config: PathBuf },
-    #[error("subnet {subnet} for network {network} overlaps {route}, a route on this host or another strata network: choose another (network create --subnet, or \"default_subnet\" in {config} for the default network)")]
-    SubnetInUse {
+    NoFreeSubnet {
+        /// The network being created.
         network: String,
-        subnet: Ipv4Net,
-        route: Ipv4Net,
+        /// The store's config.json, where a subnet can be set.
         config: PathBuf,
     },
+    /// The subnet asked for overlaps a host route or another strata network.
+    #[error("subnet {subnet} for network {network} overlaps {route}, a route on this host or another strata network: choose another (network create --subnet, or \"default_subnet\" in {config} for the default network)")]
+    SubnetInUse {
+        /// The network being created.
+        network: String,
+        /// The subnet asked for.
+        subnet: Ipv4Net,
+        /// The route or network it overlaps.
+        route: Ipv4Net,
+        /// The store's config.json, where the default network's subnet is set.
+        config: PathBuf,
+    },
+    /// `--network container:NAME` names a container that is not running (given by its directory).
     #[error("the container {0} whose network was to be joined is not running: start it first")]
     NotRunning(PathBuf),
+    /// A network name no `network create` made.
     #[error("network {0} not found: create it with strata network create {0}")]
     NoSuchNetwork(String),
+    /// `network create` with a name already taken.
     #[error("network with name {0} already exists")]
     NetworkExists(String),
+    /// `network rm` of a network containers are still attached to.
     #[error("network {network} has active endpoints ({containers}): remove or stop those containers first")]
-    InUse { network: String, containers: String },
+    InUse {
+        /// The network's name.
+        network: String,
+        /// The attached containers, comma-separated.
+        containers: String,
+    },
+    /// A flag value that does not parse (subnet, address, MAC, port, name...).
     #[error("invalid {what} {value:?}: {why}")]
     Invalid {
+        /// Which value, e.g. `--subnet`.
         what: &'static str,
+        /// The value as given.
         value: String,
+        /// What is wrong with it.
         why: &'static str,
     },
+    /// unshare(CLONE_NEWNET) for the container failed.
     #[error("creating the container's network namespace: {0}")]
     Namespace(nix::Error),
 }

@@ -10,6 +10,7 @@ use super::{subnet, Ipv4Net, NetworkError, DEFAULT_BRIDGE, DEFAULT_NETWORK};
 /// A network.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NetworkDef {
+    /// The network's name (`bridge` for the default one).
     pub name: String,
     /// 64 hex digits (Docker's network ids).
     pub id: String,

@@ -20,7 +20,9 @@ use super::NetworkError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
+    /// TCP (the default).
     Tcp,
+    /// UDP.
     Udp,
 }
 
@@ -39,8 +41,11 @@ impl Protocol {
 pub struct PortMapping {
     /// The host address it answers on; `None` is every address (`0.0.0.0`).
     pub host_ip: Option<Ipv4Addr>,
+    /// The host port; an ephemeral one the kernel picked when `-p` named none (or `-P`).
     pub host_port: u16,
+    /// The port in the container.
     pub container_port: u16,
+    /// TCP or UDP.
     pub protocol: Protocol,
 }
 

@@ -22,6 +22,7 @@ pub fn c(p: &Path) -> CString {
 }
 
 pub fn mknod(p: &Path, mode: u32, rdev: u64) {
+    // SAFETY: the CString lives until the end of the statement; mknod only reads the path.
     let r = unsafe { libc::mknod(c(p).as_ptr(), mode, rdev) };
     assert_eq!(
         r,
@@ -39,6 +40,8 @@ pub fn whiteout(p: &Path) {
 
 pub fn set_xattr(p: &Path, name: &str, value: &[u8]) {
     let n = CString::new(name).unwrap();
+    // SAFETY: path and name are NUL-terminated and live for the call; `value`'s length is passed
+    // with its pointer.
     let r = unsafe {
         libc::lsetxattr(
             c(p).as_ptr(),
@@ -60,6 +63,8 @@ pub fn set_xattr(p: &Path, name: &str, value: &[u8]) {
 pub fn get_xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
     let n = CString::new(name).unwrap();
     let mut buf = vec![0u8; 4096];
+    // SAFETY: path and name are NUL-terminated and live for the call; the kernel writes at most
+    // `buf.len()` bytes into `buf`.
     let r = unsafe {
         libc::lgetxattr(
             c(p).as_ptr(),
