@@ -1,9 +1,9 @@
-//! The host bridge, the container's namespace and its veth pair, through `ip -batch -`.
+//! The host bridge, the container's namespace and its veth pair, through rtnetlink (`rtnl`).
 
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use super::tools::{batch, Prepare};
+use super::rtnl::{self, Rtnl};
 use super::{firewall, Ipv4Net, NetworkError};
 
 /// The host end's name: `veth` and 8 hex digits of an FNV-1a hash of the container id
@@ -44,11 +44,15 @@ pub(super) fn new_netns() -> Result<OwnedFd, NetworkError> {
 /// True when `link` exists in this network namespace (`if_nametoindex(3)`; /sys/class/net
 /// may belong to another namespace than ours).
 fn exists(link: &str) -> bool {
-    let Ok(name) = std::ffi::CString::new(link) else {
-        return false;
-    };
-    // SAFETY: a valid NUL-terminated string; the call only reads it.
-    unsafe { libc::if_nametoindex(name.as_ptr()) != 0 }
+    rtnl::index(link).is_some()
+}
+
+/// The index of `link`, which must exist (a bridge made by [`ensure`]).
+fn index_of(link: &str) -> Result<u32, NetworkError> {
+    rtnl::index(link).ok_or_else(|| NetworkError::Netlink {
+        what: format!("looking up {link}"),
+        source: std::io::Error::from_raw_os_error(libc::ENODEV),
+    })
 }
 
 /// Creates the bridge with the gateway address, its masquerade rule, and turns on IPv4
@@ -62,19 +66,13 @@ pub(super) fn ensure(bridge: &str, subnet: Ipv4Net, internal: bool) -> Result<()
         value: subnet.to_string(),
         why: "has no room for a gateway",
     })?;
-    let script = format!(
-        "link add {bridge} type bridge\n\
-         addr add {gateway}/{p} dev {bridge}\n\
-         link set {bridge} up\n",
-        p = subnet.prefix()
-    );
-    batch(
-        "ip",
-        &["-batch", "-"],
-        &script,
-        Prepare::Nothing,
-        format!("creating bridge {bridge}"),
-    )?;
+    let mut nl = Rtnl::open()?;
+    nl.add_bridge(bridge)?;
+    let made = index_of(bridge).and_then(|i| nl.add_address(bridge, i, gateway, subnet.prefix()));
+    if let Err(e) = made {
+        remove(bridge);
+        return Err(e);
+    }
     // Routing between the bridge and the uplink (ip(7) `ip_forward`; per network namespace).
     let fwd = "/proc/sys/net/ipv4/ip_forward";
     std::fs::write(fwd, "1").map_err(|e| NetworkError::io("enabling forwarding in", fwd, e))?;
@@ -93,14 +91,17 @@ pub(super) fn ensure(bridge: &str, subnet: Ipv4Net, internal: bool) -> Result<()
 /// Removes the bridge and its rules (ignoring what is already gone).
 pub(super) fn remove(bridge: &str) {
     firewall::remove(bridge);
-    if exists(bridge) {
-        if let Err(e) = batch(
-            "ip",
-            &["link", "del", bridge],
-            "",
-            Prepare::Nothing,
-            format!("removing bridge {bridge}"),
-        ) {
+    del_link(bridge);
+}
+
+/// Deletes `link` if it is there, logging a failure (teardown goes on).
+fn del_link(link: &str) {
+    let Some(i) = rtnl::index(link) else {
+        return;
+    };
+    if let Err(e) = Rtnl::open().and_then(|mut nl| nl.del_link(link, i)) {
+        // Gone meanwhile (its namespace went with the container): nothing to do.
+        if rtnl::index(link).is_some() {
             tracing::warn!("{e}");
         }
     }
@@ -133,17 +134,10 @@ pub(super) fn plug(netns: &OwnedFd, p: &Plug<'_>) -> Result<(), NetworkError> {
         internal,
         inner,
     } = *p;
-    let host = format!(
-        "link add {veth} type veth peer name {inner} address {mac} netns /proc/self/fd/3\n\
-         link set {veth} master {bridge} up\n"
-    );
-    batch(
-        "ip",
-        &["-batch", "-"],
-        &host,
-        Prepare::Fd3(netns),
-        format!("creating veth pair {veth}"),
-    )?;
+    let mac = rtnl::mac_bytes(mac)?;
+    let mut nl = Rtnl::open()?;
+    nl.add_veth(veth, index_of(bridge)?, inner, mac, netns)?;
+    nl.set_hairpin(veth, index_of(veth)?)?;
     // Inside, with ioctls from a thread that joins the namespace: one `ip` start less per
     // container (the bridge's start overhead is the budget). An internal network has no way
     // out: not even a default route.
@@ -176,13 +170,5 @@ pub(super) fn unplug(veth: &str, published: bool) {
     if published {
         firewall::unpublish(veth);
     }
-    if exists(veth) {
-        let _ = batch(
-            "ip",
-            &["link", "del", veth],
-            "",
-            Prepare::Nothing,
-            format!("removing {veth}"),
-        );
-    }
+    del_link(veth);
 }

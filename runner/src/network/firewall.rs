@@ -1,12 +1,11 @@
-//! nftables rules, one table per network (`ip strata_<bridge>`), loaded atomically with
-//! `nft -f -` and removed by deleting the table.
+//! nftables rules, one table per network (`ip strata_<bridge>`), loaded atomically (one
+//! transaction through libnftables, see `nft`) and removed by deleting the table.
 //!
 //! The layout follows netavark's: a `nat` chain at the `postrouting` hook masquerades traffic
 //! from the subnet that leaves through another interface (outbound NAT), nothing else for the
 //! default bridge.
 
-use super::tools::{batch, Prepare};
-use super::{Ipv4Net, NetworkError};
+use super::{nft, Ipv4Net, NetworkError};
 
 /// The table's name: nftables identifiers have no `-`.
 fn table(link: &str) -> String {
@@ -36,13 +35,7 @@ pub(super) fn install(bridge: &str, subnet: Ipv4Net, internal: bool) -> Result<(
          delete table ip {t}\n\
          table ip {t} {{\n{body}}}\n"
     );
-    batch(
-        "nft",
-        &["-f", "-"],
-        &script,
-        Prepare::Nothing,
-        format!("loading nftables table ip {t}"),
-    )
+    nft::run(&script, format!("loading nftables table ip {t}"))
 }
 
 /// Loads the table that publishes a container's ports (`ip strata_<veth>`, one per container
@@ -51,17 +44,15 @@ pub(super) fn publish(
     veth: &str,
     ports: &[super::PortMapping],
     ip: std::net::Ipv4Addr,
+    subnet: Ipv4Net,
 ) -> Result<(), NetworkError> {
     let t = table(veth);
     let script = format!(
         "add table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n{}}}\n",
-        super::ports::rules(ports, ip)
+        super::ports::rules(ports, ip, subnet)
     );
-    batch(
-        "nft",
-        &["-f", "-"],
+    nft::run(
         &script,
-        Prepare::Nothing,
         format!("publishing ports in nftables table ip {t}"),
     )
 }
@@ -75,13 +66,7 @@ pub(super) fn unpublish(veth: &str) {
 pub(super) fn remove(bridge: &str) {
     let t = table(bridge);
     let script = format!("add table ip {t}\ndelete table ip {t}\n");
-    if let Err(e) = batch(
-        "nft",
-        &["-f", "-"],
-        &script,
-        Prepare::Nothing,
-        format!("deleting nftables table ip {t}"),
-    ) {
+    if let Err(e) = nft::run(&script, format!("deleting nftables table ip {t}")) {
         tracing::warn!("{e}");
     }
 }

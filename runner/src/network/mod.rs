@@ -15,10 +15,10 @@
 //! - outbound traffic masqueraded by an nftables table per network (`firewall`);
 //! - `/etc/resolv.conf` and `/etc/hosts` written for the container (`files`).
 //!
-//! Links, addresses and rules are changed with the `ip` (iproute2) and `nft` (nftables)
-//! binaries that `scripts/setup.sh` installs, each in one batch (`ip -batch -`, `nft -f -`):
-//! two process starts per container instead of a netlink crate each for links, addresses,
-//! routes and nftables (no single maintained crate covers nftables' netlink API).
+//! Links, addresses and bridge ports are changed in process through rtnetlink (`rtnl`, the
+//! rust-netlink crates), the container's side with ioctls from a thread in its namespace, and
+//! rules through libnftables (`nft`, dlopen'd; `nft -f -` when the library is missing): no
+//! process is started to attach a container.
 
 mod bridge;
 pub(crate) mod files;
@@ -26,7 +26,9 @@ mod firewall;
 mod ipam;
 mod links;
 mod netdef;
+mod nft;
 mod ports;
+mod rtnl;
 mod subnet;
 mod tools;
 
@@ -55,6 +57,14 @@ pub enum NetworkError {
         tool: &'static str,
         /// The Debian package that provides it.
         package: &'static str,
+    },
+    /// An rtnetlink request (a link, an address, a bridge port) failed.
+    #[error("netlink: {what}: {source}")]
+    Netlink {
+        /// What the request was doing, e.g. `creating veth pair veth0a1b2c3d`.
+        what: String,
+        /// The kernel's error.
+        source: std::io::Error,
     },
     /// A host tool ran and exited non-zero.
     #[error("`{tool}` failed while {what}: {stderr}")]
@@ -205,7 +215,7 @@ pub fn attach(
     hosts_file: &Path,
     options: &crate::spec::NetworkOptions,
 ) -> Result<Attachment, NetworkError> {
-    tools::require()?;
+    nft::available()?;
     let def = netdef::load(store_root, options.network_name())?;
     let veth = bridge::veth_name(container_id);
     let published = !options.ports.is_empty();
@@ -262,7 +272,8 @@ pub fn attach(
         return Err(e);
     }
     if published {
-        if let Err(e) = firewall::publish(&attachment.veth, &options.ports, lease.ip) {
+        if let Err(e) = firewall::publish(&attachment.veth, &options.ports, lease.ip, lease.subnet)
+        {
             attachment.release_inner();
             return Err(e);
         }
@@ -292,7 +303,7 @@ pub fn connect(
     network: &str,
     aliases: &[String],
 ) -> Result<Ipv4Addr, NetworkError> {
-    tools::require()?;
+    nft::available()?;
     let not_running = || NetworkError::NotRunning(container_dir.to_path_buf());
     let st = crate::state::read_state(container_dir).ok_or_else(not_running)?;
     let netns = join_container(container_dir)?;

@@ -221,8 +221,15 @@ pub fn resolve_ports(
     Ok(out)
 }
 
-/// The nftables body (chains) that publishes `ports` to the container at `ip`.
-pub(super) fn rules(ports: &[PortMapping], ip: Ipv4Addr) -> String {
+/// The nftables body (chains) that publishes `ports` to the container at `ip` on `subnet`.
+///
+/// The `postrouting` chain masquerades what was DNATed to the container from loopback
+/// (127.0.0.1, see the module's comment) and from its own subnet: the hairpin case, a
+/// container (this one or a neighbour on the bridge) reaching the published port through the
+/// host's address. Without it the container would answer the neighbour straight over the
+/// bridge (or itself over its own loopback) from its own address, a reply the client's
+/// connection does not know (netavark's `NETAVARK-HOSTPORT-MASQ` does the same).
+pub(super) fn rules(ports: &[PortMapping], ip: Ipv4Addr, subnet: super::Ipv4Net) -> String {
     let mut dnat = String::new();
     for p in ports {
         let daddr = match p.host_ip {
@@ -240,7 +247,8 @@ pub(super) fn rules(ports: &[PortMapping], ip: Ipv4Addr) -> String {
         "  chain prerouting {{\n    type nat hook prerouting priority -100; policy accept;\n{dnat}  }}\n\
          \x20 chain output {{\n    type nat hook output priority -100; policy accept;\n{dnat}  }}\n\
          \x20 chain postrouting {{\n    type nat hook postrouting priority 100; policy accept;\n\
-         \x20   ip saddr 127.0.0.0/8 ip daddr {ip} masquerade\n  }}\n"
+         \x20   ip saddr 127.0.0.0/8 ip daddr {ip} masquerade\n\
+         \x20   ct status dnat ip saddr {subnet} ip daddr {ip} masquerade\n  }}\n"
     )
 }
 
