@@ -409,6 +409,15 @@ fn published_ports_answer_on_localhost_and_other_addresses_only_as_asked() {
         "0.0.0.0:8080->80/tcp, 127.0.0.1:8081->80/tcp, 0.0.0.0:5353->5353/udp"
     );
     assert!(env.ok(&["ps"]).contains("0.0.0.0:8080->80/tcp"));
+    // A host port another container publishes is refused, and the refused one leaves nothing.
+    let o = env.strata(&["run", "--rm", "-p", "8080:81", "busybox", "true"]);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("already published by another container"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(http_get(&env.ns, "http://127.0.0.1:8080/hostname"), short);
 
     env.ok(&["rm", "-f", "web"]);
     assert_eq!(env.ns.snapshot(), before, "no rule or veth left");
@@ -745,7 +754,7 @@ fn kill_9_of_a_foreground_strata_run_is_repaired_by_the_next_command() {
     }
     let during = env.ns.snapshot();
     assert!(
-        during.contains("strata0") && during.contains("dnat to"),
+        during.contains("strata0") && during.contains("tcp . 8080 : 172.17.0.2 . 80"),
         "{during}"
     );
     child.kill().unwrap(); // SIGKILL
@@ -867,7 +876,7 @@ fn a_restarted_machine_starts_clean() {
     ]);
     let during = env.ns.snapshot();
     assert!(
-        during.contains("strata0") && during.contains("dnat to"),
+        during.contains("strata0") && during.contains("tcp . 8080 : 172.17.0.2 . 80"),
         "{during}"
     );
     // The "reboot": every strata process dies (kill -9 of the monitors, only this test's, by

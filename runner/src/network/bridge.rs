@@ -107,8 +107,6 @@ fn del_link(link: &str) {
     }
 }
 
-/// Makes the veth pair (`veth` on the bridge, `eth0` in `netns`) and configures the container's
-/// side: `lo` and `eth0` up, the address, the MAC, the default route through the gateway.
 /// Where and how [`plug`] connects a container.
 #[derive(Clone, Copy)]
 pub(super) struct Plug<'a> {
@@ -124,23 +122,35 @@ pub(super) struct Plug<'a> {
     pub inner: &'a str,
 }
 
+/// Makes the veth pair (`veth` on the bridge, `eth0` in `netns`) and configures the container's
+/// side: `lo` and `eth0` up, the address, the MAC, the default route through the gateway.
 pub(super) fn plug(netns: &OwnedFd, p: &Plug<'_>) -> Result<(), NetworkError> {
+    plug_host(netns, p)?;
+    configure_inner(netns, p)
+}
+
+/// The host's side of [`plug`]: the veth pair, its host end up on the bridge with
+/// `hairpin_mode`, its inner end (with its MAC) moved into `netns`.
+pub(super) fn plug_host(netns: &OwnedFd, p: &Plug<'_>) -> Result<(), NetworkError> {
+    let mac = rtnl::mac_bytes(p.mac)?;
+    let mut nl = Rtnl::open()?;
+    nl.add_veth(p.veth, index_of(p.bridge)?, p.inner, mac, netns)?;
+    nl.set_hairpin(p.veth, index_of(p.veth)?)
+}
+
+/// The container's side of [`plug`]: `lo` and the inner end up, its address and (on the first
+/// interface of a network that is not internal) the default route through the gateway.
+pub(super) fn configure_inner(netns: &OwnedFd, p: &Plug<'_>) -> Result<(), NetworkError> {
     let Plug {
-        veth,
-        bridge,
         ip,
         subnet,
-        mac,
         internal,
         inner,
+        ..
     } = *p;
-    let mac = rtnl::mac_bytes(mac)?;
-    let mut nl = Rtnl::open()?;
-    nl.add_veth(veth, index_of(bridge)?, inner, mac, netns)?;
-    nl.set_hairpin(veth, index_of(veth)?)?;
-    // Inside, with ioctls from a thread that joins the namespace: one `ip` start less per
-    // container (the bridge's start overhead is the budget). An internal network has no way
-    // out: not even a default route.
+    // Inside, with ioctls from a thread that joins the namespace (netdevice(7), route(4)): no
+    // process start (the bridge's start overhead is the budget). An internal network has no
+    // way out: not even a default route.
     // Only the first interface (eth0) routes out; a network connected later adds its subnet.
     let gateway = subnet.gateway().filter(|_| !internal && inner == "eth0");
     let inner_name = inner.to_string();
@@ -166,9 +176,9 @@ pub(super) fn plug(netns: &OwnedFd, p: &Plug<'_>) -> Result<(), NetworkError> {
 
 /// Removes the host end of a veth pair if it is still there (the pair also goes by itself
 /// once the container's namespace is gone).
-pub(super) fn unplug(veth: &str, published: bool) {
-    if published {
-        firewall::unpublish(veth);
+pub(super) fn unplug(veth: &str, bridge: &str, ports: &[super::PortMapping]) {
+    if !ports.is_empty() {
+        firewall::unpublish(bridge, ports);
     }
     del_link(veth);
 }

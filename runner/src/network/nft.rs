@@ -118,15 +118,8 @@ impl Lib {
     }
 }
 
-/// True when rules can be loaded: libnftables, or else the `nft` binary.
-pub(super) fn available() -> Result<(), NetworkError> {
-    if Lib::get().is_some() {
-        return Ok(());
-    }
-    super::tools::require_nft()
-}
-
 /// Loads `script` (nft syntax) as one transaction; `what` says what it does, for the error.
+/// Neither libnftables nor `nft` installed is [`NetworkError::ToolMissing`].
 pub(super) fn run(script: &str, what: impl Into<String>) -> Result<(), NetworkError> {
     let Some(lib) = Lib::get() else {
         return batch("nft", &["-f", "-"], script, what);

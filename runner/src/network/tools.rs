@@ -8,18 +8,6 @@ use super::NetworkError;
 /// The binaries this module runs, with the Debian package that has each.
 const TOOLS: [(&str, &str); 1] = [("nft", "nftables (or libnftables1)")];
 
-/// Checks that `nft` is on PATH (or in /sbin, /usr/sbin): the fallback when libnftables is not
-/// installed.
-pub(super) fn require_nft() -> Result<(), NetworkError> {
-    match find("nft") {
-        Some(_) => Ok(()),
-        None => Err(NetworkError::ToolMissing {
-            tool: "nft",
-            package: "libnftables1 (or nftables)",
-        }),
-    }
-}
-
 fn find(tool: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
     let found = path
