@@ -67,7 +67,7 @@ pub(super) fn install(bridge: &str, subnet: Ipv4Net, internal: bool) -> Result<(
 }
 
 /// The `element` commands (`verb`: `create` or `delete`) for `ports` of the container at `ip`
-/// in the table `t`; `with_data`: the mapping's target too (deleting names keys only).
+/// in the table `t`; `delete` names the keys only.
 fn elements(verb: &str, t: &str, ports: &[PortMapping], ip: std::net::Ipv4Addr) -> String {
     let mut script = String::new();
     for p in ports {
@@ -132,5 +132,40 @@ pub(super) fn remove(bridge: &str) {
     let script = format!("add table ip {t}\ndelete table ip {t}\n");
     if let Err(e) = nft::run(&script, format!("deleting nftables table ip {t}")) {
         tracing::warn!("{e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::Protocol;
+    use std::net::Ipv4Addr;
+
+    fn port(host_ip: Option<Ipv4Addr>, host_port: u16, protocol: Protocol) -> PortMapping {
+        PortMapping {
+            host_ip,
+            host_port,
+            container_port: 80,
+            protocol,
+        }
+    }
+
+    #[test]
+    fn elements_go_to_the_map_of_their_kind_and_delete_by_key() {
+        let ports = [
+            port(None, 8080, Protocol::Tcp),
+            port(Some(Ipv4Addr::LOCALHOST), 5353, Protocol::Udp),
+        ];
+        let ip = Ipv4Addr::new(172, 17, 0, 2);
+        assert_eq!(
+            elements("create", "strata_strata0", &ports, ip),
+            "create element ip strata_strata0 ports { tcp . 8080 : 172.17.0.2 . 80 }\n\
+             create element ip strata_strata0 ports_ip { 127.0.0.1 . udp . 5353 : 172.17.0.2 . 80 }\n"
+        );
+        assert_eq!(
+            elements("delete", "strata_strata0", &ports[..1], ip),
+            "delete element ip strata_strata0 ports { tcp . 8080 }\n"
+        );
+        assert_eq!(table("stbr-0123abcd"), "strata_stbr_0123abcd");
     }
 }
