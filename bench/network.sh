@@ -71,11 +71,14 @@ mbps() { curl -s -o /dev/null -w '%{speed_download}' "http://127.0.0.1:$1/big" |
 rate() { ab -q -n "$AB_N" -c 4 "http://127.0.0.1:$1/small" 2>/dev/null | awk '/Requests per second/ {print $4}'; }
 
 echo "reps: $reps, interleaved; $(load_note)"
+# Which tool goes first alternates: on this shared box the first of a pair can be favoured.
 for i in $(seq "$reps"); do
-  mbps 18080 >>"$W/tp.ours"; echo >>"$W/tp.ours"
-  mbps 18081 >>"$W/tp.podman"; echo >>"$W/tp.podman"
-  rate 18080 >>"$W/cr.ours"
-  rate 18081 >>"$W/cr.podman"
+  for who in $( ((i % 2)) && echo "ours:18080 podman:18081" || echo "podman:18081 ours:18080"); do
+    mbps "${who#*:}" >>"$W/tp.${who%:*}"; echo >>"$W/tp.${who%:*}"
+  done
+  for who in $( ((i % 2)) && echo "podman:18081 ours:18080" || echo "ours:18080 podman:18081"); do
+    rate "${who#*:}" >>"$W/cr.${who%:*}"
+  done
 done
 bridge() { "$S" --root "$ROOT" run -d -p 18090:80 busybox sleep 1000; }
 none() { "$S" --root "$ROOT" run -d --network none busybox sleep 1000; }
