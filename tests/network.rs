@@ -960,3 +960,33 @@ fn a_restarted_machine_starts_clean() {
     assert_eq!(env.ns.snapshot(), fresh, "nothing leaks");
     assert!(env.ipam().is_empty(), "{:?}", env.ipam());
 }
+
+#[test]
+fn a_lease_from_before_port_maps_is_repaired_with_its_table() {
+    let env = Env::new();
+    let before = env.ns.snapshot();
+    // What a strata from before port maps left after a kill -9: a lease whose holder is dead
+    // (a finished child's pid and a start time no process has) and its container's own table.
+    let mut dead = Command::new("true").spawn().unwrap();
+    let pid = dead.id();
+    dead.wait().unwrap();
+    env.ns.sh(
+        "nft -f - <<'N'\ntable ip strata_vethdeadbeef {\n  chain prerouting {\n    type nat hook prerouting priority -100; policy accept;\n    fib daddr type local tcp dport 8080 dnat to 172.17.0.2:80\n  }\n}\nN",
+    );
+    let dir = env.store.root().join("networks/bridge");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("state.json"),
+        format!(
+            r#"{{"bridge": "strata0", "subnet": "172.17.0.0/16", "leases": {{"172.17.0.2": {{
+                "container_id": "0123456789abcdef", "veth": "vethdeadbeef", "owner_pid": {pid},
+                "owner_start_time": 1, "published": true}}}}}}"#
+        ),
+    )
+    .unwrap();
+    assert!(env.ns.snapshot().contains("strata_vethdeadbeef"));
+    // `network ls` repairs every network (as `run` and a stale container's reaping do).
+    env.ok(&["network", "ls"]);
+    assert_eq!(env.ns.snapshot(), before, "the old table is deleted");
+    assert!(env.ipam().is_empty(), "{:?}", env.ipam());
+}

@@ -40,6 +40,10 @@ struct Lease {
     /// Its published ports (elements of the network's nftables maps).
     #[serde(default)]
     ports: Vec<PortMapping>,
+    /// Written by strata before ports were map elements: its ports are a table of its own,
+    /// `ip strata_<veth>`, which the repair deletes with the lease (an upgrade leaks nothing).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    published: bool,
     /// Names other members resolve to its address (user networks): name, aliases, short id.
     #[serde(default)]
     names: Vec<String>,
@@ -132,6 +136,9 @@ fn drop_stale(st: &mut NetworkState) -> bool {
                 l.owner_pid
             );
             bridge::unplug(&l.veth, &st.bridge, &l.ports);
+            if l.published {
+                super::firewall::remove(&l.veth);
+            }
         }
         alive
     });
@@ -261,6 +268,7 @@ pub(super) fn lease(
             owner_pid,
             owner_start_time,
             ports: m.ports.to_vec(),
+            published: false,
             names: if def.is_user() { m.names } else { Vec::new() },
             hosts_base: files::hosts_for(m.hostname, Some(std::net::IpAddr::V4(ip)), m.add_hosts),
             hosts_file: m.hosts_file,
