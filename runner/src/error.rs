@@ -65,14 +65,9 @@ pub enum RunnerError {
         /// What failed, as the container's init reported it.
         message: String,
     },
-    /// A container's state file could not be written or does not parse.
-    #[error("container state {path}: {message}")]
-    State {
-        /// The state file.
-        path: PathBuf,
-        /// What is wrong with it.
-        message: String,
-    },
+    /// A container directory or its state file could not be made, locked or written.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
 }
 
 impl RunnerError {
