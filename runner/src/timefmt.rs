@@ -5,7 +5,6 @@
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-
 /// Docker's zero time, shown for a container that never started or never finished.
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
