@@ -55,7 +55,7 @@ pub enum RunnerError {
     Network(#[from] crate::network::NetworkError),
     /// The seccomp filter could not be compiled or installed.
     #[error("seccomp: {0}")]
-    Seccomp(String),
+    Seccomp(#[from] std::sync::Arc<crate::seccomp::SeccompError>),
     /// The container failed before its command started; `exit_code` is Docker's for the case:
     /// 127 command not found, 126 not executable, 125 anything else.
     #[error("{message}")]
