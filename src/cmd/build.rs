@@ -122,14 +122,14 @@ pub enum CompressionFlag {
 }
 
 /// Runs `strata build`.
-pub fn run(_cli: &Cli, args: &Args) -> Result<ExitCode> {
+pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
     for l in &args.labels {
         if !l.contains('=') {
             bail!("invalid --label {l:?}: expected KEY=VALUE");
         }
     }
     if !args.check {
-        return execute(_cli, args);
+        return execute(cli, args);
     }
     let Some(dockerfile) = read_dockerfile(args)? else {
         return Ok(ExitCode::from(1));
