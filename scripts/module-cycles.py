@@ -97,23 +97,29 @@ def edges_of(crate, depth, modules):
                 found.append(targets(m.group(1), m.group(2), modpath))
             here = tuple(modpath[:depth])
             for target in found:
-                there = tuple(target[:depth])
-                if len(there) < 1 or there[0] not in modules:
+                # The longest prefix that is a module file: `crate::cmd::open_store` is cmd's.
+                there = next(
+                    (tuple(target[:n]) for n in range(depth, 0, -1) if tuple(target[:n]) in modules),
+                    None,
+                )
+                if there is None:
                     continue
                 if there != here and there[: len(here)] != here and here[: len(there)] != there:
                     edges.setdefault(here, set()).add(there)
     return edges
 
 
-def top_modules(crate):
+def module_files(crate):
+    """Every module that has a file of its own, as a path tuple (`('exec', 'copy')`)."""
     src = os.path.join(ROOT, crate, "src")
-    names = set()
-    for entry in os.listdir(src):
-        if entry.endswith(".rs") and entry not in ("lib.rs", "main.rs"):
-            names.add(entry[:-3])
-        elif os.path.isdir(os.path.join(src, entry)) and entry != "bin":
-            names.add(entry)
-    return names
+    found = set()
+    for dirpath, _, files in os.walk(src):
+        for name in files:
+            if name.endswith(".rs"):
+                path = module_path(src, os.path.join(dirpath, name))
+                if path and path[0] != "bin":
+                    found.add(tuple(path))
+    return found
 
 
 def sccs(edges):
@@ -171,7 +177,7 @@ def main():
         if not os.path.isdir(os.path.join(ROOT, crate, "src")):
             continue
         name = "strata" if crate == "." else crate
-        edges = edges_of(crate, depth, top_modules(crate))
+        edges = edges_of(crate, depth, module_files(crate))
         if graph:
             print(f"{name}:", flush=True)
             for here in sorted(edges):
