@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 /// Errors of the container directories and their state files. A leaf of the crate's module
 /// graph: everything above (the network's leases, cgroups, the monitor) reads state, so state
-/// names its own failures and [`crate::StateError`] wraps them.
+/// names its own failures and [`crate::RunnerError`] wraps them.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// A file operation on a container directory or its state file failed.
