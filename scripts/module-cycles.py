@@ -27,6 +27,7 @@ GROUP_RE = re.compile(r"\b(crate|super)::\{([^}]*)\}", re.S)
 def strip_comments(text):
     """Drops // and /* */ comments and string literals so a path in prose is not an edge."""
     text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    text = re.sub(r"'(?:\\.|[^'\\])'", "' '", text)  # char literals, '"' among them
     text = re.sub(r'"(?:\\.|[^"\\])*"', '""', text)
     return re.sub(r"//[^\n]*", "", text)
 
