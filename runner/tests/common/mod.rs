@@ -8,10 +8,7 @@ use strata_runner::{
     StdioSpec,
 };
 
-/// The busybox rootfs and temp-dir location are shared with the CLI's run tests (kept under
-/// these names for every test file, used or not).
-#[allow(unused_imports)]
-pub use strata_test_support::{make_busybox_rootfs, test_tmp, BUSYBOX};
+use strata_test_support::{make_busybox_rootfs, test_tmp};
 
 /// A container's worth of directories (rootfs + state), removed on drop.
 pub struct Fixture {
