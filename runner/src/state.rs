@@ -431,3 +431,37 @@ pub struct HealthState {
     /// The last results, oldest first (at most five, as Docker keeps).
     pub log: Vec<Probe>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_and_unique_with_typed_errors() {
+        let t = tempfile::tempdir().unwrap();
+        let containers = t.path().join("containers");
+        let create = |id: &str, name: &str| {
+            ContainerDir::create(&containers, id, Some(name), "busybox", None, false)
+        };
+        match create("a1", "-bad") {
+            Err(StateError::InvalidName(n)) => assert_eq!(n, "-bad"),
+            other => panic!("expected InvalidName, got {:?}", other.map(|c| c.dir)),
+        }
+        let first = create("a1", "web").unwrap();
+        assert_eq!(read_state(&first.dir).unwrap().name.as_deref(), Some("web"));
+        match create("b2", "web") {
+            Err(e @ StateError::NameInUse { .. }) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("\"web\" is already in use by container a1"),
+                    "{msg}"
+                );
+                assert!(
+                    !containers.join("b2").exists(),
+                    "no directory for the refused one"
+                );
+            }
+            other => panic!("expected NameInUse, got {:?}", other.map(|c| c.dir)),
+        }
+    }
+}
