@@ -15,12 +15,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use strata_dockerfile::plan::checks::static_checks;
 use strata_dockerfile::plan::{
     parse_build_arg, plan, BaseResolver, BuildGraph, CheckConfig, NoBaseImages, PlanFailure,
-    PlanOptions,
+    PlanOptions, Warning,
 };
 use strata_dockerfile::source::{read_source, SourceError};
-use strata_dockerfile::{parse_dockerfile, render_snippet, Dockerfile, Span};
+use strata_dockerfile::{parse_dockerfile, parse_prefix, render_snippet, Dockerfile, Span};
 
 use crate::Cli;
 
@@ -142,25 +143,15 @@ pub fn run(_cli: &Cli, args: &Args) -> Result<ExitCode> {
     let Some(graph) = dockerfile.plan(&df, &options, &NoBaseImages) else {
         return Ok(ExitCode::from(1));
     };
-    let (name, source) = (&dockerfile.name, &dockerfile.source);
     let warnings = &graph.warnings;
     match warnings.len() {
         0 => outln!("Check complete, no warnings found."),
         1 => outln!("Check complete, 1 warning has been found!"),
         n => outln!("Check complete, {n} warnings have been found!"),
     }
-    for w in warnings {
-        outln!();
-        if w.rule == "UnusedBuildArgs" {
-            outln!("WARNING: {}", w.message);
-            continue;
-        }
-        outln!("WARNING: {} - {}", w.rule, w.url());
-        outln!("{}", w.message);
-        out!("{}", render_snippet(source, name, w.span));
-    }
-    if !warnings.is_empty() && CheckConfig::of(&df).error {
-        errln!("ERROR: lint violation found (# check=error=true)");
+    dockerfile.print_warnings_expanded(warnings);
+    if let Some(e) = CheckConfig::for_build(&df, &options.build_args).violation(warnings) {
+        errln!("ERROR: {e}");
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
@@ -173,11 +164,48 @@ struct DockerfileText {
 }
 
 impl DockerfileText {
-    /// Parses it; a parse error is printed (with its snippet) and gives `None`.
+    /// Parses it; a parse error is printed (with its snippet) and gives `None`. The lint
+    /// warnings of the instructions before the error are printed first, as BuildKit does.
     fn parse(&self) -> Option<Dockerfile> {
         parse_dockerfile(&self.source)
-            .map_err(|e| print_error(&self.name, &self.source, e.span, &e.to_string()))
+            .map_err(|e| {
+                if let Some(prefix) = parse_prefix(&self.source) {
+                    let config = CheckConfig::of(&prefix);
+                    let mut warnings = static_checks(&prefix);
+                    warnings.retain(|w| config.enabled(w.rule));
+                    self.print_warnings_summary(&warnings);
+                }
+                print_error(&self.name, &self.source, e.span, &e.to_string())
+            })
             .ok()
+    }
+
+    /// `--check`'s form: each warning with its rule, URL, message and snippet.
+    fn print_warnings_expanded(&self, warnings: &[Warning]) {
+        for w in warnings {
+            outln!();
+            if !w.is_lint() {
+                outln!("WARNING: {}", w.message);
+                continue;
+            }
+            outln!("WARNING: {} - {}", w.rule, w.url());
+            outln!("{}", w.message);
+            out!("{}", render_snippet(&self.source, &self.name, w.span));
+        }
+    }
+
+    /// A build's form (buildx's summary, on stderr): ` N warnings found`, then
+    /// `- Rule: message (line N)` each.
+    fn print_warnings_summary(&self, warnings: &[Warning]) {
+        let lint: Vec<&Warning> = warnings.iter().filter(|w| w.is_lint()).collect();
+        match lint.len() {
+            0 => return,
+            1 => errln!(" 1 warning found (use --check to expand):"),
+            n => errln!(" {n} warnings found (use --check to expand):"),
+        }
+        for w in lint {
+            errln!(" - {}", w.short());
+        }
     }
 
     /// Plans it with `resolver`; a planning error is printed (with its snippet) and gives
@@ -335,9 +363,16 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
     // Planned once the store is open: the base images are resolved (pulled if missing) first,
     // and a Dockerfile error is still reported before any of that.
     let bases = exec::BaseImages::new(&store, &exec_options);
-    let Some(graph) = dockerfile.plan(&df, &plan_options(args, false), &bases) else {
+    let options = plan_options(args, false);
+    let Some(graph) = dockerfile.plan(&df, &options, &bases) else {
         return Ok(ExitCode::from(1));
     };
+    // `check=error=true`: the lint warnings fail the build before anything runs.
+    if let Some(e) = CheckConfig::for_build(&df, &options.build_args).violation(&graph.warnings) {
+        dockerfile.print_warnings_summary(&graph.warnings);
+        errln!("ERROR: {e}");
+        return Ok(ExitCode::from(1));
+    }
     let result = exec::execute(&store, &graph, &bases, &exec_options, &progress);
     super::interrupt::wait_if_interrupted();
     match result {
@@ -368,6 +403,8 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
                 }
             }
             progress.finish();
+            // BuildKit's printer lists the warnings once the build is over, failed or not.
+            dockerfile.print_warnings_summary(&graph.warnings);
             if let Some(f) = &args.iidfile {
                 std::fs::write(f, out.config_digest.to_string())
                     .with_context(|| format!("writing --iidfile {}", f.display()))?;
@@ -379,6 +416,7 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
         }
         Err(e) => {
             progress.finish();
+            dockerfile.print_warnings_summary(&graph.warnings);
             dockerfile.print_exec_error(&e);
             Ok(ExitCode::from(1))
         }

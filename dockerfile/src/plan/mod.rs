@@ -237,6 +237,9 @@ pub enum PlanErrorKind {
         /// The stage doing the COPY.
         current: String,
     },
+    /// `COPY --from=$X` / `--mount from=$X` with a variable that is no global ARG.
+    #[error("variable expansion is not supported for {0}, define a new stage with FROM using ARG from global scope as a workaround")]
+    FromVariable(&'static str),
     /// `COPY --from=7` with fewer stages.
     #[error("invalid stage index {0}")]
     StageIndex(usize),

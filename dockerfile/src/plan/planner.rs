@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::checks::{static_checks, CheckConfig, Warning};
+use super::checks::{plan_rules, static_checks, CheckConfig, Warning};
 use super::env::EnvList;
 use super::platform::{is_builtin_arg, Platform, PlatformError, PROXY_ARGS};
 use super::resolve::{BaseRequest, BaseResolver, PlanFailure};
@@ -189,7 +189,7 @@ fn plan_with_bases(
     bases: &BTreeMap<usize, BaseImageConfig>,
 ) -> Result<BuildGraph, PlanError> {
     let lex = Lexer::new(df.ast.escape);
-    let checks = CheckConfig::of(df);
+    let checks = CheckConfig::for_build(df, &opts.build_args);
     let mut warnings = static_checks(df);
     if df.stages.is_empty() {
         return Err(at(df.ast.span())(PlanErrorKind::NoStages));
@@ -207,6 +207,8 @@ fn plan_with_bases(
         let v = opts.build_args.get(&k).cloned().unwrap_or(v);
         global.set(&k, &v);
     }
+    // The global scope with the ARGs' own defaults (no --build-arg): InvalidDefaultArgInFrom.
+    let mut global_defaults = global.clone();
     let mut global_args: Vec<(String, Option<String>)> = Vec::new();
     let mut consumed: BTreeSet<String> = BTreeSet::new();
     for cmd in &df.meta_args {
@@ -224,6 +226,11 @@ fn plan_with_bases(
             };
             if let Some(v) = &value {
                 global.set(&d.key, v);
+            }
+            if let Some(def) = &d.default {
+                if let Ok(v) = lex.process_word(def, &global_defaults) {
+                    global_defaults.set(&d.key, &v);
+                }
             }
             consumed.insert(d.key.clone());
             global_args.push((d.key.clone(), value));
@@ -249,6 +256,16 @@ fn plan_with_bases(
                     span: st.span,
                 });
             }
+        }
+        if let Ok(d) = lex.process_word(&st.base, &global_defaults) {
+            let is_stage = |r: &str| {
+                let r = r.to_lowercase();
+                r == "scratch" || df.stages[..i].iter().any(|s| s.name.as_deref() == Some(&r))
+            };
+            let valid = |r: &str| is_stage(r) || check_reference(r).is_ok();
+            warnings.extend(plan_rules::default_arg_in_from(
+                &st.base, &d, valid, st.span,
+            ));
         }
         if e.result.is_empty() {
             return Err(at(st.span)(PlanErrorKind::BlankBase(st.base.clone())));
@@ -281,7 +298,14 @@ fn plan_with_bases(
                         p.clone(),
                     ))));
                 }
-                Some(Platform::parse(&v).map_err(|e| at(st.span)(e.into()))?)
+                let parsed = Platform::parse(&v).map_err(|e| at(st.span)(e.into()))?;
+                warnings.extend(plan_rules::from_platform(
+                    p,
+                    &parsed,
+                    st.name.as_deref(),
+                    st.span,
+                ));
+                Some(parsed)
             }
         };
         platforms.push(platform);
@@ -350,6 +374,14 @@ fn plan_with_bases(
     }
 
     // Plan the needed stages in order.
+    let mut env_known = vec![false; n];
+    for i in 0..n {
+        env_known[i] = match stage_bases[i] {
+            StageBase::Scratch => true,
+            StageBase::Image(_) => bases.contains_key(&i),
+            StageBase::Stage(j) => env_known[j],
+        };
+    }
     let mut finals: Vec<Option<StageState>> = vec![None; n];
     let mut planned = Vec::new();
     for i in 0..n {
@@ -387,6 +419,7 @@ fn plan_with_bases(
             index: i,
             warnings: &mut warnings,
             consumed: &mut consumed,
+            env_known: env_known[i],
         };
         for (c, onbuild) in &stage_commands[i] {
             let parent = if steps.is_empty() {
@@ -428,6 +461,18 @@ fn plan_with_bases(
             span: Span::default(),
         });
     }
+    if !opts.all_stages {
+        // BuildKit reports only what the stages it builds have (its LegacyKeyValueFormat test:
+        // an unreachable stage's warnings appear with --check only).
+        let unbuilt = |line: usize| {
+            (0..n).any(|i| {
+                let start = df.stages[i].span.start;
+                let end = df.stages.get(i + 1).map_or(usize::MAX, |s| s.span.start);
+                !needed[i] && line >= start && line < end
+            })
+        };
+        warnings.retain(|w| !unbuilt(w.span.start));
+    }
     warnings.retain(|w| checks.enabled(w.rule));
     warnings.sort_by_key(|w| (w.span.start, w.span.end));
     let target_pos = planned.iter().position(|s| s.index == target).unwrap_or(0);
@@ -451,25 +496,38 @@ fn source_names(
     match &c.instruction {
         Instruction::Copy(cp) => {
             if let Some(f) = &cp.from {
-                out.push((
-                    lex.process_word(f, global)
-                        .map_err(|e| at(c.span)(e.into()))?,
-                    true,
-                ));
+                out.push((global_from(f, "--from", lex, global, c.span)?, true));
             }
         }
         Instruction::Run(r) => {
             for m in &r.mounts {
-                let mut ex = |v: &str| lex.process_word(v, global);
-                let mount = parse_mount(m, &mut ex).map_err(|e| at(c.span)(e.into()))?;
+                let mut raw = |v: &str| Ok(v.to_string());
+                let mount = parse_mount(m, &mut raw).map_err(|e| at(c.span)(e.into()))?;
                 if let Some(f) = mount.from {
-                    out.push((f, false));
+                    out.push((global_from(&f, "--mount from", lex, global, c.span)?, false));
                 }
             }
         }
         _ => {}
     }
     Ok(out)
+}
+
+/// A `--from` / `from=` value expanded with the global ARGs. A variable that is not a global
+/// ARG is refused, as BuildKit refuses it (the stage a step reads from must be known before
+/// any stage runs).
+fn global_from(
+    raw: &str,
+    flag: &'static str,
+    lex: &Lexer,
+    global: &EnvList,
+    span: Span,
+) -> Result<String, PlanError> {
+    let e = lex.process(raw, global).map_err(|e| at(span)(e.into()))?;
+    if !e.unmatched.is_empty() {
+        return Err(at(span)(PlanErrorKind::FromVariable(flag)));
+    }
+    Ok(e.result)
 }
 
 fn detect_cycles(df: &Dockerfile, deps: &[Vec<(usize, Span)>]) -> Result<(), PlanError> {
@@ -509,6 +567,9 @@ struct StagePlanner<'a> {
     index: usize,
     warnings: &'a mut Vec<Warning>,
     consumed: &'a mut BTreeSet<String>,
+    /// Whether the stage's starting environment is known (scratch, a resolved image, or a
+    /// stage that is): UndefinedVar is only reported then.
+    env_known: bool,
 }
 
 /// Expands words against one environment and remembers which variables were used.
@@ -517,6 +578,8 @@ struct Expander<'a> {
     env: &'a EnvList,
     span: Span,
     matched: BTreeSet<String>,
+    /// Variables referenced but not set (UndefinedVar).
+    unmatched: BTreeSet<String>,
 }
 
 impl<'e> Expander<'e> {
@@ -526,6 +589,7 @@ impl<'e> Expander<'e> {
             env,
             span,
             matched: BTreeSet::new(),
+            unmatched: BTreeSet::new(),
         }
     }
 
@@ -537,6 +601,7 @@ impl<'e> Expander<'e> {
     fn lex_word(&mut self, w: &str) -> Result<String, LexError> {
         let e = self.lex.process(w, self.env)?;
         self.matched.extend(e.matched);
+        self.unmatched.extend(e.unmatched);
         Ok(e.result)
     }
 
@@ -601,6 +666,7 @@ impl StagePlanner<'_> {
         // What only RUN or COPY has, filled by their arms below.
         let mut extras = KindExtras::default();
         let mut matched: BTreeSet<String> = BTreeSet::new();
+        let mut unmatched: BTreeSet<String> = BTreeSet::new();
         let mut all_args_used = false;
         let lex = self.lex;
         let instruction = match &c.instruction {
@@ -610,7 +676,17 @@ impl StagePlanner<'_> {
                 let mut mounts = Vec::new();
                 for m in &r.mounts {
                     let mut f = |v: &str| ex.lex_word(v);
-                    let mount = parse_mount(m, &mut f).map_err(|e| at(span)(e.into()))?;
+                    let mut mount = parse_mount(m, &mut f).map_err(|e| at(span)(e.into()))?;
+                    if mount.from.is_some() {
+                        // from= sees the global ARGs only, as COPY --from does.
+                        let mut raw = |v: &str| Ok(v.to_string());
+                        let unexpanded =
+                            parse_mount(m, &mut raw).map_err(|e| at(span)(e.into()))?;
+                        if let Some(f) = unexpanded.from {
+                            let flag = "--mount from";
+                            mount.from = Some(global_from(&f, flag, &self.lex, self.global, span)?);
+                        }
+                    }
                     let source = match &mount.from {
                         Some(from) => self.source(from, false, span, "")?,
                         None => SourceRef::Context,
@@ -641,10 +717,7 @@ impl StagePlanner<'_> {
                 let mut ex = Expander::new(lex, &state.env, span);
                 let mut cp = cp.clone();
                 if let Some(f) = &cp.from {
-                    let f = self
-                        .lex
-                        .process_word(f, self.global)
-                        .map_err(|e| at(span)(e.into()))?;
+                    let f = global_from(f, "--from", &self.lex, self.global, span)?;
                     extras.from = self.source(&f, true, span, "")?;
                     cp.from = Some(f);
                 }
@@ -661,7 +734,7 @@ impl StagePlanner<'_> {
                         i.data = expand_heredoc(&i.data, &state.env, span, &mut ex.matched)?;
                     }
                 }
-                matched = ex.matched;
+                (matched, unmatched) = (ex.matched, ex.unmatched);
                 Instruction::Copy(cp)
             }
             Instruction::Add(a) => {
@@ -709,19 +782,19 @@ impl StagePlanner<'_> {
                         i.data = expand_heredoc(&i.data, &state.env, span, &mut ex.matched)?;
                     }
                 }
-                matched = ex.matched;
+                (matched, unmatched) = (ex.matched, ex.unmatched);
                 Instruction::Add(a)
             }
             Instruction::Env(kv) => {
                 let mut ex = Expander::new(lex, &state.env, span);
                 let kv = ex.pairs(kv)?;
-                matched = ex.matched;
+                (matched, unmatched) = (ex.matched, ex.unmatched);
                 Instruction::Env(kv)
             }
             Instruction::Label(kv) => {
                 let mut ex = Expander::new(lex, &state.env, span);
                 let kv = ex.pairs(kv)?;
-                matched = ex.matched;
+                (matched, unmatched) = (ex.matched, ex.unmatched);
                 Instruction::Label(kv)
             }
             Instruction::Arg(decls) => {
@@ -736,6 +809,7 @@ impl StagePlanner<'_> {
                                 .process(def, &state.env)
                                 .map_err(|e| at(span)(e.into()))?;
                             matched.extend(e.matched);
+                            unmatched.extend(e.unmatched);
                             Some(e.result)
                         }
                         (None, None) => self.global.get(&d.key).map(str::to_string),
@@ -763,7 +837,9 @@ impl StagePlanner<'_> {
                         .process(p, &state.env)
                         .map_err(|e| at(span)(e.into()))?;
                     matched.extend(e.matched);
+                    unmatched.extend(e.unmatched);
                     for w in e.words {
+                        self.warnings.extend(plan_rules::expose(&w, span));
                         out.push(normalize_port(&w).map_err(|e| at(span)(e.into()))?);
                     }
                 }
@@ -772,7 +848,7 @@ impl StagePlanner<'_> {
             Instruction::Volume(v) => {
                 let mut ex = Expander::new(lex, &state.env, span);
                 let v = ex.all(v)?;
-                matched = ex.matched;
+                (matched, unmatched) = (ex.matched, ex.unmatched);
                 if v.iter().any(|s| s.is_empty()) {
                     return Err(invalid(span, "VOLUME specified can not be an empty string"));
                 }
@@ -781,20 +857,20 @@ impl StagePlanner<'_> {
             Instruction::User(u) => {
                 let mut ex = Expander::new(lex, &state.env, span);
                 let u = ex.word(u)?;
-                matched = ex.matched;
+                (matched, unmatched) = (ex.matched, ex.unmatched);
                 Instruction::User(u)
             }
             Instruction::StopSignal(s) => {
                 let mut ex = Expander::new(lex, &state.env, span);
                 let s = ex.word(s)?;
-                matched = ex.matched;
+                (matched, unmatched) = (ex.matched, ex.unmatched);
                 check_signal(&s).map_err(|e| at(span)(e.into()))?;
                 Instruction::StopSignal(s)
             }
             Instruction::Workdir(w) => {
                 let mut ex = Expander::new(lex, &state.env, span);
                 let w = ex.word(w)?;
-                matched = ex.matched;
+                (matched, unmatched) = (ex.matched, ex.unmatched);
                 if w.is_empty() {
                     return Err(invalid(span, "WORKDIR requires a non-empty path"));
                 }
@@ -822,6 +898,16 @@ impl StagePlanner<'_> {
             }
             other => other.clone(),
         };
+
+        // UndefinedVar, where the stage's environment is known (its base image resolved) and
+        // for the Dockerfile's own instructions.
+        if self.env_known && !onbuild {
+            let declared: BTreeSet<&str> = state.args.iter().map(|(k, _)| k.as_str()).collect();
+            let known = state.env.entries().iter().map(|(k, _)| k.as_str());
+            self.warnings.extend(plan_rules::undefined_vars(
+                &unmatched, &declared, known, span,
+            ));
+        }
 
         // Apply the instruction's effect on the stage state.
         match &instruction {
