@@ -464,12 +464,12 @@ RUN --mount=type=secret,id=absent echo optional-missing-is-fine > /optional\n";
         .output()
         .unwrap();
     assert!(grep.stdout.is_empty(), "env secret in the store");
-    // A required secret that was not given fails with a clear message.
+    // A required secret that was not given fails with BuildKit's text (issue 12: "secret X: not found").
     let df = "FROM busybox:latest\nRUN --mount=type=secret,id=nope,required true\n";
     let o = env.build("secret:2", df, &[], &[]);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("secret nope not found"),
+        stderr(&o).contains("secret nope: not found"),
         "{}",
         stderr(&o)
     );

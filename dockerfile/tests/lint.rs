@@ -389,3 +389,55 @@ fn variables_are_refused_in_from_flags() {
         .unwrap();
     assert!(plan(&df, &PlanOptions::default(), &NoBaseImages).is_ok());
 }
+
+/// The plan error's text for `src` (planned for every stage).
+fn plan_error(src: &str) -> String {
+    let df = parse_dockerfile(src).unwrap_or_else(|e| panic!("parse: {e}"));
+    match plan(&df, &PlanOptions::default(), &NoBaseImages) {
+        Err(PlanFailure::Plan(e)) => e.kind.to_string(),
+        other => panic!("expected a plan error, got {other:?}"),
+    }
+}
+
+#[test]
+fn error_texts_buildkit_tests_match() {
+    assert_eq!(
+        plan_error("\nFROM --platform=$BULIDPLATFORM scratch\nCOPY Dockerfile .\n"),
+        "empty platform value from expression $BULIDPLATFORM (did you mean BUILDPLATFORM?)"
+    );
+    assert_eq!(
+        plan_error("\nARG MY_OS=linux\nARG MY_ARCH=amd64\nFROM --platform=linux/${MYARCH} busybox\nCOPY Dockerfile .\n"),
+        "failed to parse platform linux/${MYARCH}: \"\" is an invalid component of \"linux/\": platform specifier component must match \"^[A-Za-z0-9_-]+$\": invalid argument (did you mean MY_ARCH?)"
+    );
+    let parse_err = |src: &str| parse_dockerfile(src).expect_err("refused").to_string();
+    assert!(parse_err("FROM busybox\nRUN --mount=typ=tmpfs true\n")
+        .ends_with("unexpected key 'typ' in 'typ=tmpfs' (did you mean type?)"));
+    assert!(parse_err("FROM busybox\nRUN --mount=type=tmp true\n")
+        .ends_with("unsupported mount type \"tmp\" (did you mean tmpfs?)"));
+    assert!(
+        plan_error("FROM busybox\nCOPY --chmod=8888 a /b\n").contains(
+            "invalid chmod parameter: '8888'. it should be octal string and between 0 and 07777"
+        )
+    );
+}
+
+#[test]
+fn undefined_arg_in_from_looks_at_the_platform_too() {
+    let src =
+        "\nARG MY_OS=linux\nARG MY_ARCH=amd64\nFROM --platform=${MY_OS}/${MYARCH:-amd64} busybox\n";
+    let found = lint_with(
+        src,
+        PlanOptions {
+            all_stages: true,
+            ..PlanOptions::default()
+        },
+    );
+    assert!(
+        found.contains(&w(
+            "UndefinedArgInFrom",
+            "FROM argument 'MYARCH' is not declared (did you mean MY_ARCH?)",
+            4
+        )),
+        "{found:?}"
+    );
+}

@@ -216,6 +216,25 @@ pub enum PlanErrorKind {
     /// A bad `--platform`.
     #[error(transparent)]
     Platform(#[from] PlatformError),
+    /// `FROM --platform=EXPR` that expanded to nothing; `hint` names the closest ARG of an
+    /// undefined variable in it (` (did you mean X?)`).
+    #[error("empty platform value from expression {raw}{hint}")]
+    EmptyPlatform {
+        /// The expression as written.
+        raw: String,
+        /// The suggestion, or empty.
+        hint: String,
+    },
+    /// `FROM --platform=EXPR` that expanded to no valid platform.
+    #[error("failed to parse platform {raw}: {source}{hint}")]
+    PlatformExpr {
+        /// The expression as written.
+        raw: String,
+        /// Why the expanded value is no platform.
+        source: PlatformError,
+        /// The suggestion, or empty.
+        hint: String,
+    },
     /// `--target` names no stage.
     #[error("target stage {target:?} could not be found{}", .suggestion.as_ref().map(|s| format!(" (did you mean {s}?)")).unwrap_or_default())]
     UnknownTarget {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use super::checks::{plan_rules, static_checks, CheckConfig, Warning};
 use super::env::EnvList;
-use super::platform::{is_builtin_arg, Platform, PlatformError, PROXY_ARGS};
+use super::platform::{is_builtin_arg, Platform, PROXY_ARGS};
 use super::resolve::{BaseRequest, BaseResolver, PlanFailure};
 use super::validate::{check_chmod, check_reference, check_signal, normalize_port};
 use super::{
@@ -241,22 +241,37 @@ fn plan_with_bases(
     // Stage bases and platforms (FROM sees global ARGs only).
     let mut stage_bases = Vec::with_capacity(n);
     let mut platforms = Vec::with_capacity(n);
+    // " (did you mean X?)" for a variable FROM uses that is not declared: the global ARGs and
+    // the predefined platform ARGs are what it may have meant.
+    let platform_args: Vec<String> = global.entries().iter().map(|(k, _)| k.clone()).collect();
+    let from_hint = |u: &str| {
+        let names = global_args.iter().map(|(k, _)| k.as_str());
+        suggest(u, names.chain(platform_args.iter().map(String::as_str)))
+            .map(|s| format!(" (did you mean {s}?)"))
+            .unwrap_or_default()
+    };
     for (i, st) in df.stages.iter().enumerate() {
         let e = lex
             .process(&st.base, &global)
             .map_err(|e| at(st.span)(e.into()))?;
-        for u in &e.unmatched {
-            if !declared_global(u) {
-                let hint = suggest(u, global_args.iter().map(|(k, _)| k.as_str()))
-                    .map(|s| format!(" (did you mean {s}?)"))
-                    .unwrap_or_default();
-                warnings.push(Warning {
-                    rule: "UndefinedArgInFrom",
-                    message: format!("FROM argument '{u}' is not declared{hint}"),
-                    span: st.span,
-                });
-            }
+        let platform_expr = match &st.platform {
+            Some(p) => Some(lex.process(p, &global).map_err(|e| at(st.span)(e.into()))?),
+            None => None,
+        };
+        let undeclared: Vec<&String> = platform_expr
+            .iter()
+            .flat_map(|p| p.unmatched.iter())
+            .chain(e.unmatched.iter())
+            .filter(|u| !declared_global(u))
+            .collect();
+        for u in &undeclared {
+            warnings.push(Warning::new(
+                "UndefinedArgInFrom",
+                format!("FROM argument '{u}' is not declared{}", from_hint(u)),
+                st.span,
+            ));
         }
+        let platform_hint = undeclared.first().map(|u| from_hint(u)).unwrap_or_default();
         if let Ok(d) = lex.process_word(&st.base, &global_defaults) {
             let is_stage = |r: &str| {
                 let r = r.to_lowercase();
@@ -287,18 +302,22 @@ fn plan_with_bases(
             StageBase::Image(e.result.clone())
         };
         stage_bases.push(base);
-        let platform = match &st.platform {
-            None => None,
-            Some(p) => {
-                let v = lex
-                    .process_word(p, &global)
-                    .map_err(|e| at(st.span)(e.into()))?;
+        let platform = match (&st.platform, platform_expr) {
+            (Some(p), Some(expanded)) => {
+                let v = expanded.result;
                 if v.is_empty() {
-                    return Err(at(st.span)(PlanErrorKind::Platform(PlatformError::Empty(
-                        p.clone(),
-                    ))));
+                    return Err(at(st.span)(PlanErrorKind::EmptyPlatform {
+                        raw: p.clone(),
+                        hint: platform_hint,
+                    }));
                 }
-                let parsed = Platform::parse(&v).map_err(|e| at(st.span)(e.into()))?;
+                let parsed = Platform::parse(&v).map_err(|source| {
+                    at(st.span)(PlanErrorKind::PlatformExpr {
+                        raw: p.clone(),
+                        source,
+                        hint: platform_hint.clone(),
+                    })
+                })?;
                 warnings.extend(plan_rules::from_platform(
                     p,
                     &parsed,
@@ -307,6 +326,7 @@ fn plan_with_bases(
                 ));
                 Some(parsed)
             }
+            _ => None,
         };
         platforms.push(platform);
     }

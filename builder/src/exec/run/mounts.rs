@@ -398,7 +398,8 @@ fn secret(
     let Some(path) = options.secrets.get(&id) else {
         if m.required {
             return Err(StepError::Invalid(format!(
-                "secret {id} not found: pass it with --secret id={id},src=PATH"
+                // BuildKit's text ("secret X: not found"), which its tests match on.
+                "secret {id}: not found (pass it with --secret id={id},src=PATH)"
             )));
         }
         // BuildKit skips a missing optional secret.
