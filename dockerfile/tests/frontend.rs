@@ -780,7 +780,8 @@ fn error_other_instruction_checks() {
     for (src, needle, line) in [
         ("ARG B\nFROM $B\n", "base name ($B) should not be blank", 2),
         ("FROM Alpine\n", "repository name must be lowercase", 1),
-        ("FROM a\nEXPOSE http\n", "Invalid containerPort", 2),
+        // Today's BuildKit text (convert_expose.go), lower case (issue 12).
+        ("FROM a\nEXPOSE http\n", "invalid containerPort", 2),
         ("FROM a\nSTOPSIGNAL SIGNOPE\n", "Invalid signal", 2),
         (
             "FROM a\nCOPY --chmod=999 a b\n",

@@ -18,7 +18,7 @@ use super::checks::{plan_rules, static_checks, CheckConfig, Warning};
 use super::env::EnvList;
 use super::platform::{is_builtin_arg, Platform, PROXY_ARGS};
 use super::resolve::{BaseRequest, BaseResolver, PlanFailure};
-use super::validate::{check_chmod, check_reference, check_signal, normalize_port};
+use super::validate::{check_chmod, check_reference, check_signal, expand_port};
 use super::{
     BaseImageConfig, BuildGraph, CacheKeyInputs, ConfigInstruction, CopyOp, CopyStep, Parent,
     PlanError, PlanErrorKind, PlanOptions, PlannedStage, RunMount, RunStep, SourceRef, StageBase,
@@ -860,7 +860,7 @@ impl StagePlanner<'_> {
                     unmatched.extend(e.unmatched);
                     for w in e.words {
                         self.warnings.extend(plan_rules::expose(&w, span));
-                        out.push(normalize_port(&w).map_err(|e| at(span)(e.into()))?);
+                        out.extend(expand_port(&w).map_err(|e| at(span)(e.into()))?);
                     }
                 }
                 Instruction::Expose(out)

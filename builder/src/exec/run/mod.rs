@@ -237,7 +237,9 @@ pub fn buildkit_argv<'a>(
     };
     let mut argv = shell.to_vec();
     match single {
-        Some(h) if h.content.starts_with("#!") => {
+        // `<<-` strips the tabs before the shebang is looked for (BuildKit's
+        // dispatchRun: the chomped body is what is tested for "#!").
+        Some(h) if h.body().starts_with("#!") => {
             argv.push(format!("{HEREDOC_DIR}/{}", h.name));
             Ok((argv, Some(h)))
         }
