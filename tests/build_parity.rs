@@ -136,3 +136,51 @@ fn lint_warnings_in_check_and_build() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(!text(&o.stderr).contains("warning"), "{}", text(&o.stderr));
 }
+
+#[test]
+fn predefined_build_args_reach_the_build() {
+    let env = Env::new();
+    let df =
+        "FROM busybox:latest\nRUN hostname > /host && echo \"$HTTP_PROXY,$http_proxy\" > /proxy\n";
+    let ctx = env.parity_context("args:1", df, &[]);
+    let o = env.parity_build(
+        "args:1",
+        &ctx,
+        &[
+            "--build-arg",
+            "BUILDKIT_SANDBOX_HOSTNAME=parity",
+            "--build-arg",
+            "Http_Proxy=http://proxy.invalid:3128",
+            "--build-arg",
+            "SOURCE_DATE_EPOCH=1700000000",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(env.parity_file("args:1", "/host"), "parity\n");
+    assert_eq!(
+        env.parity_file("args:1", "/proxy"),
+        "http://proxy.invalid:3128,http://proxy.invalid:3128\n"
+    );
+    let img = env.inspect("args:1");
+    assert_eq!(img["Config"]["created"], "2023-11-14T22:13:20Z");
+    let config = img["Config"].to_string();
+    assert!(
+        !config.contains("proxy.invalid"),
+        "proxy in the config: {config}"
+    );
+    assert!(!config.contains("BUILDKIT_SANDBOX_HOSTNAME"), "{config}");
+
+    // An invalid SOURCE_DATE_EPOCH (here a global ARG's default) is BuildKit's error.
+    let ctx = env.parity_context(
+        "args:2",
+        "ARG SOURCE_DATE_EPOCH=yesterday\nFROM busybox:latest\n",
+        &[],
+    );
+    let o = env.parity_build("args:2", &ctx, &[]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("ERROR: invalid SOURCE_DATE_EPOCH: yesterday"),
+        "{}",
+        text(&o.stderr)
+    );
+}

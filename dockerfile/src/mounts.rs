@@ -167,6 +167,9 @@ pub enum MountError {
         /// The value.
         value: String,
     },
+    /// `from=$X`: the stage a mount reads must be known when the Dockerfile is parsed.
+    #[error("'from' doesn't support variable expansion, define alias stage instead")]
+    FromVariable,
     /// Contradicting or missing keys.
     #[error("{0}")]
     Invalid(String),
@@ -206,6 +209,39 @@ fn did_you_mean(word: &str, options: &[&str]) -> String {
     crate::errors::suggest(word, options.iter().copied())
         .map(|s| format!(" (did you mean {s}?)"))
         .unwrap_or_default()
+}
+
+/// Checks a `--mount` before its variables are expanded (parse time), as BuildKit's
+/// `parseMount` does without an expander: `from=` may hold no variable; a mount with a
+/// variable elsewhere is checked once the planner has expanded it.
+pub fn check_unexpanded(spec: &str) -> Result<(), MountError> {
+    let fields = csv_fields(spec).ok_or_else(|| MountError::Csv(spec.to_string()))?;
+    let mut deferred = false;
+    for field in &fields {
+        let Some((key, value)) = field.split_once('=') else {
+            continue;
+        };
+        // A `$` at the very end is no variable (BuildKit's check).
+        let variable = value.find('$').is_some_and(|i| i + 1 != value.len());
+        if variable && key.eq_ignore_ascii_case("from") {
+            return Err(MountError::FromVariable);
+        }
+        deferred |= value.contains('$');
+    }
+    if !deferred {
+        parse_mount(spec, &mut |v| Ok(v.to_string()))?;
+    }
+    Ok(())
+}
+
+/// The `from=` of a `--mount`, as written (it holds no variable: [`check_unexpanded`]).
+pub fn mount_from(spec: &str) -> Result<Option<String>, MountError> {
+    let fields = csv_fields(spec).ok_or_else(|| MountError::Csv(spec.to_string()))?;
+    Ok(fields.iter().find_map(|f| {
+        f.split_once('=')
+            .filter(|(k, _)| k.eq_ignore_ascii_case("from"))
+            .map(|(_, v)| v.to_string())
+    }))
 }
 
 /// Parses Go's `strconv.ParseBool` values.

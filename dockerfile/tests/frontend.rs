@@ -311,17 +311,30 @@ fn proxy_args_stay_out_of_cache_keys_unless_declared() {
         args(&[("HTTP_PROXY", "p1"), ("https_proxy", "p2")]),
     );
     let s = &g.stages[0];
+    // Both cases of each proxy variable (issue 12: BuildKit's ProxyEnv sets both).
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
     assert_eq!(
         run_of(&s.steps[0]).proxy_env,
-        [
-            ("HTTP_PROXY".to_string(), "p1".to_string()),
-            ("https_proxy".to_string(), "p2".to_string())
-        ]
+        pairs(&[
+            ("HTTP_PROXY", "p1"),
+            ("http_proxy", "p1"),
+            ("HTTPS_PROXY", "p2"),
+            ("https_proxy", "p2")
+        ])
     );
     assert!(s.steps[0].cache.build_args.is_empty());
+    // The declared https_proxy is the environment's; its other case still comes along.
     assert_eq!(
         run_of(&s.steps[2]).proxy_env,
-        [("HTTP_PROXY".to_string(), "p1".to_string())]
+        pairs(&[
+            ("HTTP_PROXY", "p1"),
+            ("http_proxy", "p1"),
+            ("HTTPS_PROXY", "p2")
+        ])
     );
     assert_eq!(
         s.steps[2].cache.build_args,

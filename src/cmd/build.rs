@@ -17,8 +17,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use strata_dockerfile::plan::checks::static_checks;
 use strata_dockerfile::plan::{
-    parse_build_arg, plan, BaseResolver, BuildGraph, CheckConfig, NoBaseImages, PlanFailure,
-    PlanOptions, Warning,
+    parse_build_arg, plan, source_date_epoch, BaseResolver, BuildGraph, CheckConfig, NoBaseImages,
+    PlanFailure, PlanOptions, Warning, SOURCE_DATE_EPOCH,
 };
 use strata_dockerfile::source::{read_source, SourceError};
 use strata_dockerfile::{parse_dockerfile, parse_prefix, render_snippet, Dockerfile, Span};
@@ -257,6 +257,14 @@ fn plan_options(args: &Args, all_stages: bool) -> PlanOptions {
             options.build_args.insert(k, v);
         }
     }
+    // SOURCE_DATE_EPOCH from the environment is a build arg, as buildx passes it; an explicit
+    // --build-arg wins, and either wins over a global ARG's default.
+    if let Ok(v) = std::env::var(SOURCE_DATE_EPOCH) {
+        options
+            .build_args
+            .entry(SOURCE_DATE_EPOCH.to_string())
+            .or_insert(v);
+    }
     options
 }
 
@@ -322,6 +330,19 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     };
     let outputs = parse_outputs(&args.outputs)?;
+    let options = plan_options(args, false);
+    let source_date_epoch = match source_date_epoch(&df, &options.build_args) {
+        Ok(v) => v,
+        Err(e) => {
+            print_error(
+                &dockerfile.name,
+                &dockerfile.source,
+                e.span,
+                &e.kind.to_string(),
+            );
+            return Ok(ExitCode::from(1));
+        }
+    };
     let mut tags = Vec::new();
     for t in &args.tags {
         tags.push(
@@ -349,7 +370,7 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
             CompressionFlag::Zstd => strata_store::layer::Compression::Zstd,
             CompressionFlag::Gzip => strata_store::layer::Compression::Gzip,
         },
-        source_date_epoch: strata_store::layer::source_date_epoch_from_env(),
+        source_date_epoch,
         no_cache: args.no_cache,
         pull: args.pull,
         secrets: secrets.paths.clone(),
@@ -363,7 +384,6 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
     // Planned once the store is open: the base images are resolved (pulled if missing) first,
     // and a Dockerfile error is still reported before any of that.
     let bases = exec::BaseImages::new(&store, &exec_options);
-    let options = plan_options(args, false);
     let Some(graph) = dockerfile.plan(&df, &options, &bases) else {
         return Ok(ExitCode::from(1));
     };

@@ -5,7 +5,7 @@ use crate::errors::suggest;
 use crate::flags::Flags;
 use crate::heredoc::parse_heredoc_word;
 use crate::lines::{self, Node};
-use crate::mounts::parse_mount;
+use crate::mounts::check_unexpanded;
 
 /// Parses Dockerfile text into stages of typed instructions.
 pub fn parse_dockerfile(source: &str) -> Result<Dockerfile, ParseError> {
@@ -137,7 +137,7 @@ pub fn parse_command(node: &Node) -> Result<Command, ParseErrorKind> {
             let mounts = f.list("mount");
             // Validate mounts now (values unexpanded) so errors point at the Dockerfile early.
             for m in &mounts {
-                parse_mount(m, &mut |v| Ok(v.to_string()))?;
+                check_unexpanded(m)?;
             }
             let network = match f.string("network").as_deref() {
                 None => None,

@@ -37,6 +37,7 @@
 mod cache_key;
 pub mod checks;
 mod env;
+mod epoch;
 mod planner;
 pub mod platform;
 pub mod resolve;
@@ -48,6 +49,7 @@ use std::collections::BTreeMap;
 pub use cache_key::{CacheKey, CacheKeyInputs, ChainKey, Parent, Uncacheable};
 pub use checks::{CheckConfig, Warning};
 pub use env::EnvList;
+pub use epoch::{source_date_epoch, SOURCE_DATE_EPOCH};
 pub use planner::{parse_build_arg, plan};
 pub use platform::{Platform, PlatformError};
 pub use resolve::{BaseError, BaseRequest, BaseResolver, NoBaseImages, PlanFailure};
@@ -235,6 +237,9 @@ pub enum PlanErrorKind {
         /// The suggestion, or empty.
         hint: String,
     },
+    /// A `SOURCE_DATE_EPOCH` that is not an integer.
+    #[error("invalid SOURCE_DATE_EPOCH: {0}")]
+    SourceDateEpoch(String),
     /// `--target` names no stage.
     #[error("target stage {target:?} could not be found{}", .suggestion.as_ref().map(|s| format!(" (did you mean {s}?)")).unwrap_or_default())]
     UnknownTarget {

@@ -28,7 +28,7 @@ use crate::errors::{suggest, Span};
 use crate::instructions::{parse_command, ArgDecl, Command, Dockerfile, Instruction, KeyValue};
 use crate::lexer::{LexError, Lexer, VarLookup};
 use crate::lines;
-use crate::mounts::parse_mount;
+use crate::mounts::{mount_from, parse_mount};
 
 /// Default PATH BuildKit gives every stage whose image does not set one.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -194,6 +194,8 @@ fn plan_with_bases(
     if df.stages.is_empty() {
         return Err(at(df.ast.span())(PlanErrorKind::NoStages));
     }
+    // An invalid SOURCE_DATE_EPOCH fails the plan (and --check), as BuildKit's conversion does.
+    super::epoch::source_date_epoch(df, &opts.build_args)?;
     let n = df.stages.len();
 
     // Global scope: predefined platform args, then the global ARGs in order.
@@ -207,6 +209,22 @@ fn plan_with_bases(
         let v = opts.build_args.get(&k).cloned().unwrap_or(v);
         global.set(&k, &v);
     }
+    // TARGETSTAGE: the name of the stage being built (empty for an unnamed last stage), a
+    // predefined ARG as TARGETPLATFORM is.
+    let target_stage = match &opts.target {
+        Some(t) => t.to_lowercase(),
+        None => df
+            .stages
+            .last()
+            .and_then(|s| s.name.clone())
+            .unwrap_or_default(),
+    };
+    let target_stage = opts
+        .build_args
+        .get("TARGETSTAGE")
+        .cloned()
+        .unwrap_or(target_stage);
+    global.set("TARGETSTAGE", &target_stage);
     // The global scope with the ARGs' own defaults (no --build-arg): InvalidDefaultArgInFrom.
     let mut global_defaults = global.clone();
     let mut global_args: Vec<(String, Option<String>)> = Vec::new();
@@ -521,10 +539,8 @@ fn source_names(
         }
         Instruction::Run(r) => {
             for m in &r.mounts {
-                let mut raw = |v: &str| Ok(v.to_string());
-                let mount = parse_mount(m, &mut raw).map_err(|e| at(c.span)(e.into()))?;
-                if let Some(f) = mount.from {
-                    out.push((global_from(&f, "--mount from", lex, global, c.span)?, false));
+                if let Some(f) = mount_from(m).map_err(|e| at(c.span)(e.into()))? {
+                    out.push((f, false));
                 }
             }
         }
@@ -696,17 +712,8 @@ impl StagePlanner<'_> {
                 let mut mounts = Vec::new();
                 for m in &r.mounts {
                     let mut f = |v: &str| ex.lex_word(v);
-                    let mut mount = parse_mount(m, &mut f).map_err(|e| at(span)(e.into()))?;
-                    if mount.from.is_some() {
-                        // from= sees the global ARGs only, as COPY --from does.
-                        let mut raw = |v: &str| Ok(v.to_string());
-                        let unexpanded =
-                            parse_mount(m, &mut raw).map_err(|e| at(span)(e.into()))?;
-                        if let Some(f) = unexpanded.from {
-                            let flag = "--mount from";
-                            mount.from = Some(global_from(&f, flag, &self.lex, self.global, span)?);
-                        }
-                    }
+                    // from= holds no variable (refused while parsing, as BuildKit does).
+                    let mount = parse_mount(m, &mut f).map_err(|e| at(span)(e.into()))?;
                     let source = match &mount.from {
                         Some(from) => self.source(from, false, span, "")?,
                         None => SourceRef::Context,
@@ -715,17 +722,8 @@ impl StagePlanner<'_> {
                 }
                 matched = ex.matched;
                 extras.env = state.env.snapshot();
-                let declared: BTreeSet<&str> = state.args.iter().map(|(k, _)| k.as_str()).collect();
-                extras.proxy_env = PROXY_ARGS
-                    .iter()
-                    .filter(|k| !declared.contains(**k))
-                    .filter_map(|k| {
-                        self.opts
-                            .build_args
-                            .get(*k)
-                            .map(|v| (k.to_string(), v.clone()))
-                    })
-                    .collect();
+                extras.proxy_env = proxy_env(&self.opts.build_args, &state.env);
+                extras.hostname = self.opts.build_args.get(SANDBOX_HOSTNAME_ARG).cloned();
                 all_args_used = true;
                 // The step's instruction carries the expanded mounts in canonical form, so the
                 // cache key sees their expanded values.
@@ -961,9 +959,17 @@ impl StagePlanner<'_> {
                 (k.clone(), value)
             })
             .collect();
+        let mut key_text = instruction.to_string();
+        // The sandbox hostname is part of what RUN does, so of its key (BuildKit: the ExecOp's
+        // hostname), though neither the instruction nor its history shows it.
+        if let (Instruction::Run(_), Some(h)) =
+            (&instruction, self.opts.build_args.get(SANDBOX_HOSTNAME_ARG))
+        {
+            key_text.push_str(&format!("\0hostname={h}"));
+        }
         Ok(Step {
             cache: CacheKeyInputs {
-                instruction: instruction.to_string(),
+                instruction: key_text,
                 parent,
                 build_args: used,
             },
@@ -987,6 +993,8 @@ struct KindExtras {
     proxy_env: Vec<(String, String)>,
     /// RUN: the parsed mounts.
     mounts: Vec<RunMount>,
+    /// RUN: `BUILDKIT_SANDBOX_HOSTNAME`.
+    hostname: Option<String>,
     /// COPY: the resolved `--from` (the context without one, and always for ADD).
     from: SourceRef,
 }
@@ -1001,6 +1009,7 @@ impl KindExtras {
                 env: self.env,
                 proxy_env: self.proxy_env,
                 mounts: self.mounts,
+                hostname: self.hostname,
             }),
             Instruction::Copy(c) => StepKind::Copy(CopyStep {
                 from: self.from,
@@ -1026,6 +1035,35 @@ impl KindExtras {
             Instruction::Maintainer(m) => config(ConfigInstruction::Maintainer(m)),
         }
     }
+}
+
+/// The build arg that names RUN's sandbox host (BuildKit's default: `buildkitsandbox`).
+pub const SANDBOX_HOSTNAME_ARG: &str = "BUILDKIT_SANDBOX_HOSTNAME";
+
+/// The proxy variables RUN gets from build args (BuildKit's `proxyEnvFromBuildArgs`): a build
+/// arg named like a proxy variable in any case sets it under both its upper- and lower-case
+/// names; a name the environment already has (a declared ARG) is left to it. They stay out of
+/// the cache key and the history.
+fn proxy_env(build_args: &BTreeMap<String, String>, env: &EnvList) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for upper in PROXY_ARGS
+        .iter()
+        .filter(|k| k.chars().all(|c| !c.is_ascii_lowercase()))
+    {
+        let Some(value) = build_args
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(upper))
+            .map(|(_, v)| v)
+        else {
+            continue;
+        };
+        for name in [upper.to_string(), upper.to_ascii_lowercase()] {
+            if env.get(&name).is_none() {
+                out.push((name, value.clone()));
+            }
+        }
+    }
+    out
 }
 
 /// Expands a heredoc body: variables only, quotes kept (BuildKit's `SkipProcessQuotes`).

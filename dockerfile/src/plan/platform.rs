@@ -151,9 +151,10 @@ pub const PROXY_ARGS: [&str; 10] = [
 
 /// Whether `key` is predefined (never reported as an unused build arg).
 pub fn is_builtin_arg(key: &str) -> bool {
-    PROXY_ARGS.contains(&key)
+    PROXY_ARGS.iter().any(|p| p.eq_ignore_ascii_case(key))
         || key.starts_with("BUILDKIT_")
         || key == "SOURCE_DATE_EPOCH"
+        || key == "TARGETSTAGE"
         || matches!(
             key.strip_prefix("TARGET")
                 .or_else(|| key.strip_prefix("BUILD")),

@@ -105,7 +105,8 @@ pub fn run_step(
             },
             user: state.config.config.user.clone().unwrap_or_default(),
         },
-        hostname: HOSTNAME.into(),
+        // `--build-arg BUILDKIT_SANDBOX_HOSTNAME=NAME` names the sandbox, as in BuildKit.
+        hostname: planned.hostname.clone().unwrap_or_else(|| HOSTNAME.into()),
         network: match (&options.bridge_network, run.network) {
             (Some(_), Some(RunNetwork::Default) | None) => NetworkMode::Bridge,
             _ if host_network => NetworkMode::Host,
