@@ -184,3 +184,69 @@ fn predefined_build_args_reach_the_build() {
         text(&o.stderr)
     );
 }
+
+#[test]
+fn step_names_and_error_source_maps_as_buildkit_prints_them() {
+    let env = Env::new();
+    // FROM scratch is no step; an unnamed stage of a multi-stage build is stage-N.
+    let df = "FROM busybox:latest\nRUN echo a > /a\nFROM scratch\nCOPY --from=0 /a /a\n";
+    let ctx = env.parity_context("names:1", df, &[]);
+    let o = env.parity_build("names:1", &ctx, &[]);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains(" [stage-0 1/2] FROM busybox:latest\n"), "{err}");
+    assert!(err.contains(" [stage-0 2/2] RUN echo a > /a\n"), "{err}");
+    assert!(err.contains(" [stage-1 1/1] COPY --from=0 /a /a\n"), "{err}");
+    assert!(!err.contains("FROM scratch"), "{err}");
+    // FROM scratch images carry WorkingDir "/" (BuildKit's emptyImage).
+    assert_eq!(
+        env.inspect("names:1")["Config"]["config"]["WorkingDir"],
+        "/"
+    );
+
+    // A failing multi-line instruction: every line of it is marked.
+    let df =
+        "FROM busybox:latest\nRUN echo one && \\\n    false && \\\n    echo two\nCMD [\"sh\"]\n";
+    let ctx = env.parity_context("names:2", df, &[]);
+    let o = env.parity_build("names:2", &ctx, &[]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains(
+            "Dockerfile:2\n--------------------\n   1 |     FROM busybox:latest\n   2 | >>> RUN echo one && \\\n   3 | >>>     false && \\\n   4 | >>>     echo two\n   5 |     CMD [\"sh\"]\n"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn context_files_lowercase_dockerfile_and_ignore_errors() {
+    let env = Env::new();
+    // Only a lower-case `dockerfile`: it is the one built.
+    let ctx = env.path("ctx-lower");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(
+        ctx.join("dockerfile"),
+        "FROM busybox:latest\nLABEL lower=yes\n",
+    )
+    .unwrap();
+    let o = env.parity_build("lower:1", &ctx, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        env.inspect("lower:1")["Config"]["config"]["Labels"]["lower"],
+        "yes"
+    );
+    // A `!` alone in .dockerignore is an error naming the file and the line.
+    let ctx = env.parity_context(
+        "ignore:1",
+        "FROM busybox:latest\nCOPY a /a\n",
+        &[("a", "x"), (".dockerignore", "# keep\nb\n!\n")],
+    );
+    let o = env.parity_build("ignore:1", &ctx, &[]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains(".dockerignore line 3: ") && err.contains("illegal exclusion pattern: \"!\""),
+        "{err}"
+    );
+}

@@ -232,11 +232,11 @@ impl DockerfileText {
 
     /// Prints an executor error, with the snippet of the step's lines when it names one.
     fn print_exec_error(&self, e: &strata_builder::exec::ExecError) {
-        if let strata_builder::exec::ExecError::Step { line, .. } = e {
+        if let strata_builder::exec::ExecError::Step { line, end_line, .. } = e {
             print_error(
                 &self.name,
                 &self.source,
-                Span::new(*line, *line),
+                Span::new(*line, *end_line),
                 &e.to_string(),
             );
         } else {
@@ -280,7 +280,7 @@ fn read_dockerfile(args: &Args) -> Result<Option<DockerfileText>> {
         file => {
             let path = match file {
                 Some(f) => PathBuf::from(f),
-                None => args.context.join("Dockerfile"),
+                None => default_dockerfile(&args.context),
             };
             let f = std::fs::File::open(&path).with_context(|| {
                 format!(
@@ -307,6 +307,18 @@ fn read_dockerfile(args: &Args) -> Result<Option<DockerfileText>> {
             Ok(None)
         }
         Err(e) => Err(e).with_context(|| format!("reading Dockerfile {name}")),
+    }
+}
+
+/// `CONTEXT/Dockerfile`, or `CONTEXT/dockerfile` when only that exists (BuildKit's dockerui
+/// falls back to the lower-case name).
+fn default_dockerfile(context: &Path) -> PathBuf {
+    let upper = context.join("Dockerfile");
+    let lower = context.join("dockerfile");
+    if !upper.exists() && lower.is_file() {
+        lower
+    } else {
+        upper
     }
 }
 
