@@ -194,9 +194,15 @@ fn step_names_and_error_source_maps_as_buildkit_prints_them() {
     let o = env.parity_build("names:1", &ctx, &[]);
     let err = text(&o.stderr);
     assert!(o.status.success(), "{err}");
-    assert!(err.contains(" [stage-0 1/2] FROM busybox:latest\n"), "{err}");
+    assert!(
+        err.contains(" [stage-0 1/2] FROM busybox:latest\n"),
+        "{err}"
+    );
     assert!(err.contains(" [stage-0 2/2] RUN echo a > /a\n"), "{err}");
-    assert!(err.contains(" [stage-1 1/1] COPY --from=0 /a /a\n"), "{err}");
+    assert!(
+        err.contains(" [stage-1 1/1] COPY --from=0 /a /a\n"),
+        "{err}"
+    );
     assert!(!err.contains("FROM scratch"), "{err}");
     // FROM scratch images carry WorkingDir "/" (BuildKit's emptyImage).
     assert_eq!(
@@ -248,5 +254,33 @@ fn context_files_lowercase_dockerfile_and_ignore_errors() {
     assert!(
         err.contains(".dockerignore line 3: ") && err.contains("illegal exclusion pattern: \"!\""),
         "{err}"
+    );
+}
+
+#[test]
+fn security_insecure_needs_the_entitlement() {
+    let env = Env::new();
+    let df = "FROM busybox:latest\nRUN --security=insecure grep CapEff /proc/self/status > /caps\n";
+    let ctx = env.parity_context("insecure:1", df, &[]);
+    let o = env.parity_build("insecure:1", &ctx, &[]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("security.insecure is not allowed"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = env.parity_build("insecure:1", &ctx, &["--allow", "security.insecure"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // Every capability the runner grants (strata's own, but CAP_SYS_ADMIN), not the default set.
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let bounding = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    let expected = bounding & ((1u64 << 41) - 1) & !(1u64 << 21);
+    assert_eq!(
+        env.parity_file("insecure:1", "/caps"),
+        format!("CapEff:\t{expected:016x}\n")
     );
 }

@@ -73,6 +73,9 @@ pub struct Args {
     /// Only parse and plan the Dockerfile and report errors and warnings; build nothing.
     #[arg(long)]
     pub check: bool,
+    /// Grant an entitlement: `security.insecure` (RUN --security=insecure); may repeat.
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
 }
 
 /// `--progress`.
@@ -127,6 +130,13 @@ pub fn run(_cli: &Cli, args: &Args) -> Result<ExitCode> {
     for l in &args.labels {
         if !l.contains('=') {
             bail!("invalid --label {l:?}: expected KEY=VALUE");
+        }
+    }
+    // BuildKit's entitlements; network.host is always granted here (RUN shares the host's
+    // network by default), so accepting it keeps `docker buildx` command lines working.
+    for a in &args.allow {
+        if !matches!(a.as_str(), "security.insecure" | "network.host") {
+            bail!("invalid --allow {a:?}: use security.insecure or network.host");
         }
     }
     if !args.check {
@@ -386,6 +396,7 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
         no_cache: args.no_cache,
         pull: args.pull,
         secrets: secrets.paths.clone(),
+        allow_insecure: args.allow.iter().any(|a| a == "security.insecure"),
     };
     let progress = Progress::new(args.progress.mode());
     let store = super::open_store(cli)?;

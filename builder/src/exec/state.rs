@@ -35,6 +35,8 @@ pub struct ExecOptions {
     pub pull: bool,
     /// `--secret id=ID,src=PATH`: secrets RUN `--mount=type=secret` may read, by id.
     pub secrets: BTreeMap<String, PathBuf>,
+    /// `--allow security.insecure`: `RUN --security=insecure` may run (BuildKit's entitlement).
+    pub allow_insecure: bool,
 }
 
 /// The state of a stage being built: its config so far, its layers and their unpacked trees.

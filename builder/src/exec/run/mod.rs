@@ -25,11 +25,48 @@ use crate::exec::progress::Progress;
 use crate::exec::state::{ExecOptions, StageState};
 use crate::exec::tempdir::TempDir;
 use strata_dockerfile::heredoc::{parse_heredoc_word, Heredoc};
-use strata_dockerfile::instructions::{CommandLine, NetworkMode as RunNetwork, Run};
+use strata_dockerfile::instructions::{CommandLine, NetworkMode as RunNetwork, Run, SecurityMode};
 use strata_dockerfile::plan::{RunStep, Step};
 
 /// How many trailing output lines a failure message quotes.
 const TAIL_LINES: usize = 10;
+
+/// Every capability but CAP_SYS_ADMIN (bit 21), which the runner refuses to grant (README
+/// "Device policy": it could remount the nodev filesystems the device policy rests on).
+const INSECURE_CAPABILITIES: u64 = ((1u64 << 41) - 1) & !(1u64 << 21);
+
+/// The sandbox of a RUN: the default one, or for `--security=insecure` (allowed with
+/// `--allow security.insecure`, BuildKit's entitlement) every capability the runner grants,
+/// no seccomp filter and no `no_new_privs`.
+fn security(run: &Run, options: &ExecOptions) -> Result<SecuritySpec, StepError> {
+    if run.security != Some(SecurityMode::Insecure) {
+        return Ok(SecuritySpec::default());
+    }
+    if !options.allow_insecure {
+        // BuildKit's text (llbsolver's entitlement check), which its tests match on.
+        return Err(StepError::Invalid(
+            "security.insecure is not allowed (pass --allow security.insecure to grant it)".into(),
+        ));
+    }
+    Ok(SecuritySpec {
+        capabilities: INSECURE_CAPABILITIES & bounding_set(),
+        no_new_privs: false,
+        seccomp: false,
+    })
+}
+
+/// strata's own capability bounding set (`CapBnd` of /proc/self/status, proc(5)): a sandbox
+/// can't be given a capability strata does not have (capset fails with EPERM).
+fn bounding_set() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(strata_runner::DEFAULT_CAPABILITIES)
+}
 
 /// BuildKit's hostname for RUN containers.
 const HOSTNAME: &str = "buildkitsandbox";
@@ -47,6 +84,7 @@ pub fn run_step(
     vertex: usize,
 ) -> Result<Option<LayerInfo>, StepError> {
     let run = &planned.run;
+    let security = security(run, options)?;
     let tmp = TempDir::new(store, "run")?;
     let mut prepared = mounts::prepare(store, step, planned, stages, options, &tmp)?;
     let (args, heredoc_mount) = command(run, &step.shell, &tmp)?;
@@ -127,7 +165,7 @@ pub fn run_step(
             stderr: Stdio::Piped,
             terminal: false,
         },
-        security: SecuritySpec::default(),
+        security,
     };
     let started = Instant::now();
     let shown = args.join(" ");
