@@ -284,3 +284,19 @@ fn security_insecure_needs_the_entitlement() {
         format!("CapEff:\t{expected:016x}\n")
     );
 }
+
+#[test]
+fn no_cache_gives_cache_mounts_a_fresh_cache() {
+    let env = Env::new();
+    let seed = "FROM busybox:latest\nRUN --mount=type=cache,target=/c echo seeded > /c/f\n";
+    let ctx = env.parity_context("nocache:1", seed, &[]);
+    assert!(env.parity_build("nocache:1", &ctx, &[]).status.success());
+    let read = "FROM busybox:latest\nRUN --mount=type=cache,target=/c cat /c/f > /seen 2>&1 || echo empty > /seen\n";
+    let ctx = env.parity_context("nocache:2", read, &[]);
+    let o = env.parity_build("nocache:2", &ctx, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(env.parity_file("nocache:2", "/seen"), "seeded\n");
+    let o = env.parity_build("nocache:3", &ctx, &["--no-cache"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(env.parity_file("nocache:3", "/seen"), "empty\n");
+}
