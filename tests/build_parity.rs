@@ -300,3 +300,28 @@ fn no_cache_gives_cache_mounts_a_fresh_cache() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(env.parity_file("nocache:3", "/seen"), "empty\n");
 }
+
+#[test]
+fn empty_proc_dev_sys_a_run_creates_stay_in_its_layer() {
+    let env = Env::new();
+    let df = "FROM busybox:latest AS bb\nFROM scratch\nCOPY --from=bb /bin/ /bin/\nRUN [\"/bin/true\"]\n";
+    let ctx = env.parity_context("stubs:1", df, &[]);
+    let o = env.parity_build("stubs:1", &ctx, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let img = env.inspect("stubs:1");
+    let layers = img["Manifest"]["layers"].as_array().unwrap();
+    let digest = layers.last().unwrap()["digest"].as_str().unwrap();
+    let blob = env
+        .root()
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    let o = common::tool("tar", &["-tzf", blob.to_str().unwrap()]);
+    let entries: Vec<String> = text(&o.stdout)
+        .lines()
+        .map(|l| l.trim_start_matches("./").trim_end_matches('/').to_string())
+        .collect();
+    for kept in ["dev", "proc", "sys"] {
+        assert!(entries.iter().any(|e| e == kept), "{kept}: {entries:?}");
+    }
+    assert!(!entries.iter().any(|e| e.starts_with("etc")), "{entries:?}");
+}

@@ -299,16 +299,11 @@ pub fn buildkit_argv<'a>(
     }
 }
 
-/// Mount points of the sandbox itself (runner `rootfs::prepare`): procfs, /dev, sysfs and the
-/// generated /etc files.
-const SANDBOX_MOUNT_POINTS: &[&str] = &[
-    "/proc",
-    "/dev",
-    "/sys",
-    "/etc/hosts",
-    "/etc/hostname",
-    "/etc/resolv.conf",
-];
+/// Mount points of the sandbox removed when the step created them: the generated /etc files.
+/// Empty `/proc`, `/dev` and `/sys` a RUN creates in a base that lacks them stay in the layer,
+/// as BuildKit leaves them (its stub cleaner removes /etc/hosts, /etc/resolv.conf and the
+/// step's own mounts, executor/stubs.go).
+const SANDBOX_MOUNT_POINTS: &[&str] = &["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"];
 
 /// Removes from the upperdir the mount points the sandbox had to create (`stubs`: for each, the
 /// topmost component that did not exist), so they never reach a layer — BuildKit's stub cleanup.
