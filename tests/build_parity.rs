@@ -325,3 +325,32 @@ fn empty_proc_dev_sys_a_run_creates_stay_in_its_layer() {
     }
     assert!(!entries.iter().any(|e| e.starts_with("etc")), "{entries:?}");
 }
+
+#[test]
+fn output_archives_carry_every_name() {
+    let env = Env::new();
+    let ctx = env.parity_context("names:out", "FROM busybox:latest\nLABEL x=1\n", &[]);
+    let oci = env.path("out-oci.tar");
+    let docker = env.path("out-docker.tar");
+    let o = env.parity_build(
+        "names:out",
+        &ctx,
+        &[
+            "--output",
+            &format!("type=oci,dest={},name=a:1,b:2", oci.display()),
+            "--output",
+            &format!("type=docker,dest={},name=c:3,d:4", docker.display()),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let index = common::tool("tar", &["-xOf", oci.to_str().unwrap(), "index.json"]);
+    let index = text(&index.stdout);
+    for n in ["a:1", "b:2"] {
+        assert!(index.contains(n), "{n} in {index}");
+    }
+    let manifest = common::tool("tar", &["-xOf", docker.to_str().unwrap(), "manifest.json"]);
+    let manifest = text(&manifest.stdout);
+    for n in ["c:3", "d:4"] {
+        assert!(manifest.contains(n), "{n} in {manifest}");
+    }
+}
