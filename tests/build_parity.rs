@@ -354,3 +354,27 @@ fn output_archives_carry_every_name() {
         assert!(manifest.contains(n), "{n} in {manifest}");
     }
 }
+
+/// Whether the plain progress shows the step titled `title` as `CACHED`.
+fn cached(progress: &str, title: &str) -> bool {
+    let n = progress
+        .lines()
+        .find(|l| l.ends_with(title))
+        .and_then(|l| l.split_once(' '))
+        .map(|(n, _)| n.to_string())
+        .unwrap_or_else(|| panic!("no step {title:?} in {progress}"));
+    progress.lines().any(|l| l == format!("{n} CACHED"))
+}
+
+#[test]
+fn no_cache_filter_reruns_only_the_named_stages() {
+    let env = Env::new();
+    let df = "FROM busybox:latest AS build\nRUN echo a > /a\nFROM busybox:latest\nCOPY --from=build /a /a\nRUN echo b > /b\n";
+    let ctx = env.parity_context("filter:1", df, &[]);
+    assert!(env.parity_build("filter:1", &ctx, &[]).status.success());
+    let o = env.parity_build("filter:2", &ctx, &["--no-cache-filter", "build"]);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(!cached(&err, "[build 2/2] RUN echo a > /a"), "{err}");
+    assert!(cached(&err, "[stage-1 3/3] RUN echo b > /b"), "{err}");
+}

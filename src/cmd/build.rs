@@ -73,6 +73,9 @@ pub struct Args {
     /// Only parse and plan the Dockerfile and report errors and warnings; build nothing.
     #[arg(long)]
     pub check: bool,
+    /// Do not use the build cache for this stage's steps; may repeat.
+    #[arg(long = "no-cache-filter", value_name = "STAGE")]
+    pub no_cache_filter: Vec<String>,
     /// Grant an entitlement: `security.insecure` (RUN --security=insecure); may repeat.
     #[arg(long = "allow", value_name = "ENTITLEMENT")]
     pub allow: Vec<String>,
@@ -397,6 +400,12 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
         pull: args.pull,
         secrets: secrets.paths.clone(),
         allow_insecure: args.allow.iter().any(|a| a == "security.insecure"),
+        no_cache_filter: args
+            .no_cache_filter
+            .iter()
+            .flat_map(|f| f.split(','))
+            .map(str::to_string)
+            .collect(),
     };
     let progress = Progress::new(args.progress.mode());
     let store = super::open_store(cli)?;

@@ -345,6 +345,7 @@ mod tests {
             pull: false,
             secrets: BTreeMap::new(),
             allow_insecure: false,
+            no_cache_filter: Vec::new(),
         }
     }
 

@@ -359,7 +359,18 @@ impl StageContext<'_> {
                 instruction: step.source.trim().to_string(),
                 reason: err.to_string(),
             };
-            if let Some(entry) = key.key().and_then(|k| self.cache.lookup(k)) {
+            // `--no-cache-filter`: this stage's steps run even when the cache has them.
+            let filtered = stage.name.as_ref().is_some_and(|n| {
+                options
+                    .no_cache_filter
+                    .iter()
+                    .any(|f| f.eq_ignore_ascii_case(n))
+            });
+            let cached = key
+                .key()
+                .filter(|_| !filtered)
+                .and_then(|k| self.cache.lookup(k));
+            if let Some(entry) = cached {
                 if entry.layer.is_some() {
                     layer_room(&state).map_err(fail)?;
                 }

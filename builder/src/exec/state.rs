@@ -37,6 +37,9 @@ pub struct ExecOptions {
     pub secrets: BTreeMap<String, PathBuf>,
     /// `--allow security.insecure`: `RUN --security=insecure` may run (BuildKit's entitlement).
     pub allow_insecure: bool,
+    /// `--no-cache-filter STAGE`: the steps of these stages (by name) reuse nothing from the
+    /// build cache.
+    pub no_cache_filter: Vec<String>,
 }
 
 /// The state of a stage being built: its config so far, its layers and their unpacked trees.
