@@ -378,3 +378,19 @@ fn no_cache_filter_reruns_only_the_named_stages() {
     assert!(!cached(&err, "[build 2/2] RUN echo a > /a"), "{err}");
     assert!(cached(&err, "[stage-1 3/3] RUN echo b > /b"), "{err}");
 }
+
+#[test]
+fn onbuild_triggers_fire_in_stages_built_from_the_stage() {
+    let env = Env::new();
+    let df = "FROM busybox:latest AS files\nRUN echo from-files > /f\n\
+              FROM busybox:latest AS base\nONBUILD COPY --from=files /f /copied\n\
+              ONBUILD RUN --mount=from=files,target=/m cat /m/f > /mounted\n\
+              FROM base\nRUN cat /copied /mounted > /both\n";
+    let ctx = env.parity_context("onbuild:1", df, &[]);
+    let o = env.parity_build("onbuild:1", &ctx, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        env.parity_file("onbuild:1", "/both"),
+        "from-files\nfrom-files\n"
+    );
+}

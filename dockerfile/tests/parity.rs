@@ -153,3 +153,27 @@ fn source_date_epoch_from_build_arg_or_global_arg() {
         .insert("SOURCE_DATE_EPOCH".into(), "x".into());
     assert!(plan(&df, &options, &NoBaseImages).is_err());
 }
+
+#[test]
+fn onbuild_of_a_stage_fires_in_a_stage_built_from_it() {
+    let src = "FROM scratch AS files\nCOPY a /a\n\
+               FROM scratch AS base\nONBUILD COPY --from=files /a /b\nONBUILD RUN --mount=from=files,target=/m cat /m/a\n\
+               FROM base\nRUN true\n";
+    let g = graph(src, &[], None);
+    let last = g.target_stage();
+    let kinds: Vec<(bool, usize)> = last
+        .steps
+        .iter()
+        .map(|s| (s.onbuild, s.span.start))
+        .collect();
+    // Both triggers first, at the FROM line, then the stage's own RUN.
+    assert_eq!(kinds, [(true, 6), (true, 6), (false, 7)]);
+    assert!(last.depends_on.contains(&0), "{:?}", last.depends_on);
+    // A stage not built FROM it does not fire them.
+    let g = graph(
+        "FROM scratch AS base\nONBUILD RUN x\nFROM scratch\nCOPY --from=base /a /a\n",
+        &[],
+        None,
+    );
+    assert!(g.target_stage().steps.iter().all(|s| !s.onbuild));
+}

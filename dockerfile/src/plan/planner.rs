@@ -349,14 +349,26 @@ fn plan_with_bases(
         platforms.push(platform);
     }
 
-    // Commands per stage: the base image's ONBUILD triggers first.
+    // Commands per stage: the base's ONBUILD triggers first — an image's (its config), or a
+    // stage's (the ONBUILD instructions it declares: a stage built FROM it fires them, as
+    // BuildKit's image config of that stage carries them).
     let mut stage_commands: Vec<Vec<(Cow<'_, Command>, bool)>> = Vec::with_capacity(n);
     for (i, st) in df.stages.iter().enumerate() {
         let mut cmds = Vec::new();
-        if let (StageBase::Image(_), Some(cfg)) = (&stage_bases[i], bases.get(&i)) {
-            for c in parse_triggers(&cfg.onbuild, st.span)? {
-                cmds.push((Cow::Owned(c), true));
-            }
+        let triggers: Vec<String> = match (&stage_bases[i], bases.get(&i)) {
+            (StageBase::Image(_), Some(cfg)) => cfg.onbuild.clone(),
+            (StageBase::Stage(j), _) => df.stages[*j]
+                .commands
+                .iter()
+                .filter_map(|c| match &c.instruction {
+                    Instruction::Onbuild(t) => Some(t.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        for c in parse_triggers(&triggers, st.span)? {
+            cmds.push((Cow::Owned(c), true));
         }
         cmds.extend(st.commands.iter().map(|c| (Cow::Borrowed(c), false)));
         stage_commands.push(cmds);
