@@ -394,3 +394,37 @@ fn onbuild_triggers_fire_in_stages_built_from_the_stage() {
         "from-files\nfrom-files\n"
     );
 }
+
+#[test]
+fn copy_ignored_file_is_an_experimental_check() {
+    let env = Env::new();
+    let df = "# check=experimental=CopyIgnoredFile\nFROM scratch\nCOPY Dockerfile .\nADD Dockerfile /windy\n";
+    let ctx = env.parity_context("ignored:1", df, &[(".dockerignore", "\nDockerfile\n")]);
+    let o = env.run(&["build", "--check", ctx.to_str().unwrap()]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        out.contains("Check complete, 2 warnings have been found!"),
+        "{out}"
+    );
+    assert!(
+        out.contains("WARNING: CopyIgnoredFile - https://docs.docker.com/go/dockerfile/rule/copy-ignored-file/\nAttempting to Copy file \"Dockerfile\" that is excluded by .dockerignore\nDockerfile:3\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Attempting to Add file \"Dockerfile\" that is excluded by .dockerignore\nDockerfile:4\n"),
+        "{out}"
+    );
+    // Off without the experimental opt-in.
+    let ctx = env.parity_context(
+        "ignored:2",
+        "FROM scratch\nCOPY Dockerfile .\n",
+        &[(".dockerignore", "Dockerfile\n")],
+    );
+    let o = env.run(&["build", "--check", ctx.to_str().unwrap()]);
+    assert!(
+        text(&o.stdout).contains("no warnings found"),
+        "{}",
+        text(&o.stdout)
+    );
+}

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use strata_dockerfile::plan::checks::static_checks;
+use strata_dockerfile::plan::checks::{plan_rules, static_checks};
 use strata_dockerfile::plan::{
     parse_build_arg, plan, source_date_epoch, BaseResolver, BuildGraph, CheckConfig, NoBaseImages,
     PlanFailure, PlanOptions, Warning, SOURCE_DATE_EPOCH,
@@ -153,9 +153,10 @@ pub fn run(_cli: &Cli, args: &Args) -> Result<ExitCode> {
     };
     // `--check` lints every stage and pulls nothing: bases are left unresolved.
     let options = plan_options(args, args.target.is_none());
-    let Some(graph) = dockerfile.plan(&df, &options, &NoBaseImages) else {
+    let Some(mut graph) = dockerfile.plan(&df, &options, &NoBaseImages) else {
         return Ok(ExitCode::from(1));
     };
+    copy_ignored(&mut graph, &df, &options, &args.context);
     let warnings = &graph.warnings;
     match warnings.len() {
         0 => outln!("Check complete, no warnings found."),
@@ -323,6 +324,26 @@ fn read_dockerfile(args: &Args) -> Result<Option<DockerfileText>> {
     }
 }
 
+/// The experimental CopyIgnoredFile rule, when the check config enables it: it needs the
+/// context's `.dockerignore`, which the pure planner never reads. An unreadable one is the
+/// build's error to report, not the lint's.
+fn copy_ignored(graph: &mut BuildGraph, df: &Dockerfile, options: &PlanOptions, context: &Path) {
+    if !CheckConfig::for_build(df, &options.build_args).enabled("CopyIgnoredFile") {
+        return;
+    }
+    let Ok(root) = strata_store::safe::Root::open(context) else {
+        return;
+    };
+    let Ok(Some(ignore)) = strata_builder::exec::ignore::Ignore::read_from(&root) else {
+        return;
+    };
+    let excluded = |p: &str| ignore.excluded(&p.split('/').collect::<Vec<_>>());
+    graph
+        .warnings
+        .extend(plan_rules::copy_ignored_files(graph, excluded));
+    graph.warnings.sort_by_key(|w| (w.span.start, w.span.end));
+}
+
 /// `CONTEXT/Dockerfile`, or `CONTEXT/dockerfile` when only that exists (BuildKit's dockerui
 /// falls back to the lower-case name).
 fn default_dockerfile(context: &Path) -> PathBuf {
@@ -416,9 +437,10 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
     // Planned once the store is open: the base images are resolved (pulled if missing) first,
     // and a Dockerfile error is still reported before any of that.
     let bases = exec::BaseImages::new(&store, &exec_options);
-    let Some(graph) = dockerfile.plan(&df, &options, &bases) else {
+    let Some(mut graph) = dockerfile.plan(&df, &options, &bases) else {
         return Ok(ExitCode::from(1));
     };
+    copy_ignored(&mut graph, &df, &options, &args.context);
     // `check=error=true`: the lint warnings fail the build before anything runs.
     if let Some(e) = CheckConfig::for_build(&df, &options.build_args).violation(&graph.warnings) {
         dockerfile.print_warnings_summary(&graph.warnings);

@@ -12,7 +12,7 @@
 //! planner runs the rest while it expands instructions, as `dockerfile2llb` does.
 
 mod parse_rules;
-pub(crate) mod plan_rules;
+pub mod plan_rules;
 pub mod rules;
 
 use std::collections::BTreeMap;

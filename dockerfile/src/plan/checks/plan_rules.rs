@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use super::Warning;
 use crate::errors::suggest;
 use crate::plan::platform::{is_builtin_arg, Platform};
+use crate::plan::{BuildGraph, CopyOp, SourceRef, StepKind};
 use crate::Span;
 
 /// RedundantTargetPlatform and FromPlatformFlagConstDisallowed for `FROM --platform=RAW`
@@ -101,4 +102,38 @@ pub fn default_arg_in_from(
             span,
         )
     })
+}
+
+/// CopyIgnoredFile (experimental): a COPY or ADD from the build context naming a file that the
+/// `.dockerignore` excludes (`excluded` takes the cleaned context-relative path). Wildcards
+/// and URLs are not checked, as BuildKit checks only literal sources.
+pub fn copy_ignored_files(graph: &BuildGraph, excluded: impl Fn(&str) -> bool) -> Vec<Warning> {
+    let mut out = Vec::new();
+    for step in graph.stages.iter().flat_map(|s| &s.steps) {
+        let StepKind::Copy(c) = &step.kind else {
+            continue;
+        };
+        if c.from != SourceRef::Context {
+            continue;
+        }
+        let (verb, sources) = match &c.op {
+            CopyOp::Copy(cp) => ("Copy", &cp.sources),
+            CopyOp::Add(a) => ("Add", &a.sources),
+        };
+        for src in sources {
+            let literal = !src.contains(['*', '?', '[']) && !src.contains("://");
+            let clean: Vec<&str> = src
+                .split('/')
+                .filter(|p| !p.is_empty() && *p != ".")
+                .collect();
+            if literal && !clean.is_empty() && excluded(&clean.join("/")) {
+                out.push(Warning::new(
+                    "CopyIgnoredFile",
+                    format!("Attempting to {verb} file {src:?} that is excluded by .dockerignore"),
+                    step.span,
+                ));
+            }
+        }
+    }
+    out
 }
