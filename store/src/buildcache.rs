@@ -135,7 +135,7 @@ impl Store {
             let mounts = self.root().join("cache/mounts");
             if let Ok(dirs) = fs::read_dir(&mounts) {
                 for d in dirs.flatten() {
-                    crate::safe::remove_tree(&d.path()).at(d.path())?;
+                    strata_fs::dir::remove_tree(&d.path()).at(d.path())?;
                 }
             }
         }
@@ -195,7 +195,7 @@ fn strip_overlay_bookkeeping(root: &Path) -> Result<(), StoreError> {
     let mut stack = vec![root.to_path_buf()];
     while let Some(p) = stack.pop() {
         let meta = fs::symlink_metadata(&p).at(&p)?;
-        for (k, _) in crate::safe::list_xattrs(&p).at(&p)? {
+        for (k, _) in strata_fs::xattr::list_xattrs(&p).at(&p)? {
             if k.starts_with("trusted.overlay.") && k != "trusted.overlay.opaque" {
                 let c =
                     std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()))
@@ -268,7 +268,7 @@ mod tests {
         let p = store.adopt_unpacked_layer(&tree, &id).unwrap();
         assert_eq!(p, store.unpacked_layer_path(&id));
         assert_eq!(fs::read_to_string(p.join("etc/f")).unwrap(), "x");
-        let x = crate::safe::list_xattrs(&p.join("etc")).unwrap();
+        let x = strata_fs::xattr::list_xattrs(&p.join("etc")).unwrap();
         let names: Vec<&str> = x.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(names, vec!["trusted.overlay.opaque"]);
         assert!(!tree.exists());

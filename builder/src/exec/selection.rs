@@ -17,16 +17,16 @@
 //! touched but unchanged keeps its cache hit.
 
 use crate::exec::error::{StepContext, StepError};
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
-use strata_store::safe::{self, Root};
+use strata_fs::{dir as fsdir, stat as fsstat, FileKind, Root, Stat};
 
 use super::context_index::{ContextIndex, FileStamp};
 use super::ignore::{has_wildcard, Glob, Ignore};
@@ -74,10 +74,10 @@ impl Context {
     }
 
     /// `stat` of `rel` following symlinks inside the root (COPY follows a top-level source).
-    fn stat_follow(&self, rel: &[String]) -> Option<(OwnedFd, libc::stat)> {
+    fn stat_follow(&self, rel: &[String]) -> Option<(OwnedFd, Stat)> {
         let p: PathBuf = rel.iter().collect();
-        let fd = safe::openat2_in_root(self.root.fd(), &p, libc::O_PATH, 0).ok()?;
-        let st = safe::fstat(fd.as_raw_fd()).ok()?;
+        let fd = self.root.open_path(&p, true).ok()?;
+        let st = fsstat::fstat(fd.as_raw_fd()).ok()?;
         Some((fd, st))
     }
 
@@ -90,7 +90,7 @@ impl Context {
                 self.hash_files(&mut entries, index);
                 let mut h = Sha256::new();
                 for e in &entries {
-                    let (size, sha) = if e.kind == libc::S_IFREG {
+                    let (size, sha) = if e.kind == FileKind::File.mode_bits() {
                         (e.size, e.sha.unwrap_or([0; 32]))
                     } else {
                         (0, [0; 32])
@@ -133,15 +133,10 @@ impl Context {
                         .split_last()
                         .ok_or_else(|| StepError::Invalid("empty source".into()))?;
                     let parent_path: PathBuf = parent.iter().collect();
-                    let Ok(dir) = safe::openat2_in_root(
-                        self.root.fd(),
-                        &parent_path,
-                        libc::O_RDONLY | libc::O_DIRECTORY,
-                        0,
-                    ) else {
+                    let Ok(dir) = self.root.open_dir(&parent_path) else {
                         continue;
                     };
-                    let mut names = safe::list_dir(dir.as_raw_fd()).map_err(StepError::from)?;
+                    let mut names = fsdir::list_dir(dir.as_raw_fd()).map_err(StepError::from)?;
                     names.sort();
                     let mut rel = parent.to_vec();
                     let glob = Glob::new(pat).map_err(StepError::from)?;
@@ -178,16 +173,17 @@ impl Context {
         &self,
         rel: &[String],
         fd: OwnedFd,
-        st: &libc::stat,
+        st: &Stat,
         out: &mut Vec<Selected>,
     ) -> Result<(), StepError> {
         out.push(entry(rel_bytes(rel), st, Vec::new()));
-        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        if st.is_dir() {
             drop(fd);
             let p: PathBuf = rel.iter().collect();
-            let dir =
-                safe::openat2_in_root(self.root.fd(), &p, libc::O_RDONLY | libc::O_DIRECTORY, 0)
-                    .step_context(|| format!("reading {}", lower::display(rel)))?;
+            let dir = self
+                .root
+                .open_dir(&p)
+                .step_context(|| format!("reading {}", lower::display(rel)))?;
             self.walk(&dir, rel, out)?;
         }
         Ok(())
@@ -209,7 +205,7 @@ impl Context {
     /// (after another program's big build, say) the walk waits on the disk, and concurrent
     /// requests overlap those waits.
     fn walk_par(&self, dir: &OwnedFd, rel: &[String]) -> Result<Vec<Selected>, StepError> {
-        let mut names = safe::list_dir(dir.as_raw_fd())
+        let mut names = fsdir::list_dir(dir.as_raw_fd())
             .step_context(|| format!("reading {}", lower::display(rel)))?;
         names.sort();
         let parts: Vec<Result<Vec<Selected>, StepError>> = names
@@ -221,24 +217,25 @@ impl Context {
                 if excluded && !self.ignore.has_exceptions() {
                     return Ok(Vec::new());
                 }
-                let Some(st) = safe::lstat_at(dir.as_raw_fd(), n)
+                let Some(st) = fsstat::lstat_at(dir.as_raw_fd(), n)
                     .step_context(|| format!("reading {}", lower::display(&rel)))?
                 else {
                     return Ok(Vec::new());
                 };
-                let kind = st.st_mode & libc::S_IFMT;
-                if excluded && kind != libc::S_IFDIR {
+                let kind = st.kind();
+                if excluded && kind != Some(FileKind::Dir) {
                     return Ok(Vec::new());
                 }
-                let link = if kind == libc::S_IFLNK {
-                    readlink_at(dir, n)
+                let link = if kind == Some(FileKind::Symlink) {
+                    fsdir::readlink_at(dir.as_raw_fd(), n)
+                        .map(|t| t.into_encoded_bytes())
                         .step_context(|| format!("reading link {}", lower::display(&rel)))?
                 } else {
                     Vec::new()
                 };
                 let mut v = vec![entry(rel_bytes(&rel), &st, link)];
-                if kind == libc::S_IFDIR {
-                    let sub = open_dir_at(dir, n)
+                if kind == Some(FileKind::Dir) {
+                    let sub = fsdir::open_dir_at(dir.as_raw_fd(), n)
                         .step_context(|| format!("reading {}", lower::display(&rel)))?;
                     v.extend(self.walk_par(&sub, &rel)?);
                 }
@@ -259,7 +256,7 @@ impl Context {
         {
             let idx = index.lock().unwrap_or_else(|e| e.into_inner());
             for (i, e) in entries.iter_mut().enumerate() {
-                if e.kind != libc::S_IFREG {
+                if e.kind != FileKind::File.mode_bits() {
                     continue;
                 }
                 match idx.lookup(&e.rel, &e.stamp) {
@@ -293,14 +290,11 @@ impl Context {
     }
 
     fn hash_file(&self, rel: &[u8]) -> Option<Hashed> {
-        let fd = safe::openat2_in_root(
-            self.root.fd(),
-            Path::new(OsStr::from_bytes(rel)),
-            libc::O_RDONLY,
-            0,
-        )
-        .ok()?;
-        let st = safe::fstat(fd.as_raw_fd()).ok()?;
+        let fd = self
+            .root
+            .open_read(Path::new(OsStr::from_bytes(rel)), true)
+            .ok()?;
+        let st = fsstat::fstat(fd.as_raw_fd()).ok()?;
         let mut f = std::fs::File::from(fd);
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];
@@ -316,14 +310,14 @@ impl Context {
     }
 }
 
-fn entry(rel: Vec<u8>, st: &libc::stat, link: Vec<u8>) -> Selected {
+fn entry(rel: Vec<u8>, st: &Stat, link: Vec<u8>) -> Selected {
     Selected {
         rel,
-        kind: st.st_mode & libc::S_IFMT,
-        mode: st.st_mode,
-        size: st.st_size as u64,
-        rdev: if matches!(st.st_mode & libc::S_IFMT, libc::S_IFCHR | libc::S_IFBLK) {
-            st.st_rdev
+        kind: st.kind().map_or(0, FileKind::mode_bits),
+        mode: st.mode(),
+        size: st.size(),
+        rdev: if matches!(st.kind(), Some(FileKind::Char | FileKind::Block)) {
+            st.rdev()
         } else {
             0
         },
@@ -342,48 +336,9 @@ fn marker(text: String) -> Selected {
         size: 0,
         rdev: 0,
         link: Vec::new(),
-        // SAFETY: libc::stat is plain old data; all-zero is a valid value.
-        stamp: FileStamp::of(&unsafe { std::mem::zeroed() }),
+        stamp: FileStamp::default(),
         sha: None,
     }
-}
-
-fn open_dir_at(dir: &OwnedFd, name: &OsStr) -> std::io::Result<OwnedFd> {
-    let c = CString::new(name.as_bytes())
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in name"))?;
-    // SAFETY: a valid dirfd and a NUL-terminated name; O_NOFOLLOW: never leaves the tree.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn readlink_at(dir: &OwnedFd, name: &OsStr) -> std::io::Result<Vec<u8>> {
-    let c = CString::new(name.as_bytes())
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in name"))?;
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: valid dirfd, NUL-terminated name, a buffer we own.
-    let n = unsafe {
-        libc::readlinkat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    buf.truncate(n as usize);
-    Ok(buf)
 }
 
 #[cfg(test)]

@@ -53,7 +53,10 @@ pub(crate) enum Content {
     /// A symlink to the target bytes.
     Symlink(Vec<u8>),
     /// A character or block device (`S_IFCHR`/`S_IFBLK`) and its device number.
-    Device { kind: libc::mode_t, rdev: u64 },
+    Device {
+        kind: strata_fs::FileKind,
+        rdev: u64,
+    },
     /// A named pipe.
     Fifo,
 }
@@ -149,7 +152,7 @@ pub(crate) fn write_layer(
         match &result {
             Ok(info) if unpacked => adopt_unpacked(store, dir, &info.diff_id),
             _ => {
-                let _ = strata_store::safe::remove_tree(dir);
+                let _ = strata_fs::dir::remove_tree(dir);
             }
         }
     }
@@ -184,7 +187,7 @@ fn adopt_unpacked(store: &Store, dir: &std::path::Path, diff_id: &strata_store::
         Some(())
     })();
     if adopted.is_none() {
-        let _ = strata_store::safe::remove_tree(dir);
+        let _ = strata_fs::dir::remove_tree(dir);
     }
 }
 
@@ -346,13 +349,13 @@ fn emit<W: Write>(
             append(out, h, &name, Some(target), io::empty())
         }
         Content::Device { kind, rdev } => {
-            h.set_entry_type(if *kind == libc::S_IFCHR {
+            h.set_entry_type(if *kind == strata_fs::FileKind::Char {
                 EntryType::Char
             } else {
                 EntryType::Block
             });
-            let _ = h.set_device_major(libc::major(*rdev));
-            let _ = h.set_device_minor(libc::minor(*rdev));
+            let _ = h.set_device_major(strata_fs::meta::major(*rdev));
+            let _ = h.set_device_minor(strata_fs::meta::minor(*rdev));
             append(out, h, &name, None, io::empty())
         }
         Content::Fifo => {
@@ -367,44 +370,11 @@ fn emit<W: Write>(
 /// never enter a layer, and a host's SELinux label means nothing in an image.
 fn fd_xattrs(f: &std::fs::File) -> Vec<(String, Vec<u8>)> {
     use std::os::fd::AsRawFd;
-    let fd = f.as_raw_fd();
-    let mut names = vec![0u8; 1024];
-    let len = loop {
-        // SAFETY: a valid fd and a buffer whose pointer and length match.
-        let r = unsafe { libc::flistxattr(fd, names.as_mut_ptr().cast(), names.len()) };
-        if r >= 0 {
-            break r as usize;
-        }
-        match io::Error::last_os_error().raw_os_error() {
-            Some(libc::ERANGE) if names.len() < 1 << 20 => names.resize(names.len() * 4, 0),
-            _ => return Vec::new(),
-        }
-    };
-    let mut out = Vec::new();
-    for name in names[..len].split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let key = String::from_utf8_lossy(name).into_owned();
-        if key.starts_with("trusted.overlay.") || key == "security.selinux" {
-            continue;
-        }
-        let Ok(c) = std::ffi::CString::new(name) else {
-            continue;
-        };
-        let mut val = vec![0u8; 256];
-        loop {
-            // SAFETY: as above, with a NUL-terminated attribute name.
-            let r = unsafe { libc::fgetxattr(fd, c.as_ptr(), val.as_mut_ptr().cast(), val.len()) };
-            if r >= 0 {
-                val.truncate(r as usize);
-                out.push((key, val));
-                break;
-            }
-            match io::Error::last_os_error().raw_os_error() {
-                Some(libc::ERANGE) if val.len() < 1 << 20 => val.resize(val.len() * 4, 0),
-                _ => break,
-            }
-        }
-    }
-    out
+    let mut all = strata_fs::xattr::list_xattrs_fd(f.as_raw_fd()).unwrap_or_default();
+    all.retain(|(k, _)| {
+        !k.starts_with(strata_fs::whiteout::OVERLAY_XATTR_PREFIX) && k != "security.selinux"
+    });
+    all
 }
 
 fn append<W: Write, R: Read>(
