@@ -38,6 +38,7 @@ use strata_store::layer::{write_layer_blob, LayerInfo, TarOptions, TreeFormat};
 use strata_store::Store;
 
 pub mod add;
+pub mod digest;
 pub mod emit;
 pub mod fetch;
 pub mod select;
@@ -148,7 +149,7 @@ fn write_tree(
     };
     let info = write_layer_blob(store, tree, &opts, options.compression)
         .step_context(|| "writing the layer".to_string())?;
-    crate::exec::cache::adopt_tree(store, tree, &info, options);
+    emit::adopt_tree(store, tree, &info, options);
     Ok(Some(info))
 }
 

@@ -150,6 +150,18 @@ impl CopySource {
         fd.step_context(|| format!("opening {}", lower::display(&sel.src)))
     }
 
+    /// Opens the context file `rel` (context-relative bytes) for reading, a top-level symlink
+    /// followed inside the context, with its `fstat`.
+    pub(crate) fn open_context_file(&self, rel: &[u8]) -> Option<(std::fs::File, Stat)> {
+        use std::os::unix::ffi::OsStrExt;
+        let fd = self
+            .context_root()
+            .open_read(Path::new(std::ffi::OsStr::from_bytes(rel)), true)
+            .ok()?;
+        let st = strata_fs::stat::fstat(fd.as_raw_fd()).ok()?;
+        Some((std::fs::File::from(fd), st))
+    }
+
     /// The target of a selected symlink.
     pub(crate) fn readlink(&self, sel: &Selected) -> Result<Vec<u8>, StepError> {
         self.stack
