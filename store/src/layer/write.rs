@@ -111,7 +111,8 @@ impl<W: Write> TarWriter<W> {
             let child_rel = rel.join(&name);
             let md = fs::symlink_metadata(&child_abs).map_err(|e| StoreError::io(&child_abs, e))?;
             let ft = md.file_type();
-            if self.opts.format == TreeFormat::OverlayUpper && ft.is_char_device() && md.rdev() == 0
+            if self.opts.format == TreeFormat::OverlayUpper
+                && strata_fs::whiteout::is_whiteout_meta(&md)
             {
                 let mut wh = OsString::from(WHITEOUT_PREFIX);
                 wh.push(&name);
