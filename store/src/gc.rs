@@ -327,7 +327,8 @@ impl Store {
                 .map(|d| diff_ids.contains(&d))
                 .unwrap_or(false);
             if !keep {
-                crate::safe::remove_tree(&e.path()).map_err(|err| StoreError::io(e.path(), err))?;
+                strata_fs::dir::remove_tree(&e.path())
+                    .map_err(|err| StoreError::io(e.path(), err))?;
                 report.layers += 1;
             }
         }
@@ -342,7 +343,7 @@ impl Store {
                     .map(|d| blobs.contains(&d))
                     .unwrap_or(true);
                 if !keep {
-                    crate::safe::remove_tree(&e.path())
+                    strata_fs::dir::remove_tree(&e.path())
                         .map_err(|err| StoreError::io(e.path(), err))?;
                     report.indexes += 1;
                 }

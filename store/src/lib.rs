@@ -30,7 +30,6 @@ pub mod model;
 pub mod ops;
 pub mod reference;
 pub mod refs;
-pub mod safe;
 pub mod text;
 mod unpacked;
 
@@ -213,7 +212,7 @@ impl Store {
             };
             if let Ok(Some(_g)) = lock::try_lock(&e.path(), LockMode::Exclusive) {
                 let dir = self.tmp_dir().join(base);
-                let _ = safe::remove_tree(&dir);
+                let _ = strata_fs::dir::remove_tree(&dir);
                 let _ = fs::remove_file(e.path());
             }
         }
@@ -373,7 +372,7 @@ impl Drop for Store {
         // Our staging dir holds only unfinished work; remove it (the lock file last, so no
         // other process mistakes a half-removed dir for a live one).
         if let Some(Ok((dir, _guard))) = self.staging.get() {
-            let _ = safe::remove_tree(dir);
+            let _ = strata_fs::dir::remove_tree(dir);
             let mut lock = dir.clone().into_os_string();
             lock.push(".lock");
             let _ = fs::remove_file(lock);

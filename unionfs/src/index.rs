@@ -11,11 +11,11 @@
 //! the same image only has to `load` it: a flat little-endian file, bounds-checked when read.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{IndexFormatError, Result, UnionError};
@@ -106,27 +106,10 @@ pub struct MergedIndex {
 }
 
 /// Is this lstat result an overlay whiteout (a character device with device number 0/0)?
-pub fn is_whiteout(meta: &fs::Metadata) -> bool {
-    meta.file_type().is_char_device() && meta.rdev() == 0
-}
+pub use strata_fs::whiteout::is_whiteout_meta as is_whiteout;
 
 /// Is `path` an opaque directory (`trusted.overlay.opaque` = "y")?
-pub fn is_opaque_dir(path: &Path) -> bool {
-    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    let mut value = [0u8; 4];
-    // SAFETY: both strings are NUL-terminated and the buffer length is passed along.
-    let n = unsafe {
-        libc::lgetxattr(
-            c_path.as_ptr(),
-            c"trusted.overlay.opaque".as_ptr(),
-            value.as_mut_ptr().cast(),
-            value.len(),
-        )
-    };
-    n == 1 && value[0] == b'y'
-}
+pub use strata_fs::whiteout::is_opaque as is_opaque_dir;
 
 struct BuildNode {
     attr: Attr,
@@ -537,27 +520,8 @@ mod tests {
         fs::create_dir_all(l1.join("o")).unwrap();
         fs::write(l1.join("d/a"), "a1!").unwrap();
         fs::write(l1.join("o/new"), "n").unwrap();
-        let wh = CString::new(l1.join("d/gone").as_os_str().as_bytes()).unwrap();
-        assert_eq!(
-            // SAFETY: `wh` is a NUL-terminated path that outlives the call; mknod reads it only.
-            unsafe { libc::mknod(wh.as_ptr(), libc::S_IFCHR | 0o600, 0) },
-            0
-        );
-        let o = CString::new(l1.join("o").as_os_str().as_bytes()).unwrap();
-        assert_eq!(
-            // SAFETY: the path, name and value are live NUL-terminated/byte buffers for the call's
-            // duration, and the size passed is the value's length.
-            unsafe {
-                libc::setxattr(
-                    o.as_ptr(),
-                    c"trusted.overlay.opaque".as_ptr(),
-                    b"y".as_ptr().cast(),
-                    1,
-                    0,
-                )
-            },
-            0
-        );
+        strata_fs::whiteout::make_whiteout(&l1.join("d/gone")).unwrap();
+        strata_fs::whiteout::set_opaque(&l1.join("o")).expect("trusted xattrs need root");
         let index = MergedIndex::build(&[l0, l1]).unwrap();
         assert_eq!(names(&index, ROOT_INO), ["d", "h1", "h2", "o"]);
         let d = index.nodes[0].children[0].1;
