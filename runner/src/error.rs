@@ -2,12 +2,8 @@
 
 use std::path::PathBuf;
 
-/// Exit code Docker uses for the runtime's own failures.
-pub const EXIT_RUNTIME_ERROR: i32 = 125;
-/// Exit code for a command that exists but can't be executed.
-pub const EXIT_NOT_EXECUTABLE: i32 = 126;
-/// Exit code for a command that isn't found.
-pub const EXIT_NOT_FOUND: i32 = 127;
+// The exit codes live with `Failure` (a leaf module: the setup child's errors carry them).
+pub use crate::failure::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_RUNTIME_ERROR};
 
 /// Errors from preparing, starting or waiting for a container.
 #[derive(Debug, thiserror::Error)]

@@ -331,7 +331,7 @@ fn copy_ignored(graph: &mut BuildGraph, df: &Dockerfile, options: &PlanOptions, 
     if !CheckConfig::for_build(df, &options.build_args).enabled("CopyIgnoredFile") {
         return;
     }
-    let Ok(root) = strata_store::safe::Root::open(context) else {
+    let Ok(root) = strata_fs::Root::open(context) else {
         return;
     };
     let Ok(Some(ignore)) = strata_builder::exec::ignore::Ignore::read_from(&root) else {
