@@ -3,7 +3,7 @@
 //! nftables rules exist only there, and all traffic stays in them. A guard removes the
 //! containers and the namespaces, pass or fail.
 
-mod run_common;
+pub mod run_common;
 
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -27,6 +27,7 @@ mod ipam;
 mod links;
 mod netdef;
 mod nft;
+mod options;
 mod ports;
 mod rtnl;
 mod subnet;
@@ -39,6 +40,7 @@ use std::path::{Path, PathBuf};
 pub use files::{parse_add_host, resolv_conf_for, AddHost};
 pub use links::{address_of, link, Link};
 pub use netdef::{create, inspect, list, load, prune, remove, table, NetworkDef};
+pub use options::NetworkOptions;
 pub use ports::{resolve_ports, PortMapping, Protocol};
 pub use subnet::Ipv4Net;
 
@@ -217,7 +219,7 @@ pub fn attach(
     container_id: &str,
     hostname: &str,
     hosts_file: &Path,
-    options: &crate::spec::NetworkOptions,
+    options: &NetworkOptions,
 ) -> Result<Attachment, NetworkError> {
     let mut phases = Phases::start();
     let def = netdef::load(store_root, options.network_name())?;
