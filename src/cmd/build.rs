@@ -72,6 +72,10 @@ pub struct Args {
     /// Only parse and plan the Dockerfile and report errors and warnings; build nothing.
     #[arg(long)]
     pub check: bool,
+    /// Target platform(s) `os/arch[/variant]`, comma-separated or repeated; two or more build
+    /// one image each, concurrently, tagged as one image index.
+    #[arg(long = "platform", value_name = "P[,P…]", value_delimiter = ',')]
+    pub platforms: Vec<String>,
 }
 
 /// `--progress`.
@@ -325,7 +329,13 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
         no_cache: args.no_cache,
         pull: args.pull,
         secrets: secrets.paths.clone(),
+        target_platform: None,
     };
+    let platforms = args
+        .platforms
+        .iter()
+        .map(|p| strata_store::Platform::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let progress = Progress::new(args.progress.mode());
     let store = super::open_store(cli)?;
     if args.network == NetworkFlag::Bridge {
@@ -334,11 +344,33 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
     super::interrupt::watch(store.staging_dir()?.to_path_buf());
     // Planned once the store is open: the base images are resolved (pulled if missing) first,
     // and a Dockerfile error is still reported before any of that.
+    if platforms.len() > 1 {
+        return super::build_multi::run(
+            &store,
+            &platforms,
+            &exec_options,
+            &progress,
+            &outputs,
+            args,
+            &|p, bases| {
+                let mut o = plan_options(args, false);
+                o.target_platform = exec::platform::to_plan(p);
+                dockerfile.plan(&df, &o, bases)
+            },
+            &|e| dockerfile.print_exec_error(e),
+        );
+    }
+    exec_options.target_platform = platforms.first().cloned();
+    let mut options = plan_options(args, false);
+    if let Some(p) = &exec_options.target_platform {
+        options.target_platform = exec::platform::to_plan(p);
+    }
     let bases = exec::BaseImages::new(&store, &exec_options);
-    let Some(graph) = dockerfile.plan(&df, &plan_options(args, false), &bases) else {
+    let Some(graph) = dockerfile.plan(&df, &options, &bases) else {
         return Ok(ExitCode::from(1));
     };
-    let result = exec::execute(&store, &graph, &bases, &exec_options, &progress);
+    let result = exec::platform::check_emulation(&graph, &exec_options)
+        .and_then(|()| exec::execute(&store, &graph, &bases, &exec_options, &progress));
     super::interrupt::wait_if_interrupted();
     match result {
         Ok(out) => {
@@ -386,7 +418,9 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
 }
 
 /// `--output` specs, checked before anything is built (at most one may write to stdout).
-fn parse_outputs(specs: &[String]) -> Result<Vec<strata_builder::exec::output::OutputSpec>> {
+pub(super) fn parse_outputs(
+    specs: &[String],
+) -> Result<Vec<strata_builder::exec::output::OutputSpec>> {
     use strata_builder::exec::output::OutputSpec;
     let outputs = specs
         .iter()

@@ -344,6 +344,7 @@ mod tests {
             no_cache: false,
             pull: false,
             secrets: BTreeMap::new(),
+            target_platform: None,
         }
     }
 

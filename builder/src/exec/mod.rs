@@ -47,7 +47,9 @@ pub mod error;
 pub mod history;
 pub mod ignore;
 pub mod lower;
+pub mod multi;
 pub mod output;
+pub mod platform;
 pub mod progress;
 pub mod run;
 pub mod secrets;
@@ -124,8 +126,9 @@ pub fn execute(
             let (state, key) = match &stage.base {
                 StageBase::Scratch => {
                     progress.simple(&format!("{}FROM scratch", stage_prefix(&stage, 1)));
-                    let key = ChainKey::Key(build_cache.base_key("scratch"));
-                    (config::scratch_state(), key)
+                    let base = platform::scratch_base(&stage, options);
+                    let key = ChainKey::Key(build_cache.base_key(&base));
+                    (platform::scratch_state(&stage, options), key)
                 }
                 StageBase::Stage(i) => {
                     progress.simple(&format!(
@@ -221,6 +224,7 @@ pub fn execute(
         .remove(&target_index)
         .ok_or(ExecError::MissingStage(target_index))?
         .state;
+    platform::mark_image(&mut state, options);
     if !options.labels.is_empty() {
         let labels = state
             .config
@@ -365,6 +369,8 @@ impl StageContext<'_> {
                 instruction: step.source.trim().to_string(),
                 reason: err.to_string(),
             };
+            // Held until the step is recorded: a concurrent platform's build waits, then hits.
+            let _claim = key.key().and_then(|k| platform::claim(store, k, options));
             if let Some(entry) = key.key().and_then(|k| self.cache.lookup(k)) {
                 if entry.layer.is_some() {
                     layer_room(&state).map_err(fail)?;

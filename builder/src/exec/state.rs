@@ -35,6 +35,9 @@ pub struct ExecOptions {
     pub pull: bool,
     /// `--secret id=ID,src=PATH`: secrets RUN `--mount=type=secret` may read, by id.
     pub secrets: BTreeMap<String, PathBuf>,
+    /// `--platform`: the platform this build is for; `None` = the host's (see
+    /// [`super::platform`]).
+    pub target_platform: Option<strata_store::Platform>,
 }
 
 /// The state of a stage being built: its config so far, its layers and their unpacked trees.
