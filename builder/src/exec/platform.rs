@@ -84,8 +84,12 @@ pub fn check_emulation(graph: &BuildGraph, options: &ExecOptions) -> Result<(), 
             continue;
         };
         if runs {
-            binfmt::check(&p.architecture, &host.architecture).map_err(|e| {
-                ExecError::Internal(format!("stage {} for {p}: {e}", stage_name(stage)))
+            binfmt::check(&p.architecture, &host.architecture).map_err(|source| {
+                ExecError::Emulation {
+                    stage: stage_name(stage),
+                    platform: p.to_string(),
+                    source,
+                }
             })?;
         }
     }
