@@ -211,6 +211,21 @@ fn two_platform_build_runs_arm64_under_qemu_and_the_shared_stage_once() {
         &ctx,
     ]);
     assert_eq!(shared_runs(&env), 1);
+    // --no-cache reuses nothing from before, but within the build the stage is still shared.
+    env.ok(&[
+        "build",
+        "--no-cache",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "-t",
+        "app:multi",
+        &ctx,
+    ]);
+    assert_eq!(
+        shared_runs(&env),
+        2,
+        "--no-cache ran the shared stage once more"
+    );
 }
 
 #[test]
@@ -466,4 +481,27 @@ fn buildkit_exporter_of_several_platforms() {
         .map(|m| m["platform"]["architecture"].as_str().unwrap())
         .collect();
     assert_eq!(archs, ["amd64", "arm64"]);
+}
+
+#[test]
+fn rmi_platform_removes_one_child_and_keeps_the_rest() {
+    let env = multi_env();
+    env.ok(&["rmi", "--platform", "linux/arm64", "busybox-multi"]);
+    assert_eq!(index_platforms(&env, "busybox-multi"), ["linux/amd64"]);
+    let o = env.run(&[
+        "run",
+        "--rm",
+        "--platform",
+        "linux/arm64",
+        "busybox-multi",
+        "true",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("linux/arm64") && err.contains("linux/amd64"),
+        "{err}"
+    );
+    env.ok(&["rmi", "--platform", "linux/amd64", "busybox-multi"]);
+    assert!(!env.run(&["inspect", "busybox-multi"]).status.success());
 }

@@ -330,6 +330,7 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
         pull: args.pull,
         secrets: secrets.paths.clone(),
         target_platform: None,
+        shared_steps: Default::default(),
     };
     let platforms = args
         .platforms

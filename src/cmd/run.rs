@@ -240,10 +240,6 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         .as_deref()
         .map(strata_store::Platform::parse)
         .transpose()?;
-    if let Some(p) = &platform {
-        let host = strata_store::Platform::host();
-        strata_runner::binfmt::check(&p.architecture, &host.architecture)?;
-    }
     let image = store
         .image_for(&a.image, platform.as_ref())
         .with_context(|| {
@@ -252,6 +248,10 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
                 a.image
             )
         })?;
+    if let Some(p) = &platform {
+        let host = strata_store::Platform::host();
+        strata_runner::binfmt::check(&p.architecture, &host.architecture)?;
+    }
     let cfg = &image.config.config;
 
     let args = command_line(

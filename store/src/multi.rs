@@ -123,6 +123,49 @@ impl Store {
         self.write_index(&index)
     }
 
+    /// Removes `platform`'s image from the multi-platform image `reference`: the name then
+    /// points at a new index of the other platforms (the removed child goes on the next gc).
+    /// Removing the last platform removes the name. Returns the new index, if any.
+    pub fn remove_platform(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<Option<MultiImage>, StoreError> {
+        let multi = self
+            .multi_image(&reference.to_string())?
+            .ok_or_else(|| StoreError::NotAnIndex(reference.familiar()))?;
+        let before = multi.children();
+        let kept: Vec<(Platform, Descriptor)> = before
+            .iter()
+            .filter(|(p, _)| !platform.matches(p))
+            .cloned()
+            .collect();
+        if kept.len() == before.len() {
+            return Err(StoreError::NoMatchingPlatform {
+                name: reference.familiar(),
+                platform: platform.to_string(),
+                available: format!(
+                    " (available: {})",
+                    multi
+                        .platforms()
+                        .iter()
+                        .map(Platform::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        if kept.is_empty() {
+            self.untag(reference)?;
+            return Ok(None);
+        }
+        let bytes = index_bytes(&kept)?;
+        let digest = self.put_blob(&bytes)?;
+        let new = self.load_index(&digest, Some(reference.clone()))?;
+        self.tag(reference, &new.descriptor())?;
+        Ok(Some(new))
+    }
+
     /// The index at `digest`, or [`StoreError::NotAnIndex`] for a single manifest.
     pub fn load_index(
         &self,

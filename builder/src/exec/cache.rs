@@ -222,6 +222,13 @@ impl<'a> BuildCache<'a> {
         serde_json::from_value(data).ok()
     }
 
+    /// The entry recorded under `key`, whatever `--no-cache` says (for an entry this very build
+    /// recorded: see [`super::platform::lookup`]).
+    pub fn lookup_even_without_cache(&self, key: &CacheKey) -> Option<Entry> {
+        let data = self.store.cache_entry(&store_key(key))?;
+        serde_json::from_value(data).ok()
+    }
+
     /// Replays a hit: applies `entry` (looked up under `step`'s key) to `state`, giving
     /// exactly the state the step gave when it ran.
     pub fn replay(
@@ -345,6 +352,7 @@ mod tests {
             pull: false,
             secrets: BTreeMap::new(),
             target_platform: None,
+            shared_steps: Default::default(),
         }
     }
 

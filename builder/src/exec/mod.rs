@@ -371,7 +371,10 @@ impl StageContext<'_> {
             };
             // Held until the step is recorded: a concurrent platform's build waits, then hits.
             let _claim = key.key().and_then(|k| platform::claim(store, k, options));
-            if let Some(entry) = key.key().and_then(|k| self.cache.lookup(k)) {
+            if let Some(entry) = key
+                .key()
+                .and_then(|k| platform::lookup(self.cache, k, options))
+            {
                 if entry.layer.is_some() {
                     layer_room(&state).map_err(fail)?;
                 }
@@ -421,6 +424,7 @@ impl StageContext<'_> {
             }
             if let Some(k) = key.key() {
                 self.cache.record(k, &state, layer.as_ref(), history_from);
+                platform::recorded(k, options);
             }
             progress.done(n, started);
         }

@@ -20,6 +20,7 @@ use strata_runner::binfmt;
 use strata_store::lock::LockMode;
 use strata_store::{LockGuard, Platform, Store};
 
+use super::cache::{BuildCache, Entry};
 use super::error::ExecError;
 use super::state::{ExecOptions, StageState};
 
@@ -108,11 +109,26 @@ fn stage_name(stage: &PlannedStage) -> String {
 /// runs it, the others wait and then hit the cache). `None` for a single-platform build or
 /// when the lock can't be taken (the step then just runs).
 pub fn claim(store: &Store, key: &CacheKey, options: &ExecOptions) -> Option<LockGuard> {
-    if options.target_platform.is_none() || options.no_cache {
-        return None;
-    }
+    options.target_platform.as_ref()?;
     let name = format!("step-{}", key.to_string().trim_start_matches("sha256:"));
     store.lock(&name, LockMode::Exclusive).ok()
+}
+
+/// The cache entry for `key`, as [`BuildCache::lookup`] finds it — and, with `--no-cache`, an
+/// entry another platform of the same build recorded (`--no-cache` reuses nothing from before
+/// the build, as BuildKit's; within one multi-platform build a shared step still runs once).
+pub fn lookup(cache: &BuildCache<'_>, key: &CacheKey, options: &ExecOptions) -> Option<Entry> {
+    if options.no_cache && options.shared_steps.contains(&key.to_string()) {
+        return cache.lookup_even_without_cache(key);
+    }
+    cache.lookup(key)
+}
+
+/// Notes that this build recorded `key` (for [`lookup`]).
+pub fn recorded(key: &CacheKey, options: &ExecOptions) {
+    if options.target_platform.is_some() {
+        options.shared_steps.insert(key.to_string());
+    }
 }
 
 /// Marks the image config with the build's target platform (the image a `$BUILDPLATFORM`

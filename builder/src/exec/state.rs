@@ -38,6 +38,28 @@ pub struct ExecOptions {
     /// `--platform`: the platform this build is for; `None` = the host's (see
     /// [`super::platform`]).
     pub target_platform: Option<strata_store::Platform>,
+    /// The step keys the builds of one multi-platform build recorded: with `--no-cache` they
+    /// still share a platform-independent step (see [`super::platform::lookup`]).
+    pub shared_steps: SharedSteps,
+}
+
+/// Step keys recorded by the platforms of one multi-platform build (shared by its clones).
+#[derive(Debug, Clone, Default)]
+pub struct SharedSteps(std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>);
+
+impl SharedSteps {
+    /// Notes that this build recorded `key`.
+    pub fn insert(&self, key: String) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(key);
+    }
+
+    /// Whether this build recorded `key`.
+    pub fn contains(&self, key: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(key)
+    }
 }
 
 /// The state of a stage being built: its config so far, its layers and their unpacked trees.
