@@ -15,7 +15,7 @@
 //! claims the key's lock, runs and records the step; the others wait on the lock and find the
 //! entry.
 
-use strata_dockerfile::plan::{BuildGraph, CacheKey, PlannedStage, StepKind};
+use strata_dockerfile::plan::{BuildGraph, CacheKey, PlannedStage, StageBase, StepKind};
 use strata_runner::binfmt;
 use strata_store::lock::LockMode;
 use strata_store::{LockGuard, Platform, Store};
@@ -81,7 +81,7 @@ pub fn check_emulation(graph: &BuildGraph, options: &ExecOptions) -> Result<(), 
             .steps
             .iter()
             .any(|s| matches!(s.kind, StepKind::Run(_)));
-        let Some(p) = stage_platform(stage, options) else {
+        let Some(p) = effective_platform(graph, stage, options) else {
             continue;
         };
         if runs {
@@ -95,6 +95,28 @@ pub fn check_emulation(graph: &BuildGraph, options: &ExecOptions) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// [`stage_platform`], where a stage `FROM <another stage>` without `--platform` runs for the
+/// platform of the stage it continues (BuildKit's rule: `FROM gen` after `FROM
+/// --platform=$BUILDPLATFORM … AS gen` stays on the build platform).
+fn effective_platform(
+    graph: &BuildGraph,
+    stage: &PlannedStage,
+    options: &ExecOptions,
+) -> Option<Platform> {
+    let mut s = stage;
+    // Bounded: a stage's base is always an earlier stage.
+    for _ in 0..=graph.stages.len() {
+        match (&s.platform, &s.base) {
+            (None, StageBase::Stage(i)) => match graph.stage(*i) {
+                Some(parent) => s = parent,
+                None => break,
+            },
+            _ => break,
+        }
+    }
+    stage_platform(s, options)
 }
 
 fn stage_name(stage: &PlannedStage) -> String {
