@@ -47,9 +47,14 @@ pub fn run(
         }
         Err(e) => {
             progress.finish();
-            match e.exec_error() {
-                Some(inner) => print_error(inner),
-                None => errln!("ERROR: {e}"),
+            match (&e, e.exec_error()) {
+                (MultiError::Exec { platform, .. }, Some(inner @ ExecError::Step { .. })) => {
+                    // The step's snippet and reason, after which platform's build it was.
+                    errln!("ERROR: building for {platform}:");
+                    print_error(inner);
+                }
+                (_, Some(inner)) => print_error(inner),
+                _ => errln!("ERROR: {e}"),
             }
             return Ok(ExitCode::from(1));
         }
