@@ -107,7 +107,7 @@ pub fn build_platforms(
             platform: p.clone(),
             source: Box::new(source),
         })?;
-        graphs.push(graph);
+        graphs.push(label_stages(graph, p));
     }
     let results: Vec<Result<BuildOutput, ExecError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = graphs
@@ -149,4 +149,17 @@ pub fn build_platforms(
         index,
         platforms: outputs,
     })
+}
+
+/// Prefixes every stage's display name with the platform, so the progress lines of the
+/// concurrent builds say which is which (`[linux/arm64 gen 2/3]`, as BuildKit shows them).
+/// Names are display-only once planned: `--from` and `FROM <stage>` are resolved to indices.
+fn label_stages(mut graph: BuildGraph, platform: &Platform) -> BuildGraph {
+    for stage in &mut graph.stages {
+        stage.name = Some(match &stage.name {
+            Some(n) => format!("{platform} {n}"),
+            None => platform.to_string(),
+        });
+    }
+    graph
 }
