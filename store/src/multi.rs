@@ -323,3 +323,67 @@ impl Store {
         aw.tar.into_inner().map_err(|e| StoreError::io(what, e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::Compression;
+    use crate::model::ImageConfig;
+
+    /// A one-file image for `platform`, named `name`.
+    fn image(store: &Store, dir: &std::path::Path, platform: &str, name: &str) -> Image {
+        let tree = dir.join(platform.replace('/', "_"));
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(tree.join("arch"), platform).unwrap();
+        let mut config = ImageConfig::default();
+        Platform::parse(platform).unwrap().apply_to(&mut config);
+        let r = Reference::parse(name).unwrap();
+        store
+            .import_tree(&tree, Some(&r), config, Compression::None)
+            .unwrap()
+    }
+
+    #[test]
+    fn index_of_two_platforms_resolves_each_and_loses_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let amd = image(&store, dir.path(), "linux/amd64", "a:amd64");
+        let arm = image(&store, dir.path(), "linux/arm64", "a:arm64");
+        let name = Reference::parse("multi:1").unwrap();
+        let children = [
+            (Platform::parse("linux/amd64").unwrap(), amd.clone()),
+            (Platform::parse("linux/arm64").unwrap(), arm.clone()),
+        ];
+        let multi = store.create_index(&children, Some(&name)).unwrap();
+        let found = store.multi_image("multi:1").unwrap().unwrap();
+        assert_eq!(found.digest, multi.digest);
+        assert_eq!(
+            found
+                .platforms()
+                .iter()
+                .map(Platform::to_string)
+                .collect::<Vec<_>>(),
+            ["linux/amd64", "linux/arm64"]
+        );
+        let arm64 = Platform::parse("linux/arm64").unwrap();
+        let got = store.image_for("multi:1", Some(&arm64)).unwrap();
+        assert_eq!(got.manifest_digest, arm.manifest_digest);
+        // A single-platform image asked for as another platform's is refused, by name.
+        let err = store.image_for("a:amd64", Some(&arm64)).unwrap_err();
+        assert!(matches!(err, StoreError::WrongPlatform { .. }), "{err}");
+        assert!(store.multi_image("a:amd64").unwrap().is_none());
+        // Removing arm64 leaves an index of amd64 only; removing it again is an error.
+        let left = store.remove_platform(&name, &arm64).unwrap().unwrap();
+        assert_eq!(left.platforms(), [Platform::parse("linux/amd64").unwrap()]);
+        let err = store.remove_platform(&name, &arm64).unwrap_err();
+        assert!(err.to_string().contains("available: linux/amd64"), "{err}");
+        // A docker-archive can't hold it.
+        let err = store
+            .save_index(&left, &[], ArchiveFormat::Docker, Vec::new(), "x")
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::MultiPlatformArchive { .. }),
+            "{err}"
+        );
+    }
+}
