@@ -370,7 +370,7 @@ impl StageContext<'_> {
                 reason: err.to_string(),
             };
             // Held until the step is recorded: a concurrent platform's build waits, then hits.
-            let _claim = key.key().and_then(|k| platform::claim(store, k, options));
+            let _claim = key.key().and_then(|k| platform::claim(k, options));
             if let Some(entry) = key
                 .key()
                 .and_then(|k| platform::lookup(self.cache, k, options))

@@ -12,17 +12,15 @@
 //! per platform), the build args it reads (`ARG TARGETARCH` declares that dependency) and the
 //! platform of `FROM scratch`. A platform-independent stage therefore has the same keys in every
 //! platform's build, and [`claim`] makes concurrent builds run such a step once: the first
-//! claims the key's lock, runs and records the step; the others wait on the lock and find the
-//! entry.
+//! claims the key, runs and records the step; the others wait for it and find the entry.
 
 use strata_dockerfile::plan::{BuildGraph, CacheKey, PlannedStage, StageBase, StepKind};
 use strata_runner::binfmt;
-use strata_store::lock::LockMode;
-use strata_store::{LockGuard, Platform, Store};
+use strata_store::Platform;
 
 use super::cache::{BuildCache, Entry};
 use super::error::ExecError;
-use super::state::{ExecOptions, StageState};
+use super::state::{ExecOptions, StageState, StepClaim};
 
 /// The store's platform of a planner platform.
 pub fn from_plan(p: &strata_dockerfile::plan::Platform) -> Platform {
@@ -126,14 +124,14 @@ fn stage_name(stage: &PlannedStage) -> String {
         .unwrap_or_else(|| stage.index.to_string())
 }
 
-/// Claims step `key` for this build until the guard drops, when the build is for a platform
-/// (a multi-platform build runs its platforms concurrently; the first to claim a shared step
-/// runs it, the others wait and then hit the cache). `None` for a single-platform build or
-/// when the lock can't be taken (the step then just runs).
-pub fn claim(store: &Store, key: &CacheKey, options: &ExecOptions) -> Option<LockGuard> {
+/// Claims step `key` for this build until the claim drops, when the build is one platform of a
+/// multi-platform build (they run concurrently and share [`ExecOptions::shared_steps`]): the
+/// first platform to claim a shared step runs it, the others wait here and then hit the cache.
+/// In-process (no lock file is left behind): the platforms of a build are threads of one
+/// process. `None` for a build without `--platform`.
+pub fn claim(key: &CacheKey, options: &ExecOptions) -> Option<StepClaim> {
     options.target_platform.as_ref()?;
-    let name = format!("step-{}", key.to_string().trim_start_matches("sha256:"));
-    store.lock(&name, LockMode::Exclusive).ok()
+    Some(options.shared_steps.claim(key.to_string()))
 }
 
 /// The cache entry for `key`, as [`BuildCache::lookup`] finds it — and, with `--no-cache`, an
