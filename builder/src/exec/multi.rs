@@ -100,15 +100,7 @@ pub fn build_platforms(
         .iter()
         .map(|o| BaseImages::new(store, o))
         .collect();
-    let mut graphs = Vec::with_capacity(platforms.len());
-    for ((p, o), b) in platforms.iter().zip(&per_platform).zip(&bases) {
-        let graph = plan(p, b).ok_or_else(|| MultiError::Plan(p.clone()))?;
-        super::platform::check_emulation(&graph, o).map_err(|source| MultiError::Exec {
-            platform: p.clone(),
-            source: Box::new(source),
-        })?;
-        graphs.push(label_stages(graph, p));
-    }
+    let graphs = plan_all(platforms, &per_platform, &bases, plan)?;
     let results: Vec<Result<BuildOutput, ExecError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = graphs
             .iter()
@@ -149,6 +141,48 @@ pub fn build_platforms(
         index,
         platforms: outputs,
     })
+}
+
+/// Plans every platform: the first alone (a Dockerfile error is then reported once), the
+/// others concurrently (each resolves, and maybe pulls, its own platform's bases); then checks
+/// each plan's emulation needs.
+fn plan_all(
+    platforms: &[Platform],
+    per_platform: &[ExecOptions],
+    bases: &[BaseImages<'_>],
+    plan: &Planner<'_>,
+) -> Result<Vec<BuildGraph>, MultiError> {
+    let planned: Vec<Option<BuildGraph>> = match (platforms, bases) {
+        ([first, rest @ ..], [first_bases, rest_bases @ ..]) => {
+            let head = plan(first, first_bases);
+            if head.is_none() {
+                return Err(MultiError::Plan(first.clone()));
+            }
+            let tail: Vec<Option<BuildGraph>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = rest
+                    .iter()
+                    .zip(rest_bases)
+                    .map(|(p, b)| scope.spawn(move || plan(p, b)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or(None))
+                    .collect()
+            });
+            std::iter::once(head).chain(tail).collect()
+        }
+        _ => Vec::new(),
+    };
+    let mut graphs = Vec::with_capacity(platforms.len());
+    for ((p, o), graph) in platforms.iter().zip(per_platform).zip(planned) {
+        let graph = graph.ok_or_else(|| MultiError::Plan(p.clone()))?;
+        super::platform::check_emulation(&graph, o).map_err(|source| MultiError::Exec {
+            platform: p.clone(),
+            source: Box::new(source),
+        })?;
+        graphs.push(label_stages(graph, p));
+    }
+    Ok(graphs)
 }
 
 /// Prefixes every stage's display name with the platform, so the progress lines of the
