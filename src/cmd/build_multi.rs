@@ -121,9 +121,14 @@ fn write_output(
                 }
             }
         }
-        OutputSpec::Oci(dest) => {
+        OutputSpec::Oci { dest, names } => {
             let what = o.describe();
-            let names = options.tags.clone();
+            // `name=` when given, else the `-t` tags (as for one platform).
+            let names = if names.is_empty() {
+                options.tags.clone()
+            } else {
+                names.clone()
+            };
             let write = |w: &mut dyn std::io::Write| {
                 store
                     .save_index(&out.index, &names, ArchiveFormat::Oci, w, &what)

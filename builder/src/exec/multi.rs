@@ -188,10 +188,13 @@ fn plan_all(
 /// Prefixes every stage's display name with the platform, so the progress lines of the
 /// concurrent builds say which is which (`[linux/arm64 gen 2/3]`, as BuildKit shows them).
 /// Names are display-only once planned: `--from` and `FROM <stage>` are resolved to indices.
+/// An unnamed stage of a multi-stage build is `stage-N`, as the progress shows it otherwise.
 fn label_stages(mut graph: BuildGraph, platform: &Platform) -> BuildGraph {
+    let multi_stage = graph.stages.len() > 1;
     for stage in &mut graph.stages {
         stage.name = Some(match &stage.name {
             Some(n) => format!("{platform} {n}"),
+            None if multi_stage || stage.index > 0 => format!("{platform} stage-{}", stage.index),
             None => platform.to_string(),
         });
     }

@@ -151,6 +151,19 @@ pub fn recorded(key: &CacheKey, options: &ExecOptions) {
     }
 }
 
+/// A stage's name without the platform [`super::multi`] prefixes it with for the progress view
+/// (`linux/arm64 gen` → `gen`), for what matches stages by name (`--no-cache-filter`).
+pub fn unlabeled<'n>(name: &'n str, options: &ExecOptions) -> &'n str {
+    let Some(p) = &options.target_platform else {
+        return name;
+    };
+    let label = p.to_string();
+    match name.strip_prefix(label.as_str()) {
+        Some(rest) => rest.strip_prefix(' ').unwrap_or(rest),
+        None => name,
+    }
+}
+
 /// Marks the image config with the build's target platform (the image a `$BUILDPLATFORM`
 /// stage ends in is still the target's, as BuildKit writes it).
 pub fn mark_image(state: &mut StageState, options: &ExecOptions) {

@@ -35,6 +35,11 @@ pub struct ExecOptions {
     pub pull: bool,
     /// `--secret id=ID,src=PATH`: secrets RUN `--mount=type=secret` may read, by id.
     pub secrets: BTreeMap<String, PathBuf>,
+    /// `--allow security.insecure`: `RUN --security=insecure` may run (BuildKit's entitlement).
+    pub allow_insecure: bool,
+    /// `--no-cache-filter STAGE`: the steps of these stages (by name) reuse nothing from the
+    /// build cache.
+    pub no_cache_filter: Vec<String>,
     /// `--platform`: the platform this build is for; `None` = the host's (see
     /// [`super::platform`]).
     pub target_platform: Option<strata_store::Platform>,
