@@ -454,7 +454,8 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
             &exec_options,
             &progress,
             &outputs,
-            args,
+            args.iidfile.as_deref(),
+            args.progress == ProgressFlag::Quiet,
             &|p, bases| {
                 let mut o = plan_options(args, false);
                 o.target_platform = exec::platform::to_plan(p);

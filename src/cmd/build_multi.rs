@@ -13,14 +13,13 @@ use strata_builder::exec::{ExecError, ExecOptions, Progress};
 use strata_store::archive::ArchiveFormat;
 use strata_store::{Platform, Store};
 
-use super::build::{Args, ProgressFlag};
-
 /// `linux/arm/v7` → `linux_arm_v7`: the directory buildx gives each platform.
 pub fn platform_dir(p: &Platform) -> String {
     p.to_string().replace('/', "_")
 }
 
-/// Builds `platforms` and writes the outputs; prints a failure with `print_error`.
+/// Builds `platforms` and writes the outputs, the index digest to `iidfile` and, when `quiet`
+/// (`--progress quiet`), to stdout; prints a failure with `print_error`.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     store: &Store,
@@ -28,7 +27,8 @@ pub fn run(
     options: &ExecOptions,
     progress: &Progress,
     outputs: &[OutputSpec],
-    args: &Args,
+    iidfile: Option<&std::path::Path>,
+    quiet: bool,
     plan: &Planner<'_>,
     print_error: &dyn Fn(&ExecError),
 ) -> Result<ExitCode> {
@@ -83,11 +83,11 @@ pub fn run(
         progress.done(n, started);
     }
     progress.finish();
-    if let Some(f) = &args.iidfile {
+    if let Some(f) = iidfile {
         std::fs::write(f, out.index.digest.to_string())
             .map_err(|e| anyhow::anyhow!("writing --iidfile {}: {e}", f.display()))?;
     }
-    if args.progress == ProgressFlag::Quiet && !outputs.iter().any(|o| o.to_stdout()) {
+    if quiet && !outputs.iter().any(|o| o.to_stdout()) {
         outln!("{}", out.index.digest);
     }
     Ok(ExitCode::SUCCESS)

@@ -379,7 +379,7 @@ impl StageContext<'_> {
             let cached = key
                 .key()
                 .filter(|_| !filtered)
-                .and_then(|k| platform::lookup(self.cache, k, options));
+                .and_then(|k| self.cache.lookup_in_build(k));
             if let Some(entry) = cached {
                 if entry.layer.is_some() {
                     layer_room(&state).map_err(fail)?;

@@ -18,7 +18,6 @@ use strata_dockerfile::plan::{BuildGraph, CacheKey, PlannedStage, StageBase, Ste
 use strata_runner::binfmt;
 use strata_store::Platform;
 
-use super::cache::{BuildCache, Entry};
 use super::error::ExecError;
 use super::state::{ExecOptions, StageState, StepClaim};
 
@@ -134,17 +133,7 @@ pub fn claim(key: &CacheKey, options: &ExecOptions) -> Option<StepClaim> {
     Some(options.shared_steps.claim(key.to_string()))
 }
 
-/// The cache entry for `key`, as [`BuildCache::lookup`] finds it — and, with `--no-cache`, an
-/// entry another platform of the same build recorded (`--no-cache` reuses nothing from before
-/// the build, as BuildKit's; within one multi-platform build a shared step still runs once).
-pub fn lookup(cache: &BuildCache<'_>, key: &CacheKey, options: &ExecOptions) -> Option<Entry> {
-    if options.no_cache && options.shared_steps.contains(&key.to_string()) {
-        return cache.lookup_even_without_cache(key);
-    }
-    cache.lookup(key)
-}
-
-/// Notes that this build recorded `key` (for [`lookup`]).
+/// Notes that this build recorded `key` (for [`super::cache::BuildCache::lookup_in_build`]).
 pub fn recorded(key: &CacheKey, options: &ExecOptions) {
     if options.target_platform.is_some() {
         options.shared_steps.insert(key.to_string());

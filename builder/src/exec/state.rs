@@ -44,7 +44,7 @@ pub struct ExecOptions {
     /// [`super::platform`]).
     pub target_platform: Option<strata_store::Platform>,
     /// The step keys the builds of one multi-platform build recorded: with `--no-cache` they
-    /// still share a platform-independent step (see [`super::platform::lookup`]).
+    /// still share a platform-independent step (see `BuildCache::lookup_in_build`).
     pub shared_steps: SharedSteps,
 }
 
