@@ -428,3 +428,18 @@ fn copy_ignored_file_is_an_experimental_check() {
         text(&o.stdout)
     );
 }
+
+#[test]
+fn user_with_a_group_gets_no_supplementary_groups() {
+    let env = Env::new();
+    let df = "FROM busybox:latest\n\
+              RUN echo 'u:x:1234:1234::/:/bin/sh' >> /etc/passwd && echo 'u:x:1234:' >> /etc/group \\\n\
+                  && echo 'extra:x:4321:u' >> /etc/group && mkdir -m 777 /out\n\
+              USER u:u\nRUN id -G > /out/explicit\n\
+              USER u\nRUN id -G > /out/implicit\n";
+    let ctx = env.parity_context("user:1", df, &[]);
+    let o = env.parity_build("user:1", &ctx, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(env.parity_file("user:1", "/out/explicit"), "1234\n");
+    assert_eq!(env.parity_file("user:1", "/out/implicit"), "1234 4321\n");
+}
