@@ -443,3 +443,13 @@ fn user_with_a_group_gets_no_supplementary_groups() {
     assert_eq!(env.parity_file("user:1", "/out/explicit"), "1234\n");
     assert_eq!(env.parity_file("user:1", "/out/implicit"), "1234 4321\n");
 }
+
+#[test]
+fn copy_to_an_empty_destination_lands_in_the_workdir() {
+    let env = Env::new();
+    let df = "FROM busybox:latest\nWORKDIR /app\nARG EMPTY\nCOPY --link f $EMPTY\n";
+    let ctx = env.parity_context("emptydest:1", df, &[("f", "content\n")]);
+    let o = env.parity_build("emptydest:1", &ctx, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(env.parity_file("emptydest:1", "/app/f"), "content\n");
+}
