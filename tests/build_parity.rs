@@ -453,3 +453,23 @@ fn copy_to_an_empty_destination_lands_in_the_workdir() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(env.parity_file("emptydest:1", "/app/f"), "content\n");
 }
+
+#[test]
+fn shm_size_sizes_run_dev_shm() {
+    let env = Env::new();
+    let df = "FROM busybox:latest\nRUN df -k /dev/shm | tail -n 1 | awk '{print $2}' > /shm\n";
+    let ctx = env.parity_context("shm:1", df, &[]);
+    let o = env.parity_build("shm:1", &ctx, &["--shm-size", "128m"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(env.parity_file("shm:1", "/shm"), "131072\n");
+    let o = env.parity_build("shm:2", &ctx, &["--no-cache"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(env.parity_file("shm:2", "/shm"), "65536\n");
+    let o = env.parity_build("shm:3", &ctx, &["--shm-size", "lots"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("invalid --shm-size \"lots\""),
+        "{}",
+        text(&o.stderr)
+    );
+}

@@ -148,7 +148,7 @@ pub fn prepare(
         .ctx(|| "attaching procfs on /proc".into())?;
 
     let device_nodes = make_device_nodes(&staging, extra_devices)?;
-    let devnull = mount_dev(r, &device_nodes, &mut stubs)?;
+    let devnull = mount_dev(r, &device_nodes, spec.limits.shm_size, &mut stubs)?;
     for node in extra_devices {
         let t = mount_point(
             path::ensure_file(r, &node.destination),
@@ -798,7 +798,12 @@ fn bind_device(nodes: &OwnedFd, node: &DeviceNode, target: RawFd) -> Result<(), 
 /// `/dev`: a fresh `nodev` tmpfs with the default device nodes bound in from `nodes`, devpts (a
 /// new instance, so the container can't reach the host's ptys), `/dev/shm` and `/dev/mqueue`.
 /// Returns an `O_PATH` fd on our own `/dev/null`.
-fn mount_dev(root: RawFd, nodes: &OwnedFd, stubs: &mut Vec<String>) -> Result<OwnedFd, Failure> {
+fn mount_dev(
+    root: RawFd,
+    nodes: &OwnedFd,
+    shm_size: Option<u64>,
+    stubs: &mut Vec<String>,
+) -> Result<OwnedFd, Failure> {
     let t = path::ensure_dir(root, "/dev", true).map_err(|e| refuse_symlink("/dev", e))?;
     record(stubs, &t);
     // nodev: `mknod /dev/sda` by container root makes a node that can't be opened.
@@ -867,9 +872,13 @@ fn mount_dev(root: RawFd, nodes: &OwnedFd, stubs: &mut Vec<String>) -> Result<Ow
         sub(c"pts").ctx(|| "opening /dev/pts".into())?.as_raw_fd(),
     )
     .ctx(|| "mounting /dev/pts".into())?;
+    // Docker's default 64 MiB unless `--shm-size` says otherwise (tmpfs(5) `size=` in KiB).
+    let shm_kib = shm_size.map_or(65536, |b| b.div_ceil(1024).max(1));
+    let shm_size_opt = std::ffi::CString::new(format!("{shm_kib}k"))
+        .map_err(|_| Failure::new("invalid /dev/shm size"))?;
     let shm = new_fs(
         c"tmpfs",
-        &[(c"mode", c"1777"), (c"size", c"65536k")],
+        &[(c"mode", c"1777"), (c"size", shm_size_opt.as_c_str())],
         &[],
         MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
     )

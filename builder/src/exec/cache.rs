@@ -346,6 +346,7 @@ mod tests {
             secrets: BTreeMap::new(),
             allow_insecure: false,
             no_cache_filter: Vec::new(),
+            shm_size: None,
         }
     }
 
