@@ -2,9 +2,11 @@
 //! image made by `testdata/make-busybox.sh`, checked through `strata export`, `strata inspect`,
 //! the layer tars themselves, `skopeo inspect` and `umoci unpack`.
 
-mod common;
+pub mod common;
 
-use common::{repo, tool, Env};
+use strata_test_support::{repo, tool};
+
+use common::Env;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -1,7 +1,7 @@
 //! BuildKit parity (issue 12), end to end: behaviour a user sees through `strata build` on the
 //! busybox base, each case written from BuildKit's frontend tests and code.
 
-mod common;
+pub mod common;
 
 use common::Env;
 
@@ -35,7 +35,7 @@ impl Env {
     fn parity_file(&self, image: &str, path: &str) -> String {
         let tarball = self.path(&format!("{}.tar", image.replace(':', "-")));
         self.ok(&["export", image, "-o", tarball.to_str().unwrap()]);
-        let o = common::tool(
+        let o = strata_test_support::tool(
             "tar",
             &[
                 "-xOf",
@@ -315,7 +315,7 @@ fn empty_proc_dev_sys_a_run_creates_stay_in_its_layer() {
         .root()
         .join("blobs/sha256")
         .join(digest.trim_start_matches("sha256:"));
-    let o = common::tool("tar", &["-tzf", blob.to_str().unwrap()]);
+    let o = strata_test_support::tool("tar", &["-tzf", blob.to_str().unwrap()]);
     let entries: Vec<String> = text(&o.stdout)
         .lines()
         .map(|l| l.trim_start_matches("./").trim_end_matches('/').to_string())
@@ -343,12 +343,13 @@ fn output_archives_carry_every_name() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let index = common::tool("tar", &["-xOf", oci.to_str().unwrap(), "index.json"]);
+    let index = strata_test_support::tool("tar", &["-xOf", oci.to_str().unwrap(), "index.json"]);
     let index = text(&index.stdout);
     for n in ["a:1", "b:2"] {
         assert!(index.contains(n), "{n} in {index}");
     }
-    let manifest = common::tool("tar", &["-xOf", docker.to_str().unwrap(), "manifest.json"]);
+    let manifest =
+        strata_test_support::tool("tar", &["-xOf", docker.to_str().unwrap(), "manifest.json"]);
     let manifest = text(&manifest.stdout);
     for n in ["c:3", "d:4"] {
         assert!(manifest.contains(n), "{n} in {manifest}");

@@ -2,9 +2,11 @@
 //! the `strata` binary, on the busybox image made by `testdata/make-busybox.sh`, in the real
 //! sandbox. What the image holds is checked in the layer blobs themselves.
 
-mod common;
+pub mod common;
 
-use common::{strata, tool, Env};
+use strata_test_support::tool;
+
+use common::{strata, Env};
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -132,7 +132,7 @@ pub enum CompressionFlag {
 }
 
 /// Runs `strata build`.
-pub fn run(_cli: &Cli, args: &Args) -> Result<ExitCode> {
+pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
     for l in &args.labels {
         if !l.contains('=') {
             bail!("invalid --label {l:?}: expected KEY=VALUE");
@@ -146,7 +146,7 @@ pub fn run(_cli: &Cli, args: &Args) -> Result<ExitCode> {
         }
     }
     if !args.check {
-        return execute(_cli, args);
+        return execute(cli, args);
     }
     let Some(dockerfile) = read_dockerfile(args)? else {
         return Ok(ExitCode::from(1));
@@ -334,7 +334,7 @@ fn copy_ignored(graph: &mut BuildGraph, df: &Dockerfile, options: &PlanOptions, 
     if !CheckConfig::for_build(df, &options.build_args).enabled("CopyIgnoredFile") {
         return;
     }
-    let Ok(root) = strata_store::safe::Root::open(context) else {
+    let Ok(root) = strata_fs::Root::open(context) else {
         return;
     };
     let Ok(Some(ignore)) = strata_builder::exec::ignore::Ignore::read_from(&root) else {

@@ -83,16 +83,9 @@ impl Ignore {
     /// Reads `.dockerignore` at the top of the opened build context, fd-relative and without
     /// following a symlink (a planted `.dockerignore -> /etc/shadow` is never read); `None`
     /// when the context has none (or it cannot be opened as a regular file there).
-    pub fn read_from(
-        context: &strata_store::safe::Root,
-    ) -> Result<Option<Ignore>, IgnoreFileError> {
+    pub fn read_from(context: &strata_fs::Root) -> Result<Option<Ignore>, IgnoreFileError> {
         use std::io::Read;
-        match strata_store::safe::openat2_in_root(
-            context.fd(),
-            std::path::Path::new(".dockerignore"),
-            libc::O_RDONLY | libc::O_NOFOLLOW,
-            0,
-        ) {
+        match context.open_read(std::path::Path::new(".dockerignore"), false) {
             Ok(fd) => {
                 let mut text = String::new();
                 std::fs::File::from(fd)

@@ -12,6 +12,7 @@
 //!   * [`copy::select`] — which entries a COPY reads (wildcards, `.dockerignore`, `--exclude`,
 //!     `--parents`), fd-relative under the context root or a stage's/image's layers;
 //!   * `copy::stage` — the planned layer: entries placed at their destinations;
+//!   * [`copy::digest`] — the content digest of a COPY's selection (for the cache keys);
 //!   * [`copy::emit`] — a COPY's planned layer streamed straight into the layer tar;
 //!   * [`copy::add`] / [`copy::fetch`] — ADD archives, ADD URLs (`--chmod` modes:
 //!     [`strata_dockerfile::chmod`]);
@@ -21,7 +22,6 @@
 //! * [`lower`] — lookups in the parent's unpacked layers (parents' metadata, `/etc/passwd`);
 //! * [`progress`] — BuildKit-style plain progress lines, or the live tty view;
 //! * [`cache`] — the build cache: content-based step keys and their recorded results;
-//! * [`selection`] — what a COPY selects in the context, and its digest (for the keys);
 //! * [`context_index`] — the context's stat → sha256 index, so a rebuild re-reads nothing.
 //!
 //! Below them all, used by the step modules and using none of them:
@@ -51,7 +51,6 @@ pub mod output;
 pub mod progress;
 pub mod run;
 pub mod secrets;
-pub mod selection;
 pub mod source_kind;
 pub mod state;
 pub mod tempdir;

@@ -321,7 +321,7 @@ pub(crate) fn remove_stubs(
     destinations: &[String],
 ) -> Result<(), StepError> {
     use std::os::fd::AsRawFd;
-    let root = strata_store::safe::Root::open(upper).map_err(StepError::from)?;
+    let root = strata_fs::Root::open(upper).map_err(StepError::from)?;
     let stubs: Vec<Vec<String>> = stubs
         .iter()
         .map(|s| crate::exec::lower::components(s))
@@ -364,41 +364,5 @@ pub(crate) fn remove_stubs(
 /// Removes `name` in `dirfd` when it is an empty directory or an empty regular file (or is
 /// already gone); returns whether the walk up may continue.
 fn remove_if_empty(dirfd: std::os::fd::RawFd, name: &str) -> std::io::Result<bool> {
-    let c = std::ffi::CString::new(name)
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: valid fd and NUL-terminated name; `st` is written on success.
-    if unsafe {
-        libc::fstatat(
-            dirfd,
-            c.as_ptr(),
-            st.as_mut_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    } != 0
-    {
-        let e = std::io::Error::last_os_error();
-        return if e.raw_os_error() == Some(libc::ENOENT) {
-            Ok(true)
-        } else {
-            Err(e)
-        };
-    }
-    // SAFETY: fstatat succeeded.
-    let st = unsafe { st.assume_init() };
-    let flags = match st.st_mode & libc::S_IFMT {
-        libc::S_IFDIR => libc::AT_REMOVEDIR,
-        libc::S_IFREG if st.st_size == 0 => 0,
-        _ => return Ok(false),
-    };
-    // SAFETY: as above.
-    if unsafe { libc::unlinkat(dirfd, c.as_ptr(), flags) } == 0 {
-        return Ok(true);
-    }
-    let e = std::io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::ENOENT) => Ok(true),
-        Some(libc::ENOTEMPTY) | Some(libc::EEXIST) => Ok(false),
-        _ => Err(e),
-    }
+    strata_fs::dir::remove_if_empty_at(dirfd, std::ffi::OsStr::new(name))
 }

@@ -233,16 +233,8 @@ fn context_view(context: &Path, tmp: &TempDir, index: usize) -> Result<Vec<PathB
             }
         }
         let wh = dir.join(name);
-        let c = std::ffi::CString::new(wh.as_os_str().as_encoded_bytes())
-            .map_err(|_| StepError::Invalid(format!("bad path {}", wh.display())))?;
-        // SAFETY: a NUL-terminated path; mknod has no memory effects.
-        if unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR, 0) } != 0 {
-            return Err(StepError::Invalid(format!(
-                "hiding .dockerignore'd {}: {}",
-                rel.join("/"),
-                std::io::Error::last_os_error()
-            )));
-        }
+        strata_fs::whiteout::make_whiteout(&wh)
+            .step_context(|| format!("hiding .dockerignore'd {}", rel.join("/")))?;
     }
     Ok(vec![context.to_path_buf(), layer])
 }
@@ -257,7 +249,7 @@ fn copy_dir_attrs(src: &Path, dst: &Path) -> Result<(), StepError> {
 
 /// The context's `.dockerignore` (`None` when absent), read without following a symlink.
 fn read_dockerignore(context: &Path) -> Result<Option<crate::exec::ignore::Ignore>, StepError> {
-    let root = strata_store::safe::Root::open(context)
+    let root = strata_fs::Root::open(context)
         .step_context(|| format!("opening the build context {}", context.display()))?;
     Ok(crate::exec::ignore::Ignore::read_from(&root)?)
 }
