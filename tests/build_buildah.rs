@@ -126,14 +126,6 @@ const EXCEPTIONS: &[Exception] = &[
               PATH to the end",
     },
     Exception {
-        case: "meta-env",
-        field: "ExposedPorts",
-        buildkit: r#"{"443/udp": {}, "80/tcp": {}, "8080/tcp": {}, "9000/tcp": {}, "9001/tcp": {}}"#,
-        why:
-            "EXPOSE 9000-9001 is one port per number: BuildKit's parsePortSpec expands a range \
-              (dockerfile2llb/convert_expose.go, issue 12); buildah 1.28 keeps the range as one key",
-    },
-    Exception {
         case: "escape-backtick",
         field: "Env",
         buildkit: r#"["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
