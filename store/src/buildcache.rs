@@ -26,9 +26,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::error::{IoContext, StoreError};
-use crate::gc::CacheRoot;
 use crate::lock::LockMode;
 use crate::Store;
+
+/// What gc must keep for one build-cache entry: the blobs and unpacked layers it replays.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct CacheRoot {
+    /// Manifests, configs or layer blobs to keep.
+    pub digests: Vec<Digest>,
+    /// diff IDs whose unpacked trees to keep.
+    #[serde(default)]
+    pub diff_ids: Vec<Digest>,
+}
 
 /// One entry file: what gc must keep for it, and the builder's record.
 #[derive(Serialize, Deserialize, Debug, Clone)]

@@ -18,7 +18,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Result, UnionError};
+use crate::error::{IndexFormatError, Result, UnionError};
 
 /// Inode number of the root directory (FUSE_ROOT_ID).
 pub const ROOT_INO: u64 = 1;
@@ -331,17 +331,17 @@ impl MergedIndex {
     /// Reads an index written by [`MergedIndex::save`], checking that it was built from
     /// `expected_layers` layers.
     pub fn load(path: &Path, expected_layers: usize) -> Result<MergedIndex> {
-        let bad = |reason: String| UnionError::BadIndex {
+        let bad = |reason: IndexFormatError| UnionError::BadIndex {
             path: path.to_path_buf(),
             reason,
         };
-        let bytes = fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let bytes = fs::read(path).map_err(|e| bad(IndexFormatError::Read(e)))?;
         let index = Self::decode(&bytes).map_err(bad)?;
         if index.layer_count as usize != expected_layers {
-            return Err(bad(format!(
-                "built from {} layers, the image has {expected_layers}",
-                index.layer_count
-            )));
+            return Err(bad(IndexFormatError::LayerCount {
+                built: index.layer_count,
+                image: expected_layers,
+            }));
         }
         Ok(index)
     }
@@ -396,16 +396,16 @@ impl MergedIndex {
         out
     }
 
-    fn decode(bytes: &[u8]) -> std::result::Result<MergedIndex, String> {
+    fn decode(bytes: &[u8]) -> std::result::Result<MergedIndex, IndexFormatError> {
         let mut r = Reader { bytes, pos: 0 };
         if r.take(Self::MAGIC.len())? != Self::MAGIC {
-            return Err("not a strata merged index (bad magic)".into());
+            return Err(IndexFormatError::BadMagic);
         }
         let layer_count = r.u32()?;
         let count = r.u64()?;
         // Each node takes at least 100 bytes: refuse counts the file cannot hold.
         if count == 0 || count > (bytes.len() as u64) / 100 + 1 {
-            return Err(format!("node count {count} does not fit the file"));
+            return Err(IndexFormatError::NodeCount(count));
         }
         let mut nodes = Vec::with_capacity(count as usize);
         for _ in 0..count {
@@ -427,12 +427,12 @@ impl MergedIndex {
                 let child_name = OsString::from_vec(r.take(len)?.to_vec());
                 let c = r.u64()?;
                 if c < 2 || c > count {
-                    return Err(format!("child inode {c} out of range"));
+                    return Err(IndexFormatError::ChildOutOfRange(c));
                 }
                 children.push((child_name, c));
             }
             if parent < 1 || parent > count || layer >= layer_count {
-                return Err("parent or layer out of range".into());
+                return Err(IndexFormatError::ParentOrLayerOutOfRange);
             }
             nodes.push(IndexNode {
                 parent,
@@ -454,10 +454,10 @@ impl MergedIndex {
             });
         }
         if r.pos != bytes.len() {
-            return Err("trailing bytes".into());
+            return Err(IndexFormatError::TrailingBytes);
         }
         if !nodes[0].attr.is_dir() {
-            return Err("root is not a directory".into());
+            return Err(IndexFormatError::RootNotDirectory);
         }
         Ok(MergedIndex { layer_count, nodes })
     }
@@ -469,23 +469,26 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
-        let end = self.pos.checked_add(n).ok_or("length overflow")?;
-        let slice = self.bytes.get(self.pos..end).ok_or("truncated index")?;
+    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], IndexFormatError> {
+        let end = self.pos.checked_add(n).ok_or(IndexFormatError::Truncated)?;
+        let slice = self
+            .bytes
+            .get(self.pos..end)
+            .ok_or(IndexFormatError::Truncated)?;
         self.pos = end;
         Ok(slice)
     }
-    fn u32(&mut self) -> std::result::Result<u32, String> {
+    fn u32(&mut self) -> std::result::Result<u32, IndexFormatError> {
         let mut b = [0u8; 4];
         b.copy_from_slice(self.take(4)?);
         Ok(u32::from_le_bytes(b))
     }
-    fn u64(&mut self) -> std::result::Result<u64, String> {
+    fn u64(&mut self) -> std::result::Result<u64, IndexFormatError> {
         let mut b = [0u8; 8];
         b.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(b))
     }
-    fn i64(&mut self) -> std::result::Result<i64, String> {
+    fn i64(&mut self) -> std::result::Result<i64, IndexFormatError> {
         Ok(self.u64()? as i64)
     }
 }
@@ -542,5 +545,23 @@ mod tests {
             fs::write(&saved, &bytes[..cut]).unwrap();
             assert!(MergedIndex::load(&saved, 2).is_err(), "truncated at {cut}");
         }
+        // Each failure says what is wrong, as a typed reason.
+        let reason = |r: Result<MergedIndex>| match r {
+            Err(UnionError::BadIndex { reason, .. }) => reason,
+            other => panic!("expected a BadIndex error, got {other:?}"),
+        };
+        let r = reason(MergedIndex::load(&saved, 2));
+        assert!(matches!(r, IndexFormatError::Truncated), "{r}");
+        fs::write(&saved, &bytes).unwrap();
+        let r = reason(MergedIndex::load(&saved, 3));
+        assert!(
+            matches!(r, IndexFormatError::LayerCount { built: 2, image: 3 }),
+            "{r}"
+        );
+        fs::write(&saved, vec![b'x'; 256]).unwrap();
+        let r = reason(MergedIndex::load(&saved, 2));
+        assert!(matches!(r, IndexFormatError::BadMagic), "{r}");
+        let r = reason(MergedIndex::load(&t.path().join("missing"), 2));
+        assert!(matches!(r, IndexFormatError::Read(_)), "{r}");
     }
 }

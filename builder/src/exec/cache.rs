@@ -343,6 +343,8 @@ mod tests {
             no_cache: false,
             pull: false,
             secrets: BTreeMap::new(),
+            allow_insecure: false,
+            no_cache_filter: Vec::new(),
         }
     }
 

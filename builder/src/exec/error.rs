@@ -18,6 +18,8 @@ pub enum ExecError {
         file: String,
         /// First line of the instruction.
         line: usize,
+        /// Last line of the instruction (BuildKit's source map covers every line of it).
+        end_line: usize,
         /// The instruction as written.
         instruction: String,
         /// What went wrong.
