@@ -73,6 +73,9 @@ pub struct Args {
     /// Only parse and plan the Dockerfile and report errors and warnings; build nothing.
     #[arg(long)]
     pub check: bool,
+    /// Size of RUN's /dev/shm (`128m`, `1g`, bytes without a unit; default 64m).
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    pub shm_size: Option<String>,
     /// Do not use the build cache for this stage's steps; may repeat.
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     pub no_cache_filter: Vec<String>,
@@ -425,6 +428,14 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
         pull: args.pull,
         secrets: secrets.paths.clone(),
         allow_insecure: args.allow.iter().any(|a| a == "security.insecure"),
+        shm_size: match &args.shm_size {
+            None => None,
+            Some(s) => Some(
+                strata_dockerfile::mounts::parse_size(s)
+                    .filter(|&n| n > 0)
+                    .with_context(|| format!("invalid --shm-size {s:?} (use e.g. 128m or 1g)"))?,
+            ),
+        },
         no_cache_filter: args
             .no_cache_filter
             .iter()

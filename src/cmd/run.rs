@@ -145,6 +145,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     strata_runner::block_forwarded_signals();
     // Validate every flag before touching the store: bad input leaves nothing behind.
     let limits = ResourceLimits {
+        shm_size: None,
         memory: a.memory.as_deref().map(parse_memory).transpose()?,
         cpus: a.cpus.as_deref().map(parse_cpus).transpose()?,
         pids: a

@@ -357,6 +357,7 @@ mod tests {
             secrets: BTreeMap::new(),
             allow_insecure: false,
             no_cache_filter: Vec::new(),
+            shm_size: None,
             target_platform: None,
             shared_steps: Default::default(),
         }

@@ -37,6 +37,8 @@ pub struct ExecOptions {
     pub secrets: BTreeMap<String, PathBuf>,
     /// `--allow security.insecure`: `RUN --security=insecure` may run (BuildKit's entitlement).
     pub allow_insecure: bool,
+    /// `--shm-size`: the size of RUN's `/dev/shm` in bytes (64 MiB when `None`).
+    pub shm_size: Option<u64>,
     /// `--no-cache-filter STAGE`: the steps of these stages (by name) reuse nothing from the
     /// build cache.
     pub no_cache_filter: Vec<String>,
