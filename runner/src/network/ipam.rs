@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use super::{bridge, files, netdef, subnet, Ipv4Net, NetworkDef, NetworkError, PortMapping};
+use super::{bridge, files, subnet, Ipv4Net, NetworkDef, NetworkError, PortMapping};
 use crate::state::start_time;
 
 /// A network's persistent state.
@@ -223,9 +223,13 @@ fn rewrite_hosts(st: &NetworkState) {
 /// Leases an address on `def` for the member (the one asked for, else the lowest free),
 /// creating the network's bridge and rules first if they aren't there (first member, or after
 /// a reboot), and on user networks writes its `/etc/hosts` and adds it to the others'.
+/// `other_subnets` lists the subnets the other strata networks use (asked only when `def` has
+/// no subnet yet): the caller reads the definitions, so leases never depend on `netdef`, which
+/// depends on them.
 pub(super) fn lease(
     store_root: &Path,
     def: &NetworkDef,
+    other_subnets: impl FnOnce() -> Vec<Ipv4Net>,
     m: Member<'_>,
 ) -> Result<Leased, NetworkError> {
     let network = def.name.as_str();
@@ -240,14 +244,7 @@ pub(super) fn lease(
             bridge: def.bridge.clone(),
             subnet: match def.subnet {
                 Some(s) => s,
-                None => {
-                    let taken: Vec<Ipv4Net> = netdef::list(store_root)
-                        .iter()
-                        .filter(|n| n.name != network)
-                        .filter_map(|n| n.subnet)
-                        .collect();
-                    subnet::choose_default(store_root, network, &taken)?
-                }
+                None => subnet::choose_default(store_root, network, &other_subnets())?,
             },
             leases: BTreeMap::new(),
         },

@@ -230,6 +230,7 @@ pub fn attach(
     let lease = ipam::lease(
         store_root,
         &def,
+        || netdef::subnets_except(store_root, &def.name),
         ipam::Member {
             container_id,
             veth: &veth,
@@ -383,6 +384,7 @@ pub fn connect(
     let lease = ipam::lease(
         store_root,
         &def,
+        || netdef::subnets_except(store_root, &def.name),
         ipam::Member {
             container_id: &st.id,
             veth: &veth,

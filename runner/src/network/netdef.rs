@@ -86,6 +86,15 @@ pub fn list(store_root: &Path) -> Vec<NetworkDef> {
     out
 }
 
+/// The subnets that the strata networks other than `network` have fixed in their definitions.
+pub(super) fn subnets_except(store_root: &Path, network: &str) -> Vec<Ipv4Net> {
+    list(store_root)
+        .iter()
+        .filter(|n| n.name != network)
+        .filter_map(|n| n.subnet)
+        .collect()
+}
+
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
