@@ -72,6 +72,18 @@ pub struct Args {
     /// Only parse and plan the Dockerfile and report errors and warnings; build nothing.
     #[arg(long)]
     pub check: bool,
+    /// Export the build cache: `type=registry,ref=REF[,mode=min|max][,mounts=true]`,
+    /// `type=local,dest=DIR`, `type=inline`; may repeat.
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
+    /// Import a build cache: `type=registry,ref=REF`, `type=local,src=DIR`, or an image
+    /// reference; may repeat (the first source with a step's key wins).
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+    /// Print, for the first step that missed the cache, the inputs of its key next to the
+    /// nearest entry of each cache source.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// `--progress`.
@@ -294,6 +306,7 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     };
     let outputs = parse_outputs(&args.outputs)?;
+    let (cache_from, cache_to) = parse_cache_specs(args)?;
     let mut tags = Vec::new();
     for t in &args.tags {
         tags.push(
@@ -338,7 +351,23 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
     let Some(graph) = dockerfile.plan(&df, &plan_options(args, false), &bases) else {
         return Ok(ExitCode::from(1));
     };
-    let result = exec::execute(&store, &graph, &bases, &exec_options, &progress);
+    let remote = if cache_from.is_empty() && cache_to.is_empty() && !args.explain {
+        None
+    } else {
+        let r = exec::remote_cache::RemoteCache::import(&store, &cache_from, &cache_to)?;
+        for w in r.warnings() {
+            progress.simple(&w);
+        }
+        Some(r)
+    };
+    let result = exec::execute_with_cache(
+        &store,
+        &graph,
+        &bases,
+        &exec_options,
+        &progress,
+        remote.as_ref(),
+    );
     super::interrupt::wait_if_interrupted();
     match result {
         Ok(out) => {
@@ -367,6 +396,13 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
                     }
                 }
             }
+            if let Some(r) = &remote {
+                if let Some(code) =
+                    export_cache(r, &store, &graph, &exec_options, &outputs, &progress, args)
+                {
+                    return Ok(code);
+                }
+            }
             progress.finish();
             if let Some(f) = &args.iidfile {
                 std::fs::write(f, out.config_digest.to_string())
@@ -381,6 +417,92 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
             progress.finish();
             dockerfile.print_exec_error(&e);
             Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// `--cache-from` and `--cache-to` specs, checked before anything is built.
+type CacheSpecs = (
+    Vec<strata_builder::exec::cache_spec::CacheSpec>,
+    Vec<strata_builder::exec::cache_spec::CacheSpec>,
+);
+
+fn parse_cache_specs(args: &Args) -> Result<CacheSpecs> {
+    use strata_builder::exec::cache_spec::CacheSpec;
+    let from = args
+        .cache_from
+        .iter()
+        .map(|s| CacheSpec::parse_from(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let to = args
+        .cache_to
+        .iter()
+        .map(|s| CacheSpec::parse_to(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    // The keys include the layer compression: a cache exported with another one would never
+    // hit, so the spec's `compression=` must agree with --compression.
+    for spec in &to {
+        if let Some(c) = &spec.compression {
+            let ours = format!("{:?}", args.compression).to_ascii_lowercase();
+            if *c != ours {
+                bail!(
+                    "--cache-to compression={c} differs from --compression {ours}: pass --compression {c} so the cached layers are {c}"
+                );
+            }
+        }
+    }
+    Ok((from, to))
+}
+
+/// Exports the cache after the outputs (so layers pushed with the image are mounted, not
+/// uploaded again) and prints `--explain`'s report. `Some(exit code)` when an export failed.
+fn export_cache(
+    r: &strata_builder::exec::remote_cache::RemoteCache,
+    store: &strata_store::Store,
+    graph: &BuildGraph,
+    options: &strata_builder::exec::ExecOptions,
+    outputs: &[strata_builder::exec::output::OutputSpec],
+    progress: &strata_builder::exec::Progress,
+    args: &Args,
+) -> Option<ExitCode> {
+    use strata_builder::exec::output::OutputSpec;
+    use strata_builder::exec::remote_cache::{cache_mounts, min_stages};
+    for w in r.warnings() {
+        progress.simple(&w);
+    }
+    if args.explain {
+        match r.first_miss_report() {
+            Some(report) => progress.simple(report.trim_end()),
+            None => progress.simple("every step hit the cache"),
+        }
+    }
+    // A repository on the same registry that holds the image's layers: the cache's blobs are
+    // mounted from it (distribution-spec cross-repository mount), stored once.
+    let pushed = outputs.iter().find_map(|o| match o {
+        OutputSpec::Image { names, push: true } => names.first().or(options.tags.first()),
+        _ => None,
+    });
+    let started = std::time::Instant::now();
+    let n = progress.begin("exporting cache");
+    let mounts = cache_mounts(store, graph);
+    match r.export(
+        store,
+        &min_stages(graph),
+        &mounts,
+        pushed,
+        options.compression,
+    ) {
+        Ok(lines) => {
+            for l in lines {
+                progress.line(n, &l);
+            }
+            progress.done(n, started);
+            None
+        }
+        Err(e) => {
+            progress.finish();
+            errln!("ERROR: {e}");
+            Some(ExitCode::from(1))
         }
     }
 }

@@ -80,6 +80,10 @@ pub struct Entry {
     pub history: Vec<History>,
     /// Whether CMD had been set in the stage after the step.
     pub cmd_set: bool,
+    /// What the step's key was computed from (for miss explanations); absent in entries
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<super::explain::KeyInputs>,
 }
 
 impl CachedLayer {
@@ -99,6 +103,7 @@ pub struct BuildCache<'a> {
     options: &'a ExecOptions,
     context: OnceLock<Result<Context, Arc<StepError>>>,
     index: OnceLock<Mutex<ContextIndex>>,
+    remote: Option<&'a super::remote_cache::RemoteCache>,
 }
 
 /// The one place a key becomes the store's text (`sha256:<hex>`, what it files entries under).
@@ -114,6 +119,40 @@ impl<'a> BuildCache<'a> {
             options,
             context: OnceLock::new(),
             index: OnceLock::new(),
+            remote: None,
+        }
+    }
+
+    /// The cache of a build that also reads and writes `remote` (`--cache-from/--cache-to`).
+    pub fn with_remote(
+        store: &'a Store,
+        options: &'a ExecOptions,
+        remote: Option<&'a super::remote_cache::RemoteCache>,
+    ) -> BuildCache<'a> {
+        BuildCache {
+            remote,
+            ..BuildCache::new(store, options)
+        }
+    }
+
+    /// The remote cache of this build, if any.
+    pub fn remote(&self) -> Option<&'a super::remote_cache::RemoteCache> {
+        self.remote
+    }
+
+    /// Each file a COPY from the context selects and its content digest (for naming the files
+    /// that changed when it misses); empty for other steps or without a remote cache.
+    pub fn selected_files(&self, step: &Step) -> BTreeMap<String, String> {
+        let sources = match &step.kind {
+            StepKind::Copy(CopyStep {
+                op: CopyOp::Copy(c),
+                from: SourceRef::Context,
+            }) => &c.sources,
+            _ => return BTreeMap::new(),
+        };
+        match (self.remote, self.context()) {
+            (Some(_), Ok(c)) => c.files(sources, self.index()),
+            _ => BTreeMap::new(),
         }
     }
 
@@ -253,6 +292,8 @@ impl<'a> BuildCache<'a> {
         state: &StageState,
         layer: Option<&LayerInfo>,
         history_from: usize,
+        stage: usize,
+        inputs: Option<super::explain::KeyInputs>,
     ) {
         let entry = Entry {
             layer: layer.map(|l| CachedLayer {
@@ -268,13 +309,22 @@ impl<'a> BuildCache<'a> {
                 .unwrap_or_default()
                 .to_vec(),
             cmd_set: state.cmd_set,
+            inputs,
         };
+        self.remember(key, stage, &entry);
         let keep = CacheRoot {
             digests: layer.map(|l| vec![l.digest.clone()]).unwrap_or_default(),
             diff_ids: layer.map(|l| vec![l.diff_id.clone()]).unwrap_or_default(),
         };
         if let Ok(data) = serde_json::to_value(&entry) {
             let _ = self.store.put_cache_entry(&store_key(key), &keep, data);
+        }
+    }
+
+    /// Hands a step's entry (recorded or hit) to the remote cache for export.
+    pub fn remember(&self, key: &CacheKey, stage: usize, entry: &Entry) {
+        if let Some(r) = self.remote {
+            r.record(&store_key(key), stage, entry);
         }
     }
 

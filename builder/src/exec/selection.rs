@@ -111,6 +111,30 @@ impl Context {
         }
     }
 
+    /// Each entry `sources` select (context-relative path) and a digest of what the key
+    /// hashes of it (content for a file, mode and link target otherwise): what a cache miss
+    /// compares to name the files that changed. Empty when the selection fails.
+    pub fn files(
+        &self,
+        sources: &[String],
+        index: &Mutex<ContextIndex>,
+    ) -> std::collections::BTreeMap<String, String> {
+        let Ok(mut entries) = self.select(sources) else {
+            return Default::default();
+        };
+        self.hash_files(&mut entries, index);
+        entries
+            .iter()
+            .map(|e| {
+                let what = match e.sha {
+                    Some(sha) if e.kind == libc::S_IFREG => hex::encode(&sha[..8]),
+                    _ => format!("{:o}:{}", e.mode, String::from_utf8_lossy(&e.link)),
+                };
+                (String::from_utf8_lossy(&e.rel).into_owned(), what)
+            })
+            .collect()
+    }
+
     fn select(&self, sources: &[String]) -> Result<Vec<Selected>, StepError> {
         let mut out = Vec::new();
         for s in sources {
