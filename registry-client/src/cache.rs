@@ -8,7 +8,9 @@
 //! repository on the same registry) when the registry has it there: a layer shared by the image
 //! and the cache moves once.
 
-use strata_store::cache_artifact::{config_of_manifest, CacheConfig, CacheLayer};
+use strata_store::cache_artifact::{
+    config_of_manifest, CacheConfig, CacheFormatError, CacheLayer, INLINE_LABEL,
+};
 use strata_store::{Digest, Reference, Store};
 
 use crate::blob;
@@ -65,7 +67,14 @@ impl RegistryClient {
             &scopes,
             &display,
         )?;
-        let (config_digest, size) = config_of_manifest(&m.bytes, &display)?;
+        let (config_digest, size) = match config_of_manifest(&m.bytes, &display) {
+            Ok(c) => c,
+            // An image: its inline cache (`--cache-to type=inline`), if it has one.
+            Err(CacheFormatError::NotACache { .. }) => {
+                return self.fetch_inline(store, reference, m, &scopes)
+            }
+            Err(e) => return Err(e.into()),
+        };
         if size > manifest::MAX_MANIFEST_SIZE * 16 {
             return Err(RegistryError::Protocol {
                 what: format!("build cache {display}"),
@@ -88,6 +97,68 @@ impl RegistryClient {
         Ok(FetchedCache {
             manifest_digest: m.digest,
             config,
+        })
+    }
+
+    /// The inline cache of image manifest (or index) `top`: its config is fetched (never a
+    /// layer) and the [`INLINE_LABEL`] label parsed.
+    fn fetch_inline(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        top: manifest::FetchedManifest,
+        scopes: &[String],
+    ) -> Result<FetchedCache> {
+        let ep = self.config.origin(&reference.registry);
+        let repo = reference.repository.as_str();
+        let display = reference.to_string();
+        let protocol = |message: String| RegistryError::Protocol {
+            what: format!("image {display}"),
+            message,
+        };
+        let image = if top.is_index() {
+            let index: oci_spec::image::ImageIndex =
+                serde_json::from_slice(&top.bytes).map_err(|e| protocol(e.to_string()))?;
+            let chosen = crate::platform::select(&index, &crate::Platform::host(), &display)?;
+            let d = Digest::from_oci(chosen.digest())?;
+            manifest::get(
+                &self.client,
+                &ep,
+                repo,
+                &d.to_string(),
+                Some(&d),
+                scopes,
+                &display,
+            )?
+        } else {
+            top
+        };
+        let parsed: oci_spec::image::ImageManifest =
+            serde_json::from_slice(&image.bytes).map_err(|e| protocol(e.to_string()))?;
+        let config_digest = Digest::from_oci(parsed.config().digest())?;
+        blob::download(
+            &self.client,
+            &ep,
+            repo,
+            &config_digest,
+            Some(parsed.config().size()),
+            "config",
+            scopes,
+            store,
+            &NoProgress,
+        )?;
+        let config: serde_json::Value = serde_json::from_slice(&store.read_blob(&config_digest)?)
+            .map_err(|e| protocol(e.to_string()))?;
+        let label = config["config"]["Labels"][INLINE_LABEL]
+            .as_str()
+            .ok_or_else(|| {
+                protocol(format!(
+                    "no inline build cache (label {INLINE_LABEL}); build it with --cache-to type=inline"
+                ))
+            })?;
+        Ok(FetchedCache {
+            manifest_digest: image.digest,
+            config: CacheConfig::parse(label.as_bytes(), &display)?,
         })
     }
 

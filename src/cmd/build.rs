@@ -358,6 +358,7 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
         for w in r.warnings() {
             progress.simple(&w);
         }
+        r.set_registry_output(registry_only(&r, args, &outputs));
         Some(r)
     };
     let result = exec::execute_with_cache(
@@ -375,10 +376,15 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
                 let image = store
                     .load_manifest(&out.manifest_digest, None)
                     .context("reading back the built image")?;
+                let lazy = remote.as_ref().filter(|r| registry_only(r, args, &outputs));
                 for o in &outputs {
                     let started = std::time::Instant::now();
                     let n = progress.begin(&format!("exporting to {}", o.describe()));
-                    match exec::output::write_output(&store, &image, &exec_options.tags, o) {
+                    let written = match lazy {
+                        Some(r) => push_mounting(&store, &image, o, r),
+                        None => exec::output::write_output(&store, &image, &exec_options.tags, o),
+                    };
+                    match written {
                         Ok(lines) => {
                             for l in lines {
                                 progress.line(n, &l);
@@ -419,6 +425,61 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Whether the build's only outputs are pushes to registries a cache source is on, with no
+/// `-t`: then the image's layers are mounted from the cache, never downloaded.
+fn registry_only(
+    r: &strata_builder::exec::remote_cache::RemoteCache,
+    args: &Args,
+    outputs: &[strata_builder::exec::output::OutputSpec],
+) -> bool {
+    use strata_builder::exec::output::OutputSpec;
+    args.tags.is_empty()
+        && !outputs.is_empty()
+        && outputs.iter().all(|o| match o {
+            OutputSpec::Image { names, push: true } => {
+                !names.is_empty()
+                    && names
+                        .iter()
+                        .all(|n| r.source_repository(&n.registry).is_some())
+            }
+            _ => false,
+        })
+}
+
+/// Pushes `image` (whose cache layers the store may lack) to each name of `output`, mounting
+/// layers from the cache's repository on the same registry.
+fn push_mounting(
+    store: &strata_store::Store,
+    image: &strata_store::Image,
+    output: &strata_builder::exec::output::OutputSpec,
+    r: &strata_builder::exec::remote_cache::RemoteCache,
+) -> Result<Vec<String>, strata_builder::exec::output::OutputError> {
+    use strata_builder::exec::output::{OutputError, OutputSpec};
+    let OutputSpec::Image { names, .. } = output else {
+        return Ok(Vec::new());
+    };
+    let mut lines = Vec::new();
+    for name in names {
+        let options = strata_registry_client::PushOptions {
+            mount_from: r.source_repository(&name.registry),
+            ..Default::default()
+        };
+        let pushed = strata_registry_client::RegistryClient::from_env()
+            .and_then(|c| c.push(store, image, name, &options))
+            .map_err(|e| OutputError::Write {
+                what: output.describe(),
+                source: Box::new(strata_builder::exec::StepError::Invalid(e.to_string())),
+            })?;
+        lines.push(format!(
+            "pushed {name} ({} layers mounted or present, {} uploaded): {}",
+            pushed.mounted + pushed.existed,
+            pushed.uploaded,
+            pushed.digest
+        ));
+    }
+    Ok(lines)
 }
 
 /// `--cache-from` and `--cache-to` specs, checked before anything is built.

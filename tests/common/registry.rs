@@ -23,3 +23,10 @@ impl Registry {
         self.0.host()
     }
 }
+
+impl Registry {
+    /// The registry's storage directory (`docker/registry/v2/...`).
+    pub fn storage(&self) -> std::path::PathBuf {
+        self.0.dir.path().join("storage")
+    }
+}

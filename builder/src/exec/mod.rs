@@ -289,17 +289,22 @@ fn execute_once(
     }
     let started = Instant::now();
     let n = progress.begin("exporting to image");
-    let (manifest_digest, config_digest) = match already_tagged(store, &state, options) {
-        Some(digests) => digests,
-        None => {
-            let first = options.tags.first();
-            let image = store.create_image(&state.config, &state.layers, first)?;
-            for t in options.tags.iter().skip(1) {
-                store.tag(t, &image.descriptor())?;
-            }
-            (image.manifest_digest.clone(), image.config_digest.clone())
-        }
+    let unnamed = match remote {
+        Some(r) => remote_cache::write_unnamed(r, store, &state)?,
+        None => None,
     };
+    let (manifest_digest, config_digest) =
+        match unnamed.or_else(|| already_tagged(store, &state, options)) {
+            Some(digests) => digests,
+            None => {
+                let first = options.tags.first();
+                let image = store.create_image(&state.config, &state.layers, first)?;
+                for t in options.tags.iter().skip(1) {
+                    store.tag(t, &image.descriptor())?;
+                }
+                (image.manifest_digest.clone(), image.config_digest.clone())
+            }
+        };
     progress.line(n, &format!("writing image {config_digest}"));
     for t in &options.tags {
         progress.line(n, &format!("naming to {}", t.familiar()));

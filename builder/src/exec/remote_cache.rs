@@ -127,6 +127,9 @@ pub struct RemoteCache {
     restored: Mutex<BTreeSet<String>>,
     /// Blob downloads done (for the progress summary and tests).
     fetched: Mutex<u64>,
+    /// The output is only a registry push that mounts the cache's layers: the final image's
+    /// blobs are not fetched ([`RemoteCache::set_registry_output`]).
+    registry_output: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -170,6 +173,7 @@ impl RemoteCache {
             mounts_from: true,
             restored: Mutex::default(),
             fetched: Mutex::default(),
+            registry_output: Default::default(),
         };
         for spec in from {
             match cache.import_one(store, spec) {
@@ -450,6 +454,29 @@ impl RemoteCache {
     /// `--explain`'s report for the first step that missed (none when every step hit).
     pub fn first_miss_report(&self) -> Option<String> {
         lock(&self.first_miss).clone()
+    }
+
+    /// The repository of the first registry source on `registry`: where a push to that
+    /// registry can mount the cache's layers from.
+    pub fn source_repository(&self, registry: &str) -> Option<String> {
+        self.sources.iter().find_map(|s| match &s.origin {
+            Origin::Registry(r) if r.registry == registry => Some(r.repository.clone()),
+            _ => None,
+        })
+    }
+
+    /// Declares that the build's only output is a push to a registry holding the cache's
+    /// layers (see [`RemoteCache::source_repository`]): the final image is then written to
+    /// the store without its remote layers' blobs (config and manifest only, untagged) and
+    /// pushed by mounting them, so none is downloaded.
+    pub fn set_registry_output(&self, on: bool) {
+        self.registry_output
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn registry_output(&self) -> bool {
+        self.registry_output
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Layer blobs fetched from cache sources so far.
@@ -870,7 +897,29 @@ pub(crate) fn finish_image(
             .get_or_insert_with(Default::default)
             .insert(k, v);
     }
+    if r.registry_output() {
+        return Ok(());
+    }
     r.fetch_blobs_for(store, state)
+}
+
+/// With a registry-only output ([`RemoteCache::set_registry_output`]) and remote layers not
+/// in the store: writes the image's config and manifest as plain blobs (no tag: the store
+/// does not hold the whole image) and returns `(manifest, config)` digests; `None` otherwise.
+pub(crate) fn write_unnamed(
+    r: &RemoteCache,
+    store: &Store,
+    state: &StageState,
+) -> Result<Option<(Digest, Digest)>, StoreError> {
+    let all_here = state.layers.iter().all(|l| store.has_blob(&l.digest));
+    if !r.registry_output() || all_here {
+        return Ok(None);
+    }
+    let config = state.config.to_bytes();
+    let config_digest = store.put_blob(&config)?;
+    let manifest =
+        strata_store::ops::oci_manifest_bytes(&config_digest, config.len() as u64, &state.layers);
+    Ok(Some((store.put_blob(&manifest)?, config_digest)))
 }
 
 /// The stages `mode=min` exports: the target and the stages it is built `FROM`.
