@@ -532,9 +532,10 @@ fn export_cache(
         progress.simple(&w);
     }
     if args.explain {
+        // Several lines: printed as they are, not as one progress line.
         match r.first_miss_report() {
-            Some(report) => progress.simple(report.trim_end()),
-            None => progress.simple("every step hit the cache"),
+            Some(report) => crate::output::print_stderr_block(&report),
+            None => errln!("every step hit the cache"),
         }
     }
     // A repository on the same registry that holds the image's layers: the cache's blobs are

@@ -41,6 +41,12 @@ pub fn reason<'a>(ours: &KeyInputs, nearest: impl IntoIterator<Item = &'a KeyInp
     if candidates.is_empty() {
         return "no entry for this key in any cache source".into();
     }
+    if let Some(c) = candidates
+        .iter()
+        .find(|c| c.instruction != ours.instruction)
+    {
+        return instruction_changed(&c.instruction, &ours.instruction);
+    }
     if let Some(same_parent) = candidates.iter().find(|c| c.parent == ours.parent) {
         return difference(ours, same_parent);
     }
@@ -50,6 +56,22 @@ pub fn reason<'a>(ours: &KeyInputs, nearest: impl IntoIterator<Item = &'a KeyInp
             format!("base changed: was {was}, now {now}")
         }
         _ => "an earlier step of this stage changed (its parent key differs)".into(),
+    }
+}
+
+/// An entry with the same parent and another instruction: a build arg's value when both are
+/// `ARG NAME=…` (the planner expands an ARG with the value in effect), else the text.
+fn instruction_changed(was: &str, now: &str) -> String {
+    let arg = |s: &str| {
+        s.strip_prefix("ARG ")
+            .map(|a| a.split_once('=').unwrap_or((a, "")))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+    };
+    match (arg(was), arg(now)) {
+        (Some((k1, v1)), Some((k2, v2))) if k1 == k2 => {
+            format!("build arg {k1} changed: {v1:?} -> {v2:?}")
+        }
+        _ => format!("instruction changed: was {was:?}"),
     }
 }
 

@@ -128,12 +128,14 @@ pub fn execute_with_cache(
     remote: Option<&RemoteCache>,
 ) -> Result<BuildOutput, ExecError> {
     let mut attempts = 0;
+    let loaded = remote.map(|_| bases.snapshot());
     loop {
         let result = execute_once(store, graph, bases, options, progress, remote);
         match (result, remote.and_then(RemoteCache::take_failure)) {
             (Err(_), Some(warning)) if attempts < 3 => {
                 attempts += 1;
                 progress.simple(&warning);
+                bases.restore(loaded.clone().unwrap_or_default());
             }
             (result, _) => return result,
         }

@@ -96,6 +96,8 @@ struct Source {
     config: CacheConfig,
     /// instruction → the inputs of the entries recorded for it (for explanations).
     by_instruction: BTreeMap<String, Vec<KeyInputs>>,
+    /// parent key → the inputs of the entries chained to it.
+    by_parent: BTreeMap<String, Vec<KeyInputs>>,
 }
 
 /// A step recorded for export.
@@ -213,9 +215,14 @@ impl RemoteCache {
             }
         };
         let mut by_instruction: BTreeMap<String, Vec<KeyInputs>> = BTreeMap::new();
+        let mut by_parent: BTreeMap<String, Vec<KeyInputs>> = BTreeMap::new();
         for r in config.entries.values() {
             if let Ok(e) = serde_json::from_value::<Entry>(r.data.clone()) {
                 if let Some(i) = e.inputs {
+                    by_parent
+                        .entry(i.parent.clone())
+                        .or_default()
+                        .push(i.clone());
                     by_instruction
                         .entry(i.instruction.clone())
                         .or_default()
@@ -228,6 +235,7 @@ impl RemoteCache {
             origin,
             config,
             by_instruction,
+            by_parent,
         })
     }
 
@@ -424,12 +432,23 @@ impl RemoteCache {
     /// The one-line reason a step missed (see [`super::explain`]); the first miss's full
     /// report is kept for `--explain`.
     pub fn explain_miss(&self, title: &str, key: &str, inputs: &KeyInputs) -> String {
-        let nearest: Vec<&KeyInputs> = self
+        let mut nearest: Vec<&KeyInputs> = self
             .sources
             .iter()
             .filter_map(|s| s.by_instruction.get(&inputs.instruction))
             .flatten()
             .collect();
+        if nearest.is_empty() {
+            // No entry for this instruction: one chained to the same parent says what changed
+            // in the instruction itself (an ARG's value).
+            nearest = self
+                .sources
+                .iter()
+                .filter_map(|s| s.by_parent.get(&inputs.parent))
+                .flatten()
+                .take(1)
+                .collect();
+        }
         let mut first = lock(&self.first_miss);
         if first.is_none() {
             let per_source: Vec<(String, Option<KeyInputs>)> = self
