@@ -544,6 +544,9 @@ fn export_cache(
         OutputSpec::Image { names, push: true } => names.first().or(options.tags.first()),
         _ => None,
     });
+    if !r.exports() {
+        return None;
+    }
     let started = std::time::Instant::now();
     let n = progress.begin("exporting cache");
     let mounts = cache_mounts(store, graph);

@@ -125,7 +125,6 @@ pub struct RemoteCache {
     recorded: Mutex<BTreeMap<String, Recorded>>,
     first_miss: Mutex<Option<String>>,
     warnings: Mutex<Vec<String>>,
-    mounts_from: bool,
     restored: Mutex<BTreeSet<String>>,
     /// Blob downloads done (for the progress summary and tests).
     fetched: Mutex<u64>,
@@ -172,7 +171,6 @@ impl RemoteCache {
             recorded: Mutex::default(),
             first_miss: Mutex::default(),
             warnings: Mutex::default(),
-            mounts_from: true,
             restored: Mutex::default(),
             fetched: Mutex::default(),
             registry_output: Default::default(),
@@ -498,6 +496,11 @@ impl RemoteCache {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Whether anything is to be exported (`--cache-to`).
+    pub fn exports(&self) -> bool {
+        !self.to.is_empty()
+    }
+
     /// Layer blobs fetched from cache sources so far.
     pub fn blobs_fetched(&self) -> u64 {
         *lock(&self.fetched)
@@ -533,7 +536,7 @@ impl RemoteCache {
     /// Restores cache mount `id` into `dir` from the first source that exported it, when `dir`
     /// is empty (once per build). Best effort: a failure is a warning, the mount starts empty.
     pub fn restore_mount(&self, store: &Store, id: &str, dir: &Path) {
-        if !self.mounts_from || !lock(&self.restored).insert(id.to_string()) {
+        if !lock(&self.restored).insert(id.to_string()) {
             return;
         }
         let empty = std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none());
@@ -701,24 +704,20 @@ fn to_cache_layer(l: &CachedLayer) -> CacheLayer {
     }
 }
 
-/// Unpacks a cache-mount layer into `dir` (created), as the mount's contents.
+/// Unpacks a cache-mount layer into `dir` (created), as the mount's contents: applied straight
+/// into it with the store's layer codec (fd-relative, nothing outside `dir`), the blob read
+/// through the store's verifying reader.
 fn unpack_into(store: &Store, l: &CacheLayer, dir: &Path) -> Result<(), StoreError> {
     let desc = strata_store::descriptor(&l.media_type, &l.digest, l.size);
-    let tree = store.unpacked_layer(&desc, &l.diff_id)?;
     std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", tree.display()))
-        .arg(dir)
-        .status()
-        .map_err(|e| StoreError::io(dir, e))?;
-    if !status.success() {
-        return Err(StoreError::io(
-            dir,
-            std::io::Error::other(format!("cp -a exited with {status}")),
-        ));
-    }
-    Ok(())
+    let reader = strata_store::open_layer_tar(store, &desc)?;
+    strata_store::layer::apply_layer(
+        reader,
+        dir,
+        strata_store::layer::ApplyMode::Flatten,
+        &l.digest.to_string(),
+    )
+    .map(|_| ())
 }
 
 // ---- type=local: an OCI image layout directory ----
