@@ -2,7 +2,7 @@
 //!
 //! A cache is an OCI artifact manifest ([`strata_store::cache_artifact`]). Import is lazy:
 //! [`RegistryClient::fetch_cache`] reads only the manifest and the config blob;
-//! [`RegistryClient::fetch_cache_blob`] fetches one layer when the builder needs its files.
+//! [`RegistryClient::fetch_cache_blobs`] fetches layers when the builder needs its files.
 //! Export ([`RegistryClient::push_cache`]) uploads the config and the layers in parallel, each
 //! HEAD-skipped when the repository has it and mounted from `mount_from` (the image's
 //! repository on the same registry) when the registry has it there: a layer shared by the image
