@@ -232,6 +232,29 @@ fn two_runners_share_a_cache_through_a_registry() {
     );
     assert!(out_a.contains("exported"), "{out_a}");
     let digest_a = a.digest(&image);
+    // The cache is plain OCI content: skopeo reads and copies it.
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--raw"])
+        .arg(format!("docker://{}/app:buildcache", reg.host()))
+        .output()
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(
+        manifest["artifactType"],
+        "application/vnd.strata.buildcache.v1"
+    );
+    let copied = a.env.path("cache-copy");
+    let copy = Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{}/app:buildcache", reg.host()))
+        .arg(format!("oci:{}:c", copied.display()))
+        .output()
+        .unwrap();
+    assert!(
+        copy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
 
     // Runner B with --output type=registry only: the image goes to the registry without a
     // single layer blob downloaded (mounted by digest), and every step hits.
