@@ -22,9 +22,11 @@
 #   PS_N=100      containers for ps-100
 set -euo pipefail
 reps=${1:-15}
-here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/.." && pwd)
-S=${STRATA:-${CARGO_TARGET_DIR:-$repo/target}/release/strata}
-[ -x "$S" ] || (cd "$repo" && cargo build --release --bin strata -q)
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
+repo=$bench_repo
+S=$(strata_binary)
 for t in podman runc python3; do
   command -v "$t" >/dev/null || { echo "bench/containers.sh needs $t" >&2; exit 1; }
 done
@@ -57,10 +59,10 @@ STRATA="$S" STRATA_ROOT="$ROOT" "$repo/testdata/make-busybox.sh" >/dev/null
 us() { echo "${EPOCHREALTIME/./}"; }
 # time_into FILE CMD…: appends the command's wall time (µs); its output is discarded.
 time_into() { local f=$1; shift; local t0; t0=$(us); "$@" >/dev/null 2>&1; echo $(( $(us) - t0 )) >>"$f"; }
-median_ms() { sort -n "$1" | awk '{a[NR]=$1} END {m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf "%.2f", m/1000}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+# The median of FILE's µs values, in ms with two decimals (lib.sh's median).
+median_ms() { median <"$1" | awk '{printf "%.2f", $1/1000}'; }
 
-echo "reps: $reps, interleaved; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "reps: $reps, interleaved; $(load_note)"
 printf '%-10s %12s %12s %8s\n' case strata_ms podman_ms ratio
 
 # run-d

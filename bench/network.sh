@@ -9,19 +9,22 @@
 #                for a small file — target ratio ≥ 1.0
 #   start        `strata run -d -p 18090:80` against `strata run -d --network none` (ms; the
 #                difference is the bridge's start overhead) — target < 20 ms
+#   attach       the network setup phase alone, in process: strata's own per-phase timings
+#                (`STRATA_LOG=strata_runner::network=debug`, `run --rm -p … true`), medians
 #
 # Everything runs in a network namespace this script creates (`unshare --net`), gone when it
 # ends, so the bridges, veths and rules of both tools exist only there; clients talk to
 # 127.0.0.1 in that namespace. The host's network is not touched.
 #
 # Usage: bench/network.sh [REPS]   (default 5)
-#   STRATA=path   the binary (default $CARGO_TARGET_DIR or target/, release)
+#   STRATA=path   the binary (default: the release build, see bench/lib.sh)
 #   AB_N=3000     requests per conn-rate sample
 set -euo pipefail
 reps=${1:-5}
 here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/.." && pwd)
-S=${STRATA:-${CARGO_TARGET_DIR:-$repo/target}/release/strata}
-[ -x "$S" ] || (cd "$repo" && cargo build --release --bin strata -q)
+# shellcheck source=bench/lib.sh
+source "$here/lib.sh"
+S=$(strata_binary)
 for t in podman runc curl ab ip nft; do
   command -v "$t" >/dev/null || { echo "bench/network.sh needs $t (scripts/setup.sh)" >&2; exit 1; }
 done
@@ -63,32 +66,40 @@ for port in 18080 18081; do
 done
 
 us() { echo "${EPOCHREALTIME/./}"; }
-median() { sort -g | awk '{a[NR]=$1} END {m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf "%.2f", m}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+med() { median | awk '{printf "%.2f", $1}'; }
 mbps() { curl -s -o /dev/null -w '%{speed_download}' "http://127.0.0.1:$1/big" | awk '{printf "%.1f", $1/1048576}'; }
 rate() { ab -q -n "$AB_N" -c 4 "http://127.0.0.1:$1/small" 2>/dev/null | awk '/Requests per second/ {print $4}'; }
 
-echo "reps: $reps, interleaved; load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+echo "reps: $reps, interleaved; $(load_note)"
 for i in $(seq "$reps"); do
   mbps 18080 >>"$W/tp.ours"; echo >>"$W/tp.ours"
   mbps 18081 >>"$W/tp.podman"; echo >>"$W/tp.podman"
   rate 18080 >>"$W/cr.ours"
   rate 18081 >>"$W/cr.podman"
 done
+bridge() { "$S" --root "$ROOT" run -d -p 18090:80 busybox sleep 1000; }
+none() { "$S" --root "$ROOT" run -d --network none busybox sleep 1000; }
 for i in $(seq "$reps"); do
-  t0=$(us); "$S" --root "$ROOT" run -d -p 18090:80 busybox sleep 1000 >/dev/null; echo $(( $(us) - t0 )) >>"$W/start.bridge"
-  t0=$(us); "$S" --root "$ROOT" run -d --network none busybox sleep 1000 >/dev/null; echo $(( $(us) - t0 )) >>"$W/start.none"
-  # Free port 18090 again for the next sample.
-  for id in $("$S" --root "$ROOT" ps -aq --no-trunc); do
-    case $("$S" --root "$ROOT" port "$id" 2>/dev/null) in *18090*) "$S" --root "$ROOT" rm -f "$id" >/dev/null ;; esac
+  # Alternate which goes first; each sample's container is removed before the next.
+  for case in $( ((i % 2)) && echo bridge none || echo none bridge); do
+    t0=$(us); id=$("$case"); echo $(( $(us) - t0 )) >>"$W/start.$case"
+    "$S" --root "$ROOT" rm -f "$id" >/dev/null
   done
+  # The setup phase alone, as strata times it (a foreground run logs it on stderr).
+  STRATA_LOG=strata_runner::network=debug "$S" --root "$ROOT" run --rm -p 18091:80 busybox true 2>&1 >/dev/null |
+    grep -o 'network attach .*' >>"$W/phases" || true
 done
+echo "after the runs: $(load_note)"
 
 printf '%-12s %12s %12s %8s\n' case strata podman ratio
-o=$(median <"$W/tp.ours"); p=$(median <"$W/tp.podman")
+o=$(med <"$W/tp.ours"); p=$(med <"$W/tp.podman")
 printf '%-12s %12s %12s %8s\n' "MB/s" "$o" "$p" "$(ratio "$o" "$p")"
-o=$(median <"$W/cr.ours"); p=$(median <"$W/cr.podman")
+o=$(med <"$W/cr.ours"); p=$(med <"$W/cr.podman")
 printf '%-12s %12s %12s %8s\n' "conn/s" "$o" "$p" "$(ratio "$o" "$p")"
-b=$(awk '{print $1/1000}' "$W/start.bridge" | median); n=$(awk '{print $1/1000}' "$W/start.none" | median)
-printf 'start run -d -p: %s ms, --network none: %s ms, bridge overhead: %s ms\n' "$b" "$n" \
+b=$(awk '{print $1/1000}' "$W/start.bridge" | med); n=$(awk '{print $1/1000}' "$W/start.none" | med)
+printf 'start run -d -p: %s ms, --network none: %s ms, bridge overhead: %s ms (target < 20)\n' "$b" "$n" \
   "$(awk -v a="$b" -v b="$n" 'BEGIN {printf "%.2f", a-b}')"
+# Per phase: "network attach ID: lease+bridge 0.71 ms, netns 0.70 ms, …, total 5.77 ms".
+phase() { grep -o "$1 [0-9.]* ms" "$W/phases" | awk '{print $(NF-1)}' | med; }
+printf 'attach in process (medians, ms): lease %s, netns %s, veth %s, eth0 %s, ports %s, total %s\n' \
+  "$(phase lease+bridge)" "$(phase netns)" "$(phase veth)" "$(phase eth0)" "$(phase ports)" "$(phase total)"

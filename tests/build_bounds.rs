@@ -3,7 +3,7 @@
 //! or stall a build with a backtracking wildcard. Every build here is `FROM scratch` (no base
 //! image needed) and runs under a deadline, so code without the bounds fails rather than hangs.
 
-mod common;
+pub mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -15,7 +15,9 @@
 //! [`PENDING`] lists cases strata does not pass yet because of a known bug in code being
 //! reworked on another branch; a pending case that passes fails the test too.
 
-mod common;
+pub mod common;
+
+use strata_test_support::{normalise_config, prepare_context, repo, tool, Tree};
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -23,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
-use common::{normalise_config, prepare_context, repo, tool, Env, Tree};
+use common::Env;
 
 /// A field where the comparison expects BuildKit's value instead of buildah's.
 struct Exception {

@@ -3,7 +3,7 @@
 //! (BuildKit's plain progress), whether the image digest is identical, how `--build-arg`,
 //! `--no-cache`, `.dockerignore` and `gc` interact with the cache.
 
-mod common;
+pub mod common;
 
 use common::{strata, Env};
 

@@ -5,9 +5,11 @@
 //! bad `--checksum`, HTTP errors), `COPY --from` an image, and the errors naming the source.
 //! Results are checked in the exported root filesystem and in the layer tars themselves.
 
-mod common;
+pub mod common;
 
-use common::{tool, Env};
+use strata_test_support::tool;
+
+use common::Env;
 
 use std::fs;
 use std::io::{Read, Write};

@@ -6,13 +6,15 @@
 //! --rm`) and the installed program work; the RUN layer must hold the package and none of the
 //! files the sandbox mounts for the step.
 
-mod common;
+pub mod common;
+
+use strata_test_support::{repo, tool};
 
 use std::fs;
 use std::process::Command;
 use std::time::Instant;
 
-use common::{repo, strata, tool};
+use common::strata;
 
 const DOCKERFILE: &str = r#"FROM debian:bookworm-minbase
 RUN apt-get update \

@@ -14,13 +14,15 @@
 //! * `files`: type, mode, owner and content of the listed paths, as `umoci unpack` lays out
 //!   the image.
 
-mod common;
+pub mod common;
+
+use strata_test_support::{normalise_config, prepare_context, repo};
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::time::Instant;
 
-use common::{normalise_config, prepare_context, repo, Env};
+use common::Env;
 
 /// Cases strata fails because of code being written on another branch right now; a listed case
 /// that passes fails the test, so the list stays honest.

@@ -8,12 +8,14 @@
 //! * copy with `skopeo copy` to a docker-archive that `strata load` reads back to the same
 //!   config (image ID) and the same tree.
 
-mod common;
+pub mod common;
+
+use strata_test_support::{tool, Tree};
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::{tool, Env, Tree};
+use common::Env;
 
 const DOCKERFILE: &str = r#"FROM busybox:latest
 RUN mkdir -p /data/old /data/keep && echo old > /data/old/f && echo keep > /data/keep/f \

@@ -2,7 +2,7 @@
 //! no temp dirs and no half-written image"): SIGINT while a RUN is running must stop the
 //! sandbox, remove the process's staging directory and exit 130, with nothing tagged.
 
-mod common;
+pub mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -3,13 +3,11 @@
 //! `--output` type (oci and docker archives checked with skopeo, local dir, rootfs tar, registry
 //! push), plus `-f -`.
 
-mod common;
+use strata_test_support::{DockerRegistry, RegistryAuth};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-
-use common::registry::Registry;
 
 fn strata() -> &'static str {
     env!("CARGO_BIN_EXE_strata")
@@ -119,7 +117,7 @@ const DOCKERFILE: &str =
 
 #[test]
 fn from_pulls_a_missing_base_image_and_pull_re_resolves_it() {
-    let registry = Registry::start(None);
+    let registry = DockerRegistry::start(&RegistryAuth::None);
     let env = Env::new();
     env.with_busybox("seed");
     let base = format!("{}/base/busybox:1", registry.host());
@@ -420,7 +418,7 @@ fn output_to_stdout_and_dockerfile_from_stdin() {
 
 #[test]
 fn output_registry_pushes_the_image() {
-    let registry = Registry::start(None);
+    let registry = DockerRegistry::start(&RegistryAuth::None);
     let env = Env::new();
     env.with_busybox("s");
     let ctx = env.context("ctx", DOCKERFILE);

@@ -3,10 +3,10 @@
 //! lazy import (no layer blob fetched when the output is the registry), cache mounts exported
 //! and restored, faults that must stay warnings, and the reason of every miss.
 
-mod common;
+pub mod common;
 
-use common::registry::Registry;
 use common::Env;
+use strata_test_support::{DockerRegistry, RegistryAuth};
 
 use std::fs;
 use std::io::{Read, Write};
@@ -211,7 +211,7 @@ fn pump_counting(mut from: TcpStream, mut to: TcpStream, gets: &std::sync::Mutex
 /// restored from A's; with `--output type=registry` B fetches no layer blob.
 #[test]
 fn two_runners_share_a_cache_through_a_registry() {
-    let reg = Registry::start(None);
+    let reg = DockerRegistry::start(&RegistryAuth::None);
     let proxy = CountingProxy::start(reg.host().rsplit(':').next().unwrap().parse().unwrap());
     let host = proxy.host();
     let image = format!("{host}/app:1");
@@ -341,7 +341,7 @@ fn cache_faults_are_warnings_and_the_build_is_correct() {
     assert_eq!(read_file_of(&a, "app:1", "/count").trim(), "20");
 
     // 401: the registry wants a login we do not have.
-    let auth = Registry::start(Some(("alice", "s3cret")));
+    let auth = DockerRegistry::start(&RegistryAuth::htpasswd("alice", "s3cret"));
     let spec = format!("type=registry,ref={}/app:cache", auth.host());
     let out = a.build_ok(&ctx, &["-t", "app:1", "--cache-from", &spec]);
     assert!(
@@ -350,7 +350,7 @@ fn cache_faults_are_warnings_and_the_build_is_correct() {
     );
 
     // Corrupted: a layer blob of the cache replaced by other bytes in the registry's storage.
-    let reg = Registry::start(None);
+    let reg = DockerRegistry::start(&RegistryAuth::None);
     let cache = format!("type=registry,ref={}/app:cache,mode=max", reg.host());
     let from = format!("type=registry,ref={}/app:cache", reg.host());
     a.build_ok(&ctx, &["-t", "app:1", "--no-cache", "--cache-to", &cache]);
@@ -388,8 +388,11 @@ fn cache_faults_are_warnings_and_the_build_is_correct() {
     assert!(out.contains("format version 0"), "{out}");
 }
 
-fn reg_blob_files(reg: &Registry) -> Vec<PathBuf> {
-    let root = reg.storage().join("docker/registry/v2/blobs/sha256");
+fn reg_blob_files(reg: &DockerRegistry) -> Vec<PathBuf> {
+    let root = reg
+        .dir
+        .path()
+        .join("storage/docker/registry/v2/blobs/sha256");
     let mut out = Vec::new();
     for prefix in fs::read_dir(root).unwrap().flatten() {
         for b in fs::read_dir(prefix.path()).unwrap().flatten() {
@@ -513,7 +516,7 @@ fn every_miss_says_why() {
 /// `--cache-to type=inline` puts the cache in the image; `--cache-from IMAGE` reads it.
 #[test]
 fn inline_cache_travels_with_the_image() {
-    let reg = Registry::start(None);
+    let reg = DockerRegistry::start(&RegistryAuth::None);
     let a = Runner::new();
     let ctx = context(a.env.dir.path(), 10);
     fs::write(

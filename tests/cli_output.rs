@@ -2,7 +2,7 @@
 //! a closed stdout never panics and never stops the work that was asked; control characters
 //! from archives, layers and registries are shown escaped; one message is one capped line.
 
-mod common;
+pub mod common;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -2,7 +2,7 @@
 //! `kill`, `wait`, `start`, `restart`, `rm`, `inspect`, and what `gc`/`rmi` do with images in
 //! use, against real busybox containers in a private store per test.
 
-mod run_common;
+pub mod run_common;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};

@@ -3,7 +3,7 @@
 //! `ps -a`, `start`, `exec`, `rm` — on the same busybox image gives the same exit codes,
 //! states and log contents on both (needs root and podman).
 
-mod run_common;
+pub mod run_common;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};

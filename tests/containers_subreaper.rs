@@ -2,7 +2,7 @@
 //! supervisor) stays a zombie with its pid and start time; `ps` must still say the container
 //! exited, not "Up". Its own test binary: the test process becomes a subreaper (needs root).
 
-mod run_common;
+pub mod run_common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

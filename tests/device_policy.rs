@@ -3,7 +3,7 @@
 //! or shipped 0666 in an image layer and opened by root or another user — the allowed devices
 //! work, and `--device` adds one, with `:r` refusing writes.
 
-mod run_common;
+pub mod run_common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -5,12 +5,14 @@
 //!
 //! Each test uses a store on a small tmpfs the test mounts (and unmounts on drop).
 
-mod common;
+pub mod common;
+
+use strata_test_support::{repo, DockerRegistry, RegistryAuth};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{repo, strata, Env};
+use common::{strata, Env};
 
 const NO_SPACE: &str = "No space left on device";
 
@@ -181,7 +183,7 @@ fn load_and_pull_report_the_full_disk() {
         assert_full_disk(&o, &small.root(), &format!("load of a {format} archive"));
     }
 
-    let reg = common::registry::Registry::start(None);
+    let reg = DockerRegistry::start(&RegistryAuth::None);
     let dest = format!("{}/full/big:1", reg.host());
     env.ok(&["push", "big:1", &dest]);
     let o = small.run(&["pull", &dest]);

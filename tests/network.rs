@@ -3,7 +3,7 @@
 //! nftables rules exist only there, and all traffic stays in them. A guard removes the
 //! containers and the namespaces, pass or fail.
 
-mod run_common;
+pub mod run_common;
 
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -307,7 +307,12 @@ fn fifty_containers_leave_the_state_as_before() {
     let before = env.ns.snapshot();
     for i in 0..50 {
         let name = format!("c{i}");
-        env.ok(&["run", "-d", "--name", &name, "busybox", "sleep", "60"]);
+        // Every other one publishes a port: its own nftables table comes and goes too.
+        let publish: &[&str] = if i % 2 == 0 { &["-p", "8080:80"] } else { &[] };
+        let mut args = vec!["run", "-d", "--name", &name];
+        args.extend_from_slice(publish);
+        args.extend_from_slice(&["busybox", "sleep", "60"]);
+        env.ok(&args);
         env.ok(&["rm", "-f", &name]);
     }
     assert_eq!(env.ns.snapshot(), before);
@@ -404,6 +409,15 @@ fn published_ports_answer_on_localhost_and_other_addresses_only_as_asked() {
         "0.0.0.0:8080->80/tcp, 127.0.0.1:8081->80/tcp, 0.0.0.0:5353->5353/udp"
     );
     assert!(env.ok(&["ps"]).contains("0.0.0.0:8080->80/tcp"));
+    // A host port another container publishes is refused, and the refused one leaves nothing.
+    let o = env.strata(&["run", "--rm", "-p", "8080:81", "busybox", "true"]);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("already published by another container"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(http_get(&env.ns, "http://127.0.0.1:8080/hostname"), short);
 
     env.ok(&["rm", "-f", "web"]);
     assert_eq!(env.ns.snapshot(), before, "no rule or veth left");
@@ -501,7 +515,32 @@ fn user_network_members_find_each_other_by_name_and_alias() {
     );
     // The default bridge resolves no names (Docker's rule), and networks are apart.
     env.ok(&["run", "-d", "--name", "other", "busybox", "sleep", "300"]);
-    assert!(!pings(&env, "other", "db"), "not across networks");
+    assert!(!pings(&env, "other", "db"), "not from the default bridge");
+    env.ok(&["network", "create", "sidenet"]);
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "side",
+        "--network",
+        "sidenet",
+        "--network-alias",
+        "aside",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    for (from, to) in [
+        ("side", "db"),
+        ("side", "database"),
+        ("app", "side"),
+        ("app", "aside"),
+    ] {
+        assert!(
+            !pings(&env, from, to),
+            "{from} must not resolve {to} across networks"
+        );
+    }
     let inspect: serde_json::Value =
         serde_json::from_str(&env.ok(&["network", "inspect", "appnet"])).unwrap();
     assert_eq!(inspect[0]["Containers"].as_object().unwrap().len(), 3);
@@ -515,7 +554,8 @@ fn user_network_members_find_each_other_by_name_and_alias() {
             .contains("late"),
         "a member that left is gone from the others' /etc/hosts"
     );
-    env.ok(&["rm", "-f", "db", "app", "other"]);
+    env.ok(&["rm", "-f", "db", "app", "other", "side"]);
+    env.ok(&["network", "rm", "sidenet"]);
     assert_eq!(env.ok(&["network", "rm", "appnet"]).trim(), "appnet");
     assert!(!env.ok(&["network", "ls"]).contains("appnet"));
     assert_eq!(env.ns.snapshot(), before);
@@ -714,7 +754,7 @@ fn kill_9_of_a_foreground_strata_run_is_repaired_by_the_next_command() {
     }
     let during = env.ns.snapshot();
     assert!(
-        during.contains("strata0") && during.contains("dnat to"),
+        during.contains("strata0") && during.contains("tcp . 8080 : 172.17.0.2 . 80"),
         "{during}"
     );
     child.kill().unwrap(); // SIGKILL
@@ -762,4 +802,161 @@ fn network_connect_and_disconnect_a_running_container() {
     env.ok(&["rm", "-f", "web", "peer"]);
     env.ok(&["network", "rm", "side"]);
     assert_eq!(env.ns.snapshot(), before);
+}
+
+#[test]
+fn containers_reach_a_published_port_through_the_hosts_address_hairpin() {
+    let env = Env::new();
+    // The namespace's "other" address, as a host's LAN address.
+    env.ns.sh(
+        "ip link add up0 type veth peer name up1 && ip addr add 10.99.0.1/24 dev up0 && ip link set up0 up && ip link set up1 up",
+    );
+    let before = env.ns.snapshot();
+    let id = env.ok(&[
+        "run", "-d", "--name", "web", "-p", "8080:80", "busybox", "httpd", "-f", "-p", "80", "-h",
+        "/etc",
+    ]);
+    let short = &id.trim()[..12];
+    wait_http(&env.ns, "http://10.99.0.1:8080/hostname");
+    let veth = env.ns.sh("ip -br link | grep -o '^veth[0-9a-f]*'");
+    let port = env.ns.sh(&format!("ip -d link show {}", veth.trim()));
+    assert!(
+        port.contains("hairpin on"),
+        "bridge port hairpin_mode: {port}"
+    );
+    // The container itself, through the host's address: DNATed back to where it came from
+    // (fails without the port table's `ct status dnat … masquerade`). `timeout`, not wget's
+    // `-T`: this busybox's wget crashes with it.
+    let out = env.ok(&[
+        "exec",
+        "web",
+        "timeout",
+        "5",
+        "wget",
+        "-qO-",
+        "http://10.99.0.1:8080/hostname",
+    ]);
+    assert_eq!(
+        out.trim(),
+        short,
+        "a container reaches its own published port"
+    );
+    // A neighbour on the same bridge, through the host's address and the gateway's.
+    for url in [
+        "http://10.99.0.1:8080/hostname",
+        "http://172.17.0.1:8080/hostname",
+    ] {
+        let out = env.ok(&[
+            "run", "--rm", "busybox", "timeout", "5", "wget", "-qO-", url,
+        ]);
+        assert_eq!(out.trim(), short, "a neighbour reaches {url}");
+    }
+    env.ok(&["rm", "-f", "web"]);
+    assert_eq!(env.ns.snapshot(), before, "nothing left after rm");
+}
+
+#[test]
+fn a_restarted_machine_starts_clean() {
+    let mut env = Env::new();
+    let boot1 = env.ns.snapshot();
+    env.ok(&["network", "create", "--subnet", "10.70.0.0/24", "appnet"]);
+    env.ok(&[
+        "run", "-d", "--name", "web", "-p", "8080:80", "busybox", "sleep", "300",
+    ]);
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        "appnet",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let during = env.ns.snapshot();
+    assert!(
+        during.contains("strata0") && during.contains("tcp . 8080 : 172.17.0.2 . 80"),
+        "{during}"
+    );
+    // The "reboot": every strata process dies (kill -9 of the monitors, only this test's, by
+    // the pids its store recorded; PDEATHSIG takes the containers), then the whole network
+    // namespace goes with its bridge, veths and rules. Only the store is left.
+    // Ids first: any strata command after a kill would already repair.
+    let ids = [env.inspect_id("web"), env.inspect_id("db")];
+    for id in ids {
+        let pid = std::fs::read_to_string(
+            env.store
+                .root()
+                .join("containers")
+                .join(&id)
+                .join("monitor.pid"),
+        )
+        .unwrap();
+        env.ns.host(&["kill", "-9", pid.trim()]);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(std::mem::replace(&mut env.ns, Netns::new("boot2")));
+    let leases = |net: &str| {
+        std::fs::read_to_string(
+            env.store
+                .root()
+                .join("networks")
+                .join(net)
+                .join("state.json"),
+        )
+        .unwrap_or_default()
+    };
+    assert!(
+        leases("bridge").contains("container_id"),
+        "a stale lease to clear"
+    );
+    assert!(
+        leases("appnet").contains("container_id"),
+        "a stale lease to clear"
+    );
+    let fresh = env.ns.snapshot();
+    assert_eq!(
+        fresh, boot1,
+        "a fresh namespace looks like the first one did"
+    );
+
+    // The next command clears the dead leases and touches nothing in the new namespace.
+    let ps = env.ok(&["ps", "-a"]);
+    assert!(ps.contains("web") && ps.contains("Exited"), "{ps}");
+    assert_eq!(leases("bridge"), "", "default network's leases cleared");
+    assert_eq!(leases("appnet"), "", "user network's leases cleared");
+    assert_eq!(env.ns.snapshot(), fresh, "repair added nothing");
+
+    // New containers work: the freed address and port are taken again.
+    let id = env.ok(&[
+        "run", "-d", "--name", "web2", "-p", "8080:80", "busybox", "httpd", "-f", "-p", "80", "-h",
+        "/etc",
+    ]);
+    wait_http(&env.ns, "http://127.0.0.1:8080/hostname");
+    assert_eq!(
+        http_get(&env.ns, "http://127.0.0.1:8080/hostname"),
+        id.trim()[..12]
+    );
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "appnet",
+        "busybox",
+        "ip",
+        "-4",
+        "-o",
+        "addr",
+        "show",
+        "eth0",
+    ]);
+    assert!(
+        out.contains("inet 10.70.0.2/24"),
+        "the dead lease's address is free again: {out}"
+    );
+    env.ok(&["rm", "-f", "web", "db", "web2"]);
+    env.ok(&["network", "rm", "appnet"]);
+    assert_eq!(env.ns.snapshot(), fresh, "nothing leaks");
+    assert!(env.ipam().is_empty(), "{:?}", env.ipam());
 }

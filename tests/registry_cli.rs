@@ -8,9 +8,7 @@ use std::process::{Command, Output, Stdio};
 use strata_store::layer::{write_layer_blob, Compression, TarOptions};
 use strata_store::{Digest, Reference, Store};
 
-mod common;
-
-use common::registry::Registry;
+use strata_test_support::{DockerRegistry, RegistryAuth};
 
 const STRATA: &str = env!("CARGO_BIN_EXE_strata");
 
@@ -136,7 +134,7 @@ fn make_image(root: &Path, name: &str, seed: u8) -> strata_store::Image {
 
 #[test]
 fn strata_push_is_pulled_by_skopeo_with_the_same_digest() {
-    let reg = Registry::start(None);
+    let reg = DockerRegistry::start(&RegistryAuth::None);
     let env = Env::new();
     let image = make_image(&env.root("a"), "local/app:1", 1);
     let dest = format!("{}/e2e/app:1", reg.host());
@@ -193,7 +191,7 @@ fn strata_push_is_pulled_by_skopeo_with_the_same_digest() {
 
 #[test]
 fn skopeo_push_is_pulled_by_strata_with_the_same_digest_and_by_digest() {
-    let reg = Registry::start(None);
+    let reg = DockerRegistry::start(&RegistryAuth::None);
     let env = Env::new();
     let image = make_image(&env.root("a"), "local/app:1", 2);
     let dest = format!("{}/sk/app:1", reg.host());
@@ -229,7 +227,7 @@ fn skopeo_push_is_pulled_by_strata_with_the_same_digest_and_by_digest() {
 
 #[test]
 fn login_verifies_saves_and_logout_removes_credentials_never_printing_the_password() {
-    let reg = Registry::start(Some(("alice", "s3cret-pw")));
+    let reg = DockerRegistry::start(&RegistryAuth::htpasswd("alice", "s3cret-pw"));
     let env = Env::new();
     make_image(&env.root("a"), "local/app:1", 3);
     let dest = format!("{}/alice/app:1", reg.host());
@@ -297,7 +295,7 @@ fn login_verifies_saves_and_logout_removes_credentials_never_printing_the_passwo
 
 #[test]
 fn credentials_come_from_a_docker_credential_helper() {
-    let reg = Registry::start(Some(("helperuser", "helper-pw")));
+    let reg = DockerRegistry::start(&RegistryAuth::htpasswd("helperuser", "helper-pw"));
     let env = Env::new();
     make_image(&env.root("a"), "local/app:1", 4);
     // A docker-credential-helpers protocol helper that keeps one credential in a file.
@@ -356,7 +354,7 @@ fn credentials_come_from_a_docker_credential_helper() {
 
 #[test]
 fn search_lists_matching_repositories_with_tags_and_errors_name_the_reference() {
-    let reg = Registry::start(None);
+    let reg = DockerRegistry::start(&RegistryAuth::None);
     let env = Env::new();
     make_image(&env.root("a"), "local/app:1", 5);
     for dest in ["team/web-app:1", "team/web-app:2", "team/db:1"] {
@@ -395,8 +393,8 @@ fn search_lists_matching_repositories_with_tags_and_errors_name_the_reference() 
 
 #[test]
 fn mirrors_from_registries_toml_are_tried_first() {
-    let origin = Registry::start(None);
-    let mirror = Registry::start(None);
+    let origin = DockerRegistry::start(&RegistryAuth::None);
+    let mirror = DockerRegistry::start(&RegistryAuth::None);
     let env = Env::new();
     let image = make_image(&env.root("a"), "local/app:1", 6);
     // Only the mirror has the image.

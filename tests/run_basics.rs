@@ -1,6 +1,6 @@
 //! `strata run` end to end: config semantics, volumes, exit codes, bad input (needs root).
 
-mod run_common;
+pub mod run_common;
 
 use run_common::{code, stderr, stdout, Store};
 

@@ -1,6 +1,6 @@
 //! Isolation as seen from inside a `strata run` container (needs root).
 
-mod run_common;
+pub mod run_common;
 
 use run_common::{code, stderr, stdout, Store};
 

@@ -1,6 +1,6 @@
 //! Signals, --init, pty and crash cleanup of `strata run` (needs root).
 
-mod run_common;
+pub mod run_common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

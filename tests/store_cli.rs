@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-mod common;
+pub mod common;
 
-use common::{strata, tool, Env};
+use strata_test_support::tool;
+
+use common::{strata, Env};
 
 impl Env {
     /// Like [`Env::ok`], returning strata's stdout.

@@ -7,7 +7,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-mod common;
+pub mod common;
 
 use common::Env;
 use strata_store::layer::{write_layer_blob, Compression, TarOptions};

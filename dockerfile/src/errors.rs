@@ -98,52 +98,45 @@ pub fn render_snippet(source: &str, filename: &str, span: Span) -> String {
     out
 }
 
-/// Suggests the closest candidate to `word` (case-insensitive edit distance), for
-/// "did you mean ...?" hints on unknown instructions, flags and stage names.
+/// Suggests the closest candidate to `word`, for "did you mean ...?" hints on unknown
+/// instructions, flags, mount types and keys, stage names and variables: BuildKit's
+/// `suggest.Search` (util/suggest): the first candidate at the smallest Levenshtein distance
+/// under 3, compared without case; none when a candidate is the word itself.
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let w = word.to_lowercase();
     if w.is_empty() {
         return None;
     }
-    let mut best: Option<(usize, &str)> = None;
+    let mut best: Option<&str> = None;
+    let mut min = 3;
     for c in candidates {
         let d = levenshtein(&w, &c.to_lowercase());
-        if best.is_none_or(|(bd, _)| d < bd) {
-            best = Some((d, c));
+        if d == 0 {
+            return None;
+        }
+        if d < min {
+            min = d;
+            best = Some(c);
         }
     }
-    let (d, c) = best?;
-    // A suggestion is only useful when it is much closer than a rewrite of the word.
-    let limit = (w.chars().count() / 3).clamp(1, 2);
-    (d > 0 && d <= limit).then_some(c)
+    best
 }
 
-/// Edit distance where swapping two adjacent characters counts as one edit (optimal string
-/// alignment), so `chonw` is one edit from `chown`.
+/// Levenshtein edit distance (insertions, deletions, substitutions), as the
+/// `agext/levenshtein` package BuildKit uses computes it.
 fn levenshtein(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let w = b.len() + 1;
-    let mut d = vec![0usize; (a.len() + 1) * w];
-    for i in 0..=a.len() {
-        d[i * w] = i;
-    }
-    for (j, cell) in d.iter_mut().enumerate().take(w) {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[(i - 1) * w + j] + 1)
-                .min(d[i * w + j - 1] + 1)
-                .min(d[(i - 1) * w + j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[(i - 2) * w + j - 2] + 1);
-            }
-            d[i * w + j] = v;
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            cur[j + 1] = (prev[j + 1] + 1).min(cur[j] + 1).min(prev[j] + cost);
         }
+        prev = cur;
     }
-    d[a.len() * w + b.len()]
+    prev[b.len()]
 }
 
 #[cfg(test)]
@@ -175,5 +168,8 @@ mod tests {
         assert_eq!(suggest("RUNN", ["RUN", "CMD", "COPY"]), Some("RUN"));
         assert_eq!(suggest("cpy", ["RUN", "CMD", "COPY"]), Some("COPY"));
         assert_eq!(suggest("zzzzzz", ["RUN", "CMD", "COPY"]), None);
+        assert_eq!(suggest("tmp", ["bind", "cache", "tmpfs"]), Some("tmpfs"));
+        assert_eq!(suggest("PAHT", ["HOME", "PATH"]), Some("PATH"));
+        assert_eq!(suggest("bind", ["bind", "bnid"]), None);
     }
 }

@@ -29,5 +29,5 @@ pub mod plan;
 pub mod source;
 
 pub use errors::{render_snippet, Span};
-pub use instructions::{parse_dockerfile, Dockerfile, ParseError};
+pub use instructions::{parse_dockerfile, parse_prefix, Dockerfile, ParseError};
 pub use lines::{Ast, Node};

@@ -181,6 +181,11 @@ pub fn parse(source: &str) -> Result<Ast, LineError> {
         let processed = if is_comment(stripped) { "" } else { stripped };
         let (first, mut done) = trim_continuation(processed, escape);
         if done && first.is_empty() {
+            // A blank line ends a description comment (BuildKit's InvalidDefinitionDescription
+            // docs: "add an empty line ... between the instruction and the comment").
+            if stripped.is_empty() {
+                comments.clear();
+            }
             continue;
         }
         let mut buf = first.to_string();

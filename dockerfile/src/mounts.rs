@@ -130,9 +130,14 @@ pub enum MountError {
     /// Not a valid CSV record.
     #[error("invalid mount {0:?}: bad quoting")]
     Csv(String),
-    /// `type=nfs`.
-    #[error("unsupported mount type {0:?} (use bind, cache, tmpfs, secret or ssh)")]
-    Type(String),
+    /// `type=nfs` (BuildKit's text and "did you mean" hint, which its tests match on).
+    #[error("unsupported mount type {kind:?}{hint}")]
+    Type {
+        /// The type asked for.
+        kind: String,
+        /// ` (did you mean tmpfs?)`, or empty.
+        hint: String,
+    },
     /// A key this type does not take.
     #[error("unexpected key '{key}' for mount type '{kind}'")]
     KeyForType {
@@ -142,12 +147,14 @@ pub enum MountError {
         kind: MountType,
     },
     /// A key no mount takes.
-    #[error("unexpected key '{key}' in '{field}'")]
+    #[error("unexpected key '{key}' in '{field}'{hint}")]
     UnknownKey {
         /// The key.
         key: String,
         /// The whole field.
         field: String,
+        /// ` (did you mean target?)`, or empty.
+        hint: String,
     },
     /// `foo` without `=`.
     #[error("invalid field '{0}' must be a key=value pair")]
@@ -160,12 +167,81 @@ pub enum MountError {
         /// The value.
         value: String,
     },
+    /// `from=$X`: the stage a mount reads must be known when the Dockerfile is parsed.
+    #[error("'from' doesn't support variable expansion, define alias stage instead")]
+    FromVariable,
     /// Contradicting or missing keys.
     #[error("{0}")]
     Invalid(String),
     /// A value whose variables could not be expanded.
     #[error(transparent)]
     Expand(#[from] LexError),
+}
+
+/// The mount types, as BuildKit lists them for its hint.
+const MOUNT_TYPES: [&str; 5] = ["bind", "cache", "tmpfs", "secret", "ssh"];
+
+/// Every mount key, as BuildKit lists them for its hint (commands_runmount.go).
+const MOUNT_KEYS: [&str; 19] = [
+    "type",
+    "from",
+    "source",
+    "target",
+    "readonly",
+    "id",
+    "sharing",
+    "required",
+    "size",
+    "mode",
+    "uid",
+    "gid",
+    "src",
+    "dst",
+    "destination",
+    "ro",
+    "rw",
+    "readwrite",
+    "env",
+];
+
+/// ` (did you mean X?)` for the closest of `options`, or empty.
+fn did_you_mean(word: &str, options: &[&str]) -> String {
+    crate::errors::suggest(word, options.iter().copied())
+        .map(|s| format!(" (did you mean {s}?)"))
+        .unwrap_or_default()
+}
+
+/// Checks a `--mount` before its variables are expanded (parse time), as BuildKit's
+/// `parseMount` does without an expander: `from=` may hold no variable; a mount with a
+/// variable elsewhere is checked once the planner has expanded it.
+pub fn check_unexpanded(spec: &str) -> Result<(), MountError> {
+    let fields = csv_fields(spec).ok_or_else(|| MountError::Csv(spec.to_string()))?;
+    let mut deferred = false;
+    for field in &fields {
+        let Some((key, value)) = field.split_once('=') else {
+            continue;
+        };
+        // A `$` at the very end is no variable (BuildKit's check).
+        let variable = value.find('$').is_some_and(|i| i + 1 != value.len());
+        if variable && key.eq_ignore_ascii_case("from") {
+            return Err(MountError::FromVariable);
+        }
+        deferred |= value.contains('$');
+    }
+    if !deferred {
+        parse_mount(spec, &mut |v| Ok(v.to_string()))?;
+    }
+    Ok(())
+}
+
+/// The `from=` of a `--mount`, as written (it holds no variable: [`check_unexpanded`]).
+pub fn mount_from(spec: &str) -> Result<Option<String>, MountError> {
+    let fields = csv_fields(spec).ok_or_else(|| MountError::Csv(spec.to_string()))?;
+    Ok(fields.iter().find_map(|f| {
+        f.split_once('=')
+            .filter(|(k, _)| k.eq_ignore_ascii_case("from"))
+            .map(|(_, v)| v.to_string())
+    }))
 }
 
 /// Parses Go's `strconv.ParseBool` values.
@@ -308,7 +384,12 @@ pub fn parse_mount(
                     "tmpfs" => MountType::Tmpfs,
                     "secret" => MountType::Secret,
                     "ssh" => MountType::Ssh,
-                    _ => return Err(MountError::Type(value)),
+                    _ => {
+                        return Err(MountError::Type {
+                            hint: did_you_mean(&value, &MOUNT_TYPES),
+                            kind: value,
+                        })
+                    }
                 }
             }
             "from" => m.from = Some(value),
@@ -354,6 +435,7 @@ pub fn parse_mount(
             }
             _ => {
                 return Err(MountError::UnknownKey {
+                    hint: did_you_mean(&key, &MOUNT_KEYS),
                     key,
                     field: field.clone(),
                 })
@@ -453,7 +535,10 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(matches!(p("type=nfs,target=/x"), Err(MountError::Type(_))));
+        assert!(matches!(
+            p("type=nfs,target=/x"),
+            Err(MountError::Type { .. })
+        ));
         assert!(matches!(
             p("type=bind,target=/x,size=1"),
             Err(MountError::KeyForType { .. })

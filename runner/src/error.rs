@@ -2,12 +2,8 @@
 
 use std::path::PathBuf;
 
-/// Exit code Docker uses for the runtime's own failures.
-pub const EXIT_RUNTIME_ERROR: i32 = 125;
-/// Exit code for a command that exists but can't be executed.
-pub const EXIT_NOT_EXECUTABLE: i32 = 126;
-/// Exit code for a command that isn't found.
-pub const EXIT_NOT_FOUND: i32 = 127;
+// The exit codes live with `Failure` (a leaf module: the setup child's errors carry them).
+pub use crate::failure::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_RUNTIME_ERROR};
 
 /// Errors from preparing, starting or waiting for a container.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +51,7 @@ pub enum RunnerError {
     Network(#[from] crate::network::NetworkError),
     /// The seccomp filter could not be compiled or installed.
     #[error("seccomp: {0}")]
-    Seccomp(String),
+    Seccomp(#[from] std::sync::Arc<crate::seccomp::SeccompError>),
     /// The container failed before its command started; `exit_code` is Docker's for the case:
     /// 127 command not found, 126 not executable, 125 anything else.
     #[error("{message}")]
@@ -65,14 +61,9 @@ pub enum RunnerError {
         /// What failed, as the container's init reported it.
         message: String,
     },
-    /// A container's state file could not be written or does not parse.
-    #[error("container state {path}: {message}")]
-    State {
-        /// The state file.
-        path: PathBuf,
-        /// What is wrong with it.
-        message: String,
-    },
+    /// A container directory or its state file could not be made, locked or written.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
 }
 
 impl RunnerError {

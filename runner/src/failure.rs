@@ -1,7 +1,12 @@
 //! Errors inside the container's setup process: a message and Docker's exit code, sent back to
 //! the parent over the setup pipe (the child can't return a Rust error across `fork`).
 
-use crate::error::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_RUNTIME_ERROR};
+/// Exit code Docker uses for the runtime's own failures.
+pub const EXIT_RUNTIME_ERROR: i32 = 125;
+/// Exit code for a command that exists but can't be executed.
+pub const EXIT_NOT_EXECUTABLE: i32 = 126;
+/// Exit code for a command that isn't found.
+pub const EXIT_NOT_FOUND: i32 = 127;
 
 /// A setup failure in the child.
 #[derive(Debug)]

@@ -74,6 +74,7 @@ pub mod seccomp;
 mod spec;
 pub mod state;
 mod sys;
+pub mod timefmt;
 pub mod user;
 
 pub use attach::{block_forwarded_signals, run_attached, AttachOptions, FORWARDED};

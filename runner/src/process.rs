@@ -916,7 +916,7 @@ pub(crate) fn exec_command(
     }
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     if let Some(p) = programs {
-        seccomp::install(p).map_err(Failure::new)?;
+        seccomp::install(p).map_err(|e| Failure::new(e.to_string()))?;
     }
     let err = match nix::unistd::execve(&prog, &argv, &envp) {
         Ok(never) => match never {},

@@ -11,14 +11,31 @@
 //! We express it as a deny-list compiled with `seccompiler`; other syscalls are allowed.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch,
 };
 
-use crate::error::RunnerError;
+/// Why the default seccomp filter could not be built or installed.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    /// seccompiler has no BPF backend for this CPU architecture.
+    #[error("no seccomp filter for architecture {arch}: {source}; run with --security-opt seccomp=unconfined")]
+    Arch {
+        /// `std::env::consts::ARCH`.
+        arch: &'static str,
+        /// seccompiler's error.
+        source: seccompiler::BackendError,
+    },
+    /// A rule or filter of the default profile did not compile.
+    #[error("compiling the default filter: {0}")]
+    Compile(#[source] seccompiler::BackendError),
+    /// seccomp(2) refused a program (needs no_new_privs or CAP_SYS_ADMIN).
+    #[error("installing the seccomp filter: {0}")]
+    Install(#[source] seccompiler::Error),
+}
 
 /// Syscalls that fail with EPERM.
 const DENIED: &[libc::c_long] = &[
@@ -104,12 +121,13 @@ pub struct Programs {
     pub enosys: BpfProgram,
 }
 
-fn arch() -> Result<TargetArch, RunnerError> {
-    TargetArch::try_from(std::env::consts::ARCH).map_err(|e| RunnerError::Seccomp(e.to_string()))
+fn arch() -> Result<TargetArch, SeccompError> {
+    let arch = std::env::consts::ARCH;
+    TargetArch::try_from(arch).map_err(|source| SeccompError::Arch { arch, source })
 }
 
-fn build() -> Result<Programs, RunnerError> {
-    let err = |e: seccompiler::BackendError| RunnerError::Seccomp(e.to_string());
+fn build() -> Result<Programs, SeccompError> {
+    let err = SeccompError::Compile;
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for &nr in DENIED {
         rules.insert(nr, vec![]);
@@ -149,17 +167,17 @@ fn build() -> Result<Programs, RunnerError> {
 }
 
 /// The default programs, compiled once per process (before `fork`, so the child only installs).
-pub fn default_programs() -> Result<&'static Programs, RunnerError> {
-    static PROGRAMS: OnceLock<Result<Programs, String>> = OnceLock::new();
+pub fn default_programs() -> Result<&'static Programs, Arc<SeccompError>> {
+    // Built once: a failure is kept too (shared, as every later caller reports the same one).
+    static PROGRAMS: OnceLock<Result<Programs, Arc<SeccompError>>> = OnceLock::new();
     PROGRAMS
-        .get_or_init(|| build().map_err(|e| e.to_string()))
+        .get_or_init(|| build().map_err(Arc::new))
         .as_ref()
-        .map_err(|e| RunnerError::Seccomp(e.clone()))
+        .map_err(Arc::clone)
 }
 
 /// Installs the programs on the calling thread (needs no_new_privs or CAP_SYS_ADMIN).
-pub fn install(p: &Programs) -> Result<(), String> {
-    seccompiler::apply_filter(&p.enosys)
-        .map_err(|e| format!("installing the seccomp filter: {e}"))?;
-    seccompiler::apply_filter(&p.eperm).map_err(|e| format!("installing the seccomp filter: {e}"))
+pub fn install(p: &Programs) -> Result<(), SeccompError> {
+    seccompiler::apply_filter(&p.enosys).map_err(SeccompError::Install)?;
+    seccompiler::apply_filter(&p.eperm).map_err(SeccompError::Install)
 }

@@ -114,54 +114,7 @@ pub enum NetworkMode {
     Container,
 }
 
-/// Network settings beyond the mode: addresses, names, resolvers.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct NetworkOptions {
-    /// The store's root: network state lives in its `networks/`, configuration in its
-    /// `config.json` (needed by [`NetworkMode::Bridge`]).
-    #[serde(default)]
-    pub store_root: PathBuf,
-    /// `--dns`: replaces the host's resolvers in the container's `/etc/resolv.conf`.
-    #[serde(default)]
-    pub dns: Vec<String>,
-    /// `--add-host`: extra `/etc/hosts` entries.
-    #[serde(default)]
-    pub add_hosts: Vec<crate::network::AddHost>,
-    /// `--ip`: the address to lease instead of the lowest free one.
-    #[serde(default)]
-    pub ip: Option<std::net::Ipv4Addr>,
-    /// `--mac-address` for `eth0` (default: Docker's `02:42:` + the address).
-    #[serde(default)]
-    pub mac_address: Option<String>,
-    /// The network to join with [`NetworkMode::Bridge`]: a user network's name, or empty (or
-    /// `bridge`) for the default network.
-    #[serde(default)]
-    pub network: String,
-    /// The container's name, which other members of a user network resolve.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// `--network-alias`: more names for it on a user network.
-    #[serde(default)]
-    pub aliases: Vec<String>,
-    /// With [`NetworkMode::Container`]: the directory of the container whose network is joined
-    /// (its PID 1 is looked up when this container starts).
-    #[serde(default)]
-    pub container_dir: Option<PathBuf>,
-    /// Published ports (`-p`, `-P`), host ports already chosen ([`crate::network::resolve_ports`]).
-    #[serde(default)]
-    pub ports: Vec<crate::network::PortMapping>,
-}
-
-impl NetworkOptions {
-    /// The network to join: [`NetworkOptions::network`], or `bridge` when empty.
-    pub fn network_name(&self) -> &str {
-        if self.network.is_empty() {
-            crate::network::DEFAULT_NETWORK
-        } else {
-            &self.network
-        }
-    }
-}
+pub use crate::network::NetworkOptions;
 
 /// An extra mount.
 #[derive(Debug, Clone, Serialize, Deserialize)]

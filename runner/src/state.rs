@@ -11,8 +11,9 @@
 //! Crash safety: mounts live only in the container's mount namespace and die with it, and the
 //! container dies with its owner (strata in the foreground, the monitor when detached:
 //! PDEATHSIG), so a `kill -9` of the owner leaves only this directory and possibly a cgroup.
-//! [`cleanup_stale`] — run by every `strata run` and container command — finds entries whose owner
-//! process is gone and removes them (`--rm`) or marks them exited, and removes their cgroups.
+//! [`crate::container::reap::cleanup_stale`] — run by every `strata run` and container command —
+//! finds entries whose owner process is gone and removes them (`--rm`) or marks them exited, and
+//! removes their cgroups.
 
 use std::fs::File;
 use std::io::Write;
@@ -22,7 +23,59 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use crate::error::RunnerError;
+/// Errors of the container directories and their state files. A leaf of the crate's module
+/// graph: everything above (the network's leases, cgroups, the monitor) reads state, so state
+/// names its own failures and [`crate::RunnerError`] wraps them.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// A file operation on a container directory or its state file failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done (`creating`, `renaming`...).
+        what: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// flock(2) on a container directory failed.
+    #[error("locking the container directory {path}: {source}")]
+    Lock {
+        /// The directory.
+        path: PathBuf,
+        /// The errno flock returned.
+        source: nix::Error,
+    },
+    /// The state could not be encoded as JSON.
+    #[error("container state {path}: {source}")]
+    Encode {
+        /// The state file being written.
+        path: PathBuf,
+        /// serde_json's error.
+        source: serde_json::Error,
+    },
+    /// `--name` breaks Docker's rule for names.
+    #[error("invalid container spec: invalid container name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-]+ are allowed")]
+    InvalidName(String),
+    /// `--name` is taken by a kept container.
+    #[error("invalid container spec: the container name \"{name}\" is already in use by container {id}; remove that container (strata rm {id}) or choose another name")]
+    NameInUse {
+        /// The name asked for.
+        name: String,
+        /// The container that has it.
+        id: String,
+    },
+}
+
+impl StateError {
+    fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StateError::Io {
+            what,
+            path: path.into(),
+            source,
+        }
+    }
+}
 
 /// Lifecycle of a container entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,7 +159,7 @@ pub struct ContainerState {
     pub stop_requested: bool,
     /// The healthcheck's status and last results (`None` without a healthcheck).
     #[serde(default)]
-    pub health: Option<crate::container::health::HealthState>,
+    pub health: Option<HealthState>,
 }
 
 impl ContainerState {
@@ -159,11 +212,11 @@ pub fn owner_alive(s: &ContainerState) -> bool {
 
 /// Writes `state` atomically: a temp file, fsynced, renamed over the old one, the directory
 /// fsynced (a crash leaves the old or the new file, never a torn one). Call it under [`lock`].
-pub fn write_state(dir: &Path, s: &ContainerState) -> Result<(), RunnerError> {
+pub fn write_state(dir: &Path, s: &ContainerState) -> Result<(), StateError> {
     let tmp = dir.join("state.tmp");
-    let bytes = serde_json::to_vec_pretty(s).map_err(|e| RunnerError::State {
+    let bytes = serde_json::to_vec_pretty(s).map_err(|source| StateError::Encode {
         path: tmp.clone(),
-        message: e.to_string(),
+        source,
     })?;
     let mut f = File::options()
         .write(true)
@@ -171,11 +224,11 @@ pub fn write_state(dir: &Path, s: &ContainerState) -> Result<(), RunnerError> {
         .truncate(true)
         .mode(0o600)
         .open(&tmp)
-        .map_err(|e| RunnerError::io("creating", &tmp, e))?;
+        .map_err(|e| StateError::io("creating", &tmp, e))?;
     f.write_all(&bytes)
         .and_then(|()| f.sync_all())
-        .map_err(|e| RunnerError::io("writing", &tmp, e))?;
-    std::fs::rename(&tmp, dir.join("state")).map_err(|e| RunnerError::io("renaming", &tmp, e))?;
+        .map_err(|e| StateError::io("writing", &tmp, e))?;
+    std::fs::rename(&tmp, dir.join("state")).map_err(|e| StateError::io("renaming", &tmp, e))?;
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
@@ -189,12 +242,12 @@ pub fn read_state(dir: &Path) -> Option<ContainerState> {
 
 /// The exclusive per-container lock: an flock on the container's directory itself, so it goes
 /// away with the directory and needs no file of its own. Blocks until it is free.
-pub fn lock(dir: &Path) -> Result<Flock<File>, RunnerError> {
+pub fn lock(dir: &Path) -> Result<Flock<File>, StateError> {
     flock_dir(dir, FlockArg::LockExclusive)
 }
 
 /// The lock on the whole `containers/` directory, held while a name is checked and taken.
-pub fn lock_names(containers: &Path) -> Result<Flock<File>, RunnerError> {
+pub fn lock_names(containers: &Path) -> Result<Flock<File>, StateError> {
     flock_dir(containers, FlockArg::LockExclusive)
 }
 
@@ -206,9 +259,12 @@ pub fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
-fn flock_dir(dir: &Path, how: FlockArg) -> Result<Flock<File>, RunnerError> {
-    let f = File::open(dir).map_err(|e| RunnerError::io("opening container directory", dir, e))?;
-    Flock::lock(f, how).map_err(|(_, e)| RunnerError::sys("locking the container directory", e))
+pub(crate) fn flock_dir(dir: &Path, how: FlockArg) -> Result<Flock<File>, StateError> {
+    let f = File::open(dir).map_err(|e| StateError::io("opening container directory", dir, e))?;
+    Flock::lock(f, how).map_err(|(_, source)| StateError::Lock {
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 /// A fresh random container id (64 hex digits, as Docker's).
@@ -238,29 +294,26 @@ impl ContainerDir {
         image: &str,
         image_digest: Option<&str>,
         remove_on_exit: bool,
-    ) -> Result<ContainerDir, RunnerError> {
+    ) -> Result<ContainerDir, StateError> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(containers)
-            .map_err(|e| RunnerError::io("creating", containers, e))?;
+            .map_err(|e| StateError::io("creating", containers, e))?;
         // Two `run --name x` at once: the name check and the mkdir happen under one lock.
         let _names = flock_dir(containers, FlockArg::LockExclusive)?;
         if let Some(name) = name {
             if !valid_name(name) {
-                return Err(RunnerError::InvalidSpec(format!(
-                    "invalid container name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-]+ are allowed"
-                )));
+                return Err(StateError::InvalidName(name.to_string()));
             }
             if let Ok(entries) = std::fs::read_dir(containers) {
                 for e in entries.flatten() {
                     if let Some(s) = read_state(&e.path()) {
                         if s.name.as_deref() == Some(name) {
-                            return Err(RunnerError::InvalidSpec(format!(
-                                "the container name \"{name}\" is already in use by container {}; remove that container (strata rm {}) or choose another name",
-                                s.id,
-                                s.id
-                            )));
+                            return Err(StateError::NameInUse {
+                                name: name.to_string(),
+                                id: s.id,
+                            });
                         }
                     }
                 }
@@ -271,7 +324,7 @@ impl ContainerDir {
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)
-            .map_err(|e| RunnerError::io("creating container directory", &dir, e))?;
+            .map_err(|e| StateError::io("creating container directory", &dir, e))?;
         let pid = std::process::id() as i32;
         let state = ContainerState {
             id: id.to_string(),
@@ -301,7 +354,7 @@ impl ContainerDir {
         let res = (|| {
             for sub in ["upper", "work"] {
                 let p = cd.dir.join(sub);
-                std::fs::create_dir(&p).map_err(|e| RunnerError::io("creating", &p, e))?;
+                std::fs::create_dir(&p).map_err(|e| StateError::io("creating", &p, e))?;
             }
             write_state(&cd.dir, &cd.state)
         })();
@@ -322,7 +375,7 @@ impl ContainerDir {
     }
 
     /// Records the exit (or removes everything with `--rm`).
-    pub fn finish(mut self, exit_code: Option<i32>) -> Result<(), RunnerError> {
+    pub fn finish(mut self, exit_code: Option<i32>) -> Result<(), StateError> {
         let _lock = lock(&self.dir)?;
         if self.state.remove_on_exit {
             return remove_dir(&self.dir);
@@ -335,11 +388,11 @@ impl ContainerDir {
 }
 
 /// Removes a container directory (missing is fine).
-pub fn remove_dir(dir: &Path) -> Result<(), RunnerError> {
+pub fn remove_dir(dir: &Path) -> Result<(), StateError> {
     match std::fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(RunnerError::io("removing container directory", dir, e)),
+        Err(e) => Err(StateError::io("removing container directory", dir, e)),
     }
 }
 
@@ -353,82 +406,62 @@ pub fn cgroup_candidates(id: &str) -> Vec<PathBuf> {
     out.into_iter().filter(|p| p.exists()).collect()
 }
 
-/// Cleans up after strata processes that died without doing it themselves (`kill -9`):
-/// removes their cgroups, and their directories when they ran with `--rm` (else marks them
-/// exited). Also removes directories without a state file older than a minute (a crash between
-/// `mkdir` and the first state write). Returns the ids it cleaned.
-pub fn cleanup_stale(containers: &Path) -> Vec<String> {
-    let mut cleaned = Vec::new();
-    let Ok(entries) = std::fs::read_dir(containers) else {
-        return cleaned;
-    };
-    for e in entries.flatten() {
-        let dir = e.path();
-        let id = e.file_name().to_string_lossy().into_owned();
-        match read_state(&dir) {
-            Some(s) if s.is_live() && !owner_alive(&s) => {
-                if reap_if_stale(&dir) {
-                    cleaned.push(id);
-                }
-            }
-            Some(_) => {}
-            None => {
-                let old = e
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age.as_secs() > 60);
-                if old && e.file_type().is_ok_and(|t| t.is_dir()) {
-                    let _ = remove_dir(&dir);
-                    cleaned.push(id);
-                }
-            }
-        }
-    }
-    // Leases of containers whose strata process died (`kill -9`), and a bridge left empty.
-    if let Some(store_root) = containers.parent() {
-        crate::network::repair(store_root);
-    }
-    cleaned
+/// One probe's result, as `inspect` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Probe {
+    /// When the probe started, RFC 3339.
+    pub start: String,
+    /// When it ended, RFC 3339.
+    pub end: String,
+    /// The probe command's exit code (0 healthy, else failing).
+    pub exit_code: i32,
+    /// What the probe printed (or why it could not run; exit code -1 then).
+    pub output: String,
 }
 
-/// Under the container's lock, re-reads the state and, if its owner died while it was running,
-/// removes its cgroup and marks it exited (137, as if SIGKILLed: the owner's death took it down)
-/// or removes it (`--rm`). True when it did. Skips a directory someone else holds locked.
-pub fn reap_if_stale(dir: &Path) -> bool {
-    let Ok(_lock) = flock_dir(dir, FlockArg::LockExclusiveNonblock) else {
-        return false;
-    };
-    let Some(mut s) = read_state(dir) else {
-        return false;
-    };
-    if !s.is_live() || owner_alive(&s) {
-        return false;
+/// `State.Health`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthState {
+    /// `starting`, `healthy` or `unhealthy`.
+    pub status: String,
+    /// Consecutive failed probes so far.
+    pub failing_streak: u32,
+    /// The last results, oldest first (at most five, as Docker keeps).
+    pub log: Vec<Probe>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_and_unique_with_typed_errors() {
+        let t = tempfile::tempdir().unwrap();
+        let containers = t.path().join("containers");
+        let create = |id: &str, name: &str| {
+            ContainerDir::create(&containers, id, Some(name), "busybox", None, false)
+        };
+        match create("a1", "-bad") {
+            Err(StateError::InvalidName(n)) => assert_eq!(n, "-bad"),
+            other => panic!("expected InvalidName, got {:?}", other.map(|c| c.dir)),
+        }
+        let first = create("a1", "web").unwrap();
+        assert_eq!(read_state(&first.dir).unwrap().name.as_deref(), Some("web"));
+        match create("b2", "web") {
+            Err(e @ StateError::NameInUse { .. }) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("\"web\" is already in use by container a1"),
+                    "{msg}"
+                );
+                assert!(
+                    !containers.join("b2").exists(),
+                    "no directory for the refused one"
+                );
+            }
+            other => panic!("expected NameInUse, got {:?}", other.map(|c| c.dir)),
+        }
     }
-    let _ = crate::cgroups::Cgroup::from_dirs(cgroup_candidates(&s.id)).remove();
-    if s.remove_on_exit {
-        let _ = remove_dir(dir);
-    } else {
-        s.status = Status::Exited;
-        s.exit_code = Some(137);
-        s.pid = None;
-        s.pid_start_time = None;
-        s.finished_at = now_nanos();
-        s.error = Some(format!(
-            "its {} (pid {}) died without recording an exit status",
-            if s.detached {
-                "monitor"
-            } else {
-                "strata process"
-            },
-            s.owner_pid
-        ));
-        let _ = write_state(dir, &s);
-    }
-    // Its network lease too (the store root is two levels up: `STORE/containers/<id>`).
-    if let Some(store_root) = dir.parent().and_then(Path::parent) {
-        crate::network::repair(store_root);
-    }
-    true
 }

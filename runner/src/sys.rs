@@ -1,5 +1,6 @@
 //! Thin wrappers over the syscalls `nix` 0.29 does not cover: the new mount API (`fsopen`,
-//! `fsconfig`, `fsmount`, `open_tree`, `move_mount`, `mount_setattr`), `openat2`, `pivot_root`,
+//! `fsconfig`, `fsmount`, `open_tree`, `move_mount`, `mount_setattr`), `openat2` (an adapter over
+//! strata-fs's), `pivot_root`,
 //! `close_range` and `capset`. Each returns `nix::Result` so callers attach context uniformly.
 //!
 //! The constants are the kernel's UAPI values (include/uapi/linux/mount.h, openat2.h,
@@ -24,16 +25,7 @@ pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
 pub const MOUNT_ATTR_NODEV: u64 = 0x4;
 pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 pub const AT_RECURSIVE: u32 = 0x8000;
-pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-pub const RESOLVE_NO_SYMLINKS: u64 = 0x04;
-pub const RESOLVE_IN_ROOT: u64 = 0x10;
-
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
+pub use strata_fs::resolve::{RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS};
 
 #[repr(C)]
 struct MountAttr {
@@ -61,6 +53,9 @@ fn unit_result(ret: libc::c_long) -> nix::Result<()> {
 }
 
 /// `openat2(2)`: opens `path` relative to `dirfd` with `resolve` restrictions; `O_CLOEXEC` always.
+/// An adapter over [`strata_fs::openat2`] (the one implementation: `EINTR` and a bounded number
+/// of `EAGAIN`s from a rename racing a `RESOLVE_IN_ROOT` lookup are retried) that keeps this
+/// crate's `nix::Result` convention.
 pub fn openat2(
     dirfd: RawFd,
     path: &CStr,
@@ -68,28 +63,10 @@ pub fn openat2(
     mode: u32,
     resolve: u64,
 ) -> nix::Result<OwnedFd> {
-    let how = OpenHow {
-        flags: (flags | libc::O_CLOEXEC) as u64,
-        mode: mode as u64,
-        resolve,
-    };
-    loop {
-        // SAFETY: valid pointers to a NUL-terminated path and a correctly sized open_how.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dirfd,
-                path.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
-        match fd_result(ret) {
-            // openat2 with RESOLVE_IN_ROOT returns EAGAIN when a concurrent rename raced the lookup.
-            Err(Errno::EAGAIN) | Err(Errno::EINTR) => continue,
-            other => return other,
-        }
-    }
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path.to_bytes()));
+    strata_fs::openat2(dirfd, path, flags, mode, resolve)
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
 /// Opens the directory `name` under `dir` without following a symlink there (`O_NOFOLLOW`), as

@@ -3,10 +3,13 @@
 mod common;
 
 use std::io::Read;
+use std::path::Path;
 
-use common::{run, sh, Fixture};
+use common::{run, Fixture, Output};
 use nix::sys::signal::Signal;
-use strata_runner::{Container, ExitStatus, MountSpec, NetworkMode, ResourceLimits, RunnerError};
+use strata_runner::{
+    Container, ContainerSpec, ExitStatus, MountSpec, NetworkMode, ResourceLimits, RunnerError,
+};
 
 fn start_error(r: Result<common::Output, RunnerError>) -> (i32, String) {
     match r {
@@ -434,6 +437,25 @@ fn anonymous_volume_gets_the_image_content_without_following_symlinks() {
     assert_eq!(std::fs::read_to_string(vol.join("new")).unwrap(), "new\n");
     // Not copied again into a volume that already has content.
     std::fs::remove_file(vol.join("sub/file")).unwrap();
-    let o = run(&fx.spec_with_volume(&vol)).unwrap();
+    let o = run(&spec_with_volume(&fx, &vol)).unwrap();
     assert_eq!(o.stdout, "absent\n", "{o:?}");
+}
+
+/// Runs `script` with /bin/sh in a container over the fixture's busybox.
+fn sh(fx: &Fixture, script: &str) -> Output {
+    run(&fx.spec(&["/bin/sh", "-c", script])).expect("container failed to start")
+}
+
+/// A spec that checks whether /data/sub/file exists, with `vol` as /data's volume.
+fn spec_with_volume(fx: &Fixture, vol: &Path) -> ContainerSpec {
+    let mut s = fx.spec(&[
+        "/bin/sh",
+        "-c",
+        "test -e /data/sub/file && echo present || echo absent",
+    ]);
+    s.mounts = vec![strata_runner::MountSpec::Volume {
+        source: vol.to_path_buf(),
+        destination: "/data".into(),
+    }];
+    s
 }

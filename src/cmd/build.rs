@@ -15,12 +15,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use strata_dockerfile::plan::checks::{plan_rules, static_checks};
 use strata_dockerfile::plan::{
-    parse_build_arg, plan, BaseResolver, BuildGraph, CheckConfig, NoBaseImages, PlanFailure,
-    PlanOptions,
+    parse_build_arg, plan, source_date_epoch, BaseResolver, BuildGraph, CheckConfig, NoBaseImages,
+    PlanFailure, PlanOptions, Warning, SOURCE_DATE_EPOCH,
 };
 use strata_dockerfile::source::{read_source, SourceError};
-use strata_dockerfile::{parse_dockerfile, render_snippet, Dockerfile, Span};
+use strata_dockerfile::{parse_dockerfile, parse_prefix, render_snippet, Dockerfile, Span};
 
 use crate::Cli;
 
@@ -84,6 +85,12 @@ pub struct Args {
     /// nearest entry of each cache source.
     #[arg(long)]
     pub explain: bool,
+    /// Do not use the build cache for this stage's steps; may repeat.
+    #[arg(long = "no-cache-filter", value_name = "STAGE")]
+    pub no_cache_filter: Vec<String>,
+    /// Grant an entitlement: `security.insecure` (RUN --security=insecure); may repeat.
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
 }
 
 /// `--progress`.
@@ -134,14 +141,21 @@ pub enum CompressionFlag {
 }
 
 /// Runs `strata build`.
-pub fn run(_cli: &Cli, args: &Args) -> Result<ExitCode> {
+pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
     for l in &args.labels {
         if !l.contains('=') {
             bail!("invalid --label {l:?}: expected KEY=VALUE");
         }
     }
+    // BuildKit's entitlements; network.host is always granted here (RUN shares the host's
+    // network by default), so accepting it keeps `docker buildx` command lines working.
+    for a in &args.allow {
+        if !matches!(a.as_str(), "security.insecure" | "network.host") {
+            bail!("invalid --allow {a:?}: use security.insecure or network.host");
+        }
+    }
     if !args.check {
-        return execute(_cli, args);
+        return execute(cli, args);
     }
     let Some(dockerfile) = read_dockerfile(args)? else {
         return Ok(ExitCode::from(1));
@@ -151,28 +165,19 @@ pub fn run(_cli: &Cli, args: &Args) -> Result<ExitCode> {
     };
     // `--check` lints every stage and pulls nothing: bases are left unresolved.
     let options = plan_options(args, args.target.is_none());
-    let Some(graph) = dockerfile.plan(&df, &options, &NoBaseImages) else {
+    let Some(mut graph) = dockerfile.plan(&df, &options, &NoBaseImages) else {
         return Ok(ExitCode::from(1));
     };
-    let (name, source) = (&dockerfile.name, &dockerfile.source);
+    copy_ignored(&mut graph, &df, &options, &args.context);
     let warnings = &graph.warnings;
     match warnings.len() {
         0 => outln!("Check complete, no warnings found."),
         1 => outln!("Check complete, 1 warning has been found!"),
         n => outln!("Check complete, {n} warnings have been found!"),
     }
-    for w in warnings {
-        outln!();
-        if w.rule == "UnusedBuildArgs" {
-            outln!("WARNING: {}", w.message);
-            continue;
-        }
-        outln!("WARNING: {} - {}", w.rule, w.url());
-        outln!("{}", w.message);
-        out!("{}", render_snippet(source, name, w.span));
-    }
-    if !warnings.is_empty() && CheckConfig::of(&df).error {
-        errln!("ERROR: lint violation found (# check=error=true)");
+    dockerfile.print_warnings_expanded(warnings);
+    if let Some(e) = CheckConfig::for_build(&df, &options.build_args).violation(warnings) {
+        errln!("ERROR: {e}");
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
@@ -185,11 +190,48 @@ struct DockerfileText {
 }
 
 impl DockerfileText {
-    /// Parses it; a parse error is printed (with its snippet) and gives `None`.
+    /// Parses it; a parse error is printed (with its snippet) and gives `None`. The lint
+    /// warnings of the instructions before the error are printed first, as BuildKit does.
     fn parse(&self) -> Option<Dockerfile> {
         parse_dockerfile(&self.source)
-            .map_err(|e| print_error(&self.name, &self.source, e.span, &e.to_string()))
+            .map_err(|e| {
+                if let Some(prefix) = parse_prefix(&self.source) {
+                    let config = CheckConfig::of(&prefix);
+                    let mut warnings = static_checks(&prefix);
+                    warnings.retain(|w| config.enabled(w.rule));
+                    self.print_warnings_summary(&warnings);
+                }
+                print_error(&self.name, &self.source, e.span, &e.to_string())
+            })
             .ok()
+    }
+
+    /// `--check`'s form: each warning with its rule, URL, message and snippet.
+    fn print_warnings_expanded(&self, warnings: &[Warning]) {
+        for w in warnings {
+            outln!();
+            if !w.is_lint() {
+                outln!("WARNING: {}", w.message);
+                continue;
+            }
+            outln!("WARNING: {} - {}", w.rule, w.url());
+            outln!("{}", w.message);
+            out!("{}", render_snippet(&self.source, &self.name, w.span));
+        }
+    }
+
+    /// A build's form (buildx's summary, on stderr): ` N warnings found`, then
+    /// `- Rule: message (line N)` each.
+    fn print_warnings_summary(&self, warnings: &[Warning]) {
+        let lint: Vec<&Warning> = warnings.iter().filter(|w| w.is_lint()).collect();
+        match lint.len() {
+            0 => return,
+            1 => errln!(" 1 warning found (use --check to expand):"),
+            n => errln!(" {n} warnings found (use --check to expand):"),
+        }
+        for w in lint {
+            errln!(" - {}", w.short());
+        }
     }
 
     /// Plans it with `resolver`; a planning error is printed (with its snippet) and gives
@@ -216,11 +258,11 @@ impl DockerfileText {
 
     /// Prints an executor error, with the snippet of the step's lines when it names one.
     fn print_exec_error(&self, e: &strata_builder::exec::ExecError) {
-        if let strata_builder::exec::ExecError::Step { line, .. } = e {
+        if let strata_builder::exec::ExecError::Step { line, end_line, .. } = e {
             print_error(
                 &self.name,
                 &self.source,
-                Span::new(*line, *line),
+                Span::new(*line, *end_line),
                 &e.to_string(),
             );
         } else {
@@ -241,6 +283,14 @@ fn plan_options(args: &Args, all_stages: bool) -> PlanOptions {
             options.build_args.insert(k, v);
         }
     }
+    // SOURCE_DATE_EPOCH from the environment is a build arg, as buildx passes it; an explicit
+    // --build-arg wins, and either wins over a global ARG's default.
+    if let Ok(v) = std::env::var(SOURCE_DATE_EPOCH) {
+        options
+            .build_args
+            .entry(SOURCE_DATE_EPOCH.to_string())
+            .or_insert(v);
+    }
     options
 }
 
@@ -256,7 +306,7 @@ fn read_dockerfile(args: &Args) -> Result<Option<DockerfileText>> {
         file => {
             let path = match file {
                 Some(f) => PathBuf::from(f),
-                None => args.context.join("Dockerfile"),
+                None => default_dockerfile(&args.context),
             };
             let f = std::fs::File::open(&path).with_context(|| {
                 format!(
@@ -286,6 +336,38 @@ fn read_dockerfile(args: &Args) -> Result<Option<DockerfileText>> {
     }
 }
 
+/// The experimental CopyIgnoredFile rule, when the check config enables it: it needs the
+/// context's `.dockerignore`, which the pure planner never reads. An unreadable one is the
+/// build's error to report, not the lint's.
+fn copy_ignored(graph: &mut BuildGraph, df: &Dockerfile, options: &PlanOptions, context: &Path) {
+    if !CheckConfig::for_build(df, &options.build_args).enabled("CopyIgnoredFile") {
+        return;
+    }
+    let Ok(root) = strata_fs::Root::open(context) else {
+        return;
+    };
+    let Ok(Some(ignore)) = strata_builder::exec::ignore::Ignore::read_from(&root) else {
+        return;
+    };
+    let excluded = |p: &str| ignore.excluded(&p.split('/').collect::<Vec<_>>());
+    graph
+        .warnings
+        .extend(plan_rules::copy_ignored_files(graph, excluded));
+    graph.warnings.sort_by_key(|w| (w.span.start, w.span.end));
+}
+
+/// `CONTEXT/Dockerfile`, or `CONTEXT/dockerfile` when only that exists (BuildKit's dockerui
+/// falls back to the lower-case name).
+fn default_dockerfile(context: &Path) -> PathBuf {
+    let upper = context.join("Dockerfile");
+    let lower = context.join("dockerfile");
+    if !upper.exists() && lower.is_file() {
+        lower
+    } else {
+        upper
+    }
+}
+
 fn print_error(name: &str, source: &str, span: Span, message: &str) {
     if span.start > 0 {
         crate::output::print_stderr_block(&render_snippet(source, name, span));
@@ -307,6 +389,19 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
     };
     let outputs = parse_outputs(&args.outputs)?;
     let (cache_from, cache_to) = parse_cache_specs(args)?;
+    let options = plan_options(args, false);
+    let source_date_epoch = match source_date_epoch(&df, &options.build_args) {
+        Ok(v) => v,
+        Err(e) => {
+            print_error(
+                &dockerfile.name,
+                &dockerfile.source,
+                e.span,
+                &e.kind.to_string(),
+            );
+            return Ok(ExitCode::from(1));
+        }
+    };
     let mut tags = Vec::new();
     for t in &args.tags {
         tags.push(
@@ -334,10 +429,17 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
             CompressionFlag::Zstd => strata_store::layer::Compression::Zstd,
             CompressionFlag::Gzip => strata_store::layer::Compression::Gzip,
         },
-        source_date_epoch: strata_store::layer::source_date_epoch_from_env(),
+        source_date_epoch,
         no_cache: args.no_cache,
         pull: args.pull,
         secrets: secrets.paths.clone(),
+        allow_insecure: args.allow.iter().any(|a| a == "security.insecure"),
+        no_cache_filter: args
+            .no_cache_filter
+            .iter()
+            .flat_map(|f| f.split(','))
+            .map(str::to_string)
+            .collect(),
     };
     let progress = Progress::new(args.progress.mode());
     let store = super::open_store(cli)?;
@@ -348,9 +450,16 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
     // Planned once the store is open: the base images are resolved (pulled if missing) first,
     // and a Dockerfile error is still reported before any of that.
     let bases = exec::BaseImages::new(&store, &exec_options);
-    let Some(graph) = dockerfile.plan(&df, &plan_options(args, false), &bases) else {
+    let Some(mut graph) = dockerfile.plan(&df, &options, &bases) else {
         return Ok(ExitCode::from(1));
     };
+    copy_ignored(&mut graph, &df, &options, &args.context);
+    // `check=error=true`: the lint warnings fail the build before anything runs.
+    if let Some(e) = CheckConfig::for_build(&df, &options.build_args).violation(&graph.warnings) {
+        dockerfile.print_warnings_summary(&graph.warnings);
+        errln!("ERROR: {e}");
+        return Ok(ExitCode::from(1));
+    }
     let remote = if cache_from.is_empty() && cache_to.is_empty() && !args.explain {
         None
     } else {
@@ -410,6 +519,8 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
                 }
             }
             progress.finish();
+            // BuildKit's printer lists the warnings once the build is over, failed or not.
+            dockerfile.print_warnings_summary(&graph.warnings);
             if let Some(f) = &args.iidfile {
                 std::fs::write(f, out.config_digest.to_string())
                     .with_context(|| format!("writing --iidfile {}", f.display()))?;
@@ -421,6 +532,7 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
         }
         Err(e) => {
             progress.finish();
+            dockerfile.print_warnings_summary(&graph.warnings);
             dockerfile.print_exec_error(&e);
             Ok(ExitCode::from(1))
         }

@@ -67,7 +67,7 @@ pub fn watch(staging: PathBuf) {
         errln!("");
         errln!("strata build: interrupted; stopping the running steps and cleaning up");
         kill_descendants();
-        let _ = strata_store::safe::remove_tree(&staging);
+        let _ = strata_fs::dir::remove_tree(&staging);
         let mut lock = staging.into_os_string();
         lock.push(".lock");
         let _ = std::fs::remove_file(lock);

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use strata_runner::container::{self, timefmt, ReadOptions};
+use strata_runner::container::{self, ReadOptions};
+use strata_runner::timefmt;
 
 use crate::Cli;
 

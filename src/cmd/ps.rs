@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
-use strata_runner::container::{self, timefmt, Container, Filter};
+use strata_runner::container::{self, Container, Filter};
+use strata_runner::timefmt;
 
 use crate::Cli;
 

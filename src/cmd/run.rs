@@ -225,7 +225,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         strata_runner::network::load(store.root(), &a.network)?;
     }
     let containers = store.root().join("containers");
-    state::cleanup_stale(&containers);
+    strata_runner::container::reap::cleanup_stale(&containers);
     let container_dir = match a.network.strip_prefix("container:") {
         Some(target) => Some(strata_runner::container::resolve(&containers, target)?.dir),
         None => None,
@@ -399,7 +399,13 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         }
     })();
     if let (Ok(_), Some(spec)) = (&result, detach_spec) {
-        return super::run_detached::run(a, detached, cdir, spec, cfg, attach_keys);
+        let launch = super::run_detached::Launch {
+            flags: &a.container,
+            image: &a.image,
+            tty: a.tty,
+            interactive: a.interactive,
+        };
+        return super::run_detached::run(launch, detached, cdir, spec, cfg, attach_keys);
     }
     let exit_code = match &result {
         Ok(code) => *code,

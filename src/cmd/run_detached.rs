@@ -8,8 +8,9 @@ use anyhow::{bail, Result};
 use std::time::Duration;
 
 use strata_runner::container::health::{self, HealthConfig};
-use strata_runner::container::{self, attach, timefmt, ContainerConfig, LogOptions, RestartPolicy};
+use strata_runner::container::{self, attach, ContainerConfig, LogOptions, RestartPolicy};
 use strata_runner::state::ContainerDir;
+use strata_runner::timefmt;
 use strata_runner::ContainerSpec;
 
 /// Flags of `strata run` for detached containers.
@@ -139,10 +140,24 @@ fn health_config(
     h.command().map(|_| h)
 }
 
+/// What `run` hands over besides the detach flags: the image as the user named it and the
+/// terminal flags. Its own type so this module does not reach back into `run`'s arguments.
+#[derive(Clone, Copy)]
+pub struct Launch<'a> {
+    /// The detach-only flags.
+    pub flags: &'a DetachArgs,
+    /// The image, as written on the command line.
+    pub image: &'a str,
+    /// `-t`: a terminal.
+    pub tty: bool,
+    /// `-i`: stdin stays open.
+    pub interactive: bool,
+}
+
 /// Starts the prepared container under a monitor and prints its id; with `attach_keys`
 /// (`run -it`), attaches to it instead and exits with its exit code, or 0 when detached.
 pub fn run(
-    a: &super::run::Args,
+    a: Launch<'_>,
     checked: Checked,
     cdir: ContainerDir,
     spec: ContainerSpec,
@@ -155,17 +170,17 @@ pub fn run(
         .unwrap_or_default()
         .into_iter()
         .collect();
-    let health = health_config(&a.container, &checked, image.healthcheck.as_ref());
+    let health = health_config(a.flags, &checked, image.healthcheck.as_ref());
     labels.extend(checked.labels);
     let config = ContainerConfig {
         spec,
-        image: a.image.clone(),
+        image: a.image.to_string(),
         stop_signal: a
-            .container
+            .flags
             .stop_signal
             .clone()
             .or_else(|| image.stop_signal.clone()),
-        stop_timeout: a.container.stop_timeout,
+        stop_timeout: a.flags.stop_timeout,
         tty: a.tty,
         log: checked.log,
         labels,

@@ -26,9 +26,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::error::{IoContext, StoreError};
-use crate::gc::CacheRoot;
 use crate::lock::LockMode;
 use crate::Store;
+
+/// What gc must keep for one build-cache entry: the blobs and unpacked layers it replays.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct CacheRoot {
+    /// Manifests, configs or layer blobs to keep.
+    pub digests: Vec<Digest>,
+    /// diff IDs whose unpacked trees to keep.
+    #[serde(default)]
+    pub diff_ids: Vec<Digest>,
+}
 
 /// One entry file: what gc must keep for it, and the builder's record.
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -135,7 +144,7 @@ impl Store {
             let mounts = self.root().join("cache/mounts");
             if let Ok(dirs) = fs::read_dir(&mounts) {
                 for d in dirs.flatten() {
-                    crate::safe::remove_tree(&d.path()).at(d.path())?;
+                    strata_fs::dir::remove_tree(&d.path()).at(d.path())?;
                 }
             }
         }
@@ -172,6 +181,22 @@ impl Store {
         dir: &Path,
         diff_id: &Digest,
     ) -> Result<PathBuf, StoreError> {
+        if self.unpacked_layer_path(diff_id).is_dir() {
+            return Ok(self.unpacked_layer_path(diff_id));
+        }
+        strip_overlay_bookkeeping(dir)?;
+        self.adopt_extracted_layer(dir, diff_id)
+    }
+
+    /// [`Store::adopt_unpacked_layer`] for a tree that has no overlay bookkeeping xattrs to
+    /// strip (one extracted from the layer's own tar stream): renamed into place under the
+    /// layer's lock unless another process put the layer there first (then `dir` is left alone
+    /// for the caller to delete). Returns the unpacked layer's path.
+    pub fn adopt_extracted_layer(
+        &self,
+        dir: &Path,
+        diff_id: &Digest,
+    ) -> Result<PathBuf, StoreError> {
         let dest = self.unpacked_layer_path(diff_id);
         if dest.is_dir() {
             return Ok(dest);
@@ -180,9 +205,11 @@ impl Store {
         if dest.is_dir() {
             return Ok(dest);
         }
-        strip_overlay_bookkeeping(dir)?;
         // As for an extracted layer: the root of a layer tree is a plain directory.
         fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).at(dir)?;
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).at(parent)?;
+        }
         fs::rename(dir, &dest).at(&dest)?;
         crate::fsync_parent(&dest)?;
         Ok(dest)
@@ -195,17 +222,11 @@ fn strip_overlay_bookkeeping(root: &Path) -> Result<(), StoreError> {
     let mut stack = vec![root.to_path_buf()];
     while let Some(p) = stack.pop() {
         let meta = fs::symlink_metadata(&p).at(&p)?;
-        for (k, _) in crate::safe::list_xattrs(&p).at(&p)? {
-            if k.starts_with("trusted.overlay.") && k != "trusted.overlay.opaque" {
-                let c =
-                    std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()))
-                        .map_err(|e| StoreError::io(&p, std::io::Error::other(e)))?;
-                let kc = std::ffi::CString::new(k.as_bytes())
-                    .map_err(|e| StoreError::io(&p, std::io::Error::other(e)))?;
-                // SAFETY: two NUL-terminated strings; lremovexattr never follows a symlink.
-                if unsafe { libc::lremovexattr(c.as_ptr(), kc.as_ptr()) } != 0 {
-                    return Err(StoreError::io(&p, std::io::Error::last_os_error()));
-                }
+        for (k, _) in strata_fs::xattr::list_xattrs(&p).at(&p)? {
+            if k.starts_with(strata_fs::whiteout::OVERLAY_XATTR_PREFIX)
+                && k != strata_fs::whiteout::OVERLAY_OPAQUE_XATTR
+            {
+                strata_fs::xattr::lremovexattr(&p, k.as_bytes()).at(&p)?;
             }
         }
         if meta.is_dir() {
@@ -268,7 +289,7 @@ mod tests {
         let p = store.adopt_unpacked_layer(&tree, &id).unwrap();
         assert_eq!(p, store.unpacked_layer_path(&id));
         assert_eq!(fs::read_to_string(p.join("etc/f")).unwrap(), "x");
-        let x = crate::safe::list_xattrs(&p.join("etc")).unwrap();
+        let x = strata_fs::xattr::list_xattrs(&p.join("etc")).unwrap();
         let names: Vec<&str> = x.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(names, vec!["trusted.overlay.opaque"]);
         assert!(!tree.exists());

@@ -15,6 +15,16 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// This process's staging directory under `tmp/` could not be made; it is tried once per
+    /// store handle, so every later write reports the first failure.
+    #[error("staging directory under {tmp}: {source}; check that the store's tmp/ is writable")]
+    Staging {
+        /// The store's `tmp/`.
+        tmp: PathBuf,
+        /// What failed (taking its lock or making the directory).
+        #[source]
+        source: std::sync::Arc<StoreError>,
+    },
     /// A reference that does not follow Docker's grammar.
     #[error("invalid reference {reference:?}: {reason}")]
     InvalidReference {

@@ -1,7 +1,7 @@
 //! Garbage collection: remove what nothing references.
 //!
 //! Roots are the tagged entries of `index.json`, the leases held by live processes (running builds
-//! and containers, see [`Store::lease`]) and the build cache's roots (`cache/roots/*`). From each
+//! and containers, see [`Store::lease`]) and the images of the store's containers. From each
 //! root manifest we mark the manifest (and an index's children), its config, its layer blobs, the
 //! unpacked trees of its diff IDs and its unionfs index. Everything else — untagged (dangling)
 //! entries, unreferenced blobs, unpacked layers, indexes — is removed.
@@ -19,6 +19,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+/// Where the builder has always found it; it lives with the cache entries that hold it.
+pub use crate::buildcache::CacheRoot;
 use crate::buildcache::{CachePrune, DEFAULT_CACHE_KEEP};
 use crate::digest::Digest;
 use crate::error::StoreError;
@@ -84,16 +86,6 @@ impl Drop for Lease {
     }
 }
 
-/// A build-cache root: files under `cache/roots/` listing digests gc must keep.
-#[derive(Serialize, Deserialize, Debug, Clone, Default)]
-pub struct CacheRoot {
-    /// Manifests, configs or layer blobs to keep.
-    pub digests: Vec<Digest>,
-    /// diff IDs whose unpacked trees to keep.
-    #[serde(default)]
-    pub diff_ids: Vec<Digest>,
-}
-
 impl Store {
     /// Takes a lease on `digests` (manifests or blobs) for as long as the returned guard lives.
     /// `holder` says who (e.g. `container 1a2b…`) for `strata gc` reports.
@@ -114,24 +106,6 @@ impl Store {
             lock_path,
             _guard: guard,
         })
-    }
-
-    /// Records (or replaces) a build-cache root named `key`.
-    pub fn put_cache_root(&self, key: &str, root: &CacheRoot) -> Result<(), StoreError> {
-        let dir = self.root().join("cache/roots");
-        fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
-        let safe_key: String = key
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let body = serde_json::to_vec(root).unwrap_or_default();
-        self.write_file_atomic(&dir.join(safe_key), &body)
     }
 
     fn live_lease_roots(&self, report: &mut GcReport) -> Result<Vec<Digest>, StoreError> {
@@ -179,22 +153,6 @@ impl Store {
             .filter_map(|b| serde_json::from_slice::<ContainerState>(&b).ok())
             .filter_map(|s| Digest::parse(s.image_digest.as_deref()?).ok())
             .collect()
-    }
-
-    fn cache_roots(&self) -> (Vec<Digest>, Vec<Digest>) {
-        let mut digests = Vec::new();
-        let mut diff_ids = Vec::new();
-        if let Ok(entries) = fs::read_dir(self.root().join("cache/roots")) {
-            for e in entries.flatten() {
-                if let Ok(bytes) = fs::read(e.path()) {
-                    if let Ok(r) = serde_json::from_slice::<CacheRoot>(&bytes) {
-                        digests.extend(r.digests);
-                        diff_ids.extend(r.diff_ids);
-                    }
-                }
-            }
-        }
-        (digests, diff_ids)
     }
 
     /// Marks a manifest (or index) and everything it references.
@@ -260,7 +218,7 @@ impl Store {
     }
 
     /// What gc keeps: the blobs and unpacked layers (diff IDs) reachable from `manifests`, the
-    /// live leases and the build cache's roots and entries.
+    /// live leases, the containers' images and the build cache's entries.
     fn reachable(
         &self,
         mut manifests: Vec<Digest>,
@@ -270,9 +228,6 @@ impl Store {
         let mut diff_ids = HashSet::new();
         manifests.extend(self.live_lease_roots(report)?);
         manifests.extend(self.container_roots());
-        let (cache_digests, cache_diff_ids) = self.cache_roots();
-        manifests.extend(cache_digests);
-        diff_ids.extend(cache_diff_ids);
         for d in &manifests {
             self.mark(d, &mut blobs, &mut diff_ids, 0);
         }
@@ -372,7 +327,8 @@ impl Store {
                 .map(|d| diff_ids.contains(&d))
                 .unwrap_or(false);
             if !keep {
-                crate::safe::remove_tree(&e.path()).map_err(|err| StoreError::io(e.path(), err))?;
+                strata_fs::dir::remove_tree(&e.path())
+                    .map_err(|err| StoreError::io(e.path(), err))?;
                 report.layers += 1;
             }
         }
@@ -387,7 +343,7 @@ impl Store {
                     .map(|d| blobs.contains(&d))
                     .unwrap_or(true);
                 if !keep {
-                    crate::safe::remove_tree(&e.path())
+                    strata_fs::dir::remove_tree(&e.path())
                         .map_err(|err| StoreError::io(e.path(), err))?;
                     report.indexes += 1;
                 }

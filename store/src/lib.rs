@@ -31,7 +31,6 @@ pub mod model;
 pub mod ops;
 pub mod reference;
 pub mod refs;
-pub mod safe;
 pub mod text;
 mod unpacked;
 
@@ -79,7 +78,7 @@ pub struct Store {
     root: PathBuf,
     /// This process's staging directory under `tmp/`, created on first use and held by a lock so
     /// that other processes know it is alive.
-    staging: OnceLock<Result<(PathBuf, LockGuard), String>>,
+    staging: OnceLock<Result<(PathBuf, LockGuard), std::sync::Arc<StoreError>>>,
     counter: AtomicU64,
     /// Every blob this process created through this handle, in order (a rollback removes only
     /// these; see [`Store::blobs_created_since`]).
@@ -187,17 +186,17 @@ impl Store {
         let r = self.staging.get_or_init(|| {
             let name = format!("p{}-{}", std::process::id(), nanos());
             let lock_path = self.tmp_dir().join(format!("{name}.lock"));
-            let guard = lock::lock(&lock_path, LockMode::Exclusive).map_err(|e| e.to_string())?;
+            let guard = lock::lock(&lock_path, LockMode::Exclusive)?;
             let dir = self.tmp_dir().join(&name);
-            fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            fs::create_dir(&dir).at(&dir)?;
             Ok((dir, guard))
         });
         match r {
             Ok((p, _)) => Ok(p),
-            Err(msg) => Err(StoreError::io(
-                self.tmp_dir(),
-                std::io::Error::other(msg.clone()),
-            )),
+            Err(e) => Err(StoreError::Staging {
+                tmp: self.tmp_dir(),
+                source: e.clone(),
+            }),
         }
     }
 
@@ -214,7 +213,7 @@ impl Store {
             };
             if let Ok(Some(_g)) = lock::try_lock(&e.path(), LockMode::Exclusive) {
                 let dir = self.tmp_dir().join(base);
-                let _ = safe::remove_tree(&dir);
+                let _ = strata_fs::dir::remove_tree(&dir);
                 let _ = fs::remove_file(e.path());
             }
         }
@@ -374,7 +373,7 @@ impl Drop for Store {
         // Our staging dir holds only unfinished work; remove it (the lock file last, so no
         // other process mistakes a half-removed dir for a live one).
         if let Some(Ok((dir, _guard))) = self.staging.get() {
-            let _ = safe::remove_tree(dir);
+            let _ = strata_fs::dir::remove_tree(dir);
             let mut lock = dir.clone().into_os_string();
             lock.push(".lock");
             let _ = fs::remove_file(lock);

@@ -203,7 +203,7 @@ impl Store {
             }
             write_tree_tar(&staging, &TarOptions::default(), out)
         })();
-        let _ = crate::safe::remove_tree(&staging);
+        let _ = strata_fs::dir::remove_tree(&staging);
         result
     }
 }

@@ -107,7 +107,7 @@ impl Store {
             crate::fsync_parent(&dest)
         })();
         if result.is_err() {
-            let _ = crate::safe::remove_tree(&staging);
+            let _ = strata_fs::dir::remove_tree(&staging);
         }
         result.map(|_| dest)
     }

@@ -129,7 +129,7 @@ fn hostile_layers_never_escape() {
                 case.name
             );
             if mode == ApplyMode::Overlay && case.name == "overlay-xattr-forgery" {
-                let x = strata_store::safe::list_xattrs(&target.join("x")).unwrap();
+                let x = strata_fs::xattr::list_xattrs(&target.join("x")).unwrap();
                 assert!(
                     x.iter().all(|(k, _)| !k.starts_with("trusted.overlay.")),
                     "forged xattrs kept: {x:?}"

@@ -1,6 +1,6 @@
 //! Shared helpers for the `strata run` end-to-end tests: a store holding a busybox image made
 //! from Debian's busybox-static with `strata import`, and a runner for the `strata` binary.
-#![allow(dead_code)]
+//! Declared `pub mod run_common;` by each test file, as `tests/common` is (see there).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -22,6 +22,13 @@ pub fn make_busybox_rootfs(dir: &Path) {
 
 fn target_tmp() -> PathBuf {
     strata_test_support::created_dir(env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// [`Store::new`]: the harness is a public module of each test crate, so it has the usual pair.
+impl Default for Store {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Store {

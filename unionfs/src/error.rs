@@ -22,7 +22,8 @@ pub enum UnionError {
         /// The index file.
         path: PathBuf,
         /// What is wrong with it.
-        reason: String,
+        #[source]
+        reason: IndexFormatError,
     },
     /// Writing the merged index failed.
     #[error("cannot write merged index {path}: {source}")]
@@ -79,3 +80,40 @@ pub enum UnionError {
 
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, UnionError>;
+
+/// What is wrong with a saved merged index (the file [`crate::MergedIndex::save`] writes).
+#[derive(Debug, thiserror::Error)]
+pub enum IndexFormatError {
+    /// The file could not be read.
+    #[error("{0}")]
+    Read(#[source] std::io::Error),
+    /// The file does not start with the index's magic.
+    #[error("not a strata merged index (bad magic)")]
+    BadMagic,
+    /// The node count is zero or more than the file's size can hold.
+    #[error("node count {0} does not fit the file")]
+    NodeCount(u64),
+    /// A child names an inode outside the index.
+    #[error("child inode {0} out of range")]
+    ChildOutOfRange(u64),
+    /// A node's parent inode or layer is outside the index.
+    #[error("parent or layer out of range")]
+    ParentOrLayerOutOfRange,
+    /// The file ends inside a record (or a length overflows).
+    #[error("truncated index")]
+    Truncated,
+    /// Bytes follow the last node.
+    #[error("trailing bytes")]
+    TrailingBytes,
+    /// The first node (the root) is not a directory.
+    #[error("root is not a directory")]
+    RootNotDirectory,
+    /// The index was built from another number of layers than the image has.
+    #[error("built from {built} layers, the image has {image}")]
+    LayerCount {
+        /// Layers the index was built from.
+        built: u32,
+        /// Layers the image has.
+        image: usize,
+    },
+}

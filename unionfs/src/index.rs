@@ -11,14 +11,14 @@
 //! the same image only has to `load` it: a flat little-endian file, bounds-checked when read.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Result, UnionError};
+use crate::error::{IndexFormatError, Result, UnionError};
 
 /// Inode number of the root directory (FUSE_ROOT_ID).
 pub const ROOT_INO: u64 = 1;
@@ -106,27 +106,10 @@ pub struct MergedIndex {
 }
 
 /// Is this lstat result an overlay whiteout (a character device with device number 0/0)?
-pub fn is_whiteout(meta: &fs::Metadata) -> bool {
-    meta.file_type().is_char_device() && meta.rdev() == 0
-}
+pub use strata_fs::whiteout::is_whiteout_meta as is_whiteout;
 
 /// Is `path` an opaque directory (`trusted.overlay.opaque` = "y")?
-pub fn is_opaque_dir(path: &Path) -> bool {
-    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    let mut value = [0u8; 4];
-    // SAFETY: both strings are NUL-terminated and the buffer length is passed along.
-    let n = unsafe {
-        libc::lgetxattr(
-            c_path.as_ptr(),
-            c"trusted.overlay.opaque".as_ptr(),
-            value.as_mut_ptr().cast(),
-            value.len(),
-        )
-    };
-    n == 1 && value[0] == b'y'
-}
+pub use strata_fs::whiteout::is_opaque as is_opaque_dir;
 
 struct BuildNode {
     attr: Attr,
@@ -348,17 +331,17 @@ impl MergedIndex {
     /// Reads an index written by [`MergedIndex::save`], checking that it was built from
     /// `expected_layers` layers.
     pub fn load(path: &Path, expected_layers: usize) -> Result<MergedIndex> {
-        let bad = |reason: String| UnionError::BadIndex {
+        let bad = |reason: IndexFormatError| UnionError::BadIndex {
             path: path.to_path_buf(),
             reason,
         };
-        let bytes = fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let bytes = fs::read(path).map_err(|e| bad(IndexFormatError::Read(e)))?;
         let index = Self::decode(&bytes).map_err(bad)?;
         if index.layer_count as usize != expected_layers {
-            return Err(bad(format!(
-                "built from {} layers, the image has {expected_layers}",
-                index.layer_count
-            )));
+            return Err(bad(IndexFormatError::LayerCount {
+                built: index.layer_count,
+                image: expected_layers,
+            }));
         }
         Ok(index)
     }
@@ -413,16 +396,16 @@ impl MergedIndex {
         out
     }
 
-    fn decode(bytes: &[u8]) -> std::result::Result<MergedIndex, String> {
+    fn decode(bytes: &[u8]) -> std::result::Result<MergedIndex, IndexFormatError> {
         let mut r = Reader { bytes, pos: 0 };
         if r.take(Self::MAGIC.len())? != Self::MAGIC {
-            return Err("not a strata merged index (bad magic)".into());
+            return Err(IndexFormatError::BadMagic);
         }
         let layer_count = r.u32()?;
         let count = r.u64()?;
         // Each node takes at least 100 bytes: refuse counts the file cannot hold.
         if count == 0 || count > (bytes.len() as u64) / 100 + 1 {
-            return Err(format!("node count {count} does not fit the file"));
+            return Err(IndexFormatError::NodeCount(count));
         }
         let mut nodes = Vec::with_capacity(count as usize);
         for _ in 0..count {
@@ -444,12 +427,12 @@ impl MergedIndex {
                 let child_name = OsString::from_vec(r.take(len)?.to_vec());
                 let c = r.u64()?;
                 if c < 2 || c > count {
-                    return Err(format!("child inode {c} out of range"));
+                    return Err(IndexFormatError::ChildOutOfRange(c));
                 }
                 children.push((child_name, c));
             }
             if parent < 1 || parent > count || layer >= layer_count {
-                return Err("parent or layer out of range".into());
+                return Err(IndexFormatError::ParentOrLayerOutOfRange);
             }
             nodes.push(IndexNode {
                 parent,
@@ -471,10 +454,10 @@ impl MergedIndex {
             });
         }
         if r.pos != bytes.len() {
-            return Err("trailing bytes".into());
+            return Err(IndexFormatError::TrailingBytes);
         }
         if !nodes[0].attr.is_dir() {
-            return Err("root is not a directory".into());
+            return Err(IndexFormatError::RootNotDirectory);
         }
         Ok(MergedIndex { layer_count, nodes })
     }
@@ -486,23 +469,26 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
-        let end = self.pos.checked_add(n).ok_or("length overflow")?;
-        let slice = self.bytes.get(self.pos..end).ok_or("truncated index")?;
+    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], IndexFormatError> {
+        let end = self.pos.checked_add(n).ok_or(IndexFormatError::Truncated)?;
+        let slice = self
+            .bytes
+            .get(self.pos..end)
+            .ok_or(IndexFormatError::Truncated)?;
         self.pos = end;
         Ok(slice)
     }
-    fn u32(&mut self) -> std::result::Result<u32, String> {
+    fn u32(&mut self) -> std::result::Result<u32, IndexFormatError> {
         let mut b = [0u8; 4];
         b.copy_from_slice(self.take(4)?);
         Ok(u32::from_le_bytes(b))
     }
-    fn u64(&mut self) -> std::result::Result<u64, String> {
+    fn u64(&mut self) -> std::result::Result<u64, IndexFormatError> {
         let mut b = [0u8; 8];
         b.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(b))
     }
-    fn i64(&mut self) -> std::result::Result<i64, String> {
+    fn i64(&mut self) -> std::result::Result<i64, IndexFormatError> {
         Ok(self.u64()? as i64)
     }
 }
@@ -534,27 +520,8 @@ mod tests {
         fs::create_dir_all(l1.join("o")).unwrap();
         fs::write(l1.join("d/a"), "a1!").unwrap();
         fs::write(l1.join("o/new"), "n").unwrap();
-        let wh = CString::new(l1.join("d/gone").as_os_str().as_bytes()).unwrap();
-        assert_eq!(
-            // SAFETY: `wh` is a NUL-terminated path that outlives the call; mknod reads it only.
-            unsafe { libc::mknod(wh.as_ptr(), libc::S_IFCHR | 0o600, 0) },
-            0
-        );
-        let o = CString::new(l1.join("o").as_os_str().as_bytes()).unwrap();
-        assert_eq!(
-            // SAFETY: the path, name and value are live NUL-terminated/byte buffers for the call's
-            // duration, and the size passed is the value's length.
-            unsafe {
-                libc::setxattr(
-                    o.as_ptr(),
-                    c"trusted.overlay.opaque".as_ptr(),
-                    b"y".as_ptr().cast(),
-                    1,
-                    0,
-                )
-            },
-            0
-        );
+        strata_fs::whiteout::make_whiteout(&l1.join("d/gone")).unwrap();
+        strata_fs::whiteout::set_opaque(&l1.join("o")).expect("trusted xattrs need root");
         let index = MergedIndex::build(&[l0, l1]).unwrap();
         assert_eq!(names(&index, ROOT_INO), ["d", "h1", "h2", "o"]);
         let d = index.nodes[0].children[0].1;
@@ -578,5 +545,23 @@ mod tests {
             fs::write(&saved, &bytes[..cut]).unwrap();
             assert!(MergedIndex::load(&saved, 2).is_err(), "truncated at {cut}");
         }
+        // Each failure says what is wrong, as a typed reason.
+        let reason = |r: Result<MergedIndex>| match r {
+            Err(UnionError::BadIndex { reason, .. }) => reason,
+            other => panic!("expected a BadIndex error, got {other:?}"),
+        };
+        let r = reason(MergedIndex::load(&saved, 2));
+        assert!(matches!(r, IndexFormatError::Truncated), "{r}");
+        fs::write(&saved, &bytes).unwrap();
+        let r = reason(MergedIndex::load(&saved, 3));
+        assert!(
+            matches!(r, IndexFormatError::LayerCount { built: 2, image: 3 }),
+            "{r}"
+        );
+        fs::write(&saved, vec![b'x'; 256]).unwrap();
+        let r = reason(MergedIndex::load(&saved, 2));
+        assert!(matches!(r, IndexFormatError::BadMagic), "{r}");
+        let r = reason(MergedIndex::load(&t.path().join("missing"), 2));
+        assert!(matches!(r, IndexFormatError::Read(_)), "{r}");
     }
 }

@@ -1,11 +1,23 @@
-//! Thin, checked wrappers over the few libc calls std does not offer (xattrs, mknod, lchown,
-//! utimensat, FICLONE). Every path is passed as a C string; errors come back as `io::Error`.
+//! Thin, checked wrappers over the few libc calls std does not offer that are unionfs's own
+//! (utimensat with UTIME_OMIT/NOW, FICLONE, long paths); xattrs, mknod, lchown and chmod are
+//! strata-fs's, re-exported. Every path is passed as a C string; errors come back as `io::Error`.
 
 use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+// The file calls every strata crate shares live in strata-fs, once; the engine keeps calling
+// them through this module.
+pub use strata_fs::meta::{chmod, lchown, mknod_mode as mknod};
+pub use strata_fs::whiteout::{make_whiteout, set_opaque};
+pub use strata_fs::xattr::{list_names as llistxattr, lremovexattr, lsetxattr};
+
+/// lgetxattr(2) of the entry itself (`Ok(None)` when it has no such attribute).
+pub fn lgetxattr(path: &Path, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
+    strata_fs::xattr::get_xattr(path, name.as_bytes())
+}
 
 /// `_IOW(0x94, 9, int)`: share the extents of one file with another (btrfs, xfs).
 const FICLONE: libc::c_ulong = 0x4004_9409;
@@ -22,40 +34,6 @@ fn check(ret: libc::c_int) -> io::Result<()> {
     } else {
         Ok(())
     }
-}
-
-fn check_size(ret: libc::ssize_t) -> io::Result<usize> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret as usize)
-    }
-}
-
-/// mknod(2): device nodes, FIFOs, sockets and (with mode S_IFCHR, rdev 0) overlay whiteouts.
-pub fn mknod(path: &Path, mode: u32, rdev: u64) -> io::Result<()> {
-    let p = cpath(path)?;
-    // SAFETY: p is a valid NUL-terminated string.
-    check(unsafe { libc::mknod(p.as_ptr(), mode, rdev) })
-}
-
-/// Creates an overlay whiteout (character device 0/0) at `path`, see overlayfs(5).
-pub fn make_whiteout(path: &Path) -> io::Result<()> {
-    mknod(path, libc::S_IFCHR, 0)
-}
-
-/// lchown(2); `None` leaves that id unchanged.
-pub fn lchown(path: &Path, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
-    let p = cpath(path)?;
-    // SAFETY: valid C string; u32::MAX is (uid_t)-1, "unchanged".
-    check(unsafe { libc::lchown(p.as_ptr(), uid.unwrap_or(u32::MAX), gid.unwrap_or(u32::MAX)) })
-}
-
-/// chmod(2) (never called on symlinks, whose mode Linux cannot change).
-pub fn chmod(path: &Path, mode: u32) -> io::Result<()> {
-    let p = cpath(path)?;
-    // SAFETY: valid C string.
-    check(unsafe { libc::chmod(p.as_ptr(), mode & 0o7777) })
 }
 
 /// A time to set (utimensat(2)): keep, now, or a given (seconds, nanoseconds).
@@ -99,93 +77,6 @@ pub fn utimens(path: &Path, atime: TimeSpec, mtime: TimeSpec) -> io::Result<()> 
             libc::AT_SYMLINK_NOFOLLOW,
         )
     })
-}
-
-/// lgetxattr(2) into a fresh buffer (`Ok(None)` when the attribute does not exist).
-pub fn lgetxattr(path: &Path, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
-    let p = cpath(path)?;
-    let n =
-        CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    for _ in 0..4 {
-        // SAFETY: a NULL buffer with size 0 asks for the size.
-        let size = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) };
-        let size = match check_size(size) {
-            Ok(s) => s,
-            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let mut buf = vec![0u8; size];
-        // SAFETY: buf has `size` bytes.
-        let got = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), size) };
-        match check_size(got) {
-            Ok(got) => {
-                buf.truncate(got);
-                return Ok(Some(buf));
-            }
-            // The value grew between the two calls: ask again.
-            Err(e) if e.raw_os_error() == Some(libc::ERANGE) => continue,
-            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => return Ok(None),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(io::Error::from_raw_os_error(libc::ERANGE))
-}
-
-/// llistxattr(2): the attribute names of the entry itself.
-pub fn llistxattr(path: &Path) -> io::Result<Vec<Vec<u8>>> {
-    let p = cpath(path)?;
-    for _ in 0..4 {
-        // SAFETY: NULL/0 asks for the size.
-        let size = check_size(unsafe { libc::llistxattr(p.as_ptr(), std::ptr::null_mut(), 0) })?;
-        if size == 0 {
-            return Ok(Vec::new());
-        }
-        let mut buf = vec![0u8; size];
-        // SAFETY: buf has `size` bytes.
-        match check_size(unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), size) }) {
-            Ok(got) => {
-                buf.truncate(got);
-                return Ok(buf
-                    .split(|&b| b == 0)
-                    .filter(|n| !n.is_empty())
-                    .map(<[u8]>::to_vec)
-                    .collect());
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ERANGE) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(io::Error::from_raw_os_error(libc::ERANGE))
-}
-
-/// lsetxattr(2).
-pub fn lsetxattr(path: &Path, name: &[u8], value: &[u8], flags: i32) -> io::Result<()> {
-    let p = cpath(path)?;
-    let n = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: valid C strings and a value slice with its length.
-    check(unsafe {
-        libc::lsetxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            flags,
-        )
-    })
-}
-
-/// lremovexattr(2).
-pub fn lremovexattr(path: &Path, name: &[u8]) -> io::Result<()> {
-    let p = cpath(path)?;
-    let n = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: valid C strings.
-    check(unsafe { libc::lremovexattr(p.as_ptr(), n.as_ptr()) })
-}
-
-/// Marks an upper directory opaque (`trusted.overlay.opaque=y`): lower layers' entries under this
-/// path are hidden, exactly as overlayfs does after rmdir + mkdir of a merged directory.
-pub fn set_opaque(path: &Path) -> io::Result<()> {
-    lsetxattr(path, b"trusted.overlay.opaque", b"y", 0)
 }
 
 /// Copies the bytes of `src` into `dst`: FICLONE (shared extents, O(1)) where the file system

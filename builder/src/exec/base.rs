@@ -182,6 +182,7 @@ impl<'a> BaseImages<'a> {
                 other => ExecError::Step {
                     file: self.options.dockerfile_name.clone(),
                     line: request.span.start,
+                    end_line: request.span.end,
                     instruction: format!("FROM {}", request.name),
                     reason: other.to_string(),
                 },

@@ -8,7 +8,7 @@
 //! [`Step::cache_key`] over the previous key, the expanded instruction, the build args it uses
 //! (the planner's [`strata_dockerfile::plan::CacheKeyInputs`]) and the content inputs of `BuildCache::content_inputs`:
 //! for COPY/ADD from the context the digest of exactly the files it selects
-//! ([`super::selection`]), for `--from` a stage that stage's final key, for `--from` an image its
+//! ([`super::copy::digest`], over the very selection the step copies), for `--from` a stage that stage's final key, for `--from` an image its
 //! manifest digest; for RUN the same for each `--mount` source (a cache mount's or a secret's
 //! content is deliberately not part of the key, as in BuildKit). Keys never depend on what a
 //! step produced, only on its inputs, so a rerun RUN whose output differs still chains the same
@@ -47,7 +47,7 @@ use strata_store::ops::LayerRef;
 use strata_store::{Digest, History, Store};
 
 use super::context_index::ContextIndex;
-use super::selection::Context;
+use super::copy::select::{CopySource, SelectSpec};
 use super::source_kind::{is_git, is_url};
 use super::state::{ExecOptions, StageState};
 use strata_dockerfile::mounts::MountType;
@@ -101,7 +101,7 @@ impl CachedLayer {
 pub struct BuildCache<'a> {
     store: &'a Store,
     options: &'a ExecOptions,
-    context: OnceLock<Result<Context, Arc<StepError>>>,
+    context: OnceLock<Result<CopySource, Arc<StepError>>>,
     index: OnceLock<Mutex<ContextIndex>>,
     remote: Option<&'a super::remote_cache::RemoteCache>,
 }
@@ -143,15 +143,21 @@ impl<'a> BuildCache<'a> {
     /// Each file a COPY from the context selects and its content digest (for naming the files
     /// that changed when it misses); empty for other steps or without a remote cache.
     pub fn selected_files(&self, step: &Step) -> BTreeMap<String, String> {
-        let sources = match &step.kind {
-            StepKind::Copy(CopyStep {
-                op: CopyOp::Copy(c),
-                from: SourceRef::Context,
-            }) => &c.sources,
-            _ => return BTreeMap::new(),
+        let StepKind::Copy(CopyStep {
+            op: CopyOp::Copy(c),
+            from: SourceRef::Context,
+        }) = &step.kind
+        else {
+            return BTreeMap::new();
+        };
+        // The very spec `content_inputs` keys the step on.
+        let spec = SelectSpec {
+            sources: &c.sources,
+            excludes: &c.exclude,
+            parents: c.parents,
         };
         match (self.remote, self.context()) {
-            (Some(_), Ok(c)) => c.files(sources, self.index()),
+            (Some(_), Ok(src)) => super::copy::digest::context_files(src, &spec, self.index()),
             _ => BTreeMap::new(),
         }
     }
@@ -168,9 +174,9 @@ impl<'a> BuildCache<'a> {
         CacheKey::of_parts(&["strata-base-v1", base, &compression, &epoch])
     }
 
-    fn context(&self) -> Result<&Context, StepError> {
+    fn context(&self) -> Result<&CopySource, StepError> {
         self.context
-            .get_or_init(|| Context::open(&self.options.context).map_err(Arc::new))
+            .get_or_init(|| CopySource::context(&self.options.context).map_err(Arc::new))
             .as_ref()
             .map_err(|e| StepError::Shared(Arc::clone(e)))
     }
@@ -180,9 +186,10 @@ impl<'a> BuildCache<'a> {
             .get_or_init(|| Mutex::new(ContextIndex::load(self.store, &self.options.context)))
     }
 
-    fn context_digest(&self, sources: &[String]) -> String {
+    /// The digest of what `spec` selects in the build context, by the walk the step copies.
+    fn context_digest(&self, spec: &SelectSpec<'_>) -> String {
         match self.context() {
-            Ok(c) => c.digest(sources, self.index()),
+            Ok(c) => super::copy::digest::context_digest(c, spec, self.index()),
             Err(e) => format!("error:{e}"),
         }
     }
@@ -191,10 +198,10 @@ impl<'a> BuildCache<'a> {
         &self,
         source: &SourceRef,
         stage_keys: &BTreeMap<usize, ChainKey>,
-        context_paths: &[String],
+        context: &SelectSpec<'_>,
     ) -> Result<String, Uncacheable> {
         match source {
-            SourceRef::Context => Ok(format!("context:{}", self.context_digest(context_paths))),
+            SourceRef::Context => Ok(format!("context:{}", self.context_digest(context))),
             SourceRef::Stage(s) => match stage_keys.get(s).and_then(ChainKey::key) {
                 Some(k) => Ok(format!("stage:{k}")),
                 None => Err(Uncacheable::Stage(*s)),
@@ -221,7 +228,14 @@ impl<'a> BuildCache<'a> {
             StepKind::Copy(CopyStep {
                 op: CopyOp::Copy(c),
                 from,
-            }) => Ok(vec![self.source_key(from, stage_keys, &c.sources)?]),
+            }) => {
+                let spec = SelectSpec {
+                    sources: &c.sources,
+                    excludes: &c.exclude,
+                    parents: c.parents,
+                };
+                Ok(vec![self.source_key(from, stage_keys, &spec)?])
+            }
             StepKind::Copy(CopyStep {
                 op: CopyOp::Add(a),
                 from,
@@ -231,20 +245,29 @@ impl<'a> BuildCache<'a> {
                 if a.sources.iter().any(|s| is_url(s) || is_git(s)) {
                     return Err(Uncacheable::RemoteSource);
                 }
-                Ok(vec![self.source_key(from, stage_keys, &a.sources)?])
+                let spec = SelectSpec {
+                    sources: &a.sources,
+                    excludes: &a.exclude,
+                    parents: false,
+                };
+                Ok(vec![self.source_key(from, stage_keys, &spec)?])
             }
             StepKind::Run(run) => run
                 .mounts
                 .iter()
                 .map(|RunMount { mount: m, source }| match (m.kind, source) {
                     (MountType::Bind, SourceRef::Context) => {
-                        let path = m.source.clone().unwrap_or_else(|| ".".to_string());
-                        self.source_key(source, stage_keys, &[path])
+                        let path = [m.source.clone().unwrap_or_else(|| ".".to_string())];
+                        let spec = SelectSpec {
+                            sources: &path,
+                            ..SelectSpec::default()
+                        };
+                        self.source_key(source, stage_keys, &spec)
                     }
                     (
                         MountType::Bind | MountType::Cache,
                         SourceRef::Stage(_) | SourceRef::Image(_),
-                    ) => self.source_key(source, stage_keys, &[]),
+                    ) => self.source_key(source, stage_keys, &SelectSpec::default()),
                     _ => Ok(String::new()),
                 })
                 .collect(),
@@ -336,7 +359,8 @@ impl<'a> BuildCache<'a> {
     }
 }
 
-/// After a RUN step's layer is written: makes its upperdir the unpacked layer ([`adopt_tree`];
+/// After a RUN step's layer is written: makes its upperdir the unpacked layer
+/// ([`super::copy::emit::adopt_tree`];
 /// the upperdir is exactly the tree the tar was written from: mount stubs removed, copied-up
 /// unchanged dirs pruned) and, with `STRATA_SNAPSHOT_TIMING` set, prints how long the snapshot
 /// took (bench/build.sh reads it).
@@ -354,26 +378,7 @@ pub(crate) fn adopt_upper(
             info.uncompressed_size
         );
     }
-    adopt_tree(store, upper, info, options);
-}
-
-/// Makes `tree` — the staged tree a layer tar was just written from (a RUN's upperdir, or a
-/// COPY's plain staging tree, which has no whiteouts and is therefore overlay-format too) —
-/// the unpacked layer by a rename, sparing the extraction of that tar: for a 10k-file COPY that
-/// is 10k file creations and as many deletions, and a full read and hash of the layer.
-///
-/// With `SOURCE_DATE_EPOCH` the tar's times are clamped while the tree's are not, so then the
-/// tree is not adopted and the layer is extracted as usual. A failure here only costs that
-/// extraction later.
-pub(crate) fn adopt_tree(
-    store: &Store,
-    tree: &std::path::Path,
-    info: &LayerInfo,
-    options: &ExecOptions,
-) {
-    if options.source_date_epoch.is_none() {
-        let _ = store.adopt_unpacked_layer(tree, &info.diff_id);
-    }
+    super::copy::emit::adopt_tree(store, upper, info, options);
 }
 
 #[cfg(test)]
@@ -394,6 +399,8 @@ mod tests {
             no_cache: false,
             pull: false,
             secrets: BTreeMap::new(),
+            allow_insecure: false,
+            no_cache_filter: Vec::new(),
         }
     }
 

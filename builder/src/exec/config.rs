@@ -22,6 +22,8 @@ pub fn scratch_state() -> StageState {
         ..ImageConfig::default()
     };
     config.config.env = Some(vec![DEFAULT_PATH.to_string()]);
+    // BuildKit's emptyImage (dockerfile2llb): WorkingDir "/" and the default PATH.
+    config.config.working_dir = Some("/".to_string());
     StageState {
         config,
         ..StageState::default()

@@ -26,7 +26,7 @@ const MAGIC: &[u8; 8] = b"STRIDX1\n";
 const RACY_MARGIN_NS: i128 = 50_000_000;
 
 /// What identifies one version of a file without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FileStamp {
     size: u64,
     mtime: (i64, i64),
@@ -37,13 +37,13 @@ pub struct FileStamp {
 
 impl FileStamp {
     /// The stamp of a `stat` result.
-    pub fn of(st: &libc::stat) -> FileStamp {
+    pub fn of(st: &strata_fs::Stat) -> FileStamp {
         FileStamp {
-            size: st.st_size as u64,
-            mtime: (st.st_mtime, st.st_mtime_nsec),
-            ctime: (st.st_ctime, st.st_ctime_nsec),
-            ino: st.st_ino,
-            mode: st.st_mode,
+            size: st.size(),
+            mtime: st.mtime(),
+            ctime: st.ctime(),
+            ino: st.ino(),
+            mode: st.mode(),
         }
     }
 

@@ -18,6 +18,8 @@ pub enum ExecError {
         file: String,
         /// First line of the instruction.
         line: usize,
+        /// Last line of the instruction (BuildKit's source map covers every line of it).
+        end_line: usize,
         /// The instruction as written.
         instruction: String,
         /// What went wrong.
@@ -200,7 +202,7 @@ mod tests {
 
     #[test]
     fn context_renders_what_then_cause() {
-        let r: Result<(), std::io::Error> = Err(std::io::Error::from_raw_os_error(libc::ENOENT));
+        let r: Result<(), std::io::Error> = Err(std::io::Error::from_raw_os_error(2)); // ENOENT
         let e = r.step_context(|| "reading /ctx/a".to_string()).unwrap_err();
         assert!(matches!(e, StepError::Io { .. }));
         assert!(e

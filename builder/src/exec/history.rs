@@ -206,12 +206,10 @@ pub fn created_by(step: &Step) -> String {
                 .collect();
             format!("ARG {}", parts.join(" "))
         }
+        // Today's BuildKit: `fmt.Sprintf("EXPOSE %v", ps)` of the expanded port list, in the
+        // order written (convert_expose.go `dispatchExpose`).
         StepKind::Config(ConfigInstruction::Expose(ports)) => {
-            let mut p = ports.clone();
-            p.sort();
-            p.dedup();
-            let inner: Vec<String> = p.iter().map(|p| format!("{p}:{{}}")).collect();
-            format!("EXPOSE map[{}]", inner.join(" "))
+            format!("EXPOSE [{}]", ports.join(" "))
         }
         StepKind::Config(ConfigInstruction::Volume(v)) => format!("VOLUME {}", go_list_v(v)),
         StepKind::Config(ConfigInstruction::User(u)) => format!("USER {u}"),

@@ -33,8 +33,31 @@ pub enum IgnoreFileError {
     #[error("reading .dockerignore: {0}")]
     Read(#[source] std::io::Error),
     /// One of its patterns cannot be compiled.
-    #[error(".dockerignore: {0}")]
-    Pattern(#[source] PatternError),
+    #[error(".dockerignore line {line}: {source}")]
+    Pattern {
+        /// The 1-based line of the pattern.
+        line: usize,
+        /// What is wrong with it.
+        #[source]
+        source: PatternError,
+    },
+}
+
+/// A pattern of a pattern file that cannot be used, with its line.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("line {line}: {source}")]
+pub struct LinePatternError {
+    /// The 1-based line.
+    pub line: usize,
+    /// What is wrong with the pattern.
+    #[source]
+    pub source: PatternError,
+}
+
+impl From<LinePatternError> for PatternError {
+    fn from(e: LinePatternError) -> PatternError {
+        e.source
+    }
 }
 
 /// Whether a source component is a pattern (Go `filepath.Match` metacharacters).
@@ -60,24 +83,20 @@ impl Ignore {
     /// Reads `.dockerignore` at the top of the opened build context, fd-relative and without
     /// following a symlink (a planted `.dockerignore -> /etc/shadow` is never read); `None`
     /// when the context has none (or it cannot be opened as a regular file there).
-    pub fn read_from(
-        context: &strata_store::safe::Root,
-    ) -> Result<Option<Ignore>, IgnoreFileError> {
+    pub fn read_from(context: &strata_fs::Root) -> Result<Option<Ignore>, IgnoreFileError> {
         use std::io::Read;
-        match strata_store::safe::openat2_in_root(
-            context.fd(),
-            std::path::Path::new(".dockerignore"),
-            libc::O_RDONLY | libc::O_NOFOLLOW,
-            0,
-        ) {
+        match context.open_read(std::path::Path::new(".dockerignore"), false) {
             Ok(fd) => {
                 let mut text = String::new();
                 std::fs::File::from(fd)
                     .read_to_string(&mut text)
                     .map_err(IgnoreFileError::Read)?;
-                Ignore::parse(&text)
+                Ignore::parse_lines(&text)
                     .map(Some)
-                    .map_err(IgnoreFileError::Pattern)
+                    .map_err(|e| IgnoreFileError::Pattern {
+                        line: e.line,
+                        source: e.source,
+                    })
             }
             Err(_) => Ok(None),
         }
@@ -86,8 +105,18 @@ impl Ignore {
     /// Parses the file's text. A pattern that cannot be compiled is an error, never skipped:
     /// skipping it would put what it names (a secret, say) into the context.
     pub fn parse(text: &str) -> Result<Ignore, PatternError> {
+        Ok(Ignore::parse_lines(text)?)
+    }
+
+    /// [`Ignore::parse`], saying which line is wrong. A `!` alone is refused, as moby's
+    /// patternmatcher refuses it (`illegal exclusion pattern: "!"`): it re-includes nothing.
+    pub fn parse_lines(text: &str) -> Result<Ignore, LinePatternError> {
         let mut patterns = Vec::new();
-        for line in text.lines() {
+        for (i, line) in text.lines().enumerate() {
+            let at = |source: PatternError| LinePatternError {
+                line: i + 1,
+                source,
+            };
             if line.starts_with('#') {
                 continue;
             }
@@ -98,6 +127,12 @@ impl Ignore {
             let negate = p.starts_with('!');
             if negate {
                 p = p[1..].trim();
+                if p.is_empty() {
+                    return Err(at(PatternError {
+                        pattern: "!".into(),
+                        reason: "illegal exclusion pattern: \"!\"".into(),
+                    }));
+                }
             }
             let mut parts: Vec<&str> = Vec::new();
             for c in p.split('/') {
@@ -114,7 +149,7 @@ impl Ignore {
             }
             patterns.push(Pattern {
                 negate,
-                re: compile(p, &path_regex(&parts))?,
+                re: compile(p, &path_regex(&parts)).map_err(at)?,
             });
         }
         Ok(Ignore { patterns })
@@ -283,6 +318,24 @@ fn class(chars: &[char]) -> Option<(String, usize)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_lone_exclusion_mark_is_refused_with_its_line() {
+        let e = Ignore::parse_lines("a\n# c\n  !  \nb\n").unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(
+            e.to_string().contains("illegal exclusion pattern: \"!\""),
+            "{e}"
+        );
+        let file = IgnoreFileError::Pattern {
+            line: e.line,
+            source: e.source,
+        };
+        assert!(
+            file.to_string().starts_with(".dockerignore line 3: "),
+            "{file}"
+        );
+    }
+
     use super::*;
 
     /// One-off match of one component (the tests' shorthand for [`Glob`]).

@@ -7,29 +7,23 @@
 //! never make the builder read a host file (the CVE-2018-15664 class of bug).
 
 use crate::exec::error::StepError;
-use std::ffi::OsStr;
 use std::io::Read;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use strata_store::safe::{self, Root};
+use strata_fs::{LayerStack, Stat};
 
 /// What a path is in the merged view of the layers.
 #[derive(Debug, Clone, Copy)]
 pub struct Found {
     /// `lstat` of the topmost entry.
-    pub stat: libc::stat,
+    pub stat: Stat,
 }
 
 impl Found {
     /// Whether the entry is a directory.
     pub fn is_dir(&self) -> bool {
-        self.stat.st_mode & libc::S_IFMT == libc::S_IFDIR
+        self.stat.is_dir()
     }
-}
-
-fn is_whiteout(st: &libc::stat) -> bool {
-    st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == 0
 }
 
 /// Splits an absolute or relative container path into clean components (`..` refused).
@@ -47,116 +41,38 @@ pub fn components(path: &str) -> Result<Vec<String>, StepError> {
     Ok(out)
 }
 
-/// `lstat` of `rel` (components) in the merged view of the layers, as overlayfs resolves it:
-/// the topmost layer that has the entry wins; `None` when no layer has it, when the topmost
-/// entry is a whiteout, or when an upper layer hides the lower ones' copy — an opaque directory
-/// (`trusted.overlay.opaque=y`, a directory deleted and recreated) on the way, or a
-/// non-directory where the path needs a directory. Without the opaque rule a RUN that recreates
-/// an empty directory under a recreated parent would look "unchanged" against a stale lower
-/// entry and be pruned from its layer.
+/// Opens the layers that exist of `lowerdirs` (a missing one has nothing to say).
+fn stack(lowerdirs: &[PathBuf]) -> LayerStack {
+    LayerStack::from_roots(
+        lowerdirs
+            .iter()
+            .filter_map(|d| strata_fs::Root::open(d).ok())
+            .collect(),
+    )
+}
+
+/// `lstat` of `rel` (components) in the merged view of the layers, as overlayfs resolves it
+/// ([`LayerStack::lstat`]: whiteouts, opaque directories anywhere above, non-directories on the
+/// way). Without the opaque rule a RUN that recreates an empty directory under a recreated
+/// parent would look "unchanged" against a stale lower entry and be pruned from its layer.
 pub fn lookup(lowerdirs: &[PathBuf], rel: &[String]) -> Option<Found> {
-    if rel.is_empty() {
-        let top = lowerdirs.last()?;
-        let root = Root::open(top).ok()?;
-        return safe::fstat(root.fd().as_raw_fd())
-            .ok()
-            .map(|stat| Found { stat });
-    }
-    for dir in lowerdirs.iter().rev() {
-        let Ok(root) = Root::open(dir) else { continue };
-        match lookup_in_layer(&root, rel) {
-            InLayer::Found(stat) => return Some(Found { stat }),
-            InLayer::Hidden => return None,
-            InLayer::Absent => continue,
-        }
-    }
-    None
+    stack(lowerdirs).lstat(rel).map(|f| Found { stat: f.stat })
 }
 
-/// What one layer says about a path.
-enum InLayer {
-    /// The layer has the entry.
-    Found(libc::stat),
-    /// The layer hides it from the layers below (whiteout, opaque parent, non-dir parent).
-    Hidden,
-    /// The layer doesn't mention it: look further down.
-    Absent,
-}
-
-fn lookup_in_layer(root: &Root, rel: &[String]) -> InLayer {
-    let mut parent: PathBuf = PathBuf::new();
-    // An opaque directory anywhere on the path hides everything below it in lower layers, even
-    // under subdirectories created inside it later (those are not marked opaque themselves).
-    let mut opaque_above = false;
-    let absent = |opaque_above: bool| {
-        if opaque_above {
-            InLayer::Hidden
-        } else {
-            InLayer::Absent
-        }
-    };
-    for (i, name) in rel.iter().enumerate() {
-        // Ancestors were lstat'ed as directories one step earlier, so this open crosses no
-        // symlink (O_NOFOLLOW for the last component; RESOLVE_IN_ROOT for all of them).
-        let Ok(pfd) = safe::openat2_in_root(
-            root.fd(),
-            &parent,
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-            0,
-        ) else {
-            return absent(opaque_above);
-        };
-        if i > 0 && fd_is_opaque(pfd.as_raw_fd()) {
-            opaque_above = true;
-        }
-        match safe::lstat_at(pfd.as_raw_fd(), OsStr::new(name)) {
-            Ok(Some(st)) if is_whiteout(&st) => return InLayer::Hidden,
-            Ok(Some(st)) if i + 1 == rel.len() => return InLayer::Found(st),
-            Ok(Some(st)) if st.st_mode & libc::S_IFMT != libc::S_IFDIR => return InLayer::Hidden,
-            Ok(Some(_)) => parent.push(name),
-            _ => return absent(opaque_above),
-        }
-    }
-    InLayer::Absent
-}
-
-/// Whether an open directory carries overlay's opaque mark.
-fn fd_is_opaque(fd: std::os::fd::RawFd) -> bool {
-    let mut v = [0u8; 4];
-    // SAFETY: valid fd, NUL-terminated name, buffer pointer and length match.
-    let n = unsafe {
-        libc::fgetxattr(
-            fd,
-            c"trusted.overlay.opaque".as_ptr(),
-            v.as_mut_ptr().cast(),
-            v.len(),
-        )
-    };
-    n == 1 && v[0] == b'y'
-}
-
-/// Reads a small regular file (such as `/etc/passwd`) from the topmost layer that has it.
+/// Reads a small regular file (such as `/etc/passwd`) from the merged view of the layers, its
+/// symlinks resolved inside it.
 pub fn read_file(lowerdirs: &[PathBuf], path: &str) -> Option<String> {
-    let rel: PathBuf = components(path).ok()?.iter().collect();
-    for dir in lowerdirs.iter().rev() {
-        let Ok(root) = Root::open(dir) else { continue };
-        match safe::openat2_in_root(root.fd(), &rel, libc::O_RDONLY, 0) {
-            Ok(fd) => {
-                let st = safe::fstat(fd.as_raw_fd()).ok()?;
-                if is_whiteout(&st) || st.st_mode & libc::S_IFMT != libc::S_IFREG {
-                    return None;
-                }
-                let mut f = std::fs::File::from(fd);
-                let mut s = String::new();
-                // /etc/passwd is small; refuse to slurp anything huge.
-                f.by_ref().take(4 << 20).read_to_string(&mut s).ok()?;
-                return Some(s);
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-            Err(_) => return None,
-        }
+    let s = stack(lowerdirs);
+    let rel = s.resolve(&components(path).ok()?, true, false, 40)?;
+    let found = s.lstat(&rel)?;
+    if !found.stat.is_file() {
+        return None;
     }
-    None
+    let f = s.open_read(found.layer, &rel).ok()?;
+    let mut out = String::new();
+    // /etc/passwd is small; refuse to slurp anything huge.
+    f.take(4 << 20).read_to_string(&mut out).ok()?;
+    Some(out)
 }
 
 /// Resolves `user[:group]` (names or numbers) against the image's `/etc/passwd` and
@@ -301,9 +217,7 @@ mod tests {
         let low = tempfile::tempdir().unwrap();
         let up = tempfile::tempdir().unwrap();
         std::fs::create_dir(low.path().join("d")).unwrap();
-        let c = std::ffi::CString::new(up.path().join("d").as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: NUL-terminated path; a 0/0 char device is overlay's whiteout.
-        assert_eq!(unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR, 0) }, 0);
+        strata_fs::whiteout::make_whiteout(&up.path().join("d")).unwrap();
         let l = vec![low.path().to_path_buf(), up.path().to_path_buf()];
         assert!(lookup(&l, &["d".to_string()]).is_none());
         assert!(lookup(&l[..1], &["d".to_string()]).unwrap().is_dir());
@@ -321,18 +235,7 @@ mod tests {
         std::fs::create_dir(up.path().join("d")).unwrap();
         std::fs::create_dir(up.path().join("d/sub")).unwrap();
         std::fs::create_dir(up.path().join("kept")).unwrap();
-        let c = std::ffi::CString::new(up.path().join("d").as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: NUL-terminated path and name, value pointer and length match.
-        let r = unsafe {
-            libc::lsetxattr(
-                c.as_ptr(),
-                c"trusted.overlay.opaque".as_ptr(),
-                b"y".as_ptr().cast(),
-                1,
-                0,
-            )
-        };
-        assert_eq!(r, 0, "setting trusted xattrs needs root");
+        strata_fs::whiteout::set_opaque(&up.path().join("d")).expect("trusted xattrs need root");
         std::fs::write(up.path().join("f"), "file").unwrap();
         let l = vec![low.path().to_path_buf(), up.path().to_path_buf()];
         let p = |s: &str| s.split('/').map(str::to_string).collect::<Vec<_>>();

@@ -12,6 +12,7 @@
 //!   * [`copy::select`] — which entries a COPY reads (wildcards, `.dockerignore`, `--exclude`,
 //!     `--parents`), fd-relative under the context root or a stage's/image's layers;
 //!   * `copy::stage` — the planned layer: entries placed at their destinations;
+//!   * [`copy::digest`] — the content digest of a COPY's selection (for the cache keys);
 //!   * [`copy::emit`] — a COPY's planned layer streamed straight into the layer tar;
 //!   * [`copy::add`] / [`copy::fetch`] — ADD archives, ADD URLs (`--chmod` modes:
 //!     [`strata_dockerfile::chmod`]);
@@ -21,7 +22,6 @@
 //! * [`lower`] — lookups in the parent's unpacked layers (parents' metadata, `/etc/passwd`);
 //! * [`progress`] — BuildKit-style plain progress lines, or the live tty view;
 //! * [`cache`] — the build cache: content-based step keys and their recorded results;
-//! * [`selection`] — what a COPY selects in the context, and its digest (for the keys);
 //! * [`context_index`] — the context's stat → sha256 index, so a rebuild re-reads nothing.
 //!
 //! Below them all, used by the step modules and using none of them:
@@ -54,7 +54,6 @@ pub mod progress;
 pub mod remote_cache;
 pub mod run;
 pub mod secrets;
-pub mod selection;
 pub mod source_kind;
 pub mod state;
 pub mod tempdir;
@@ -164,21 +163,14 @@ fn execute_once(
                 continue;
             };
             let (state, key) = match &stage.base {
+                // BuildKit shows no step for FROM scratch or FROM another stage: neither runs
+                // anything (dockerfile2llb counts only image bases in a stage's steps).
                 StageBase::Scratch => {
-                    progress.simple(&format!("{}FROM scratch", stage_prefix(&stage, 1)));
                     let key = ChainKey::Key(build_cache.base_key("scratch"));
                     base_names.insert(index, "scratch".into());
                     (config::scratch_state(), key)
                 }
                 StageBase::Stage(i) => {
-                    progress.simple(&format!(
-                        "{}FROM {}",
-                        stage_prefix(&stage, 1),
-                        graph
-                            .stage(*i)
-                            .and_then(|s| s.name.clone())
-                            .unwrap_or_else(|| i.to_string())
-                    ));
                     let b = built.get(i).ok_or(ExecError::MissingStage(*i))?;
                     let key = b
                         .key
@@ -187,7 +179,8 @@ fn execute_once(
                 }
                 StageBase::Image(name) => {
                     let started = Instant::now();
-                    let n = progress.begin(&format!("{}FROM {name}", stage_prefix(&stage, 1)));
+                    let prefix = stage_prefix(graph, &stage, 0);
+                    let n = progress.begin(&format!("{prefix}FROM {name}"));
                     // Resolved (pulled if need be) before planning: see base::BaseImages.
                     let loaded = bases.take(index).ok_or_else(|| {
                         ExecError::Internal(format!("base image {name} was not resolved"))
@@ -392,14 +385,13 @@ impl StageContext<'_> {
         let Some(stage) = self.graph.stage(index) else {
             return Err(ExecError::MissingStage(index));
         };
-        let total = stage.steps.len() + 1;
         for (i, step) in stage.steps.iter().enumerate() {
             if self.failed.load(Ordering::SeqCst) {
                 return Err(ExecError::Cancelled);
             }
             let label = format!(
                 "{}{}",
-                stage_prefix_n(stage, i + 2, total),
+                stage_prefix(self.graph, stage, i + 1),
                 step_title(step)
             );
             let started = Instant::now();
@@ -421,10 +413,22 @@ impl StageContext<'_> {
             let fail = |err: StepError| ExecError::Step {
                 file: options.dockerfile_name.clone(),
                 line: step.span.start,
+                end_line: step.span.end,
                 instruction: step.source.trim().to_string(),
                 reason: err.to_string(),
             };
-            if let Some(entry) = key.key().and_then(|k| self.cache.lookup(k)) {
+            // `--no-cache-filter`: this stage's steps run even when the cache has them.
+            let filtered = stage.name.as_ref().is_some_and(|n| {
+                options
+                    .no_cache_filter
+                    .iter()
+                    .any(|f| f.eq_ignore_ascii_case(n))
+            });
+            let cached = key
+                .key()
+                .filter(|_| !filtered)
+                .and_then(|k| self.cache.lookup(k));
+            if let Some(entry) = cached {
                 if entry.layer.is_some() {
                     layer_room(&state).map_err(fail)?;
                 }
@@ -556,14 +560,18 @@ fn apply_metadata(
 }
 
 /// `[name 1/4] ` or `[1/4] ` for the FROM line (total known only after re-planning: use `?`).
-fn stage_prefix(stage: &PlannedStage, _pos: usize) -> String {
-    let total = stage.steps.len() + 1;
-    stage_prefix_n(stage, 1, total)
-}
-
-fn stage_prefix_n(stage: &PlannedStage, pos: usize, total: usize) -> String {
+/// The progress prefix of a stage's step as BuildKit prints it (dockerfile2llb
+/// `prefixCommand`): `[name n/total] `, where an image FROM is step 1 and counts in the total
+/// (FROM scratch and FROM another stage are no steps), and an unnamed stage of a multi-stage
+/// build is `stage-N`. `step` is 0 for the FROM, else the step's 1-based position.
+fn stage_prefix(graph: &BuildGraph, stage: &PlannedStage, step: usize) -> String {
+    let from = usize::from(matches!(stage.base, StageBase::Image(_)));
+    let total = stage.steps.len() + from;
+    let pos = step + from;
+    let multi = graph.stages.len() > 1 || stage.index > 0;
     match &stage.name {
         Some(n) => format!("[{n} {pos}/{total}] "),
+        None if multi => format!("[stage-{} {pos}/{total}] ", stage.index),
         None => format!("[{pos}/{total}] "),
     }
 }

@@ -49,8 +49,13 @@ pub enum Dest {
 /// One parsed `--output`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputSpec {
-    /// `type=oci`: an OCI image layout in a tar.
-    Oci(Dest),
+    /// `type=oci`: an OCI image layout in a tar (named after the `-t` tags or `name=`).
+    Oci {
+        /// Where.
+        dest: Dest,
+        /// `name=`: every name is written (index.json `org.opencontainers.image.ref.name`).
+        names: Vec<Reference>,
+    },
     /// `type=oci,tar=false`: an OCI image layout directory.
     OciDir(PathBuf),
     /// `type=docker`: a `docker save` archive (named after the `-t` tags or `name=`).
@@ -147,7 +152,10 @@ impl OutputSpec {
                 Dest::File(d) => OutputSpec::OciDir(d),
                 Dest::Stdout => return Err(bad("tar=false needs a directory, not -")),
             },
-            "oci" => OutputSpec::Oci(need_dest(dest)?),
+            "oci" => OutputSpec::Oci {
+                dest: need_dest(dest)?,
+                names,
+            },
             "docker" => OutputSpec::Docker {
                 dest: need_dest(dest)?,
                 names,
@@ -180,7 +188,7 @@ impl OutputSpec {
             Dest::File(p) => p.display().to_string(),
         };
         match self {
-            OutputSpec::Oci(d) => format!("type=oci,dest={}", dest(d)),
+            OutputSpec::Oci { dest: d, .. } => format!("type=oci,dest={}", dest(d)),
             OutputSpec::OciDir(p) => format!("type=oci,dest={},tar=false", p.display()),
             OutputSpec::Docker { dest: d, .. } => format!("type=docker,dest={}", dest(d)),
             OutputSpec::Local(p) => format!("type=local,dest={}", p.display()),
@@ -194,12 +202,13 @@ impl OutputSpec {
     pub fn to_stdout(&self) -> bool {
         matches!(
             self,
-            OutputSpec::Oci(Dest::Stdout)
-                | OutputSpec::Docker {
-                    dest: Dest::Stdout,
-                    ..
-                }
-                | OutputSpec::Tar(Dest::Stdout)
+            OutputSpec::Oci {
+                dest: Dest::Stdout,
+                ..
+            } | OutputSpec::Docker {
+                dest: Dest::Stdout,
+                ..
+            } | OutputSpec::Tar(Dest::Stdout)
         )
     }
 }
@@ -219,13 +228,16 @@ pub fn write_output(
     };
     let mut lines = Vec::new();
     match output {
-        OutputSpec::Oci(dest) | OutputSpec::Docker { dest, .. } => {
-            let (format, names) = match output {
-                OutputSpec::Docker { names, .. } if !names.is_empty() => {
-                    (ArchiveFormat::Docker, names.clone())
-                }
-                OutputSpec::Docker { .. } => (ArchiveFormat::Docker, tags.to_vec()),
-                _ => (ArchiveFormat::Oci, tags.to_vec()),
+        OutputSpec::Oci { dest, names } | OutputSpec::Docker { dest, names } => {
+            let format = match output {
+                OutputSpec::Docker { .. } => ArchiveFormat::Docker,
+                _ => ArchiveFormat::Oci,
+            };
+            // `name=a,b` names the archive's image under each; without it, the `-t` tags.
+            let names = if names.is_empty() {
+                tags.to_vec()
+            } else {
+                names.clone()
             };
             let items = [SaveItem {
                 image: image.clone(),
@@ -384,7 +396,10 @@ mod tests {
     fn parses_buildx_specs() {
         assert_eq!(
             OutputSpec::parse("type=oci,dest=out.tar").unwrap(),
-            OutputSpec::Oci(Dest::File("out.tar".into()))
+            OutputSpec::Oci {
+                dest: Dest::File("out.tar".into()),
+                names: vec![]
+            }
         );
         assert_eq!(
             OutputSpec::parse("type=tar,dest=-").unwrap(),
@@ -400,6 +415,10 @@ mod tests {
                 assert!(push);
                 assert_eq!(names.len(), 2);
             }
+            other => panic!("{other:?}"),
+        }
+        match OutputSpec::parse("type=oci,dest=o.tar,name=a:1,b:2").unwrap() {
+            OutputSpec::Oci { names, .. } => assert_eq!(names.len(), 2),
             other => panic!("{other:?}"),
         }
         match OutputSpec::parse("type=image,name=x:1").unwrap() {

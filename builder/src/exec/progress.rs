@@ -273,15 +273,10 @@ impl Live {
 
 /// The terminal's size (columns, rows), with a fallback when it cannot be asked.
 fn terminal_size() -> (usize, usize) {
-    // SAFETY: TIOCGWINSZ fills a winsize we own.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: TIOCGWINSZ only writes a winsize into `ws`, which we own and outlive the call;
-    // STDERR_FILENO is not closed or changed by it.
-    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
-    if ok && ws.ws_col > 0 && ws.ws_row > 0 {
-        (usize::from(ws.ws_col), usize::from(ws.ws_row))
-    } else {
-        (80, 24)
+    use std::os::fd::AsRawFd;
+    match strata_fs::tty::window_size(std::io::stderr().as_raw_fd()) {
+        Some((cols, rows)) => (usize::from(cols), usize::from(rows)),
+        None => (80, 24),
     }
 }
 

@@ -35,6 +35,11 @@ pub struct ExecOptions {
     pub pull: bool,
     /// `--secret id=ID,src=PATH`: secrets RUN `--mount=type=secret` may read, by id.
     pub secrets: BTreeMap<String, PathBuf>,
+    /// `--allow security.insecure`: `RUN --security=insecure` may run (BuildKit's entitlement).
+    pub allow_insecure: bool,
+    /// `--no-cache-filter STAGE`: the steps of these stages (by name) reuse nothing from the
+    /// build cache.
+    pub no_cache_filter: Vec<String>,
 }
 
 /// The state of a stage being built: its config so far, its layers and their unpacked trees.

@@ -13,7 +13,7 @@ pub(crate) struct TempDir(pub PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = strata_store::safe::remove_tree(&self.0);
+        let _ = strata_fs::dir::remove_tree(&self.0);
     }
 }
 

@@ -20,7 +20,7 @@ use crate::mounts::MountError;
 mod display;
 mod parse;
 
-pub use parse::{parse_command, parse_dockerfile, parse_go_duration};
+pub use parse::{parse_command, parse_dockerfile, parse_go_duration, parse_prefix};
 
 /// Every instruction keyword (upper case).
 pub const INSTRUCTIONS: [&str; 18] = [
@@ -341,14 +341,6 @@ pub enum ParseErrorKind {
         "invalid name for build stage: {0:?}, name can't start with a number or contain symbols"
     )]
     InvalidStageName(String),
-    /// Two stages with the same name.
-    #[error("duplicate stage name {name:?}: it is already used by the stage on line {first_line}")]
-    DuplicateStageName {
-        /// The name.
-        name: String,
-        /// Line of the first stage with that name.
-        first_line: usize,
-    },
     /// `ENV =x`, `ARG =x`.
     #[error("{0} names can not be blank")]
     BlankName(String),

@@ -5,47 +5,87 @@ use crate::errors::suggest;
 use crate::flags::Flags;
 use crate::heredoc::parse_heredoc_word;
 use crate::lines::{self, Node};
-use crate::mounts::parse_mount;
+use crate::mounts::check_unexpanded;
 
 /// Parses Dockerfile text into stages of typed instructions.
 pub fn parse_dockerfile(source: &str) -> Result<Dockerfile, ParseError> {
     let ast = lines::parse(source)?;
+    match parse_nodes(ast) {
+        (df, None) => Ok(df),
+        (_, Some(e)) => Err(e),
+    }
+}
+
+/// The instructions before the first one that does not parse, when the Dockerfile has an
+/// instruction error (`None` when it parses, or when its lines do not). BuildKit reports the
+/// lint warnings of these before the error (its `testWarningsBeforeError`).
+pub fn parse_prefix(source: &str) -> Option<Dockerfile> {
+    let ast = lines::parse(source).ok()?;
+    match parse_nodes(ast) {
+        (df, Some(_)) => Some(df),
+        (_, None) => None,
+    }
+}
+
+/// Groups the nodes into stages; stops at the first instruction error and returns what it
+/// parsed up to there with the error.
+fn parse_nodes(mut ast: Ast) -> (Dockerfile, Option<ParseError>) {
+    let nodes = std::mem::take(&mut ast.nodes);
     let mut meta_args = Vec::new();
     let mut stages: Vec<Stage> = Vec::new();
-    for node in &ast.nodes {
-        let at = |kind: ParseErrorKind| ParseError {
-            kind,
-            span: node.span,
-        };
-        if node.name() == "from" {
-            let stage = parse_from(node).map_err(at)?;
-            if let Some(name) = &stage.name {
-                if let Some(first) = stages.iter().find(|s| s.name.as_ref() == Some(name)) {
-                    return Err(at(ParseErrorKind::DuplicateStageName {
-                        name: name.clone(),
-                        first_line: first.span.start,
-                    }));
-                }
-            }
-            stages.push(stage);
-            continue;
-        }
-        let command = parse_command(node).map_err(at)?;
-        match stages.last_mut() {
-            Some(stage) => stage.commands.push(command),
-            None if matches!(command.instruction, Instruction::Arg(_)) => meta_args.push(command),
-            None => {
-                return Err(at(ParseErrorKind::NoStage(
-                    command.instruction.keyword().to_string(),
-                )))
+    let mut error = None;
+    let mut parsed = 0;
+    for node in &nodes {
+        match parse_node(node, &mut stages, &mut meta_args) {
+            Ok(()) => parsed += 1,
+            Err(kind) => {
+                error = Some(ParseError {
+                    kind,
+                    span: node.span,
+                });
+                break;
             }
         }
     }
-    Ok(Dockerfile {
+    let mut nodes = nodes;
+    nodes.truncate(parsed);
+    ast.nodes = nodes;
+    // Empty-continuation warnings of the lines not parsed are not reported either.
+    let last = ast.nodes.last().map(|n| n.span.end).unwrap_or(0);
+    if error.is_some() {
+        ast.warnings.retain(|w| w.span.end <= last);
+    }
+    let df = Dockerfile {
         ast,
         meta_args,
         stages,
-    })
+    };
+    (df, error)
+}
+
+/// Adds one node: a FROM starts a stage, an ARG before any stage is a global one.
+fn parse_node(
+    node: &Node,
+    stages: &mut Vec<Stage>,
+    meta_args: &mut Vec<Command>,
+) -> Result<(), ParseErrorKind> {
+    if node.name() == "from" {
+        // A second stage of the same name is BuildKit's DuplicateStageName warning, not an
+        // error (checks::static_checks).
+        stages.push(parse_from(node)?);
+        return Ok(());
+    }
+    let command = parse_command(node)?;
+    match stages.last_mut() {
+        Some(stage) => stage.commands.push(command),
+        None if matches!(command.instruction, Instruction::Arg(_)) => meta_args.push(command),
+        None => {
+            return Err(ParseErrorKind::NoStage(
+                command.instruction.keyword().to_string(),
+            ))
+        }
+    }
+    Ok(())
 }
 
 fn flags(node: &Node) -> Result<Flags, ParseErrorKind> {
@@ -97,7 +137,7 @@ pub fn parse_command(node: &Node) -> Result<Command, ParseErrorKind> {
             let mounts = f.list("mount");
             // Validate mounts now (values unexpanded) so errors point at the Dockerfile early.
             for m in &mounts {
-                parse_mount(m, &mut |v| Ok(v.to_string()))?;
+                check_unexpanded(m)?;
             }
             let network = match f.string("network").as_deref() {
                 None => None,

@@ -37,6 +37,7 @@
 mod cache_key;
 pub mod checks;
 mod env;
+mod epoch;
 mod planner;
 pub mod platform;
 pub mod resolve;
@@ -48,6 +49,7 @@ use std::collections::BTreeMap;
 pub use cache_key::{CacheKey, CacheKeyInputs, ChainKey, Parent, Uncacheable};
 pub use checks::{CheckConfig, Warning};
 pub use env::EnvList;
+pub use epoch::{source_date_epoch, SOURCE_DATE_EPOCH};
 pub use planner::{parse_build_arg, plan};
 pub use platform::{Platform, PlatformError};
 pub use resolve::{BaseError, BaseRequest, BaseResolver, NoBaseImages, PlanFailure};
@@ -216,6 +218,28 @@ pub enum PlanErrorKind {
     /// A bad `--platform`.
     #[error(transparent)]
     Platform(#[from] PlatformError),
+    /// `FROM --platform=EXPR` that expanded to nothing; `hint` names the closest ARG of an
+    /// undefined variable in it (` (did you mean X?)`).
+    #[error("empty platform value from expression {raw}{hint}")]
+    EmptyPlatform {
+        /// The expression as written.
+        raw: String,
+        /// The suggestion, or empty.
+        hint: String,
+    },
+    /// `FROM --platform=EXPR` that expanded to no valid platform.
+    #[error("failed to parse platform {raw}: {source}{hint}")]
+    PlatformExpr {
+        /// The expression as written.
+        raw: String,
+        /// Why the expanded value is no platform.
+        source: PlatformError,
+        /// The suggestion, or empty.
+        hint: String,
+    },
+    /// A `SOURCE_DATE_EPOCH` that is not an integer.
+    #[error("invalid SOURCE_DATE_EPOCH: {0}")]
+    SourceDateEpoch(String),
     /// `--target` names no stage.
     #[error("target stage {target:?} could not be found{}", .suggestion.as_ref().map(|s| format!(" (did you mean {s}?)")).unwrap_or_default())]
     UnknownTarget {
@@ -237,6 +261,9 @@ pub enum PlanErrorKind {
         /// The stage doing the COPY.
         current: String,
     },
+    /// `COPY --from=$X` / `--mount from=$X` with a variable that is no global ARG.
+    #[error("variable expansion is not supported for {0}, define a new stage with FROM using ARG from global scope as a workaround")]
+    FromVariable(&'static str),
     /// `COPY --from=7` with fewer stages.
     #[error("invalid stage index {0}")]
     StageIndex(usize),

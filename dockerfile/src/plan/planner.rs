@@ -14,11 +14,11 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::checks::{static_checks, CheckConfig, Warning};
+use super::checks::{plan_rules, static_checks, CheckConfig, Warning};
 use super::env::EnvList;
-use super::platform::{is_builtin_arg, Platform, PlatformError, PROXY_ARGS};
+use super::platform::{is_builtin_arg, Platform, PROXY_ARGS};
 use super::resolve::{BaseRequest, BaseResolver, PlanFailure};
-use super::validate::{check_chmod, check_reference, check_signal, normalize_port};
+use super::validate::{check_chmod, check_reference, check_signal, expand_port};
 use super::{
     BaseImageConfig, BuildGraph, CacheKeyInputs, ConfigInstruction, CopyOp, CopyStep, Parent,
     PlanError, PlanErrorKind, PlanOptions, PlannedStage, RunMount, RunStep, SourceRef, StageBase,
@@ -28,7 +28,7 @@ use crate::errors::{suggest, Span};
 use crate::instructions::{parse_command, ArgDecl, Command, Dockerfile, Instruction, KeyValue};
 use crate::lexer::{LexError, Lexer, VarLookup};
 use crate::lines;
-use crate::mounts::parse_mount;
+use crate::mounts::{mount_from, parse_mount};
 
 /// Default PATH BuildKit gives every stage whose image does not set one.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -189,11 +189,13 @@ fn plan_with_bases(
     bases: &BTreeMap<usize, BaseImageConfig>,
 ) -> Result<BuildGraph, PlanError> {
     let lex = Lexer::new(df.ast.escape);
-    let checks = CheckConfig::of(df);
+    let checks = CheckConfig::for_build(df, &opts.build_args);
     let mut warnings = static_checks(df);
     if df.stages.is_empty() {
         return Err(at(df.ast.span())(PlanErrorKind::NoStages));
     }
+    // An invalid SOURCE_DATE_EPOCH fails the plan (and --check), as BuildKit's conversion does.
+    super::epoch::source_date_epoch(df, &opts.build_args)?;
     let n = df.stages.len();
 
     // Global scope: predefined platform args, then the global ARGs in order.
@@ -207,6 +209,24 @@ fn plan_with_bases(
         let v = opts.build_args.get(&k).cloned().unwrap_or(v);
         global.set(&k, &v);
     }
+    // TARGETSTAGE: the name of the stage being built (empty for an unnamed last stage), a
+    // predefined ARG as TARGETPLATFORM is.
+    let target_stage = match &opts.target {
+        Some(t) => t.to_lowercase(),
+        None => df
+            .stages
+            .last()
+            .and_then(|s| s.name.clone())
+            .unwrap_or_default(),
+    };
+    let target_stage = opts
+        .build_args
+        .get("TARGETSTAGE")
+        .cloned()
+        .unwrap_or(target_stage);
+    global.set("TARGETSTAGE", &target_stage);
+    // The global scope with the ARGs' own defaults (no --build-arg): InvalidDefaultArgInFrom.
+    let mut global_defaults = global.clone();
     let mut global_args: Vec<(String, Option<String>)> = Vec::new();
     let mut consumed: BTreeSet<String> = BTreeSet::new();
     for cmd in &df.meta_args {
@@ -225,6 +245,11 @@ fn plan_with_bases(
             if let Some(v) = &value {
                 global.set(&d.key, v);
             }
+            if let Some(def) = &d.default {
+                if let Ok(v) = lex.process_word(def, &global_defaults) {
+                    global_defaults.set(&d.key, &v);
+                }
+            }
             consumed.insert(d.key.clone());
             global_args.push((d.key.clone(), value));
         }
@@ -234,21 +259,46 @@ fn plan_with_bases(
     // Stage bases and platforms (FROM sees global ARGs only).
     let mut stage_bases = Vec::with_capacity(n);
     let mut platforms = Vec::with_capacity(n);
+    // " (did you mean X?)" for a variable FROM uses that is not declared: the global ARGs and
+    // the predefined platform ARGs are what it may have meant.
+    let platform_args: Vec<String> = global.entries().iter().map(|(k, _)| k.clone()).collect();
+    let from_hint = |u: &str| {
+        let names = global_args.iter().map(|(k, _)| k.as_str());
+        suggest(u, names.chain(platform_args.iter().map(String::as_str)))
+            .map(|s| format!(" (did you mean {s}?)"))
+            .unwrap_or_default()
+    };
     for (i, st) in df.stages.iter().enumerate() {
         let e = lex
             .process(&st.base, &global)
             .map_err(|e| at(st.span)(e.into()))?;
-        for u in &e.unmatched {
-            if !declared_global(u) {
-                let hint = suggest(u, global_args.iter().map(|(k, _)| k.as_str()))
-                    .map(|s| format!(" (did you mean {s}?)"))
-                    .unwrap_or_default();
-                warnings.push(Warning {
-                    rule: "UndefinedArgInFrom",
-                    message: format!("FROM argument '{u}' is not declared{hint}"),
-                    span: st.span,
-                });
-            }
+        let platform_expr = match &st.platform {
+            Some(p) => Some(lex.process(p, &global).map_err(|e| at(st.span)(e.into()))?),
+            None => None,
+        };
+        let undeclared: Vec<&String> = platform_expr
+            .iter()
+            .flat_map(|p| p.unmatched.iter())
+            .chain(e.unmatched.iter())
+            .filter(|u| !declared_global(u))
+            .collect();
+        for u in &undeclared {
+            warnings.push(Warning::new(
+                "UndefinedArgInFrom",
+                format!("FROM argument '{u}' is not declared{}", from_hint(u)),
+                st.span,
+            ));
+        }
+        let platform_hint = undeclared.first().map(|u| from_hint(u)).unwrap_or_default();
+        if let Ok(d) = lex.process_word(&st.base, &global_defaults) {
+            let is_stage = |r: &str| {
+                let r = r.to_lowercase();
+                r == "scratch" || df.stages[..i].iter().any(|s| s.name.as_deref() == Some(&r))
+            };
+            let valid = |r: &str| is_stage(r) || check_reference(r).is_ok();
+            warnings.extend(plan_rules::default_arg_in_from(
+                &st.base, &d, valid, st.span,
+            ));
         }
         if e.result.is_empty() {
             return Err(at(st.span)(PlanErrorKind::BlankBase(st.base.clone())));
@@ -270,31 +320,55 @@ fn plan_with_bases(
             StageBase::Image(e.result.clone())
         };
         stage_bases.push(base);
-        let platform = match &st.platform {
-            None => None,
-            Some(p) => {
-                let v = lex
-                    .process_word(p, &global)
-                    .map_err(|e| at(st.span)(e.into()))?;
+        let platform = match (&st.platform, platform_expr) {
+            (Some(p), Some(expanded)) => {
+                let v = expanded.result;
                 if v.is_empty() {
-                    return Err(at(st.span)(PlanErrorKind::Platform(PlatformError::Empty(
-                        p.clone(),
-                    ))));
+                    return Err(at(st.span)(PlanErrorKind::EmptyPlatform {
+                        raw: p.clone(),
+                        hint: platform_hint,
+                    }));
                 }
-                Some(Platform::parse(&v).map_err(|e| at(st.span)(e.into()))?)
+                let parsed = Platform::parse(&v).map_err(|source| {
+                    at(st.span)(PlanErrorKind::PlatformExpr {
+                        raw: p.clone(),
+                        source,
+                        hint: platform_hint.clone(),
+                    })
+                })?;
+                warnings.extend(plan_rules::from_platform(
+                    p,
+                    &parsed,
+                    st.name.as_deref(),
+                    st.span,
+                ));
+                Some(parsed)
             }
+            _ => None,
         };
         platforms.push(platform);
     }
 
-    // Commands per stage: the base image's ONBUILD triggers first.
+    // Commands per stage: the base's ONBUILD triggers first — an image's (its config), or a
+    // stage's (the ONBUILD instructions it declares: a stage built FROM it fires them, as
+    // BuildKit's image config of that stage carries them).
     let mut stage_commands: Vec<Vec<(Cow<'_, Command>, bool)>> = Vec::with_capacity(n);
     for (i, st) in df.stages.iter().enumerate() {
         let mut cmds = Vec::new();
-        if let (StageBase::Image(_), Some(cfg)) = (&stage_bases[i], bases.get(&i)) {
-            for c in parse_triggers(&cfg.onbuild, st.span)? {
-                cmds.push((Cow::Owned(c), true));
-            }
+        let triggers: Vec<String> = match (&stage_bases[i], bases.get(&i)) {
+            (StageBase::Image(_), Some(cfg)) => cfg.onbuild.clone(),
+            (StageBase::Stage(j), _) => df.stages[*j]
+                .commands
+                .iter()
+                .filter_map(|c| match &c.instruction {
+                    Instruction::Onbuild(t) => Some(t.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        for c in parse_triggers(&triggers, st.span)? {
+            cmds.push((Cow::Owned(c), true));
         }
         cmds.extend(st.commands.iter().map(|c| (Cow::Borrowed(c), false)));
         stage_commands.push(cmds);
@@ -350,6 +424,14 @@ fn plan_with_bases(
     }
 
     // Plan the needed stages in order.
+    let mut env_known = vec![false; n];
+    for i in 0..n {
+        env_known[i] = match stage_bases[i] {
+            StageBase::Scratch => true,
+            StageBase::Image(_) => bases.contains_key(&i),
+            StageBase::Stage(j) => env_known[j],
+        };
+    }
     let mut finals: Vec<Option<StageState>> = vec![None; n];
     let mut planned = Vec::new();
     for i in 0..n {
@@ -387,6 +469,7 @@ fn plan_with_bases(
             index: i,
             warnings: &mut warnings,
             consumed: &mut consumed,
+            env_known: env_known[i],
         };
         for (c, onbuild) in &stage_commands[i] {
             let parent = if steps.is_empty() {
@@ -428,6 +511,18 @@ fn plan_with_bases(
             span: Span::default(),
         });
     }
+    if !opts.all_stages {
+        // BuildKit reports only what the stages it builds have (its LegacyKeyValueFormat test:
+        // an unreachable stage's warnings appear with --check only).
+        let unbuilt = |line: usize| {
+            (0..n).any(|i| {
+                let start = df.stages[i].span.start;
+                let end = df.stages.get(i + 1).map_or(usize::MAX, |s| s.span.start);
+                !needed[i] && line >= start && line < end
+            })
+        };
+        warnings.retain(|w| !unbuilt(w.span.start));
+    }
     warnings.retain(|w| checks.enabled(w.rule));
     warnings.sort_by_key(|w| (w.span.start, w.span.end));
     let target_pos = planned.iter().position(|s| s.index == target).unwrap_or(0);
@@ -451,18 +546,12 @@ fn source_names(
     match &c.instruction {
         Instruction::Copy(cp) => {
             if let Some(f) = &cp.from {
-                out.push((
-                    lex.process_word(f, global)
-                        .map_err(|e| at(c.span)(e.into()))?,
-                    true,
-                ));
+                out.push((global_from(f, "--from", lex, global, c.span)?, true));
             }
         }
         Instruction::Run(r) => {
             for m in &r.mounts {
-                let mut ex = |v: &str| lex.process_word(v, global);
-                let mount = parse_mount(m, &mut ex).map_err(|e| at(c.span)(e.into()))?;
-                if let Some(f) = mount.from {
+                if let Some(f) = mount_from(m).map_err(|e| at(c.span)(e.into()))? {
                     out.push((f, false));
                 }
             }
@@ -470,6 +559,23 @@ fn source_names(
         _ => {}
     }
     Ok(out)
+}
+
+/// A `--from` / `from=` value expanded with the global ARGs. A variable that is not a global
+/// ARG is refused, as BuildKit refuses it (the stage a step reads from must be known before
+/// any stage runs).
+fn global_from(
+    raw: &str,
+    flag: &'static str,
+    lex: &Lexer,
+    global: &EnvList,
+    span: Span,
+) -> Result<String, PlanError> {
+    let e = lex.process(raw, global).map_err(|e| at(span)(e.into()))?;
+    if !e.unmatched.is_empty() {
+        return Err(at(span)(PlanErrorKind::FromVariable(flag)));
+    }
+    Ok(e.result)
 }
 
 fn detect_cycles(df: &Dockerfile, deps: &[Vec<(usize, Span)>]) -> Result<(), PlanError> {
@@ -509,6 +615,9 @@ struct StagePlanner<'a> {
     index: usize,
     warnings: &'a mut Vec<Warning>,
     consumed: &'a mut BTreeSet<String>,
+    /// Whether the stage's starting environment is known (scratch, a resolved image, or a
+    /// stage that is): UndefinedVar is only reported then.
+    env_known: bool,
 }
 
 /// Expands words against one environment and remembers which variables were used.
@@ -517,6 +626,8 @@ struct Expander<'a> {
     env: &'a EnvList,
     span: Span,
     matched: BTreeSet<String>,
+    /// Variables referenced but not set (UndefinedVar).
+    unmatched: BTreeSet<String>,
 }
 
 impl<'e> Expander<'e> {
@@ -526,6 +637,7 @@ impl<'e> Expander<'e> {
             env,
             span,
             matched: BTreeSet::new(),
+            unmatched: BTreeSet::new(),
         }
     }
 
@@ -537,6 +649,7 @@ impl<'e> Expander<'e> {
     fn lex_word(&mut self, w: &str) -> Result<String, LexError> {
         let e = self.lex.process(w, self.env)?;
         self.matched.extend(e.matched);
+        self.unmatched.extend(e.unmatched);
         Ok(e.result)
     }
 
@@ -601,6 +714,7 @@ impl StagePlanner<'_> {
         // What only RUN or COPY has, filled by their arms below.
         let mut extras = KindExtras::default();
         let mut matched: BTreeSet<String> = BTreeSet::new();
+        let mut unmatched: BTreeSet<String> = BTreeSet::new();
         let mut all_args_used = false;
         let lex = self.lex;
         let instruction = match &c.instruction {
@@ -610,6 +724,7 @@ impl StagePlanner<'_> {
                 let mut mounts = Vec::new();
                 for m in &r.mounts {
                     let mut f = |v: &str| ex.lex_word(v);
+                    // from= holds no variable (refused while parsing, as BuildKit does).
                     let mount = parse_mount(m, &mut f).map_err(|e| at(span)(e.into()))?;
                     let source = match &mount.from {
                         Some(from) => self.source(from, false, span, "")?,
@@ -619,17 +734,8 @@ impl StagePlanner<'_> {
                 }
                 matched = ex.matched;
                 extras.env = state.env.snapshot();
-                let declared: BTreeSet<&str> = state.args.iter().map(|(k, _)| k.as_str()).collect();
-                extras.proxy_env = PROXY_ARGS
-                    .iter()
-                    .filter(|k| !declared.contains(**k))
-                    .filter_map(|k| {
-                        self.opts
-                            .build_args
-                            .get(*k)
-                            .map(|v| (k.to_string(), v.clone()))
-                    })
-                    .collect();
+                extras.proxy_env = proxy_env(&self.opts.build_args, &state.env);
+                extras.hostname = self.opts.build_args.get(SANDBOX_HOSTNAME_ARG).cloned();
                 all_args_used = true;
                 // The step's instruction carries the expanded mounts in canonical form, so the
                 // cache key sees their expanded values.
@@ -641,10 +747,7 @@ impl StagePlanner<'_> {
                 let mut ex = Expander::new(lex, &state.env, span);
                 let mut cp = cp.clone();
                 if let Some(f) = &cp.from {
-                    let f = self
-                        .lex
-                        .process_word(f, self.global)
-                        .map_err(|e| at(span)(e.into()))?;
+                    let f = global_from(f, "--from", &self.lex, self.global, span)?;
                     extras.from = self.source(&f, true, span, "")?;
                     cp.from = Some(f);
                 }
@@ -661,7 +764,7 @@ impl StagePlanner<'_> {
                         i.data = expand_heredoc(&i.data, &state.env, span, &mut ex.matched)?;
                     }
                 }
-                matched = ex.matched;
+                (matched, unmatched) = (ex.matched, ex.unmatched);
                 Instruction::Copy(cp)
             }
             Instruction::Add(a) => {
@@ -709,19 +812,19 @@ impl StagePlanner<'_> {
                         i.data = expand_heredoc(&i.data, &state.env, span, &mut ex.matched)?;
                     }
                 }
-                matched = ex.matched;
+                (matched, unmatched) = (ex.matched, ex.unmatched);
                 Instruction::Add(a)
             }
             Instruction::Env(kv) => {
                 let mut ex = Expander::new(lex, &state.env, span);
                 let kv = ex.pairs(kv)?;
-                matched = ex.matched;
+                (matched, unmatched) = (ex.matched, ex.unmatched);
                 Instruction::Env(kv)
             }
             Instruction::Label(kv) => {
                 let mut ex = Expander::new(lex, &state.env, span);
                 let kv = ex.pairs(kv)?;
-                matched = ex.matched;
+                (matched, unmatched) = (ex.matched, ex.unmatched);
                 Instruction::Label(kv)
             }
             Instruction::Arg(decls) => {
@@ -736,6 +839,7 @@ impl StagePlanner<'_> {
                                 .process(def, &state.env)
                                 .map_err(|e| at(span)(e.into()))?;
                             matched.extend(e.matched);
+                            unmatched.extend(e.unmatched);
                             Some(e.result)
                         }
                         (None, None) => self.global.get(&d.key).map(str::to_string),
@@ -763,8 +867,10 @@ impl StagePlanner<'_> {
                         .process(p, &state.env)
                         .map_err(|e| at(span)(e.into()))?;
                     matched.extend(e.matched);
+                    unmatched.extend(e.unmatched);
                     for w in e.words {
-                        out.push(normalize_port(&w).map_err(|e| at(span)(e.into()))?);
+                        self.warnings.extend(plan_rules::expose(&w, span));
+                        out.extend(expand_port(&w).map_err(|e| at(span)(e.into()))?);
                     }
                 }
                 Instruction::Expose(out)
@@ -772,7 +878,7 @@ impl StagePlanner<'_> {
             Instruction::Volume(v) => {
                 let mut ex = Expander::new(lex, &state.env, span);
                 let v = ex.all(v)?;
-                matched = ex.matched;
+                (matched, unmatched) = (ex.matched, ex.unmatched);
                 if v.iter().any(|s| s.is_empty()) {
                     return Err(invalid(span, "VOLUME specified can not be an empty string"));
                 }
@@ -781,20 +887,20 @@ impl StagePlanner<'_> {
             Instruction::User(u) => {
                 let mut ex = Expander::new(lex, &state.env, span);
                 let u = ex.word(u)?;
-                matched = ex.matched;
+                (matched, unmatched) = (ex.matched, ex.unmatched);
                 Instruction::User(u)
             }
             Instruction::StopSignal(s) => {
                 let mut ex = Expander::new(lex, &state.env, span);
                 let s = ex.word(s)?;
-                matched = ex.matched;
+                (matched, unmatched) = (ex.matched, ex.unmatched);
                 check_signal(&s).map_err(|e| at(span)(e.into()))?;
                 Instruction::StopSignal(s)
             }
             Instruction::Workdir(w) => {
                 let mut ex = Expander::new(lex, &state.env, span);
                 let w = ex.word(w)?;
-                matched = ex.matched;
+                (matched, unmatched) = (ex.matched, ex.unmatched);
                 if w.is_empty() {
                     return Err(invalid(span, "WORKDIR requires a non-empty path"));
                 }
@@ -822,6 +928,16 @@ impl StagePlanner<'_> {
             }
             other => other.clone(),
         };
+
+        // UndefinedVar, where the stage's environment is known (its base image resolved) and
+        // for the Dockerfile's own instructions.
+        if self.env_known && !onbuild {
+            let declared: BTreeSet<&str> = state.args.iter().map(|(k, _)| k.as_str()).collect();
+            let known = state.env.entries().iter().map(|(k, _)| k.as_str());
+            self.warnings.extend(plan_rules::undefined_vars(
+                &unmatched, &declared, known, span,
+            ));
+        }
 
         // Apply the instruction's effect on the stage state.
         match &instruction {
@@ -855,9 +971,17 @@ impl StagePlanner<'_> {
                 (k.clone(), value)
             })
             .collect();
+        let mut key_text = instruction.to_string();
+        // The sandbox hostname is part of what RUN does, so of its key (BuildKit: the ExecOp's
+        // hostname), though neither the instruction nor its history shows it.
+        if let (Instruction::Run(_), Some(h)) =
+            (&instruction, self.opts.build_args.get(SANDBOX_HOSTNAME_ARG))
+        {
+            key_text.push_str(&format!("\0hostname={h}"));
+        }
         Ok(Step {
             cache: CacheKeyInputs {
-                instruction: instruction.to_string(),
+                instruction: key_text,
                 parent,
                 build_args: used,
             },
@@ -881,6 +1005,8 @@ struct KindExtras {
     proxy_env: Vec<(String, String)>,
     /// RUN: the parsed mounts.
     mounts: Vec<RunMount>,
+    /// RUN: `BUILDKIT_SANDBOX_HOSTNAME`.
+    hostname: Option<String>,
     /// COPY: the resolved `--from` (the context without one, and always for ADD).
     from: SourceRef,
 }
@@ -895,6 +1021,7 @@ impl KindExtras {
                 env: self.env,
                 proxy_env: self.proxy_env,
                 mounts: self.mounts,
+                hostname: self.hostname,
             }),
             Instruction::Copy(c) => StepKind::Copy(CopyStep {
                 from: self.from,
@@ -920,6 +1047,35 @@ impl KindExtras {
             Instruction::Maintainer(m) => config(ConfigInstruction::Maintainer(m)),
         }
     }
+}
+
+/// The build arg that names RUN's sandbox host (BuildKit's default: `buildkitsandbox`).
+pub const SANDBOX_HOSTNAME_ARG: &str = "BUILDKIT_SANDBOX_HOSTNAME";
+
+/// The proxy variables RUN gets from build args (BuildKit's `proxyEnvFromBuildArgs`): a build
+/// arg named like a proxy variable in any case sets it under both its upper- and lower-case
+/// names; a name the environment already has (a declared ARG) is left to it. They stay out of
+/// the cache key and the history.
+fn proxy_env(build_args: &BTreeMap<String, String>, env: &EnvList) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for upper in PROXY_ARGS
+        .iter()
+        .filter(|k| k.chars().all(|c| !c.is_ascii_lowercase()))
+    {
+        let Some(value) = build_args
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(upper))
+            .map(|(_, v)| v)
+        else {
+            continue;
+        };
+        for name in [upper.to_string(), upper.to_ascii_lowercase()] {
+            if env.get(&name).is_none() {
+                out.push((name, value.clone()));
+            }
+        }
+    }
+    out
 }
 
 /// Expands a heredoc body: variables only, quotes kept (BuildKit's `SkipProcessQuotes`).

@@ -5,15 +5,21 @@ use std::fmt;
 /// Why a platform string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlatformError {
-    /// Empty parts, characters a platform can't hold, or more than three parts.
+    /// An empty part or characters a platform can't hold (containerd's `platforms.Parse` text,
+    /// which BuildKit's tests match on).
+    #[error("{component:?} is an invalid component of {spec:?}: platform specifier component must match \"^[A-Za-z0-9_-]+$\": invalid argument")]
+    Component {
+        /// The offending part.
+        component: String,
+        /// The whole specifier.
+        spec: String,
+    },
+    /// More than three parts.
     #[error("invalid platform {0:?}: expected os/arch[/variant] such as linux/amd64")]
     Format(String),
     /// No part to read an os or an architecture from.
     #[error("invalid platform {0:?}")]
     Parts(String),
-    /// `FROM --platform=EXPR` whose expression expanded to nothing.
-    #[error("empty platform value from expression {0}")]
-    Empty(String),
 }
 
 /// An OCI platform (`os/arch[/variant]`), as in an image index and `FROM --platform`.
@@ -55,7 +61,13 @@ impl Platform {
                 && p.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         };
-        if parts.iter().any(|p| !valid(p)) || parts.len() > 3 {
+        if let Some(bad) = parts.iter().find(|p| !valid(p)) {
+            return Err(PlatformError::Component {
+                component: bad.to_string(),
+                spec: s.to_string(),
+            });
+        }
+        if parts.len() > 3 {
             return Err(PlatformError::Format(s.to_string()));
         }
         let norm_arch = |a: &str| -> (String, String) {
@@ -139,9 +151,10 @@ pub const PROXY_ARGS: [&str; 10] = [
 
 /// Whether `key` is predefined (never reported as an unused build arg).
 pub fn is_builtin_arg(key: &str) -> bool {
-    PROXY_ARGS.contains(&key)
+    PROXY_ARGS.iter().any(|p| p.eq_ignore_ascii_case(key))
         || key.starts_with("BUILDKIT_")
         || key == "SOURCE_DATE_EPOCH"
+        || key == "TARGETSTAGE"
         || matches!(
             key.strip_prefix("TARGET")
                 .or_else(|| key.strip_prefix("BUILD")),

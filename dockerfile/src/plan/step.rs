@@ -81,6 +81,9 @@ pub struct RunStep {
     pub proxy_env: Vec<(String, String)>,
     /// The parsed and expanded `--mount`s, in order.
     pub mounts: Vec<RunMount>,
+    /// The sandbox's hostname from the `BUILDKIT_SANDBOX_HOSTNAME` build arg (the executor's
+    /// default, BuildKit's `buildkitsandbox`, when `None`).
+    pub hostname: Option<String>,
 }
 
 /// One `RUN --mount`, parsed, with where it reads from.

@@ -9,16 +9,15 @@ pub enum ValueError {
     #[error("{0}")]
     Reference(String),
     /// An EXPOSE protocol other than tcp, udp or sctp.
-    #[error("Invalid proto: {0}")]
+    #[error("invalid proto: {0}")]
     Proto(String),
-    /// An EXPOSE port that is not a number up to 65535.
-    #[error("Invalid containerPort: {0}")]
+    /// An EXPOSE port that is not a number up to 65535, or a range whose end comes before its
+    /// start.
+    #[error("invalid containerPort: {0}")]
     Port(String),
-    /// An EXPOSE range whose end comes before its start.
-    #[error(
-        "Invalid range format for --expose: {0}, error: End port must be greater than start port"
-    )]
-    PortRange(String),
+    /// An EXPOSE word with no port before its `/proto`.
+    #[error("no port specified: {0}<empty>")]
+    NoPort(String),
     /// A STOPSIGNAL that names no signal.
     #[error("Invalid signal: {0}")]
     Signal(String),
@@ -101,31 +100,31 @@ pub fn check_reference(r: &str) -> Result<(), ValueError> {
     Ok(())
 }
 
-/// Normalizes an EXPOSE port spec (`80`, `80/tcp`, `53/UDP`, `8000-8010`) to `port[-end]/proto`.
-pub fn normalize_port(spec: &str) -> Result<String, ValueError> {
-    let (ports, proto) = match spec.split_once('/') {
-        Some((p, proto)) => (p, proto.to_ascii_lowercase()),
-        None => (spec, "tcp".to_string()),
-    };
-    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(ValueError::Proto(proto));
+/// Expands an EXPOSE word (`80`, `53/UDP`, `9000-9001`, `[ip:]host:container/proto`) to one
+/// `port/proto` per port, as BuildKit's `parsePortSpec` does (convert_expose.go): a range is
+/// one entry per number, the protocol is lower-cased, only the container part counts (the
+/// ExposeInvalidFormat check warns about the rest).
+pub fn expand_port(spec: &str) -> Result<Vec<String>, ValueError> {
+    let container = spec.rsplit(':').next().unwrap_or(spec);
+    let (ports, proto) = container.split_once('/').unwrap_or((container, ""));
+    if ports.is_empty() {
+        return Err(ValueError::NoPort(spec.to_string()));
     }
-    // An `ip:host:container` mapping is not valid in EXPOSE; only the container part counts.
-    let container = ports.rsplit(':').next().unwrap_or(ports);
-    let parse = |p: &str| {
-        p.parse::<u16>()
-            .map_err(|_| ValueError::Port(spec.to_string()))
+    let proto = match proto.to_lowercase().as_str() {
+        "" => "tcp".to_string(),
+        p @ ("tcp" | "udp" | "sctp") => p.to_string(),
+        other => return Err(ValueError::Proto(other.to_string())),
     };
-    match container.split_once('-') {
-        Some((a, b)) => {
-            let (a, b) = (parse(a)?, parse(b)?);
-            if b < a {
-                return Err(ValueError::PortRange(spec.to_string()));
-            }
-            Ok(format!("{a}-{b}/{proto}"))
-        }
-        None => Ok(format!("{}/{proto}", parse(container)?)),
+    let bad = || ValueError::Port(ports.to_string());
+    let parse = |p: &str| p.parse::<u16>().map_err(|_| bad());
+    let (start, end) = match ports.split_once('-') {
+        Some((a, b)) => (parse(a)?, parse(b)?),
+        None => (parse(ports)?, parse(ports)?),
+    };
+    if end < start {
+        return Err(bad());
     }
+    Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
 }
 
 const SIGNALS: [&str; 31] = [
@@ -188,11 +187,19 @@ mod tests {
 
     #[test]
     fn ports_signals_chmod() {
-        assert_eq!(normalize_port("80").unwrap(), "80/tcp");
-        assert_eq!(normalize_port("53/UDP").unwrap(), "53/udp");
-        assert_eq!(normalize_port("8000-8010").unwrap(), "8000-8010/tcp");
-        assert!(normalize_port("http").is_err());
-        assert!(normalize_port("80/xyz").is_err());
+        assert_eq!(expand_port("80").unwrap(), ["80/tcp"]);
+        assert_eq!(expand_port("53/UDP").unwrap(), ["53/udp"]);
+        assert_eq!(expand_port("9000-9001").unwrap(), ["9000/tcp", "9001/tcp"]);
+        assert_eq!(expand_port("127.0.0.1:80:8080/udp").unwrap(), ["8080/udp"]);
+        assert_eq!(
+            expand_port("http").unwrap_err().to_string(),
+            "invalid containerPort: http"
+        );
+        assert_eq!(
+            expand_port("80/xyz").unwrap_err().to_string(),
+            "invalid proto: xyz"
+        );
+        assert!(expand_port("9001-9000").is_err());
         assert!(
             check_signal("SIGTERM").is_ok()
                 && check_signal("9").is_ok()

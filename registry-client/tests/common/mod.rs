@@ -1,7 +1,6 @@
 //! Test harness: a real `docker-registry` (CNCF distribution 2.8) on 127.0.0.1 in three auth modes, a
 //! token server issuing ES256/RS256 JWTs, a fault-injecting loopback proxy, and test images built
 //! with the store API. Every server is stopped by a Drop guard, also when a test fails.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};

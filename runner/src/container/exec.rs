@@ -103,7 +103,7 @@ fn exec_inner(
     .ok_or_else(|| ContainerError::NotRunning(c.display_name()))?;
     let spec = exec_spec(&cfg.spec, o);
     let programs = if spec.security.seccomp {
-        Some(seccomp::default_programs()?)
+        Some(seccomp::default_programs().map_err(crate::RunnerError::from)?)
     } else {
         None
     };

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::timefmt::rfc3339;
 use crate::state;
+use crate::timefmt::rfc3339;
 
 /// Docker's default time between probes.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -49,31 +49,7 @@ impl HealthConfig {
     }
 }
 
-/// One probe's result, as `inspect` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "PascalCase")]
-pub struct Probe {
-    /// When the probe started, RFC 3339.
-    pub start: String,
-    /// When it ended, RFC 3339.
-    pub end: String,
-    /// The probe command's exit code (0 healthy, else failing).
-    pub exit_code: i32,
-    /// What the probe printed (or why it could not run; exit code -1 then).
-    pub output: String,
-}
-
-/// `State.Health`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "PascalCase")]
-pub struct HealthState {
-    /// `starting`, `healthy` or `unhealthy`.
-    pub status: String,
-    /// Consecutive failed probes so far.
-    pub failing_streak: u32,
-    /// The last results, oldest first (at most five, as Docker keeps).
-    pub log: Vec<Probe>,
-}
+pub use crate::state::{HealthState, Probe};
 
 /// The monitor's probe schedule for one run of the container.
 pub struct Checker {

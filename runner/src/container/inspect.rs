@@ -4,10 +4,10 @@
 use serde_json::{json, Value};
 
 use super::logs::log_path;
-use super::timefmt::rfc3339;
 use super::Container;
 use crate::spec::{MountSpec, NetworkMode};
 use crate::state::Status;
+use crate::timefmt::rfc3339;
 
 /// The container as `docker inspect` shows it (one element of its array).
 pub fn to_json(c: &Container) -> Value {

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::timefmt::rfc3339;
 use super::ContainerError;
+use crate::timefmt::rfc3339;
 
 /// Docker splits a line longer than this into several entries (moby's 16 KiB log buffer).
 const MAX_ENTRY: usize = 16 * 1024;

@@ -1,7 +1,6 @@
 //! `rename`, `container prune`, `diff` and `top`: reading and tidying containers.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::{list, Container, ContainerError};
@@ -122,7 +121,7 @@ pub fn diff(c: &Container) -> Result<BTreeMap<String, Change>, ContainerError> {
                     .symlink_metadata()
                     .is_ok()
             });
-            let change = if m.file_type().is_char_device() && m.rdev() == 0 {
+            let change = if strata_fs::whiteout::is_whiteout_meta(&m) {
                 Change::Deleted
             } else if in_lower {
                 Change::Changed

@@ -12,7 +12,7 @@
 //! directory ([`crate::state::lock`]); they find the processes from `state` and reach them
 //! through pidfds checked against the recorded start time (`pidfd`), so a recycled pid is
 //! never signalled. A monitor killed with SIGKILL takes the container down with it, and the
-//! next command that looks marks it exited ([`crate::state::reap_if_stale`]).
+//! next command that looks marks it exited ([`reap::reap_if_stale`]).
 
 pub mod attach;
 pub mod cp;
@@ -25,9 +25,9 @@ pub mod logs;
 pub mod manage;
 pub mod monitor;
 mod pidfd;
+pub mod reap;
 pub mod stats;
 pub mod systemd;
-pub mod timefmt;
 mod tty;
 
 use std::collections::BTreeMap;
@@ -150,6 +150,9 @@ pub enum ContainerError {
     /// The runner failed to start or manage the container.
     #[error(transparent)]
     Runner(#[from] RunnerError),
+    /// The container's directory or state file could not be locked or written.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
 }
 
 impl ContainerError {
@@ -313,7 +316,8 @@ impl Container {
     }
 
     fn status_text_plain(&self, now_nanos: u64) -> String {
-        let ago = |t: u64| timefmt::human_duration(now_nanos.saturating_sub(t) / 1_000_000_000);
+        let ago =
+            |t: u64| crate::timefmt::human_duration(now_nanos.saturating_sub(t) / 1_000_000_000);
         match self.state.status {
             Status::Created => "Created".into(),
             Status::Running => format!("Up {}", ago(self.state.started_at)),
@@ -345,7 +349,7 @@ pub fn load(dir: &Path) -> Result<Container, ContainerError> {
         .unwrap_or_default();
     let mut st = state::read_state(dir).ok_or_else(|| ContainerError::NotFound(id.clone()))?;
     if st.is_live() && !state::owner_alive(&st) {
-        state::reap_if_stale(dir);
+        reap::reap_if_stale(dir);
         st = state::read_state(dir).ok_or(ContainerError::NotFound(id))?;
     }
     Ok(Container {
@@ -748,7 +752,7 @@ pub fn stop(c: &Container, timeout: Option<u64>) -> Result<(), ContainerError> {
     if let Some(m) = &monitor {
         m.wait_exit(KILL_TIMEOUT);
     }
-    state::reap_if_stale(&c.dir);
+    reap::reap_if_stale(&c.dir);
     Ok(())
 }
 
@@ -765,7 +769,7 @@ pub fn wait(c: &Container) -> Result<i32, ContainerError> {
                 m.wait_exit(Duration::from_secs(1));
             }
             None => {
-                state::reap_if_stale(&c.dir);
+                reap::reap_if_stale(&c.dir);
                 std::thread::sleep(Duration::from_millis(20));
             }
         }

@@ -1,9 +1,9 @@
-//! The host bridge, the container's namespace and its veth pair, through `ip -batch -`.
+//! The host bridge, the container's namespace and its veth pair, through rtnetlink (`rtnl`).
 
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use super::tools::{batch, Prepare};
+use super::rtnl::{self, Rtnl};
 use super::{firewall, Ipv4Net, NetworkError};
 
 /// The host end's name: `veth` and 8 hex digits of an FNV-1a hash of the container id
@@ -44,11 +44,15 @@ pub(super) fn new_netns() -> Result<OwnedFd, NetworkError> {
 /// True when `link` exists in this network namespace (`if_nametoindex(3)`; /sys/class/net
 /// may belong to another namespace than ours).
 fn exists(link: &str) -> bool {
-    let Ok(name) = std::ffi::CString::new(link) else {
-        return false;
-    };
-    // SAFETY: a valid NUL-terminated string; the call only reads it.
-    unsafe { libc::if_nametoindex(name.as_ptr()) != 0 }
+    rtnl::index(link).is_some()
+}
+
+/// The index of `link`, which must exist (a bridge made by [`ensure`]).
+fn index_of(link: &str) -> Result<u32, NetworkError> {
+    rtnl::index(link).ok_or_else(|| NetworkError::Netlink {
+        what: format!("looking up {link}"),
+        source: std::io::Error::from_raw_os_error(libc::ENODEV),
+    })
 }
 
 /// Creates the bridge with the gateway address, its masquerade rule, and turns on IPv4
@@ -62,19 +66,13 @@ pub(super) fn ensure(bridge: &str, subnet: Ipv4Net, internal: bool) -> Result<()
         value: subnet.to_string(),
         why: "has no room for a gateway",
     })?;
-    let script = format!(
-        "link add {bridge} type bridge\n\
-         addr add {gateway}/{p} dev {bridge}\n\
-         link set {bridge} up\n",
-        p = subnet.prefix()
-    );
-    batch(
-        "ip",
-        &["-batch", "-"],
-        &script,
-        Prepare::Nothing,
-        format!("creating bridge {bridge}"),
-    )?;
+    let mut nl = Rtnl::open()?;
+    nl.add_bridge(bridge)?;
+    let made = index_of(bridge).and_then(|i| nl.add_address(bridge, i, gateway, subnet.prefix()));
+    if let Err(e) = made {
+        remove(bridge);
+        return Err(e);
+    }
     // Routing between the bridge and the uplink (ip(7) `ip_forward`; per network namespace).
     let fwd = "/proc/sys/net/ipv4/ip_forward";
     std::fs::write(fwd, "1").map_err(|e| NetworkError::io("enabling forwarding in", fwd, e))?;
@@ -93,21 +91,22 @@ pub(super) fn ensure(bridge: &str, subnet: Ipv4Net, internal: bool) -> Result<()
 /// Removes the bridge and its rules (ignoring what is already gone).
 pub(super) fn remove(bridge: &str) {
     firewall::remove(bridge);
-    if exists(bridge) {
-        if let Err(e) = batch(
-            "ip",
-            &["link", "del", bridge],
-            "",
-            Prepare::Nothing,
-            format!("removing bridge {bridge}"),
-        ) {
+    del_link(bridge);
+}
+
+/// Deletes `link` if it is there, logging a failure (teardown goes on).
+fn del_link(link: &str) {
+    let Some(i) = rtnl::index(link) else {
+        return;
+    };
+    if let Err(e) = Rtnl::open().and_then(|mut nl| nl.del_link(link, i)) {
+        // Gone meanwhile (its namespace went with the container): nothing to do.
+        if rtnl::index(link).is_some() {
             tracing::warn!("{e}");
         }
     }
 }
 
-/// Makes the veth pair (`veth` on the bridge, `eth0` in `netns`) and configures the container's
-/// side: `lo` and `eth0` up, the address, the MAC, the default route through the gateway.
 /// Where and how [`plug`] connects a container.
 #[derive(Clone, Copy)]
 pub(super) struct Plug<'a> {
@@ -123,30 +122,35 @@ pub(super) struct Plug<'a> {
     pub inner: &'a str,
 }
 
+/// Makes the veth pair (`veth` on the bridge, `eth0` in `netns`) and configures the container's
+/// side: `lo` and `eth0` up, the address, the MAC, the default route through the gateway.
 pub(super) fn plug(netns: &OwnedFd, p: &Plug<'_>) -> Result<(), NetworkError> {
+    plug_host(netns, p)?;
+    configure_inner(netns, p)
+}
+
+/// The host's side of [`plug`]: the veth pair, its host end up on the bridge with
+/// `hairpin_mode`, its inner end (with its MAC) moved into `netns`.
+pub(super) fn plug_host(netns: &OwnedFd, p: &Plug<'_>) -> Result<(), NetworkError> {
+    let mac = rtnl::mac_bytes(p.mac)?;
+    let mut nl = Rtnl::open()?;
+    nl.add_veth(p.veth, index_of(p.bridge)?, p.inner, mac, netns)?;
+    nl.set_hairpin(p.veth, index_of(p.veth)?)
+}
+
+/// The container's side of [`plug`]: `lo` and the inner end up, its address and (on the first
+/// interface of a network that is not internal) the default route through the gateway.
+pub(super) fn configure_inner(netns: &OwnedFd, p: &Plug<'_>) -> Result<(), NetworkError> {
     let Plug {
-        veth,
-        bridge,
         ip,
         subnet,
-        mac,
         internal,
         inner,
+        ..
     } = *p;
-    let host = format!(
-        "link add {veth} type veth peer name {inner} address {mac} netns /proc/self/fd/3\n\
-         link set {veth} master {bridge} up\n"
-    );
-    batch(
-        "ip",
-        &["-batch", "-"],
-        &host,
-        Prepare::Fd3(netns),
-        format!("creating veth pair {veth}"),
-    )?;
-    // Inside, with ioctls from a thread that joins the namespace: one `ip` start less per
-    // container (the bridge's start overhead is the budget). An internal network has no way
-    // out: not even a default route.
+    // Inside, with ioctls from a thread that joins the namespace (netdevice(7), route(4)): no
+    // process start (the bridge's start overhead is the budget). An internal network has no
+    // way out: not even a default route.
     // Only the first interface (eth0) routes out; a network connected later adds its subnet.
     let gateway = subnet.gateway().filter(|_| !internal && inner == "eth0");
     let inner_name = inner.to_string();
@@ -172,17 +176,9 @@ pub(super) fn plug(netns: &OwnedFd, p: &Plug<'_>) -> Result<(), NetworkError> {
 
 /// Removes the host end of a veth pair if it is still there (the pair also goes by itself
 /// once the container's namespace is gone).
-pub(super) fn unplug(veth: &str, published: bool) {
-    if published {
-        firewall::unpublish(veth);
+pub(super) fn unplug(veth: &str, bridge: &str, ports: &[super::PortMapping]) {
+    if !ports.is_empty() {
+        firewall::unpublish(bridge, ports);
     }
-    if exists(veth) {
-        let _ = batch(
-            "ip",
-            &["link", "del", veth],
-            "",
-            Prepare::Nothing,
-            format!("removing {veth}"),
-        );
-    }
+    del_link(veth);
 }

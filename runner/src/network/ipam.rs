@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use super::{bridge, files, netdef, subnet, Ipv4Net, NetworkDef, NetworkError};
+use super::{bridge, files, netdef, subnet, Ipv4Net, NetworkDef, NetworkError, PortMapping};
 use crate::state::start_time;
 
 /// A network's persistent state.
@@ -37,9 +37,9 @@ struct Lease {
     /// The strata process that holds the container, and its start time (pid reuse).
     owner_pid: i32,
     owner_start_time: u64,
-    /// It has published ports (an nftables table of its own).
+    /// Its published ports (elements of the network's nftables maps).
     #[serde(default)]
-    published: bool,
+    ports: Vec<PortMapping>,
     /// Names other members resolve to its address (user networks): name, aliases, short id.
     #[serde(default)]
     names: Vec<String>,
@@ -56,7 +56,7 @@ pub(super) struct Member<'a> {
     pub container_id: &'a str,
     pub veth: &'a str,
     pub requested: Option<Ipv4Addr>,
-    pub published: bool,
+    pub ports: &'a [PortMapping],
     pub hostname: &'a str,
     pub names: Vec<String>,
     pub add_hosts: &'a [files::AddHost],
@@ -131,7 +131,7 @@ fn drop_stale(st: &mut NetworkState) -> bool {
                 l.container_id,
                 l.owner_pid
             );
-            bridge::unplug(&l.veth, l.published);
+            bridge::unplug(&l.veth, &st.bridge, &l.ports);
         }
         alive
     });
@@ -260,7 +260,7 @@ pub(super) fn lease(
             veth: m.veth.into(),
             owner_pid,
             owner_start_time,
-            published: m.published,
+            ports: m.ports.to_vec(),
             names: if def.is_user() { m.names } else { Vec::new() },
             hosts_base: files::hosts_for(m.hostname, Some(std::net::IpAddr::V4(ip)), m.add_hosts),
             hosts_file: m.hosts_file,

@@ -15,10 +15,10 @@
 //! - outbound traffic masqueraded by an nftables table per network (`firewall`);
 //! - `/etc/resolv.conf` and `/etc/hosts` written for the container (`files`).
 //!
-//! Links, addresses and rules are changed with the `ip` (iproute2) and `nft` (nftables)
-//! binaries that `scripts/setup.sh` installs, each in one batch (`ip -batch -`, `nft -f -`):
-//! two process starts per container instead of a netlink crate each for links, addresses,
-//! routes and nftables (no single maintained crate covers nftables' netlink API).
+//! Links, addresses and bridge ports are changed in process through rtnetlink (`rtnl`, the
+//! rust-netlink crates), the container's side with ioctls from a thread in its namespace, and
+//! rules through libnftables (`nft`, dlopen'd; `nft -f -` when the library is missing): no
+//! process is started to attach a container.
 
 mod bridge;
 pub(crate) mod files;
@@ -26,7 +26,10 @@ mod firewall;
 mod ipam;
 mod links;
 mod netdef;
+mod nft;
+mod options;
 mod ports;
+mod rtnl;
 mod subnet;
 mod tools;
 
@@ -37,6 +40,7 @@ use std::path::{Path, PathBuf};
 pub use files::{parse_add_host, resolv_conf_for, AddHost};
 pub use links::{address_of, link, Link};
 pub use netdef::{create, inspect, list, load, prune, remove, table, NetworkDef};
+pub use options::NetworkOptions;
 pub use ports::{resolve_ports, PortMapping, Protocol};
 pub use subnet::Ipv4Net;
 
@@ -55,6 +59,14 @@ pub enum NetworkError {
         tool: &'static str,
         /// The Debian package that provides it.
         package: &'static str,
+    },
+    /// An rtnetlink request (a link, an address, a bridge port) failed.
+    #[error("netlink: {what}: {source}")]
+    Netlink {
+        /// What the request was doing, e.g. `creating veth pair veth0a1b2c3d`.
+        what: String,
+        /// The kernel's error.
+        source: std::io::Error,
     },
     /// A host tool ran and exited non-zero.
     #[error("`{tool}` failed while {what}: {stderr}")]
@@ -149,6 +161,9 @@ pub enum NetworkError {
         /// The attached containers, comma-separated.
         containers: String,
     },
+    /// A host port another container already publishes.
+    #[error("port {0}: the host port is already published by another container; pick another host port or remove that container")]
+    PortTaken(String),
     /// A flag value that does not parse (subnet, address, MAC, port, name...).
     #[error("invalid {what} {value:?}: {why}")]
     Invalid {
@@ -187,7 +202,8 @@ pub struct Attachment {
     store_root: PathBuf,
     container_id: String,
     veth: String,
-    published: bool,
+    ports: Vec<PortMapping>,
+    bridge: String,
     network: String,
     /// The `/etc/hosts` on disk to bind-mount (user networks: the members rewrite it).
     pub hosts_file: Option<PathBuf>,
@@ -203,12 +219,11 @@ pub fn attach(
     container_id: &str,
     hostname: &str,
     hosts_file: &Path,
-    options: &crate::spec::NetworkOptions,
+    options: &NetworkOptions,
 ) -> Result<Attachment, NetworkError> {
-    tools::require()?;
+    let mut phases = Phases::start();
     let def = netdef::load(store_root, options.network_name())?;
     let veth = bridge::veth_name(container_id);
-    let published = !options.ports.is_empty();
     let mut names: Vec<String> = options.name.iter().cloned().collect();
     names.extend(options.aliases.iter().cloned());
     names.push(container_id.chars().take(12).collect());
@@ -219,7 +234,7 @@ pub fn attach(
             container_id,
             veth: &veth,
             requested: options.ip,
-            published,
+            ports: &options.ports,
             hostname,
             names,
             add_hosts: &options.add_hosts,
@@ -227,6 +242,7 @@ pub fn attach(
             owner: None,
         },
     )?;
+    phases.mark("lease+bridge");
     let mut attachment = Attachment {
         netns: match bridge::new_netns() {
             Ok(fd) => fd,
@@ -240,10 +256,12 @@ pub fn attach(
         store_root: store_root.to_path_buf(),
         container_id: container_id.to_string(),
         veth,
-        published,
+        ports: Vec::new(),
+        bridge: def.bridge.clone(),
         network: def.name.clone(),
         hosts_file: def.is_user().then(|| hosts_file.to_path_buf()),
     };
+    phases.mark("netns");
     let mac = match &options.mac_address {
         Some(m) => m.clone(),
         None => bridge::mac_for(lease.ip),
@@ -257,17 +275,67 @@ pub fn attach(
         internal: def.internal,
         inner: "eth0",
     };
-    if let Err(e) = bridge::plug(&attachment.netns, &plug) {
+    if let Err(e) = bridge::plug_host(&attachment.netns, &plug) {
         attachment.release_inner();
         return Err(e);
     }
-    if published {
-        if let Err(e) = firewall::publish(&attachment.veth, &options.ports, lease.ip) {
+    phases.mark("veth");
+    if let Err(e) = bridge::configure_inner(&attachment.netns, &plug) {
+        attachment.release_inner();
+        return Err(e);
+    }
+    phases.mark("eth0");
+    if !options.ports.is_empty() {
+        if let Err(e) = firewall::publish(&def.bridge, &options.ports, lease.ip) {
             attachment.release_inner();
             return Err(e);
         }
+        attachment.ports = options.ports.clone();
+        phases.mark("ports");
     }
+    phases.log(container_id);
     Ok(attachment)
+}
+
+/// Wall-clock time of each phase of [`attach`], logged at debug level
+/// (`STRATA_LOG=strata_runner::network=debug`): the numbers behind the bridge's start overhead.
+struct Phases {
+    start: std::time::Instant,
+    last: std::time::Instant,
+    parts: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Phases {
+    fn start() -> Self {
+        let now = std::time::Instant::now();
+        Phases {
+            start: now,
+            last: now,
+            parts: Vec::new(),
+        }
+    }
+
+    /// Ends the phase `name` now.
+    fn mark(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.parts.push((name, now - self.last));
+        self.last = now;
+    }
+
+    fn log(&self, container_id: &str) {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        let parts: Vec<String> = self
+            .parts
+            .iter()
+            .map(|(n, d)| format!("{n} {:.2} ms", ms(*d)))
+            .collect();
+        tracing::debug!(
+            "network attach {}: {}, total {:.2} ms",
+            container_id.get(..12).unwrap_or(container_id),
+            parts.join(", "),
+            ms(self.start.elapsed())
+        );
+    }
 }
 
 impl Attachment {
@@ -278,7 +346,7 @@ impl Attachment {
     }
 
     fn release_inner(&mut self) {
-        bridge::unplug(&self.veth, self.published);
+        bridge::unplug(&self.veth, &self.bridge, &self.ports);
         ipam::release(&self.store_root, &self.network, &self.container_id);
     }
 }
@@ -292,7 +360,6 @@ pub fn connect(
     network: &str,
     aliases: &[String],
 ) -> Result<Ipv4Addr, NetworkError> {
-    tools::require()?;
     let not_running = || NetworkError::NotRunning(container_dir.to_path_buf());
     let st = crate::state::read_state(container_dir).ok_or_else(not_running)?;
     let netns = join_container(container_dir)?;
@@ -320,7 +387,7 @@ pub fn connect(
             container_id: &st.id,
             veth: &veth,
             requested: None,
-            published: false,
+            ports: &[],
             hostname: "",
             names,
             add_hosts: &[],
@@ -339,7 +406,7 @@ pub fn connect(
         inner: &inner,
     };
     if let Err(e) = bridge::plug(&netns, &plug) {
-        bridge::unplug(&veth, false);
+        bridge::unplug(&veth, &def.bridge, &[]);
         ipam::release(store_root, &def.name, &st.id);
         return Err(e);
     }
@@ -360,7 +427,7 @@ pub fn disconnect(
             why: "the container is not connected to this network",
         }
     })?;
-    bridge::unplug(&veth, false);
+    bridge::unplug(&veth, &def.bridge, &[]);
     ipam::release(store_root, &def.name, container_id);
     Ok(())
 }

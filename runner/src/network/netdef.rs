@@ -214,7 +214,7 @@ pub fn inspect(store_root: &Path, name: &str) -> Result<serde_json::Value, Netwo
     Ok(serde_json::json!({
         "Name": def.name,
         "Id": def.id,
-        "Created": crate::container::timefmt::rfc3339(def.created.saturating_mul(1_000_000_000)),
+        "Created": crate::timefmt::rfc3339(def.created.saturating_mul(1_000_000_000)),
         "Scope": "local",
         "Driver": "bridge",
         "Internal": def.internal,

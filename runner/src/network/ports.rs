@@ -1,10 +1,11 @@
 //! Published ports: `-p [IP:][HOSTPORT:]CONTAINERPORT[/tcp|udp]` (ranges too) and `-P`,
-//! resolved to one [`PortMapping`] per port before the container starts, and the nftables
-//! DNAT rules that publish them ([`rules`]).
+//! resolved to one [`PortMapping`] per port before the container starts (the nftables maps
+//! that publish them are in `firewall`).
 //!
 //! Publishing is kernel DNAT, as podman's netavark and Docker without its userland proxy:
 //! a `prerouting` rule for packets from elsewhere and an `output` rule for the host's own
-//! (`fib daddr type local`: any address of the host, or only the `IP` given). Packets to
+//! (`fib daddr type local`: any address of the host, or only the `IP` given), looking the port
+//! up in the network's maps. Packets to
 //! 127.0.0.1 are DNATed too: the bridge has `route_localnet` so the kernel routes them out of
 //! it, and they are masqueraded to the gateway's address so the answer comes back (Docker's
 //! `--userland-proxy=false` setup).
@@ -219,29 +220,6 @@ pub fn resolve_ports(
         }
     }
     Ok(out)
-}
-
-/// The nftables body (chains) that publishes `ports` to the container at `ip`.
-pub(super) fn rules(ports: &[PortMapping], ip: Ipv4Addr) -> String {
-    let mut dnat = String::new();
-    for p in ports {
-        let daddr = match p.host_ip {
-            Some(h) => format!("ip daddr {h} "),
-            None => "fib daddr type local ".into(),
-        };
-        dnat.push_str(&format!(
-            "    {daddr}{proto} dport {hp} dnat to {ip}:{cp}\n",
-            proto = p.protocol.as_str(),
-            hp = p.host_port,
-            cp = p.container_port
-        ));
-    }
-    format!(
-        "  chain prerouting {{\n    type nat hook prerouting priority -100; policy accept;\n{dnat}  }}\n\
-         \x20 chain output {{\n    type nat hook output priority -100; policy accept;\n{dnat}  }}\n\
-         \x20 chain postrouting {{\n    type nat hook postrouting priority 100; policy accept;\n\
-         \x20   ip saddr 127.0.0.0/8 ip daddr {ip} masquerade\n  }}\n"
-    )
 }
 
 #[cfg(test)]

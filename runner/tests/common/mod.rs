@@ -1,18 +1,14 @@
 //! Test helpers: a busybox root filesystem (Debian's busybox-static) and specs over it.
-#![allow(dead_code)]
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use strata_runner::{
     Container, ContainerSpec, ExitStatus, OverlayUpper, ProcessSpec, Rootfs, SecuritySpec, Stdio,
     StdioSpec,
 };
 
-/// The busybox rootfs and temp-dir location are shared with the CLI's run tests (kept under
-/// these names for every test file, used or not).
-#[allow(unused_imports)]
-pub use strata_test_support::{make_busybox_rootfs, test_tmp, BUSYBOX};
+use strata_test_support::{make_busybox_rootfs, test_tmp};
 
 /// A container's worth of directories (rootfs + state), removed on drop.
 pub struct Fixture {
@@ -36,20 +32,6 @@ impl Fixture {
     }
     pub fn upper(&self) -> PathBuf {
         self.tmp.path().join("upper")
-    }
-
-    /// A spec that checks whether /data/sub/file exists, with `vol` as /data's volume.
-    pub fn spec_with_volume(&self, vol: &Path) -> ContainerSpec {
-        let mut s = self.spec(&[
-            "/bin/sh",
-            "-c",
-            "test -e /data/sub/file && echo present || echo absent",
-        ]);
-        s.mounts = vec![strata_runner::MountSpec::Volume {
-            source: vol.to_path_buf(),
-            destination: "/data".into(),
-        }];
-        s
     }
 
     pub fn spec(&self, args: &[&str]) -> ContainerSpec {
@@ -92,11 +74,23 @@ impl Fixture {
 }
 
 /// Output of a finished container.
-#[derive(Debug)]
 pub struct Output {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
+}
+
+/// What a failed assertion shows (`{o:?}`): how the container ended and both streams. Written
+/// out rather than derived so every test file reads all three fields (a derived Debug does not
+/// count as a use, and a file that only prints an Output would warn about unread fields).
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Output")
+            .field("status", &self.status)
+            .field("stdout", &self.stdout)
+            .field("stderr", &self.stderr)
+            .finish()
+    }
 }
 
 /// Runs the spec with piped stdout/stderr and collects everything.
@@ -118,8 +112,4 @@ pub fn run(spec: &ContainerSpec) -> Result<Output, strata_runner::RunnerError> {
         stdout,
         stderr,
     })
-}
-
-pub fn sh(fx: &Fixture, script: &str) -> Output {
-    run(&fx.spec(&["/bin/sh", "-c", script])).expect("container failed to start")
 }

@@ -8,7 +8,7 @@
 //!   0/0 named `NAME`, `.wh..wh..opq` becomes `trusted.overlay.opaque=y` on the directory
 //!   (overlayfs(5), "whiteouts and opaque directories"). This is the unpacked-layer cache's format.
 //!
-//! Every entry is placed through [`crate::safe::Root`]: parents are resolved with `openat2`
+//! Every entry is placed through [`strata_fs::Root`]: parents are resolved with `openat2`
 //! `RESOLVE_IN_ROOT`, final components are created with `O_NOFOLLOW`/`AT_SYMLINK_NOFOLLOW`, so no
 //! entry — `../x`, `/etc/x`, a path through a symlink planted by an earlier entry, a hardlink to an
 //! outside file, a `.wh.` name that climbs out, a symlink named `.` — can create, change or delete
@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use tar::EntryType;
 
 use crate::error::StoreError;
-use crate::safe::{self, openat2_in_root, Root};
+use strata_fs::{clean_components, dir, openat2_in_root, stat, xattr, Root};
 
 /// What a whiteout turns into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,12 +45,7 @@ pub struct ApplyStats {
     pub bytes: u64,
 }
 
-/// The OCI whiteout prefix.
-pub const WHITEOUT_PREFIX: &str = ".wh.";
-/// The OCI opaque-directory marker.
-pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
-/// The overlayfs opaque xattr.
-pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+pub use strata_fs::whiteout::{OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
 
 fn cstr(s: &OsStr) -> io::Result<CString> {
     CString::new(s.as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte"))
@@ -161,7 +156,7 @@ impl Applier<'_> {
             .path()
             .map_err(|e| self.bad(Path::new("?"), format!("unreadable path: {e}")))?
             .into_owned();
-        let comps_owned: Vec<OsString> = safe::clean_components(&raw_path)
+        let comps_owned: Vec<OsString> = clean_components(&raw_path)
             .map_err(|r| {
                 self.bad(
                     &raw_path,
@@ -211,13 +206,12 @@ impl Applier<'_> {
         let mtime = header.mtime().unwrap_or(0) as i64;
         let cname = cstr(name).map_err(|e| self.io(&raw_path, "bad name", e))?;
 
-        let existing = safe::lstat_at(parent, name).map_err(|e| self.io(&raw_path, "lstat", e))?;
-        let keep_dir = kind == EntryType::Directory
-            && existing.is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+        let existing = stat::lstat_at(parent, name).map_err(|e| self.io(&raw_path, "lstat", e))?;
+        let keep_dir = kind == EntryType::Directory && existing.is_some_and(|st| st.is_dir());
         if existing.is_some() && !keep_dir {
             // Removing a child never invalidates the cached parent: the cache always holds this
             // entry's own parent, which is not what is being removed.
-            safe::remove_at(parent, name)
+            dir::remove_at(parent, name)
                 .map_err(|e| self.io(&raw_path, "cannot replace existing entry", e))?;
         }
 
@@ -278,7 +272,7 @@ impl Applier<'_> {
                 }
                 for (k, v) in &xattrs {
                     if k.starts_with("trusted.") || k.starts_with("security.") {
-                        safe::lsetxattr_at(parent, name, k, v)
+                        xattr::lsetxattr_at(parent, name, k, v)
                             .map_err(|e| self.io(&raw_path, "set xattr", e))?;
                     }
                 }
@@ -291,7 +285,7 @@ impl Applier<'_> {
                     .map_err(|e| self.bad(&raw_path, format!("bad hardlink target: {e}")))?
                     .ok_or_else(|| self.bad(&raw_path, "hardlink without a target"))?
                     .into_owned();
-                let tcomps = safe::clean_components(&target).map_err(|r| {
+                let tcomps = clean_components(&target).map_err(|r| {
                     self.bad(
                         &raw_path,
                         format!("hardlink target {}: {r}", target.display()),
@@ -312,9 +306,9 @@ impl Applier<'_> {
                                 ),
                             )
                         })?;
-                let st = safe::fstat(tfd.as_raw_fd())
+                let st = stat::fstat(tfd.as_raw_fd())
                     .map_err(|e| self.io(&raw_path, "stat link target", e))?;
-                if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                if st.is_dir() {
                     return Err(self.bad(&raw_path, "hardlink to a directory"));
                 }
                 let empty = c"";
@@ -430,7 +424,7 @@ impl Applier<'_> {
         path: &Path,
     ) -> Result<(), StoreError> {
         for (k, v) in xattrs {
-            safe::fsetxattr(fd.as_raw_fd(), k, v)
+            xattr::fsetxattr(fd.as_raw_fd(), k, v)
                 .map_err(|e| self.io(path, &format!("set xattr {k}"), e))?;
         }
         Ok(())
@@ -446,7 +440,7 @@ impl Applier<'_> {
                 else {
                     return Ok(());
                 };
-                safe::remove_at(parent, hidden)
+                dir::remove_at(parent, hidden)
                     .map_err(|e| self.io(raw, "remove whited-out entry", e))?;
                 self.parent_cache = None;
             }
@@ -455,7 +449,7 @@ impl Applier<'_> {
                     .parent_fd(comps, true)
                     .map_err(|e| self.io(raw, "open parent", e))?
                     .ok_or_else(|| self.bad(raw, "parent missing"))?;
-                safe::remove_at(parent, hidden).map_err(|e| self.io(raw, "replace entry", e))?;
+                dir::remove_at(parent, hidden).map_err(|e| self.io(raw, "replace entry", e))?;
                 let c = cstr(hidden).map_err(|e| self.io(raw, "name", e))?;
                 // SAFETY: valid dirfd and single-component name. overlayfs(5): a whiteout is a
                 // character device with 0/0 device number.
@@ -489,17 +483,17 @@ impl Applier<'_> {
         drop(dirfd);
         match self.mode {
             ApplyMode::Flatten => {
-                let names = safe::list_dir(real.as_raw_fd())
+                let names = dir::list_dir(real.as_raw_fd())
                     .map_err(|e| self.io(raw, "list directory", e))?;
                 for n in names {
                     if !self.created.contains(&dir_rel.join(&n)) {
-                        safe::remove_at(real.as_raw_fd(), &n)
+                        dir::remove_at(real.as_raw_fd(), &n)
                             .map_err(|e| self.io(raw, "clear opaque directory", e))?;
                     }
                 }
             }
             ApplyMode::Overlay => {
-                safe::fsetxattr(real.as_raw_fd(), OVERLAY_OPAQUE_XATTR, b"y")
+                xattr::fsetxattr(real.as_raw_fd(), OVERLAY_OPAQUE_XATTR, b"y")
                     .map_err(|e| self.io(raw, "set trusted.overlay.opaque", e))?;
             }
         }

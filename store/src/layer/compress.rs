@@ -34,16 +34,19 @@ impl Compression {
     }
 }
 
+/// A compression name [`Compression`]'s `FromStr` does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown compression {0:?} (gzip, zstd or none)")]
+pub struct UnknownCompression(pub String);
+
 impl std::str::FromStr for Compression {
-    type Err = String;
+    type Err = UnknownCompression;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "gzip" => Ok(Compression::Gzip),
             "zstd" => Ok(Compression::Zstd),
             "none" | "uncompressed" => Ok(Compression::None),
-            other => Err(format!(
-                "unknown compression {other:?} (gzip, zstd or none)"
-            )),
+            other => Err(UnknownCompression(other.to_string())),
         }
     }
 }

@@ -26,7 +26,7 @@ use super::apply::{OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
 use super::compress::{Compression, Encoder};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::StoreError;
-use crate::safe;
+
 use crate::Store;
 
 /// How to read the source tree.
@@ -111,7 +111,8 @@ impl<W: Write> TarWriter<W> {
             let child_rel = rel.join(&name);
             let md = fs::symlink_metadata(&child_abs).map_err(|e| StoreError::io(&child_abs, e))?;
             let ft = md.file_type();
-            if self.opts.format == TreeFormat::OverlayUpper && ft.is_char_device() && md.rdev() == 0
+            if self.opts.format == TreeFormat::OverlayUpper
+                && strata_fs::whiteout::is_whiteout_meta(&md)
             {
                 let mut wh = OsString::from(WHITEOUT_PREFIX);
                 wh.push(&name);
@@ -157,7 +158,7 @@ impl<W: Write> TarWriter<W> {
         h.set_gid(md.gid() as u64);
         h.set_mtime(self.mtime(md));
         h.set_size(0);
-        let xattrs: Vec<(String, Vec<u8>)> = safe::list_xattrs(abs)
+        let xattrs: Vec<(String, Vec<u8>)> = strata_fs::xattr::list_xattrs(abs)
             .map_err(|e| StoreError::io(abs, e))?
             .into_iter()
             .filter(|(k, _)| !k.starts_with("trusted.overlay."))
@@ -272,10 +273,12 @@ pub fn set_name_field(
 }
 
 fn is_opaque(dir: &Path) -> Result<bool, StoreError> {
-    Ok(safe::list_xattrs(dir)
-        .map_err(|e| StoreError::io(dir, e))?
-        .iter()
-        .any(|(k, v)| k == OVERLAY_OPAQUE_XATTR && v == b"y"))
+    Ok(
+        strata_fs::xattr::get_xattr(dir, OVERLAY_OPAQUE_XATTR.as_bytes())
+            .map_err(|e| StoreError::io(dir, e))?
+            .as_deref()
+            == Some(b"y"),
+    )
 }
 
 /// A `Write` that hands 1 MiB chunks to another thread over a bounded channel.

@@ -3,7 +3,7 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{Engine, Errno, Owner, SetAttr};
@@ -115,11 +115,11 @@ fn content(engine: &Engine, path: &str) -> String {
 }
 
 fn is_whiteout(path: &Path) -> bool {
-    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == 0)
+    fs::symlink_metadata(path).is_ok_and(|m| strata_fs::whiteout::is_whiteout_meta(&m))
 }
 
 fn is_opaque(path: &Path) -> bool {
-    crate::index::is_opaque_dir(path)
+    strata_fs::whiteout::is_opaque(path)
 }
 
 #[test]

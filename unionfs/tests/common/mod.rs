@@ -1,6 +1,5 @@
 //! Shared helpers: layer builders, real FUSE and kernel overlayfs mounts with Drop guards, and a
 //! tree snapshot that two mounts can be compared by.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::ffi::CString;

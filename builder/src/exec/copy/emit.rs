@@ -23,7 +23,6 @@ use std::path::PathBuf;
 use strata_store::layer::{
     apply_layer, set_name_field, write_layer_stream, ApplyMode, Compression, LayerInfo,
 };
-use strata_store::lock::LockMode;
 use strata_store::{Store, StoreError};
 use tar::{EntryType, Header};
 
@@ -53,7 +52,10 @@ pub(crate) enum Content {
     /// A symlink to the target bytes.
     Symlink(Vec<u8>),
     /// A character or block device (`S_IFCHR`/`S_IFBLK`) and its device number.
-    Device { kind: libc::mode_t, rdev: u64 },
+    Device {
+        kind: strata_fs::FileKind,
+        rdev: u64,
+    },
     /// A named pipe.
     Fifo,
 }
@@ -149,7 +151,7 @@ pub(crate) fn write_layer(
         match &result {
             Ok(info) if unpacked => adopt_unpacked(store, dir, &info.diff_id),
             _ => {
-                let _ = strata_store::safe::remove_tree(dir);
+                let _ = strata_fs::dir::remove_tree(dir);
             }
         }
     }
@@ -163,28 +165,31 @@ pub(crate) fn write_layer(
     }
 }
 
-/// Moves a tree unpacked alongside the blob into the store's unpacked-layer cache, unless
-/// another build put one there first (then ours is discarded). Mirrors the store's own
-/// `unpacked_layer` (same lock, same 0755 root, rename into place).
+/// Moves a tree unpacked alongside the blob into the store's unpacked-layer cache
+/// ([`Store::adopt_extracted_layer`]), unless another build put one there first (then ours is
+/// discarded).
 fn adopt_unpacked(store: &Store, dir: &std::path::Path, diff_id: &strata_store::Digest) {
-    let dest = store.unpacked_layer_path(diff_id);
-    let adopted = (|| -> Option<()> {
-        let _g = store
-            .lock(&format!("layer-{}", diff_id.hex()), LockMode::Exclusive)
-            .ok()?;
-        if dest.is_dir() {
-            return None;
-        }
-        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).ok()?;
-        std::fs::create_dir_all(dest.parent()?).ok()?;
-        std::fs::rename(dir, &dest).ok()?;
-        if let Ok(parent) = std::fs::File::open(dest.parent()?) {
-            let _ = parent.sync_all();
-        }
-        Some(())
-    })();
-    if adopted.is_none() {
-        let _ = strata_store::safe::remove_tree(dir);
+    let _ = store.adopt_extracted_layer(dir, diff_id);
+    // Gone when adopted; ours to delete when the layer was already there or adoption failed.
+    let _ = strata_fs::dir::remove_tree(dir);
+}
+
+/// Makes `tree` — the staged tree a layer tar was just written from (a RUN's upperdir, or a
+/// COPY's plain staging tree, which has no whiteouts and is therefore overlay-format too) —
+/// the unpacked layer by a rename, sparing the extraction of that tar: for a 10k-file COPY that
+/// is 10k file creations and as many deletions, and a full read and hash of the layer.
+///
+/// With `SOURCE_DATE_EPOCH` the tar's times are clamped while the tree's are not, so then the
+/// tree is not adopted and the layer is extracted as usual. A failure here only costs that
+/// extraction later.
+pub(crate) fn adopt_tree(
+    store: &Store,
+    tree: &std::path::Path,
+    info: &strata_store::layer::LayerInfo,
+    options: &crate::exec::state::ExecOptions,
+) {
+    if options.source_date_epoch.is_none() {
+        let _ = store.adopt_unpacked_layer(tree, &info.diff_id);
     }
 }
 
@@ -346,13 +351,13 @@ fn emit<W: Write>(
             append(out, h, &name, Some(target), io::empty())
         }
         Content::Device { kind, rdev } => {
-            h.set_entry_type(if *kind == libc::S_IFCHR {
+            h.set_entry_type(if *kind == strata_fs::FileKind::Char {
                 EntryType::Char
             } else {
                 EntryType::Block
             });
-            let _ = h.set_device_major(libc::major(*rdev));
-            let _ = h.set_device_minor(libc::minor(*rdev));
+            let _ = h.set_device_major(strata_fs::meta::major(*rdev));
+            let _ = h.set_device_minor(strata_fs::meta::minor(*rdev));
             append(out, h, &name, None, io::empty())
         }
         Content::Fifo => {
@@ -367,44 +372,11 @@ fn emit<W: Write>(
 /// never enter a layer, and a host's SELinux label means nothing in an image.
 fn fd_xattrs(f: &std::fs::File) -> Vec<(String, Vec<u8>)> {
     use std::os::fd::AsRawFd;
-    let fd = f.as_raw_fd();
-    let mut names = vec![0u8; 1024];
-    let len = loop {
-        // SAFETY: a valid fd and a buffer whose pointer and length match.
-        let r = unsafe { libc::flistxattr(fd, names.as_mut_ptr().cast(), names.len()) };
-        if r >= 0 {
-            break r as usize;
-        }
-        match io::Error::last_os_error().raw_os_error() {
-            Some(libc::ERANGE) if names.len() < 1 << 20 => names.resize(names.len() * 4, 0),
-            _ => return Vec::new(),
-        }
-    };
-    let mut out = Vec::new();
-    for name in names[..len].split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let key = String::from_utf8_lossy(name).into_owned();
-        if key.starts_with("trusted.overlay.") || key == "security.selinux" {
-            continue;
-        }
-        let Ok(c) = std::ffi::CString::new(name) else {
-            continue;
-        };
-        let mut val = vec![0u8; 256];
-        loop {
-            // SAFETY: as above, with a NUL-terminated attribute name.
-            let r = unsafe { libc::fgetxattr(fd, c.as_ptr(), val.as_mut_ptr().cast(), val.len()) };
-            if r >= 0 {
-                val.truncate(r as usize);
-                out.push((key, val));
-                break;
-            }
-            match io::Error::last_os_error().raw_os_error() {
-                Some(libc::ERANGE) if val.len() < 1 << 20 => val.resize(val.len() * 4, 0),
-                _ => break,
-            }
-        }
-    }
-    out
+    let mut all = strata_fs::xattr::list_xattrs_fd(f.as_raw_fd()).unwrap_or_default();
+    all.retain(|(k, _)| {
+        !k.starts_with(strata_fs::whiteout::OVERLAY_XATTR_PREFIX) && k != "security.selinux"
+    });
+    all
 }
 
 fn append<W: Write, R: Read>(

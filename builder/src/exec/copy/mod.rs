@@ -31,16 +31,14 @@
 //!   `Last-Modified` mtime; both owned by root unless `--chown`.
 
 use crate::exec::error::{StepContext, StepError};
-use std::ffi::CString;
-use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use strata_fs::{FileKind, Stat};
 use strata_store::layer::{write_layer_blob, LayerInfo, TarOptions, TreeFormat};
-use strata_store::safe::{self, Root};
 use strata_store::Store;
 
 pub mod add;
+pub mod digest;
 pub mod emit;
 pub mod fetch;
 pub mod select;
@@ -51,69 +49,20 @@ use crate::exec::source_kind::{is_git, is_url};
 use crate::exec::state::{ExecOptions, StageState};
 use crate::exec::tempdir::TempDir;
 use emit::{FileData, Tree};
-use select::{kind, resolve_dest, select_sources, CopySource, SelectSpec};
+use select::{resolve_dest, select_sources, CopySource, SelectSpec};
 use stage::{Attrs, Stager};
 use strata_dockerfile::chmod::Chmod;
 use strata_dockerfile::instructions::InlineSource;
 use strata_dockerfile::plan::{CopyOp, CopyStep, Step};
 
-fn cpath(p: &Path) -> Result<CString, StepError> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| StepError::Invalid(format!("NUL in path {}", p.display())))
-}
-
 /// Sets owner, mode (not for symlinks) and times of a staged entry without following symlinks.
-fn set_meta(
-    p: &Path,
-    uid: u32,
-    gid: u32,
-    mode: Option<u32>,
-    st: &libc::stat,
-) -> Result<(), StepError> {
-    let c = cpath(p)?;
-    // SAFETY: NUL-terminated path; no symlink is followed (AT_SYMLINK_NOFOLLOW / lchown).
-    unsafe {
-        if libc::lchown(c.as_ptr(), uid, gid) != 0 {
-            return Err(StepError::Invalid(format!(
-                "chown {}: {}",
-                p.display(),
-                std::io::Error::last_os_error()
-            )));
-        }
-        if let Some(m) = mode {
-            if libc::chmod(c.as_ptr(), m) != 0 {
-                return Err(StepError::Invalid(format!(
-                    "chmod {}: {}",
-                    p.display(),
-                    std::io::Error::last_os_error()
-                )));
-            }
-        }
-        let times = [
-            libc::timespec {
-                tv_sec: st.st_atime,
-                tv_nsec: st.st_atime_nsec,
-            },
-            libc::timespec {
-                tv_sec: st.st_mtime,
-                tv_nsec: st.st_mtime_nsec,
-            },
-        ];
-        if libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        ) != 0
-        {
-            return Err(StepError::Invalid(format!(
-                "utimes {}: {}",
-                p.display(),
-                std::io::Error::last_os_error()
-            )));
-        }
+fn set_meta(p: &Path, uid: u32, gid: u32, mode: Option<u32>, st: &Stat) -> Result<(), StepError> {
+    use strata_fs::meta;
+    meta::lchown(p, Some(uid), Some(gid)).step_context(|| format!("chown {}", p.display()))?;
+    if let Some(m) = mode {
+        meta::chmod(p, m).step_context(|| format!("chmod {}", p.display()))?;
     }
-    Ok(())
+    meta::lutimes(p, st.atime(), st.mtime()).step_context(|| format!("utimes {}", p.display()))
 }
 
 /// Makes sure the staged path `p` can be created: a staged non-directory there (a symlink an
@@ -138,7 +87,7 @@ fn stage_parents(
     lowerdirs: &[PathBuf],
     comps: &[String],
     owner: (u32, u32),
-    fixups: &mut Vec<(PathBuf, libc::stat)>,
+    fixups: &mut Vec<(PathBuf, Stat)>,
 ) -> Result<(), StepError> {
     for n in 1..comps.len() {
         let p = lower::join(tree, &comps[..n]);
@@ -157,18 +106,12 @@ fn stage_dir(
     lowerdirs: &[PathBuf],
     comps: &[String],
     owner: (u32, u32),
-    fixups: &mut Vec<(PathBuf, libc::stat)>,
+    fixups: &mut Vec<(PathBuf, Stat)>,
 ) -> Result<(), StepError> {
     std::fs::create_dir(p).step_context(|| format!("creating {}", p.display()))?;
     match lower::lookup(lowerdirs, comps) {
         Some(f) if f.is_dir() => {
-            set_meta(
-                p,
-                f.stat.st_uid,
-                f.stat.st_gid,
-                Some(f.stat.st_mode & 0o7777),
-                &f.stat,
-            )?;
+            set_meta(p, f.stat.uid(), f.stat.gid(), Some(f.stat.perm()), &f.stat)?;
             fixups.push((p.to_path_buf(), f.stat));
             Ok(())
         }
@@ -177,12 +120,9 @@ fn stage_dir(
             lower::display(comps)
         ))),
         None => {
-            let c = cpath(p)?;
-            // SAFETY: NUL-terminated path of our own staging tree; no symlink on the way.
-            unsafe {
-                libc::lchown(c.as_ptr(), owner.0, owner.1);
-                libc::chmod(c.as_ptr(), 0o755);
-            }
+            // Our own staging tree, just created: best effort, as before.
+            let _ = strata_fs::meta::lchown(p, Some(owner.0), Some(owner.1));
+            let _ = strata_fs::meta::chmod(p, 0o755);
             Ok(())
         }
     }
@@ -209,7 +149,7 @@ fn write_tree(
     };
     let info = write_layer_blob(store, tree, &opts, options.compression)
         .step_context(|| "writing the layer".to_string())?;
-    crate::exec::cache::adopt_tree(store, tree, &info, options);
+    emit::adopt_tree(store, tree, &info, options);
     Ok(Some(info))
 }
 
@@ -391,11 +331,14 @@ fn run_copy(
     };
     let mut archives = 0;
     for e in &selection.entries {
-        let is_dir = kind(&e.stat) == libc::S_IFDIR;
+        let is_dir = e.stat.is_dir();
         // ADD extracts a local tar archive given (or matched) as a source into the destination
         // directory; anything else is copied.
         if let Some((_, unpack)) = p.add {
-            if unpack != Some(false) && e.top && kind(&e.stat) == libc::S_IFREG && src.is_context()
+            if unpack != Some(false)
+                && e.top
+                && e.stat.kind() == Some(FileKind::File)
+                && src.is_context()
             {
                 let mut file = src.open_file(e)?;
                 let shown = lower::display(&e.src);
@@ -511,16 +454,10 @@ pub fn make_workdir(
     stage_parents(&tree, &state.lowerdirs, &comps, (uid, gid), &mut fixups)?;
     let dst = lower::join(&tree, &comps);
     std::fs::create_dir(&dst).step_context(|| format!("creating {}", dst.display()))?;
-    let st = safe::fstat(
-        Root::open(&dst)
-            .step_context(|| format!("{}", dst.display()))?
-            .fd()
-            .as_raw_fd(),
-    )
-    .step_context(|| format!("{}", dst.display()))?;
+    let st = strata_fs::stat::lstat(&dst).step_context(|| format!("{}", dst.display()))?;
     set_meta(&dst, uid, gid, Some(0o755), &st)?;
     for (p, st) in fixups.iter().rev() {
-        set_meta(p, st.st_uid, st.st_gid, Some(st.st_mode & 0o7777), st)?;
+        set_meta(p, st.uid(), st.gid(), Some(st.perm()), st)?;
     }
     write_tree(store, &tree, options)
 }

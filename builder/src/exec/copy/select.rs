@@ -26,11 +26,10 @@
 
 use crate::exec::error::{StepContext, StepError};
 use std::collections::{BTreeSet, HashSet};
-use std::ffi::{CString, OsStr};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use strata_store::safe::{self, Root};
+use strata_fs::{LayerStack, Root, Stat};
 
 use crate::exec::ignore::{has_wildcard, Glob, Ignore};
 use crate::exec::lower;
@@ -41,8 +40,8 @@ const MAX_SYMLINKS: usize = 40;
 /// Where a COPY reads from: the build context (one root, `.dockerignore` applied) or a stack of
 /// overlay-format layers (a stage or an image).
 pub(crate) struct CopySource {
-    /// Top layer last.
-    roots: Vec<Root>,
+    /// The layers, top last; the context is one root, read as a plain tree.
+    stack: LayerStack,
     /// Layers: char-0/0 entries are whiteouts, opaque dirs stop the descent.
     layered: bool,
     ignore: Ignore,
@@ -50,31 +49,8 @@ pub(crate) struct CopySource {
     name: String,
 }
 
-fn is_whiteout(st: &libc::stat) -> bool {
-    st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == 0
-}
-
-/// The file type bits of a stat.
-pub(crate) fn kind(st: &libc::stat) -> libc::mode_t {
-    st.st_mode & libc::S_IFMT
-}
-
 fn rel_path(rel: &[String]) -> PathBuf {
     rel.iter().collect()
-}
-
-fn is_opaque(fd: &OwnedFd) -> bool {
-    let mut buf = [0u8; 4];
-    // SAFETY: a valid fd, a NUL-terminated name and a buffer we own.
-    let n = unsafe {
-        libc::fgetxattr(
-            fd.as_raw_fd(),
-            c"trusted.overlay.opaque".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    n == 1 && buf[0] == b'y'
 }
 
 impl CopySource {
@@ -85,7 +61,7 @@ impl CopySource {
             .step_context(|| format!("opening the build context {}", dir.display()))?;
         let ignore = Ignore::read_from(&root)?.unwrap_or_default();
         Ok(CopySource {
-            roots: vec![root],
+            stack: LayerStack::from_roots(vec![root]),
             layered: false,
             ignore,
             name: "build context".into(),
@@ -95,10 +71,13 @@ impl CopySource {
     /// The unpacked layers `dirs` (bottom first) of a stage or image called `name`.
     pub(crate) fn layers(dirs: &[PathBuf], name: &str) -> Result<CopySource, StepError> {
         Ok(CopySource {
-            roots: dirs
-                .iter()
-                .map(|d| Root::open(d).step_context(|| format!("opening layer {}", d.display())))
-                .collect::<Result<_, _>>()?,
+            stack: LayerStack::from_roots(
+                dirs.iter()
+                    .map(|d| {
+                        Root::open(d).step_context(|| format!("opening layer {}", d.display()))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
             layered: true,
             ignore: Ignore::default(),
             name: name.to_string(),
@@ -110,251 +89,85 @@ impl CopySource {
         !self.layered
     }
 
-    /// `lstat` of `rel` in the merged view of the layers (no symlink in `rel` is followed).
-    fn lstat_layered(&self, rel: &[String]) -> Option<(usize, libc::stat)> {
-        let (name, parent) = match rel.split_last() {
-            Some(x) => x,
-            None => {
-                let top = self.roots.len().checked_sub(1)?;
-                return safe::fstat(self.roots[top].fd().as_raw_fd())
-                    .ok()
-                    .map(|st| (top, st));
-            }
-        };
-        for (i, root) in self.roots.iter().enumerate().rev() {
-            let Ok(pfd) = safe::openat2_in_root(
-                root.fd(),
-                &rel_path(parent),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                0,
-            ) else {
-                // The parent is missing in this layer (or is not a directory here): a lower
-                // layer may still have the entry, unless this layer hides it.
-                if self.hidden_at(i, parent) {
-                    return None;
-                }
-                continue;
-            };
-            match safe::lstat_at(pfd.as_raw_fd(), OsStr::new(name)) {
-                Ok(Some(st)) if is_whiteout(&st) => return None,
-                Ok(Some(st)) => return Some((i, st)),
-                _ => {
-                    if is_opaque(&pfd) {
-                        return None;
-                    }
-                }
-            }
-        }
-        None
-    }
-
-    /// Whether layer `i` hides `dir` from lower layers (a whiteout or a non-directory on the
-    /// way, or an opaque directory above it).
-    fn hidden_at(&self, i: usize, dir: &[String]) -> bool {
-        let root = &self.roots[i];
-        for n in 1..=dir.len() {
-            let Ok(pfd) = safe::openat2_in_root(
-                root.fd(),
-                &rel_path(&dir[..n - 1]),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                0,
-            ) else {
-                return false;
-            };
-            match safe::lstat_at(pfd.as_raw_fd(), OsStr::new(&dir[n - 1])) {
-                Ok(Some(st)) if kind(&st) != libc::S_IFDIR => return true,
-                Ok(Some(_)) => {}
-                _ => return false,
-            }
-        }
-        false
-    }
-
-    /// Resolves the symlinks of `rel` in the merged view, as the kernel would with the source
-    /// root as `/` (absolute targets and `..` never leave it). `follow_last`: also the final
-    /// component. `None` when a component is missing or the links loop.
-    fn resolve_layered(&self, rel: &[String], follow_last: bool) -> Option<Vec<String>> {
-        self.resolve_layered_from(rel, follow_last, false)
-    }
-
-    /// [`Self::resolve_layered`]; `lenient`: a missing component ends the resolution (the rest
-    /// is appended as it is) instead of failing.
-    fn resolve_layered_from(
-        &self,
-        rel: &[String],
-        follow_last: bool,
-        lenient: bool,
-    ) -> Option<Vec<String>> {
-        let mut todo: Vec<String> = rel.iter().rev().cloned().collect();
-        let mut done: Vec<String> = Vec::new();
-        let mut links = 0;
-        while let Some(c) = todo.pop() {
-            match c.as_str() {
-                "" | "." => continue,
-                ".." => {
-                    done.pop();
-                    continue;
-                }
-                _ => {}
-            }
-            done.push(c);
-            let last = todo.is_empty();
-            if last && !follow_last {
-                break;
-            }
-            let Some((layer, st)) = self.lstat_layered(&done) else {
-                if !lenient {
-                    return None;
-                }
-                while let Some(c) = todo.pop() {
-                    match c.as_str() {
-                        "" | "." => {}
-                        ".." => {
-                            done.pop();
-                        }
-                        _ => done.push(c),
-                    }
-                }
-                return Some(done);
-            };
-            if kind(&st) != libc::S_IFLNK {
-                continue;
-            }
-            links += 1;
-            if links > MAX_SYMLINKS {
-                return None;
-            }
-            let target = self.readlink_at(layer, &done).ok()?;
-            done.pop();
-            if target.first() == Some(&b'/') {
-                done.clear();
-            }
-            for part in target.split(|b| *b == b'/').rev() {
-                todo.push(String::from_utf8_lossy(part).into_owned());
-            }
-        }
-        Some(done)
+    /// The context's root (only meaningful when [`Self::is_context`]).
+    fn context_root(&self) -> &Root {
+        &self.stack.roots()[0]
     }
 
     /// `(layer, stat)` of `rel`; `follow`: a final symlink is followed (inside the root).
     /// Returns the resolved path too (different from `rel` only when links were followed).
-    fn stat(&self, rel: &[String], follow: bool) -> Option<(Vec<String>, usize, libc::stat)> {
+    pub(crate) fn stat(&self, rel: &[String], follow: bool) -> Option<(Vec<String>, usize, Stat)> {
         if self.layered {
-            let resolved = self.resolve_layered(rel, follow)?;
-            let (layer, st) = self.lstat_layered(&resolved)?;
-            return Some((resolved, layer, st));
+            let resolved = self.stack.resolve(rel, follow, false, MAX_SYMLINKS)?;
+            let found = self.stack.lstat(&resolved)?;
+            return Some((resolved, found.layer, found.stat));
         }
-        let flags = if follow {
-            libc::O_PATH
-        } else {
-            libc::O_PATH | libc::O_NOFOLLOW
-        };
-        let fd = safe::openat2_in_root(self.roots[0].fd(), &rel_path(rel), flags, 0).ok()?;
-        let st = safe::fstat(fd.as_raw_fd()).ok()?;
+        let fd = self.context_root().open_path(&rel_path(rel), follow).ok()?;
+        let st = strata_fs::stat::fstat(fd.as_raw_fd()).ok()?;
         Some((rel.to_vec(), 0, st))
     }
 
     /// Names in directory `rel` of the merged view, sorted by bytes.
     fn list(&self, rel: &[String]) -> Result<Vec<String>, StepError> {
-        let mut seen = std::collections::BTreeMap::<String, bool>::new();
-        let dir = if self.layered {
-            match self.resolve_layered(rel, true) {
-                Some(d) => d,
+        let names = if self.layered {
+            match self.stack.resolve(rel, true, false, MAX_SYMLINKS) {
+                Some(dir) => self
+                    .stack
+                    .list(&dir)
+                    .step_context(|| format!("reading {}", lower::display(rel)))?,
                 None => return Ok(Vec::new()),
             }
         } else {
-            rel.to_vec()
-        };
-        for root in self.roots.iter().rev() {
-            let fd = match safe::openat2_in_root(
-                root.fd(),
-                &rel_path(&dir),
-                libc::O_RDONLY | libc::O_DIRECTORY,
-                0,
-            ) {
-                Ok(fd) => fd,
-                Err(_) if self.layered => continue,
-                Err(e) => {
-                    return Err(e).step_context(|| format!("reading {}", lower::display(rel)))
-                }
-            };
-            let names = safe::list_dir(fd.as_raw_fd())
+            let fd = self
+                .context_root()
+                .open_dir(&rel_path(rel))
                 .step_context(|| format!("reading {}", lower::display(rel)))?;
-            for n in names {
-                let name = n.to_string_lossy().into_owned();
-                if seen.contains_key(&name) {
-                    continue;
-                }
-                let wh = self.layered
-                    && safe::lstat_at(fd.as_raw_fd(), &n)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|st| is_whiteout(&st));
-                seen.insert(name, !wh);
-            }
-            if !self.layered || is_opaque(&fd) {
-                break;
-            }
-        }
-        Ok(seen
+            strata_fs::dir::list_dir(fd.as_raw_fd())
+                .step_context(|| format!("reading {}", lower::display(rel)))?
+        };
+        let mut out: Vec<String> = names
             .into_iter()
-            .filter(|(_, keep)| *keep)
-            .map(|(n, _)| n)
-            .collect())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        // Sorted by the bytes of the (lossy) names, each once.
+        out.sort();
+        out.dedup();
+        Ok(out)
     }
 
     /// Opens a selected regular file for reading (in a layered source `sel.src` is the
     /// resolved path and no symlink is followed).
     pub(crate) fn open_file(&self, sel: &Selected) -> Result<std::fs::File, StepError> {
-        // A top-level context source is followed if it is a symlink (its stat is the
-        // target's), still inside the context root; everything else is opened as it is.
-        let flags = if sel.top && !self.layered {
-            libc::O_RDONLY
+        let fd = if self.layered {
+            self.stack.open_read(sel.layer, &sel.src)
         } else {
-            libc::O_RDONLY | libc::O_NOFOLLOW
+            // A top-level context source is followed if it is a symlink (its stat is the
+            // target's), still inside the context root; everything else is opened as it is.
+            self.context_root()
+                .open_read(&rel_path(&sel.src), sel.top)
+                .map(std::fs::File::from)
         };
-        let fd = safe::openat2_in_root(self.roots[sel.layer].fd(), &rel_path(&sel.src), flags, 0)
-            .step_context(|| format!("opening {}", lower::display(&sel.src)))?;
-        Ok(std::fs::File::from(fd))
+        fd.step_context(|| format!("opening {}", lower::display(&sel.src)))
+    }
+
+    /// Opens the context file `rel` (context-relative bytes) for reading, a top-level symlink
+    /// followed inside the context, with its `fstat`.
+    pub(crate) fn open_context_file(&self, rel: &[u8]) -> Option<(std::fs::File, Stat)> {
+        use std::os::unix::ffi::OsStrExt;
+        let fd = self
+            .context_root()
+            .open_read(Path::new(std::ffi::OsStr::from_bytes(rel)), true)
+            .ok()?;
+        let st = strata_fs::stat::fstat(fd.as_raw_fd()).ok()?;
+        Some((std::fs::File::from(fd), st))
     }
 
     /// The target of a selected symlink.
     pub(crate) fn readlink(&self, sel: &Selected) -> Result<Vec<u8>, StepError> {
-        self.readlink_at(sel.layer, &sel.src)
-    }
-
-    fn readlink_at(&self, layer: usize, rel: &[String]) -> Result<Vec<u8>, StepError> {
-        let (name, parent) = rel
-            .split_last()
-            .ok_or_else(|| StepError::Invalid("readlink of the root".into()))?;
-        let pfd = safe::openat2_in_root(
-            self.roots[layer].fd(),
-            &rel_path(parent),
-            libc::O_PATH | libc::O_DIRECTORY,
-            0,
-        )
-        .step_context(|| format!("opening {}", lower::display(parent)))?;
-        let c = CString::new(name.as_bytes())
-            .map_err(|_| StepError::Invalid("NUL in a file name".into()))?;
-        let mut buf = vec![0u8; libc::PATH_MAX as usize];
-        // SAFETY: valid dirfd, NUL-terminated name, buffer we own.
-        let n = unsafe {
-            libc::readlinkat(
-                pfd.as_raw_fd(),
-                c.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        if n < 0 {
-            return Err(StepError::Invalid(format!(
-                "reading link {}: {}",
-                lower::display(rel),
-                std::io::Error::last_os_error()
-            )));
-        }
-        buf.truncate(n as usize);
-        Ok(buf)
+        self.stack
+            .readlink(sel.layer, &sel.src)
+            .map(|t| t.into_encoded_bytes())
+            .step_context(|| format!("reading link {}", lower::display(&sel.src)))
     }
 
     fn ignored(&self, rel: &[String]) -> bool {
@@ -383,7 +196,8 @@ pub(crate) fn resolve_dest(lowerdirs: &[PathBuf], comps: &[String]) -> Vec<Strin
     }
     match CopySource::layers(lowerdirs, "parent image") {
         Ok(src) => src
-            .resolve_layered_from(comps, true, true)
+            .stack
+            .resolve(comps, true, true, MAX_SYMLINKS)
             .unwrap_or_else(|| comps.to_vec()),
         Err(_) => comps.to_vec(),
     }
@@ -411,7 +225,7 @@ pub(crate) struct Selected {
     /// The layer holding it (always 0 for the context).
     pub layer: usize,
     /// Its `lstat` (the link target's stat for a followed top-level symlink).
-    pub stat: libc::stat,
+    pub stat: Stat,
     /// Where it lands, below the destination directory. Empty for a top-level directory: its
     /// contents go straight into the destination.
     pub dest: Vec<String>,
@@ -504,10 +318,7 @@ fn expand(
                 cur.pop();
                 continue;
             }
-            if src
-                .stat(cur, false)
-                .is_some_and(|(_, _, st)| kind(&st) == libc::S_IFDIR)
-            {
+            if src.stat(cur, false).is_some_and(|(_, _, st)| st.is_dir()) {
                 expand(src, pat, idx, cur, double_star, found)?;
             }
             cur.pop();
@@ -584,7 +395,7 @@ impl Walker<'_> {
         let Some((_, layer, st)) = self.src.stat(rel, false) else {
             return Ok(false);
         };
-        if kind(&st) == libc::S_IFDIR {
+        if st.is_dir() {
             // An excluded directory is kept only for what an exception brings back below it.
             let at = self.out.len();
             self.out.push(Selected {
@@ -651,7 +462,7 @@ pub(crate) fn select_sources(
                 }
                 return Err(src.not_found(s));
             };
-            let is_dir = kind(&st) == libc::S_IFDIR;
+            let is_dir = st.is_dir();
             if ignored && !(is_dir && src.ignore.has_exceptions()) {
                 if wildcard {
                     continue;

@@ -9,9 +9,10 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::emit::{Content, FileData, Node, Tree};
-use super::select::{kind, CopySource, Selected};
+use super::select::{CopySource, Selected};
 use crate::exec::lower;
 use strata_dockerfile::chmod::Chmod;
+use strata_fs::{FileKind, Stat};
 
 /// Ownership and permission overrides of one COPY.
 pub(super) struct Attrs {
@@ -33,11 +34,11 @@ pub(super) struct Stager<'a> {
 }
 
 impl Stager<'_> {
-    pub(super) fn owner_of(&self, st: &libc::stat) -> (u32, u32) {
+    pub(super) fn owner_of(&self, st: &Stat) -> (u32, u32) {
         self.attrs.owner.unwrap_or(if self.src.is_context() {
             (0, 0)
         } else {
-            (st.st_uid, st.st_gid)
+            (st.uid(), st.gid())
         })
     }
 
@@ -48,10 +49,10 @@ impl Stager<'_> {
         match lower::lookup(self.lowerdirs, comps) {
             Some(f) if f.is_dir() => Ok(Node {
                 content: Content::Dir,
-                uid: f.stat.st_uid,
-                gid: f.stat.st_gid,
-                mode: f.stat.st_mode & 0o7777,
-                mtime: f.stat.st_mtime,
+                uid: f.stat.uid(),
+                gid: f.stat.gid(),
+                mode: f.stat.perm(),
+                mtime: f.stat.mtime().0,
                 link: None,
             }),
             Some(_) => Err(StepError::Invalid(format!(
@@ -105,14 +106,17 @@ impl Stager<'_> {
     pub(super) fn place(&mut self, e: &Selected, target: &[String]) -> Result<(), StepError> {
         let st = &e.stat;
         let (uid, gid) = self.owner_of(st);
-        let perm = st.st_mode & 0o7777;
+        let perm = st.perm();
         let mode = self
             .attrs
             .chmod
             .as_ref()
-            .map_or(perm, |c| c.apply(perm, kind(st) == libc::S_IFDIR));
-        let content = match kind(st) {
-            libc::S_IFDIR => {
+            .map_or(perm, |c| c.apply(perm, st.is_dir()));
+        let Some(kind) = st.kind() else {
+            return Ok(());
+        };
+        let content = match kind {
+            FileKind::Dir => {
                 if target.is_empty() || self.prepare(target)? {
                     // The layer root, or a directory already listed by this COPY.
                     return Ok(());
@@ -122,18 +126,18 @@ impl Stager<'_> {
                 // copy root; buildah agrees): only the destination directory keeps the image's.
                 Content::Dir
             }
-            libc::S_IFREG => Content::File {
+            FileKind::File => Content::File {
                 data: FileData::Source(Box::new(e.clone())),
-                size: st.st_size.max(0) as u64,
+                size: st.size(),
             },
-            libc::S_IFLNK => Content::Symlink(self.src.readlink(e)?),
-            libc::S_IFCHR | libc::S_IFBLK => Content::Device {
-                kind: kind(st),
-                rdev: st.st_rdev,
+            FileKind::Symlink => Content::Symlink(self.src.readlink(e)?),
+            FileKind::Char | FileKind::Block => Content::Device {
+                kind,
+                rdev: st.rdev(),
             },
-            libc::S_IFIFO => Content::Fifo,
+            FileKind::Fifo => Content::Fifo,
             // Sockets: tar has no type for them; Docker skips them too.
-            _ => return Ok(()),
+            FileKind::Socket => return Ok(()),
         };
         if !matches!(content, Content::Dir) {
             if target.is_empty() {
@@ -151,7 +155,7 @@ impl Stager<'_> {
             }
         }
         let link =
-            (kind(st) == libc::S_IFREG && st.st_nlink > 1).then_some((e.arg, st.st_dev, st.st_ino));
+            (kind == FileKind::File && st.nlink() > 1).then_some((e.arg, st.dev(), st.ino()));
         self.tree.insert(
             target.to_vec(),
             Node {
@@ -159,12 +163,12 @@ impl Stager<'_> {
                 uid,
                 gid,
                 // A symlink's own mode is not changed by --chmod (chmod follows links).
-                mode: if kind(st) == libc::S_IFLNK {
+                mode: if kind == FileKind::Symlink {
                     perm
                 } else {
                     mode
                 },
-                mtime: st.st_mtime,
+                mtime: st.mtime().0,
                 link,
             },
         );
@@ -237,9 +241,9 @@ impl Stager<'_> {
             } else if ft.is_char_device() || ft.is_block_device() {
                 Content::Device {
                     kind: if ft.is_char_device() {
-                        libc::S_IFCHR
+                        FileKind::Char
                     } else {
-                        libc::S_IFBLK
+                        FileKind::Block
                     },
                     rdev: md.rdev(),
                 }

@@ -25,11 +25,48 @@ use crate::exec::progress::Progress;
 use crate::exec::state::{ExecOptions, StageState};
 use crate::exec::tempdir::TempDir;
 use strata_dockerfile::heredoc::{parse_heredoc_word, Heredoc};
-use strata_dockerfile::instructions::{CommandLine, NetworkMode as RunNetwork, Run};
+use strata_dockerfile::instructions::{CommandLine, NetworkMode as RunNetwork, Run, SecurityMode};
 use strata_dockerfile::plan::{RunStep, Step};
 
 /// How many trailing output lines a failure message quotes.
 const TAIL_LINES: usize = 10;
+
+/// Every capability but CAP_SYS_ADMIN (bit 21), which the runner refuses to grant (README
+/// "Device policy": it could remount the nodev filesystems the device policy rests on).
+const INSECURE_CAPABILITIES: u64 = ((1u64 << 41) - 1) & !(1u64 << 21);
+
+/// The sandbox of a RUN: the default one, or for `--security=insecure` (allowed with
+/// `--allow security.insecure`, BuildKit's entitlement) every capability the runner grants,
+/// no seccomp filter and no `no_new_privs`.
+fn security(run: &Run, options: &ExecOptions) -> Result<SecuritySpec, StepError> {
+    if run.security != Some(SecurityMode::Insecure) {
+        return Ok(SecuritySpec::default());
+    }
+    if !options.allow_insecure {
+        // BuildKit's text (llbsolver's entitlement check), which its tests match on.
+        return Err(StepError::Invalid(
+            "security.insecure is not allowed (pass --allow security.insecure to grant it)".into(),
+        ));
+    }
+    Ok(SecuritySpec {
+        capabilities: INSECURE_CAPABILITIES & bounding_set(),
+        no_new_privs: false,
+        seccomp: false,
+    })
+}
+
+/// strata's own capability bounding set (`CapBnd` of /proc/self/status, proc(5)): a sandbox
+/// can't be given a capability strata does not have (capset fails with EPERM).
+fn bounding_set() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(strata_runner::DEFAULT_CAPABILITIES)
+}
 
 /// BuildKit's hostname for RUN containers.
 const HOSTNAME: &str = "buildkitsandbox";
@@ -47,6 +84,7 @@ pub fn run_step(
     vertex: usize,
 ) -> Result<Option<LayerInfo>, StepError> {
     let run = &planned.run;
+    let security = security(run, options)?;
     let tmp = TempDir::new(store, "run")?;
     let mut prepared = mounts::prepare(store, step, planned, stages, options, &tmp)?;
     let (args, heredoc_mount) = command(run, &step.shell, &tmp)?;
@@ -105,7 +143,8 @@ pub fn run_step(
             },
             user: state.config.config.user.clone().unwrap_or_default(),
         },
-        hostname: HOSTNAME.into(),
+        // `--build-arg BUILDKIT_SANDBOX_HOSTNAME=NAME` names the sandbox, as in BuildKit.
+        hostname: planned.hostname.clone().unwrap_or_else(|| HOSTNAME.into()),
         network: match (&options.bridge_network, run.network) {
             (Some(_), Some(RunNetwork::Default) | None) => NetworkMode::Bridge,
             _ if host_network => NetworkMode::Host,
@@ -126,7 +165,7 @@ pub fn run_step(
             stderr: Stdio::Piped,
             terminal: false,
         },
-        security: SecuritySpec::default(),
+        security,
     };
     let started = Instant::now();
     let shown = args.join(" ");
@@ -237,7 +276,9 @@ pub fn buildkit_argv<'a>(
     };
     let mut argv = shell.to_vec();
     match single {
-        Some(h) if h.content.starts_with("#!") => {
+        // `<<-` strips the tabs before the shebang is looked for (BuildKit's
+        // dispatchRun: the chomped body is what is tested for "#!").
+        Some(h) if h.body().starts_with("#!") => {
             argv.push(format!("{HEREDOC_DIR}/{}", h.name));
             Ok((argv, Some(h)))
         }
@@ -258,16 +299,11 @@ pub fn buildkit_argv<'a>(
     }
 }
 
-/// Mount points of the sandbox itself (runner `rootfs::prepare`): procfs, /dev, sysfs and the
-/// generated /etc files.
-const SANDBOX_MOUNT_POINTS: &[&str] = &[
-    "/proc",
-    "/dev",
-    "/sys",
-    "/etc/hosts",
-    "/etc/hostname",
-    "/etc/resolv.conf",
-];
+/// Mount points of the sandbox removed when the step created them: the generated /etc files.
+/// Empty `/proc`, `/dev` and `/sys` a RUN creates in a base that lacks them stay in the layer,
+/// as BuildKit leaves them (its stub cleaner removes /etc/hosts, /etc/resolv.conf and the
+/// step's own mounts, executor/stubs.go).
+const SANDBOX_MOUNT_POINTS: &[&str] = &["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"];
 
 /// Removes from the upperdir the mount points the sandbox had to create (`stubs`: for each, the
 /// topmost component that did not exist), so they never reach a layer — BuildKit's stub cleanup.
@@ -282,7 +318,7 @@ pub(crate) fn remove_stubs(
     destinations: &[String],
 ) -> Result<(), StepError> {
     use std::os::fd::AsRawFd;
-    let root = strata_store::safe::Root::open(upper).map_err(StepError::from)?;
+    let root = strata_fs::Root::open(upper).map_err(StepError::from)?;
     let stubs: Vec<Vec<String>> = stubs
         .iter()
         .map(|s| crate::exec::lower::components(s))
@@ -325,41 +361,5 @@ pub(crate) fn remove_stubs(
 /// Removes `name` in `dirfd` when it is an empty directory or an empty regular file (or is
 /// already gone); returns whether the walk up may continue.
 fn remove_if_empty(dirfd: std::os::fd::RawFd, name: &str) -> std::io::Result<bool> {
-    let c = std::ffi::CString::new(name)
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: valid fd and NUL-terminated name; `st` is written on success.
-    if unsafe {
-        libc::fstatat(
-            dirfd,
-            c.as_ptr(),
-            st.as_mut_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    } != 0
-    {
-        let e = std::io::Error::last_os_error();
-        return if e.raw_os_error() == Some(libc::ENOENT) {
-            Ok(true)
-        } else {
-            Err(e)
-        };
-    }
-    // SAFETY: fstatat succeeded.
-    let st = unsafe { st.assume_init() };
-    let flags = match st.st_mode & libc::S_IFMT {
-        libc::S_IFDIR => libc::AT_REMOVEDIR,
-        libc::S_IFREG if st.st_size == 0 => 0,
-        _ => return Ok(false),
-    };
-    // SAFETY: as above.
-    if unsafe { libc::unlinkat(dirfd, c.as_ptr(), flags) } == 0 {
-        return Ok(true);
-    }
-    let e = std::io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::ENOENT) => Ok(true),
-        Some(libc::ENOTEMPTY) | Some(libc::EEXIST) => Ok(false),
-        _ => Err(e),
-    }
+    strata_fs::dir::remove_if_empty_at(dirfd, std::ffi::OsStr::new(name))
 }

@@ -100,7 +100,7 @@ pub(crate) fn prepare(
             MountType::Cache => {
                 let target = target_path(m, &step.workdir)?;
                 let id = m.id.clone().unwrap_or_else(|| target.clone());
-                let (dir, guard) = cache_dir(store, &id, m)?;
+                let (dir, guard) = cache_dir(store, &id, m, options.no_cache)?;
                 out._locks.extend(guard);
                 if m.from.is_some() {
                     // `from`/`source`: the cache starts as a copy of that tree (BuildKit's base
@@ -233,16 +233,8 @@ fn context_view(context: &Path, tmp: &TempDir, index: usize) -> Result<Vec<PathB
             }
         }
         let wh = dir.join(name);
-        let c = std::ffi::CString::new(wh.as_os_str().as_encoded_bytes())
-            .map_err(|_| StepError::Invalid(format!("bad path {}", wh.display())))?;
-        // SAFETY: a NUL-terminated path; mknod has no memory effects.
-        if unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR, 0) } != 0 {
-            return Err(StepError::Invalid(format!(
-                "hiding .dockerignore'd {}: {}",
-                rel.join("/"),
-                std::io::Error::last_os_error()
-            )));
-        }
+        strata_fs::whiteout::make_whiteout(&wh)
+            .step_context(|| format!("hiding .dockerignore'd {}", rel.join("/")))?;
     }
     Ok(vec![context.to_path_buf(), layer])
 }
@@ -257,7 +249,7 @@ fn copy_dir_attrs(src: &Path, dst: &Path) -> Result<(), StepError> {
 
 /// The context's `.dockerignore` (`None` when absent), read without following a symlink.
 fn read_dockerignore(context: &Path) -> Result<Option<crate::exec::ignore::Ignore>, StepError> {
-    let root = strata_store::safe::Root::open(context)
+    let root = strata_fs::Root::open(context)
         .step_context(|| format!("opening the build context {}", context.display()))?;
     Ok(crate::exec::ignore::Ignore::read_from(&root)?)
 }
@@ -303,11 +295,14 @@ fn walk_excluded(
 }
 
 /// The directory of cache mount `id` (created with the mount's mode and owner on first use) and
-/// the lock that goes with its sharing mode.
+/// the lock that goes with its sharing mode. `fresh` (`--no-cache`): the step gets a new, empty
+/// cache that replaces the old one, as BuildKit gives a vertex that ignores the cache a new
+/// cache ref.
 fn cache_dir(
     store: &Store,
     id: &str,
     m: &Mount,
+    fresh: bool,
 ) -> Result<(PathBuf, Option<LockGuard>), StepError> {
     let base = store.root().join("cache").join("mounts");
     std::fs::create_dir_all(&base).step_context(|| format!("creating {}", base.display()))?;
@@ -346,6 +341,14 @@ fn cache_dir(
         }
     };
     let dir = base.join(&dir_name);
+    if fresh && dir.exists() {
+        // Renamed away first (atomic), then removed: the id never names a half-deleted tree.
+        let old = store
+            .temp_path("cache-mount-old")
+            .step_context(|| format!("emptying cache mount {id:?}"))?;
+        std::fs::rename(&dir, &old).step_context(|| format!("emptying cache mount {id:?}"))?;
+        let _ = std::fs::remove_dir_all(&old);
+    }
     if !dir.exists() {
         create_cache_dir(store, &dir, m).step_context(|| format!("creating cache mount {id:?}"))?;
     }
@@ -398,7 +401,8 @@ fn secret(
     let Some(path) = options.secrets.get(&id) else {
         if m.required {
             return Err(StepError::Invalid(format!(
-                "secret {id} not found: pass it with --secret id={id},src=PATH"
+                // BuildKit's text ("secret X: not found"), which its tests match on.
+                "secret {id}: not found (pass it with --secret id={id},src=PATH)"
             )));
         }
         // BuildKit skips a missing optional secret.
@@ -457,8 +461,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("store")).unwrap();
         // private: the first user takes the shared instance, a concurrent one gets its own.
-        let (a, ga) = cache_dir(&store, "x", &cache_mount(CacheSharing::Private)).unwrap();
-        let (b, gb) = cache_dir(&store, "x", &cache_mount(CacheSharing::Private)).unwrap();
+        let (a, ga) = cache_dir(&store, "x", &cache_mount(CacheSharing::Private), false).unwrap();
+        let (b, gb) = cache_dir(&store, "x", &cache_mount(CacheSharing::Private), false).unwrap();
         assert_ne!(a, b);
         assert!(ga.is_some() && gb.is_some());
         assert!(
@@ -470,15 +474,15 @@ mod tests {
         let meta = std::fs::metadata(&b).unwrap();
         assert_eq!((meta.mode() & 0o7777, meta.uid()), (0o700, 65534));
         // shared: the same directory, no lock.
-        let (c, gc) = cache_dir(&store, "x", &cache_mount(CacheSharing::Shared)).unwrap();
+        let (c, gc) = cache_dir(&store, "x", &cache_mount(CacheSharing::Shared), false).unwrap();
         assert_eq!(c, a);
         assert!(gc.is_none());
         // Once released, private reuses the shared instance.
         drop(ga);
-        let (d, _gd) = cache_dir(&store, "x", &cache_mount(CacheSharing::Private)).unwrap();
+        let (d, _gd) = cache_dir(&store, "x", &cache_mount(CacheSharing::Private), false).unwrap();
         assert_eq!(d, a);
         // Another id, another directory.
-        let (e, _) = cache_dir(&store, "y", &cache_mount(CacheSharing::Shared)).unwrap();
+        let (e, _) = cache_dir(&store, "y", &cache_mount(CacheSharing::Shared), false).unwrap();
         assert_ne!(e, a);
         drop(gb);
     }

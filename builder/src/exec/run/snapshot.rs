@@ -18,16 +18,7 @@ use strata_store::Store;
 use crate::exec::lower;
 use crate::exec::state::ExecOptions;
 
-const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
-
-fn is_opaque(path: &Path) -> bool {
-    strata_store::safe::list_xattrs(path)
-        .map(|x| {
-            x.iter()
-                .any(|(k, v)| k == OPAQUE_XATTR && v.as_slice() == b"y")
-        })
-        .unwrap_or(false)
-}
+use strata_fs::whiteout::is_opaque;
 
 /// Removes, bottom-up, the directories of `upper` that only exist because overlayfs copied
 /// them up: empty, not opaque, not under an opaque directory (everything below one is new: the
@@ -67,9 +58,9 @@ pub fn prune_unchanged_dirs(upper: &Path, lowerdirs: &[PathBuf]) -> Result<bool,
                 && !under_opaque
                 && lower::lookup(lowerdirs, rel).is_some_and(|f| {
                     f.is_dir()
-                        && f.stat.st_mode == meta.mode()
-                        && f.stat.st_uid == meta.uid()
-                        && f.stat.st_gid == meta.gid()
+                        && f.stat.mode() == meta.mode()
+                        && f.stat.uid() == meta.uid()
+                        && f.stat.gid() == meta.gid()
                 });
             rel.pop();
             if unchanged {
@@ -90,7 +81,7 @@ fn refuse_overlay_only_state(path: &Path, meta: &std::fs::Metadata) -> Result<()
     if !(meta.is_dir() || meta.is_file()) {
         return Ok(());
     }
-    let xattrs = strata_store::safe::list_xattrs(path).unwrap_or_default();
+    let xattrs = strata_fs::xattr::list_xattrs(path).unwrap_or_default();
     for (k, _) in &xattrs {
         if k == "trusted.overlay.metacopy" || k == "trusted.overlay.redirect" {
             return Err(StepError::Invalid(format!(
@@ -159,10 +150,7 @@ mod tests {
     }
 
     fn set_xattr(p: &Path, k: &std::ffi::CStr, v: &[u8]) {
-        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: NUL-terminated path and name, value pointer and length match.
-        let r = unsafe { libc::lsetxattr(c.as_ptr(), k.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
-        assert_eq!(r, 0, "setting trusted xattrs needs root");
+        strata_fs::xattr::lsetxattr(p, k.to_bytes(), v, 0).expect("trusted xattrs need root");
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! Every mount is made with the new mount API (fsopen(2)/fsmount(2)/open_tree(2)) and attached
 //! with move_mount(2) onto an fd resolved by `crate::path`: a mount target is looked up exactly
 //! once, inside the rootfs.
+//!
+//! Here: the staging tmpfs, the rootfs mount, volumes, binds and tree mounts, `pivot_root`.
+//! Beside it: `dev` (`/dev` and its device nodes), `masked` (runc's masked and read-only
+//! paths), `secrets` (secret files on private tmpfs), `copy` (seeding a volume from the image).
 
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -14,51 +18,25 @@ use std::path::Path;
 
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
-use nix::sys::stat::{Mode, SFlag};
+use nix::sys::stat::Mode;
 
-use crate::devices::{self, DeviceNode};
+mod copy;
+mod dev;
+mod masked;
+mod secrets;
+
+pub use masked::{MASKED_PATHS, READONLY_PATHS};
+
+use copy::copy_up;
+use dev::{bind_device, make_device_nodes, mount_dev};
+use masked::{mask_paths, readonly_paths};
+use secrets::secret_file;
+
+use crate::devices::DeviceNode;
 use crate::failure::{Context, Failure};
 use crate::path::{self, Target};
 use crate::spec::{ContainerSpec, MountSpec, Rootfs};
 use crate::sys::{self, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
-
-/// runc's (and Docker's) default masked paths: kernel interfaces that leak host information or
-/// allow attacks from a container. Files get `/dev/null` bound over them, directories an empty
-/// read-only tmpfs. (runc libcontainer/specconv/example.go `MaskedPaths`; `/proc/kcore` exposes
-/// physical memory, `/proc/keys` the host keyring, `/proc/timer_list` host timer addresses …)
-pub const MASKED_PATHS: &[&str] = &[
-    "/proc/acpi",
-    "/proc/asound",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
-
-/// runc's default read-only paths: writable `/proc` knobs that act on the host kernel
-/// (`/proc/sysrq-trigger` reboots it, `/proc/sys` sets its sysctls).
-pub const READONLY_PATHS: &[&str] = &[
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
-
-/// Symlinks in `/dev` (runtime-spec "Default Devices" and runc's defaults).
-const DEV_SYMLINKS: &[(&CStr, &CStr)] = &[
-    (c"/proc/self/fd", c"fd"),
-    (c"/proc/self/fd/0", c"stdin"),
-    (c"/proc/self/fd/1", c"stdout"),
-    (c"/proc/self/fd/2", c"stderr"),
-    (c"pts/ptmx", c"ptmx"),
-    (c"/proc/kcore", c"core"),
-];
 
 /// Prefix of every overlay mount failure: the parent retries with the FUSE union on it.
 pub const OVERLAY_FAILED: &str = "kernel overlay rootfs";
@@ -515,78 +493,6 @@ fn target_like(root: RawFd, src: &OwnedFd, destination: &str) -> Result<Target, 
     })
 }
 
-/// A detached read-only mount of one file holding the secret `source`, on a private tmpfs: the
-/// content never touches a disk, the rootfs or its upperdir, and goes when the namespace does.
-fn secret_file(
-    staging: &OwnedFd,
-    index: usize,
-    source: &Path,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-) -> Result<OwnedFd, Failure> {
-    let content = read_secret(source)?;
-    let fs = new_fs(
-        c"tmpfs",
-        &[(c"mode", c"700"), (c"size", c"1m")],
-        &[],
-        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
-    )
-    .ctx(|| "creating the secret tmpfs".into())?;
-    let at = staging_dir(staging, "secret", index)?;
-    sys::move_mount_fd(&fs, at.as_raw_fd()).ctx(|| "attaching the secret tmpfs".into())?;
-    let file = format!("secret{index}/secret");
-    let cfile = CString::new(file.clone()).map_err(|_| Failure::new("bad name"))?;
-    let fd = nix::fcntl::openat(
-        Some(staging.as_raw_fd()),
-        cfile.as_c_str(),
-        nix::fcntl::OFlag::O_CREAT
-            | nix::fcntl::OFlag::O_EXCL
-            | nix::fcntl::OFlag::O_WRONLY
-            | nix::fcntl::OFlag::O_NOFOLLOW
-            | nix::fcntl::OFlag::O_CLOEXEC,
-        Mode::from_bits_truncate(0o600),
-    )
-    .ctx(|| "creating the secret file".into())?;
-    // SAFETY: fresh fd from openat; File closes it.
-    let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    std::io::Write::write_all(&mut f, &content).ctx(|| "writing the secret file".into())?;
-    nix::unistd::fchown(f.as_raw_fd(), Some(uid.into()), Some(gid.into()))
-        .ctx(|| "setting the secret's owner".into())?;
-    nix::sys::stat::fchmod(f.as_raw_fd(), Mode::from_bits_truncate(mode & 0o7777))
-        .ctx(|| "setting the secret's mode".into())?;
-    drop(f);
-    let m = sys::open_tree_clone(staging.as_raw_fd(), &cfile, false)
-        .ctx(|| "cloning the secret file".into())?;
-    sys::mount_setattr(
-        m.as_raw_fd(),
-        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
-        0,
-        false,
-    )
-    .ctx(|| "making the secret read-only".into())?;
-    Ok(m)
-}
-
-/// Reads a secret file, refusing anything over [`crate::spec::MAX_SECRET_SIZE`].
-fn read_secret(source: &Path) -> Result<Vec<u8>, Failure> {
-    use std::io::Read;
-    let f = std::fs::File::open(source)
-        .map_err(|e| Failure::new(format!("secret source {}: {e}", source.display())))?;
-    let mut content = Vec::new();
-    f.take(crate::spec::MAX_SECRET_SIZE + 1)
-        .read_to_end(&mut content)
-        .map_err(|e| Failure::new(format!("reading secret {}: {e}", source.display())))?;
-    if content.len() as u64 > crate::spec::MAX_SECRET_SIZE {
-        return Err(Failure::new(format!(
-            "secret {} is larger than {} bytes",
-            source.display(),
-            crate::spec::MAX_SECRET_SIZE
-        )));
-    }
-    Ok(content)
-}
-
 fn refuse_symlink(what: &str, e: Errno) -> Failure {
     match e {
         Errno::ELOOP => Failure::new(format!(
@@ -744,223 +650,6 @@ pub(crate) fn overlay(
     sys::fs_create_mount(&fs, MOUNT_ATTR_NODEV).ctx(|| format!("{OVERLAY_FAILED}: mount"))
 }
 
-/// The private tmpfs (on the staging tmpfs, outside the new root, so gone from the container's
-/// view after `pivot_root`) that holds the real device nodes: the default ones and `extra`.
-/// It is the one filesystem mounted without `nodev`; each node is bound into the container
-/// individually ([`bind_device`]). Returns an fd on its root.
-fn make_device_nodes(staging: &OwnedFd, extra: &[DeviceNode]) -> Result<OwnedFd, Failure> {
-    let fs = new_fs(
-        c"tmpfs",
-        &[(c"mode", c"700"), (c"size", c"64k")],
-        &[],
-        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
-    )
-    .ctx(|| "creating the device nodes' tmpfs".into())?;
-    let at = staging_dir(staging, "devices", 0)?;
-    sys::move_mount_fd(&fs, at.as_raw_fd()).ctx(|| "attaching the device nodes' tmpfs".into())?;
-    let dir = sys::openat2(
-        staging.as_raw_fd(),
-        c"devices0",
-        libc::O_PATH | libc::O_DIRECTORY,
-        0,
-        sys::RESOLVE_NO_SYMLINKS,
-    )
-    .ctx(|| "opening the device nodes' tmpfs".into())?;
-    for node in devices::default_nodes().iter().chain(extra) {
-        nix::sys::stat::mknodat(
-            Some(dir.as_raw_fd()),
-            node.name.as_c_str(),
-            SFlag::from_bits_truncate(node.file_type()),
-            Mode::from_bits_truncate(node.mode),
-            nix::sys::stat::makedev(node.major, node.minor),
-        )
-        .ctx(|| format!("mknod for {}", node.destination))?;
-        nix::unistd::fchownat(
-            Some(dir.as_raw_fd()),
-            node.name.as_c_str(),
-            Some(node.uid.into()),
-            Some(node.gid.into()),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .ctx(|| format!("setting the owner of {}", node.destination))?;
-    }
-    Ok(dir)
-}
-
-/// Bind-mounts the node `node` of the device tmpfs `nodes` on the (regular file) mount point
-/// `target`: a single-file bind, so nothing can be created under it.
-fn bind_device(nodes: &OwnedFd, node: &DeviceNode, target: RawFd) -> Result<(), Failure> {
-    let m = sys::open_tree_clone(nodes.as_raw_fd(), node.name.as_c_str(), false)
-        .ctx(|| format!("cloning the device node for {}", node.destination))?;
-    sys::move_mount_fd(&m, target).ctx(|| format!("binding the device {}", node.destination))
-}
-
-/// `/dev`: a fresh `nodev` tmpfs with the default device nodes bound in from `nodes`, devpts (a
-/// new instance, so the container can't reach the host's ptys), `/dev/shm` and `/dev/mqueue`.
-/// Returns an `O_PATH` fd on our own `/dev/null`.
-fn mount_dev(root: RawFd, nodes: &OwnedFd, stubs: &mut Vec<String>) -> Result<OwnedFd, Failure> {
-    let t = path::ensure_dir(root, "/dev", true).map_err(|e| refuse_symlink("/dev", e))?;
-    record(stubs, &t);
-    // nodev: `mknod /dev/sda` by container root makes a node that can't be opened.
-    let dev = new_fs(
-        c"tmpfs",
-        &[(c"mode", c"755"), (c"size", c"65536k")],
-        &[],
-        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-    )
-    .ctx(|| "creating the /dev tmpfs".into())?;
-    let d = dev.as_raw_fd();
-    let defaults = devices::default_nodes();
-    for node in &defaults {
-        // The mount point of the node's bind.
-        let fd = nix::fcntl::openat(
-            Some(d),
-            node.name.as_c_str(),
-            nix::fcntl::OFlag::O_CREAT
-                | nix::fcntl::OFlag::O_EXCL
-                | nix::fcntl::OFlag::O_WRONLY
-                | nix::fcntl::OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o666),
-        )
-        .ctx(|| format!("creating the mount point {}", node.destination))?;
-        let _ = nix::unistd::close(fd);
-    }
-    for (target, name) in DEV_SYMLINKS {
-        nix::unistd::symlinkat(*target, Some(d), *name)
-            .ctx(|| format!("symlink /dev/{}", name.to_string_lossy()))?;
-    }
-    for (name, mode) in [(c"pts", 0o755), (c"shm", 0o1777), (c"mqueue", 0o1777)] {
-        nix::sys::stat::mkdirat(Some(d), name, Mode::from_bits_truncate(mode))
-            .ctx(|| format!("mkdir /dev/{}", name.to_string_lossy()))?;
-    }
-    sys::move_mount_fd(&dev, t.fd.as_raw_fd()).ctx(|| "attaching tmpfs on /dev".into())?;
-    for node in &defaults {
-        let target = sys::openat2(
-            d,
-            node.name.as_c_str(),
-            libc::O_PATH | libc::O_NOFOLLOW,
-            0,
-            sys::RESOLVE_NO_SYMLINKS,
-        )
-        .ctx(|| format!("opening the mount point {}", node.destination))?;
-        bind_device(nodes, node, target.as_raw_fd())?;
-    }
-
-    let sub = |name: &CStr| {
-        sys::openat2(
-            d,
-            name,
-            libc::O_PATH | libc::O_DIRECTORY,
-            0,
-            sys::RESOLVE_NO_SYMLINKS,
-        )
-    };
-    let pts = new_fs(
-        c"devpts",
-        &[(c"ptmxmode", c"0666"), (c"mode", c"0620"), (c"gid", c"5")],
-        &[c"newinstance"],
-        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
-    )
-    .ctx(|| "creating devpts".into())?;
-    sys::move_mount_fd(
-        &pts,
-        sub(c"pts").ctx(|| "opening /dev/pts".into())?.as_raw_fd(),
-    )
-    .ctx(|| "mounting /dev/pts".into())?;
-    let shm = new_fs(
-        c"tmpfs",
-        &[(c"mode", c"1777"), (c"size", c"65536k")],
-        &[],
-        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
-    )
-    .ctx(|| "creating /dev/shm".into())?;
-    sys::move_mount_fd(
-        &shm,
-        sub(c"shm").ctx(|| "opening /dev/shm".into())?.as_raw_fd(),
-    )
-    .ctx(|| "mounting /dev/shm".into())?;
-    let mq = new_fs(
-        c"mqueue",
-        &[],
-        &[],
-        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
-    )
-    .ctx(|| "creating mqueue".into())?;
-    sys::move_mount_fd(
-        &mq,
-        sub(c"mqueue")
-            .ctx(|| "opening /dev/mqueue".into())?
-            .as_raw_fd(),
-    )
-    .ctx(|| "mounting /dev/mqueue".into())?;
-
-    let null = sys::openat2(
-        d,
-        c"null",
-        libc::O_PATH | libc::O_NOFOLLOW,
-        0,
-        sys::RESOLVE_NO_SYMLINKS,
-    )
-    .ctx(|| "opening /dev/null".into())?;
-    // runc CVE-2025-31133: masking binds /dev/null over files; if "/dev/null" were a symlink or
-    // another file, the mask would bind something else (e.g. /proc/sys/kernel/core_pattern)
-    // writable. We made this node ourselves, on our own tmpfs, and still check it is 1:3.
-    let st = nix::sys::stat::fstat(null.as_raw_fd()).ctx(|| "stat /dev/null".into())?;
-    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != nix::sys::stat::makedev(1, 3) {
-        return Err(Failure::new(
-            "/dev/null in the container is not the null device (CVE-2025-31133 guard)",
-        ));
-    }
-    Ok(null)
-}
-
-fn mask_paths(root: RawFd, devnull: &OwnedFd) -> Result<(), Failure> {
-    for p in MASKED_PATHS {
-        // No symlinks at all: procfs and sysfs have none on these paths; one would mean something
-        // mounted over them to redirect us.
-        let t = match path::open_path(root, p, true) {
-            Ok(t) => t,
-            Err(Errno::ENOENT) => continue,
-            Err(e) => return Err(Failure::new(format!("masking {p}: {}", e.desc()))),
-        };
-        let dir = path::is_dir(t.as_raw_fd()).ctx(|| format!("stat {p}"))?;
-        let m = if dir {
-            new_fs(
-                c"tmpfs",
-                &[(c"size", c"0")],
-                &[],
-                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
-            )
-            .ctx(|| format!("creating a tmpfs to mask {p}"))?
-        } else {
-            sys::open_tree_clone(devnull.as_raw_fd(), c"", false)
-                .ctx(|| format!("cloning /dev/null to mask {p}"))?
-        };
-        sys::move_mount_fd(&m, t.as_raw_fd()).ctx(|| format!("masking {p}"))?;
-    }
-    Ok(())
-}
-
-fn readonly_paths(root: RawFd) -> Result<(), Failure> {
-    for p in READONLY_PATHS {
-        let t = match path::open_path(root, p, true) {
-            Ok(t) => t,
-            Err(Errno::ENOENT) => continue,
-            Err(e) => return Err(Failure::new(format!("making {p} read-only: {}", e.desc()))),
-        };
-        let m = sys::open_tree_clone(t.as_raw_fd(), c"", true).ctx(|| format!("cloning {p}"))?;
-        sys::mount_setattr(
-            m.as_raw_fd(),
-            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
-            0,
-            true,
-        )
-        .ctx(|| format!("making {p} read-only"))?;
-        sys::move_mount_fd(&m, t.as_raw_fd()).ctx(|| format!("remounting {p} read-only"))?;
-    }
-    Ok(())
-}
-
 fn read_small(root: RawFd, p: &str) -> Option<String> {
     use std::io::Read;
     let fd = path::open_read(root, p).ok()?;
@@ -986,134 +675,5 @@ pub fn pivot(root: &OwnedFd) -> Result<(), Failure> {
     sys::pivot_root(c".", c".").ctx(|| "pivot_root".into())?;
     nix::mount::umount2(".", MntFlags::MNT_DETACH).ctx(|| "detaching the old root".into())?;
     nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
-    Ok(())
-}
-
-/// Copies the directory `from` (an fd in the rootfs) into the host directory `to`. Every entry
-/// is opened relative to its parent's fd with `O_NOFOLLOW`: a symlink in the image is copied as
-/// a symlink, never followed, so the copy can't read outside the rootfs.
-fn copy_up(from: RawFd, to: &Path) -> Result<(), Errno> {
-    use nix::fcntl::OFlag;
-    let src = nix::fcntl::openat(
-        Some(from),
-        c".",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    let dst = nix::fcntl::open(
-        to,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    // SAFETY: fresh fds we own.
-    let (src, dst) = unsafe {
-        (
-            <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(src),
-            <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(dst),
-        )
-    };
-    copy_dir(&src, &dst, 0)
-}
-
-fn copy_dir(src: &OwnedFd, dst: &OwnedFd, depth: u32) -> Result<(), Errno> {
-    use nix::fcntl::{AtFlags, OFlag};
-    use std::os::fd::FromRawFd;
-    if depth > 128 {
-        return Err(Errno::ELOOP);
-    }
-    let dup = nix::unistd::dup(src.as_raw_fd())?;
-    let mut dir = nix::dir::Dir::from_fd(dup)?;
-    let names: Vec<CString> = dir
-        .iter()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_owned())
-        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
-        .collect();
-    for name in names {
-        let st = nix::sys::stat::fstatat(
-            Some(src.as_raw_fd()),
-            name.as_c_str(),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        )?;
-        let mode = Mode::from_bits_truncate(st.st_mode & 0o7777);
-        let owner = (
-            Some(nix::unistd::Uid::from_raw(st.st_uid)),
-            Some(nix::unistd::Gid::from_raw(st.st_gid)),
-        );
-        match st.st_mode & libc::S_IFMT {
-            libc::S_IFDIR => {
-                nix::sys::stat::mkdirat(
-                    Some(dst.as_raw_fd()),
-                    name.as_c_str(),
-                    Mode::from_bits_truncate(0o700),
-                )?;
-                let flags =
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-                // SAFETY: fresh fds we own.
-                let s2 = unsafe {
-                    OwnedFd::from_raw_fd(nix::fcntl::openat(
-                        Some(src.as_raw_fd()),
-                        name.as_c_str(),
-                        flags,
-                        Mode::empty(),
-                    )?)
-                };
-                // SAFETY: `openat` just returned this fd and nothing else owns it.
-                let d2 = unsafe {
-                    OwnedFd::from_raw_fd(nix::fcntl::openat(
-                        Some(dst.as_raw_fd()),
-                        name.as_c_str(),
-                        flags,
-                        Mode::empty(),
-                    )?)
-                };
-                copy_dir(&s2, &d2, depth + 1)?;
-                nix::unistd::fchown(d2.as_raw_fd(), owner.0, owner.1)?;
-                nix::sys::stat::fchmod(d2.as_raw_fd(), mode)?;
-            }
-            libc::S_IFREG => {
-                // SAFETY: fresh fds we own.
-                let s2 = unsafe {
-                    OwnedFd::from_raw_fd(nix::fcntl::openat(
-                        Some(src.as_raw_fd()),
-                        name.as_c_str(),
-                        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                        Mode::empty(),
-                    )?)
-                };
-                // SAFETY: `openat` just returned this fd and nothing else owns it.
-                let d2 = unsafe {
-                    OwnedFd::from_raw_fd(nix::fcntl::openat(
-                        Some(dst.as_raw_fd()),
-                        name.as_c_str(),
-                        OFlag::O_WRONLY
-                            | OFlag::O_CREAT
-                            | OFlag::O_EXCL
-                            | OFlag::O_NOFOLLOW
-                            | OFlag::O_CLOEXEC,
-                        Mode::from_bits_truncate(0o600),
-                    )?)
-                };
-                let (mut r, mut w) = (std::fs::File::from(s2), std::fs::File::from(d2));
-                std::io::copy(&mut r, &mut w)
-                    .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
-                nix::unistd::fchown(w.as_raw_fd(), owner.0, owner.1)?;
-                nix::sys::stat::fchmod(w.as_raw_fd(), mode)?;
-            }
-            libc::S_IFLNK => {
-                let target = nix::fcntl::readlinkat(Some(src.as_raw_fd()), name.as_c_str())?;
-                nix::unistd::symlinkat(target.as_os_str(), Some(dst.as_raw_fd()), name.as_c_str())?;
-                nix::unistd::fchownat(
-                    Some(dst.as_raw_fd()),
-                    name.as_c_str(),
-                    owner.0,
-                    owner.1,
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                )?;
-            }
-            // Devices, fifos, sockets: not volume content.
-            _ => {}
-        }
-    }
     Ok(())
 }

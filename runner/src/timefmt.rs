@@ -5,8 +5,6 @@
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::ContainerError;
-
 /// Docker's zero time, shown for a container that never started or never finished.
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
@@ -41,14 +39,15 @@ pub fn human_duration(secs: u64) -> String {
     }
 }
 
+/// A `--since`/`--until` value that is none of the forms [`parse_time_filter`] takes.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid time {0:?}: use an RFC 3339 time (2026-01-02T15:04:05Z), a Unix timestamp or a duration such as 10m")]
+pub struct BadTime(pub String);
+
 /// A `--since`/`--until` value as nanoseconds since the epoch: an RFC 3339 time, a Unix
 /// timestamp (`1700000000` or `1700000000.5`), or a Go duration before now (`10m`, `1h30m`).
-pub fn parse_time_filter(s: &str, now_nanos: u64) -> Result<u64, ContainerError> {
-    let bad = || {
-        ContainerError::InvalidOption(format!(
-            "invalid time {s:?}: use an RFC 3339 time (2026-01-02T15:04:05Z), a Unix timestamp or a duration such as 10m"
-        ))
-    };
+pub fn parse_time_filter(s: &str, now_nanos: u64) -> Result<u64, BadTime> {
+    let bad = || BadTime(s.to_string());
     let s = s.trim();
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
         // u64 nanoseconds reach the year 2554: later times clamp (nothing is that late).
