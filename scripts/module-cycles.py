@@ -19,7 +19,15 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CRATES = [".", "store", "dockerfile", "builder", "unionfs", "runner", "registry-client", "test-support"]
+
+
+def crates():
+    """The root package and every workspace member, as Cargo.toml lists them."""
+    with open(os.path.join(ROOT, "Cargo.toml"), encoding="utf-8") as f:
+        text = f.read()
+    members = re.search(r"^members\s*=\s*\[([^\]]*)\]", text, re.M)
+    names = re.findall(r'"([^"]+)"', members.group(1)) if members else []
+    return ["."] + names
 PATH_RE = re.compile(r"\b(crate|super)((?:::[A-Za-z_][A-Za-z0-9_]*)+)")
 GROUP_RE = re.compile(r"\b(crate|super)::\{([^}]*)\}", re.S)
 
@@ -174,7 +182,7 @@ def main():
     graph = "--graph" in sys.argv
     depths = [2] if "--deep" in sys.argv else [1] if graph else [1, 2]
     allow, bad = allowed(), 0
-    for crate, depth in ((c, d) for c in CRATES for d in depths):
+    for crate, depth in ((c, d) for c in crates() for d in depths):
         if not os.path.isdir(os.path.join(ROOT, crate, "src")):
             continue
         name = "strata" if crate == "." else crate
