@@ -103,7 +103,14 @@ pub struct BuildCache<'a> {
     options: &'a ExecOptions,
     context: OnceLock<Result<CopySource, Arc<StepError>>>,
     index: OnceLock<Mutex<ContextIndex>>,
-    remote: Option<&'a super::remote_cache::RemoteCache>,
+    sink: Option<&'a dyn EntrySink>,
+}
+
+/// Where every step's entry (recorded or hit) also goes: the remote cache, for
+/// `--cache-to` (implemented in `remote_cache`, which uses this module, never the reverse).
+pub trait EntrySink: Sync {
+    /// Takes the entry of a step of stage `stage` under `key` (`sha256:<hex>`).
+    fn take_entry(&self, key: &str, stage: usize, entry: &Entry);
 }
 
 /// The one place a key becomes the store's text (`sha256:<hex>`, what it files entries under).
@@ -119,29 +126,25 @@ impl<'a> BuildCache<'a> {
             options,
             context: OnceLock::new(),
             index: OnceLock::new(),
-            remote: None,
+            sink: None,
         }
     }
 
-    /// The cache of a build that also reads and writes `remote` (`--cache-from/--cache-to`).
-    pub fn with_remote(
+    /// The cache of a build that also hands its entries to `sink` (`--cache-to`, and the
+    /// per-file digests that explain misses).
+    pub fn with_sink(
         store: &'a Store,
         options: &'a ExecOptions,
-        remote: Option<&'a super::remote_cache::RemoteCache>,
+        sink: Option<&'a dyn EntrySink>,
     ) -> BuildCache<'a> {
         BuildCache {
-            remote,
+            sink,
             ..BuildCache::new(store, options)
         }
     }
 
-    /// The remote cache of this build, if any.
-    pub fn remote(&self) -> Option<&'a super::remote_cache::RemoteCache> {
-        self.remote
-    }
-
     /// Each file a COPY from the context selects and its content digest (for naming the files
-    /// that changed when it misses); empty for other steps or without a remote cache.
+    /// that changed when it misses); empty for other steps or without a sink.
     pub fn selected_files(&self, step: &Step) -> BTreeMap<String, String> {
         let StepKind::Copy(CopyStep {
             op: CopyOp::Copy(c),
@@ -156,7 +159,7 @@ impl<'a> BuildCache<'a> {
             excludes: &c.exclude,
             parents: c.parents,
         };
-        match (self.remote, self.context()) {
+        match (self.sink, self.context()) {
             (Some(_), Ok(src)) => super::copy::digest::context_files(src, &spec, self.index()),
             _ => BTreeMap::new(),
         }
@@ -346,8 +349,8 @@ impl<'a> BuildCache<'a> {
 
     /// Hands a step's entry (recorded or hit) to the remote cache for export.
     pub fn remember(&self, key: &CacheKey, stage: usize, entry: &Entry) {
-        if let Some(r) = self.remote {
-            r.record(&store_key(key), stage, entry);
+        if let Some(r) = self.sink {
+            r.take_entry(&store_key(key), stage, entry);
         }
     }
 

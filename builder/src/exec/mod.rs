@@ -152,7 +152,8 @@ fn execute_once(
     // Layers written here are reachable from no tag until the end: hold gc off meanwhile.
     let _writing = store.write_guard()?;
     let created = history::created_string(options.source_date_epoch);
-    let build_cache = cache::BuildCache::with_remote(store, options, remote);
+    let build_cache =
+        cache::BuildCache::with_sink(store, options, remote.map(|r| r as &dyn cache::EntrySink));
     let mut base_names: BTreeMap<usize, String> = BTreeMap::new();
     let mut built: BTreeMap<usize, BuiltStage> = BTreeMap::new();
     let target_index = graph.target_stage().index;
@@ -212,6 +213,7 @@ fn execute_once(
             created: &created,
             failed: AtomicBool::new(false),
             base_names: &base_names,
+            remote,
         };
         let results: Vec<Result<(usize, BuiltStage), ExecError>> = if starts.len() == 1 {
             starts
@@ -355,6 +357,8 @@ struct StageContext<'a> {
     failed: AtomicBool,
     /// What each stage started from (`image:<digest>`, `scratch`), for miss explanations.
     base_names: &'a BTreeMap<usize, String>,
+    /// `--cache-from/--cache-to`.
+    remote: Option<&'a RemoteCache>,
 }
 
 impl StageContext<'_> {
@@ -440,7 +444,7 @@ impl StageContext<'_> {
                 continue;
             }
             let inputs = self.key_inputs(index, i, step, &parent, contents_used);
-            if let (Some(r), Some(k)) = (self.cache.remote(), key.key()) {
+            if let (Some(r), Some(k)) = (self.remote, key.key()) {
                 if remote_cache::try_hit(r, self.cache, store, k, index, &mut state, step) {
                     progress.line(n, "CACHED");
                     continue;
@@ -448,7 +452,7 @@ impl StageContext<'_> {
                 let why = r.explain_miss(&label, &k.to_string(), &inputs);
                 progress.line(n, &format!("cache miss: {why}"));
             }
-            if let Some(r) = self.cache.remote() {
+            if let Some(r) = self.remote {
                 remote_cache::before_run(r, store, &state, self.states, step)
                     .map_err(ExecError::Internal)?;
             }
@@ -493,7 +497,7 @@ impl StageContext<'_> {
                 None => history::push_history(&mut state.config, self.created, history_text, true),
             }
             if let Some(k) = key.key() {
-                let inputs = self.cache.remote().map(|_| inputs);
+                let inputs = self.remote.map(|_| inputs);
                 self.cache
                     .record(k, &state, layer.as_ref(), history_from, index, inputs);
             }
@@ -513,7 +517,7 @@ impl StageContext<'_> {
         parent: &ChainKey,
         contents: Vec<String>,
     ) -> explain::KeyInputs {
-        if self.cache.remote().is_none() {
+        if self.remote.is_none() {
             return explain::KeyInputs::default();
         }
         explain::KeyInputs {

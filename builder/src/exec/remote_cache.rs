@@ -695,6 +695,12 @@ impl RemoteCache {
     }
 }
 
+impl super::cache::EntrySink for RemoteCache {
+    fn take_entry(&self, key: &str, stage: usize, entry: &Entry) {
+        self.record(key, stage, entry);
+    }
+}
+
 fn to_cache_layer(l: &CachedLayer) -> CacheLayer {
     CacheLayer {
         media_type: l.media_type.clone(),
