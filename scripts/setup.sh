@@ -6,6 +6,7 @@ APT_PKGS=(
   buildah skopeo umoci oci-image-tool fuse-overlayfs crun runc docker-registry hyperfine
   busybox-static debootstrap fuse3 apache2-utils zstd pigz bzip2 xz-utils attr time jq bc
   python3 iproute2 nftables libnftables1 util-linux kmod openssl curl passwd tar coreutils podman
+  qemu-user-static
 )
 missing=()
 for p in "${APT_PKGS[@]}"; do
@@ -24,3 +25,15 @@ fi
 # Kernel modules the tests use (present on this kernel; loading is a no-op if built in).
 modprobe overlay 2>/dev/null || true
 modprobe fuse 2>/dev/null || true
+# Multi-platform tests and bench: arm64 packages (busybox-static:arm64 for the arm64 base image,
+# fetched with `apt-get download` by testdata/make-busybox.sh) and binfmt_misc mounted so
+# `strata binfmt --install` can register qemu-user-static's handlers.
+if [ "$(id -u)" = 0 ]; then
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    dpkg --add-architecture arm64
+    apt-get update -qq
+  fi
+  if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
+  fi
+fi

@@ -35,6 +35,10 @@ pub struct Cli {
 pub enum Command {
     /// Build an image from a Dockerfile (`--check`: parse and plan only).
     Build(cmd::build::Args),
+    /// Show or register the binfmt_misc QEMU handlers that run other architectures' programs.
+    Binfmt(cmd::binfmt::Args),
+    /// Make or show multi-platform images (`manifest create NAME IMAGE…`).
+    Manifest(cmd::manifest::Args),
     /// List images in the store.
     Images(cmd::images::Args),
     /// Show an image's reference, digest, manifest and config as JSON.

@@ -429,3 +429,48 @@ fn copy_ignored_file_is_an_experimental_check() {
         text(&o.stdout)
     );
 }
+
+#[test]
+fn user_with_a_group_gets_no_supplementary_groups() {
+    let env = Env::new();
+    let df = "FROM busybox:latest\n\
+              RUN echo 'u:x:1234:1234::/:/bin/sh' >> /etc/passwd && echo 'u:x:1234:' >> /etc/group \\\n\
+                  && echo 'extra:x:4321:u' >> /etc/group && mkdir -m 777 /out\n\
+              USER u:u\nRUN id -G > /out/explicit\n\
+              USER u\nRUN id -G > /out/implicit\n";
+    let ctx = env.parity_context("user:1", df, &[]);
+    let o = env.parity_build("user:1", &ctx, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(env.parity_file("user:1", "/out/explicit"), "1234\n");
+    assert_eq!(env.parity_file("user:1", "/out/implicit"), "1234 4321\n");
+}
+
+#[test]
+fn copy_to_an_empty_destination_lands_in_the_workdir() {
+    let env = Env::new();
+    let df = "FROM busybox:latest\nWORKDIR /app\nARG EMPTY\nCOPY --link f $EMPTY\n";
+    let ctx = env.parity_context("emptydest:1", df, &[("f", "content\n")]);
+    let o = env.parity_build("emptydest:1", &ctx, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(env.parity_file("emptydest:1", "/app/f"), "content\n");
+}
+
+#[test]
+fn shm_size_sizes_run_dev_shm() {
+    let env = Env::new();
+    let df = "FROM busybox:latest\nRUN df -k /dev/shm | tail -n 1 | awk '{print $2}' > /shm\n";
+    let ctx = env.parity_context("shm:1", df, &[]);
+    let o = env.parity_build("shm:1", &ctx, &["--shm-size", "128m"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(env.parity_file("shm:1", "/shm"), "131072\n");
+    let o = env.parity_build("shm:2", &ctx, &["--no-cache"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(env.parity_file("shm:2", "/shm"), "65536\n");
+    let o = env.parity_build("shm:3", &ctx, &["--shm-size", "lots"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("invalid --shm-size \"lots\""),
+        "{}",
+        text(&o.stderr)
+    );
+}

@@ -177,3 +177,24 @@ fn onbuild_of_a_stage_fires_in_a_stage_built_from_it() {
     );
     assert!(g.target_stage().steps.iter().all(|s| !s.onbuild));
 }
+
+#[test]
+fn an_empty_destination_is_the_working_directory() {
+    let g = graph(
+        "FROM scratch\nWORKDIR /app\nARG EMPTY\nCOPY --link f $EMPTY\nADD g ${EMPTY}\n",
+        &[],
+        None,
+    );
+    let steps = &g.target_stage().steps;
+    match (&steps[2].kind, &steps[3].kind) {
+        (StepKind::Copy(c), StepKind::Copy(a)) => {
+            let dest = |op: &strata_dockerfile::plan::CopyOp| match op {
+                strata_dockerfile::plan::CopyOp::Copy(c) => c.dest.clone(),
+                strata_dockerfile::plan::CopyOp::Add(a) => a.dest.clone(),
+            };
+            assert_eq!(dest(&c.op), ".");
+            assert_eq!(dest(&a.op), ".");
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -24,6 +24,9 @@ use crate::RegistryClient;
 pub struct PullOptions {
     /// The platform to pick from a multi-platform index; `None` = this host's.
     pub platform: Option<Platform>,
+    /// Pull every platform of a multi-platform index and tag the index itself (the returned
+    /// image is still `platform`'s, or the host's, when the index has it, else the first).
+    pub all_platforms: bool,
     /// Blobs transferred at once.
     pub jobs: usize,
     /// Unpack each layer into the store's layer cache as soon as it has arrived (while other layers
@@ -37,6 +40,7 @@ impl Default for PullOptions {
     fn default() -> PullOptions {
         PullOptions {
             platform: None,
+            all_platforms: false,
             jobs: 4,
             unpack: true,
             progress: Arc::new(NoProgress),
@@ -121,6 +125,9 @@ impl RegistryClient {
                     message: e.to_string(),
                 })?;
             let want = options.platform.clone().unwrap_or_else(Platform::host);
+            if options.all_platforms {
+                return self.pull_all(ep, store, reference, &top, &index, &want, options);
+            }
             let chosen = platform::select(&index, &want, &display)?;
             let child_digest = Digest::from_oci(chosen.digest())?;
             let child = self.manifest_by_digest(
@@ -141,6 +148,31 @@ impl RegistryClient {
         } else {
             (top, None)
         };
+        self.fetch_image(ep, store, repo, &image_manifest, options, &display)?;
+        if let Some(index) = &index {
+            blob::store_small(
+                store,
+                &index.bytes,
+                &index.digest,
+                &format!("image index {display}"),
+            )?;
+        }
+        Ok(store.commit_image(&image_manifest.bytes, Some(reference))?)
+    }
+
+    /// Downloads one image's config and layers (and unpacks them when asked); the manifest
+    /// itself is the caller's to store.
+    fn fetch_image(
+        &self,
+        ep: &Endpoint,
+        store: &Store,
+        repo: &str,
+        image_manifest: &FetchedManifest,
+        options: &PullOptions,
+        display: &str,
+    ) -> Result<()> {
+        let display = display.to_string();
+        let scopes = vec![pull_scope(repo)];
         let parsed: ImageManifest =
             serde_json::from_slice(&image_manifest.bytes).map_err(|e| RegistryError::Protocol {
                 what: format!("manifest {display}"),
@@ -150,7 +182,7 @@ impl RegistryClient {
         // Refused before anything is downloaded; the store refuses such an image anyway.
         if parsed.layers().len() > strata_store::MAX_LAYERS {
             return Err(strata_store::StoreError::TooManyLayers {
-                image: display,
+                image: display.clone(),
                 count: parsed.layers().len(),
                 max: strata_store::MAX_LAYERS,
             }
@@ -214,15 +246,68 @@ impl RegistryClient {
             Ok(())
         })?;
 
-        if let Some(index) = &index {
+        Ok(())
+    }
+
+    /// `--all-platforms`: every child of `index` (each platform's manifest, config, layers),
+    /// then the index itself, tagged with `reference`. Returns `want`'s image (else the
+    /// first child's).
+    #[allow(clippy::too_many_arguments)]
+    fn pull_all(
+        &self,
+        ep: &Endpoint,
+        store: &Store,
+        reference: &Reference,
+        top: &FetchedManifest,
+        index: &ImageIndex,
+        want: &Platform,
+        options: &PullOptions,
+    ) -> Result<Image> {
+        let repo = reference.repository.as_str();
+        let scopes = vec![pull_scope(repo)];
+        let display = reference.to_string();
+        let mut children = Vec::new();
+        for d in index.manifests() {
+            // Attestations and other artifacts carry no real platform: not an image to run.
+            let Some(p) = d.platform() else { continue };
+            if p.os().to_string() == "unknown" {
+                continue;
+            }
+            let digest = Digest::from_oci(d.digest())?;
+            let what = format!("{display} ({}/{})", p.os(), p.architecture());
+            let child = self.manifest_by_digest(ep, store, repo, &digest, &scopes, &what)?;
+            if child.is_index() {
+                return Err(RegistryError::Protocol {
+                    what,
+                    message: "nested image indexes are not supported".into(),
+                });
+            }
+            self.fetch_image(ep, store, repo, &child, options, &what)?;
             blob::store_small(
                 store,
-                &index.bytes,
-                &index.digest,
-                &format!("image index {display}"),
+                &child.bytes,
+                &child.digest,
+                &format!("manifest {what}"),
             )?;
+            children.push(digest);
         }
-        Ok(store.commit_image(&image_manifest.bytes, Some(reference))?)
+        blob::store_small(
+            store,
+            &top.bytes,
+            &top.digest,
+            &format!("image index {display}"),
+        )?;
+        let desc = strata_store::descriptor(&top.media_type, &top.digest, top.bytes.len() as u64);
+        store.tag(reference, &desc)?;
+        let chosen = platform::select(index, want, &display)
+            .ok()
+            .and_then(|d| Digest::from_oci(d.digest()).ok())
+            .or_else(|| children.first().cloned())
+            .ok_or_else(|| RegistryError::Protocol {
+                what: format!("image index {display}"),
+                message: "lists no platform image".into(),
+            })?;
+        Ok(store.load_manifest(&chosen, Some(reference.clone()))?)
     }
 
     /// A manifest by digest: from the store when it is there (verified when it was stored), else GET.

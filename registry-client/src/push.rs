@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use strata_store::{Digest, Image, Reference, Store};
+use strata_store::{Digest, Image, MultiImage, Reference, Store};
 
 use crate::blob;
 use crate::error::{RegistryError, Result};
@@ -176,4 +176,66 @@ fn mount_source(store: &Store, image: &Image, destination: &Reference) -> Option
         .chain(same_image)
         .find(|r| r.registry == destination.registry && r.repository != destination.repository)
         .map(|r| r.repository.clone())
+}
+
+impl RegistryClient {
+    /// Pushes the multi-platform image `multi`: every child (its blobs, then its manifest by
+    /// digest, as distribution-spec requires an index's manifests to exist before it), then the
+    /// index's exact bytes under `destination`'s tag. The report is the index's, with the
+    /// children's blob counts summed.
+    pub fn push_index(
+        &self,
+        store: &Store,
+        multi: &MultiImage,
+        destination: &Reference,
+        options: &PushOptions,
+    ) -> Result<PushReport> {
+        let mut total = PushReport {
+            digest: multi.digest.clone(),
+            size: multi.bytes.len() as u64,
+            uploaded: 0,
+            existed: 0,
+            mounted: 0,
+        };
+        for (_, d) in multi.children() {
+            let digest = Digest::from_oci(d.digest())?;
+            let child = store.load_manifest(&digest, None)?;
+            let by_digest = Reference {
+                tag: None,
+                digest: Some(digest),
+                ..destination.clone()
+            };
+            let r = self.push(store, &child, &by_digest, options)?;
+            total.uploaded += r.uploaded;
+            total.existed += r.existed;
+            total.mounted += r.mounted;
+        }
+        if let Some(d) = &destination.digest {
+            if *d != multi.digest {
+                return Err(RegistryError::DigestMismatch {
+                    what: format!("push destination {destination}"),
+                    expected: d.to_string(),
+                    actual: multi.digest.to_string(),
+                });
+            }
+        }
+        let reference = match (&destination.tag, &destination.digest) {
+            (Some(t), _) => t.clone(),
+            (None, Some(d)) => d.to_string(),
+            (None, None) => "latest".to_string(),
+        };
+        let ep = self.config.origin(&destination.registry);
+        let scopes = vec![push_scope(&destination.repository)];
+        let digest = manifest::put(
+            &self.client,
+            &ep,
+            &destination.repository,
+            &reference,
+            &multi.bytes,
+            &multi.media_type,
+            &scopes,
+        )?;
+        total.digest = digest;
+        Ok(total)
+    }
 }

@@ -56,6 +56,7 @@
 //! overlay `lowerdir+` is used on Linux ≥ 6.8.
 
 mod attach;
+pub mod binfmt;
 mod caps;
 pub mod cgroups;
 mod console;

@@ -226,6 +226,10 @@ pub struct ResourceLimits {
     pub cpus: Option<f64>,
     /// Maximum number of tasks (`--pids-limit`).
     pub pids: Option<u64>,
+    /// Size of `/dev/shm` in bytes (`--shm-size`; Docker's default 64 MiB when `None`). A tmpfs
+    /// size, not a cgroup limit.
+    #[serde(default)]
+    pub shm_size: Option<u64>,
 }
 
 impl ResourceLimits {

@@ -174,7 +174,10 @@ pub fn resolve(
     let gid = bounded("gid", gid)?;
 
     let mut additional_gids = vec![gid];
-    if let Some(name) = name {
+    // Supplementary groups only in the implicit form: `name:group` sets exactly that group
+    // (runc's libcontainer/user GetExecUser, which Docker and BuildKit both follow).
+    let explicit_group = group_part.is_some_and(|g| !g.is_empty());
+    if let Some(name) = name.filter(|_| !explicit_group) {
         for e in group_entries(group) {
             if e.members.contains(&name) && !additional_gids.contains(&e.gid) {
                 additional_gids.push(bounded("gid", e.gid)?);
@@ -205,6 +208,9 @@ mod tests {
         assert_eq!((n.uid, n.gid, n.home.as_str()), (4242, 77, "/"));
         let g = resolve("nobody:wheel", Some(PASSWD), Some(GROUP)).unwrap();
         assert_eq!((g.uid, g.gid), (65534, 10));
+        // An explicit group is the only one: alice's wheel membership does not come along.
+        let e = resolve("alice:alice", Some(PASSWD), Some(GROUP)).unwrap();
+        assert_eq!(e.additional_gids, vec![1000]);
         let r = resolve("", None, None).unwrap();
         assert_eq!((r.uid, r.gid), (0, 0));
     }

@@ -85,12 +85,19 @@ pub struct Args {
     /// nearest entry of each cache source.
     #[arg(long)]
     pub explain: bool,
+    /// Size of RUN's /dev/shm (`128m`, `1g`, bytes without a unit; default 64m).
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    pub shm_size: Option<String>,
     /// Do not use the build cache for this stage's steps; may repeat.
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     pub no_cache_filter: Vec<String>,
     /// Grant an entitlement: `security.insecure` (RUN --security=insecure); may repeat.
     #[arg(long = "allow", value_name = "ENTITLEMENT")]
     pub allow: Vec<String>,
+    /// Target platform(s) `os/arch[/variant]`, comma-separated or repeated; two or more build
+    /// one image each, concurrently, tagged as one image index.
+    #[arg(long = "platform", value_name = "P[,P…]", value_delimiter = ',')]
+    pub platforms: Vec<String>,
 }
 
 /// `--progress`.
@@ -434,13 +441,28 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
         pull: args.pull,
         secrets: secrets.paths.clone(),
         allow_insecure: args.allow.iter().any(|a| a == "security.insecure"),
+        shm_size: match &args.shm_size {
+            None => None,
+            Some(s) => Some(
+                strata_dockerfile::mounts::parse_size(s)
+                    .filter(|&n| n > 0)
+                    .with_context(|| format!("invalid --shm-size {s:?} (use e.g. 128m or 1g)"))?,
+            ),
+        },
         no_cache_filter: args
             .no_cache_filter
             .iter()
             .flat_map(|f| f.split(','))
             .map(str::to_string)
             .collect(),
+        target_platform: None,
+        shared_steps: Default::default(),
     };
+    let platforms = args
+        .platforms
+        .iter()
+        .map(|p| strata_store::Platform::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let progress = Progress::new(args.progress.mode());
     let store = super::open_store(cli)?;
     if args.network == NetworkFlag::Bridge {
@@ -449,6 +471,38 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
     super::interrupt::watch(store.staging_dir()?.to_path_buf());
     // Planned once the store is open: the base images are resolved (pulled if missing) first,
     // and a Dockerfile error is still reported before any of that.
+    if platforms.len() > 1 {
+        return super::build_multi::run(
+            &store,
+            &platforms,
+            &exec_options,
+            &progress,
+            &outputs,
+            args.iidfile.as_deref(),
+            args.progress == ProgressFlag::Quiet,
+            &|p, bases| {
+                let mut o = plan_options(args, false);
+                o.target_platform = exec::platform::to_plan(p);
+                let mut graph = dockerfile.plan(&df, &o, bases)?;
+                copy_ignored(&mut graph, &df, &o, &args.context);
+                // `check=error=true`, as for one platform (the first platform's plan reports it).
+                if let Some(e) =
+                    CheckConfig::for_build(&df, &o.build_args).violation(&graph.warnings)
+                {
+                    dockerfile.print_warnings_summary(&graph.warnings);
+                    errln!("ERROR: {e}");
+                    return None;
+                }
+                Some(graph)
+            },
+            &|e| dockerfile.print_exec_error(e),
+        );
+    }
+    exec_options.target_platform = platforms.first().cloned();
+    let mut options = plan_options(args, false);
+    if let Some(p) = &exec_options.target_platform {
+        options.target_platform = exec::platform::to_plan(p);
+    }
     let bases = exec::BaseImages::new(&store, &exec_options);
     let Some(mut graph) = dockerfile.plan(&df, &options, &bases) else {
         return Ok(ExitCode::from(1));
@@ -470,14 +524,16 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
         r.set_registry_output(registry_only(&r, args, &outputs));
         Some(r)
     };
-    let result = exec::execute_with_cache(
-        &store,
-        &graph,
-        &bases,
-        &exec_options,
-        &progress,
-        remote.as_ref(),
-    );
+    let result = exec::platform::check_emulation(&graph, &exec_options).and_then(|()| {
+        exec::execute_with_cache(
+            &store,
+            &graph,
+            &bases,
+            &exec_options,
+            &progress,
+            remote.as_ref(),
+        )
+    });
     super::interrupt::wait_if_interrupted();
     match result {
         Ok(out) => {
@@ -685,7 +741,9 @@ fn export_cache(
 }
 
 /// `--output` specs, checked before anything is built (at most one may write to stdout).
-fn parse_outputs(specs: &[String]) -> Result<Vec<strata_builder::exec::output::OutputSpec>> {
+pub(super) fn parse_outputs(
+    specs: &[String],
+) -> Result<Vec<strata_builder::exec::output::OutputSpec>> {
     use strata_builder::exec::output::OutputSpec;
     let outputs = specs
         .iter()

@@ -24,6 +24,10 @@ pub struct Args {
     /// Show only image IDs.
     #[arg(short, long)]
     pub quiet: bool,
+    /// List this platform's image of each multi-platform image (default: the host's, with the
+    /// index's platforms in a PLATFORMS column).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
 }
 
 /// One row: a name (or none) and the image.
@@ -32,14 +36,34 @@ pub struct Row {
     pub tag: String,
     pub image: Image,
     pub size: u64,
+    /// A multi-platform image's platforms and their images, in index order (empty otherwise).
+    pub platforms: Vec<(strata_store::Platform, Image)>,
 }
 
-/// Lists every entry of the store with its image.
-pub fn rows(store: &Store) -> Result<Vec<Row>> {
+/// Lists every entry of the store with its image; a multi-platform image shown as `platform`'s image (`None`: the host's); a
+/// multi-platform image without that platform is left out.
+pub fn rows_for(store: &Store, platform: Option<&strata_store::Platform>) -> Result<Vec<Row>> {
     let mut out = Vec::new();
     for e in store.entries()? {
         let d = e.digest()?;
-        let image = match store.load_manifest(&d, e.reference.clone()) {
+        let mut platforms = Vec::new();
+        if let Ok(multi) = store.load_index(&d, e.reference.clone()) {
+            for (p, child) in multi.children() {
+                let Ok(cd) = Digest::from_oci(child.digest()) else {
+                    continue;
+                };
+                if let Ok(img) = store.load_manifest(&cd, e.reference.clone()) {
+                    platforms.push((p, img));
+                }
+            }
+            if let Some(want) = platform {
+                if !platforms.iter().any(|(p, _)| want.matches(p)) {
+                    continue;
+                }
+            }
+        }
+        let image = match store.load_manifest_for(&d, e.reference.clone(), platform) {
+            Err(strata_store::StoreError::WrongPlatform { .. }) => continue,
             Ok(i) => i,
             Err(err) => {
                 errln!("strata: warning: skipping {d}: {err}");
@@ -65,6 +89,7 @@ pub fn rows(store: &Store) -> Result<Vec<Row>> {
             tag,
             image,
             size,
+            platforms,
         });
     }
     out.sort_by(|a, b| (&a.repository, &a.tag).cmp(&(&b.repository, &b.tag)));
@@ -93,7 +118,13 @@ pub fn human_size(n: u64) -> String {
 
 pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
     let store = super::open_store(cli)?;
-    let rows = rows(&store)?;
+    let platform = args
+        .platform
+        .as_deref()
+        .map(strata_store::Platform::parse)
+        .transpose()?;
+    let rows = rows_for(&store, platform.as_ref())?;
+    let multi = rows.iter().any(|r| !r.platforms.is_empty());
     if args.quiet {
         for r in &rows {
             outln!("{}", r.image.config_digest.short());
@@ -104,7 +135,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
         let v: Vec<_> = rows
             .iter()
             .map(|r| {
-                json!({
+                let mut v = json!({
                     "Repository": r.repository,
                     "Tag": r.tag,
                     "ID": r.image.config_digest.to_string(),
@@ -112,7 +143,19 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
                     "Created": r.image.config.created,
                     "Size": r.size,
                     "Layers": r.image.config.rootfs.diff_ids.iter().map(Digest::to_string).collect::<Vec<_>>(),
-                })
+                });
+                if !r.platforms.is_empty() {
+                    v["Platforms"] = json!(r
+                        .platforms
+                        .iter()
+                        .map(|(p, i)| json!({
+                            "Platform": p.to_string(),
+                            "ID": i.config_digest.to_string(),
+                            "Digest": i.manifest_digest.to_string(),
+                        }))
+                        .collect::<Vec<_>>());
+                }
+                v
             })
             .collect();
         outln!("{}", serde_json::to_string_pretty(&v)?);
@@ -131,6 +174,9 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
             h.push("DIGEST");
         }
         h.extend(["IMAGE ID", "CREATED", "SIZE"]);
+        if multi {
+            h.push("PLATFORMS");
+        }
         h.into_iter().map(String::from).collect::<Vec<_>>()
     }];
     for r in &rows {
@@ -147,6 +193,10 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
                 .unwrap_or_else(|| "N/A".into()),
         );
         line.push(human_size(r.size));
+        if multi {
+            let names: Vec<String> = r.platforms.iter().map(|(p, _)| p.to_string()).collect();
+            line.push(names.join(","));
+        }
         table.push(line);
     }
     print_table(&table);
@@ -190,19 +240,32 @@ struct Node {
 fn print_tree(rows: &[Row]) {
     let mut root = Node::default();
     for r in rows {
-        let mut node = &mut root;
-        let layers = r.image.manifest.layers();
-        for (i, d) in r.image.config.rootfs.diff_ids.iter().enumerate() {
-            let size = layers.get(i).map(|l| l.size()).unwrap_or(0);
-            node = node.children.entry(d.to_string()).or_default();
-            node.size = size;
+        // A multi-platform image hangs each platform's image where its layers end.
+        let single = [(None, &r.image)];
+        let per_platform: Vec<(Option<String>, &Image)> = if r.platforms.is_empty() {
+            single.to_vec()
+        } else {
+            r.platforms
+                .iter()
+                .map(|(p, i)| (Some(p.to_string()), i))
+                .collect()
+        };
+        for (platform, image) in per_platform {
+            let mut node = &mut root;
+            let layers = image.manifest.layers();
+            for (i, d) in image.config.rootfs.diff_ids.iter().enumerate() {
+                let size = layers.get(i).map(|l| l.size()).unwrap_or(0);
+                node = node.children.entry(d.to_string()).or_default();
+                node.size = size;
+            }
+            let on = platform.map(|p| format!(" {p}")).unwrap_or_default();
+            node.images.push(format!(
+                "{}:{} ({}){on}",
+                r.repository,
+                r.tag,
+                image.config_digest.short()
+            ));
         }
-        node.images.push(format!(
-            "{}:{} ({})",
-            r.repository,
-            r.tag,
-            r.image.config_digest.short()
-        ));
     }
     fn walk(n: &Node, prefix: &str) {
         let total = n.children.len() + n.images.len();

@@ -25,12 +25,18 @@ pub struct Args {
     /// Layer compression: gzip, zstd or none.
     #[arg(long, default_value = "gzip")]
     pub compression: Compression,
+    /// The platform the root filesystem is for (`linux/arm64`); default: this host's.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
     let store = super::open_store(cli)?;
     let reference = args.name.as_deref().map(Reference::parse).transpose()?;
     let mut config = ImageConfig::default();
+    if let Some(p) = &args.platform {
+        strata_store::Platform::parse(p)?.apply_to(&mut config);
+    }
     for (i, c) in args.changes.iter().enumerate() {
         apply_change(&mut config, c).with_context(|| format!("--change #{} {c:?}", i + 1))?;
     }

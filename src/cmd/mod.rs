@@ -1,7 +1,9 @@
 //! One module per subcommand. Each exposes `Args` (clap derive) and `run`.
 
 pub mod attach;
+pub mod binfmt;
 pub mod build;
+pub mod build_multi;
 pub mod commit;
 pub mod container;
 pub mod cp;
@@ -22,6 +24,7 @@ pub mod load;
 pub mod login;
 pub mod logout;
 pub mod logs;
+pub mod manifest;
 pub mod mount;
 pub mod network;
 pub mod pause;
@@ -53,6 +56,8 @@ pub const EXIT_STRATA_ERROR: u8 = 125;
 pub fn dispatch(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Build(a) => build::run(cli, a),
+        Command::Binfmt(a) => binfmt::run(cli, a),
+        Command::Manifest(a) => manifest::run(cli, a),
         Command::Images(a) => images::run(cli, a),
         Command::Inspect(a) => inspect::run(cli, a),
         Command::History(a) => history::run(cli, a),

@@ -20,6 +20,9 @@ pub struct Args {
     /// Platform to pick from a multi-platform image (default: this host's).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
+    /// Pull every platform of a multi-platform image and keep its index (`images` lists it once).
+    #[arg(long, conflicts_with = "platform")]
+    pub all_platforms: bool,
     /// Blobs transferred in parallel.
     #[arg(long, short = 'j', default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
@@ -43,6 +46,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
     };
     let options = PullOptions {
         platform,
+        all_platforms: args.all_platforms,
         jobs: usize::from(args.jobs),
         unpack: !args.no_unpack,
         progress,

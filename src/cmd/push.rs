@@ -30,12 +30,25 @@ pub struct Args {
     /// Print only the digest.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Push only this platform's image of a multi-platform image (default: the index and every
+    /// platform's image).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
     let store = super::open_store(cli)?;
+    let platform = args
+        .platform
+        .as_deref()
+        .map(strata_store::Platform::parse)
+        .transpose()?;
+    let multi = match platform {
+        None => store.multi_image(&args.image)?,
+        Some(_) => None,
+    };
     let image = store
-        .image(&args.image)
+        .image_for(&args.image, platform.as_ref())
         .with_context(|| format!("image {}", args.image))?;
     let destination = match &args.destination {
         Some(d) => Reference::parse(d)?,
@@ -57,9 +70,11 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
         mount_from: args.mount_from.clone(),
         progress,
     };
-    let report = client
-        .push(&store, &image, &destination, &options)
-        .with_context(|| format!("pushing to {destination}"))?;
+    let report = match &multi {
+        Some(m) => client.push_index(&store, m, &destination, &options),
+        None => client.push(&store, &image, &destination, &options),
+    }
+    .with_context(|| format!("pushing to {destination}"))?;
     if let Some(path) = &args.digestfile {
         std::fs::write(path, report.digest.to_string())
             .with_context(|| format!("writing {}", path.display()))?;

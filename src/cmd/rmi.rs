@@ -18,10 +18,29 @@ pub struct Args {
     /// Images (names, digests or IDs).
     #[arg(required = true)]
     pub images: Vec<String>,
+    /// Remove only this platform's image from multi-platform images (the name then points at
+    /// an index of the other platforms).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
     let store = super::open_store(cli)?;
+    if let Some(p) = &args.platform {
+        let platform = strata_store::Platform::parse(p)?;
+        for name in &args.images {
+            let reference = Reference::parse(name)?;
+            match store.remove_platform(&reference, &platform)? {
+                Some(m) => outln!(
+                    "Removed {platform} from {}: now {}",
+                    reference.familiar(),
+                    m.digest
+                ),
+                None => outln!("Untagged: {}", reference.familiar()),
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut failed = false;
     let containers = store.root().join("containers");
     for name in &args.images {

@@ -26,6 +26,10 @@ pub struct Args {
     /// Remove the container's directory (writable layer, anonymous volumes) when it exits.
     #[arg(long)]
     pub rm: bool,
+    /// Run this platform's image of a multi-platform image (`linux/arm64`); another
+    /// architecture runs through its binfmt_misc QEMU handler (`strata binfmt --install`).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
     /// Name the container (must be unique among kept containers).
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
@@ -141,6 +145,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     strata_runner::block_forwarded_signals();
     // Validate every flag before touching the store: bad input leaves nothing behind.
     let limits = ResourceLimits {
+        shm_size: None,
         memory: a.memory.as_deref().map(parse_memory).transpose()?,
         cpus: a.cpus.as_deref().map(parse_cpus).transpose()?,
         pids: a
@@ -231,12 +236,23 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         None => None,
     };
 
-    let image = store.image(&a.image).with_context(|| {
-        format!(
-            "Unable to find image '{}' locally (pull or load it first)",
-            a.image
-        )
-    })?;
+    let platform = a
+        .platform
+        .as_deref()
+        .map(strata_store::Platform::parse)
+        .transpose()?;
+    let image = store
+        .image_for(&a.image, platform.as_ref())
+        .with_context(|| {
+            format!(
+                "Unable to find image '{}' locally (pull or load it first)",
+                a.image
+            )
+        })?;
+    if let Some(p) = &platform {
+        let host = strata_store::Platform::host();
+        strata_runner::binfmt::check(&p.architecture, &host.architecture)?;
+    }
     let cfg = &image.config.config;
 
     let args = command_line(

@@ -18,7 +18,11 @@ pub struct Args {
 
 pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
     let store = super::open_store(cli)?;
-    let img = store.image(&args.source)?;
+    // A multi-platform image is tagged whole (its index), not its host child.
+    let descriptor = match store.multi_image(&args.source)? {
+        Some(m) => m.descriptor(),
+        None => store.image(&args.source)?.descriptor(),
+    };
     let target = Reference::parse(&args.target)?;
     if target.digest.is_some() {
         anyhow::bail!(
@@ -26,6 +30,6 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
             args.target
         );
     }
-    store.tag(&target, &img.descriptor())?;
+    store.tag(&target, &descriptor)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -45,10 +45,10 @@ pub struct SaveItem {
     pub names: Vec<Reference>,
 }
 
-struct ArchiveWriter<W: Write> {
-    tar: tar::Builder<W>,
-    dirs: HashSet<String>,
-    what: String,
+pub(crate) struct ArchiveWriter<W: Write> {
+    pub(crate) tar: tar::Builder<W>,
+    pub(crate) dirs: HashSet<String>,
+    pub(crate) what: String,
 }
 
 impl<W: Write> ArchiveWriter<W> {
@@ -69,7 +69,7 @@ impl<W: Write> ArchiveWriter<W> {
         h
     }
 
-    fn dir(&mut self, path: &str) -> Result<(), StoreError> {
+    pub(crate) fn dir(&mut self, path: &str) -> Result<(), StoreError> {
         if self.dirs.insert(path.to_string()) {
             let mut h = Self::header(0, tar::EntryType::Directory, 0o755);
             self.tar
@@ -79,14 +79,19 @@ impl<W: Write> ArchiveWriter<W> {
         Ok(())
     }
 
-    fn file<R: Read>(&mut self, path: &str, size: u64, data: R) -> Result<(), StoreError> {
+    pub(crate) fn file<R: Read>(
+        &mut self,
+        path: &str,
+        size: u64,
+        data: R,
+    ) -> Result<(), StoreError> {
         let mut h = Self::header(size, tar::EntryType::Regular, 0o644);
         self.tar
             .append_data(&mut h, path, data)
             .map_err(|e| self.err(e))
     }
 
-    fn bytes(&mut self, path: &str, data: &[u8]) -> Result<(), StoreError> {
+    pub(crate) fn bytes(&mut self, path: &str, data: &[u8]) -> Result<(), StoreError> {
         self.file(path, data.len() as u64, data)
     }
 }

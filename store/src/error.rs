@@ -149,13 +149,41 @@ pub enum StoreError {
         max: usize,
     },
     /// An image index with no manifest for this platform.
-    #[error("image {name}: no manifest for platform {platform} in its index")]
+    #[error("image {name}: no manifest for platform {platform} in its index{available}; pick one with --platform")]
     NoMatchingPlatform {
         /// The image.
         name: String,
         /// The platform asked for.
         platform: String,
+        /// ` (available: linux/amd64, …)`, or empty.
+        available: String,
     },
+    /// An unparsable platform string.
+    #[error(
+        "invalid platform {0:?}: expected os/arch[/variant], e.g. linux/arm64 or linux/arm/v7"
+    )]
+    InvalidPlatform(String),
+    /// An image that is one platform's, asked for as another's.
+    #[error("image {name} is for {have}, not {want}: build or pull it for {want} (or make an index of both)")]
+    WrongPlatform {
+        /// The image.
+        name: String,
+        /// Its config's platform.
+        have: String,
+        /// The platform asked for.
+        want: String,
+    },
+    /// A docker-archive asked of a multi-platform image.
+    #[error("image {name} holds several platforms ({platforms}) and a docker-archive holds one: save with --format oci, or pick one with --platform")]
+    MultiPlatformArchive {
+        /// The image.
+        name: String,
+        /// Its platforms.
+        platforms: String,
+    },
+    /// A name that is expected to be a multi-platform image (index) but names one manifest.
+    #[error("image {0} is not a multi-platform image (no image index)")]
+    NotAnIndex(String),
 }
 
 impl StoreError {

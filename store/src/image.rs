@@ -7,6 +7,7 @@ use crate::error::StoreError;
 use crate::model::{
     ImageConfig, MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_INDEX, MT_OCI_MANIFEST,
 };
+use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::refs::descriptor;
 use crate::Store;
@@ -85,6 +86,12 @@ impl Store {
     /// Finds an image by name (`busybox`, `host:5000/a:b`, `name@sha256:…`), full digest
     /// (`sha256:…`, manifest or config) or unique hex ID prefix (at least 4 digits).
     pub fn image(&self, name: &str) -> Result<Image, StoreError> {
+        self.image_for(name, None)
+    }
+
+    /// [`Store::image`] for `platform`: a multi-platform image gives that platform's manifest
+    /// (`None`: the host's); a single-platform image must be for `platform`.
+    pub fn image_for(&self, name: &str, platform: Option<&Platform>) -> Result<Image, StoreError> {
         let not_found = || StoreError::ImageNotFound {
             name: name.to_string(),
         };
@@ -110,7 +117,7 @@ impl Store {
                 }
             }
             match found.len() {
-                1 => return self.load_manifest(&found[0], None),
+                1 => return self.load_manifest_for(&found[0], None, platform),
                 0 if name.starts_with("sha256:") => return Err(not_found()),
                 0 => {}
                 n => {
@@ -122,11 +129,20 @@ impl Store {
             }
         }
         let reference = Reference::parse(name)?;
-        self.image_by_reference(&reference)
+        self.image_by_reference_for(&reference, platform)
     }
 
     /// Finds an image by a parsed reference.
     pub fn image_by_reference(&self, reference: &Reference) -> Result<Image, StoreError> {
+        self.image_by_reference_for(reference, None)
+    }
+
+    /// [`Store::image_by_reference`] for `platform` (see [`Store::image_for`]).
+    pub fn image_by_reference_for(
+        &self,
+        reference: &Reference,
+        platform: Option<&Platform>,
+    ) -> Result<Image, StoreError> {
         let not_found = || StoreError::ImageNotFound {
             name: reference.familiar(),
         };
@@ -148,14 +164,14 @@ impl Store {
                             continue;
                         }
                     }
-                    return self.load_manifest(&d, Some(reference.clone()));
+                    return self.load_manifest_for(&d, Some(reference.clone()), platform);
                 }
             }
             return Err(not_found());
         }
         if let Some(d) = &reference.digest {
             if entries.iter().any(|e| e.digest().ok().as_ref() == Some(d)) || self.has_blob(d) {
-                return self.load_manifest(d, Some(reference.clone()));
+                return self.load_manifest_for(d, Some(reference.clone()), platform);
             }
         }
         Err(not_found())
@@ -166,6 +182,17 @@ impl Store {
         &self,
         digest: &Digest,
         reference: Option<Reference>,
+    ) -> Result<Image, StoreError> {
+        self.load_manifest_for(digest, reference, None)
+    }
+
+    /// Loads the manifest `digest` for `platform`: an index is followed to that platform's
+    /// manifest (`None`: the host's), a single manifest must be for it.
+    pub fn load_manifest_for(
+        &self,
+        digest: &Digest,
+        reference: Option<Reference>,
+        platform: Option<&Platform>,
     ) -> Result<Image, StoreError> {
         let bytes = self.read_blob(digest)?;
         let mt = manifest_media_type(&bytes).ok_or_else(|| StoreError::InvalidDocument {
@@ -179,13 +206,26 @@ impl Store {
                         what: format!("image index {digest}"),
                         reason: e.to_string(),
                     })?;
-                let chosen = select_platform(&index).ok_or_else(|| {
-                    let (os, arch, _) = ImageConfig::host_platform();
+                let chosen = match platform {
+                    Some(p) => crate::platform::select(&index, p),
+                    None => select_platform(&index),
+                };
+                let chosen = chosen.ok_or_else(|| {
+                    let want = platform.cloned().unwrap_or_else(Platform::host);
+                    let offered: Vec<String> = crate::platform::platforms(&index)
+                        .iter()
+                        .map(Platform::to_string)
+                        .collect();
                     StoreError::NoMatchingPlatform {
                         name: reference
                             .as_ref()
                             .map_or_else(|| digest.to_string(), |r| r.familiar()),
-                        platform: format!("{os}/{arch}"),
+                        platform: want.to_string(),
+                        available: if offered.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (available: {})", offered.join(", "))
+                        },
                     }
                 })?;
                 let d = Digest::from_oci(chosen.digest())?;
@@ -199,7 +239,13 @@ impl Store {
                 let img = self.load_manifest_leaf(&d, reference)?;
                 Ok(img)
             }
-            _ => self.parse_manifest(digest, mt, bytes, reference),
+            _ => {
+                let image = self.parse_manifest(digest, mt, bytes, reference)?;
+                match platform {
+                    Some(want) => check_platform(image, want),
+                    None => Ok(image),
+                }
+            }
         }
     }
 
@@ -280,6 +326,22 @@ impl Store {
         }
         Ok(img)
     }
+}
+
+/// `image` when its config is for `want`, else [`StoreError::WrongPlatform`].
+fn check_platform(image: Image, want: &Platform) -> Result<Image, StoreError> {
+    let have = Platform::of_config(&image.config);
+    if want.matches(&have) {
+        return Ok(image);
+    }
+    Err(StoreError::WrongPlatform {
+        name: image
+            .reference
+            .as_ref()
+            .map_or_else(|| image.manifest_digest.to_string(), |r| r.familiar()),
+        have: have.to_string(),
+        want: want.to_string(),
+    })
 }
 
 /// Picks the host platform's manifest from an index.

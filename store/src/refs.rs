@@ -38,7 +38,7 @@ impl IndexEntry {
 }
 
 impl Store {
-    fn read_index(&self) -> Result<ImageIndex, StoreError> {
+    pub(crate) fn read_index(&self) -> Result<ImageIndex, StoreError> {
         let path = self.root().join("index.json");
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
@@ -56,7 +56,7 @@ impl Store {
         })
     }
 
-    fn write_index(&self, index: &ImageIndex) -> Result<(), StoreError> {
+    pub(crate) fn write_index(&self, index: &ImageIndex) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(index).map_err(|e| StoreError::InvalidDocument {
             what: "index.json".into(),
             reason: e.to_string(),
@@ -171,7 +171,7 @@ impl Store {
     }
 }
 
-fn ref_name(d: &Descriptor) -> Option<&str> {
+pub(crate) fn ref_name(d: &Descriptor) -> Option<&str> {
     d.annotations()
         .as_ref()
         .and_then(|a| a.get(ANNOTATION_REF_NAME))

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use strata_registry_client::{Outcome, PullOptions, RegistryClient};
 use strata_store::ops::LayerRef;
-use strata_store::{Descriptor, Digest, Image, Reference, Store, StoreError};
+use strata_store::{Descriptor, Digest, Image, Platform, Reference, Store, StoreError};
 
 // BaseError lives in error.rs with the executor's other errors (StepError wraps it).
 pub use super::error::BaseError;
@@ -21,19 +21,21 @@ use strata_dockerfile::plan::{
 /// when `pull` (`--pull`) asks to re-resolve the tag (an image named by digest is immutable and
 /// is taken from the store when present).
 pub fn resolve_image(store: &Store, name: &str, pull: bool) -> Result<Image, BaseError> {
-    resolve(store, name, pull, &mut Vec::new())
+    resolve(store, name, pull, None, &mut Vec::new())
 }
 
 /// [`resolve_image`], appending what a pull did to `notes` (for the progress view).
+/// `platform`: that platform's manifest of a multi-platform image (`None`: the host's).
 fn resolve(
     store: &Store,
     name: &str,
     pull: bool,
+    platform: Option<&Platform>,
     notes: &mut Vec<String>,
 ) -> Result<Image, BaseError> {
     let by_digest = name.contains('@');
     if !pull || by_digest {
-        match store.image(name) {
+        match store.image_for(name, platform) {
             Ok(i) => return Ok(i),
             Err(StoreError::ImageNotFound { .. }) => {}
             Err(e) => return Err(e.into()),
@@ -60,6 +62,10 @@ fn resolve(
     let transfers = Arc::new(Transfers::default());
     let options = PullOptions {
         progress: transfers.clone(),
+        platform: platform
+            .map(|p| p.to_string().parse())
+            .transpose()
+            .map_err(|e: strata_registry_client::RegistryError| fail(e.to_string()))?,
         ..PullOptions::default()
     };
     let image = client
@@ -176,18 +182,29 @@ impl<'a> BaseImages<'a> {
     /// Loads one image (by name), as the FROM step of `request` would.
     fn load(&self, request: &BaseRequest) -> Result<LoadedBase, ExecError> {
         let mut notes = Vec::new();
-        let image = resolve(self.store, &request.name, self.options.pull, &mut notes).map_err(
-            |e| match e {
-                BaseError::Store(e) => ExecError::Store(e),
-                other => ExecError::Step {
-                    file: self.options.dockerfile_name.clone(),
-                    line: request.span.start,
-                    end_line: request.span.end,
-                    instruction: format!("FROM {}", request.name),
-                    reason: other.to_string(),
-                },
+        // The stage's `--platform`, else the build's target (BuildKit's rule).
+        let platform = request
+            .platform
+            .as_ref()
+            .map(super::platform::from_plan)
+            .or_else(|| self.options.target_platform.clone());
+        let image = resolve(
+            self.store,
+            &request.name,
+            self.options.pull,
+            platform.as_ref(),
+            &mut notes,
+        )
+        .map_err(|e| match e {
+            BaseError::Store(e) => ExecError::Store(e),
+            other => ExecError::Step {
+                file: self.options.dockerfile_name.clone(),
+                line: request.span.start,
+                end_line: request.span.end,
+                instruction: format!("FROM {}", request.name),
+                reason: other.to_string(),
             },
-        )?;
+        })?;
         Ok(LoadedBase {
             state: image_state(self.store, &image)?,
             manifest: image.manifest_digest.clone(),
@@ -198,10 +215,12 @@ impl<'a> BaseImages<'a> {
 
 impl BaseResolver for BaseImages<'_> {
     fn resolve(&self, requests: &[BaseRequest]) -> Vec<Result<BaseImageConfig, BaseResolveError>> {
-        // Each distinct image once: two stages FROM the same tag must not pull it twice.
-        let mut first_of: BTreeMap<&str, usize> = BTreeMap::new();
+        // Each distinct image once: two stages FROM the same tag must not pull it twice (the
+        // same tag for two platforms is two images).
+        let key = |r: &BaseRequest| (r.name.clone(), r.platform.as_ref().map(|p| p.to_string()));
+        let mut first_of: BTreeMap<(String, Option<String>), usize> = BTreeMap::new();
         for (i, r) in requests.iter().enumerate() {
-            first_of.entry(r.name.as_str()).or_insert(i);
+            first_of.entry(key(r)).or_insert(i);
         }
         let mut loads: BTreeMap<usize, Result<LoadedBase, ExecError>> = std::thread::scope(|s| {
             let handles: Vec<_> = first_of
@@ -222,7 +241,7 @@ impl BaseResolver for BaseImages<'_> {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                let first = first_of.get(r.name.as_str()).copied().unwrap_or(i);
+                let first = first_of.get(&key(r)).copied().unwrap_or(i);
                 let loaded = match loads.get(&first) {
                     Some(Ok(l)) => l.clone(),
                     // The first stage FROM this image carries the error (the planner reports

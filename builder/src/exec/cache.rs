@@ -287,6 +287,18 @@ impl<'a> BuildCache<'a> {
         serde_json::from_value(data).ok()
     }
 
+    /// [`BuildCache::lookup`] — and, with `--no-cache`, an entry another platform of the same
+    /// multi-platform build recorded ([`ExecOptions::shared_steps`]): `--no-cache` reuses nothing
+    /// from before the build, as BuildKit's; within one multi-platform build a shared step still
+    /// runs once (see [`super::platform`]).
+    pub fn lookup_in_build(&self, key: &CacheKey) -> Option<Entry> {
+        if self.options.no_cache && self.options.shared_steps.contains(&key.to_string()) {
+            let data = self.store.cache_entry(&store_key(key))?;
+            return serde_json::from_value(data).ok();
+        }
+        self.lookup(key)
+    }
+
     /// Replays a hit: applies `entry` (looked up under `step`'s key) to `state`, giving
     /// exactly the state the step gave when it ran.
     pub fn replay(
@@ -404,6 +416,9 @@ mod tests {
             secrets: BTreeMap::new(),
             allow_insecure: false,
             no_cache_filter: Vec::new(),
+            shm_size: None,
+            target_platform: None,
+            shared_steps: Default::default(),
         }
     }
 

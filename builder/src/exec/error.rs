@@ -38,6 +38,17 @@ pub enum ExecError {
     /// An internal failure (a stage thread panicked).
     #[error("internal: {0}")]
     Internal(String),
+    /// A stage's RUN steps are for an architecture this machine can't execute (no binfmt_misc
+    /// handler): found before the first step.
+    #[error("stage {stage} for {platform}: {source}")]
+    Emulation {
+        /// The stage (name or index).
+        stage: String,
+        /// Its platform.
+        platform: String,
+        /// What is missing and how to get it.
+        source: strata_runner::binfmt::BinfmtError,
+    },
 }
 
 /// Why an image could not be resolved.

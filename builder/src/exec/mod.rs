@@ -49,7 +49,9 @@ pub mod explain;
 pub mod history;
 pub mod ignore;
 pub mod lower;
+pub mod multi;
 pub mod output;
+pub mod platform;
 pub mod progress;
 pub mod remote_cache;
 pub mod run;
@@ -167,9 +169,10 @@ fn execute_once(
                 // BuildKit shows no step for FROM scratch or FROM another stage: neither runs
                 // anything (dockerfile2llb counts only image bases in a stage's steps).
                 StageBase::Scratch => {
-                    let key = ChainKey::Key(build_cache.base_key("scratch"));
-                    base_names.insert(index, "scratch".into());
-                    (config::scratch_state(), key)
+                    let base = platform::scratch_base(&stage, options);
+                    let key = ChainKey::Key(build_cache.base_key(&base));
+                    base_names.insert(index, base.clone());
+                    (platform::scratch_state(&stage, options), key)
                 }
                 StageBase::Stage(i) => {
                     let b = built.get(i).ok_or(ExecError::MissingStage(*i))?;
@@ -261,6 +264,7 @@ fn execute_once(
         .remove(&target_index)
         .ok_or(ExecError::MissingStage(target_index))?
         .state;
+    platform::mark_image(&mut state, options);
     if !options.labels.is_empty() {
         let labels = state
             .config
@@ -421,17 +425,24 @@ impl StageContext<'_> {
                 instruction: step.source.trim().to_string(),
                 reason: err.to_string(),
             };
-            // `--no-cache-filter`: this stage's steps run even when the cache has them.
-            let filtered = stage.name.as_ref().is_some_and(|n| {
-                options
-                    .no_cache_filter
-                    .iter()
-                    .any(|f| f.eq_ignore_ascii_case(n))
-            });
+            // Held until the step is recorded: a concurrent platform's build waits, then hits.
+            let _claim = key.key().and_then(|k| platform::claim(k, options));
+            // `--no-cache-filter`: this stage's steps run even when the cache has them (a
+            // multi-platform build's stage names carry the platform: see exec/multi).
+            let filtered = stage
+                .name
+                .as_deref()
+                .map(|n| platform::unlabeled(n, options))
+                .is_some_and(|n| {
+                    options
+                        .no_cache_filter
+                        .iter()
+                        .any(|f| f.eq_ignore_ascii_case(n))
+                });
             let cached = key
                 .key()
                 .filter(|_| !filtered)
-                .and_then(|k| self.cache.lookup(k));
+                .and_then(|k| self.cache.lookup_in_build(k));
             if let Some(entry) = cached {
                 if entry.layer.is_some() {
                     layer_room(&state).map_err(fail)?;
@@ -500,6 +511,7 @@ impl StageContext<'_> {
                 let inputs = self.remote.map(|_| inputs);
                 self.cache
                     .record(k, &state, layer.as_ref(), history_from, index, inputs);
+                platform::recorded(k, options);
             }
             progress.done(n, started);
         }

@@ -37,9 +37,83 @@ pub struct ExecOptions {
     pub secrets: BTreeMap<String, PathBuf>,
     /// `--allow security.insecure`: `RUN --security=insecure` may run (BuildKit's entitlement).
     pub allow_insecure: bool,
+    /// `--shm-size`: the size of RUN's `/dev/shm` in bytes (64 MiB when `None`).
+    pub shm_size: Option<u64>,
     /// `--no-cache-filter STAGE`: the steps of these stages (by name) reuse nothing from the
     /// build cache.
     pub no_cache_filter: Vec<String>,
+    /// `--platform`: the platform this build is for; `None` = the host's (see
+    /// [`super::platform`]).
+    pub target_platform: Option<strata_store::Platform>,
+    /// The step keys the builds of one multi-platform build recorded: with `--no-cache` they
+    /// still share a platform-independent step (see `BuildCache::lookup_in_build`).
+    pub shared_steps: SharedSteps,
+}
+
+/// What the platforms of one multi-platform build share about steps (all clones are one):
+/// the keys they recorded, and the keys being run right now (see [`super::platform::claim`]).
+#[derive(Debug, Clone, Default)]
+pub struct SharedSteps(std::sync::Arc<StepsInner>);
+
+#[derive(Debug, Default)]
+struct StepsInner {
+    recorded: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    running: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    done: std::sync::Condvar,
+}
+
+impl SharedSteps {
+    /// Notes that this build recorded `key`.
+    pub fn insert(&self, key: String) {
+        self.0
+            .recorded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
+    }
+
+    /// Whether this build recorded `key`.
+    pub fn contains(&self, key: &str) -> bool {
+        self.0
+            .recorded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(key)
+    }
+
+    /// Waits until no other platform of the build runs step `key`, then marks it running until
+    /// the returned claim drops.
+    pub fn claim(&self, key: String) -> StepClaim {
+        let mut running = self.0.running.lock().unwrap_or_else(|e| e.into_inner());
+        while running.contains(&key) {
+            running = self.0.done.wait(running).unwrap_or_else(|e| e.into_inner());
+        }
+        running.insert(key.clone());
+        StepClaim {
+            steps: self.clone(),
+            key,
+        }
+    }
+}
+
+/// A step being run by one platform of a multi-platform build; released on drop (also when the
+/// step fails: a waiting platform then runs it itself).
+#[derive(Debug)]
+pub struct StepClaim {
+    steps: SharedSteps,
+    key: String,
+}
+
+impl Drop for StepClaim {
+    fn drop(&mut self) {
+        let inner = &self.steps.0;
+        inner
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
+        inner.done.notify_all();
+    }
 }
 
 /// The state of a stage being built: its config so far, its layers and their unpacked trees.

@@ -757,7 +757,7 @@ impl StagePlanner<'_> {
                     check_chmod(m).map_err(|e| at(span)(e.into()))?;
                 }
                 cp.sources = ex.all(&cp.sources)?;
-                cp.dest = ex.word(&cp.dest)?;
+                cp.dest = directory_if_empty(ex.word(&cp.dest)?);
                 cp.exclude = ex.all(&cp.exclude)?;
                 for i in &mut cp.inline {
                     if i.expand {
@@ -777,7 +777,7 @@ impl StagePlanner<'_> {
                 }
                 a.checksum = ex.opt(&a.checksum)?;
                 a.sources = ex.all(&a.sources)?;
-                a.dest = ex.word(&a.dest)?;
+                a.dest = directory_if_empty(ex.word(&a.dest)?);
                 a.exclude = ex.all(&a.exclude)?;
                 if let Some(sum) = &a.checksum {
                     let http = |s: &str| s.starts_with("http://") || s.starts_with("https://");
@@ -1076,6 +1076,16 @@ fn proxy_env(build_args: &BTreeMap<String, String>, env: &EnvList) -> Vec<(Strin
         }
     }
     out
+}
+
+/// A destination that expanded to nothing (`COPY f $EMPTY`) is the working directory itself, as
+/// BuildKit's dispatchCopy treats "" like "." (a directory: the source goes inside it).
+fn directory_if_empty(dest: String) -> String {
+    if dest.is_empty() {
+        ".".into()
+    } else {
+        dest
+    }
 }
 
 /// Expands a heredoc body: variables only, quotes kept (BuildKit's `SkipProcessQuotes`).

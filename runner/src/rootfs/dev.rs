@@ -87,6 +87,7 @@ pub(super) fn bind_device(
 pub(super) fn mount_dev(
     root: RawFd,
     nodes: &OwnedFd,
+    shm_size: Option<u64>,
     stubs: &mut Vec<String>,
 ) -> Result<OwnedFd, Failure> {
     let t = path::ensure_dir(root, "/dev", true).map_err(|e| refuse_symlink("/dev", e))?;
@@ -157,9 +158,13 @@ pub(super) fn mount_dev(
         sub(c"pts").ctx(|| "opening /dev/pts".into())?.as_raw_fd(),
     )
     .ctx(|| "mounting /dev/pts".into())?;
+    // Docker's default 64 MiB unless `--shm-size` says otherwise (tmpfs(5) `size=` in KiB).
+    let shm_kib = shm_size.map_or(65536, |b| b.div_ceil(1024).max(1));
+    let shm_size_opt = std::ffi::CString::new(format!("{shm_kib}k"))
+        .map_err(|_| Failure::new("invalid /dev/shm size"))?;
     let shm = new_fs(
         c"tmpfs",
-        &[(c"mode", c"1777"), (c"size", c"65536k")],
+        &[(c"mode", c"1777"), (c"size", shm_size_opt.as_c_str())],
         &[],
         MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
     )

@@ -126,7 +126,7 @@ pub fn prepare(
         .ctx(|| "attaching procfs on /proc".into())?;
 
     let device_nodes = make_device_nodes(&staging, extra_devices)?;
-    let devnull = mount_dev(r, &device_nodes, &mut stubs)?;
+    let devnull = mount_dev(r, &device_nodes, spec.limits.shm_size, &mut stubs)?;
     for node in extra_devices {
         let t = mount_point(
             path::ensure_file(r, &node.destination),

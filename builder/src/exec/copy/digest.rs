@@ -1,7 +1,7 @@
 //! The content digest of what a COPY/ADD (or a RUN `--mount=type=bind` from the context)
 //! selects in the build context: the content part of the step's cache key.
 //!
-//! The selection is [`select_sources`]' — the very walk the step copies — so the key and the copy
+//! The selection is `select_sources`' — the very walk the step copies — so the key and the copy
 //! can never disagree about which files count (`.dockerignore`, wildcards in any component,
 //! `--exclude`, `--parents`). For every selected entry, in copy order: its context-relative
 //! path, type, permission bits, size and content sha256 (regular files), device number (devices)
@@ -10,7 +10,7 @@
 //!
 //! Modification times are not part of the digest, as in BuildKit's content checksums: a file
 //! touched but unchanged keeps its cache hit. Content hashes come from the context index
-//! ([`ContextIndex`]) when a file's stamp is unchanged; the rest are read and hashed in parallel.
+//! (`ContextIndex`) when a file's stamp is unchanged; the rest are read and hashed in parallel.
 
 use std::io::Read;
 use std::sync::Mutex;

@@ -109,21 +109,33 @@ impl CopySource {
 
     /// Names in directory `rel` of the merged view, sorted by bytes.
     fn list(&self, rel: &[String]) -> Result<Vec<String>, StepError> {
+        Ok(self.list_open(rel)?.0)
+    }
+
+    /// [`Self::list`], and for the context the open directory too, so its entries can be
+    /// `lstat`ed relative to it ([`Self::stat_child`]) instead of resolving each path again.
+    fn list_open(
+        &self,
+        rel: &[String],
+    ) -> Result<(Vec<String>, Option<std::os::fd::OwnedFd>), StepError> {
+        let mut dirfd = None;
         let names = if self.layered {
             match self.stack.resolve(rel, true, false, MAX_SYMLINKS) {
                 Some(dir) => self
                     .stack
                     .list(&dir)
                     .step_context(|| format!("reading {}", lower::display(rel)))?,
-                None => return Ok(Vec::new()),
+                None => return Ok((Vec::new(), None)),
             }
         } else {
             let fd = self
                 .context_root()
                 .open_dir(&rel_path(rel))
                 .step_context(|| format!("reading {}", lower::display(rel)))?;
-            strata_fs::dir::list_dir(fd.as_raw_fd())
-                .step_context(|| format!("reading {}", lower::display(rel)))?
+            let names = strata_fs::dir::list_dir(fd.as_raw_fd())
+                .step_context(|| format!("reading {}", lower::display(rel)))?;
+            dirfd = Some(fd);
+            names
         };
         let mut out: Vec<String> = names
             .into_iter()
@@ -132,7 +144,25 @@ impl CopySource {
         // Sorted by the bytes of the (lossy) names, each once.
         out.sort();
         out.dedup();
-        Ok(out)
+        Ok((out, dirfd))
+    }
+
+    /// [`Self::stat`] without following a final symlink, of `rel` whose parent directory is
+    /// `dir` when [`Self::list_open`] gave one: then one `fstatat` on that fd (the name is a
+    /// single component, `AT_SYMLINK_NOFOLLOW`), not a walk of the whole path.
+    fn stat_child(
+        &self,
+        dir: Option<&std::os::fd::OwnedFd>,
+        rel: &[String],
+    ) -> Option<(Vec<String>, usize, Stat)> {
+        match (dir, rel.last()) {
+            (Some(fd), Some(name)) => {
+                let st = strata_fs::stat::lstat_at(fd.as_raw_fd(), std::ffi::OsStr::new(name))
+                    .ok()??;
+                Some((rel.to_vec(), 0, st))
+            }
+            _ => self.stat(rel, false),
+        }
     }
 
     /// Opens a selected regular file for reading (in a layered source `sel.src` is the
@@ -365,11 +395,12 @@ impl Walker<'_> {
         below: &mut Vec<String>,
     ) -> Result<bool, StepError> {
         let mut any = false;
-        for name in self.src.list(rel)? {
+        let (names, dir) = self.src.list_open(rel)?;
+        for name in names {
             rel.push(name.clone());
             dest.push(name.clone());
             below.push(name);
-            let added = self.child(rel, dest, below)?;
+            let added = self.child(dir.as_ref(), rel, dest, below)?;
             any |= added;
             rel.pop();
             dest.pop();
@@ -378,8 +409,11 @@ impl Walker<'_> {
         Ok(any)
     }
 
+    /// One entry `rel` of the directory `dir` (open for the context, see
+    /// [`CopySource::list_open`]).
     fn child(
         &mut self,
+        dir: Option<&std::os::fd::OwnedFd>,
         rel: &mut Vec<String>,
         dest: &mut Vec<String>,
         below: &mut Vec<String>,
@@ -392,7 +426,7 @@ impl Walker<'_> {
         {
             return Ok(false);
         }
-        let Some((_, layer, st)) = self.src.stat(rel, false) else {
+        let Some((_, layer, st)) = self.src.stat_child(dir, rel) else {
             return Ok(false);
         };
         if st.is_dir() {

@@ -157,7 +157,10 @@ pub fn run_step(
         mounts: std::mem::take(&mut prepared.specs),
         devices: vec![],
         readonly_rootfs: false,
-        limits: ResourceLimits::default(),
+        limits: ResourceLimits {
+            shm_size: options.shm_size,
+            ..ResourceLimits::default()
+        },
         init: false,
         stdio: StdioSpec {
             stdin: Stdio::Null,
