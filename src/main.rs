@@ -34,7 +34,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Build an image from a Dockerfile (`--check`: parse and plan only).
-    Build(cmd::build::Args),
+    Build(Box<cmd::build::Args>),
     /// Show or register the binfmt_misc QEMU handlers that run other architectures' programs.
     Binfmt(cmd::binfmt::Args),
     /// Make or show multi-platform images (`manifest create NAME IMAGE…`).

@@ -187,6 +187,10 @@ pub enum RegistryError {
     #[error(transparent)]
     Store(#[from] StoreError),
 
+    /// A build-cache artifact that cannot be read (not a cache, another format version).
+    #[error(transparent)]
+    CacheFormat(#[from] strata_store::cache_artifact::CacheFormatError),
+
     /// Every mirror and the origin failed; each failure is listed.
     #[error("{reference}: every source failed: {}", .attempts.join("; "))]
     AllSourcesFailed {

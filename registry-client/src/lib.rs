@@ -27,6 +27,7 @@
 //! ```
 
 pub mod blob;
+pub mod cache;
 pub mod challenge;
 pub mod config;
 pub mod credentials;
@@ -44,6 +45,7 @@ pub mod transport;
 
 use strata_store::{Image, Reference, Store};
 
+pub use cache::{CachePushReport, FetchedCache};
 pub use config::{Endpoint, RegistriesConfig};
 pub use credentials::{Credential, CredentialStore};
 pub use error::{RegistryError, Result};

@@ -73,6 +73,18 @@ pub struct Args {
     /// Only parse and plan the Dockerfile and report errors and warnings; build nothing.
     #[arg(long)]
     pub check: bool,
+    /// Export the build cache: `type=registry,ref=REF[,mode=min|max][,mounts=true]`,
+    /// `type=local,dest=DIR`, `type=inline`; may repeat.
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
+    /// Import a build cache: `type=registry,ref=REF`, `type=local,src=DIR`, or an image
+    /// reference; may repeat (the first source with a step's key wins).
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+    /// Print, for the first step that missed the cache, the inputs of its key next to the
+    /// nearest entry of each cache source.
+    #[arg(long)]
+    pub explain: bool,
     /// Size of RUN's /dev/shm (`128m`, `1g`, bytes without a unit; default 64m).
     #[arg(long = "shm-size", value_name = "SIZE")]
     pub shm_size: Option<String>,
@@ -383,6 +395,7 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     };
     let outputs = parse_outputs(&args.outputs)?;
+    let (cache_from, cache_to) = parse_cache_specs(args)?;
     let options = plan_options(args, false);
     let source_date_epoch = match source_date_epoch(&df, &options.build_args) {
         Ok(v) => v,
@@ -501,8 +514,26 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
         errln!("ERROR: {e}");
         return Ok(ExitCode::from(1));
     }
-    let result = exec::platform::check_emulation(&graph, &exec_options)
-        .and_then(|()| exec::execute(&store, &graph, &bases, &exec_options, &progress));
+    let remote = if cache_from.is_empty() && cache_to.is_empty() && !args.explain {
+        None
+    } else {
+        let r = exec::remote_cache::RemoteCache::import(&store, &cache_from, &cache_to)?;
+        for w in r.warnings() {
+            progress.simple(&w);
+        }
+        r.set_registry_output(registry_only(&r, args, &outputs));
+        Some(r)
+    };
+    let result = exec::platform::check_emulation(&graph, &exec_options).and_then(|()| {
+        exec::execute_with_cache(
+            &store,
+            &graph,
+            &bases,
+            &exec_options,
+            &progress,
+            remote.as_ref(),
+        )
+    });
     super::interrupt::wait_if_interrupted();
     match result {
         Ok(out) => {
@@ -510,10 +541,15 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
                 let image = store
                     .load_manifest(&out.manifest_digest, None)
                     .context("reading back the built image")?;
+                let lazy = remote.as_ref().filter(|r| registry_only(r, args, &outputs));
                 for o in &outputs {
                     let started = std::time::Instant::now();
                     let n = progress.begin(&format!("exporting to {}", o.describe()));
-                    match exec::output::write_output(&store, &image, &exec_options.tags, o) {
+                    let written = match lazy {
+                        Some(r) => push_mounting(&store, &image, o, r),
+                        None => exec::output::write_output(&store, &image, &exec_options.tags, o),
+                    };
+                    match written {
                         Ok(lines) => {
                             for l in lines {
                                 progress.line(n, &l);
@@ -529,6 +565,13 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
                             return Ok(ExitCode::from(1));
                         }
                     }
+                }
+            }
+            if let Some(r) = &remote {
+                if let Some(code) =
+                    export_cache(r, &store, &graph, &exec_options, &outputs, &progress, args)
+                {
+                    return Ok(code);
                 }
             }
             progress.finish();
@@ -548,6 +591,151 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
             dockerfile.print_warnings_summary(&graph.warnings);
             dockerfile.print_exec_error(&e);
             Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Whether the build's only outputs are pushes to registries a cache source is on, with no
+/// `-t`: then the image's layers are mounted from the cache, never downloaded.
+fn registry_only(
+    r: &strata_builder::exec::remote_cache::RemoteCache,
+    args: &Args,
+    outputs: &[strata_builder::exec::output::OutputSpec],
+) -> bool {
+    use strata_builder::exec::output::OutputSpec;
+    args.tags.is_empty()
+        && !outputs.is_empty()
+        && outputs.iter().all(|o| match o {
+            OutputSpec::Image { names, push: true } => {
+                !names.is_empty()
+                    && names
+                        .iter()
+                        .all(|n| r.source_repository(&n.registry).is_some())
+            }
+            _ => false,
+        })
+}
+
+/// Pushes `image` (whose cache layers the store may lack) to each name of `output`, mounting
+/// layers from the cache's repository on the same registry.
+fn push_mounting(
+    store: &strata_store::Store,
+    image: &strata_store::Image,
+    output: &strata_builder::exec::output::OutputSpec,
+    r: &strata_builder::exec::remote_cache::RemoteCache,
+) -> Result<Vec<String>, strata_builder::exec::output::OutputError> {
+    use strata_builder::exec::output::{OutputError, OutputSpec};
+    let OutputSpec::Image { names, .. } = output else {
+        return Ok(Vec::new());
+    };
+    let mut lines = Vec::new();
+    for name in names {
+        let options = strata_registry_client::PushOptions {
+            mount_from: r.source_repository(&name.registry),
+            ..Default::default()
+        };
+        let pushed = strata_registry_client::RegistryClient::from_env()
+            .and_then(|c| c.push(store, image, name, &options))
+            .map_err(|e| OutputError::Write {
+                what: output.describe(),
+                source: Box::new(strata_builder::exec::StepError::Invalid(e.to_string())),
+            })?;
+        lines.push(format!(
+            "pushed {name} ({} layers mounted or present, {} uploaded): {}",
+            pushed.mounted + pushed.existed,
+            pushed.uploaded,
+            pushed.digest
+        ));
+    }
+    Ok(lines)
+}
+
+/// `--cache-from` and `--cache-to` specs, checked before anything is built.
+type CacheSpecs = (
+    Vec<strata_builder::exec::cache_spec::CacheSpec>,
+    Vec<strata_builder::exec::cache_spec::CacheSpec>,
+);
+
+fn parse_cache_specs(args: &Args) -> Result<CacheSpecs> {
+    use strata_builder::exec::cache_spec::CacheSpec;
+    let from = args
+        .cache_from
+        .iter()
+        .map(|s| CacheSpec::parse_from(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let to = args
+        .cache_to
+        .iter()
+        .map(|s| CacheSpec::parse_to(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    // The keys include the layer compression: a cache exported with another one would never
+    // hit, so the spec's `compression=` must agree with --compression.
+    for spec in &to {
+        if let Some(c) = &spec.compression {
+            let ours = format!("{:?}", args.compression).to_ascii_lowercase();
+            if *c != ours {
+                bail!(
+                    "--cache-to compression={c} differs from --compression {ours}: pass --compression {c} so the cached layers are {c}"
+                );
+            }
+        }
+    }
+    Ok((from, to))
+}
+
+/// Exports the cache after the outputs (so layers pushed with the image are mounted, not
+/// uploaded again) and prints `--explain`'s report. `Some(exit code)` when an export failed.
+fn export_cache(
+    r: &strata_builder::exec::remote_cache::RemoteCache,
+    store: &strata_store::Store,
+    graph: &BuildGraph,
+    options: &strata_builder::exec::ExecOptions,
+    outputs: &[strata_builder::exec::output::OutputSpec],
+    progress: &strata_builder::exec::Progress,
+    args: &Args,
+) -> Option<ExitCode> {
+    use strata_builder::exec::output::OutputSpec;
+    use strata_builder::exec::remote_cache::{cache_mounts, min_stages};
+    for w in r.warnings() {
+        progress.simple(&w);
+    }
+    if args.explain {
+        // Several lines: printed as they are, not as one progress line.
+        match r.first_miss_report() {
+            Some(report) => crate::output::print_stderr_block(&report),
+            None => errln!("every step hit the cache"),
+        }
+    }
+    // A repository on the same registry that holds the image's layers: the cache's blobs are
+    // mounted from it (distribution-spec cross-repository mount), stored once.
+    let pushed = outputs.iter().find_map(|o| match o {
+        OutputSpec::Image { names, push: true } => names.first().or(options.tags.first()),
+        _ => None,
+    });
+    if !r.exports() {
+        return None;
+    }
+    let started = std::time::Instant::now();
+    let n = progress.begin("exporting cache");
+    let mounts = cache_mounts(store, graph);
+    match r.export(
+        store,
+        &min_stages(graph),
+        &mounts,
+        pushed,
+        options.compression,
+    ) {
+        Ok(lines) => {
+            for l in lines {
+                progress.line(n, &l);
+            }
+            progress.done(n, started);
+            None
+        }
+        Err(e) => {
+            progress.finish();
+            errln!("ERROR: {e}");
+            Some(ExitCode::from(1))
         }
     }
 }

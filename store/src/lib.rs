@@ -20,6 +20,7 @@
 pub mod archive;
 mod blobs;
 pub mod buildcache;
+pub mod cache_artifact;
 pub mod digest;
 pub mod error;
 pub mod gc;

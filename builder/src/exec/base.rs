@@ -158,6 +158,18 @@ impl<'a> BaseImages<'a> {
         self.loaded.lock().ok()?.remove(&index)
     }
 
+    /// Every base loaded and not yet taken (a build that starts again keeps a copy).
+    pub(crate) fn snapshot(&self) -> BTreeMap<usize, LoadedBase> {
+        self.loaded.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Puts back what [`BaseImages::snapshot`] copied, for a build that starts again.
+    pub(crate) fn restore(&self, loaded: BTreeMap<usize, LoadedBase>) {
+        if let Ok(mut m) = self.loaded.lock() {
+            *m = loaded;
+        }
+    }
+
     /// The executor's error inside a [`strata_dockerfile::plan::PlanFailure::Base`]: the resolver only ever fails with an
     /// [`ExecError`].
     pub fn into_exec_error(source: BaseResolveError) -> ExecError {

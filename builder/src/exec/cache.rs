@@ -80,6 +80,10 @@ pub struct Entry {
     pub history: Vec<History>,
     /// Whether CMD had been set in the stage after the step.
     pub cmd_set: bool,
+    /// What the step's key was computed from (for miss explanations); absent in entries
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<super::explain::KeyInputs>,
 }
 
 impl CachedLayer {
@@ -99,6 +103,14 @@ pub struct BuildCache<'a> {
     options: &'a ExecOptions,
     context: OnceLock<Result<CopySource, Arc<StepError>>>,
     index: OnceLock<Mutex<ContextIndex>>,
+    sink: Option<&'a dyn EntrySink>,
+}
+
+/// Where every step's entry (recorded or hit) also goes: the remote cache, for
+/// `--cache-to` (implemented in `remote_cache`, which uses this module, never the reverse).
+pub trait EntrySink: Sync {
+    /// Takes the entry of a step of stage `stage` under `key` (`sha256:<hex>`).
+    fn take_entry(&self, key: &str, stage: usize, entry: &Entry);
 }
 
 /// The one place a key becomes the store's text (`sha256:<hex>`, what it files entries under).
@@ -114,6 +126,42 @@ impl<'a> BuildCache<'a> {
             options,
             context: OnceLock::new(),
             index: OnceLock::new(),
+            sink: None,
+        }
+    }
+
+    /// The cache of a build that also hands its entries to `sink` (`--cache-to`, and the
+    /// per-file digests that explain misses).
+    pub fn with_sink(
+        store: &'a Store,
+        options: &'a ExecOptions,
+        sink: Option<&'a dyn EntrySink>,
+    ) -> BuildCache<'a> {
+        BuildCache {
+            sink,
+            ..BuildCache::new(store, options)
+        }
+    }
+
+    /// Each file a COPY from the context selects and its content digest (for naming the files
+    /// that changed when it misses); empty for other steps or without a sink.
+    pub fn selected_files(&self, step: &Step) -> BTreeMap<String, String> {
+        let StepKind::Copy(CopyStep {
+            op: CopyOp::Copy(c),
+            from: SourceRef::Context,
+        }) = &step.kind
+        else {
+            return BTreeMap::new();
+        };
+        // The very spec `content_inputs` keys the step on.
+        let spec = SelectSpec {
+            sources: &c.sources,
+            excludes: &c.exclude,
+            parents: c.parents,
+        };
+        match (self.sink, self.context()) {
+            (Some(_), Ok(src)) => super::copy::digest::context_files(src, &spec, self.index()),
+            _ => BTreeMap::new(),
         }
     }
 
@@ -282,6 +330,8 @@ impl<'a> BuildCache<'a> {
         state: &StageState,
         layer: Option<&LayerInfo>,
         history_from: usize,
+        stage: usize,
+        inputs: Option<super::explain::KeyInputs>,
     ) {
         let entry = Entry {
             layer: layer.map(|l| CachedLayer {
@@ -297,13 +347,22 @@ impl<'a> BuildCache<'a> {
                 .unwrap_or_default()
                 .to_vec(),
             cmd_set: state.cmd_set,
+            inputs,
         };
+        self.remember(key, stage, &entry);
         let keep = CacheRoot {
             digests: layer.map(|l| vec![l.digest.clone()]).unwrap_or_default(),
             diff_ids: layer.map(|l| vec![l.diff_id.clone()]).unwrap_or_default(),
         };
         if let Ok(data) = serde_json::to_value(&entry) {
             let _ = self.store.put_cache_entry(&store_key(key), &keep, data);
+        }
+    }
+
+    /// Hands a step's entry (recorded or hit) to the remote cache for export.
+    pub fn remember(&self, key: &CacheKey, stage: usize, entry: &Entry) {
+        if let Some(r) = self.sink {
+            r.take_entry(&store_key(key), stage, entry);
         }
     }
 

@@ -40,10 +40,12 @@
 
 pub mod base;
 pub mod cache;
+pub mod cache_spec;
 pub mod config;
 pub mod context_index;
 pub mod copy;
 pub mod error;
+pub mod explain;
 pub mod history;
 pub mod ignore;
 pub mod lower;
@@ -51,6 +53,7 @@ pub mod multi;
 pub mod output;
 pub mod platform;
 pub mod progress;
+pub mod remote_cache;
 pub mod run;
 pub mod secrets;
 pub mod source_kind;
@@ -65,6 +68,7 @@ use strata_store::layer::LayerInfo;
 use strata_store::ops::LayerRef;
 use strata_store::{Digest, Store};
 
+use remote_cache::RemoteCache;
 use strata_dockerfile::plan::{
     BuildGraph, ChainKey, ConfigInstruction, PlannedStage, SourceRef, StageBase, Step, StepKind,
 };
@@ -110,10 +114,49 @@ pub fn execute(
     options: &ExecOptions,
     progress: &Progress,
 ) -> Result<BuildOutput, ExecError> {
+    execute_with_cache(store, graph, bases, options, progress, None)
+}
+
+/// [`execute`] with `--cache-from/--cache-to` sources ([`remote_cache`]). A cache layer that
+/// turns out unusable while the build runs (gone, corrupted) is a warning: the build starts
+/// again without it (what ran meanwhile is in the local cache and hits).
+pub fn execute_with_cache(
+    store: &Store,
+    graph: &BuildGraph,
+    bases: &base::BaseImages<'_>,
+    options: &ExecOptions,
+    progress: &Progress,
+    remote: Option<&RemoteCache>,
+) -> Result<BuildOutput, ExecError> {
+    let mut attempts = 0;
+    let loaded = remote.map(|_| bases.snapshot());
+    loop {
+        let result = execute_once(store, graph, bases, options, progress, remote);
+        match (result, remote.and_then(RemoteCache::take_failure)) {
+            (Err(_), Some(warning)) if attempts < 3 => {
+                attempts += 1;
+                progress.simple(&warning);
+                bases.restore(loaded.clone().unwrap_or_default());
+            }
+            (result, _) => return result,
+        }
+    }
+}
+
+fn execute_once(
+    store: &Store,
+    graph: &BuildGraph,
+    bases: &base::BaseImages<'_>,
+    options: &ExecOptions,
+    progress: &Progress,
+    remote: Option<&RemoteCache>,
+) -> Result<BuildOutput, ExecError> {
     // Layers written here are reachable from no tag until the end: hold gc off meanwhile.
     let _writing = store.write_guard()?;
     let created = history::created_string(options.source_date_epoch);
-    let build_cache = cache::BuildCache::new(store, options);
+    let build_cache =
+        cache::BuildCache::with_sink(store, options, remote.map(|r| r as &dyn cache::EntrySink));
+    let mut base_names: BTreeMap<usize, String> = BTreeMap::new();
     let mut built: BTreeMap<usize, BuiltStage> = BTreeMap::new();
     let target_index = graph.target_stage().index;
     for wave in graph.waves() {
@@ -128,6 +171,7 @@ pub fn execute(
                 StageBase::Scratch => {
                     let base = platform::scratch_base(&stage, options);
                     let key = ChainKey::Key(build_cache.base_key(&base));
+                    base_names.insert(index, base.clone());
                     (platform::scratch_state(&stage, options), key)
                 }
                 StageBase::Stage(i) => {
@@ -150,6 +194,7 @@ pub fn execute(
                     }
                     progress.done(n, started);
                     let key = build_cache.base_key(&format!("image:{}", loaded.manifest));
+                    base_names.insert(index, format!("image:{}", loaded.manifest));
                     (loaded.state, ChainKey::Key(key))
                 }
             };
@@ -170,6 +215,8 @@ pub fn execute(
             states: &states,
             created: &created,
             failed: AtomicBool::new(false),
+            base_names: &base_names,
+            remote,
         };
         let results: Vec<Result<(usize, BuiltStage), ExecError>> = if starts.len() == 1 {
             starts
@@ -238,19 +285,27 @@ pub fn execute(
             .and_then(|h| h.created.clone())
             .or(Some(created.clone())),
     };
+    if let Some(r) = remote {
+        remote_cache::finish_image(r, store, graph, &mut state).map_err(ExecError::Internal)?;
+    }
     let started = Instant::now();
     let n = progress.begin("exporting to image");
-    let (manifest_digest, config_digest) = match already_tagged(store, &state, options) {
-        Some(digests) => digests,
-        None => {
-            let first = options.tags.first();
-            let image = store.create_image(&state.config, &state.layers, first)?;
-            for t in options.tags.iter().skip(1) {
-                store.tag(t, &image.descriptor())?;
-            }
-            (image.manifest_digest.clone(), image.config_digest.clone())
-        }
+    let unnamed = match remote {
+        Some(r) => remote_cache::write_unnamed(r, store, &state)?,
+        None => None,
     };
+    let (manifest_digest, config_digest) =
+        match unnamed.or_else(|| already_tagged(store, &state, options)) {
+            Some(digests) => digests,
+            None => {
+                let first = options.tags.first();
+                let image = store.create_image(&state.config, &state.layers, first)?;
+                for t in options.tags.iter().skip(1) {
+                    store.tag(t, &image.descriptor())?;
+                }
+                (image.manifest_digest.clone(), image.config_digest.clone())
+            }
+        };
     progress.line(n, &format!("writing image {config_digest}"));
     for t in &options.tags {
         progress.line(n, &format!("naming to {}", t.familiar()));
@@ -304,6 +359,10 @@ struct StageContext<'a> {
     created: &'a str,
     /// Set by the first stage that fails; the others stop at their next step.
     failed: AtomicBool,
+    /// What each stage started from (`image:<digest>`, `scratch`), for miss explanations.
+    base_names: &'a BTreeMap<usize, String>,
+    /// `--cache-from/--cache-to`.
+    remote: Option<&'a RemoteCache>,
 }
 
 impl StageContext<'_> {
@@ -345,10 +404,14 @@ impl StageContext<'_> {
             );
             let started = Instant::now();
             let n = progress.begin(&label);
+            let parent = key.clone();
+            let mut contents_used = Vec::new();
             key = match self.cache.content_inputs(step, self.keys) {
                 Ok(contents) => {
                     let content_refs: Vec<&str> = contents.iter().map(String::as_str).collect();
-                    step.cache_key(&key, &content_refs)
+                    let k = step.cache_key(&key, &content_refs);
+                    contents_used = contents;
+                    k
                 }
                 // Inputs unknown up front: no key, for this step and every one after it.
                 Err(why) => ChainKey::Uncacheable(why),
@@ -384,9 +447,25 @@ impl StageContext<'_> {
                 if entry.layer.is_some() {
                     layer_room(&state).map_err(fail)?;
                 }
+                if let Some(k) = key.key() {
+                    self.cache.remember(k, index, &entry);
+                }
                 self.cache.replay(entry, &mut state, step)?;
                 progress.line(n, "CACHED");
                 continue;
+            }
+            let inputs = self.key_inputs(index, i, step, &parent, contents_used);
+            if let (Some(r), Some(k)) = (self.remote, key.key()) {
+                if remote_cache::try_hit(r, self.cache, store, k, index, &mut state, step) {
+                    progress.line(n, "CACHED");
+                    continue;
+                }
+                let why = r.explain_miss(&label, &k.to_string(), &inputs);
+                progress.line(n, &format!("cache miss: {why}"));
+            }
+            if let Some(r) = self.remote {
+                remote_cache::before_run(r, store, &state, self.states, step)
+                    .map_err(ExecError::Internal)?;
             }
             let history_from = state.config.history.len();
             let history_text = history::created_by(step);
@@ -429,12 +508,40 @@ impl StageContext<'_> {
                 None => history::push_history(&mut state.config, self.created, history_text, true),
             }
             if let Some(k) = key.key() {
-                self.cache.record(k, &state, layer.as_ref(), history_from);
+                let inputs = self.remote.map(|_| inputs);
+                self.cache
+                    .record(k, &state, layer.as_ref(), history_from, index, inputs);
                 platform::recorded(k, options);
             }
             progress.done(n, started);
         }
         Ok(BuiltStage { state, key })
+    }
+}
+
+impl StageContext<'_> {
+    /// The inputs of step `i` of stage `index`'s key (recorded for miss explanations).
+    fn key_inputs(
+        &self,
+        index: usize,
+        i: usize,
+        step: &Step,
+        parent: &ChainKey,
+        contents: Vec<String>,
+    ) -> explain::KeyInputs {
+        if self.remote.is_none() {
+            return explain::KeyInputs::default();
+        }
+        explain::KeyInputs {
+            parent: parent.key().map(|k| k.to_string()).unwrap_or_default(),
+            base: (i == 0)
+                .then(|| self.base_names.get(&index).cloned())
+                .flatten(),
+            instruction: step.cache.instruction.clone(),
+            build_args: step.cache.build_args.clone(),
+            contents,
+            files: self.cache.selected_files(step),
+        }
     }
 }
 

@@ -76,6 +76,40 @@ pub(crate) fn context_digest(
     format!("sha256:{}", hex::encode(h.finalize()))
 }
 
+/// Each entry `spec` selects (context-relative path) and a short digest of what the key hashes
+/// of it (mode and content for a file, mode and link target otherwise): what a cache miss
+/// compares to name the files that changed. Empty when the selection fails.
+pub(crate) fn context_files(
+    src: &CopySource,
+    spec: &SelectSpec<'_>,
+    index: &Mutex<ContextIndex>,
+) -> std::collections::BTreeMap<String, String> {
+    let Ok(selection) = select_sources(src, spec) else {
+        return Default::default();
+    };
+    let Ok(mut items) = selection
+        .entries
+        .iter()
+        .map(|e| item(src, e))
+        .collect::<Result<Vec<Item>, _>>()
+    else {
+        return Default::default();
+    };
+    hash_files(src, &mut items, index);
+    items
+        .iter()
+        .map(|e| {
+            let what = match e.sha {
+                Some(sha) if e.kind == Some(FileKind::File) => {
+                    format!("{:o}:{}", e.mode & 0o7777, hex::encode(&sha[..8]))
+                }
+                _ => format!("{:o}:{}", e.mode & 0o7777, String::from_utf8_lossy(&e.link)),
+            };
+            (String::from_utf8_lossy(&e.rel).into_owned(), what)
+        })
+        .collect()
+}
+
 fn item(src: &CopySource, e: &Selected) -> Result<Item, crate::exec::error::StepError> {
     let kind = e.stat.kind();
     let link = if kind == Some(FileKind::Symlink) {
