@@ -286,7 +286,8 @@ fn execute_once(
             .or(Some(created.clone())),
     };
     if let Some(r) = remote {
-        remote_cache::finish_image(r, store, graph, &mut state).map_err(ExecError::Internal)?;
+        remote_cache::finish_image(r, store, graph, &mut state)
+            .map_err(|e| ExecError::Internal(e.to_string()))?;
     }
     let started = Instant::now();
     let n = progress.begin("exporting to image");
@@ -465,7 +466,7 @@ impl StageContext<'_> {
             }
             if let Some(r) = self.remote {
                 remote_cache::before_run(r, store, &state, self.states, step)
-                    .map_err(ExecError::Internal)?;
+                    .map_err(|e| ExecError::Internal(e.to_string()))?;
             }
             let history_from = state.config.history.len();
             let history_text = history::created_by(step);

@@ -114,6 +114,15 @@ struct Pending {
     source: usize,
 }
 
+/// A remote cache layer that could not be fetched or unpacked. The build warns with this text
+/// and builds the steps that needed the layer instead ([`RemoteCache::take_failure`]).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct CacheLayerError {
+    /// The whole warning: which layer, from which source, why, and what the build does instead.
+    pub message: String,
+}
+
 /// The remote sources and destinations of one build.
 pub struct RemoteCache {
     client: Option<RegistryClient>,
@@ -298,13 +307,13 @@ impl RemoteCache {
 
     /// Fetches (in parallel) and unpacks the pending layers of `states`: before a step that
     /// reads their files. An error is also remembered for [`RemoteCache::take_failure`].
-    pub fn unpack_for(&self, store: &Store, states: &[&StageState]) -> Result<(), String> {
+    pub fn unpack_for(&self, store: &Store, states: &[&StageState]) -> Result<(), CacheLayerError> {
         let wanted = self.pending_of(states);
         if wanted.is_empty() {
             return Ok(());
         }
         self.fetch(store, &wanted)?;
-        let results: Vec<Result<(), String>> = std::thread::scope(|scope| {
+        let results: Vec<Result<(), CacheLayerError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = wanted
                 .iter()
                 .map(|p| {
@@ -314,13 +323,19 @@ impl RemoteCache {
                         store
                             .unpacked_layer(&desc, &l.diff_id)
                             .map(|_| ())
-                            .map_err(|e| self.fail(&l.digest, &e.to_string()))
+                            .map_err(|e| CacheLayerError {
+                                message: self.fail(&l.digest, &e.to_string()),
+                            })
                     })
                 })
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or(Err("unpack thread panicked".into())))
+                .map(|h| {
+                    h.join().unwrap_or(Err(CacheLayerError {
+                        message: "a cache layer's unpack thread panicked".into(),
+                    }))
+                })
                 .collect()
         });
         let mut pending = lock(&self.pending);
@@ -331,7 +346,11 @@ impl RemoteCache {
     }
 
     /// Fetches the pending blobs of `state` without unpacking them (the final image's layers).
-    pub fn fetch_blobs_for(&self, store: &Store, state: &StageState) -> Result<(), String> {
+    pub fn fetch_blobs_for(
+        &self,
+        store: &Store,
+        state: &StageState,
+    ) -> Result<(), CacheLayerError> {
         let wanted: Vec<Pending> = self
             .pending_of(&[state])
             .into_iter()
@@ -356,7 +375,7 @@ impl RemoteCache {
     }
 
     /// Downloads `wanted` into the store, grouped by source, in parallel.
-    fn fetch(&self, store: &Store, wanted: &[Pending]) -> Result<(), String> {
+    fn fetch(&self, store: &Store, wanted: &[Pending]) -> Result<(), CacheLayerError> {
         let mut by_source: BTreeMap<usize, Vec<CacheLayer>> = BTreeMap::new();
         for p in wanted {
             if !store.has_blob(&p.layer.digest) {
@@ -387,7 +406,7 @@ impl RemoteCache {
                 for l in layers.iter().filter(|l| !store.has_blob(&l.digest)) {
                     msg = self.fail(&l.digest, &format!("from {}: {e}", source.name));
                 }
-                return Err(msg);
+                return Err(CacheLayerError { message: msg });
             }
         }
         Ok(())
@@ -553,6 +572,7 @@ impl RemoteCache {
             };
             let r = self
                 .fetch(store, std::slice::from_ref(&pending))
+                .map_err(|e| e.to_string())
                 .and_then(|_| unpack_into(store, &m.layer, dir).map_err(|e| e.to_string()));
             if let Err(e) = r {
                 lock(&self.warnings).push(format!(
@@ -691,7 +711,7 @@ impl RemoteCache {
             }
         }
         self.fetch(store, &wanted)
-            .map_err(|e| RemoteCacheError::NoInline { what: e })
+            .map_err(|e| RemoteCacheError::NoInline { what: e.message })
     }
 }
 
@@ -875,7 +895,7 @@ pub(crate) fn before_run(
     state: &StageState,
     stages: &BTreeMap<usize, StageState>,
     step: &Step,
-) -> Result<(), String> {
+) -> Result<(), CacheLayerError> {
     use strata_dockerfile::mounts::MountType;
     use strata_dockerfile::plan::{ConfigInstruction, CopyStep, SourceRef, StepKind};
     let mut needed: Vec<&StageState> = Vec::new();
@@ -911,7 +931,7 @@ pub(crate) fn finish_image(
     store: &Store,
     graph: &strata_dockerfile::plan::BuildGraph,
     state: &mut StageState,
-) -> Result<(), String> {
+) -> Result<(), CacheLayerError> {
     if r.wants_inline() {
         let (k, v) = r.inline_label(&min_stages(graph));
         state

@@ -90,11 +90,11 @@ impl Lib {
     }
 
     /// Runs `script` in a fresh context; `Err` carries nft's error text.
-    fn run(&self, script: &CStr) -> Result<(), String> {
+    fn run(&self, script: &CStr) -> Result<(), NftRejected> {
         // SAFETY: NFT_CTX_DEFAULT (0); a null return is checked.
         let ctx = unsafe { (self.ctx_new)(0) };
         if ctx.is_null() {
-            return Err("nft_ctx_new failed (out of memory?)".into());
+            return Err(NftRejected("nft_ctx_new failed (out of memory?)".into()));
         }
         // SAFETY: `ctx` is the live context created above, used by this thread only and freed
         // once at the end; the error buffer is read before the free, copied out.
@@ -106,17 +106,22 @@ impl Lib {
                 Ok(())
             } else {
                 let e = (self.error_buffer)(ctx);
-                Err(if e.is_null() {
+                Err(NftRejected(if e.is_null() {
                     format!("error {rc}")
                 } else {
                     CStr::from_ptr(e).to_string_lossy().trim().to_string()
-                })
+                }))
             };
             (self.ctx_free)(ctx);
             out
         }
     }
 }
+
+/// libnftables refused a script (or could not start): its own error text, which the caller
+/// turns into a [`NetworkError::Tool`] naming what the rules were for.
+#[derive(Debug)]
+struct NftRejected(String);
 
 /// Loads `script` (nft syntax) as one transaction; `what` says what it does, for the error.
 /// Neither libnftables nor `nft` installed is [`NetworkError::ToolMissing`].
@@ -129,9 +134,10 @@ pub(super) fn run(script: &str, what: impl Into<String>) -> Result<(), NetworkEr
         value: script.to_string(),
         why: "contains a NUL byte",
     })?;
-    lib.run(&c).map_err(|stderr| NetworkError::Tool {
-        tool: "libnftables",
-        what: what.into(),
-        stderr,
-    })
+    lib.run(&c)
+        .map_err(|NftRejected(stderr)| NetworkError::Tool {
+            tool: "libnftables",
+            what: what.into(),
+            stderr,
+        })
 }
