@@ -132,28 +132,30 @@ impl Store {
         };
         for item in items {
             let img = &item.image;
-            let base = json!({
-                "mediaType": img.manifest_media_type,
-                "digest": img.manifest_digest.to_string(),
-                "size": img.manifest_bytes.len(),
-            });
-            if item.names.is_empty() {
-                manifests.push(base.clone());
-            }
-            for n in &item.names {
-                let mut d = base.clone();
-                d["annotations"] = json!({
-                    ANNOTATION_CONTAINERD_NAME: n.to_string(),
-                    ANNOTATION_REF_NAME: n.to_string(),
-                });
-                manifests.push(d);
-            }
+            manifests.extend(named_descriptors(
+                &img.manifest_media_type,
+                &img.manifest_digest,
+                img.manifest_bytes.len(),
+                &item.names,
+            ));
             push(img.manifest_digest.clone(), &mut blobs);
             push(img.config_digest.clone(), &mut blobs);
             for l in img.manifest.layers() {
                 push(Digest::from_oci(l.digest())?, &mut blobs);
             }
         }
+        self.write_index_and_blobs(aw, manifests, &blobs)?;
+        Ok(())
+    }
+
+    /// Writes an OCI archive's `index.json` listing `manifests` and every blob of `blobs` (in
+    /// order) under `blobs/sha256/`: the part every OCI save shares.
+    pub(crate) fn write_index_and_blobs<W: Write>(
+        &self,
+        aw: &mut ArchiveWriter<W>,
+        manifests: Vec<serde_json::Value>,
+        blobs: &[Digest],
+    ) -> Result<(), StoreError> {
         let index = json!({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": manifests});
         aw.bytes(
             "index.json",
@@ -162,7 +164,7 @@ impl Store {
         aw.dir("blobs")?;
         aw.dir("blobs/sha256")?;
         for d in blobs {
-            let f = self.open_blob(&d)?;
+            let f = self.open_blob(d)?;
             let size = f.len()?;
             aw.file(
                 &format!("blobs/sha256/{}", d.hex()),
@@ -304,6 +306,31 @@ struct Staged {
     /// symlink member path → target member path.
     links: HashMap<String, String>,
     temp: Vec<PathBuf>,
+}
+
+/// `index.json` entries for one manifest: one per name, each with the containerd and OCI
+/// ref-name annotations, or a single unnamed one when `names` is empty (saved by digest).
+pub(crate) fn named_descriptors(
+    media_type: &str,
+    digest: &Digest,
+    size: usize,
+    names: &[Reference],
+) -> Vec<serde_json::Value> {
+    let base = json!({"mediaType": media_type, "digest": digest.to_string(), "size": size});
+    if names.is_empty() {
+        return vec![base];
+    }
+    names
+        .iter()
+        .map(|n| {
+            let mut d = base.clone();
+            d["annotations"] = json!({
+                ANNOTATION_CONTAINERD_NAME: n.to_string(),
+                ANNOTATION_REF_NAME: n.to_string(),
+            });
+            d
+        })
+        .collect()
 }
 
 fn normalize_member(p: &Path) -> Option<String> {

@@ -10,11 +10,11 @@
 
 use oci_spec::image::{Descriptor, DescriptorBuilder, ImageIndex};
 
-use crate::archive::{ArchiveFormat, ArchiveWriter};
+use crate::archive::{named_descriptors, ArchiveFormat, ArchiveWriter};
 use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::image::{manifest_media_type, Image};
-use crate::model::{ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, MT_DOCKER_LIST, MT_OCI_INDEX};
+use crate::model::{MT_DOCKER_LIST, MT_OCI_INDEX};
 use crate::platform::{self, Platform};
 use crate::reference::Reference;
 use crate::Store;
@@ -267,23 +267,8 @@ impl Store {
             what: what.to_string(),
         };
         aw.bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-        let base = serde_json::json!({
-            "mediaType": multi.media_type,
-            "digest": multi.digest.to_string(),
-            "size": multi.bytes.len(),
-        });
-        let mut manifests = Vec::new();
-        if names.is_empty() {
-            manifests.push(base.clone());
-        }
-        for n in names {
-            let mut d = base.clone();
-            d["annotations"] = serde_json::json!({
-                ANNOTATION_CONTAINERD_NAME: n.to_string(),
-                ANNOTATION_REF_NAME: n.to_string(),
-            });
-            manifests.push(d);
-        }
+        let manifests =
+            named_descriptors(&multi.media_type, &multi.digest, multi.bytes.len(), names);
         let mut blobs: Vec<Digest> = vec![multi.digest.clone()];
         for (_, d) in multi.children() {
             let digest = Digest::from_oci(d.digest())?;
@@ -304,22 +289,7 @@ impl Store {
                 }
             }
         }
-        let index = serde_json::json!({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": manifests});
-        aw.bytes(
-            "index.json",
-            &serde_json::to_vec(&index).unwrap_or_default(),
-        )?;
-        aw.dir("blobs")?;
-        aw.dir("blobs/sha256")?;
-        for d in blobs {
-            let f = self.open_blob(&d)?;
-            let size = f.len()?;
-            aw.file(
-                &format!("blobs/sha256/{}", d.hex()),
-                size,
-                std::io::BufReader::new(f),
-            )?;
-        }
+        self.write_index_and_blobs(&mut aw, manifests, &blobs)?;
         aw.tar.into_inner().map_err(|e| StoreError::io(what, e))
     }
 }
