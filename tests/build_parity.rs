@@ -474,3 +474,46 @@ fn shm_size_sizes_run_dev_shm() {
         text(&o.stderr)
     );
 }
+
+#[test]
+fn a_dockerfiles_own_ignore_file_wins_over_the_contexts() {
+    let env = Env::new();
+    // BuildKit's dockerui reads `<Dockerfile>.dockerignore` first, the context's file else.
+    let df = "FROM busybox:latest\nCOPY . /out/\n\
+              RUN --mount=type=bind,target=/ctx ls /ctx > /mounted && ls /out > /copied\n";
+    let ctx = env.parity_context(
+        "ownignore:1",
+        df,
+        &[
+            ("a", "a"),
+            ("b", "b"),
+            ("app.Dockerfile", df),
+            (".dockerignore", "a\n"),
+            ("app.Dockerfile.dockerignore", "b\n"),
+        ],
+    );
+    let o = env.parity_build("ownignore:1", &ctx, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    for f in ["/copied", "/mounted"] {
+        let list = env.parity_file("ownignore:1", f);
+        let names: Vec<&str> = list.lines().collect();
+        assert!(!names.contains(&"a") && names.contains(&"b"), "{f}: {list}");
+    }
+    let file = ctx.join("app.Dockerfile");
+    let o = env.parity_build("ownignore:2", &ctx, &["-f", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    for f in ["/copied", "/mounted"] {
+        let list = env.parity_file("ownignore:2", f);
+        let names: Vec<&str> = list.lines().collect();
+        assert!(names.contains(&"a") && !names.contains(&"b"), "{f}: {list}");
+    }
+    // Its bad pattern is named with its own file name.
+    fs::write(ctx.join("app.Dockerfile.dockerignore"), "b\n!\n").unwrap();
+    let o = env.parity_build("ownignore:3", &ctx, &["-f", file.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("app.Dockerfile.dockerignore line 2: "),
+        "{}",
+        text(&o.stderr)
+    );
+}

@@ -179,7 +179,13 @@ impl<'a> BuildCache<'a> {
 
     fn context(&self) -> Result<&CopySource, StepError> {
         self.context
-            .get_or_init(|| CopySource::context(&self.options.context).map_err(Arc::new))
+            .get_or_init(|| {
+                CopySource::context_for_build(
+                    &self.options.context,
+                    self.options.ignore_file.as_deref(),
+                )
+                .map_err(Arc::new)
+            })
             .as_ref()
             .map_err(|e| StepError::Shared(Arc::clone(e)))
     }
@@ -405,6 +411,7 @@ mod tests {
         ExecOptions {
             context: std::path::PathBuf::from("/nonexistent"),
             dockerfile_name: "Dockerfile".into(),
+            ignore_file: None,
             tags: Vec::new(),
             labels: BTreeMap::new(),
             host_network: true,

@@ -16,6 +16,10 @@ pub struct ExecOptions {
     pub context: PathBuf,
     /// The Dockerfile's name for messages (`Dockerfile:7`).
     pub dockerfile_name: String,
+    /// `NAME.dockerignore` beside the Dockerfile, read instead of the context's
+    /// `.dockerignore` (BuildKit's per-Dockerfile ignore file; see
+    /// [`super::ignore::dockerfile_ignore_file`]); `None`: the context's.
+    pub ignore_file: Option<PathBuf>,
     /// Names to tag the result with (`-t`).
     pub tags: Vec<Reference>,
     /// `--label K=V` added to the final image.

@@ -209,7 +209,7 @@ pub fn copy_step(
     options: &ExecOptions,
 ) -> Result<Option<LayerInfo>, StepError> {
     let src = match from {
-        None => CopySource::context(&options.context)?,
+        None => CopySource::context_for_build(&options.context, options.ignore_file.as_deref())?,
         Some(stage) => {
             let name = match &copy.op {
                 CopyOp::Copy(c) => c.from.clone().unwrap_or_default(),

@@ -57,10 +57,20 @@ fn rel_path(rel: &[String]) -> PathBuf {
 impl CopySource {
     /// The build context at `dir`, with its `.dockerignore` (read fd-relative, never through a
     /// symlink).
+    #[cfg(test)]
     pub(crate) fn context(dir: &Path) -> Result<CopySource, StepError> {
+        CopySource::context_for_build(dir, None)
+    }
+
+    /// [`Self::context`] with the build's ignore file: `ignore_file` (the Dockerfile's own
+    /// `NAME.dockerignore`) when given, else the context's `.dockerignore`.
+    pub(crate) fn context_for_build(
+        dir: &Path,
+        ignore_file: Option<&Path>,
+    ) -> Result<CopySource, StepError> {
         let root = Root::open(dir)
             .step_context(|| format!("opening the build context {}", dir.display()))?;
-        let ignore = Ignore::read_from(&root)?.unwrap_or_default();
+        let ignore = Ignore::read_for_build(&root, ignore_file)?.unwrap_or_default();
         Ok(CopySource {
             stack: LayerStack::from_roots(vec![root]),
             layered: false,
