@@ -517,3 +517,31 @@ fn a_dockerfiles_own_ignore_file_wins_over_the_contexts() {
         text(&o.stderr)
     );
 }
+
+#[test]
+fn ulimit_applies_to_run_and_to_its_cache_key() {
+    let env = Env::new();
+    let df =
+        "FROM busybox:latest\nRUN grep 'Max open files' /proc/self/limits | tr -s ' ' > /limits\n";
+    let ctx = env.parity_context("ulimit:1", df, &[]);
+    let o = env.parity_build("ulimit:1", &ctx, &["--ulimit", "nofile=1024:2048"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        env.parity_file("ulimit:1", "/limits"),
+        "Max open files 1024 2048 files \n"
+    );
+    // Another limit is another RUN (BuildKit's exec op carries its rlimits): not a cache hit.
+    let o = env.parity_build("ulimit:2", &ctx, &["--ulimit", "nofile=512"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        env.parity_file("ulimit:2", "/limits"),
+        "Max open files 512 512 files \n"
+    );
+    let o = env.parity_build("ulimit:3", &ctx, &["--ulimit", "nofile=2048:1024"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("soft limit must be less than or equal to the hard limit"),
+        "{}",
+        text(&o.stderr)
+    );
+}

@@ -88,6 +88,10 @@ pub struct Args {
     /// Size of RUN's /dev/shm (`128m`, `1g`, bytes without a unit; default 64m).
     #[arg(long = "shm-size", value_name = "SIZE")]
     pub shm_size: Option<String>,
+    /// Resource limit of RUN's processes `NAME=SOFT[:HARD]` (`nofile=1024:2048`; -1 is
+    /// unlimited); may repeat.
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
     /// Do not use the build cache for this stage's steps; may repeat.
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     pub no_cache_filter: Vec<String>,
@@ -467,6 +471,11 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
                     .with_context(|| format!("invalid --shm-size {s:?} (use e.g. 128m or 1g)"))?,
             ),
         },
+        ulimits: args
+            .ulimits
+            .iter()
+            .map(|u| strata_runner::Rlimit::parse(u))
+            .collect::<Result<_, _>>()?,
         no_cache_filter: args
             .no_cache_filter
             .iter()

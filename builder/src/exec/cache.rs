@@ -261,25 +261,35 @@ impl<'a> BuildCache<'a> {
                 };
                 Ok(vec![self.source_key(from, stage_keys, &spec)?])
             }
-            StepKind::Run(run) => run
-                .mounts
-                .iter()
-                .map(|RunMount { mount: m, source }| match (m.kind, source) {
-                    (MountType::Bind, SourceRef::Context) => {
-                        let path = [m.source.clone().unwrap_or_else(|| ".".to_string())];
-                        let spec = SelectSpec {
-                            sources: &path,
-                            ..SelectSpec::default()
-                        };
-                        self.source_key(source, stage_keys, &spec)
-                    }
-                    (
-                        MountType::Bind | MountType::Cache,
-                        SourceRef::Stage(_) | SourceRef::Image(_),
-                    ) => self.source_key(source, stage_keys, &SelectSpec::default()),
-                    _ => Ok(String::new()),
-                })
-                .collect(),
+            StepKind::Run(run) => {
+                let mut inputs: Vec<String> = run
+                    .mounts
+                    .iter()
+                    .map(|RunMount { mount: m, source }| match (m.kind, source) {
+                        (MountType::Bind, SourceRef::Context) => {
+                            let path = [m.source.clone().unwrap_or_else(|| ".".to_string())];
+                            let spec = SelectSpec {
+                                sources: &path,
+                                ..SelectSpec::default()
+                            };
+                            self.source_key(source, stage_keys, &spec)
+                        }
+                        (
+                            MountType::Bind | MountType::Cache,
+                            SourceRef::Stage(_) | SourceRef::Image(_),
+                        ) => self.source_key(source, stage_keys, &SelectSpec::default()),
+                        _ => Ok(String::new()),
+                    })
+                    .collect::<Result<_, _>>()?;
+                // `--ulimit` is part of what a RUN does, as in BuildKit (each RUN's exec op
+                // carries its rlimits); absent, the key is what it always was.
+                if !self.options.ulimits.is_empty() {
+                    let shown: Vec<String> =
+                        self.options.ulimits.iter().map(|u| u.to_string()).collect();
+                    inputs.push(format!("ulimit:{}", shown.join(",")));
+                }
+                Ok(inputs)
+            }
             StepKind::Config(_) => Ok(Vec::new()),
         }
     }
@@ -424,6 +434,7 @@ mod tests {
             allow_insecure: false,
             no_cache_filter: Vec::new(),
             shm_size: None,
+            ulimits: Vec::new(),
             target_platform: None,
             shared_steps: Default::default(),
         }

@@ -43,6 +43,8 @@ pub struct ExecOptions {
     pub allow_insecure: bool,
     /// `--shm-size`: the size of RUN's `/dev/shm` in bytes (64 MiB when `None`).
     pub shm_size: Option<u64>,
+    /// `--ulimit`: resource limits of every RUN's process (none: the builder's own, inherited).
+    pub ulimits: Vec<strata_runner::Rlimit>,
     /// `--no-cache-filter STAGE`: the steps of these stages (by name) reuse nothing from the
     /// build cache.
     pub no_cache_filter: Vec<String>,
