@@ -288,7 +288,8 @@ pub(crate) struct Selection {
 }
 
 /// Splits a source argument into clean components and the pivot (`--parents`): the number of
-/// leading components that are *not* kept below the destination (`./x/./y/f` → 1).
+/// leading components that are *not* kept below the destination (`./x/./y/f` → 1; a trailing
+/// `x/.` is no pivot → 0).
 fn source_components(s: &str, parents: bool) -> (Vec<String>, usize) {
     let mut comps: Vec<String> = Vec::new();
     let mut pivot = 0;
@@ -310,7 +311,9 @@ fn source_components(s: &str, parents: bool) -> (Vec<String>, usize) {
             }
         }
     }
-    let pivot = pivot.min(comps.len());
+    // A trailing `.` (`/a/b/c/d/.`) is no pivot: BuildKit splits on `/./` between components,
+    // so the whole path is kept (`/out/a/b/c/d/…`).
+    let pivot = if pivot >= comps.len() { 0 } else { pivot };
     (comps, pivot)
 }
 
