@@ -545,3 +545,57 @@ fn ulimit_applies_to_run_and_to_its_cache_key() {
         text(&o.stderr)
     );
 }
+
+#[test]
+fn copy_parents_chmod_parents_and_empty_selections() {
+    let env = Env::new();
+    // From BuildKit's testCopyRelativeParents, testCopyParentsMissingDirectory and
+    // testCopyChmod, on busybox.
+    let df = "FROM busybox:latest AS base\nWORKDIR /test\n\
+              RUN mkdir -p a/b/c/d/e && touch a/b/c/d/foo a/b/c/d/e/bay\n\
+              FROM busybox:latest\n\
+              COPY --from=base --parents /test/a/b/c/d/. /end/\n\
+              COPY --from=base --parents /test/a/b/./c/d /middle/\n\
+              COPY --from=base --parents /test/a/b2*/c /wild/\n\
+              COPY --from=base --parents /test/a/b/./c2* /pivotwild/\n\
+              COPY nomatch* /emptywild/\n\
+              COPY --exclude=* dir/* /excluded/\n\
+              COPY --chmod=777 f /parent/foo\n\
+              COPY --chmod=770 f /parent/sub/foo\n\
+              RUN find /end /middle /wild /pivotwild /emptywild /excluded | sort > /tree && \
+                  stat -c '%n %04a' /parent /parent/sub /parent/sub/foo > /perms\n";
+    let ctx = env.parity_context("parents:1", df, &[("f", "f"), ("dir/x", "x")]);
+    let o = env.parity_build("parents:1", &ctx, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        env.parity_file("parents:1", "/tree"),
+        "/emptywild\n/end\n/end/test\n/end/test/a\n/end/test/a/b\n/end/test/a/b/c\n\
+         /end/test/a/b/c/d\n/end/test/a/b/c/d/e\n/end/test/a/b/c/d/e/bay\n/end/test/a/b/c/d/foo\n\
+         /excluded\n/middle\n/middle/c\n/middle/c/d\n/middle/c/d/e\n/middle/c/d/e/bay\n\
+         /middle/c/d/foo\n/pivotwild\n/wild\n"
+    );
+    assert_eq!(
+        env.parity_file("parents:1", "/perms"),
+        "/parent 0777\n/parent/sub 0770\n/parent/sub/foo 0770\n"
+    );
+}
+
+#[test]
+fn a_socket_in_the_context_is_copied_as_an_empty_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let df =
+        "FROM busybox:latest\nCOPY . /ctx/\nRUN stat -c '%F %04a %s' /ctx/socket.sock > /sock\n";
+    let ctx = env.parity_context("socket:1", df, &[]);
+    let sock = ctx.join("socket.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    fs::set_permissions(&sock, fs::Permissions::from_mode(0o600)).unwrap();
+    let o = env.parity_build("socket:1", &ctx, &[]);
+    drop(listener);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // BuildKit's testCopySocket: "make sure socket is converted to regular file".
+    assert_eq!(
+        env.parity_file("socket:1", "/sock"),
+        "regular empty file 0600 0\n"
+    );
+}

@@ -1,6 +1,7 @@
 //! The planned layer of one COPY: each selected entry placed at its destination in the
 //! in-memory [`Tree`] that [`super::emit`] streams, with the destination's parent directories
-//! (taken from the parent image's layers when they exist there, created 0755 otherwise) and
+//! (taken from the parent image's layers when they exist there, created 0755 — or with an
+//! octal `--chmod`'s mode — otherwise) and
 //! ADD's extracted archives.
 
 use crate::exec::error::{StepContext, StepError};
@@ -63,10 +64,21 @@ impl Stager<'_> {
                 content: Content::Dir,
                 uid: self.dir_owner.0,
                 gid: self.dir_owner.1,
-                mode: 0o755,
+                mode: self.created_dir_mode(),
                 mtime: self.now,
                 link: None,
             }),
+        }
+    }
+
+    /// The mode of a directory this COPY creates: an octal `--chmod`'s (BuildKit:
+    /// `COPY --chmod=770 f /new/sub/f` makes `/new/sub` 0770, the copy's mode reaching the
+    /// directories fsutil creates for it), else 0755. A symbolic `--chmod` only changes what
+    /// is copied.
+    fn created_dir_mode(&self) -> u32 {
+        match self.attrs.chmod {
+            Some(Chmod::Octal(m)) => m,
+            _ => 0o755,
         }
     }
 
@@ -136,8 +148,13 @@ impl Stager<'_> {
                 rdev: st.rdev(),
             },
             FileKind::Fifo => Content::Fifo,
-            // Sockets: tar has no type for them; Docker skips them too.
-            FileKind::Socket => return Ok(()),
+            // Tar has no type for sockets. BuildKit's context transfer (fsutil's DiskWriter)
+            // writes one as an empty regular file with the socket's permission bits, and its
+            // testCopySocket asserts a regular file: the same here.
+            FileKind::Socket => Content::File {
+                data: FileData::Inline(Vec::new()),
+                size: 0,
+            },
         };
         if !matches!(content, Content::Dir) {
             if target.is_empty() {
