@@ -599,3 +599,45 @@ fn a_socket_in_the_context_is_copied_as_an_empty_file() {
         "regular empty file 0600 0\n"
     );
 }
+
+#[test]
+fn add_extracts_through_an_absolute_symlink_of_the_image() {
+    let env = Env::new();
+    // The image has var/run -> /run; the archive has var/run/test/{foo,bar}, bar a hardlink.
+    let df = "FROM busybox:latest\n\
+              RUN mkdir -p /run && rm -rf /var/run && ln -s /run /var/run\n\
+              ADD a.tar /\nADD a.tar /\n\
+              RUN readlink /var/run > /out && stat -c '%h %i' /run/test/foo /run/test/bar >> /out\n";
+    let ctx = env.parity_context("addlink:1", df, &[]);
+    let staging = env.path("addlink-staging");
+    fs::create_dir_all(staging.join("var/run/test")).unwrap();
+    fs::write(staging.join("var/run/test/foo"), "foo").unwrap();
+    fs::hard_link(
+        staging.join("var/run/test/foo"),
+        staging.join("var/run/test/bar"),
+    )
+    .unwrap();
+    let tar = ctx.join("a.tar");
+    let o = strata_test_support::tool(
+        "tar",
+        &[
+            "-C",
+            staging.to_str().unwrap(),
+            "-cf",
+            tar.to_str().unwrap(),
+            "var",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = env.parity_build("addlink:1", &ctx, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = env.parity_file("addlink:1", "/out");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines[0], "/run", "the link survives both ADDs: {out}");
+    assert!(
+        lines[1].starts_with("2 "),
+        "foo and bar stay one hardlink: {out}"
+    );
+    assert_eq!(lines[1], lines[2], "{out}");
+}

@@ -226,8 +226,29 @@ impl Stager<'_> {
         Ok(())
     }
 
+    /// Where an archive's directory `dest` really is when the parent image has a symlink there
+    /// (`var/run -> /run`) and this COPY has not placed anything at that path: the link's
+    /// target, resolved inside the image's root (an absolute target is taken from the image's
+    /// `/`, never the host's). BuildKit unpacks into the image's root filesystem through its
+    /// symlinks (containerd's archive applier keeps an existing symlink to a directory), so
+    /// the entries land at `/run/…` and the link survives — even a second ADD of the same
+    /// archive. `None`: extract at `dest` as it is.
+    fn image_symlink_target(&self, dest: &[String]) -> Option<Vec<String>> {
+        if self.tree.contains_key(dest) {
+            return None;
+        }
+        let found = lower::lookup(self.lowerdirs, dest)?;
+        if found.stat.kind() != Some(FileKind::Symlink) {
+            return None;
+        }
+        let real = super::select::resolve_dest(self.lowerdirs, dest);
+        (real != dest).then_some(real)
+    }
+
     /// Adds the tree extracted at the staging directory `dir` below `dest` (an archive ADD):
-    /// entries keep the archive's metadata, owners become `--chown`'s when given.
+    /// entries keep the archive's metadata, owners become `--chown`'s when given, hardlinks
+    /// stay one group per archive, and a directory that is a symlink in the image is followed
+    /// ([`Self::image_symlink_target`]).
     pub(super) fn add_extracted(
         &mut self,
         dir: &Path,
@@ -271,6 +292,14 @@ impl Stager<'_> {
                 continue;
             };
             let is_dir = ft.is_dir();
+            if is_dir {
+                if let Some(mut real) = self.image_symlink_target(dest) {
+                    // Extract below the link's target; the link stays.
+                    self.add_extracted(&p, &mut real)?;
+                    dest.pop();
+                    continue;
+                }
+            }
             if self.prepare(dest)? && !is_dir {
                 return Err(StepError::Invalid(format!(
                     "cannot extract {}: a directory is in the way",
