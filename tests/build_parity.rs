@@ -641,3 +641,41 @@ fn add_extracts_through_an_absolute_symlink_of_the_image() {
     );
     assert_eq!(lines[1], lines[2], "{out}");
 }
+
+#[test]
+fn a_run_whose_bind_mounted_stage_is_unchanged_is_a_cache_hit() {
+    let env = Env::new();
+    // V changes the stage's RUN (it reruns, new mtimes) but not what the mount shows; W does.
+    let df = "FROM busybox:latest AS src\nARG V\nARG W\n\
+              RUN mkdir /out && echo same$W > /out/f && echo $V > /v\n\
+              FROM busybox:latest\n\
+              RUN --mount=type=bind,from=src,source=/out,target=/m cat /m/f > /copied\n";
+    let title =
+        "[stage-1 2/2] RUN --mount=type=bind,from=src,source=/out,target=/m cat /m/f > /copied";
+    let ctx = env.parity_context("bindcache:1", df, &[]);
+    let o = env.parity_build("bindcache:1", &ctx, &["--build-arg", "V=1"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = env.parity_build("bindcache:2", &ctx, &["--build-arg", "V=2"]);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        !cached(
+            &err,
+            "[src 4/4] RUN mkdir /out && echo same$W > /out/f && echo $V > /v"
+        ),
+        "{err}"
+    );
+    assert!(
+        cached(&err, title),
+        "same mounted content: a hit, as BuildKit: {err}"
+    );
+    let o = env.parity_build(
+        "bindcache:3",
+        &ctx,
+        &["--build-arg", "V=2", "--build-arg", "W=x"],
+    );
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(!cached(&err, title), "other mounted content: a miss: {err}");
+    assert_eq!(env.parity_file("bindcache:3", "/copied"), "samex\n");
+}

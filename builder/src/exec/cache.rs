@@ -9,8 +9,11 @@
 //! (the planner's [`strata_dockerfile::plan::CacheKeyInputs`]) and the content inputs of `BuildCache::content_inputs`:
 //! for COPY/ADD from the context the digest of exactly the files it selects
 //! ([`super::copy::digest`], over the very selection the step copies), for `--from` a stage that stage's final key, for `--from` an image its
-//! manifest digest; for RUN the same for each `--mount` source (a cache mount's or a secret's
-//! content is deliberately not part of the key, as in BuildKit). Keys never depend on what a
+//! manifest digest; for RUN the same for each `--mount` source, except that a bind mount of a
+//! stage is keyed on the *content* it mounts ([`super::copy::stage_digest`], as BuildKit's
+//! content checksum of a mount input), so a stage rebuilt with the same files keeps the RUN's
+//! hit; a cache mount's or a secret's content is deliberately not part of the key, as in
+//! BuildKit. Keys never depend on what a
 //! step produced, only on its inputs, so a rerun RUN whose output differs still chains the same
 //! keys as BuildKit's do.
 //!
@@ -232,6 +235,7 @@ impl<'a> BuildCache<'a> {
         &self,
         step: &Step,
         stage_keys: &BTreeMap<usize, ChainKey>,
+        stage_states: &BTreeMap<usize, StageState>,
     ) -> Result<Vec<String>, Uncacheable> {
         match &step.kind {
             StepKind::Copy(CopyStep {
@@ -273,6 +277,12 @@ impl<'a> BuildCache<'a> {
                                 ..SelectSpec::default()
                             };
                             self.source_key(source, stage_keys, &spec)
+                        }
+                        (MountType::Bind, SourceRef::Stage(s)) => {
+                            match stage_states.get(s).and_then(|st| mounted_digest(st, m)) {
+                                Some(d) => Ok(format!("stage-content:{d}")),
+                                None => self.source_key(source, stage_keys, &SelectSpec::default()),
+                            }
                         }
                         (
                             MountType::Bind | MountType::Cache,
@@ -410,6 +420,21 @@ pub(crate) fn adopt_upper(
         );
     }
     super::copy::emit::adopt_tree(store, upper, info, options);
+}
+
+/// The content digest of what bind mount `m` shows of the built stage `state` (its `source`,
+/// default `/`); `None` when it cannot be read (the chain key is used then).
+fn mounted_digest(state: &StageState, m: &strata_dockerfile::mounts::Mount) -> Option<String> {
+    if state.lowerdirs.is_empty() {
+        return Some("empty".into());
+    }
+    let src = CopySource::layers(&state.lowerdirs, "mounted stage").ok()?;
+    let path = [m.source.clone().unwrap_or_else(|| "/".to_string())];
+    let spec = SelectSpec {
+        sources: &path,
+        ..SelectSpec::default()
+    };
+    super::copy::stage_digest::stage_digest(&src, &spec)
 }
 
 #[cfg(test)]

@@ -407,7 +407,7 @@ impl StageContext<'_> {
             let n = progress.begin(&label);
             let parent = key.clone();
             let mut contents_used = Vec::new();
-            key = match self.cache.content_inputs(step, self.keys) {
+            key = match self.cache.content_inputs(step, self.keys, self.states) {
                 Ok(contents) => {
                     let content_refs: Vec<&str> = contents.iter().map(String::as_str).collect();
                     let k = step.cache_key(&key, &content_refs);

@@ -47,6 +47,7 @@ pub mod emit;
 pub mod fetch;
 pub mod select;
 mod stage;
+pub(crate) mod stage_digest;
 
 use crate::exec::lower;
 use crate::exec::source_kind::{is_git, is_url};
