@@ -679,3 +679,29 @@ fn a_run_whose_bind_mounted_stage_is_unchanged_is_a_cache_hit() {
     assert!(!cached(&err, title), "other mounted content: a miss: {err}");
     assert_eq!(env.parity_file("bindcache:3", "/copied"), "samex\n");
 }
+
+#[test]
+fn secret_env_references_are_masked_in_step_names() {
+    let env = Env::new();
+    // BuildKit's withSecretEnvMask: a secret exposed as TOKEN is `****` in the step's name.
+    let df = "FROM busybox:latest\nARG EXPECTED\n\
+              RUN --mount=type=secret,id=tok,env=TOKEN test \"$TOKEN\" = \"${EXPECTED}\" && echo ok > /ok\n";
+    let ctx = env.parity_context("secretname:1", df, &[]);
+    let secret = env.path("tok.txt");
+    fs::write(&secret, "s3cr3t-value").unwrap();
+    let spec = format!("id=tok,src={}", secret.display());
+    let o = env.parity_build(
+        "secretname:1",
+        &ctx,
+        &["--secret", &spec, "--build-arg", "EXPECTED=s3cr3t-value"],
+    );
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("[3/3] RUN --mount=type=secret,id=tok,env=TOKEN test \"****\" = \"${EXPECTED}\" && echo ok > /ok"),
+        "{err}"
+    );
+    // Neither the secret nor the build arg carrying it is printed.
+    assert!(!err.contains("s3cr3t-value"), "{err}");
+    assert_eq!(env.parity_file("secretname:1", "/ok"), "ok\n");
+}
