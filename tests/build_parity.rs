@@ -705,3 +705,28 @@ fn secret_env_references_are_masked_in_step_names() {
     assert!(!err.contains("s3cr3t-value"), "{err}");
     assert_eq!(env.parity_file("secretname:1", "/ok"), "ok\n");
 }
+
+#[test]
+fn shm_size_is_part_of_the_run_cache_key() {
+    let env = Env::new();
+    let df = "FROM busybox:latest\nRUN df -k /dev/shm | tail -n 1 | awk '{print $2}' > /shm\n";
+    let ctx = env.parity_context("shmkey:1", df, &[]);
+    let o = env.parity_build("shmkey:1", &ctx, &["--shm-size", "128m"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(env.parity_file("shmkey:1", "/shm"), "131072\n");
+    // Another size is another RUN (BuildKit's exec op carries the /dev/shm mount): no hit.
+    let o = env.parity_build("shmkey:2", &ctx, &["--shm-size", "256m"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(env.parity_file("shmkey:2", "/shm"), "262144\n");
+    // The same size again hits.
+    let o = env.parity_build("shmkey:3", &ctx, &["--shm-size", "256m"]);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        cached(
+            &err,
+            "[2/2] RUN df -k /dev/shm | tail -n 1 | awk '{print $2}' > /shm"
+        ),
+        "{err}"
+    );
+}

@@ -291,12 +291,16 @@ impl<'a> BuildCache<'a> {
                         _ => Ok(String::new()),
                     })
                     .collect::<Result<_, _>>()?;
-                // `--ulimit` is part of what a RUN does, as in BuildKit (each RUN's exec op
-                // carries its rlimits); absent, the key is what it always was.
+                // `--ulimit` and `--shm-size` are part of what a RUN does, as in BuildKit (each
+                // RUN's exec op carries its rlimits and its /dev/shm tmpfs mount); absent, the
+                // key is what it always was.
                 if !self.options.ulimits.is_empty() {
                     let shown: Vec<String> =
                         self.options.ulimits.iter().map(|u| u.to_string()).collect();
                     inputs.push(format!("ulimit:{}", shown.join(",")));
+                }
+                if let Some(size) = self.options.shm_size {
+                    inputs.push(format!("shm-size:{size}"));
                 }
                 Ok(inputs)
             }

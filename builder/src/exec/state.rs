@@ -41,7 +41,8 @@ pub struct ExecOptions {
     pub secrets: BTreeMap<String, PathBuf>,
     /// `--allow security.insecure`: `RUN --security=insecure` may run (BuildKit's entitlement).
     pub allow_insecure: bool,
-    /// `--shm-size`: the size of RUN's `/dev/shm` in bytes (64 MiB when `None`).
+    /// `--shm-size`: the size of RUN's `/dev/shm` in bytes (64 MiB when `None`); part of each
+    /// RUN's cache key when set.
     pub shm_size: Option<u64>,
     /// `--ulimit`: resource limits of every RUN's process (none: the builder's own, inherited).
     pub ulimits: Vec<strata_runner::Rlimit>,
