@@ -279,7 +279,10 @@ impl<'a> BuildCache<'a> {
                             self.source_key(source, stage_keys, &spec)
                         }
                         (MountType::Bind, SourceRef::Stage(s)) => {
-                            match stage_states.get(s).and_then(|st| mounted_digest(st, m)) {
+                            match stage_states
+                                .get(s)
+                                .and_then(|st| mounted_digest(self.store, st, m))
+                            {
                                 Some(d) => Ok(format!("stage-content:{d}")),
                                 None => self.source_key(source, stage_keys, &SelectSpec::default()),
                             }
@@ -428,17 +431,16 @@ pub(crate) fn adopt_upper(
 
 /// The content digest of what bind mount `m` shows of the built stage `state` (its `source`,
 /// default `/`); `None` when it cannot be read (the chain key is used then).
-fn mounted_digest(state: &StageState, m: &strata_dockerfile::mounts::Mount) -> Option<String> {
+fn mounted_digest(
+    store: &Store,
+    state: &StageState,
+    m: &strata_dockerfile::mounts::Mount,
+) -> Option<String> {
     if state.lowerdirs.is_empty() {
         return Some("empty".into());
     }
-    let src = CopySource::layers(&state.lowerdirs, "mounted stage").ok()?;
-    let path = [m.source.clone().unwrap_or_else(|| "/".to_string())];
-    let spec = SelectSpec {
-        sources: &path,
-        ..SelectSpec::default()
-    };
-    super::copy::stage_digest::stage_digest(&src, &spec)
+    let source = m.source.as_deref().unwrap_or("/");
+    super::copy::stage_digest::memoized(store, &state.lowerdirs, source)
 }
 
 #[cfg(test)]

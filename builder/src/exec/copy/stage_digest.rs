@@ -11,7 +11,10 @@
 //! `select_sources`' (as COPY --from reads a stage): whiteouts and opaque directories applied,
 //! a top-level symlink followed inside the root.
 //!
-//! Files that share an inode (busybox's hundreds of links to one binary) are read once.
+//! Files that share an inode (busybox's hundreds of links to one binary) are read once. The
+//! unpacked layers of the store never change (`layers/sha256/<diff ID>`), so the digest of one
+//! mount of them is computed once and kept in `cache/mounts/` ([`memoized`]): a build with
+//! nothing changed reads no mounted file again.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -20,6 +23,56 @@ use sha2::{Digest as _, Sha256};
 use strata_fs::FileKind;
 
 use super::select::{select_sources, CopySource, SelectSpec, Selected};
+use std::path::{Path, PathBuf};
+use strata_store::Store;
+
+/// [`stage_digest`] of `source` in the layers `lowerdirs`, kept in the store when every layer is
+/// one of its unpacked (immutable) layers: the file is named after the layers and the source,
+/// so it can never describe other content. A memo that cannot be read or written only costs
+/// the hash.
+pub(crate) fn memoized(store: &Store, lowerdirs: &[PathBuf], source: &str) -> Option<String> {
+    let layers = store.root().join("layers/sha256");
+    let immutable = lowerdirs
+        .iter()
+        .all(|d| d.parent() == Some(layers.as_path()));
+    let memo = immutable.then(|| memo_path(store.root(), lowerdirs, source));
+    if let Some(text) = memo.as_ref().and_then(|m| std::fs::read_to_string(m).ok()) {
+        if text.starts_with("sha256:") && text.len() == 71 {
+            return Some(text);
+        }
+    }
+    let src = CopySource::layers(lowerdirs, "mounted stage").ok()?;
+    let sources = [source.to_string()];
+    let spec = SelectSpec {
+        sources: &sources,
+        ..SelectSpec::default()
+    };
+    let digest = stage_digest(&src, &spec)?;
+    if let Some(m) = memo {
+        if let Some(dir) = m.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = store.write_file_atomic(&m, digest.as_bytes());
+    }
+    Some(digest)
+}
+
+/// `cache/mounts/<sha256 of the layer names and the source>`.
+fn memo_path(root: &Path, lowerdirs: &[PathBuf], source: &str) -> PathBuf {
+    let mut h = Sha256::new();
+    h.update(b"strata-mount-digest-v1\0");
+    for d in lowerdirs {
+        let name = d
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        h.update((name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+    }
+    h.update((source.len() as u64).to_le_bytes());
+    h.update(source.as_bytes());
+    root.join("cache/mounts").join(hex::encode(h.finalize()))
+}
 
 /// The digest (`sha256:<hex>`) of what `spec` selects in the layered source `src`; `None` when
 /// the selection or a read fails (the caller then keys on something it knows: a failing
@@ -144,5 +197,33 @@ mod tests {
         assert_eq!(digest(&[&a], "/out"), digest(&[&b], "/out"));
         assert_ne!(digest(&[&a], "/"), digest(&[&b], "/"));
         assert_eq!(digest(&[&a], "/missing"), None);
+    }
+
+    #[test]
+    fn store_layers_are_hashed_once_other_dirs_every_time() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(&t.path().join("store")).unwrap();
+        let layer = store.root().join("layers/sha256/aa");
+        write(&layer.join("out/f"), "one");
+        let first = memoized(&store, std::slice::from_ref(&layer), "/out").unwrap();
+        // A store layer never changes: its digest is taken from the memo (proved by changing
+        // the file behind the store's back, which nothing else ever does).
+        write(&layer.join("out/f"), "two");
+        assert_eq!(
+            memoized(&store, std::slice::from_ref(&layer), "/out").unwrap(),
+            first
+        );
+        assert_ne!(
+            memoized(&store, &[layer], "/").unwrap(),
+            first,
+            "another source"
+        );
+        // Anything else is hashed every time.
+        let other = t.path().join("other");
+        write(&other.join("out/f"), "one");
+        let a = memoized(&store, std::slice::from_ref(&other), "/out").unwrap();
+        assert_eq!(a, first);
+        write(&other.join("out/f"), "two");
+        assert_ne!(memoized(&store, &[other], "/out").unwrap(), a);
     }
 }
