@@ -559,10 +559,11 @@ fn copy_parents_chmod_parents_and_empty_selections() {
               COPY --from=base --parents /test/a/b2*/c /wild/\n\
               COPY --from=base --parents /test/a/b/./c2* /pivotwild/\n\
               COPY nomatch* /emptywild/\n\
+              COPY nomatch* /notadir\n\
               COPY --exclude=* dir/* /excluded/\n\
               COPY --chmod=777 f /parent/foo\n\
               COPY --chmod=770 f /parent/sub/foo\n\
-              RUN find /end /middle /wild /pivotwild /emptywild /excluded | sort > /tree && \
+              RUN test ! -e /notadir && find /end /middle /wild /pivotwild /emptywild /excluded | sort > /tree && \
                   stat -c '%n %04a' /parent /parent/sub /parent/sub/foo > /perms\n";
     let ctx = env.parity_context("parents:1", df, &[("f", "f"), ("dir/x", "x")]);
     let o = env.parity_build("parents:1", &ctx, &[]);

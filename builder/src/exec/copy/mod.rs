@@ -27,7 +27,8 @@
 //!   transfer does the same);
 //! * directories the COPY creates (missing parents, the destination) are 0755, or an octal
 //!   `--chmod`'s mode (BuildKit's `--chmod=770 f /new/f` makes `/new` 0770); a COPY that
-//!   selects nothing still creates its destination directory;
+//!   selects nothing still creates its destination when that is a directory (`dir/`,
+//!   `--parents`, several sources);
 //! * `--link`: the layer is built without looking at the parent image (no metadata of its
 //!   directories, no `/etc/passwd` — `--chown` must then be numeric — and an existing
 //!   destination directory is not detected), as BuildKit's copy onto `scratch` + merge does;
@@ -371,9 +372,10 @@ fn run_copy(
         stager.place(e, &target)?;
     }
     // Nothing selected (a wildcard that matched nothing, `--exclude` of everything, `--parents`
-    // of a missing optional directory): the destination directory is still created, as
-    // BuildKit's copy makes the destination path before it walks the sources.
-    if selection.entries.is_empty() && !local.is_empty() {
+    // of a missing optional directory): a destination that is a directory is still created,
+    // as BuildKit's copy makes the destination path before it walks the sources (fsutil's
+    // `ensureDstPath`: the destination itself when it is `dir/`, else only its parent).
+    if selection.entries.is_empty() && !local.is_empty() && dest_is_dir {
         stager.ensure_dir(&dest_comps)?;
     }
     for (i, url) in urls.iter().enumerate() {
