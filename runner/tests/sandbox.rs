@@ -282,6 +282,26 @@ fn pids_limit_contains_a_fork_bomb() {
 }
 
 #[test]
+fn rlimits_are_set_before_the_command_runs() {
+    let fx = Fixture::new();
+    let mut spec = fx.spec(&[
+        "/bin/sh",
+        "-c",
+        "grep -E 'Max (open files|core file size)' /proc/self/limits | tr -s ' '",
+    ]);
+    spec.process.rlimits = vec![
+        strata_runner::Rlimit::parse("nofile=100:200").unwrap(),
+        strata_runner::Rlimit::parse("core=-1").unwrap(),
+    ];
+    let o = run(&spec).unwrap();
+    assert_eq!(o.status.code(), 0, "{o:?}");
+    assert_eq!(
+        o.stdout, "Max core file size unlimited unlimited bytes \nMax open files 100 200 files \n",
+        "{o:?}"
+    );
+}
+
+#[test]
 fn memory_limit_ends_a_hog_with_137() {
     let fx = Fixture::new();
     // busybox tail on /dev/zero buffers forever (no newline): a pure memory hog.
