@@ -95,8 +95,9 @@ done
 bridge() { "$S" --root "$ROOT" run -d -p 18090:80 busybox sleep 1000; }
 none() { "$S" --root "$ROOT" run -d --network none busybox sleep 1000; }
 for i in $(seq "$reps"); do
-  # Alternate which goes first; each sample's container is removed before the next.
-  for case in $( ((i % 2)) && echo bridge none || echo none bridge); do
+  # Two of each per rep, ABBA as the downloads; each sample's container is removed before the
+  # next.
+  for case in $( ((i % 2)) && echo bridge none none bridge || echo none bridge bridge none); do
     t0=$(us); id=$("$case"); echo $(( $(us) - t0 )) >>"$W/start.$case"
     "$S" --root "$ROOT" rm -f "$id" >/dev/null
   done
