@@ -23,6 +23,7 @@
 # three tools (strata's and BuildKit's default; `--network host` for the peers).
 #
 # Env: CASES="flask express …" (default: every project), TOOLS="strata buildah docker",
+# COLD_BASE=1 (strata's bases not unpacked before its first build: see the base preparation),
 # BENCH_DIR (default /var/tmp/strata-bench-realworld), STRATA (binary), KEEP=1 (keep the work dir),
 # STRATA_TIMING=1 is set for strata's runs and the per-phase breakdowns are kept in
 # $BENCH_DIR/timing/ (bench/realworld/PROFILE.md).
@@ -47,7 +48,8 @@ if has_tool docker && ! command -v dockerd >/dev/null; then
 fi
 
 # --- private state of every tool, removed on exit ------------------------------------------------
-store=$work/strata; broot=$work/buildah-root; brun=/run/strata-bench-rw-buildah
+# buildah/podman want a short --runroot: under /run, named after the work dir.
+store=$work/strata; broot=$work/buildah-root; brun=/run/strata-rw-$(echo "$work" | sha256sum | cut -c1-8)
 dsock=$work/docker/docker.sock; dpid=""
 B() { buildah --root "$broot" --runroot "$brun" --storage-driver overlay "$@"; }
 P() {
@@ -106,6 +108,12 @@ langs=$(for b in $needed; do case $b in python:*) echo python;; node:*) echo nod
 echo "preparing bases (untimed): $(echo $needed)" >&2
 # shellcheck disable=SC2086
 STRATA="$S" STRATA_ROOT="$store" "$repo/testdata/realworld/make-bases.sh" $langs
+# strata unpacks a layer when something first uses it; buildah (pull) and Docker (load) unpack
+# while the base is made ready. So strata's bases are unpacked here too, untimed, for the same
+# start (COLD_BASE=1 leaves that unpack inside strata's first build, as after a `strata load`).
+if [ "${COLD_BASE:-0}" != 1 ]; then
+  for b in $needed; do "$S" --root "$store" run --rm --network none "$b" true; done
+fi
 has_tool docker && start_dockerd
 for b in $needed; do
   tar=$work/bases/${b//[:\/]/_}.tar
