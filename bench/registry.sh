@@ -102,6 +102,10 @@ start_registry "$pulled_storage"
 STRATA_ROOT=$seed "$STRATA" push -q bench "$host/bench:1" >/dev/null
 stop_registry
 
+# skopeo's blob-info cache: removed before each skopeo run, or repeated pushes turn into mounts.
+# Only its files: other users of this machine may be writing beside them in the same directory.
+clear_skopeo_cache() { rm -f /var/lib/containers/cache/blob-info-cache-v1.* 2>/dev/null || true; }
+
 # --- Timing ----------------------------------------------------------------------------------------
 declare -A times rss
 measure() { # name, command...
@@ -119,7 +123,7 @@ for rep in $(seq 1 "$reps"); do
   for tool in strata skopeo; do
     # push: empty registry
     rm -rf "$work/reg"; mkdir -p "$work/reg"; start_registry "$work/reg"
-    rm -rf /var/lib/containers/cache
+    clear_skopeo_cache
     if [ $tool = strata ]; then
       measure push-strata env STRATA_ROOT="$seed" "$STRATA" push -q bench "$host/bench:1"
     else
@@ -128,7 +132,7 @@ for rep in $(seq 1 "$reps"); do
     stop_registry
     # pull: registry holding the image, fresh destination
     rm -rf "$work/reg" "$work/dest"; cp -a "$pulled_storage" "$work/reg"; start_registry "$work/reg"
-    rm -rf /var/lib/containers/cache
+    clear_skopeo_cache
     if [ $tool = strata ]; then
       measure pull-strata "$STRATA" --root "$work/dest" pull -q --no-unpack "$host/bench:1"
       rm -rf "$work/dest"

@@ -53,8 +53,18 @@ impl std::str::FromStr for Compression {
 
 const BLOCK: usize = 1 << 20;
 const DICT: usize = 32 * 1024;
-/// gzip level: zlib's default (6), as `gzip` and Docker use.
-const LEVEL: u32 = 6;
+/// gzip level 3, not zlib's default 6: the same `deflate_medium` algorithm in zlib-rs (as in
+/// zlib-ng), with hash chains of 6 instead of 128 (zlib-rs `deflate/algorithm/mod.rs`).
+///
+/// Why: gzip is on a build's critical path (every RUN/COPY layer), and Docker's image store never
+/// compresses until push. Measured per core (CPU time, single-threaded, zlib-rs 0.6 via flate2
+/// 1.1, load 12 on 2 cores) on a debootstrapped bookworm rootfs tar / 300 MB of /usr / base64 of
+/// random bytes: level 6 does 45 / 48 / 39 MB/s, level 3 89 / 86 / 44 MB/s, level 2 98 / 87 / 46,
+/// level 1 100 / 111 / 69 — but level 1 is zlib-ng's `deflate_quick` (static Huffman trees only),
+/// whose output on the base64 file is 99.8% of the input. Level 3 costs 2–3% more bytes than 6
+/// (ratio 0.422 vs 0.412, 0.367 vs 0.355, 0.753 vs 0.753) for about twice the speed. Any gzip
+/// reader accepts it (RFC 1952 says nothing of levels); the bytes stay deterministic.
+const LEVEL: u32 = 3;
 
 /// A pigz-style parallel gzip encoder writing one gzip member to `W`.
 pub struct ParallelGzip<W: Write> {
