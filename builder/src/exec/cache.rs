@@ -10,7 +10,7 @@
 //! for COPY/ADD from the context the digest of exactly the files it selects
 //! ([`super::copy::digest`], over the very selection the step copies), for `--from` a stage that stage's final key, for `--from` an image its
 //! manifest digest; for RUN the same for each `--mount` source, except that a bind mount of a
-//! stage is keyed on the *content* it mounts ([`super::copy::stage_digest`], as BuildKit's
+//! stage is keyed on the *content* it mounts (`copy::stage_digest`, as BuildKit's
 //! content checksum of a mount input), so a stage rebuilt with the same files keeps the RUN's
 //! hit; a cache mount's or a secret's content is deliberately not part of the key, as in
 //! BuildKit. Keys never depend on what a
