@@ -407,6 +407,7 @@ fn print_error(name: &str, source: &str, span: Span, message: &str) {
 /// (`strata_builder::exec`) and tag the result.
 fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
     use strata_builder::exec::{self, ExecOptions, Progress};
+    let build_started = std::time::Instant::now();
     // Before any thread exists (stdin reader, progress, stages): see interrupt.rs.
     super::interrupt::block_stop_signals();
     let Some(dockerfile) = read_dockerfile(args)? else {
@@ -562,6 +563,7 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
         )
     });
     super::interrupt::wait_if_interrupted();
+    exec::timing::report(build_started);
     match result {
         Ok(out) => {
             if !outputs.is_empty() {

@@ -198,6 +198,11 @@ impl Ignore {
         Ok(Ignore { patterns })
     }
 
+    /// Whether there are no patterns at all (nothing is excluded: the walk skips the check).
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
     /// Whether any pattern re-includes something (then an excluded directory must still be
     /// walked, since a file below it may come back).
     pub fn has_exceptions(&self) -> bool {

@@ -31,6 +31,7 @@
 //! * [`error`] — [`StepError`] (why a step failed), [`ExecError`] (why the build did),
 //!   [`base::BaseError`];
 //! * [`tempdir`] — staging directories removed on drop; [`source_kind`] — URL and git sources.
+//! * [`timing`] — `STRATA_TIMING=1`: the build's time per phase, on stderr at its end.
 //!
 //! Dependencies between these modules are one-way: the executor's loop (this file) uses the
 //! step modules, which use the shared ones; none uses a module that uses it back.
@@ -61,6 +62,7 @@ pub mod source_kind;
 pub mod state;
 mod step_name;
 pub mod tempdir;
+pub mod timing;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -309,6 +311,7 @@ fn execute_once(
                 (image.manifest_digest.clone(), image.config_digest.clone())
             }
         };
+    timing::record(timing::Phase::Export, started);
     progress.line(n, &format!("writing image {config_digest}"));
     for t in &options.tags {
         progress.line(n, &format!("naming to {}", t.familiar()));
@@ -409,7 +412,10 @@ impl StageContext<'_> {
             let n = progress.begin(&label);
             let parent = key.clone();
             let mut contents_used = Vec::new();
-            key = match self.cache.content_inputs(step, self.keys, self.states) {
+            let keyed = Instant::now();
+            let contents = self.cache.content_inputs(step, self.keys, self.states);
+            timing::record(timing::Phase::CacheKeys, keyed);
+            key = match contents {
                 Ok(contents) => {
                     let content_refs: Vec<&str> = contents.iter().map(String::as_str).collect();
                     let k = step.cache_key(&key, &content_refs);
@@ -478,6 +484,7 @@ impl StageContext<'_> {
                         .map_err(fail)?
                 }
                 StepKind::Copy(c) => {
+                    let copying = Instant::now();
                     let from = match &c.from {
                         SourceRef::Context => None,
                         SourceRef::Stage(s) => {
@@ -485,13 +492,15 @@ impl StageContext<'_> {
                         }
                         SourceRef::Image(_) => None,
                     };
-                    match &c.from {
+                    let layer = match &c.from {
                         SourceRef::Image(name) => {
                             copy::copy_from_image(store, &state, step, c, name, options)
                         }
                         _ => copy::copy_step(store, &state, step, c, from, options),
                     }
-                    .map_err(fail)?
+                    .map_err(fail)?;
+                    timing::record(timing::Phase::Copy, copying);
+                    layer
                 }
                 StepKind::Config(c) => {
                     apply_metadata(&mut state, store, c, step, options).map_err(fail)?

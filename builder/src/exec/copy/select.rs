@@ -158,21 +158,22 @@ impl CopySource {
         Ok((out, dirfd))
     }
 
-    /// [`Self::stat`] without following a final symlink, of `rel` whose parent directory is
-    /// `dir` when [`Self::list_open`] gave one: then one `fstatat` on that fd (the name is a
-    /// single component, `AT_SYMLINK_NOFOLLOW`), not a walk of the whole path.
+    /// `(layer, lstat)` of `rel` whose parent directory is `dir` when [`Self::list_open`] gave
+    /// one: then one `fstatat` on that fd (the name is a single component,
+    /// `AT_SYMLINK_NOFOLLOW`), not a walk of the whole path. The path is not returned: a final
+    /// symlink is not followed, so it is `rel` itself (one allocation less per entry).
     fn stat_child(
         &self,
         dir: Option<&std::os::fd::OwnedFd>,
         rel: &[String],
-    ) -> Option<(Vec<String>, usize, Stat)> {
+    ) -> Option<(usize, Stat)> {
         match (dir, rel.last()) {
             (Some(fd), Some(name)) => {
                 let st = strata_fs::stat::lstat_at(fd.as_raw_fd(), std::ffi::OsStr::new(name))
                     .ok()??;
-                Some((rel.to_vec(), 0, st))
+                Some((0, st))
             }
-            _ => self.stat(rel, false),
+            _ => self.stat(rel, false).map(|(_, layer, st)| (layer, st)),
         }
     }
 
@@ -205,15 +206,19 @@ impl CopySource {
 
     /// The target of a selected symlink.
     pub(crate) fn readlink(&self, sel: &Selected) -> Result<Vec<u8>, StepError> {
+        self.readlink_in(sel.layer, &sel.src)
+    }
+
+    /// The target of the symlink `src` (a selected path) in `layer`.
+    pub(crate) fn readlink_in(&self, layer: usize, src: &[String]) -> Result<Vec<u8>, StepError> {
         self.stack
-            .readlink(sel.layer, &sel.src)
+            .readlink(layer, src)
             .map(|t| t.into_encoded_bytes())
-            .step_context(|| format!("reading link {}", lower::display(&sel.src)))
+            .step_context(|| format!("reading link {}", lower::display(src)))
     }
 
     fn ignored(&self, rel: &[String]) -> bool {
-        let r: Vec<&str> = rel.iter().map(String::as_str).collect();
-        !r.is_empty() && self.ignore.excluded(&r)
+        excluded_by(&self.ignore, rel)
     }
 
     fn not_found(&self, source: &str) -> StepError {
@@ -242,6 +247,16 @@ pub(crate) fn resolve_dest(lowerdirs: &[PathBuf], comps: &[String]) -> Vec<Strin
             .unwrap_or_else(|| comps.to_vec()),
         Err(_) => comps.to_vec(),
     }
+}
+
+/// Whether `patterns` exclude `rel`; no work at all (not even the `&str` view) when there are
+/// no patterns, the common case, checked once per walked entry.
+fn excluded_by(patterns: &Ignore, rel: &[String]) -> bool {
+    if patterns.is_empty() || rel.is_empty() {
+        return false;
+    }
+    let r: Vec<&str> = rel.iter().map(String::as_str).collect();
+    patterns.excluded(&r)
 }
 
 /// What one COPY selects.
@@ -276,11 +291,47 @@ pub(crate) struct Selected {
     pub top: bool,
 }
 
-/// The result of [`select_sources`].
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Selection {
+impl From<Found<'_>> for Selected {
+    fn from(f: Found<'_>) -> Selected {
+        Selected {
+            arg: f.arg,
+            src: f.src.to_vec(),
+            layer: f.layer,
+            stat: f.stat,
+            dest: f.dest.to_vec(),
+            top: f.top,
+        }
+    }
+}
+
+/// One entry as the walk finds it, borrowed from the walk's own buffers: what a caller of
+/// [`select_with`] turns into its own record. The fields are [`Selected`]'s.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Found<'a> {
+    /// See [`Selected::arg`].
+    pub arg: usize,
+    /// See [`Selected::src`].
+    pub src: &'a [String],
+    /// See [`Selected::layer`].
+    pub layer: usize,
+    /// See [`Selected::stat`].
+    pub stat: Stat,
+    /// See [`Selected::dest`].
+    pub dest: &'a [String],
+    /// See [`Selected::top`].
+    pub top: bool,
+}
+
+/// Turns a found entry into the caller's record (or fails the selection): [`Selected`] for the
+/// copy, a compact keyed record for the cache key, so a no-op rebuild does not keep two
+/// owned paths per file it only hashes.
+pub(crate) type Make<'m, E> = dyn Fn(Found<'_>) -> Result<E, StepError> + Sync + 'm;
+
+/// The result of [`select_sources`] (entries of type `E`: see [`select_with`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Selection<E = Selected> {
     /// Every entry, in copy order.
-    pub entries: Vec<Selected>,
+    pub entries: Vec<E>,
     /// Whether some source had a wildcard.
     pub wildcard: bool,
     /// How many top-level matches there were.
@@ -395,14 +446,15 @@ fn expand(
 const PARALLEL_CHUNK: usize = 64;
 
 /// Collects what one matched directory contributes: its children, recursively.
-struct Walker<'a> {
+struct Walker<'a, E> {
     src: &'a CopySource,
     excludes: &'a Ignore,
     arg: usize,
-    out: &'a mut Vec<Selected>,
+    make: &'a Make<'a, E>,
+    out: &'a mut Vec<E>,
 }
 
-impl Walker<'_> {
+impl<E: Send> Walker<'_, E> {
     /// Adds the children of the source directory `rel` (landing at `dest`); `below` is the path
     /// relative to the matched directory (what `--exclude` matches).
     fn children(
@@ -420,7 +472,7 @@ impl Walker<'_> {
         // the result (and the first error) is the sequential walk's. The single walk replaced
         // a parallel stat pass: done serially, a no-op rebuild of a 20k-file context took 1.4x
         // as long (77 vs 55 ms, same CPU time).
-        let chunks: Vec<Result<(bool, Vec<Selected>), StepError>> = names
+        let chunks: Vec<Result<(bool, Vec<E>), StepError>> = names
             .par_chunks(PARALLEL_CHUNK)
             .map(|chunk| {
                 let mut out = Vec::new();
@@ -428,6 +480,7 @@ impl Walker<'_> {
                     src: self.src,
                     excludes: self.excludes,
                     arg: self.arg,
+                    make: self.make,
                     out: &mut out,
                 };
                 let (mut rel, mut dest, mut below) = (rel.clone(), dest.clone(), below.clone());
@@ -477,27 +530,27 @@ impl Walker<'_> {
         below: &mut Vec<String>,
     ) -> Result<bool, StepError> {
         let ignored = self.src.is_context() && self.src.ignored(rel);
-        let b: Vec<&str> = below.iter().map(String::as_str).collect();
-        let excluded = self.excludes.excluded(&b);
+        let excluded = excluded_by(self.excludes, below);
         if (ignored && !self.src.ignore.has_exceptions())
             || (excluded && !self.excludes.has_exceptions())
         {
             return Ok(false);
         }
-        let Some((_, layer, st)) = self.src.stat_child(dir, rel) else {
+        let Some((layer, st)) = self.src.stat_child(dir, rel) else {
             return Ok(false);
+        };
+        let found = Found {
+            arg: self.arg,
+            src: rel,
+            layer,
+            stat: st,
+            dest,
+            top: false,
         };
         if st.is_dir() {
             // An excluded directory is kept only for what an exception brings back below it.
             let at = self.out.len();
-            self.out.push(Selected {
-                arg: self.arg,
-                src: rel.clone(),
-                layer,
-                stat: st,
-                dest: dest.clone(),
-                top: false,
-            });
+            self.out.push((self.make)(found)?);
             let any = self.children(rel, dest, below)?;
             if (ignored || excluded) && !any {
                 self.out.truncate(at);
@@ -508,14 +561,7 @@ impl Walker<'_> {
         if ignored || excluded {
             return Ok(false);
         }
-        self.out.push(Selected {
-            arg: self.arg,
-            src: rel.clone(),
-            layer,
-            stat: st,
-            dest: dest.clone(),
-            top: false,
-        });
+        self.out.push((self.make)(found)?);
         Ok(true)
     }
 }
@@ -526,9 +572,23 @@ pub(crate) fn select_sources(
     src: &CopySource,
     spec: &SelectSpec<'_>,
 ) -> Result<Selection, StepError> {
+    select_with(src, spec, &|f| Ok(Selected::from(f)))
+}
+
+/// [`select_sources`], each entry turned into an `E` by `make` as it is found (the one walk
+/// the copy and the cache key share; only what they keep of an entry differs).
+pub(crate) fn select_with<E: Send>(
+    src: &CopySource,
+    spec: &SelectSpec<'_>,
+    make: &Make<'_, E>,
+) -> Result<Selection<E>, StepError> {
     let excludes =
         Ignore::parse(&spec.excludes.join("\n")).step_context(|| "--exclude".to_string())?;
-    let mut sel = Selection::default();
+    let mut sel = Selection {
+        entries: Vec::new(),
+        wildcard: false,
+        matches: 0,
+    };
     for (arg, s) in spec.sources.iter().enumerate() {
         let (comps, pivot) = source_components(s, spec.parents);
         let wildcard = comps.iter().any(|c| has_wildcard(c));
@@ -583,26 +643,26 @@ pub(crate) fn select_sources(
                 for n in 1..kept.len() {
                     let parent = &m[..pivot + n];
                     if let Some((p_resolved, p_layer, p_st)) = src.stat(parent, true) {
-                        sel.entries.push(Selected {
+                        sel.entries.push(make(Found {
                             arg,
-                            src: p_resolved,
+                            src: &p_resolved,
                             layer: p_layer,
                             stat: p_st,
-                            dest: kept[..n].to_vec(),
+                            dest: &kept[..n],
                             top: false,
-                        });
+                        })?);
                     }
                 }
             }
             sel.matches += 1;
-            sel.entries.push(Selected {
+            sel.entries.push(make(Found {
                 arg,
-                src: resolved.clone(),
+                src: &resolved,
                 layer,
                 stat: st,
-                dest: kept.clone(),
+                dest: &kept,
                 top: true,
-            });
+            })?);
             if is_dir {
                 // .dockerignore is matched on context paths: walk the unresolved path `m` (a
                 // followed top-level link to a directory is walked at its target).
@@ -613,6 +673,7 @@ pub(crate) fn select_sources(
                     src,
                     excludes: &excludes,
                     arg,
+                    make,
                     out: &mut sel.entries,
                 };
                 w.children(&mut rel, &mut dest, &mut below)?;
