@@ -80,7 +80,10 @@ placement() {
     "$(cut -d' ' -f1 "/proc/$1/autogroup" 2>/dev/null)"
 }
 pid_podman=$("${P[@]}" inspect -f '{{.State.Pid}}' web)
-pid_ours=$(pgrep -x httpd | grep -vx "$pid_podman" | head -n1 || true)
+pid_ours=""
+for d in /proc/[0-9]*; do
+  [[ $(cat "$d/comm" 2>/dev/null) == httpd && ${d#/proc/} != "$pid_podman" ]] && { pid_ours=${d#/proc/}; break; }
+done
 echo "servers: strata $(placement "$pid_ours"); podman $(placement "$pid_podman")"
 
 us() { echo "${EPOCHREALTIME/./}"; }
