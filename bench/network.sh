@@ -70,6 +70,22 @@ for port in 18080 18081; do
   for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/small" && break; sleep 0.1; done
 done
 
+# Where each server runs: its cpu cgroup (v1 `cpu` line, or v2's) and autogroup. Podman puts its
+# container in a cgroup of its own; ours stays in the caller's but setsid()s into an autogroup
+# of its own (sched(7); an autogroup counts only for a task in the root cgroup): both one
+# weight-1024 entity at the top of the scheduler.
+placement() {
+  [[ -n $1 && -r /proc/$1/cgroup ]] || { echo "?"; return; }
+  echo "$(grep -E '^([0-9]+:([^:]*,)?cpu(,[^:]*)?:|0::)' "/proc/$1/cgroup" | head -n1 | cut -d: -f3)" \
+    "$(cut -d' ' -f1 "/proc/$1/autogroup" 2>/dev/null)"
+}
+pid_podman=$("${P[@]}" inspect -f '{{.State.Pid}}' web)
+pid_ours=""
+for d in /proc/[0-9]*; do
+  [[ $(cat "$d/comm" 2>/dev/null) == httpd && ${d#/proc/} != "$pid_podman" ]] && { pid_ours=${d#/proc/}; break; }
+done
+echo "servers: strata $(placement "$pid_ours"); podman $(placement "$pid_podman")"
+
 us() { echo "${EPOCHREALTIME/./}"; }
 med() { median | awk '{printf "%.2f", $1}'; }
 # One download from port $1: "MB/s client-CPU-ms". (The server's CPU is not counted: busybox
