@@ -188,12 +188,15 @@ probe() { # pid
   done
   echo "FAIL (got '${out:0:80}')"
 }
+# podman with its default rlimits fails to start containers on this machine (runc cannot set
+# them): explicit ones, as tests/containers_podman.rs does.
+ulimits=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
 check_image() { # project tool -> "ok" or "FAIL …"
   local p=$1 tool=$2 img=rw-$1 id pid out
   if [ -n "$EXPECT_OUTPUT" ]; then
     case $tool in
       strata) out=$("$S" --root "$store" run --rm --network none "$img" </dev/null 2>&1) || true ;;
-      buildah) out=$(P run --rm --network none "$img" </dev/null 2>&1) || true ;;
+      buildah) out=$(P run --rm --network none "${ulimits[@]}" "$img" </dev/null 2>&1) || true ;;
       docker) out=$(D run --rm --network none "$img" </dev/null 2>&1) || true ;;
     esac
     [ "$out" = "$EXPECT_OUTPUT" ] && echo ok || echo "FAIL (printed '${out:0:80}')"
@@ -202,7 +205,7 @@ check_image() { # project tool -> "ok" or "FAIL …"
   case $tool in
     strata) id=$("$S" --root "$store" run -d --network none "$img")
             pid=$("$S" --root "$store" inspect "$id" | jq -r '.[0].State.Pid') ;;
-    buildah) id=$(P run -d --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 "$img")
+    buildah) id=$(P run -d --network none "${ulimits[@]}" "$img")
              pid=$(P inspect -f '{{.State.Pid}}' "$id") ;;
     docker) id=$(D run -d --network none "$img"); pid=$(D inspect -f '{{.State.Pid}}' "$id") ;;
   esac
