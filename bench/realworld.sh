@@ -71,11 +71,11 @@ cleanup() {
   B rm --all >/dev/null 2>&1
   # Whatever overlay/shm mounts the tools left under the work dir or buildah's runroot.
   grep -oE " ($work|$brun)[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
-  if [ "${KEEP:-0}" != 1 ]; then rm -rf "$store" "$broot" "$brun" "$work/docker" "$work/ctx" "$work/bases"; fi
+  if [ "${KEEP:-0}" != 1 ]; then rm -rf "$store" "$broot" "$brun" "$work/docker" "$work/ctx" "$work/bases" "$work/buildah-tmp"; fi
 }
 trap cleanup EXIT
 cleanup
-mkdir -p "$work/docker" "$work/ctx" "$work/bases" "$work/timing" "$work/logs"
+mkdir -p "$work/docker" "$work/ctx" "$work/bases" "$work/timing" "$work/logs" "$work/buildah-tmp"
 
 start_dockerd() {
   # Its own containerd namespace: a system containerd other dockerds use keeps their images apart.
@@ -142,7 +142,10 @@ build() { # project tool case -> seconds (the build's log in $work/logs)
   case $tool in
     strata) STRATA_TIMING=1 timeout "$build_timeout" "$S" --root "$store" build --progress plain \
               "${nc[@]}" -t "rw-$p" "$ctx" >"$log" 2>&1 || rc=$? ;;
-    buildah) timeout "$build_timeout" buildah --root "$broot" --runroot "$brun" \
+    # buildah keeps RUN cache mounts in $TMPDIR/buildah-cache-UID (/var/tmp by default), which
+    # outlives --root: a private TMPDIR keeps them from leaking between runs (strata's and
+    # Docker's live in their private stores).
+    buildah) TMPDIR=$work/buildah-tmp timeout "$build_timeout" buildah --root "$broot" --runroot "$brun" \
                --storage-driver overlay bud --runtime /usr/sbin/runc --layers --format docker \
                --network host --pull=never "${nc[@]}" -f "$ctx/Dockerfile.peer" -t "rw-$p" "$ctx" \
                >"$log" 2>&1 || rc=$? ;;

@@ -16,7 +16,8 @@
 #
 # The language bases are built once with `strata build` from bases/<lang>.Dockerfile and cached
 # as OCI archives under $STRATA_REALWORLD_CACHE (default /var/tmp/strata-realworld-bases), keyed by
-# the ISO week (as the Debian rootfs is) and a hash of this script and the base Dockerfiles; later
+# the ISO week (as the Debian rootfs is) and a hash of the base Dockerfiles and the script's
+# content_version; later
 # runs only `strata load` them. `archive NAME` prints where a base's OCI archive is, so benches can
 # hand the very same image to buildah (`oci-archive:`) and, through `strata save --format docker`,
 # to Docker.
@@ -28,7 +29,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 : "${STRATA:?set STRATA to the strata binary}"
 cache_root=${STRATA_REALWORLD_CACHE:-/var/tmp/strata-realworld-bases}
-hash=$(cat "$here/make-bases.sh" "$here"/bases/*.Dockerfile | sha256sum | cut -c1-12)
+# Bump when what this script puts into the images changes (the Dockerfiles are hashed as they are).
+content_version=2
+hash=$( (echo "$content_version"; cat "$here"/bases/*.Dockerfile) | sha256sum | cut -c1-12)
 key="$(date -u +%G-W%V)-$hash"
 cache="$cache_root/$key"
 
@@ -119,5 +122,6 @@ for l in "${langs[@]}"; do
   fi
 done
 flock -u 9
-# Older caches are stale: drop them (not the one in use).
-find "$cache_root" -mindepth 1 -maxdepth 1 -name '20*-W*' ! -name "$key" -exec rm -rf {} +
+# Older weeks' caches are stale: drop them. This week's other keys stay: another checkout with
+# another version of this script may be using its own right now.
+find "$cache_root" -mindepth 1 -maxdepth 1 -name '20*-W*' ! -name "$(date -u +%G-W%V)-*" -exec rm -rf {} +
