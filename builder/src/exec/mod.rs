@@ -20,7 +20,8 @@
 //! * [`ignore`] — `.dockerignore` patterns with Docker's semantics;
 //! * [`secrets`] — `--secret` specs, environment secrets kept in memory;
 //! * [`lower`] — lookups in the parent's unpacked layers (parents' metadata, `/etc/passwd`);
-//! * [`progress`] — BuildKit-style plain progress lines, or the live tty view;
+//! * [`progress`] — BuildKit-style plain progress lines, or the live tty view; `step_name` —
+//!   what a step is called there (secret variables shown as `****`);
 //! * [`cache`] — the build cache: content-based step keys and their recorded results;
 //! * [`context_index`] — the context's stat → sha256 index, so a rebuild re-reads nothing.
 //!
@@ -59,6 +60,7 @@ pub mod run;
 pub mod secrets;
 pub mod source_kind;
 pub mod state;
+mod step_name;
 pub mod tempdir;
 pub mod timing;
 
@@ -404,14 +406,14 @@ impl StageContext<'_> {
             let label = format!(
                 "{}{}",
                 stage_prefix(self.graph, stage, i + 1),
-                step_title(step)
+                step_name::step_title(step)
             );
             let started = Instant::now();
             let n = progress.begin(&label);
             let parent = key.clone();
             let mut contents_used = Vec::new();
             let keyed = Instant::now();
-            let contents = self.cache.content_inputs(step, self.keys);
+            let contents = self.cache.content_inputs(step, self.keys, self.states);
             timing::record(timing::Phase::CacheKeys, keyed);
             key = match contents {
                 Ok(contents) => {
@@ -600,14 +602,4 @@ fn stage_prefix(graph: &BuildGraph, stage: &PlannedStage, step: usize) -> String
         None if multi => format!("[stage-{} {pos}/{total}] ", stage.index),
         None => format!("[{pos}/{total}] "),
     }
-}
-
-/// The step as the progress shows it: the instruction as written, on one line.
-fn step_title(step: &strata_dockerfile::plan::Step) -> String {
-    let one_line: Vec<&str> = step
-        .source
-        .lines()
-        .map(|l| l.trim_end_matches('\\').trim())
-        .collect();
-    one_line.join(" ")
 }

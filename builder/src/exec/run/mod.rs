@@ -145,6 +145,7 @@ pub fn run_step(
                 step.workdir.clone()
             },
             user: state.config.config.user.clone().unwrap_or_default(),
+            rlimits: options.ulimits.clone(),
         },
         // `--build-arg BUILDKIT_SANDBOX_HOSTNAME=NAME` names the sandbox, as in BuildKit.
         hostname: planned.hostname.clone().unwrap_or_else(|| HOSTNAME.into()),
