@@ -71,11 +71,11 @@ cleanup() {
   B rm --all >/dev/null 2>&1
   # Whatever overlay/shm mounts the tools left under the work dir or buildah's runroot.
   grep -oE " ($work|$brun)[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
-  if [ "${KEEP:-0}" != 1 ]; then rm -rf "$store" "$broot" "$brun" "$work/docker" "$work/ctx" "$work/bases"; fi
+  if [ "${KEEP:-0}" != 1 ]; then rm -rf "$store" "$broot" "$brun" "$work/docker" "$work/ctx" "$work/bases" "$work/buildah-tmp"; fi
 }
 trap cleanup EXIT
 cleanup
-mkdir -p "$work/docker" "$work/ctx" "$work/bases" "$work/timing" "$work/logs"
+mkdir -p "$work/docker" "$work/ctx" "$work/bases" "$work/timing" "$work/logs" "$work/buildah-tmp"
 
 start_dockerd() {
   # Its own containerd namespace: a system containerd other dockerds use keeps their images apart.
@@ -142,7 +142,10 @@ build() { # project tool case -> seconds (the build's log in $work/logs)
   case $tool in
     strata) STRATA_TIMING=1 timeout "$build_timeout" "$S" --root "$store" build --progress plain \
               "${nc[@]}" -t "rw-$p" "$ctx" >"$log" 2>&1 || rc=$? ;;
-    buildah) timeout "$build_timeout" buildah --root "$broot" --runroot "$brun" \
+    # buildah keeps RUN cache mounts in $TMPDIR/buildah-cache-UID (/var/tmp by default), which
+    # outlives --root: a private TMPDIR keeps them from leaking between runs (strata's and
+    # Docker's live in their private stores).
+    buildah) TMPDIR=$work/buildah-tmp timeout "$build_timeout" buildah --root "$broot" --runroot "$brun" \
                --storage-driver overlay bud --runtime /usr/sbin/runc --layers --format docker \
                --network host --pull=never "${nc[@]}" -f "$ctx/Dockerfile.peer" -t "rw-$p" "$ctx" \
                >"$log" 2>&1 || rc=$? ;;
@@ -188,12 +191,15 @@ probe() { # pid
   done
   echo "FAIL (got '${out:0:80}')"
 }
+# podman with its default rlimits fails to start containers on this machine (runc cannot set
+# them): explicit ones, as tests/containers_podman.rs does.
+ulimits=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
 check_image() { # project tool -> "ok" or "FAIL …"
   local p=$1 tool=$2 img=rw-$1 id pid out
   if [ -n "$EXPECT_OUTPUT" ]; then
     case $tool in
       strata) out=$("$S" --root "$store" run --rm --network none "$img" </dev/null 2>&1) || true ;;
-      buildah) out=$(P run --rm --network none "$img" </dev/null 2>&1) || true ;;
+      buildah) out=$(P run --rm --network none "${ulimits[@]}" "$img" </dev/null 2>&1) || true ;;
       docker) out=$(D run --rm --network none "$img" </dev/null 2>&1) || true ;;
     esac
     [ "$out" = "$EXPECT_OUTPUT" ] && echo ok || echo "FAIL (printed '${out:0:80}')"
@@ -202,7 +208,7 @@ check_image() { # project tool -> "ok" or "FAIL …"
   case $tool in
     strata) id=$("$S" --root "$store" run -d --network none "$img")
             pid=$("$S" --root "$store" inspect "$id" | jq -r '.[0].State.Pid') ;;
-    buildah) id=$(P run -d --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 "$img")
+    buildah) id=$(P run -d --network none "${ulimits[@]}" "$img")
              pid=$(P inspect -f '{{.State.Pid}}' "$id") ;;
     docker) id=$(D run -d --network none "$img"); pid=$(D inspect -f '{{.State.Pid}}' "$id") ;;
   esac

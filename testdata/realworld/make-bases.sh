@@ -2,9 +2,10 @@
 # Makes local stand-ins of the official base images the real-world projects use (no Docker Hub
 # here), in a strata store:
 #
-#   debian:bookworm        testdata/debian/make-debian.sh (debootstrap --variant=minbase)
-#   debian:bookworm-slim   the same rootfs without docs, man pages and locales, and with the
-#                          dpkg path excludes the official slim image has
+#   debian:bookworm        testdata/debian/make-debian.sh (debootstrap --variant=minbase), with
+#                          the official image's apt configuration (docker-clean and the rest)
+#   debian:bookworm-slim   the same without docs, man pages and locales, and with the dpkg path
+#                          excludes the official slim image has
 #   python:3.11-slim       FROM debian:bookworm-slim + Debian's python3, python3-pip, python3-venv
 #   node:18-slim           FROM debian:bookworm-slim + Debian's nodejs, npm
 #   golang:1.19            FROM debian:bookworm + Debian's golang-go
@@ -15,7 +16,8 @@
 #
 # The language bases are built once with `strata build` from bases/<lang>.Dockerfile and cached
 # as OCI archives under $STRATA_REALWORLD_CACHE (default /var/tmp/strata-realworld-bases), keyed by
-# the ISO week (as the Debian rootfs is) and a hash of this script and the base Dockerfiles; later
+# the ISO week (as the Debian rootfs is) and a hash of the base Dockerfiles and the script's
+# content_version; later
 # runs only `strata load` them. `archive NAME` prints where a base's OCI archive is, so benches can
 # hand the very same image to buildah (`oci-archive:`) and, through `strata save --format docker`,
 # to Docker.
@@ -27,7 +29,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 : "${STRATA:?set STRATA to the strata binary}"
 cache_root=${STRATA_REALWORLD_CACHE:-/var/tmp/strata-realworld-bases}
-hash=$(cat "$here/make-bases.sh" "$here"/bases/*.Dockerfile | sha256sum | cut -c1-12)
+# Bump when what this script puts into the images changes (the Dockerfiles are hashed as they are).
+content_version=2
+hash=$( (echo "$content_version"; cat "$here"/bases/*.Dockerfile) | sha256sum | cut -c1-12)
 key="$(date -u +%G-W%V)-$hash"
 cache="$cache_root/$key"
 
@@ -55,18 +59,33 @@ st() { "$STRATA" "$@"; }
 # debian:bookworm, from the weekly debootstrap cache.
 "$repo/testdata/debian/make-debian.sh" debian:bookworm >/dev/null
 
-# debian:bookworm-slim: the same files minus what the official slim image excludes
-# (debuerreotype's slimify list: docs, man/info pages, locales but C/en), with the same dpkg
-# path-exclude file so packages installed later stay slim too.
+# The official images' apt configuration (debuerreotype's tweaks for Docker: no package caches
+# or downloaded .debs kept after apt runs, no translations, gzipped indexes), which
+# debootstrap's rootfs lacks: without it every `apt-get install` layer carries ~80 MB of
+# /var/cache/apt/*.bin and the .debs. debian:bookworm is re-imported with it.
 mkdir -p "$cache_root"
 slim=$(mktemp -d "$cache_root/.slim.XXXXXX")
 trap 'rm -rf "$slim"' EXIT
 st export debian:bookworm -o "$slim/rootfs.tar"
 mkdir "$slim/rootfs"
-tar -xpf "$slim/rootfs.tar" -C "$slim/rootfs" --numeric-owner \
-  --exclude='./usr/share/doc/*' --exclude='./usr/share/man/*' --exclude='./usr/share/info/*' \
-  --exclude='./usr/share/locale/*' --exclude='./usr/share/lintian/*' --exclude='./usr/share/linda/*'
+tar -xpf "$slim/rootfs.tar" -C "$slim/rootfs" --numeric-owner
 rm "$slim/rootfs.tar"
+conf=$slim/rootfs/etc/apt/apt.conf.d
+mkdir -p "$conf"
+clean='"rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"'
+printf 'DPkg::Post-Invoke { %s; };\nDir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n' \
+  "$clean" >"$conf/docker-clean"
+echo 'Acquire::GzipIndexes "true";' >"$conf/docker-gzip-indexes"
+echo 'Acquire::Languages "none";' >"$conf/docker-no-languages"
+echo 'Apt::AutoRemove::SuggestsImportant "false";' >"$conf/docker-autoremove-suggests"
+changes=(--change 'CMD ["bash"]'
+  --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin')
+st import "${changes[@]}" "$slim/rootfs" debian:bookworm >/dev/null
+
+# debian:bookworm-slim: the same minus what the official slim image excludes (debuerreotype's
+# slimify list: docs, man/info pages, locales), with the same dpkg path-exclude file so packages
+# installed later stay slim too.
+(cd "$slim/rootfs/usr/share" && rm -rf doc/* man/* info/* locale/* lintian/* linda/*)
 mkdir -p "$slim/rootfs/etc/dpkg/dpkg.cfg.d"
 cat > "$slim/rootfs/etc/dpkg/dpkg.cfg.d/docker" <<'EOF'
 path-exclude /usr/share/doc/*
@@ -79,9 +98,7 @@ path-exclude /usr/share/linda/*
 path-exclude /usr/share/locale/*
 path-include /usr/share/locale/en*
 EOF
-st import --change 'CMD ["bash"]' \
-  --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-  "$slim/rootfs" debian:bookworm-slim >/dev/null
+st import "${changes[@]}" "$slim/rootfs" debian:bookworm-slim >/dev/null
 rm -rf "$slim/rootfs"
 
 # The language bases: load the cached archive, or build it once (one builder at a time per cache).
@@ -105,5 +122,6 @@ for l in "${langs[@]}"; do
   fi
 done
 flock -u 9
-# Older caches are stale: drop them (not the one in use).
-find "$cache_root" -mindepth 1 -maxdepth 1 -name '20*-W*' ! -name "$key" -exec rm -rf {} +
+# Older weeks' caches are stale: drop them. This week's other keys stay: another checkout with
+# another version of this script may be using its own right now.
+find "$cache_root" -mindepth 1 -maxdepth 1 -name '20*-W*' ! -name "$(date -u +%G-W%V)-*" -exec rm -rf {} +
