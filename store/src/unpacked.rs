@@ -185,3 +185,72 @@ pub(crate) fn bad_layer_unless_verified(e: StoreError, layer: &Digest) -> StoreE
         verified => verified,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::Compression;
+    use crate::ImageConfig;
+
+    /// A store holding one imported image of a few MiB (several gzip members), and its
+    /// only layer.
+    fn store_with_layer(dir: &std::path::Path) -> (Store, Descriptor, Digest, Vec<u8>) {
+        let tree = dir.join("tree");
+        std::fs::create_dir_all(tree.join("d")).unwrap();
+        let mut x: u32 = 5;
+        let big: Vec<u8> = (0..(5 << 20) / 2)
+            .map(|_| {
+                x = x.wrapping_mul(1664525).wrapping_add(1013904223);
+                (x >> 24) as u8
+            })
+            .collect();
+        std::fs::write(tree.join("d/big"), &big).unwrap();
+        for i in 0..50 {
+            std::fs::write(tree.join(format!("d/small{i}")), format!("{i}")).unwrap();
+        }
+        let store = Store::open(&dir.join("store")).unwrap();
+        let image = store
+            .import_tree(&tree, None, ImageConfig::default(), Compression::Gzip)
+            .unwrap();
+        let (desc, diff_id) = image.layers().unwrap().remove(0);
+        (store, desc, diff_id, big)
+    }
+
+    #[test]
+    fn unpack_writes_every_byte_and_checks_the_diff_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, desc, diff_id, big) = store_with_layer(dir.path());
+        let path = store.unpacked_layer(&desc, &diff_id).unwrap();
+        assert_eq!(std::fs::read(path.join("d/big")).unwrap(), big);
+        assert_eq!(std::fs::read(path.join("d/small49")).unwrap(), b"49");
+
+        // A wrong diff ID is refused and leaves no layer directory behind.
+        let wrong = Digest::from_sha256([7u8; 32]);
+        let err = store.unpacked_layer(&desc, &wrong).unwrap_err();
+        assert!(
+            matches!(err, StoreError::DigestMismatch { ref actual, .. } if *actual == diff_id),
+            "{err}"
+        );
+        assert!(!store.unpacked_layer_path(&wrong).exists());
+    }
+
+    #[test]
+    fn unpack_of_a_corrupt_blob_names_the_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, desc, diff_id, _) = store_with_layer(dir.path());
+        let blob = store.blob_path(&Digest::from_oci(desc.digest()).unwrap());
+        let mut bytes = std::fs::read(&blob).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x55;
+        let mut perms = std::fs::metadata(&blob).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+        std::fs::set_permissions(&blob, perms).unwrap();
+        std::fs::write(&blob, &bytes).unwrap();
+        let err = store
+            .unpacked_layer(&desc, &diff_id)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&desc.digest().to_string()), "{err}");
+        assert!(!store.unpacked_layer_path(&diff_id).exists());
+    }
+}
