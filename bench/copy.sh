@@ -10,17 +10,23 @@
 #          buildah with --no-cache (its local layers are stored uncompressed).
 #   4g   — `COPY big.bin /big.bin` of one 4 GiB file: strata's peak RSS (target < 150 MiB).
 # Prints per-case medians (seconds), the ratio ours/buildah (< 1: strata faster) and peak RSS.
+#
+#   BASELINE=path/to/old/strata   also run the old binary on every strata case, interleaved,
+#                                 and print new/old ratios
+#   PEER=0                        leave buildah out (with BASELINE: a before/after run)
 set -euo pipefail
 reps=${1:-3}
 here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/.." && pwd)
 source "$here/lib.sh"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target}"
 S=$(strata_binary)
-command -v buildah >/dev/null && [ -x /usr/bin/time ] || { echo "need buildah and /usr/bin/time" >&2; exit 1; }
+OLD=$(baseline_binary)
+[ -x /usr/bin/time ] || { echo "need /usr/bin/time" >&2; exit 1; }
+if peer_enabled; then command -v buildah >/dev/null || { echo "need buildah (or PEER=0)" >&2; exit 1; }; fi
 work=${BENCH_DIR:-/var/tmp/strata-bench-copy}
 mkdir -p "$work"
 tag=strata-bench-copy
-trap 'rm -rf "$work/store"; buildah rmi -f $tag >/dev/null 2>&1 || true' EXIT
+trap 'rm -rf "$work/store"; if peer_enabled; then buildah rmi -f $tag >/dev/null 2>&1 || true; fi' EXIT
 
 ctx="$work/ctx20k"
 if [ ! -f "$ctx/.done" ]; then
@@ -56,19 +62,38 @@ run() {
 for _ in $(seq "$reps"); do
   run strata-gzip "$S" --root "$work/store" build -t $tag "$ctx"
   run strata-zstd "$S" --root "$work/store" build --compression zstd -t $tag "$ctx"
-  run buildah buildah --runtime /usr/sbin/runc bud --no-cache --layers --format docker -t $tag "$ctx"
-  buildah rmi -f $tag >/dev/null 2>&1 || true
+  if [[ -n $OLD ]]; then
+    run old-gzip "$OLD" --root "$work/store" build -t $tag "$ctx"
+    run old-zstd "$OLD" --root "$work/store" build --compression zstd -t $tag "$ctx"
+  fi
+  if peer_enabled; then
+    run buildah buildah --runtime /usr/sbin/runc bud --no-cache --layers --format docker -t $tag "$ctx"
+    buildah rmi -f $tag >/dev/null 2>&1 || true
+  fi
 done
 run strata-4g "$S" --root "$work/store" build -t $tag "$big"
+[[ -z $OLD ]] || run old-4g "$OLD" --root "$work/store" build -t $tag "$big"
 
 median_of() { grep "^$1 " "$work/times" | awk '{print $2}' | median; }
 rss() { grep "^$1 " "$work/times" | awk '{print $3}' | sort -n | tail -1; }
-b=$(median_of buildah)
-echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-for c in strata-gzip strata-zstd; do
-  m=$(median_of $c)
-  printf '20k files / 1 GiB  %-12s median %6.2f s  buildah %6.2f s  ratio %.2f  peak RSS %d MiB\n' \
-    "$c" "$m" "$b" "$(echo "$m / $b" | bc -l)" $(( $(rss $c) / 1024 ))
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores; $reps reps, interleaved, medians"
+for c in gzip zstd; do
+  m=$(median_of strata-$c)
+  printf '20k files / 1 GiB  strata-%-5s median %6.2f s  peak RSS %4d MiB' "$c" "$m" $(( $(rss strata-$c) / 1024 ))
+  if peer_enabled; then
+    b=$(median_of buildah)
+    printf '  buildah %6.2f s  ratio %s' "$b" "$(ratio "$m" "$b")"
+  fi
+  if [[ -n $OLD ]]; then
+    o=$(median_of old-$c)
+    printf '  baseline %6.2f s (RSS %d MiB)  new/old %s' "$o" $(( $(rss old-$c) / 1024 )) "$(ratio "$m" "$o")"
+  fi
+  echo
 done
-printf '4 GiB file         strata-gzip  %6.2f s  peak RSS %d MiB (target < 150)\n' \
+printf '4 GiB file         strata-gzip  %6.2f s  peak RSS %d MiB (target < 150)' \
   "$(median_of strata-4g)" $(( $(rss strata-4g) / 1024 ))
+if [[ -n $OLD ]]; then
+  printf '  baseline %6.2f s (RSS %d MiB)  new/old %s' "$(median_of old-4g)" $(( $(rss old-4g) / 1024 )) \
+    "$(ratio "$(median_of strata-4g)" "$(median_of old-4g)")"
+fi
+echo

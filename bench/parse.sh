@@ -5,6 +5,10 @@
 # No peer offers a parse-only mode on this machine (buildah has no --check; BuildKit's
 # `docker build --check` needs a daemon), so the figure is compared with the 50 ms budget.
 # Usage: bench/parse.sh            (run from anywhere; builds release binaries first)
+#   BASELINE=path/to/old/strata  also time the old binary's `build --check`, interleaved with
+#                                ours (RUNS each, default 30), and print the new/old ratio
+#   INPROCESS=0                  skip the in-process library figure (ours only: it compiles
+#                                a release test binary first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -46,13 +50,32 @@ PY
 mkdir -p "$work/ctx"
 echo "generated $(wc -l < "$work/Dockerfile") lines"
 
-echo "== in-process parse + plan (release library)"
-STRATA_BENCH_DOCKERFILE="$work/Dockerfile" cargo test --release -q -p strata-dockerfile --test bench_parse \
-    -- --ignored --nocapture 2>&1 | grep -E "parse|plan|median|test result"
+if [[ ${INPROCESS:-1} != 0 ]]; then
+  echo "== in-process parse + plan (release library)"
+  STRATA_BENCH_DOCKERFILE="$work/Dockerfile" cargo test --release -q -p strata-dockerfile --test bench_parse \
+      -- --ignored --nocapture 2>&1 | grep -E "parse|plan|median|test result"
+fi
 
 echo "== end-to-end: strata build --check (process start, read, parse, plan, print)"
 source bench/lib.sh
 S=$(strata_binary)
-hyperfine -N --warmup 3 --runs 30 --export-json "$work/check.json" \
-    "$S build --check -f $work/Dockerfile $work/ctx"
-jq -r '.results[0] | "end-to-end median: \(.median * 1000 | floor) ms wall (user \(.user * 1000 | floor) ms, system \(.system * 1000 | floor) ms); budget 50 ms"' "$work/check.json"
+OLD=$(baseline_binary)
+if [[ -z $OLD ]]; then
+  hyperfine -N --warmup 3 --runs 30 --export-json "$work/check.json" \
+      "$S build --check -f $work/Dockerfile $work/ctx"
+  jq -r '.results[0] | "end-to-end median: \(.median * 1000 | floor) ms wall (user \(.user * 1000 | floor) ms, system \(.system * 1000 | floor) ms); budget 50 ms"' "$work/check.json"
+  load_note
+  exit 0
+fi
+# Ours and the baseline alternate run by run (hyperfine would run all of one, then all of the
+# other, and a load change between the two halves would read as a difference).
+check() { "$1" build --check -f "$work/Dockerfile" "$work/ctx" >/dev/null; }
+for _ in 1 2 3; do check "$S"; check "$OLD"; done
+new_t=; old_t=
+for _ in $(seq "${RUNS:-30}"); do
+  timed new_t check "$S"
+  timed old_t check "$OLD"
+done
+n=$(echo "$new_t" | median); o=$(echo "$old_t" | median)
+printf 'end-to-end median: new %.1f ms, baseline %.1f ms, new/old %s (%s runs each, interleaved; %s)\n' \
+  "$(echo "$n * 1000" | bc -l)" "$(echo "$o * 1000" | bc -l)" "$(ratio "$n" "$o")" "${RUNS:-30}" "$(load_note)"
