@@ -3,6 +3,10 @@
 # against the shell pipelines a user would write, on the same trees, in one run, interleaved.
 #
 #   bench/layer.sh [REPS]        (default 3; needs root for nothing, ~15 GiB free in $BENCH_DIR)
+#   BIG_MB=2048                  size of the big file (a smaller one for a quick run)
+#   COMPRESSIONS="gzip zstd"     which compressions to run
+#   BASELINE=path/to/strata      also time an older strata binary in the same interleaved run and
+#                                print new/baseline (a before/after measurement)
 #
 # Trees: one 2 GiB file (base64 of random bytes: ~75% compressible, like text/binaries mixed) and
 # 50,000 small files (0–8 KiB). Prints per-case medians (MB/s of tree bytes), ratio ours/peer
@@ -17,10 +21,13 @@ work=${BENCH_DIR:-/var/tmp/strata-bench-layer}
 mkdir -p "$work"
 trap 'rm -rf "$work/store" "$work/out"' EXIT
 
-big="$work/big"; small="$work/small"
+big_mb=${BIG_MB:-2048}
+compressions=${COMPRESSIONS:-gzip zstd}
+big="$work/big"; [ "$big_mb" = 2048 ] || big="$work/big-$big_mb"
+small="$work/small"
 if [ ! -f "$big/file" ]; then
   mkdir -p "$big"
-  head -c $((1536 * 1024 * 1024)) /dev/urandom | base64 -w 0 | head -c $((2048 * 1024 * 1024)) > "$big/file.tmp"
+  head -c $((big_mb * 3 / 4 * 1024 * 1024)) /dev/urandom | base64 -w 0 | head -c $((big_mb * 1024 * 1024)) > "$big/file.tmp"
   mv "$big/file.tmp" "$big/file"
 fi
 if [ ! -f "$small/.done" ]; then
@@ -49,9 +56,9 @@ run_case() { # name cmd...
   t1=$(now)
   T[$name]+="$(echo "$t1 - $t0" | bc -l) "
 }
-ours() { # tree compression
+ours() { # tree compression [binary]
   rm -rf "$work/store"
-  /usr/bin/time -f %M -o "$work/rss" "$S" --root "$work/store" import --compression "$2" "$1" bench:x
+  /usr/bin/time -f %M -o "$work/rss" "${3:-$S}" --root "$work/store" import --compression "$2" "$1" bench:x
   local r; r=$(cat "$work/rss"); [ "$r" -gt "$rss_max" ] && rss_max=$r; return 0
 }
 peer_gzip() { tar -C "$1" -cf - . | gzip | sha256sum; }
@@ -60,23 +67,28 @@ peer_zstd() { tar -C "$1" -cf - . | zstd -q -T0 | sha256sum; }
 for i in $(seq "$reps"); do
   for tree in big small; do
     dir=${!tree}
-    run_case "ours-gzip-$tree" ours "$dir" gzip
-    run_case "peer-gzip-$tree" peer_gzip "$dir"
-    run_case "ours-zstd-$tree" ours "$dir" zstd
-    run_case "peer-zstd-$tree" peer_zstd "$dir"
+    for c in $compressions; do
+      run_case "ours-$c-$tree" ours "$dir" "$c"
+      run_case "peer-$c-$tree" "peer_$c" "$dir"
+      [ -z "${BASELINE:-}" ] || run_case "base-$c-$tree" ours "$dir" "$c" "$BASELINE"
+    done
   done
 done
 
 printf '%-28s %10s %10s %10s %10s %8s\n' case "ours s" "peer s" "ours MB/s" "peer MB/s" ratio
 for tree in big small; do
   dir=${!tree}; b=$(bytes_of "$dir")
-  for c in gzip zstd; do
+  for c in $compressions; do
     o=$(echo "${T[ours-$c-$tree]}" | median); p=$(echo "${T[peer-$c-$tree]}" | median)
     label="$tree ($c) vs tar|$c|sha256sum"
     printf '%-28s %10.2f %10.2f %10.1f %10.1f %8.2f\n' "$tree-$c" "$o" "$p" \
       "$(echo "$b / 1000000 / $o" | bc -l)" "$(echo "$b / 1000000 / $p" | bc -l)" "$(echo "$o / $p" | bc -l)"
     : "$label"
+    if [ -n "${BASELINE:-}" ]; then
+      bl=$(echo "${T[base-$c-$tree]}" | median)
+      printf '%-28s %10.2f s baseline, new/baseline %.2f\n' "$tree-$c" "$bl" "$(echo "$o / $bl" | bc -l)"
+    fi
   done
 done
-echo "strata peak RSS: $((rss_max / 1024)) MiB (limit 100 MiB)"
+echo "strata peak RSS: $((rss_max / 1024)) MiB (limit 100 MiB); $reps reps, $(load_note)"
 [ $((rss_max / 1024)) -lt 100 ]
