@@ -311,6 +311,41 @@ fn pushed_index_is_accepted_by_skopeo_and_pulls_back_whole() {
     assert_eq!(stdout(&o), "aarch64\n");
 }
 
+/// `pull --platform` reads a platform by the store's rules, as `build`, `run` and `save` do (one
+/// `Platform` type since issue 11): an arch alone, even an alias, means linux and picks that
+/// child of the index; an OS alone names no architecture and is refused before any request.
+#[test]
+fn pull_platform_takes_a_bare_arch_and_refuses_a_bare_os() {
+    let env = multi_env();
+    let registry = DockerRegistry::start(&RegistryAuth::None);
+    let dest = format!("{}/multi/busybox:2", registry.host());
+    env.ok(&["push", "busybox-multi:latest", &dest]);
+    let fresh = tempfile::tempdir().unwrap();
+    let root = fresh.path().join("store");
+    let run = |args: &[&str]| {
+        Command::new(strata())
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["pull", "--platform", "linux", &dest]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("invalid platform \"linux\"") && err.contains("os/arch"),
+        "{err}"
+    );
+    let o = run(&["pull", "--platform", "aarch64", &dest]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["inspect", &dest]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["Config"]["architecture"], "arm64", "{v}");
+    assert_eq!(v[0]["Config"]["os"], "linux", "{v}");
+}
+
 #[test]
 fn index_saves_as_oci_archive_and_docker_archive_is_refused() {
     let env = multi_env();
