@@ -98,6 +98,16 @@ fn write_context(env: &Env, name: &str, dockerfile: &str, files: &[(&str, &str)]
     dir.to_str().unwrap().to_string()
 }
 
+/// `strata --root ROOT ARGS…`, its output.
+fn strata_at(root: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(strata())
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -288,14 +298,7 @@ fn pushed_index_is_accepted_by_skopeo_and_pulls_back_whole() {
     // pull --all-platforms into a fresh store keeps the index; run the arm64 image.
     let fresh = tempfile::tempdir().unwrap();
     let root = fresh.path().join("store");
-    let run = |args: &[&str]| {
-        Command::new(strata())
-            .arg("--root")
-            .arg(&root)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| strata_at(&root, args);
     let o = run(&["pull", "--all-platforms", &dest]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = run(&[
@@ -322,14 +325,7 @@ fn pull_platform_takes_a_bare_arch_and_refuses_a_bare_os() {
     env.ok(&["push", "busybox-multi:latest", &dest]);
     let fresh = tempfile::tempdir().unwrap();
     let root = fresh.path().join("store");
-    let run = |args: &[&str]| {
-        Command::new(strata())
-            .arg("--root")
-            .arg(&root)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| strata_at(&root, args);
     let o = run(&["pull", "--platform", "linux", &dest]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{err}");

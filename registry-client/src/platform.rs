@@ -40,21 +40,41 @@ pub fn select<'i>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strata_store::StoreError;
 
+    /// An index of arm/v6, arm/v7, arm64, amd64 and an attestation (`unknown/unknown`), the
+    /// manifest digests ending in 1 to 5.
     fn index() -> ImageIndex {
-        serde_json::from_str(
-            r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
-              {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":1,"digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","platform":{"os":"linux","architecture":"arm","variant":"v6"}},
-              {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":1,"digest":"sha256:2222222222222222222222222222222222222222222222222222222222222222","platform":{"os":"linux","architecture":"arm","variant":"v7"}},
-              {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":1,"digest":"sha256:3333333333333333333333333333333333333333333333333333333333333333","platform":{"os":"linux","architecture":"arm64"}},
-              {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":1,"digest":"sha256:4444444444444444444444444444444444444444444444444444444444444444","platform":{"os":"linux","architecture":"amd64"}},
-              {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":1,"digest":"sha256:5555555555555555555555555555555555555555555555555555555555555555","platform":{"os":"unknown","architecture":"unknown"}}
-            ]}"#,
-        )
+        let entries = [
+            ("linux", "arm", Some("v6")),
+            ("linux", "arm", Some("v7")),
+            ("linux", "arm64", None),
+            ("linux", "amd64", None),
+            ("unknown", "unknown", None),
+        ];
+        let manifests: Vec<serde_json::Value> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (os, arch, variant))| {
+                let mut platform = serde_json::json!({"os": os, "architecture": arch});
+                if let Some(v) = variant {
+                    platform["variant"] = (*v).into();
+                }
+                serde_json::json!({
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "size": 1,
+                    "digest": format!("sha256:{}", (i + 1).to_string().repeat(64)),
+                    "platform": platform,
+                })
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": manifests,
+        }))
         .unwrap()
     }
-
-    use strata_store::StoreError;
 
     fn pick(p: &str) -> Result<char, RegistryError> {
         let idx = index();
