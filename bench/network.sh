@@ -3,8 +3,13 @@
 # `--runtime /usr/sbin/runc`, its own --root/--runroot in a temp dir), in one run, interleaved;
 # medians and ratios ours/podman.
 #
-#   throughput   MB/s of one 256 MiB download (busybox httpd in the container, curl on the
-#                host side through 127.0.0.1:PORT) — target ratio ≥ 1.0
+#   throughput   MB/s of a 256 MiB download (busybox httpd in the container, curl on the
+#                host side through 127.0.0.1:PORT), two per tool per rep in ABBA order — target
+#                ratio ≥ 1.0. Printed with each side's spread (min–max) and the client's CPU
+#                per download (curl's user+sys, which includes the receive path's softirq
+#                work run in its context): what the datapath costs, which barely moves with
+#                the load, where MB/s is that cost divided by the CPU share each side gets on
+#                the shared cores and moves with whatever else runs.
 #   conn-rate    connections/s: `ab -n N -c 4` (a new TCP connection per request, no keep-alive)
 #                for a small file — target ratio ≥ 1.0
 #   start        `strata run -d -p 18090:80` against `strata run -d --network none` (ms; the
@@ -67,14 +72,21 @@ done
 
 us() { echo "${EPOCHREALTIME/./}"; }
 med() { median | awk '{printf "%.2f", $1}'; }
-mbps() { curl -s -o /dev/null -w '%{speed_download}' "http://127.0.0.1:$1/big" | awk '{printf "%.1f", $1/1048576}'; }
+# One download from port $1: "MB/s client-CPU-ms". (The server's CPU is not counted: busybox
+# httpd serves each connection in a child it does not wait for, whose time no parent collects.)
+download() {
+  local TIMEFORMAT='%U %S'
+  { time curl -s -o /dev/null -w '%{speed_download} ' "http://127.0.0.1:$1/big"; } 2>&1 |
+    awk '{printf "%.1f %.0f\n", $1 / 1048576, ($2 + $3) * 1000}'
+}
 rate() { ab -q -n "$AB_N" -c 4 "http://127.0.0.1:$1/small" 2>/dev/null | awk '/Requests per second/ {print $4}'; }
 
 echo "reps: $reps, interleaved; $(load_note)"
 # Which tool goes first alternates: on this shared box the first of a pair can be favoured.
+# Downloads go ABBA (two per tool per rep), so neither holds the same place every time.
 for i in $(seq "$reps"); do
-  for who in $( ((i % 2)) && echo "ours:18080 podman:18081" || echo "podman:18081 ours:18080"); do
-    mbps "${who#*:}" >>"$W/tp.${who%:*}"; echo >>"$W/tp.${who%:*}"
+  for who in $( ((i % 2)) && echo ours podman podman ours || echo podman ours ours podman); do
+    if [[ $who == ours ]]; then download 18080; else download 18081; fi >>"$W/tp.$who"
   done
   for who in $( ((i % 2)) && echo "podman:18081 ours:18080" || echo "ours:18080 podman:18081"); do
     rate "${who#*:}" >>"$W/cr.${who%:*}"
@@ -83,8 +95,9 @@ done
 bridge() { "$S" --root "$ROOT" run -d -p 18090:80 busybox sleep 1000; }
 none() { "$S" --root "$ROOT" run -d --network none busybox sleep 1000; }
 for i in $(seq "$reps"); do
-  # Alternate which goes first; each sample's container is removed before the next.
-  for case in $( ((i % 2)) && echo bridge none || echo none bridge); do
+  # Two of each per rep, ABBA as the downloads; each sample's container is removed before the
+  # next.
+  for case in $( ((i % 2)) && echo bridge none none bridge || echo none bridge bridge none); do
     t0=$(us); id=$("$case"); echo $(( $(us) - t0 )) >>"$W/start.$case"
     "$S" --root "$ROOT" rm -f "$id" >/dev/null
   done
@@ -95,8 +108,13 @@ done
 echo "after the runs: $(load_note)"
 
 printf '%-12s %12s %12s %8s\n' case strata podman ratio
-o=$(med <"$W/tp.ours"); p=$(med <"$W/tp.podman")
+col() { awk -v c="$1" '{print $c}' "$2"; }
+o=$(col 1 "$W/tp.ours" | med); p=$(col 1 "$W/tp.podman" | med)
 printf '%-12s %12s %12s %8s\n' "MB/s" "$o" "$p" "$(ratio "$o" "$p")"
+spread() { col 1 "$1" | sort -g | awk 'NR == 1 {a = $1} {b = $1} END {printf "%.0f-%.0f", a, b}'; }
+printf '%-12s %12s %12s\n' "  min-max" "$(spread "$W/tp.ours")" "$(spread "$W/tp.podman")"
+o=$(col 2 "$W/tp.ours" | med); p=$(col 2 "$W/tp.podman" | med)
+printf '%-12s %12s %12s %8s   (curl CPU per download)\n' "client ms" "$o" "$p" "$(ratio "$o" "$p")"
 o=$(med <"$W/cr.ours"); p=$(med <"$W/cr.podman")
 printf '%-12s %12s %12s %8s\n' "conn/s" "$o" "$p" "$(ratio "$o" "$p")"
 b=$(awk '{print $1/1000}' "$W/start.bridge" | med); n=$(awk '{print $1/1000}' "$W/start.none" | med)

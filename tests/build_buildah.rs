@@ -34,8 +34,9 @@ struct Exception {
     /// A config field (`Cmd`), or a root-filesystem path (`/etc/hosts`).
     field: &'static str,
     /// BuildKit's value: JSON for config fields; `absent` or `present` for paths (a present
-    /// path must be in strata's tree, is then compared by the case's other checks only), or
-    /// `owner=UID:GID` for the owner of a path and everything below it.
+    /// path must be in strata's tree, is then compared by the case's other checks only),
+    /// `owner=UID:GID` for the owner of a path and everything below it, or `mode=OCTAL` for the
+    /// permission bits of that one path.
     buildkit: &'static str,
     /// Why the two differ, with the source.
     why: &'static str,
@@ -59,6 +60,14 @@ const EXCEPTIONS: &[Exception] = &[
               \"explicit --chown values override the header ownership\") and to the created \
               destination (copy.MkdirAll with the chowner); buildah 1.28 keeps the archive's \
               owners (1000:1000)",
+    },
+    Exception {
+        case: "copy-chown-chmod",
+        field: "/mode",
+        buildkit: "mode=600",
+        why: "a directory `COPY --chmod=0600 a.txt /mode/600` creates takes the octal --chmod \
+              mode, as BuildKit's testCopyChmod asserts (`COPY --chmod=770 foo /parent/sub/foo` \
+              makes /parent/sub 0770); buildah 1.28 creates it 0755",
     },
     Exception {
         case: "*",
@@ -425,6 +434,19 @@ fn compare(case: &str, ours: Built, theirs: Built) -> Vec<String> {
                     "stale exception: buildah's owners under {} already are {owner} in case {case}",
                     ex.field
                 ));
+            }
+        } else if let Some(mode) = ex.buildkit.strip_prefix("mode=") {
+            // BuildKit gives this one path these permission bits: buildah's is compared as if
+            // it had them.
+            let mode = u32::from_str_radix(mode, 8).expect("mode=OCTAL");
+            match their_tree.entries.get_mut(ex.field) {
+                Some(entry) if entry.mode & 0o7777 != mode => {
+                    entry.mode = (entry.mode & !0o7777) | mode;
+                }
+                _ => diffs.push(format!(
+                    "stale exception: buildah's {} already is {mode:o} (or absent) in case {case}",
+                    ex.field
+                )),
             }
         } else if ex.field.starts_with('/') && ex.buildkit == "present" {
             // BuildKit has the entry, buildah doesn't: ours must, and isn't compared further.

@@ -731,7 +731,9 @@ fn buildah_rootfs(ctx: &Path, tag: &str, out: &Path) {
 /// directory contents, symlinks (kept below a source, followed at the top), hardlinks, a fifo,
 /// `--chmod`, several sources, WORKDIR-relative destinations, a file renamed. Named exceptions
 /// (BuildKit differs from buildah, strata follows BuildKit) are tested elsewhere: ADD --chown
-/// also chowns an extracted archive (buildah leaves the archive's owners).
+/// also chowns an extracted archive (buildah leaves the archive's owners); a directory a
+/// `COPY --chmod=0751` creates gets 0751 (BuildKit; buildah 0755: build_parity), so `/bin` is
+/// made by WORKDIR first here.
 #[test]
 fn copy_rules_equal_buildah() {
     let env = Env::new();
@@ -768,6 +770,7 @@ COPY src/b /srcb
 COPY app /app/
 COPY docs /docs
 COPY deep/x/ /deep/
+WORKDIR /bin
 COPY --chmod=0751 app/main.js /bin/
 COPY app/link.js /resolved
 COPY ["src/a", "src/b", "/multi/"]

@@ -474,3 +474,259 @@ fn shm_size_sizes_run_dev_shm() {
         text(&o.stderr)
     );
 }
+
+#[test]
+fn a_dockerfiles_own_ignore_file_wins_over_the_contexts() {
+    let env = Env::new();
+    // BuildKit's dockerui reads `<Dockerfile>.dockerignore` first, the context's file else.
+    let df = "FROM busybox:latest\nCOPY . /out/\n\
+              RUN --mount=type=bind,target=/ctx ls /ctx > /mounted && ls /out > /copied\n";
+    let ctx = env.parity_context(
+        "ownignore:1",
+        df,
+        &[
+            ("a", "a"),
+            ("b", "b"),
+            ("app.Dockerfile", df),
+            (".dockerignore", "a\n"),
+            ("app.Dockerfile.dockerignore", "b\n"),
+        ],
+    );
+    let o = env.parity_build("ownignore:1", &ctx, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    for f in ["/copied", "/mounted"] {
+        let list = env.parity_file("ownignore:1", f);
+        let names: Vec<&str> = list.lines().collect();
+        assert!(!names.contains(&"a") && names.contains(&"b"), "{f}: {list}");
+    }
+    let file = ctx.join("app.Dockerfile");
+    let o = env.parity_build("ownignore:2", &ctx, &["-f", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    for f in ["/copied", "/mounted"] {
+        let list = env.parity_file("ownignore:2", f);
+        let names: Vec<&str> = list.lines().collect();
+        assert!(names.contains(&"a") && !names.contains(&"b"), "{f}: {list}");
+    }
+    // Its bad pattern is named with its own file name.
+    fs::write(ctx.join("app.Dockerfile.dockerignore"), "b\n!\n").unwrap();
+    let o = env.parity_build("ownignore:3", &ctx, &["-f", file.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("app.Dockerfile.dockerignore line 2: "),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn ulimit_applies_to_run_and_to_its_cache_key() {
+    let env = Env::new();
+    let df =
+        "FROM busybox:latest\nRUN grep 'Max open files' /proc/self/limits | tr -s ' ' > /limits\n";
+    let ctx = env.parity_context("ulimit:1", df, &[]);
+    let o = env.parity_build("ulimit:1", &ctx, &["--ulimit", "nofile=1024:2048"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        env.parity_file("ulimit:1", "/limits"),
+        "Max open files 1024 2048 files \n"
+    );
+    // Another limit is another RUN (BuildKit's exec op carries its rlimits): not a cache hit.
+    let o = env.parity_build("ulimit:2", &ctx, &["--ulimit", "nofile=512"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        env.parity_file("ulimit:2", "/limits"),
+        "Max open files 512 512 files \n"
+    );
+    let o = env.parity_build("ulimit:3", &ctx, &["--ulimit", "nofile=2048:1024"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("soft limit must be less than or equal to the hard limit"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn copy_parents_chmod_parents_and_empty_selections() {
+    let env = Env::new();
+    // From BuildKit's testCopyRelativeParents, testCopyParentsMissingDirectory and
+    // testCopyChmod, on busybox.
+    let df = "FROM busybox:latest AS base\nWORKDIR /test\n\
+              RUN mkdir -p a/b/c/d/e && touch a/b/c/d/foo a/b/c/d/e/bay\n\
+              FROM busybox:latest\n\
+              COPY --from=base --parents /test/a/b/c/d/. /end/\n\
+              COPY --from=base --parents /test/a/b/./c/d /middle/\n\
+              COPY --from=base --parents /test/a/b2*/c /wild/\n\
+              COPY --from=base --parents /test/a/b/./c2* /pivotwild/\n\
+              COPY nomatch* /emptywild/\n\
+              COPY --exclude=* dir/* /excluded/\n\
+              COPY --chmod=777 f /parent/foo\n\
+              COPY --chmod=770 f /parent/sub/foo\n\
+              RUN find /end /middle /wild /pivotwild /emptywild /excluded | sort > /tree && \
+                  stat -c '%n %04a' /parent /parent/sub /parent/sub/foo > /perms\n";
+    let ctx = env.parity_context("parents:1", df, &[("f", "f"), ("dir/x", "x")]);
+    let o = env.parity_build("parents:1", &ctx, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        env.parity_file("parents:1", "/tree"),
+        "/emptywild\n/end\n/end/test\n/end/test/a\n/end/test/a/b\n/end/test/a/b/c\n\
+         /end/test/a/b/c/d\n/end/test/a/b/c/d/e\n/end/test/a/b/c/d/e/bay\n/end/test/a/b/c/d/foo\n\
+         /excluded\n/middle\n/middle/c\n/middle/c/d\n/middle/c/d/e\n/middle/c/d/e/bay\n\
+         /middle/c/d/foo\n/pivotwild\n/wild\n"
+    );
+    assert_eq!(
+        env.parity_file("parents:1", "/perms"),
+        "/parent 0777\n/parent/sub 0770\n/parent/sub/foo 0770\n"
+    );
+}
+
+#[test]
+fn a_socket_in_the_context_is_copied_as_an_empty_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let df =
+        "FROM busybox:latest\nCOPY . /ctx/\nRUN stat -c '%F %04a %s' /ctx/socket.sock > /sock\n";
+    let ctx = env.parity_context("socket:1", df, &[]);
+    let sock = ctx.join("socket.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    fs::set_permissions(&sock, fs::Permissions::from_mode(0o600)).unwrap();
+    let o = env.parity_build("socket:1", &ctx, &[]);
+    drop(listener);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // BuildKit's testCopySocket: "make sure socket is converted to regular file".
+    assert_eq!(
+        env.parity_file("socket:1", "/sock"),
+        "regular empty file 0600 0\n"
+    );
+}
+
+#[test]
+fn add_extracts_through_an_absolute_symlink_of_the_image() {
+    let env = Env::new();
+    // The image has var/run -> /run; the archive has var/run/test/{foo,bar}, bar a hardlink.
+    let df = "FROM busybox:latest\n\
+              RUN mkdir -p /run && rm -rf /var/run && ln -s /run /var/run\n\
+              ADD a.tar /\nADD a.tar /\n\
+              RUN readlink /var/run > /out && stat -c '%h %i' /run/test/foo /run/test/bar >> /out\n";
+    let ctx = env.parity_context("addlink:1", df, &[]);
+    let staging = env.path("addlink-staging");
+    fs::create_dir_all(staging.join("var/run/test")).unwrap();
+    fs::write(staging.join("var/run/test/foo"), "foo").unwrap();
+    fs::hard_link(
+        staging.join("var/run/test/foo"),
+        staging.join("var/run/test/bar"),
+    )
+    .unwrap();
+    let tar = ctx.join("a.tar");
+    let o = strata_test_support::tool(
+        "tar",
+        &[
+            "-C",
+            staging.to_str().unwrap(),
+            "-cf",
+            tar.to_str().unwrap(),
+            "var",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = env.parity_build("addlink:1", &ctx, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = env.parity_file("addlink:1", "/out");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines[0], "/run", "the link survives both ADDs: {out}");
+    assert!(
+        lines[1].starts_with("2 "),
+        "foo and bar stay one hardlink: {out}"
+    );
+    assert_eq!(lines[1], lines[2], "{out}");
+}
+
+#[test]
+fn a_run_whose_bind_mounted_stage_is_unchanged_is_a_cache_hit() {
+    let env = Env::new();
+    // V changes the stage's RUN (it reruns, new mtimes) but not what the mount shows; W does.
+    let df = "FROM busybox:latest AS src\nARG V\nARG W\n\
+              RUN mkdir /out && echo same$W > /out/f && echo $V > /v\n\
+              FROM busybox:latest\n\
+              RUN --mount=type=bind,from=src,source=/out,target=/m cat /m/f > /copied\n";
+    let title =
+        "[stage-1 2/2] RUN --mount=type=bind,from=src,source=/out,target=/m cat /m/f > /copied";
+    let ctx = env.parity_context("bindcache:1", df, &[]);
+    let o = env.parity_build("bindcache:1", &ctx, &["--build-arg", "V=1"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = env.parity_build("bindcache:2", &ctx, &["--build-arg", "V=2"]);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        !cached(
+            &err,
+            "[src 4/4] RUN mkdir /out && echo same$W > /out/f && echo $V > /v"
+        ),
+        "{err}"
+    );
+    assert!(
+        cached(&err, title),
+        "same mounted content: a hit, as BuildKit: {err}"
+    );
+    let o = env.parity_build(
+        "bindcache:3",
+        &ctx,
+        &["--build-arg", "V=2", "--build-arg", "W=x"],
+    );
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(!cached(&err, title), "other mounted content: a miss: {err}");
+    assert_eq!(env.parity_file("bindcache:3", "/copied"), "samex\n");
+}
+
+#[test]
+fn secret_env_references_are_masked_in_step_names() {
+    let env = Env::new();
+    // BuildKit's withSecretEnvMask: a secret exposed as TOKEN is `****` in the step's name.
+    let df = "FROM busybox:latest\nARG EXPECTED\n\
+              RUN --mount=type=secret,id=tok,env=TOKEN test \"$TOKEN\" = \"${EXPECTED}\" && echo ok > /ok\n";
+    let ctx = env.parity_context("secretname:1", df, &[]);
+    let secret = env.path("tok.txt");
+    fs::write(&secret, "s3cr3t-value").unwrap();
+    let spec = format!("id=tok,src={}", secret.display());
+    let o = env.parity_build(
+        "secretname:1",
+        &ctx,
+        &["--secret", &spec, "--build-arg", "EXPECTED=s3cr3t-value"],
+    );
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("[3/3] RUN --mount=type=secret,id=tok,env=TOKEN test \"****\" = \"${EXPECTED}\" && echo ok > /ok"),
+        "{err}"
+    );
+    // Neither the secret nor the build arg carrying it is printed.
+    assert!(!err.contains("s3cr3t-value"), "{err}");
+    assert_eq!(env.parity_file("secretname:1", "/ok"), "ok\n");
+}
+
+#[test]
+fn shm_size_is_part_of_the_run_cache_key() {
+    let env = Env::new();
+    let df = "FROM busybox:latest\nRUN df -k /dev/shm | tail -n 1 | awk '{print $2}' > /shm\n";
+    let ctx = env.parity_context("shmkey:1", df, &[]);
+    let o = env.parity_build("shmkey:1", &ctx, &["--shm-size", "128m"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(env.parity_file("shmkey:1", "/shm"), "131072\n");
+    // Another size is another RUN (BuildKit's exec op carries the /dev/shm mount): no hit.
+    let o = env.parity_build("shmkey:2", &ctx, &["--shm-size", "256m"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(env.parity_file("shmkey:2", "/shm"), "262144\n");
+    // The same size again hits.
+    let o = env.parity_build("shmkey:3", &ctx, &["--shm-size", "256m"]);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        cached(
+            &err,
+            "[2/2] RUN df -k /dev/shm | tail -n 1 | awk '{print $2}' > /shm"
+        ),
+        "{err}"
+    );
+}

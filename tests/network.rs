@@ -177,6 +177,39 @@ fn bridge_gives_eth0_an_address_a_route_and_the_files() {
 }
 
 #[test]
+fn the_gateway_keeps_its_mac_while_containers_come_and_go() {
+    let env = Env::new();
+    let bridge_mac = || {
+        env.ns
+            .sh("ip -br link show strata0 | awk '{print $3}'")
+            .trim()
+            .to_string()
+    };
+    for name in ["gw-a", "gw-b", "gw-c"] {
+        env.ok(&["run", "-d", "--name", name, "busybox", "sleep", "300"]);
+    }
+    // Left to the kernel, the bridge would take the lowest of the veths' random MACs.
+    assert_eq!(bridge_mac(), "02:42:ac:11:00:01", "the gateway's fixed MAC");
+    let ping = "ping -c1 -W2 172.17.0.1 >/dev/null && echo GATEWAY-OK; cat /proc/net/arp";
+    let out = env.ok(&["exec", "gw-c", "sh", "-c", ping]);
+    assert!(out.contains("GATEWAY-OK"), "{out}");
+    // The others leave (whichever held the lowest MAC among them): gw-c's ARP entry still names
+    // the gateway, so it still gets out without waiting for the entry to expire.
+    env.ok(&["rm", "-f", "gw-a", "gw-b"]);
+    assert_eq!(
+        bridge_mac(),
+        "02:42:ac:11:00:01",
+        "unchanged by ports leaving"
+    );
+    let out = env.ok(&["exec", "gw-c", "sh", "-c", ping]);
+    assert!(
+        out.contains("GATEWAY-OK"),
+        "gateway reachable after the others left: {out}"
+    );
+    assert!(out.contains("02:42:ac:11:00:01"), "{out}");
+}
+
+#[test]
 fn subnet_avoids_existing_routes_and_config_overrides() {
     let env = Env::new();
     // A route to 172.17.0.0/16 already exists: the next of Docker's pools is used.

@@ -31,6 +31,7 @@
 //!         env: vec!["PATH=/usr/sbin:/usr/bin:/sbin:/bin".into()],
 //!         cwd: "/".into(),
 //!         user: String::new(),
+//!         rlimits: vec![],
 //!     },
 //!     hostname: "buildkitsandbox".into(),
 //!     network: NetworkMode::Host,
@@ -70,6 +71,7 @@ mod net;
 pub mod network;
 mod path;
 mod process;
+pub mod rlimit;
 pub mod rootfs;
 pub mod seccomp;
 mod spec;
@@ -82,6 +84,7 @@ pub use attach::{block_forwarded_signals, run_attached, AttachOptions, FORWARDED
 pub use devices::{DeviceAccess, DeviceError, DeviceSpec};
 pub use error::{RunnerError, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_RUNTIME_ERROR};
 pub use process::{Container, ExitStatus};
+pub use rlimit::{Rlimit, RlimitError, RlimitResource};
 pub use spec::*;
 
 pub use nix::sys::signal::Signal;

@@ -899,6 +899,10 @@ pub(crate) fn exec_command(
     let prog = CString::new(program.as_os_str().as_bytes())
         .map_err(|_| Failure::new("command path contains a NUL byte"))?;
 
+    // Before the capabilities go: raising a hard limit needs CAP_SYS_RESOURCE (setrlimit(2)).
+    for r in &spec.process.rlimits {
+        r.apply().ctx(|| format!("setting ulimit {r}"))?;
+    }
     caps::drop_bounding(spec.security.capabilities)?;
     caps::set_process_caps(spec.security.capabilities)?;
     let gids: Vec<nix::unistd::Gid> = u

@@ -95,6 +95,9 @@ pub struct ProcessSpec {
     /// `USER[:GROUP]`, names or numbers, resolved against the image's `/etc/passwd` and
     /// `/etc/group`; empty means root.
     pub user: String,
+    /// Resource limits set before `execve` (`--ulimit`); empty: the runner's own, inherited.
+    #[serde(default)]
+    pub rlimits: Vec<crate::rlimit::Rlimit>,
 }
 
 /// Network namespace mode.

@@ -88,6 +88,10 @@ pub struct Args {
     /// Size of RUN's /dev/shm (`128m`, `1g`, bytes without a unit; default 64m).
     #[arg(long = "shm-size", value_name = "SIZE")]
     pub shm_size: Option<String>,
+    /// Resource limit of RUN's processes `NAME=SOFT[:HARD]` (`nofile=1024:2048`; -1 is
+    /// unlimited); may repeat.
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
     /// Do not use the build cache for this stage's steps; may repeat.
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     pub no_cache_filter: Vec<String>,
@@ -175,7 +179,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
     let Some(mut graph) = dockerfile.plan(&df, &options, &NoBaseImages) else {
         return Ok(ExitCode::from(1));
     };
-    copy_ignored(&mut graph, &df, &options, &args.context);
+    copy_ignored(&mut graph, &df, &options, &args.context, &dockerfile);
     let warnings = &graph.warnings;
     match warnings.len() {
         0 => outln!("Check complete, no warnings found."),
@@ -194,6 +198,8 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
 struct DockerfileText {
     name: String,
     source: String,
+    /// `NAME.dockerignore` beside it, when it exists (never for stdin).
+    ignore_file: Option<PathBuf>,
 }
 
 impl DockerfileText {
@@ -305,10 +311,11 @@ fn plan_options(args: &Args, all_stages: bool) -> PlanOptions {
 /// (a line over 64 KiB or a file over 16 MiB is refused while reading, so memory stays
 /// bounded); `None` once a limit error has been printed.
 fn read_dockerfile(args: &Args) -> Result<Option<DockerfileText>> {
-    let (name, read) = match args.file.as_deref() {
+    let (name, read, ignore_file) = match args.file.as_deref() {
         Some("-") => (
             "Dockerfile".to_string(),
             read_source(std::io::stdin().lock()),
+            None,
         ),
         file => {
             let path = match file {
@@ -325,11 +332,16 @@ fn read_dockerfile(args: &Args) -> Result<Option<DockerfileText>> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "Dockerfile".into());
-            (name, read_source(f))
+            let ignore_file = strata_builder::exec::ignore::dockerfile_ignore_file(&path);
+            (name, read_source(f), ignore_file)
         }
     };
     match read {
-        Ok(source) => Ok(Some(DockerfileText { name, source })),
+        Ok(source) => Ok(Some(DockerfileText {
+            name,
+            source,
+            ignore_file,
+        })),
         Err(SourceError::Limit(e)) => {
             // No snippet: the offending line is what must not be printed (or kept) whole.
             match e.line() {
@@ -344,16 +356,25 @@ fn read_dockerfile(args: &Args) -> Result<Option<DockerfileText>> {
 }
 
 /// The experimental CopyIgnoredFile rule, when the check config enables it: it needs the
-/// context's `.dockerignore`, which the pure planner never reads. An unreadable one is the
-/// build's error to report, not the lint's.
-fn copy_ignored(graph: &mut BuildGraph, df: &Dockerfile, options: &PlanOptions, context: &Path) {
+/// build's ignore file (the Dockerfile's `NAME.dockerignore` or the context's `.dockerignore`),
+/// which the pure planner never reads. An unreadable one is the build's error to report, not
+/// the lint's.
+fn copy_ignored(
+    graph: &mut BuildGraph,
+    df: &Dockerfile,
+    options: &PlanOptions,
+    context: &Path,
+    dockerfile: &DockerfileText,
+) {
     if !CheckConfig::for_build(df, &options.build_args).enabled("CopyIgnoredFile") {
         return;
     }
     let Ok(root) = strata_fs::Root::open(context) else {
         return;
     };
-    let Ok(Some(ignore)) = strata_builder::exec::ignore::Ignore::read_from(&root) else {
+    let beside = dockerfile.ignore_file.as_deref();
+    let Ok(Some(ignore)) = strata_builder::exec::ignore::Ignore::read_for_build(&root, beside)
+    else {
         return;
     };
     let excluded = |p: &str| ignore.excluded(&p.split('/').collect::<Vec<_>>());
@@ -386,6 +407,7 @@ fn print_error(name: &str, source: &str, span: Span, message: &str) {
 /// (`strata_builder::exec`) and tag the result.
 fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
     use strata_builder::exec::{self, ExecOptions, Progress};
+    let build_started = std::time::Instant::now();
     // Before any thread exists (stdin reader, progress, stages): see interrupt.rs.
     super::interrupt::block_stop_signals();
     let Some(dockerfile) = read_dockerfile(args)? else {
@@ -427,6 +449,7 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
     let mut exec_options = ExecOptions {
         context: args.context.clone(),
         dockerfile_name: dockerfile.name.clone(),
+        ignore_file: dockerfile.ignore_file.clone(),
         tags,
         labels,
         host_network: args.network != NetworkFlag::None,
@@ -449,6 +472,11 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
                     .with_context(|| format!("invalid --shm-size {s:?} (use e.g. 128m or 1g)"))?,
             ),
         },
+        ulimits: args
+            .ulimits
+            .iter()
+            .map(|u| strata_runner::Rlimit::parse(u))
+            .collect::<Result<_, _>>()?,
         no_cache_filter: args
             .no_cache_filter
             .iter()
@@ -484,7 +512,7 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
                 let mut o = plan_options(args, false);
                 o.target_platform = exec::platform::to_plan(p);
                 let mut graph = dockerfile.plan(&df, &o, bases)?;
-                copy_ignored(&mut graph, &df, &o, &args.context);
+                copy_ignored(&mut graph, &df, &o, &args.context, &dockerfile);
                 // `check=error=true`, as for one platform (the first platform's plan reports it).
                 if let Some(e) =
                     CheckConfig::for_build(&df, &o.build_args).violation(&graph.warnings)
@@ -507,7 +535,7 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
     let Some(mut graph) = dockerfile.plan(&df, &options, &bases) else {
         return Ok(ExitCode::from(1));
     };
-    copy_ignored(&mut graph, &df, &options, &args.context);
+    copy_ignored(&mut graph, &df, &options, &args.context, &dockerfile);
     // `check=error=true`: the lint warnings fail the build before anything runs.
     if let Some(e) = CheckConfig::for_build(&df, &options.build_args).violation(&graph.warnings) {
         dockerfile.print_warnings_summary(&graph.warnings);
@@ -535,6 +563,7 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
         )
     });
     super::interrupt::wait_if_interrupted();
+    exec::timing::report(build_started);
     match result {
         Ok(out) => {
             if !outputs.is_empty() {

@@ -354,6 +354,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
                     .clone()
                     .or_else(|| cfg.user.clone())
                     .unwrap_or_default(),
+                rlimits: Vec::new(),
             },
             hostname,
             network,

@@ -80,16 +80,23 @@ impl Store {
         std::fs::create_dir(&staging).map_err(|e| StoreError::io(&staging, e))?;
         let result = (|| {
             let reader = open_layer_tar(self, layer)?;
-            let mut hr = HashingReader::new(reader);
-            apply_layer(
-                &mut hr,
-                &staging,
-                ApplyMode::Overlay,
-                &blob_digest.to_string(),
-            )?;
-            let (actual, _) = hr
-                .finish()
-                .map_err(|e| StoreError::from_io(e, self.blob_path(&blob_digest)))?;
+            let (applied, hashed) = std::thread::scope(|scope| {
+                let (ahead, producer) = read_ahead(scope, HashingReader::new(reader));
+                let applied = apply_layer(
+                    ahead,
+                    &staging,
+                    ApplyMode::Overlay,
+                    &blob_digest.to_string(),
+                );
+                // apply_layer consumed the reader: the producer sees it gone and returns.
+                let hashed = producer
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("layer read-ahead thread panicked")));
+                (applied, hashed)
+            });
+            applied?;
+            let (actual, _) =
+                hashed.map_err(|e| StoreError::from_io(e, self.blob_path(&blob_digest)))?;
             if actual != *diff_id {
                 return Err(StoreError::DigestMismatch {
                     what: format!("uncompressed layer {blob_digest} (diff_id)"),
@@ -120,6 +127,84 @@ impl Store {
             .par_iter()
             .map(|(desc, diff_id)| self.unpacked_layer(desc, diff_id))
             .collect()
+    }
+}
+
+/// Chunks the read-ahead thread hands over, and how many may wait: 2 MiB in flight.
+const AHEAD_CHUNK: usize = 256 * 1024;
+const AHEAD_CHUNKS: usize = 8;
+
+/// Reads `inner` (blob read + verify, decompression, diffID hashing) on a thread of `scope`
+/// while the caller applies entries from the returned reader, so the CPU work of reading a
+/// layer overlaps with creating its files instead of alternating with it. The thread returns
+/// the diffID once it has read everything, or stops when the reader is dropped. A read error
+/// reaches the reader as the very `io::Error` (a verification error inside it intact).
+fn read_ahead<'scope, R: Read + Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    mut inner: HashingReader<R>,
+) -> (
+    ChunkReader,
+    std::thread::ScopedJoinHandle<'scope, io::Result<(Digest, u64)>>,
+) {
+    let (tx, rx) = crossbeam_channel::bounded::<io::Result<Vec<u8>>>(AHEAD_CHUNKS);
+    let producer = scope.spawn(move || {
+        loop {
+            let mut chunk = vec![0u8; AHEAD_CHUNK];
+            match inner.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    if tx.send(Ok(chunk)).is_err() {
+                        return Err(io::Error::other("layer reader stopped early"));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let kept =
+                        io::Error::new(e.kind(), "layer read failed (reported by the applier)");
+                    let _ = tx.send(Err(e));
+                    return Err(kept);
+                }
+            }
+        }
+        drop(tx);
+        inner.finish()
+    });
+    (
+        ChunkReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+        },
+        producer,
+    )
+}
+
+/// The consumer side of [`read_ahead`]: reads the chunks in order; the end is the channel closing.
+struct ChunkReader {
+    rx: crossbeam_channel::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(next) => {
+                    self.chunk = next?;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0), // sender gone: the stream ended
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 
@@ -183,5 +268,74 @@ pub(crate) fn bad_layer_unless_verified(e: StoreError, layer: &Digest) -> StoreE
             reason: format!("cannot decompress: {source}"),
         },
         verified => verified,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::Compression;
+    use crate::ImageConfig;
+
+    /// A store holding one imported image of a few MiB (several read-ahead chunks), and its
+    /// only layer.
+    fn store_with_layer(dir: &std::path::Path) -> (Store, Descriptor, Digest, Vec<u8>) {
+        let tree = dir.join("tree");
+        std::fs::create_dir_all(tree.join("d")).unwrap();
+        let mut x: u32 = 5;
+        let big: Vec<u8> = (0..5 * AHEAD_CHUNK * AHEAD_CHUNKS / 4)
+            .map(|_| {
+                x = x.wrapping_mul(1664525).wrapping_add(1013904223);
+                (x >> 24) as u8
+            })
+            .collect();
+        std::fs::write(tree.join("d/big"), &big).unwrap();
+        for i in 0..50 {
+            std::fs::write(tree.join(format!("d/small{i}")), format!("{i}")).unwrap();
+        }
+        let store = Store::open(&dir.join("store")).unwrap();
+        let image = store
+            .import_tree(&tree, None, ImageConfig::default(), Compression::Gzip)
+            .unwrap();
+        let (desc, diff_id) = image.layers().unwrap().remove(0);
+        (store, desc, diff_id, big)
+    }
+
+    #[test]
+    fn read_ahead_unpack_writes_every_byte_and_checks_the_diff_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, desc, diff_id, big) = store_with_layer(dir.path());
+        let path = store.unpacked_layer(&desc, &diff_id).unwrap();
+        assert_eq!(std::fs::read(path.join("d/big")).unwrap(), big);
+        assert_eq!(std::fs::read(path.join("d/small49")).unwrap(), b"49");
+
+        // A wrong diff ID is refused and leaves no layer directory behind.
+        let wrong = Digest::from_sha256([7u8; 32]);
+        let err = store.unpacked_layer(&desc, &wrong).unwrap_err();
+        assert!(
+            matches!(err, StoreError::DigestMismatch { ref actual, .. } if *actual == diff_id),
+            "{err}"
+        );
+        assert!(!store.unpacked_layer_path(&wrong).exists());
+    }
+
+    #[test]
+    fn read_ahead_unpack_of_a_corrupt_blob_names_the_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, desc, diff_id, _) = store_with_layer(dir.path());
+        let blob = store.blob_path(&Digest::from_oci(desc.digest()).unwrap());
+        let mut bytes = std::fs::read(&blob).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x55;
+        let mut perms = std::fs::metadata(&blob).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+        std::fs::set_permissions(&blob, perms).unwrap();
+        std::fs::write(&blob, &bytes).unwrap();
+        let err = store
+            .unpacked_layer(&desc, &diff_id)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&desc.digest().to_string()), "{err}");
+        assert!(!store.unpacked_layer_path(&diff_id).exists());
     }
 }

@@ -274,7 +274,9 @@ impl BaseResolver for BaseImages<'_> {
 /// The build state of an image (config, layers, unpacked trees): what a stage starts from, and
 /// what `COPY --from=<image>` reads (call [`resolve_image`] first).
 pub fn image_state(store: &Store, image: &Image) -> Result<StageState, StoreError> {
+    let unpacking = std::time::Instant::now();
     let lowerdirs = store.unpacked_layers(image)?;
+    super::timing::record(super::timing::Phase::BaseUnpack, unpacking);
     let layers = image
         .layers()?
         .iter()

@@ -9,8 +9,11 @@
 //! (the planner's [`strata_dockerfile::plan::CacheKeyInputs`]) and the content inputs of `BuildCache::content_inputs`:
 //! for COPY/ADD from the context the digest of exactly the files it selects
 //! ([`super::copy::digest`], over the very selection the step copies), for `--from` a stage that stage's final key, for `--from` an image its
-//! manifest digest; for RUN the same for each `--mount` source (a cache mount's or a secret's
-//! content is deliberately not part of the key, as in BuildKit). Keys never depend on what a
+//! manifest digest; for RUN the same for each `--mount` source, except that a bind mount of a
+//! stage is keyed on the *content* it mounts (`copy::stage_digest`, as BuildKit's
+//! content checksum of a mount input), so a stage rebuilt with the same files keeps the RUN's
+//! hit; a cache mount's or a secret's content is deliberately not part of the key, as in
+//! BuildKit. Keys never depend on what a
 //! step produced, only on its inputs, so a rerun RUN whose output differs still chains the same
 //! keys as BuildKit's do.
 //!
@@ -179,7 +182,13 @@ impl<'a> BuildCache<'a> {
 
     fn context(&self) -> Result<&CopySource, StepError> {
         self.context
-            .get_or_init(|| CopySource::context(&self.options.context).map_err(Arc::new))
+            .get_or_init(|| {
+                CopySource::context_for_build(
+                    &self.options.context,
+                    self.options.ignore_file.as_deref(),
+                )
+                .map_err(Arc::new)
+            })
             .as_ref()
             .map_err(|e| StepError::Shared(Arc::clone(e)))
     }
@@ -226,6 +235,7 @@ impl<'a> BuildCache<'a> {
         &self,
         step: &Step,
         stage_keys: &BTreeMap<usize, ChainKey>,
+        stage_states: &BTreeMap<usize, StageState>,
     ) -> Result<Vec<String>, Uncacheable> {
         match &step.kind {
             StepKind::Copy(CopyStep {
@@ -255,25 +265,45 @@ impl<'a> BuildCache<'a> {
                 };
                 Ok(vec![self.source_key(from, stage_keys, &spec)?])
             }
-            StepKind::Run(run) => run
-                .mounts
-                .iter()
-                .map(|RunMount { mount: m, source }| match (m.kind, source) {
-                    (MountType::Bind, SourceRef::Context) => {
-                        let path = [m.source.clone().unwrap_or_else(|| ".".to_string())];
-                        let spec = SelectSpec {
-                            sources: &path,
-                            ..SelectSpec::default()
-                        };
-                        self.source_key(source, stage_keys, &spec)
-                    }
-                    (
-                        MountType::Bind | MountType::Cache,
-                        SourceRef::Stage(_) | SourceRef::Image(_),
-                    ) => self.source_key(source, stage_keys, &SelectSpec::default()),
-                    _ => Ok(String::new()),
-                })
-                .collect(),
+            StepKind::Run(run) => {
+                let mut inputs: Vec<String> = run
+                    .mounts
+                    .iter()
+                    .map(|RunMount { mount: m, source }| match (m.kind, source) {
+                        (MountType::Bind, SourceRef::Context) => {
+                            let path = [m.source.clone().unwrap_or_else(|| ".".to_string())];
+                            let spec = SelectSpec {
+                                sources: &path,
+                                ..SelectSpec::default()
+                            };
+                            self.source_key(source, stage_keys, &spec)
+                        }
+                        (MountType::Bind, SourceRef::Stage(s)) => {
+                            match stage_states.get(s).and_then(|st| mounted_digest(st, m)) {
+                                Some(d) => Ok(format!("stage-content:{d}")),
+                                None => self.source_key(source, stage_keys, &SelectSpec::default()),
+                            }
+                        }
+                        (
+                            MountType::Bind | MountType::Cache,
+                            SourceRef::Stage(_) | SourceRef::Image(_),
+                        ) => self.source_key(source, stage_keys, &SelectSpec::default()),
+                        _ => Ok(String::new()),
+                    })
+                    .collect::<Result<_, _>>()?;
+                // `--ulimit` and `--shm-size` are part of what a RUN does, as in BuildKit (each
+                // RUN's exec op carries its rlimits and its /dev/shm tmpfs mount); absent, the
+                // key is what it always was.
+                if !self.options.ulimits.is_empty() {
+                    let shown: Vec<String> =
+                        self.options.ulimits.iter().map(|u| u.to_string()).collect();
+                    inputs.push(format!("ulimit:{}", shown.join(",")));
+                }
+                if let Some(size) = self.options.shm_size {
+                    inputs.push(format!("shm-size:{size}"));
+                }
+                Ok(inputs)
+            }
             StepKind::Config(_) => Ok(Vec::new()),
         }
     }
@@ -396,6 +426,21 @@ pub(crate) fn adopt_upper(
     super::copy::emit::adopt_tree(store, upper, info, options);
 }
 
+/// The content digest of what bind mount `m` shows of the built stage `state` (its `source`,
+/// default `/`); `None` when it cannot be read (the chain key is used then).
+fn mounted_digest(state: &StageState, m: &strata_dockerfile::mounts::Mount) -> Option<String> {
+    if state.lowerdirs.is_empty() {
+        return Some("empty".into());
+    }
+    let src = CopySource::layers(&state.lowerdirs, "mounted stage").ok()?;
+    let path = [m.source.clone().unwrap_or_else(|| "/".to_string())];
+    let spec = SelectSpec {
+        sources: &path,
+        ..SelectSpec::default()
+    };
+    super::copy::stage_digest::stage_digest(&src, &spec)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,6 +450,7 @@ mod tests {
         ExecOptions {
             context: std::path::PathBuf::from("/nonexistent"),
             dockerfile_name: "Dockerfile".into(),
+            ignore_file: None,
             tags: Vec::new(),
             labels: BTreeMap::new(),
             host_network: true,
@@ -417,6 +463,7 @@ mod tests {
             allow_insecure: false,
             no_cache_filter: Vec::new(),
             shm_size: None,
+            ulimits: Vec::new(),
             target_platform: None,
             shared_steps: Default::default(),
         }

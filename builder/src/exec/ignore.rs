@@ -26,15 +26,24 @@ pub struct PatternError {
     pub reason: String,
 }
 
-/// Why the context's `.dockerignore` cannot be used.
+/// Why the build's ignore file (the context's `.dockerignore`, or `NAME.dockerignore` beside
+/// the Dockerfile) cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum IgnoreFileError {
     /// It exists but cannot be read (or is not UTF-8 text).
-    #[error("reading .dockerignore: {0}")]
-    Read(#[source] std::io::Error),
+    #[error("reading {file}: {source}")]
+    Read {
+        /// The file, as the user knows it (`.dockerignore`, `app.Dockerfile.dockerignore`).
+        file: String,
+        /// Why it cannot be read.
+        #[source]
+        source: std::io::Error,
+    },
     /// One of its patterns cannot be compiled.
-    #[error(".dockerignore line {line}: {source}")]
+    #[error("{file} line {line}: {source}")]
     Pattern {
+        /// The file, as the user knows it.
+        file: String,
         /// The 1-based line of the pattern.
         line: usize,
         /// What is wrong with it.
@@ -58,6 +67,17 @@ impl From<LinePatternError> for PatternError {
     fn from(e: LinePatternError) -> PatternError {
         e.source
     }
+}
+
+/// `NAME.dockerignore` beside the Dockerfile `NAME`, when that file exists: it replaces the
+/// context's `.dockerignore` for this Dockerfile, as BuildKit's dockerui reads
+/// `<Dockerfile path>.dockerignore` first (so `app.Dockerfile` can ignore other files than
+/// `Dockerfile` in one context).
+pub fn dockerfile_ignore_file(dockerfile: &std::path::Path) -> Option<std::path::PathBuf> {
+    let mut name = dockerfile.file_name()?.to_os_string();
+    name.push(".dockerignore");
+    let path = dockerfile.with_file_name(name);
+    path.is_file().then_some(path)
 }
 
 /// Whether a source component is a pattern (Go `filepath.Match` metacharacters).
@@ -84,22 +104,45 @@ impl Ignore {
     /// following a symlink (a planted `.dockerignore -> /etc/shadow` is never read); `None`
     /// when the context has none (or it cannot be opened as a regular file there).
     pub fn read_from(context: &strata_fs::Root) -> Result<Option<Ignore>, IgnoreFileError> {
-        use std::io::Read;
         match context.open_read(std::path::Path::new(".dockerignore"), false) {
-            Ok(fd) => {
-                let mut text = String::new();
-                std::fs::File::from(fd)
-                    .read_to_string(&mut text)
-                    .map_err(IgnoreFileError::Read)?;
-                Ignore::parse_lines(&text)
-                    .map(Some)
-                    .map_err(|e| IgnoreFileError::Pattern {
-                        line: e.line,
-                        source: e.source,
-                    })
-            }
+            Ok(fd) => Ignore::read_file(std::fs::File::from(fd), ".dockerignore").map(Some),
             Err(_) => Ok(None),
         }
+    }
+
+    /// The ignore file of a build: `beside` (the Dockerfile's own `NAME.dockerignore`, see
+    /// [`dockerfile_ignore_file`]) when there is one, else the context's `.dockerignore`.
+    pub fn read_for_build(
+        context: &strata_fs::Root,
+        beside: Option<&std::path::Path>,
+    ) -> Result<Option<Ignore>, IgnoreFileError> {
+        let Some(path) = beside else {
+            return Ignore::read_from(context);
+        };
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        );
+        let file = std::fs::File::open(path).map_err(|source| IgnoreFileError::Read {
+            file: name.clone(),
+            source,
+        })?;
+        Ignore::read_file(file, &name).map(Some)
+    }
+
+    fn read_file(mut file: std::fs::File, name: &str) -> Result<Ignore, IgnoreFileError> {
+        use std::io::Read;
+        let mut text = String::new();
+        file.read_to_string(&mut text)
+            .map_err(|source| IgnoreFileError::Read {
+                file: name.into(),
+                source,
+            })?;
+        Ignore::parse_lines(&text).map_err(|e| IgnoreFileError::Pattern {
+            file: name.into(),
+            line: e.line,
+            source: e.source,
+        })
     }
 
     /// Parses the file's text. A pattern that cannot be compiled is an error, never skipped:
@@ -332,6 +375,7 @@ mod tests {
             "{e}"
         );
         let file = IgnoreFileError::Pattern {
+            file: ".dockerignore".into(),
             line: e.line,
             source: e.source,
         };

@@ -20,7 +20,8 @@
 //! * [`ignore`] — `.dockerignore` patterns with Docker's semantics;
 //! * [`secrets`] — `--secret` specs, environment secrets kept in memory;
 //! * [`lower`] — lookups in the parent's unpacked layers (parents' metadata, `/etc/passwd`);
-//! * [`progress`] — BuildKit-style plain progress lines, or the live tty view;
+//! * [`progress`] — BuildKit-style plain progress lines, or the live tty view; `step_name` —
+//!   what a step is called there (secret variables shown as `****`);
 //! * [`cache`] — the build cache: content-based step keys and their recorded results;
 //! * [`context_index`] — the context's stat → sha256 index, so a rebuild re-reads nothing.
 //!
@@ -30,6 +31,7 @@
 //! * [`error`] — [`StepError`] (why a step failed), [`ExecError`] (why the build did),
 //!   [`base::BaseError`];
 //! * [`tempdir`] — staging directories removed on drop; [`source_kind`] — URL and git sources.
+//! * [`timing`] — `STRATA_TIMING=1`: the build's time per phase, on stderr at its end.
 //!
 //! Dependencies between these modules are one-way: the executor's loop (this file) uses the
 //! step modules, which use the shared ones; none uses a module that uses it back.
@@ -58,7 +60,9 @@ pub mod run;
 pub mod secrets;
 pub mod source_kind;
 pub mod state;
+mod step_name;
 pub mod tempdir;
+pub mod timing;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -307,6 +311,7 @@ fn execute_once(
                 (image.manifest_digest.clone(), image.config_digest.clone())
             }
         };
+    timing::record(timing::Phase::Export, started);
     progress.line(n, &format!("writing image {config_digest}"));
     for t in &options.tags {
         progress.line(n, &format!("naming to {}", t.familiar()));
@@ -401,13 +406,16 @@ impl StageContext<'_> {
             let label = format!(
                 "{}{}",
                 stage_prefix(self.graph, stage, i + 1),
-                step_title(step)
+                step_name::step_title(step)
             );
             let started = Instant::now();
             let n = progress.begin(&label);
             let parent = key.clone();
             let mut contents_used = Vec::new();
-            key = match self.cache.content_inputs(step, self.keys) {
+            let keyed = Instant::now();
+            let contents = self.cache.content_inputs(step, self.keys, self.states);
+            timing::record(timing::Phase::CacheKeys, keyed);
+            key = match contents {
                 Ok(contents) => {
                     let content_refs: Vec<&str> = contents.iter().map(String::as_str).collect();
                     let k = step.cache_key(&key, &content_refs);
@@ -476,6 +484,7 @@ impl StageContext<'_> {
                         .map_err(fail)?
                 }
                 StepKind::Copy(c) => {
+                    let copying = Instant::now();
                     let from = match &c.from {
                         SourceRef::Context => None,
                         SourceRef::Stage(s) => {
@@ -483,13 +492,15 @@ impl StageContext<'_> {
                         }
                         SourceRef::Image(_) => None,
                     };
-                    match &c.from {
+                    let layer = match &c.from {
                         SourceRef::Image(name) => {
                             copy::copy_from_image(store, &state, step, c, name, options)
                         }
                         _ => copy::copy_step(store, &state, step, c, from, options),
                     }
-                    .map_err(fail)?
+                    .map_err(fail)?;
+                    timing::record(timing::Phase::Copy, copying);
+                    layer
                 }
                 StepKind::Config(c) => {
                     apply_metadata(&mut state, store, c, step, options).map_err(fail)?
@@ -591,14 +602,4 @@ fn stage_prefix(graph: &BuildGraph, stage: &PlannedStage, step: usize) -> String
         None if multi => format!("[stage-{} {pos}/{total}] ", stage.index),
         None => format!("[{pos}/{total}] "),
     }
-}
-
-/// The step as the progress shows it: the instruction as written, on one line.
-fn step_title(step: &strata_dockerfile::plan::Step) -> String {
-    let one_line: Vec<&str> = step
-        .source
-        .lines()
-        .map(|l| l.trim_end_matches('\\').trim())
-        .collect();
-    one_line.join(" ")
 }

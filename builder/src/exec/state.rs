@@ -16,6 +16,10 @@ pub struct ExecOptions {
     pub context: PathBuf,
     /// The Dockerfile's name for messages (`Dockerfile:7`).
     pub dockerfile_name: String,
+    /// `NAME.dockerignore` beside the Dockerfile, read instead of the context's
+    /// `.dockerignore` (BuildKit's per-Dockerfile ignore file; see
+    /// [`super::ignore::dockerfile_ignore_file`]); `None`: the context's.
+    pub ignore_file: Option<PathBuf>,
     /// Names to tag the result with (`-t`).
     pub tags: Vec<Reference>,
     /// `--label K=V` added to the final image.
@@ -37,8 +41,11 @@ pub struct ExecOptions {
     pub secrets: BTreeMap<String, PathBuf>,
     /// `--allow security.insecure`: `RUN --security=insecure` may run (BuildKit's entitlement).
     pub allow_insecure: bool,
-    /// `--shm-size`: the size of RUN's `/dev/shm` in bytes (64 MiB when `None`).
+    /// `--shm-size`: the size of RUN's `/dev/shm` in bytes (64 MiB when `None`); part of each
+    /// RUN's cache key when set.
     pub shm_size: Option<u64>,
+    /// `--ulimit`: resource limits of every RUN's process (none: the builder's own, inherited).
+    pub ulimits: Vec<strata_runner::Rlimit>,
     /// `--no-cache-filter STAGE`: the steps of these stages (by name) reuse nothing from the
     /// build cache.
     pub no_cache_filter: Vec<String>,

@@ -66,8 +66,11 @@ pub(super) fn ensure(bridge: &str, subnet: Ipv4Net, internal: bool) -> Result<()
         value: subnet.to_string(),
         why: "has no room for a gateway",
     })?;
+    // The gateway's MAC is fixed (Docker's `02:42` + address form, as the containers'): left
+    // to the kernel it would follow the lowest port's, and when that container left, the others'
+    // ARP entries for the gateway would name a MAC nobody has — no way out until they expire.
     let mut nl = Rtnl::open()?;
-    nl.add_bridge(bridge)?;
+    nl.add_bridge(bridge, rtnl::mac_bytes(&mac_for(gateway))?)?;
     let made = index_of(bridge).and_then(|i| nl.add_address(bridge, i, gateway, subnet.prefix()));
     if let Err(e) = made {
         remove(bridge);

@@ -121,11 +121,14 @@ impl Rtnl {
         ))
     }
 
-    /// Creates the bridge `name`, up.
-    pub(super) fn add_bridge(&mut self, name: &str) -> Result<(), NetworkError> {
+    /// Creates the bridge `name` with the MAC `mac`, up. A bridge made without an address takes
+    /// the lowest of its ports' and changes it as ports come and go; one given an address
+    /// (`NET_ADDR_SET`) keeps it (net/bridge/br_stp_if.c `br_stp_recalculate_bridge_id`).
+    pub(super) fn add_bridge(&mut self, name: &str, mac: [u8; 6]) -> Result<(), NetworkError> {
         let mut m = link(0);
         up(&mut m);
         m.attributes.push(LinkAttribute::IfName(name.into()));
+        m.attributes.push(LinkAttribute::Address(mac.to_vec()));
         m.attributes
             .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
                 InfoKind::Bridge,

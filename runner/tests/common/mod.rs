@@ -53,6 +53,7 @@ impl Fixture {
                 ],
                 cwd: "/".into(),
                 user: String::new(),
+                rlimits: vec![],
             },
             hostname: "testbox".into(),
             network: Default::default(),

@@ -1,14 +1,15 @@
-//! Compression for layer blobs: parallel gzip (pigz-style, one gzip member) and multithreaded zstd.
+//! Compression for layer blobs: parallel gzip (independent 1 MiB members) and zstd.
 //!
-//! Parallel gzip splits the input into fixed 1 MiB blocks and deflates them on all cores; each block
-//! is primed with the previous block's last 32 KiB as a preset dictionary and ends with a sync flush,
-//! so the concatenation is one ordinary deflate stream (RFC 1951 §3.2.4 allows blocks to end on a
-//! byte boundary after an empty stored block). Block boundaries are fixed, so the output bytes do
-//! not depend on how many threads ran: layers stay reproducible on any machine.
+//! Parallel gzip splits the input into fixed 1 MiB blocks and compresses each on any core into a
+//! complete gzip member with libdeflate; the members are written in order. RFC 1952 §2.2: "A gzip
+//! file consists of a series of members", and every gzip reader (zlib's gunzip, Go's
+//! `compress/gzip` as containerd and Docker use it, our `MultiGzDecoder`) reads them all. Block
+//! boundaries are fixed and each member depends on its block alone, so the output bytes do not
+//! depend on how many threads ran: layers stay reproducible on any machine.
 
 use std::io::{self, Write};
 
-use flate2::{Compress, Compression as Level, FlushCompress};
+use libdeflater::{CompressionLvl, Compressor};
 use rayon::prelude::*;
 
 /// The compression of a layer blob.
@@ -52,21 +53,25 @@ impl std::str::FromStr for Compression {
 }
 
 const BLOCK: usize = 1 << 20;
-const DICT: usize = 32 * 1024;
-/// gzip level: zlib's default (6), as `gzip` and Docker use.
-const LEVEL: u32 = 6;
+/// libdeflate level 2 for gzip layers.
+///
+/// Why: gzip is on a build's critical path (every RUN/COPY layer), and Docker's image store never
+/// compresses until push. Measured per core (CPU time, one thread, 1 MiB blocks; load 11-13 on 2
+/// cores) on a debootstrapped bookworm rootfs tar / 300 MB of /usr, size ratio in brackets:
+/// zlib-rs level 6 with 32 KiB preset dictionaries (what strata used) 62 / 65 MB/s (.412 / .355);
+/// zlib-rs level 3 88 / 85 (.422 / .367); libdeflate level 1 165 / 180 (.429 / .375), level 2
+/// 141 / 152 (.411 / .357), level 3 134 / 140 (.408 / .354). Level 2 keeps level 6's size at
+/// more than twice its speed. zlib-rs level 1 (zlib-ng's `deflate_quick`, static Huffman trees
+/// only) left base64 text at 99.8% of its size; libdeflate level 1-2 compress it to 75%.
+const LEVEL: i32 = 2;
 
-/// A pigz-style parallel gzip encoder writing one gzip member to `W`.
+/// A parallel gzip encoder writing one gzip member per 1 MiB block of input to `W`.
 pub struct ParallelGzip<W: Write> {
     out: Option<W>,
     pending: Vec<Vec<u8>>,
     current: Vec<u8>,
-    /// Tail of the last block already compressed (the next block's dictionary).
-    prev_tail: Vec<u8>,
-    crc: crc32fast::Hasher,
-    total: u64,
     batch: usize,
-    header_written: bool,
+    members: u64,
 }
 
 impl<W: Write> ParallelGzip<W> {
@@ -77,11 +82,8 @@ impl<W: Write> ParallelGzip<W> {
             out: Some(out),
             pending: Vec::new(),
             current: Vec::with_capacity(BLOCK),
-            prev_tail: Vec::new(),
-            crc: crc32fast::Hasher::new(),
-            total: 0,
             batch,
-            header_written: false,
+            members: 0,
         }
     }
 
@@ -91,103 +93,49 @@ impl<W: Write> ParallelGzip<W> {
             .ok_or_else(|| io::Error::other("gzip encoder already finished"))
     }
 
-    fn write_header(&mut self) -> io::Result<()> {
-        if !self.header_written {
-            // ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL=0 OS=255 (unknown): fixed, so reproducible.
-            self.out()?
-                .write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff])?;
-            self.header_written = true;
-        }
-        Ok(())
-    }
-
-    fn flush_batch(&mut self, last: bool) -> io::Result<()> {
-        self.write_header()?;
+    fn flush_batch(&mut self) -> io::Result<()> {
         let blocks = std::mem::take(&mut self.pending);
-        if blocks.is_empty() {
-            return Ok(());
-        }
-        let n = blocks.len();
-        let mut dicts: Vec<&[u8]> = Vec::with_capacity(n);
-        for i in 0..n {
-            let d: &[u8] = if i == 0 {
-                &self.prev_tail
-            } else {
-                let b = &blocks[i - 1];
-                &b[b.len().saturating_sub(DICT)..]
-            };
-            dicts.push(d);
-        }
-        let outputs: Vec<io::Result<Vec<u8>>> = blocks
-            .par_iter()
-            .zip(dicts.par_iter())
-            .enumerate()
-            .map(|(i, (block, dict))| deflate_block(block, dict, last && i == n - 1))
-            .collect();
-        for o in outputs {
-            let o = o?;
-            self.out()?.write_all(&o)?;
-        }
-        if let Some(b) = blocks.last() {
-            self.prev_tail = b[b.len().saturating_sub(DICT)..].to_vec();
+        let members: Vec<io::Result<Vec<u8>>> =
+            blocks.par_iter().map(|block| gzip_member(block)).collect();
+        for m in members {
+            let m = m?;
+            self.out()?.write_all(&m)?;
+            self.members += 1;
         }
         Ok(())
     }
 
-    /// Writes the remaining blocks and the gzip trailer; returns the inner writer.
+    /// Writes the remaining blocks; returns the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
         let cur = std::mem::take(&mut self.current);
-        // Always end with a final block (possibly empty) so the stream terminates.
-        self.pending.push(cur);
-        self.flush_batch(true)?;
-        let crc = self.crc.clone().finalize();
-        let isize = (self.total & 0xffff_ffff) as u32;
-        let mut out = self
-            .out
+        // An empty input still becomes one (empty) member: a gzip file has at least one.
+        if !cur.is_empty() || (self.members == 0 && self.pending.is_empty()) {
+            self.pending.push(cur);
+        }
+        self.flush_batch()?;
+        self.out
             .take()
-            .ok_or_else(|| io::Error::other("gzip encoder already finished"))?;
-        out.write_all(&crc.to_le_bytes())?;
-        out.write_all(&isize.to_le_bytes())?;
-        Ok(out)
+            .ok_or_else(|| io::Error::other("gzip encoder already finished"))
     }
 }
 
-fn deflate_block(input: &[u8], dict: &[u8], last: bool) -> io::Result<Vec<u8>> {
-    let mut c = Compress::new(Level::new(LEVEL), false);
-    if !dict.is_empty() {
-        c.set_dictionary(dict).map_err(io::Error::other)?;
-    }
-    let mut out = Vec::with_capacity(input.len() / 2 + 1024);
-    let flush = if last {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Sync
-    };
-    let mut consumed = 0usize;
-    loop {
-        if out.capacity() - out.len() < 64 * 1024 {
-            out.reserve(out.capacity().max(64 * 1024));
-        }
-        let before_in = c.total_in();
-        let status = c
-            .compress_vec(&input[consumed..], &mut out, flush)
-            .map_err(io::Error::other)?;
-        consumed += (c.total_in() - before_in) as usize;
-        let room_left = out.capacity() > out.len();
-        match status {
-            flate2::Status::StreamEnd => break,
-            _ if consumed == input.len() && room_left && !last => break,
-            _ => {}
-        }
-    }
+/// One block as a complete gzip member. libdeflate writes a fixed header (MTIME 0, OS 255), so
+/// the bytes depend on the block alone.
+fn gzip_member(block: &[u8]) -> io::Result<Vec<u8>> {
+    let level = CompressionLvl::new(LEVEL)
+        .map_err(|e| io::Error::other(format!("libdeflate level {LEVEL}: {e:?}")))?;
+    let mut c = Compressor::new(level);
+    let mut out = vec![0u8; c.gzip_compress_bound(block.len())];
+    let n = c
+        .gzip_compress(block, &mut out)
+        .map_err(|e| io::Error::other(format!("libdeflate gzip: {e:?}")))?;
+    out.truncate(n);
     Ok(out)
 }
 
 impl<W: Write> Write for ParallelGzip<W> {
     fn write(&mut self, mut buf: &[u8]) -> io::Result<usize> {
         let n = buf.len();
-        self.crc.update(buf);
-        self.total += n as u64;
         while !buf.is_empty() {
             let take = (BLOCK - self.current.len()).min(buf.len());
             self.current.extend_from_slice(&buf[..take]);
@@ -196,7 +144,7 @@ impl<W: Write> Write for ParallelGzip<W> {
                 let full = std::mem::replace(&mut self.current, Vec::with_capacity(BLOCK));
                 self.pending.push(full);
                 if self.pending.len() >= self.batch {
-                    self.flush_batch(false)?;
+                    self.flush_batch()?;
                 }
             }
         }
@@ -300,16 +248,73 @@ mod tests {
         let a = enc(&data);
         assert_eq!(a, enc(&data));
         let mut back = Vec::new();
-        flate2::read::GzDecoder::new(&a[..])
+        flate2::read::MultiGzDecoder::new(&a[..])
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, data);
-        // And the system's gzip agrees it is valid.
         let empty = enc(b"");
         let mut back = Vec::new();
-        flate2::read::GzDecoder::new(&empty[..])
+        flate2::read::MultiGzDecoder::new(&empty[..])
             .read_to_end(&mut back)
             .unwrap();
         assert!(back.is_empty());
+    }
+
+    fn sample(len: usize) -> Vec<u8> {
+        let mut x: u32 = 11;
+        (0..len)
+            .map(|i| {
+                x = x.wrapping_mul(1664525).wrapping_add(1013904223);
+                if i % 4 == 0 {
+                    (x >> 24) as u8
+                } else {
+                    b'0' + (i % 10) as u8
+                }
+            })
+            .collect()
+    }
+
+    fn encode_in_pool(threads: usize, data: &[u8]) -> Vec<u8> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut g = ParallelGzip::new(Vec::new());
+            g.write_all(data).unwrap();
+            g.finish().unwrap()
+        })
+    }
+
+    #[test]
+    fn parallel_gzip_bytes_do_not_depend_on_the_thread_count() {
+        // Batches are 2 blocks on one thread and 8 on four: the bytes must not notice.
+        let data = sample(5 * BLOCK + 777);
+        let one = encode_in_pool(1, &data);
+        assert_eq!(one, encode_in_pool(4, &data));
+        // An input of whole blocks ends without an extra empty member.
+        let whole = encode_in_pool(3, &data[..2 * BLOCK]);
+        assert_eq!(whole, encode_in_pool(1, &data[..2 * BLOCK]));
+        assert!(whole.len() < BLOCK * 2, "compressed: {}", whole.len());
+    }
+
+    #[test]
+    fn system_gzip_reads_every_member() {
+        // The reader a user or another tool has, not ours: gzip(1) must see all members and
+        // check each member's CRC-32 and size.
+        let data = sample(3 * BLOCK + 4321);
+        let gz = encode_in_pool(2, &data);
+        let mut child = std::process::Command::new("gzip")
+            .arg("-dc")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("gzip(1) is needed for this test");
+        let mut stdin = child.stdin.take().unwrap();
+        let feeder = std::thread::spawn(move || stdin.write_all(&gz));
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap().unwrap();
+        assert!(out.status.success());
+        assert_eq!(out.stdout, data);
     }
 }

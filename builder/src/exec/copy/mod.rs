@@ -22,8 +22,12 @@
 //!   root for the context, heredocs and URLs, the source's owner for `--from`); `--chmod`
 //!   (octal or symbolic, [`strata_dockerfile::chmod`]) applies to every copied entry;
 //! * entries keep their mode and mtime; files that share an inode in the selection stay one
-//!   hardlink group; symlinks, devices and fifos are copied as they are (sockets cannot be
-//!   archived and are skipped, as Docker does);
+//!   hardlink group; symlinks, devices and fifos are copied as they are; a socket becomes an
+//!   empty regular file with its permission bits (tar has no socket type; BuildKit's context
+//!   transfer does the same);
+//! * directories the COPY creates (missing parents, the destination) are 0755, or an octal
+//!   `--chmod`'s mode (BuildKit's `--chmod=770 f /new/f` makes `/new` 0770); a COPY that
+//!   selects nothing still creates its destination directory;
 //! * `--link`: the layer is built without looking at the parent image (no metadata of its
 //!   directories, no `/etc/passwd` — `--chown` must then be numeric — and an existing
 //!   destination directory is not detected), as BuildKit's copy onto `scratch` + merge does;
@@ -43,6 +47,7 @@ pub mod emit;
 pub mod fetch;
 pub mod select;
 mod stage;
+pub(crate) mod stage_digest;
 
 use crate::exec::lower;
 use crate::exec::source_kind::{is_git, is_url};
@@ -209,7 +214,7 @@ pub fn copy_step(
     options: &ExecOptions,
 ) -> Result<Option<LayerInfo>, StepError> {
     let src = match from {
-        None => CopySource::context(&options.context)?,
+        None => CopySource::context_for_build(&options.context, options.ignore_file.as_deref())?,
         Some(stage) => {
             let name = match &copy.op {
                 CopyOp::Copy(c) => c.from.clone().unwrap_or_default(),
@@ -364,6 +369,12 @@ fn run_copy(
             continue;
         }
         stager.place(e, &target)?;
+    }
+    // Nothing selected (a wildcard that matched nothing, `--exclude` of everything, `--parents`
+    // of a missing optional directory): the destination directory is still created, as
+    // BuildKit's copy makes the destination path before it walks the sources.
+    if selection.entries.is_empty() && !local.is_empty() {
+        stager.ensure_dir(&dest_comps)?;
     }
     for (i, url) in urls.iter().enumerate() {
         let dl = tmp.sub(&format!("url{i}"))?;

@@ -57,10 +57,20 @@ fn rel_path(rel: &[String]) -> PathBuf {
 impl CopySource {
     /// The build context at `dir`, with its `.dockerignore` (read fd-relative, never through a
     /// symlink).
+    #[cfg(test)]
     pub(crate) fn context(dir: &Path) -> Result<CopySource, StepError> {
+        CopySource::context_for_build(dir, None)
+    }
+
+    /// [`Self::context`] with the build's ignore file: `ignore_file` (the Dockerfile's own
+    /// `NAME.dockerignore`) when given, else the context's `.dockerignore`.
+    pub(crate) fn context_for_build(
+        dir: &Path,
+        ignore_file: Option<&Path>,
+    ) -> Result<CopySource, StepError> {
         let root = Root::open(dir)
             .step_context(|| format!("opening the build context {}", dir.display()))?;
-        let ignore = Ignore::read_from(&root)?.unwrap_or_default();
+        let ignore = Ignore::read_for_build(&root, ignore_file)?.unwrap_or_default();
         Ok(CopySource {
             stack: LayerStack::from_roots(vec![root]),
             layered: false,
@@ -329,7 +339,8 @@ pub(crate) struct Selection<E = Selected> {
 }
 
 /// Splits a source argument into clean components and the pivot (`--parents`): the number of
-/// leading components that are *not* kept below the destination (`./x/./y/f` → 1).
+/// leading components that are *not* kept below the destination (`./x/./y/f` → 1; a trailing
+/// `x/.` is no pivot → 0).
 fn source_components(s: &str, parents: bool) -> (Vec<String>, usize) {
     let mut comps: Vec<String> = Vec::new();
     let mut pivot = 0;
@@ -351,7 +362,9 @@ fn source_components(s: &str, parents: bool) -> (Vec<String>, usize) {
             }
         }
     }
-    let pivot = pivot.min(comps.len());
+    // A trailing `.` (`/a/b/c/d/.`) is no pivot: BuildKit splits on `/./` between components,
+    // so the whole path is kept (`/out/a/b/c/d/…`).
+    let pivot = if pivot >= comps.len() { 0 } else { pivot };
     (comps, pivot)
 }
 

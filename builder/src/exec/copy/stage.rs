@@ -1,6 +1,7 @@
 //! The planned layer of one COPY: each selected entry placed at its destination in the
 //! in-memory [`Tree`] that [`super::emit`] streams, with the destination's parent directories
-//! (taken from the parent image's layers when they exist there, created 0755 otherwise) and
+//! (taken from the parent image's layers when they exist there, created 0755 — or with an
+//! octal `--chmod`'s mode — otherwise) and
 //! ADD's extracted archives.
 
 use crate::exec::error::{StepContext, StepError};
@@ -63,10 +64,21 @@ impl Stager<'_> {
                 content: Content::Dir,
                 uid: self.dir_owner.0,
                 gid: self.dir_owner.1,
-                mode: 0o755,
+                mode: self.created_dir_mode(),
                 mtime: self.now,
                 link: None,
             }),
+        }
+    }
+
+    /// The mode of a directory this COPY creates: an octal `--chmod`'s (BuildKit:
+    /// `COPY --chmod=770 f /new/sub/f` makes `/new/sub` 0770, the copy's mode reaching the
+    /// directories fsutil creates for it), else 0755. A symbolic `--chmod` only changes what
+    /// is copied.
+    fn created_dir_mode(&self) -> u32 {
+        match self.attrs.chmod {
+            Some(Chmod::Octal(m)) => m,
+            _ => 0o755,
         }
     }
 
@@ -136,8 +148,13 @@ impl Stager<'_> {
                 rdev: st.rdev(),
             },
             FileKind::Fifo => Content::Fifo,
-            // Sockets: tar has no type for them; Docker skips them too.
-            FileKind::Socket => return Ok(()),
+            // Tar has no type for sockets. BuildKit's context transfer (fsutil's DiskWriter)
+            // writes one as an empty regular file with the socket's permission bits, and its
+            // testCopySocket asserts a regular file: the same here.
+            FileKind::Socket => Content::File {
+                data: FileData::Inline(Vec::new()),
+                size: 0,
+            },
         };
         if !matches!(content, Content::Dir) {
             if target.is_empty() {
@@ -209,8 +226,29 @@ impl Stager<'_> {
         Ok(())
     }
 
+    /// Where an archive's directory `dest` really is when the parent image has a symlink there
+    /// (`var/run -> /run`) and this COPY has not placed anything at that path: the link's
+    /// target, resolved inside the image's root (an absolute target is taken from the image's
+    /// `/`, never the host's). BuildKit unpacks into the image's root filesystem through its
+    /// symlinks (containerd's archive applier keeps an existing symlink to a directory), so
+    /// the entries land at `/run/…` and the link survives — even a second ADD of the same
+    /// archive. `None`: extract at `dest` as it is.
+    fn image_symlink_target(&self, dest: &[String]) -> Option<Vec<String>> {
+        if self.tree.contains_key(dest) {
+            return None;
+        }
+        let found = lower::lookup(self.lowerdirs, dest)?;
+        if found.stat.kind() != Some(FileKind::Symlink) {
+            return None;
+        }
+        let real = super::select::resolve_dest(self.lowerdirs, dest);
+        (real != dest).then_some(real)
+    }
+
     /// Adds the tree extracted at the staging directory `dir` below `dest` (an archive ADD):
-    /// entries keep the archive's metadata, owners become `--chown`'s when given.
+    /// entries keep the archive's metadata, owners become `--chown`'s when given, hardlinks
+    /// stay one group per archive, and a directory that is a symlink in the image is followed
+    /// ([`Self::image_symlink_target`]).
     pub(super) fn add_extracted(
         &mut self,
         dir: &Path,
@@ -254,6 +292,14 @@ impl Stager<'_> {
                 continue;
             };
             let is_dir = ft.is_dir();
+            if is_dir {
+                if let Some(mut real) = self.image_symlink_target(dest) {
+                    // Extract below the link's target; the link stays.
+                    self.add_extracted(&p, &mut real)?;
+                    dest.pop();
+                    continue;
+                }
+            }
             if self.prepare(dest)? && !is_dir {
                 return Err(StepError::Invalid(format!(
                     "cannot extract {}: a directory is in the way",

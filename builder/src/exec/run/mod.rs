@@ -24,6 +24,7 @@ use crate::exec::config;
 use crate::exec::progress::Progress;
 use crate::exec::state::{ExecOptions, StageState};
 use crate::exec::tempdir::TempDir;
+use crate::exec::timing::{self, Phase};
 use strata_dockerfile::heredoc::{parse_heredoc_word, Heredoc};
 use strata_dockerfile::instructions::{CommandLine, NetworkMode as RunNetwork, Run, SecurityMode};
 use strata_dockerfile::plan::{RunStep, Step};
@@ -86,7 +87,9 @@ pub fn run_step(
     let run = &planned.run;
     let security = security(run, options)?;
     let tmp = TempDir::new(store, "run")?;
+    let mounting = Instant::now();
     let mut prepared = mounts::prepare(store, step, planned, stages, options, &tmp)?;
+    timing::record(Phase::RunMounts, mounting);
     let (args, heredoc_mount) = command(run, &step.shell, &tmp)?;
     prepared.specs.extend(heredoc_mount);
     // Parents before children (`target=/src` before `target=/src/node_modules`, whatever the
@@ -142,6 +145,7 @@ pub fn run_step(
                 step.workdir.clone()
             },
             user: state.config.config.user.clone().unwrap_or_default(),
+            rlimits: options.ulimits.clone(),
         },
         // `--build-arg BUILDKIT_SANDBOX_HOSTNAME=NAME` names the sandbox, as in BuildKit.
         hostname: planned.hostname.clone().unwrap_or_else(|| HOSTNAME.into()),
@@ -174,6 +178,8 @@ pub fn run_step(
     let shown = args.join(" ");
     let mut container =
         Container::spawn(&spec).step_context(|| format!("process \"{shown}\" could not start"))?;
+    timing::record(Phase::RunSetup, started);
+    let running = Instant::now();
     let tail: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
     let streams: Vec<std::fs::File> = [container.take_stdout(), container.take_stderr()]
         .into_iter()
@@ -200,6 +206,7 @@ pub fn run_step(
         container.wait()
     })
     .step_context(|| format!("waiting for \"{shown}\""))?;
+    timing::record(Phase::RunCommand, running);
     let stubs = container.mount_stubs().to_vec();
     drop(container);
     if status.code() != 0 {
@@ -212,7 +219,10 @@ pub fn run_step(
     // Cache locks are held until the command is over, not through the snapshot.
     drop(prepared);
     remove_stubs(&upper, &stubs, &destinations)?;
-    snapshot::snapshot_upper(store, &upper, &state.lowerdirs, options)
+    let snapshotting = Instant::now();
+    let layer = snapshot::snapshot_upper(store, &upper, &state.lowerdirs, options);
+    timing::record(Phase::Snapshot, snapshotting);
+    layer
 }
 
 /// Where BuildKit puts a RUN's heredoc script (a read-only mount, never in the layer).

@@ -177,7 +177,7 @@ fn source_tree(
     index: usize,
 ) -> Result<Vec<PathBuf>, StepError> {
     let dirs = match source {
-        SourceRef::Context => context_view(&options.context, tmp, index)?,
+        SourceRef::Context => context_view(options, tmp, index)?,
         SourceRef::Stage(s) => stages
             .get(s)
             .ok_or_else(|| {
@@ -207,8 +207,13 @@ fn source_tree(
 /// per excluded entry) goes on top of the context, so excluded files are absent from the view
 /// while nothing is copied. Excluded directories below which a `!` exception re-includes
 /// something are walked into instead of hidden whole.
-fn context_view(context: &Path, tmp: &TempDir, index: usize) -> Result<Vec<PathBuf>, StepError> {
-    let Some(ignore) = read_dockerignore(context)? else {
+fn context_view(
+    options: &ExecOptions,
+    tmp: &TempDir,
+    index: usize,
+) -> Result<Vec<PathBuf>, StepError> {
+    let context = options.context.as_path();
+    let Some(ignore) = read_dockerignore(context, options.ignore_file.as_deref())? else {
         return Ok(vec![context.to_path_buf()]);
     };
     let mut hidden = Vec::new();
@@ -247,11 +252,16 @@ fn copy_dir_attrs(src: &Path, dst: &Path) -> Result<(), StepError> {
         .step_context(|| format!("{}", dst.display()))
 }
 
-/// The context's `.dockerignore` (`None` when absent), read without following a symlink.
-fn read_dockerignore(context: &Path) -> Result<Option<crate::exec::ignore::Ignore>, StepError> {
+/// The build's ignore file (`None` when absent): `beside` (the Dockerfile's own
+/// `NAME.dockerignore`) when given, else the context's `.dockerignore`, read without following a
+/// symlink.
+fn read_dockerignore(
+    context: &Path,
+    beside: Option<&Path>,
+) -> Result<Option<crate::exec::ignore::Ignore>, StepError> {
     let root = strata_fs::Root::open(context)
         .step_context(|| format!("opening the build context {}", context.display()))?;
-    Ok(crate::exec::ignore::Ignore::read_from(&root)?)
+    Ok(crate::exec::ignore::Ignore::read_for_build(&root, beside)?)
 }
 
 /// Collects the topmost excluded entries under `dir` (context-relative components); returns

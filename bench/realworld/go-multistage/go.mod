@@ -1,0 +1,3 @@
+module example.com/realworld/server
+
+go 1.19

@@ -1,0 +1,3 @@
+module example.com/realworld/api
+
+go 1.19
