@@ -98,6 +98,16 @@ fn write_context(env: &Env, name: &str, dockerfile: &str, files: &[(&str, &str)]
     dir.to_str().unwrap().to_string()
 }
 
+/// `strata --root ROOT ARGS…`, its output.
+fn strata_at(root: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(strata())
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -288,14 +298,7 @@ fn pushed_index_is_accepted_by_skopeo_and_pulls_back_whole() {
     // pull --all-platforms into a fresh store keeps the index; run the arm64 image.
     let fresh = tempfile::tempdir().unwrap();
     let root = fresh.path().join("store");
-    let run = |args: &[&str]| {
-        Command::new(strata())
-            .arg("--root")
-            .arg(&root)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| strata_at(&root, args);
     let o = run(&["pull", "--all-platforms", &dest]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = run(&[
@@ -309,6 +312,34 @@ fn pushed_index_is_accepted_by_skopeo_and_pulls_back_whole() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(stdout(&o), "aarch64\n");
+}
+
+/// `pull --platform` reads a platform by the store's rules, as `build`, `run` and `save` do (one
+/// `Platform` type since issue 11): an arch alone, even an alias, means linux and picks that
+/// child of the index; an OS alone names no architecture and is refused before any request.
+#[test]
+fn pull_platform_takes_a_bare_arch_and_refuses_a_bare_os() {
+    let env = multi_env();
+    let registry = DockerRegistry::start(&RegistryAuth::None);
+    let dest = format!("{}/multi/busybox:2", registry.host());
+    env.ok(&["push", "busybox-multi:latest", &dest]);
+    let fresh = tempfile::tempdir().unwrap();
+    let root = fresh.path().join("store");
+    let run = |args: &[&str]| strata_at(&root, args);
+    let o = run(&["pull", "--platform", "linux", &dest]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("invalid platform \"linux\"") && err.contains("os/arch"),
+        "{err}"
+    );
+    let o = run(&["pull", "--platform", "aarch64", &dest]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["inspect", &dest]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["Config"]["architecture"], "arm64", "{v}");
+    assert_eq!(v[0]["Config"]["os"], "linux", "{v}");
 }
 
 #[test]

@@ -142,10 +142,6 @@ pub enum RegistryError {
         available: String,
     },
 
-    /// An unparsable `--platform`.
-    #[error("invalid platform {0:?}: expected os/arch[/variant], e.g. linux/arm64/v8")]
-    InvalidPlatform(String),
-
     /// A reference the client cannot use.
     #[error("invalid reference {reference:?}: {message}")]
     InvalidReference {
@@ -208,7 +204,6 @@ impl RegistryError {
             self,
             RegistryError::Store(_)
                 | RegistryError::Io { .. }
-                | RegistryError::InvalidPlatform(_)
                 | RegistryError::InvalidReference { .. }
                 | RegistryError::Config { .. }
         )

@@ -68,7 +68,10 @@ mod tests {
         let err = for_each(1, &[1, 2, 3], |i| {
             ran.fetch_add(1, Ordering::SeqCst);
             if *i == 2 {
-                Err(RegistryError::InvalidPlatform("x".into()))
+                Err(RegistryError::Protocol {
+                    what: "item 2".into(),
+                    message: "failed".into(),
+                })
             } else {
                 Ok(())
             }

@@ -4,8 +4,13 @@
 //! Names are Go's GOOS/GOARCH, as image-spec requires ("Platform" in image-index.md). Variants
 //! follow image-spec's table: an `arm64` entry usually leaves the variant out, which means `v8`,
 //! and `arm` without a variant means `v7`, so `linux/arm64` and `linux/arm64/v8` match.
+//!
+//! The one platform type of the workspace: the registry client picks a pull's manifest with it
+//! too ([`find`]), so `pull --platform` and `build`/`run`/`save --platform` read a platform by
+//! the same rules ([`Platform::parse`]).
 
 use std::fmt;
+use std::str::FromStr;
 
 use oci_spec::image::{Descriptor, ImageIndex};
 
@@ -24,18 +29,22 @@ pub struct Platform {
 }
 
 impl Platform {
-    /// The platform this binary runs on.
+    /// The platform this binary runs on. No variant (any matches) except on 32-bit arm, whose
+    /// indexes often list `v6` first: a `v7` host wants its own (containerd's default matcher
+    /// does the same).
     pub fn host() -> Platform {
-        let (os, architecture, _) = ImageConfig::host_platform();
+        let (os, architecture, variant) = ImageConfig::host_platform();
+        let variant = variant.filter(|_| architecture == "arm");
         Platform {
             os,
             architecture,
-            variant: None,
+            variant,
         }
     }
 
-    /// Parses `os/arch[/variant]` (`linux/arm64`, `linux/arm/v7`); an arch alone means linux.
-    /// Common aliases (`x86_64`, `aarch64`) are normalized to Go's names.
+    /// Parses `os/arch[/variant]` (`linux/arm64`, `linux/arm/v7`); an arch alone means linux
+    /// (`arm64`), but an OS alone (`linux`) names no architecture and is refused. Common
+    /// aliases (`x86_64`, `aarch64`) are normalized to Go's names.
     pub fn parse(s: &str) -> Result<Platform, StoreError> {
         let bad = || StoreError::InvalidPlatform(s.to_string());
         let parts: Vec<&str> = s.trim().split('/').collect();
@@ -48,6 +57,7 @@ impl Platform {
             return Err(bad());
         }
         let (os, arch, variant) = match parts.as_slice() {
+            [os] if is_goos(os) => return Err(bad()),
             [arch] => ("linux", *arch, None),
             [os, arch] => (*os, *arch, None),
             [os, arch, v] => (*os, *arch, Some(v.to_ascii_lowercase())),
@@ -130,6 +140,40 @@ impl Platform {
     }
 }
 
+/// Whether `s` is one of Go's GOOS values (`go tool dist list`): a single component that is an
+/// OS is a mistake for `os/arch`, not an architecture.
+fn is_goos(s: &str) -> bool {
+    const GOOS: &[&str] = &[
+        "aix",
+        "android",
+        "darwin",
+        "dragonfly",
+        "freebsd",
+        "hurd",
+        "illumos",
+        "ios",
+        "js",
+        "linux",
+        "netbsd",
+        "openbsd",
+        "plan9",
+        "solaris",
+        "wasip1",
+        "windows",
+        "zos",
+    ];
+    GOOS.contains(&s.to_ascii_lowercase().as_str())
+}
+
+impl FromStr for Platform {
+    type Err = StoreError;
+
+    /// [`Platform::parse`].
+    fn from_str(s: &str) -> Result<Platform, StoreError> {
+        Platform::parse(s)
+    }
+}
+
 fn normalize_variant<'a>(arch: &str, v: &'a str) -> &'a str {
     match (arch, v) {
         ("arm64", "") => "v8",
@@ -148,18 +192,23 @@ impl fmt::Display for Platform {
     }
 }
 
-/// Picks `want`'s manifest from `index`: the first entry whose platform matches (indexes list
-/// the preferred variant first). A one-entry index without platform fields (as `save` wrote
-/// them) matches anything. Entries without a platform (attestations) never match otherwise.
-pub fn select<'i>(index: &'i ImageIndex, want: &Platform) -> Option<&'i Descriptor> {
+/// The first entry of `index` whose platform matches `want` (indexes list the preferred
+/// variant first); entries without a platform (attestations, artifacts) never match. What a
+/// registry pull picks.
+pub fn find<'i>(index: &'i ImageIndex, want: &Platform) -> Option<&'i Descriptor> {
     index
         .manifests()
         .iter()
         .find(|d| Platform::of_descriptor(d).is_some_and(|have| want.matches(&have)))
-        .or_else(|| match index.manifests().as_slice() {
-            [only] if only.platform().is_none() => Some(only),
-            _ => None,
-        })
+}
+
+/// Picks `want`'s manifest from an index in the store: [`find`], and besides a one-entry index
+/// without platform fields (as `save` wrote them) matches anything.
+pub fn select<'i>(index: &'i ImageIndex, want: &Platform) -> Option<&'i Descriptor> {
+    find(index, want).or_else(|| match index.manifests().as_slice() {
+        [only] if only.platform().is_none() => Some(only),
+        _ => None,
+    })
 }
 
 /// The platforms an index lists, in its order (entries without one left out).
@@ -216,8 +265,41 @@ mod tests {
             Platform::parse("linux/arm/v7").unwrap().to_string(),
             "linux/arm/v7"
         );
-        for bad in ["", "linux/", "/amd64", "a/b/c/d", "linux/am d64"] {
+        assert_eq!(
+            "x86_64".parse::<Platform>().unwrap(),
+            Platform::parse("linux/amd64").unwrap()
+        );
+        for bad in [
+            "",
+            "linux/",
+            "/amd64",
+            "a/b/c/d",
+            "linux/am d64",
+            "linux",
+            "Windows",
+        ] {
             assert!(Platform::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn find_skips_platformless_entries_select_takes_a_lone_one() {
+        let lone: ImageIndex = serde_json::from_str(
+            r#"{"schemaVersion":2,"manifests":[
+              {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":1,"digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111"}
+            ]}"#,
+        )
+        .unwrap();
+        let want = Platform::parse("linux/amd64").unwrap();
+        assert!(find(&lone, &want).is_none());
+        assert!(select(&lone, &want).is_some());
+    }
+
+    #[test]
+    fn host_is_in_go_terms() {
+        let host = Platform::host();
+        assert_eq!(host.os, "linux");
+        assert!(!["x86_64", "aarch64", ""].contains(&host.architecture.as_str()));
+        assert!(host.is_host());
     }
 }

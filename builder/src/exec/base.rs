@@ -62,10 +62,7 @@ fn resolve(
     let transfers = Arc::new(Transfers::default());
     let options = PullOptions {
         progress: transfers.clone(),
-        platform: platform
-            .map(|p| p.to_string().parse())
-            .transpose()
-            .map_err(|e: strata_registry_client::RegistryError| fail(e.to_string()))?,
+        platform: platform.cloned(),
         ..PullOptions::default()
     };
     let image = client

@@ -12,10 +12,10 @@
 //! the magic, then records of `u32 path length, path, u64 size, i64 mtime s, i64 mtime ns,
 //! i64 ctime s, i64 ctime ns, u64 inode, u32 mode, [u8; 32] sha256`, little-endian.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
@@ -57,8 +57,29 @@ impl FileStamp {
     }
 }
 
+/// What the index knows of one path.
+#[derive(Debug)]
+struct Entry {
+    stamp: FileStamp,
+    sha: [u8; 32],
+    /// Looked up or recorded by this build (kept when saving even if the file is gone now).
+    /// A flag in the entry, not a set of paths beside the map: a lookup is one hash probe with
+    /// no allocation and no lock, so a 20k-file context's lookups can run on every core.
+    seen: AtomicBool,
+}
+
+impl Entry {
+    fn new(stamp: FileStamp, sha: [u8; 32], seen: bool) -> Entry {
+        Entry {
+            stamp,
+            sha,
+            seen: AtomicBool::new(seen),
+        }
+    }
+}
+
 /// Path (context-relative bytes) → its stamp and content sha256.
-type Entries = HashMap<Vec<u8>, (FileStamp, [u8; 32])>;
+type Entries = HashMap<Vec<u8>, Entry>;
 
 /// The index of one context, loaded from and saved to the store.
 #[derive(Debug)]
@@ -67,8 +88,6 @@ pub struct ContextIndex {
     /// The context directory (to drop entries of deleted files when saving).
     context: PathBuf,
     entries: Entries,
-    /// Paths looked up or recorded by this build.
-    seen: Mutex<HashSet<Vec<u8>>>,
     /// When this build started looking at the context (ns since the epoch).
     opened_ns: i128,
     dirty: bool,
@@ -105,28 +124,22 @@ impl ContextIndex {
             file,
             context: canonical,
             entries,
-            seen: Mutex::new(HashSet::new()),
             opened_ns,
             dirty: false,
         }
     }
 
-    /// The recorded sha256 of `rel` if its stamp is unchanged.
+    /// The recorded sha256 of `rel` if its stamp is unchanged. Takes `&self` and no lock:
+    /// callers may look up many paths at once.
     pub fn lookup(&self, rel: &[u8], stamp: &FileStamp) -> Option<[u8; 32]> {
-        if let Ok(mut seen) = self.seen.lock() {
-            seen.insert(rel.to_vec());
-        }
-        match self.entries.get(rel) {
-            Some((s, sha)) if s == stamp => Some(*sha),
-            _ => None,
-        }
+        let e = self.entries.get(rel)?;
+        // Relaxed: the flag is only read by `save`, which has `&mut self` (after every lookup).
+        e.seen.store(true, Ordering::Relaxed);
+        (e.stamp == *stamp).then_some(e.sha)
     }
 
     /// Records a freshly computed hash (only if the stamp is old enough to be trusted).
     pub fn record(&mut self, rel: Vec<u8>, stamp: FileStamp, sha: [u8; 32]) {
-        if let Ok(seen) = self.seen.get_mut() {
-            seen.insert(rel.clone());
-        }
         if stamp.ctime_ns() + RACY_MARGIN_NS >= self.opened_ns {
             // Racily clean: may change again without a visible stamp change. Drop any old entry.
             if self.entries.remove(&rel).is_some() {
@@ -134,7 +147,7 @@ impl ContextIndex {
             }
             return;
         }
-        self.entries.insert(rel, (stamp, sha));
+        self.entries.insert(rel, Entry::new(stamp, sha, true));
         self.dirty = true;
     }
 
@@ -145,10 +158,9 @@ impl ContextIndex {
         }
         // Entries this build did not use and whose file is gone would only grow the index
         // (checked with lstat, only when the index is rewritten anyway).
-        let seen = self.seen.get_mut().map(std::mem::take).unwrap_or_default();
         let context = self.context.clone();
-        self.entries.retain(|rel, _| {
-            seen.contains(rel)
+        self.entries.retain(|rel, e| {
+            *e.seen.get_mut()
                 || std::fs::symlink_metadata(context.join(std::ffi::OsStr::from_bytes(rel))).is_ok()
         });
         let mut out = Vec::with_capacity(MAGIC.len() + self.entries.len() * 120);
@@ -156,7 +168,7 @@ impl ContextIndex {
         let mut keys: Vec<&Vec<u8>> = self.entries.keys().collect();
         keys.sort();
         for k in keys {
-            let (s, sha) = &self.entries[k];
+            let Entry { stamp: s, sha, .. } = &self.entries[k];
             out.extend_from_slice(&(k.len() as u32).to_le_bytes());
             out.extend_from_slice(k);
             out.extend_from_slice(&s.size.to_le_bytes());
@@ -204,19 +216,14 @@ fn parse(b: &[u8]) -> Option<Entries> {
         let ino = u64_(&mut rest)?;
         let mode = u32::from_le_bytes(take(&mut rest, 4)?.try_into().ok()?);
         let sha: [u8; 32] = take(&mut rest, 32)?.try_into().ok()?;
-        out.insert(
-            path,
-            (
-                FileStamp {
-                    size,
-                    mtime,
-                    ctime,
-                    ino,
-                    mode,
-                },
-                sha,
-            ),
-        );
+        let stamp = FileStamp {
+            size,
+            mtime,
+            ctime,
+            ino,
+            mode,
+        };
+        out.insert(path, Entry::new(stamp, sha, false));
     }
     Some(out)
 }

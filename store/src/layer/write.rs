@@ -223,7 +223,7 @@ impl<W: Write> TarWriter<W> {
 
     fn append<R: io::Read>(
         &mut self,
-        mut h: Header,
+        h: Header,
         rel: &Path,
         link: Option<&[u8]>,
         xattrs: &[(String, Vec<u8>)],
@@ -231,33 +231,45 @@ impl<W: Write> TarWriter<W> {
         src: &Path,
     ) -> Result<(), StoreError> {
         let path = rel.as_os_str().as_bytes();
-        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
-        set_name_field(&mut h.as_old_mut().name, path, &mut pax, "path");
-        if let Some(l) = link {
-            set_name_field(&mut h.as_old_mut().linkname, l, &mut pax, "linkpath");
-        }
-        let size = h.size().unwrap_or(0);
-        if size > 0o77_777_777_777 {
-            pax.push(("size".into(), size.to_string().into_bytes()));
-        }
-        for (k, v) in xattrs {
-            pax.push((format!("SCHILY.xattr.{k}"), v.clone()));
-        }
-        if !pax.is_empty() {
-            self.out
-                .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
-                .map_err(|e| StoreError::io(src, e))?;
-        }
-        h.set_cksum();
-        self.out
-            .append(&h, data)
-            .map_err(|e| StoreError::io(src, e))
+        append_entry(&mut self.out, h, path, link, xattrs, data).map_err(|e| StoreError::io(src, e))
     }
 }
 
+/// Appends one layer entry: `h` with its name (`path`) and link target set, preceded by a PAX
+/// extended header when a name does not fit ustar's 100 bytes, the size not its 11 octal
+/// digits, or the entry has xattrs (`SCHILY.xattr.*`, as GNU tar and BuildKit write them). The
+/// layout of every layer strata writes: the store's layer writer and the builder's COPY layers
+/// both write through here.
+pub fn append_entry<W: io::Write, R: io::Read>(
+    out: &mut tar::Builder<W>,
+    mut h: Header,
+    path: &[u8],
+    link: Option<&[u8]>,
+    xattrs: &[(String, Vec<u8>)],
+    data: R,
+) -> io::Result<()> {
+    let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
+    set_name_field(&mut h.as_old_mut().name, path, &mut pax, "path");
+    if let Some(l) = link {
+        set_name_field(&mut h.as_old_mut().linkname, l, &mut pax, "linkpath");
+    }
+    let size = h.size().unwrap_or(0);
+    if size > 0o77_777_777_777 {
+        pax.push(("size".into(), size.to_string().into_bytes()));
+    }
+    for (k, v) in xattrs {
+        pax.push((format!("SCHILY.xattr.{k}"), v.clone()));
+    }
+    if !pax.is_empty() {
+        out.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
+    }
+    h.set_cksum();
+    out.append(&h, data)
+}
+
 /// Writes `value` into a 100-byte ustar name field, or a truncated copy plus a PAX record when it
-/// does not fit (the layout of every layer strata writes; the builder's COPY layers use it too).
-pub fn set_name_field(
+/// does not fit.
+fn set_name_field(
     field: &mut [u8; 100],
     value: &[u8],
     pax: &mut Vec<(String, Vec<u8>)>,

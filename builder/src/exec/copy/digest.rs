@@ -132,19 +132,27 @@ fn item(src: &CopySource, e: Found<'_>) -> Result<Item, StepError> {
 /// Fills in content hashes: from the index when the stamp is unchanged, else read and hashed,
 /// in parallel, then recorded.
 fn hash_files(src: &CopySource, items: &mut [Item], index: &Mutex<ContextIndex>) {
-    let mut todo: Vec<usize> = Vec::new();
-    {
+    let todo: Vec<usize> = {
+        // Lookups are lock-free reads of the index (one hash probe each), done on every core:
+        // on a no-op rebuild of a big context they are most of what is left after the walk.
         let idx = index.lock().unwrap_or_else(|e| e.into_inner());
-        for (i, e) in items.iter_mut().enumerate() {
-            if e.kind != Some(FileKind::File) {
-                continue;
-            }
-            match idx.lookup(&e.rel, &e.stamp) {
-                Some(sha) => e.sha = Some(sha),
-                None => todo.push(i),
-            }
-        }
-    }
+        items
+            .par_iter_mut()
+            .enumerate()
+            .filter_map(|(i, e)| {
+                if e.kind != Some(FileKind::File) {
+                    return None;
+                }
+                match idx.lookup(&e.rel, &e.stamp) {
+                    Some(sha) => {
+                        e.sha = Some(sha);
+                        None
+                    }
+                    None => Some(i),
+                }
+            })
+            .collect()
+    };
     if todo.is_empty() {
         return;
     }

@@ -21,7 +21,7 @@ use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
 use strata_store::layer::{
-    apply_layer, set_name_field, write_layer_stream, ApplyMode, Compression, LayerInfo,
+    append_entry, apply_layer, write_layer_stream, ApplyMode, Compression, LayerInfo,
 };
 use strata_store::{Store, StoreError};
 use tar::{EntryType, Header};
@@ -391,29 +391,12 @@ fn append<W: Write, R: Read>(
 
 fn append_with<W: Write, R: Read>(
     out: &mut tar::Builder<W>,
-    mut h: Header,
+    h: Header,
     name: &str,
     link: Option<&[u8]>,
     xattrs: &[(String, Vec<u8>)],
     data: R,
 ) -> Result<(), StepError> {
-    let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
-    set_name_field(&mut h.as_old_mut().name, name.as_bytes(), &mut pax, "path");
-    if let Some(l) = link {
-        set_name_field(&mut h.as_old_mut().linkname, l, &mut pax, "linkpath");
-    }
-    let size = h.size().unwrap_or(0);
-    if size > 0o77_777_777_777 {
-        pax.push(("size".into(), size.to_string().into_bytes()));
-    }
-    for (k, v) in xattrs {
-        pax.push((format!("SCHILY.xattr.{k}"), v.clone()));
-    }
-    if !pax.is_empty() {
-        out.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
-            .step_context(|| format!("writing the layer entry {name}"))?;
-    }
-    h.set_cksum();
-    out.append(&h, data)
+    append_entry(out, h, name.as_bytes(), link, xattrs, data)
         .step_context(|| format!("writing the layer entry {name}"))
 }

@@ -442,8 +442,18 @@ fn expand(
     Ok(())
 }
 
-/// Names of one directory walked per parallel task (see [`Walker::children`]).
+/// Directories with more names than this are walked in parallel (see [`Walker::children`]).
 const PARALLEL_CHUNK: usize = 64;
+
+/// What one parallel split of a big directory's names selected (see [`Walker::children`]),
+/// with the split's own path buffers.
+struct Part<E> {
+    any: bool,
+    out: Vec<E>,
+    rel: Vec<String>,
+    dest: Vec<String>,
+    below: Vec<String>,
+}
 
 /// Collects what one matched directory contributes: its children, recursively.
 struct Walker<'a, E> {
@@ -468,31 +478,46 @@ impl<E: Send> Walker<'_, E> {
             return self.names(&names, dir.as_ref(), rel, dest, below);
         }
         // A big directory's entries are `lstat`ed (and its subdirectories walked) on every
-        // core, a chunk of names per task; the chunks' selections are joined in name order, so
-        // the result (and the first error) is the sequential walk's. The single walk replaced
-        // a parallel stat pass: done serially, a no-op rebuild of a 20k-file context took 1.4x
-        // as long (77 vs 55 ms, same CPU time).
-        let chunks: Vec<Result<(bool, Vec<E>), StepError>> = names
-            .par_chunks(PARALLEL_CHUNK)
-            .map(|chunk| {
-                let mut out = Vec::new();
-                let mut walker = Walker {
-                    src: self.src,
-                    excludes: self.excludes,
-                    arg: self.arg,
-                    make: self.make,
-                    out: &mut out,
-                };
-                let (mut rel, mut dest, mut below) = (rel.clone(), dest.clone(), below.clone());
-                let any = walker.names(chunk, dir.as_ref(), &mut rel, &mut dest, &mut below)?;
-                Ok((any, out))
-            })
+        // core; the parts' selections are joined in name order, so the result (and the first
+        // error) is the sequential walk's. The single walk replaced a parallel stat pass: done
+        // serially, a no-op rebuild of a 20k-file context took 1.4x as long (77 vs 55 ms, same
+        // CPU time). The parts are rayon's own adaptive splits (`fold`: one buffer per split,
+        // more splits only when a thread steals), not fixed chunks: with 64-name chunks a
+        // 100-directory context made two top-level tasks of unequal weight, and the idle
+        // worker spun (~800 sched_yield calls per no-op build against ~60).
+        let parts: Vec<Result<Part<E>, StepError>> = names
+            .par_iter()
+            .fold(
+                || {
+                    Ok(Part {
+                        any: false,
+                        out: Vec::new(),
+                        rel: rel.clone(),
+                        dest: dest.clone(),
+                        below: below.clone(),
+                    })
+                },
+                |part: Result<Part<E>, StepError>, name| {
+                    let mut p = part?;
+                    let mut walker = Walker {
+                        src: self.src,
+                        excludes: self.excludes,
+                        arg: self.arg,
+                        make: self.make,
+                        out: &mut p.out,
+                    };
+                    let names = std::slice::from_ref(name);
+                    let (rel, dest, below) = (&mut p.rel, &mut p.dest, &mut p.below);
+                    p.any |= walker.names(names, dir.as_ref(), rel, dest, below)?;
+                    Ok(p)
+                },
+            )
             .collect();
         let mut any = false;
-        for chunk in chunks {
-            let (added, out) = chunk?;
-            any |= added;
-            self.out.extend(out);
+        for part in parts {
+            let part = part?;
+            any |= part.any;
+            self.out.extend(part.out);
         }
         Ok(any)
     }

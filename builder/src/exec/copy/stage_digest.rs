@@ -23,6 +23,7 @@ use sha2::{Digest as _, Sha256};
 use strata_fs::FileKind;
 
 use super::select::{select_sources, CopySource, SelectSpec, Selected};
+use crate::exec::error::{StepContext, StepError};
 use std::path::{Path, PathBuf};
 use strata_store::Store;
 
@@ -92,7 +93,7 @@ fn entry_bytes(
     src: &CopySource,
     e: &Selected,
     by_inode: &mut HashMap<(usize, u64, u64), [u8; 32]>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, StepError> {
     let st = &e.stat;
     let kind = st.kind();
     let rel = e.dest.join("/");
@@ -111,7 +112,7 @@ fn entry_bytes(
         (0, [0; 32])
     };
     let link = if kind == Some(FileKind::Symlink) {
-        src.readlink(e).map_err(|err| err.to_string())?
+        src.readlink(e)?
     } else {
         Vec::new()
     };
@@ -135,8 +136,8 @@ fn entry_bytes(
     Ok(out)
 }
 
-fn hash(src: &CopySource, e: &Selected) -> Result<[u8; 32], String> {
-    let mut f = src.open_file(e).map_err(|err| err.to_string())?;
+fn hash(src: &CopySource, e: &Selected) -> Result<[u8; 32], StepError> {
+    let mut f = src.open_file(e)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -144,7 +145,7 @@ fn hash(src: &CopySource, e: &Selected) -> Result<[u8; 32], String> {
             Ok(0) => return Ok(h.finalize().into()),
             Ok(n) => h.update(&buf[..n]),
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(format!("reading {}: {err}", e.src.join("/"))),
+            Err(err) => return Err(err).step_context(|| format!("reading {}", e.src.join("/"))),
         }
     }
 }
