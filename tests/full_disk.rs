@@ -7,7 +7,7 @@
 
 pub mod common;
 
-use strata_test_support::{repo, DockerRegistry, RegistryAuth};
+use strata_test_support::{noise, repo, DockerRegistry, RegistryAuth};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -74,25 +74,11 @@ impl Drop for SmallStore {
     }
 }
 
-/// `len` bytes that no compressor shrinks (xorshift), so the layer can't fit.
-fn incompressible(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 /// A build context with a 24 MiB file `big.bin` and the Dockerfile given.
 fn context(dir: &Path, dockerfile: &str) -> PathBuf {
     let ctx = dir.join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(ctx.join("big.bin"), incompressible(24 << 20)).unwrap();
+    std::fs::write(ctx.join("big.bin"), noise(1, 24 << 20)).unwrap();
     std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
     ctx
 }

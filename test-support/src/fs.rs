@@ -74,3 +74,18 @@ impl FileKind {
         }
     }
 }
+
+/// Deterministic pseudo-random bytes (xorshift64 from `seed`): no compressor shrinks them, so a
+/// gzip layer keeps their size.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}

@@ -20,7 +20,7 @@ pub mod tree;
 pub use busybox::{make_busybox_rootfs, make_busybox_rootfs_with, BUSYBOX};
 pub use config::{normalise_config, CONFIG_FIELDS};
 pub use context::{prepare_context, repo};
-pub use fs::{created_dir, test_tmp, FileKind};
+pub use fs::{created_dir, noise, test_tmp, FileKind};
 pub use net::{free_port, wait_for_port};
 pub use process::{run_ok, tool};
 pub use registry::{DockerRegistry, RegistryAuth};

@@ -105,19 +105,7 @@ pub fn empty_creds(dir: &Path) -> CredentialStore {
 // ---------------------------------------------------------------------------------------------
 // Test images
 
-/// Deterministic pseudo-random bytes (incompressible, so gzip keeps the size).
-pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+pub use strata_test_support::noise;
 
 pub fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
