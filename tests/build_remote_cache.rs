@@ -6,7 +6,7 @@
 pub mod common;
 
 use common::Env;
-use strata_test_support::{DockerRegistry, RegistryAuth};
+use strata_test_support::{run_ok, DockerRegistry, RegistryAuth};
 
 use std::fs;
 use std::io::{Read, Write};
@@ -244,16 +244,11 @@ fn two_runners_share_a_cache_through_a_registry() {
         "application/vnd.strata.buildcache.v1"
     );
     let copied = a.env.path("cache-copy");
-    let copy = Command::new("skopeo")
-        .args(["copy", "--src-tls-verify=false"])
-        .arg(format!("docker://{}/app:buildcache", reg.host()))
-        .arg(format!("oci:{}:c", copied.display()))
-        .output()
-        .unwrap();
-    assert!(
-        copy.status.success(),
-        "{}",
-        String::from_utf8_lossy(&copy.stderr)
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--src-tls-verify=false"])
+            .arg(format!("docker://{}/app:buildcache", reg.host()))
+            .arg(format!("oci:{}:c", copied.display())),
     );
 
     // Runner B with --output type=registry only: the image goes to the registry without a

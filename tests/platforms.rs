@@ -16,6 +16,7 @@ pub mod common;
 
 use common::{strata, Env};
 use strata_test_support::registry::{DockerRegistry, RegistryAuth};
+use strata_test_support::run_ok;
 
 /// The arm64 handler, registered while any test holds it.
 struct Emulation {
@@ -259,15 +260,10 @@ fn pushed_index_is_accepted_by_skopeo_and_pulls_back_whole() {
     let registry = DockerRegistry::start(&RegistryAuth::None);
     let dest = format!("{}/multi/busybox:1", registry.host());
     env.ok(&["push", "busybox-multi:latest", &dest]);
-    let raw = Command::new("skopeo")
-        .args(["inspect", "--tls-verify=false", "--raw"])
-        .arg(format!("docker://{dest}"))
-        .output()
-        .unwrap();
-    assert!(
-        raw.status.success(),
-        "{}",
-        String::from_utf8_lossy(&raw.stderr)
+    let raw = run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--raw"])
+            .arg(format!("docker://{dest}")),
     );
     let v: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
     assert_eq!(v["mediaType"], "application/vnd.oci.image.index.v1+json");
@@ -279,16 +275,11 @@ fn pushed_index_is_accepted_by_skopeo_and_pulls_back_whole() {
         .collect();
     assert_eq!(archs, ["amd64", "arm64"]);
     let layout = env.path("copied");
-    let copy = Command::new("skopeo")
-        .args(["copy", "--all", "--src-tls-verify=false"])
-        .arg(format!("docker://{dest}"))
-        .arg(format!("oci:{}:copied", layout.display()))
-        .output()
-        .unwrap();
-    assert!(
-        copy.status.success(),
-        "{}",
-        String::from_utf8_lossy(&copy.stderr)
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--all", "--src-tls-verify=false"])
+            .arg(format!("docker://{dest}"))
+            .arg(format!("oci:{}:copied", layout.display())),
     );
     // Every child's manifest came along.
     for m in v["manifests"].as_array().unwrap() {
@@ -375,15 +366,10 @@ fn index_saves_as_oci_archive_and_docker_archive_is_refused() {
         env.path("arm64.tar").to_str().unwrap(),
         "busybox-multi",
     ]);
-    let raw = Command::new("skopeo")
-        .args(["inspect", "--raw"])
-        .arg(format!("oci-archive:{}", oci.display()))
-        .output()
-        .unwrap();
-    assert!(
-        raw.status.success(),
-        "{}",
-        String::from_utf8_lossy(&raw.stderr)
+    let raw = run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("oci-archive:{}", oci.display())),
     );
     let v: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
     assert_eq!(v["manifests"].as_array().unwrap().len(), 2);
@@ -508,15 +494,10 @@ fn buildkit_exporter_of_several_platforms() {
             format!("{p}\n")
         );
     }
-    let raw = Command::new("skopeo")
-        .args(["inspect", "--raw"])
-        .arg(format!("oci-archive:{}", oci.display()))
-        .output()
-        .unwrap();
-    assert!(
-        raw.status.success(),
-        "{}",
-        String::from_utf8_lossy(&raw.stderr)
+    let raw = run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("oci-archive:{}", oci.display())),
     );
     let v: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
     let archs: Vec<&str> = v["manifests"]
