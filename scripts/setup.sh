@@ -37,3 +37,9 @@ if [ "$(id -u)" = 0 ]; then
     mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
   fi
 fi
+# The suite's fmt and clippy steps: add the rustup components only when they are missing.
+if command -v rustup >/dev/null 2>&1; then
+  for c in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+  done
+fi
