@@ -2,24 +2,30 @@
 # bench/registry.sh: push and pull of a 4-layer ~400 MB image, strata vs `skopeo copy`, against the
 # same local docker-registry (CNCF distribution 2.8) on 127.0.0.1.
 #
-#   bench/registry.sh [REPS]        # default 5; STRATA=path/to/strata (default: target/release/strata)
+#   bench/registry.sh [REPS]        # default 9; STRATA=path/to/strata (default: target/release/strata)
 #                                   # LAYER_MB=100 (per layer), KEEP=1 keeps the work dir
+#                                   # BASELINE=older/strata adds it to every rep (new/old ratios)
 #
 # Every run gets fresh registry storage (push: empty; pull: a copy of a storage that holds the image)
 # and a fresh destination, and skopeo's blob-info cache (/var/lib/containers/cache) is removed before
-# each skopeo run, or repeated pushes turn into mounts. Runs are interleaved (strata, skopeo, strata...),
-# times are wall-clock medians, peak RSS is the largest max-RSS of any run (GNU time).
+# each skopeo run, or repeated pushes turn into mounts. Runs are interleaved, and the order of the
+# tools is reversed every other rep (ABBA): what one run leaves behind (page cache to reclaim, the
+# memory its deleted files freed) then falls on each tool equally. Times are wall-clock medians with
+# their spread (min-max and the middle half, p25-p75), CPU is the client's user + sys (the registry
+# shares the same 2 cores, so the client's CPU matters as much as its parallelism), peak RSS is the
+# largest max-RSS of any run (GNU time). The load is printed at the start and at the end.
 #
 # Pull compares like with like: skopeo writes the blobs to an OCI layout (`oci:` transport) and
 # strata stores them (`--no-unpack`); strata's default pull also unpacks each layer as it arrives,
 # measured on its own line for reference.
 set -euo pipefail
-reps=${1:-5}
+reps=${1:-9}
 layer_mb=${LAYER_MB:-100}
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 source "$here/lib.sh"
 STRATA=$(strata_binary)
+BASE=$(baseline_binary)
 for tool in docker-registry skopeo pigz jq /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
@@ -121,42 +127,67 @@ measure() { # name, command...
   if [ "$kb" -gt "$prev" ]; then rss[$name]=$kb; fi
 }
 
+# One push and one pull (two for strata: without and with unpack) by $1 = strata|skopeo|baseline.
+run_tool() {
+  local tool=$1 bin=$STRATA
+  [ "$tool" = baseline ] && bin=$BASE
+  # push: empty registry
+  rm -rf "$work/reg"; mkdir -p "$work/reg"; start_registry "$work/reg"
+  clear_skopeo_cache
+  if [ "$tool" = skopeo ]; then
+    measure push-skopeo skopeo copy -q --dest-tls-verify=false "oci:$seed:docker.io/library/bench:latest" "docker://$host/bench:1"
+  else
+    measure "push-$tool" env STRATA_ROOT="$seed" "$bin" push -q bench "$host/bench:1"
+  fi
+  stop_registry
+  # pull: registry holding the image, fresh destination
+  rm -rf "$work/reg" "$work/dest"; cp -a "$pulled_storage" "$work/reg"; start_registry "$work/reg"
+  clear_skopeo_cache
+  if [ "$tool" = skopeo ]; then
+    measure pull-skopeo skopeo copy -q --src-tls-verify=false "docker://$host/bench:1" "oci:$work/dest:bench"
+  else
+    measure "pull-$tool" "$bin" --root "$work/dest" pull -q --no-unpack "$host/bench:1"
+    rm -rf "$work/dest"
+    measure "pull-$tool-unpack" "$bin" --root "$work/dest" pull -q "$host/bench:1"
+  fi
+  rm -rf "$work/dest"
+  stop_registry
+}
+
+tools=(strata skopeo)
+[ -n "$BASE" ] && tools+=(baseline)
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for rep in $(seq 1 "$reps"); do
-  echo "rep $rep/$reps" >&2
-  for tool in strata skopeo; do
-    # push: empty registry
-    rm -rf "$work/reg"; mkdir -p "$work/reg"; start_registry "$work/reg"
-    clear_skopeo_cache
-    if [ $tool = strata ]; then
-      measure push-strata env STRATA_ROOT="$seed" "$STRATA" push -q bench "$host/bench:1"
-    else
-      measure push-skopeo skopeo copy -q --dest-tls-verify=false "oci:$seed:docker.io/library/bench:latest" "docker://$host/bench:1"
-    fi
-    stop_registry
-    # pull: registry holding the image, fresh destination
-    rm -rf "$work/reg" "$work/dest"; cp -a "$pulled_storage" "$work/reg"; start_registry "$work/reg"
-    clear_skopeo_cache
-    if [ $tool = strata ]; then
-      measure pull-strata "$STRATA" --root "$work/dest" pull -q --no-unpack "$host/bench:1"
-      rm -rf "$work/dest"
-      measure pull-strata-unpack "$STRATA" --root "$work/dest" pull -q "$host/bench:1"
-    else
-      measure pull-skopeo skopeo copy -q --src-tls-verify=false "docker://$host/bench:1" "oci:$work/dest:bench"
-    fi
-    stop_registry
-  done
+  order=("${tools[@]}")
+  if [ $((rep % 2)) = 0 ]; then # ABBA: reversed every other rep
+    order=(); for ((i = ${#tools[@]} - 1; i >= 0; i--)); do order+=("${tools[$i]}"); done
+  fi
+  echo "rep $rep/$reps: ${order[*]}" >&2
+  for tool in "${order[@]}"; do run_tool "$tool"; done
 done
 
-printf '\n%-20s %10s %10s %12s   (%s reps, %s MB image, %s cores, load %s)\n' "run" "median s" "CPU s" "peak RSS" "$reps" "$((total / 1000000))" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
-for name in push-strata push-skopeo pull-strata pull-skopeo pull-strata-unpack; do
+# min-max and p25-p75 of the numbers on stdin.
+spread() {
+  tr -s ' \t' '\n' | grep -v '^$' | sort -g |
+    awk '{a[NR]=$1} END {q1=a[int((NR+3)/4)]; q3=a[int((3*NR+3)/4)]; printf "%s-%s (p25-p75 %s-%s)", a[1], a[NR], q1, q3}'
+}
+
+names=(push-strata push-skopeo pull-strata pull-skopeo pull-strata-unpack)
+[ -n "$BASE" ] && names+=(push-baseline pull-baseline pull-baseline-unpack)
+printf '\n%-22s %9s %7s %9s   %s\n' "run" "median s" "CPU s" "peak RSS" "wall spread: min-max (p25-p75)"
+for name in "${names[@]}"; do
   m=$(echo "${times[$name]}" | median)
   c=$(echo "${cpus[$name]}" | median)
-  printf '%-20s %10s %10s %9s MiB   runs:%s\n' "$name" "$m" "$c" "$(( ${rss[$name]} / 1024 ))" "${times[$name]}"
+  printf '%-22s %9s %7.2f %5s MiB   %s\n' "$name" "$m" "$c" "$(( ${rss[$name]} / 1024 ))" "$(echo "${times[$name]}" | spread)"
   declare "med_${name//-/_}=$m" "cpu_${name//-/_}=$c"
 done
+echo "($reps reps, $((total / 1000000)) MB image, $(nproc) cores; load at start $load_start, at end $(cut -d' ' -f1-3 /proc/loadavg))"
 echo
 echo "push ratio strata/skopeo: $(ratio "$med_push_strata" "$med_push_skopeo")   (goal <= 0.6)"
 echo "pull ratio strata/skopeo: $(ratio "$med_pull_strata" "$med_pull_skopeo")   (goal <= 0.6)"
 echo "pull+unpack strata/skopeo pull: $(ratio "$med_pull_strata_unpack" "$med_pull_skopeo")"
 echo "CPU (user+sys) strata/skopeo: push $(ratio "$cpu_push_strata" "$cpu_push_skopeo"), pull $(ratio "$cpu_pull_strata" "$cpu_pull_skopeo")"
+if [ -n "$BASE" ]; then
+  echo "new/old (BASELINE=$BASE): push $(ratio "$med_push_strata" "$med_push_baseline") (CPU $(ratio "$cpu_push_strata" "$cpu_push_baseline")), pull $(ratio "$med_pull_strata" "$med_pull_baseline") (CPU $(ratio "$cpu_pull_strata" "$cpu_pull_baseline")), pull+unpack $(ratio "$med_pull_strata_unpack" "$med_pull_baseline_unpack") (CPU $(ratio "$cpu_pull_strata_unpack" "$cpu_pull_baseline_unpack"))"
+fi
 echo "peak RSS strata: push $(( ${rss[push-strata]} / 1024 )) MiB, pull $(( ${rss[pull-strata]} / 1024 )) MiB, pull+unpack $(( ${rss[pull-strata-unpack]} / 1024 )) MiB   (goal < 100 MiB)"

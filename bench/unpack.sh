@@ -11,6 +11,11 @@
 #
 # strata's warm `run --rm IMG true` (layer already unpacked) is timed too and printed, so the
 # container start can be told apart from the unpack.
+#
+# Then `load` + the first `run --rm IMG true` of the same image saved as a docker archive, into a
+# fresh store each rep: `load` unpacks the layers (as `pull` and `docker load` do), so the first run
+# only starts. BASELINE=older/strata times the same with it, interleaved (before issue 17 `load`
+# left layers packed and the first run unpacked them).
 set -euo pipefail
 reps=${1:-5}
 here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/.." && pwd)
@@ -28,6 +33,7 @@ else
 fi
 ref=docker.io/bench/base:1
 
+BASE_BIN=$(baseline_binary)
 declare -A T
 timed() { # name cmd...
   local name=$1; shift
@@ -50,3 +56,25 @@ printf '%-40s %8.2f s   runs: %s\n' "strata first run (unpack + start)" "$o" "${
 printf '%-40s %8.2f s   runs: %s\n' "strata warm run (start only)" "$w" "${T[strata-warm]}"
 printf '%-40s %8.2f s   runs: %s\n' "umoci unpack" "$p" "${T[umoci]}"
 echo "ratio strata first run / umoci unpack: $(ratio "$o" "$p")   ($reps reps, $(load_note))"
+
+# --- load + first run ------------------------------------------------------------------------------
+archive=$work/base.tar
+"$S" save -o "$archive" bench/base:1
+bins=(new); [ -n "$BASE_BIN" ] && bins+=(old)
+for i in $(seq "$reps"); do
+  for b in "${bins[@]}"; do
+    bin=$S; [ "$b" = old ] && bin=$BASE_BIN
+    rm -rf "$work/loaded"
+    STRATA_ROOT=$work/loaded timed "load-$b" "$bin" load -q -i "$archive"
+    STRATA_ROOT=$work/loaded timed "run1-$b" "$bin" run --rm bench/base:1 true
+  done
+done
+for b in "${bins[@]}"; do
+  l=$(echo "${T[load-$b]}" | median); r=$(echo "${T[run1-$b]}" | median)
+  printf '%-40s %8.2f s + first run %6.2f s = %6.2f s   load runs: %s  first runs: %s\n' \
+    "strata ($b) load" "$l" "$r" "$(echo "$l + $r" | bc -l)" "${T[load-$b]}" "${T[run1-$b]}"
+  declare "total_$b=$(echo "$l + $r" | bc -l)" "run1_$b=$r"
+done
+if [ -n "$BASE_BIN" ]; then
+  echo "load + first run new/old: $(ratio "$total_new" "$total_old"); first run alone new/old: $(ratio "$run1_new" "$run1_old")   ($reps reps, $(load_note))"
+fi

@@ -568,3 +568,89 @@ fn output_to_a_device_is_written_in_place() {
     assert!(reader.join().unwrap() > 1_000_000);
     assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
 }
+
+/// `load` and `import` unpack every layer as `pull` does (and as `docker load` does), so the first
+/// `run` after them extracts nothing: the layer directory is there right after the command, and
+/// the run uses that very directory (same inode). `--no-unpack` leaves it to the first use.
+#[test]
+fn load_and_import_unpack_layers_so_the_first_run_extracts_nothing() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let diff_id = |root: &std::path::Path, name: &str| {
+        let o = Command::new(strata())
+            .arg("--root")
+            .arg(root)
+            .args(["inspect", name])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let ids = v[0]["Config"]["rootfs"]["diff_ids"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(ids.len(), 1, "busybox is one layer");
+        let id = ids[0].as_str().unwrap().to_string();
+        root.join("layers/sha256")
+            .join(id.trim_start_matches("sha256:"))
+    };
+    let in_root = |root: &std::path::Path, args: &[&str]| {
+        let o = Command::new(strata())
+            .arg("--root")
+            .arg(root)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "strata {args:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let archive = env.path("bb.tar");
+    let rootfs = env.path("rootfs.tar");
+    env.ok(&["save", "-o", archive.to_str().unwrap(), "busybox"]);
+    env.ok(&["export", "busybox", "-o", rootfs.to_str().unwrap()]);
+
+    for (cmd, no_unpack) in [
+        ("load", false),
+        ("load", true),
+        ("import", false),
+        ("import", true),
+    ] {
+        let root = env.path(&format!("{cmd}-{no_unpack}"));
+        let mut args: Vec<&str> = match cmd {
+            "load" => vec!["load", "-i", archive.to_str().unwrap()],
+            _ => vec!["import", rootfs.to_str().unwrap(), "busybox"],
+        };
+        if no_unpack {
+            args.push("--no-unpack");
+        }
+        in_root(&root, &args);
+        let layer = diff_id(&root, "busybox");
+        if no_unpack {
+            assert!(
+                !layer.exists(),
+                "{cmd} --no-unpack must leave the layer packed"
+            );
+            in_root(&root, &["run", "--rm", "busybox", "true"]);
+            assert!(
+                layer.join("bin/busybox").is_file(),
+                "the first run unpacks it"
+            );
+            continue;
+        }
+        assert!(
+            layer.join("bin/busybox").is_file(),
+            "{cmd} must leave the layer unpacked at {}",
+            layer.display()
+        );
+        let before = fs::metadata(&layer).unwrap().ino();
+        in_root(&root, &["run", "--rm", "busybox", "true"]);
+        assert_eq!(
+            fs::metadata(&layer).unwrap().ino(),
+            before,
+            "the first run after {cmd} must use the unpacked layer, not extract it again"
+        );
+    }
+}

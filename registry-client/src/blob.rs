@@ -21,6 +21,7 @@ use crate::config::Endpoint;
 use crate::error::{RegistryError, Result};
 use crate::progress::{Outcome, Progress};
 use crate::speed::{SpeedCheck, TooSlow};
+use crate::stream_hash::StreamHash;
 use crate::transport::{header, resolve_location, status_error, with_query, Client, Req, ReqBody};
 
 /// Blobs up to this size go up in one `PUT` (one request instead of three).
@@ -239,9 +240,11 @@ fn content_range_start(v: &str) -> Option<u64> {
         .ok()
 }
 
-/// Uploads blob `digest` (`size` bytes) of `store` to `repo`. A blob the registry lacks is first
-/// read through the store's verifying reader: one whose bytes changed on disk is refused, naming
-/// it, before anything is sent (the registry would refuse it too, but only after the upload).
+/// Uploads blob `digest` (`size` bytes) of `store` to `repo`. A blob the registry lacks is
+/// verified locally, so one whose bytes changed on disk is refused naming it (the registry would
+/// refuse it too, but with less to go on): a small blob (one `PUT` that commits it) through the
+/// store's verifying reader before anything is sent; a larger one as the upload reads it
+/// ([`StreamHash`]), before the closing `PUT` that would commit it, so it is read from disk once.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn upload(
     client: &Client,
@@ -274,7 +277,23 @@ pub(crate) fn upload(
             ))
         }
     }
-    store.open_blob(digest)?.expect_size(size).finish()?;
+    // One PUT with the body commits a small blob: verify it before sending anything.
+    let in_stream = size > MONOLITHIC_MAX;
+    let blob = store.open_blob(digest)?.expect_size(size);
+    if in_stream {
+        let on_disk = blob.len()?;
+        if on_disk != size {
+            return Err(StoreError::SizeMismatch {
+                what: format!("stored blob {digest}"),
+                expected: size,
+                actual: on_disk,
+            }
+            .into());
+        }
+    } else {
+        let mut blob = blob;
+        blob.finish()?;
+    }
     let path = store.blob_path(digest);
     let path = path.as_path();
     progress.start(&id, what, Some(size));
@@ -284,8 +303,9 @@ pub(crate) fn upload(
     let mut attempt = 0;
     let mut mount = mount_from;
     loop {
+        let hash = in_stream.then(StreamHash::new);
         match upload_once(
-            client, ep, repo, digest, size, path, mount, scopes, progress, &id,
+            client, ep, repo, digest, size, path, mount, scopes, progress, &id, hash,
         ) {
             Ok(outcome) => {
                 progress.finish(&id, &outcome);
@@ -322,6 +342,7 @@ fn upload_once(
     scopes: &[String],
     progress: &dyn Progress,
     id: &str,
+    hash: Option<StreamHash>,
 ) -> Result<Outcome> {
     let start_url = format!("{}/v2/{repo}/blobs/uploads/", ep.base_url());
     let digest_s = digest.to_string();
@@ -366,6 +387,7 @@ fn upload_once(
                     offset,
                     len,
                     progress: Some(&advance),
+                    hash: hash.as_ref(),
                 });
             let resp = client.send(ep, &req)?;
             if resp.status().as_u16() != 202 {
@@ -380,6 +402,7 @@ fn upload_once(
             location = location_of(ep, &resp, &location)?;
             offset += len;
         }
+        verified_or_abandoned(client, ep, &location, scopes, hash, digest, size)?;
         return finish_put(client, ep, repo, digest, &location, ReqBody::Empty, scopes);
     }
     if size <= MONOLITHIC_MAX {
@@ -388,6 +411,7 @@ fn upload_once(
             offset: 0,
             len: size,
             progress: Some(&advance),
+            hash: None,
         };
         return finish_put(client, ep, repo, digest, &location, body, scopes);
     }
@@ -398,6 +422,7 @@ fn upload_once(
             offset: 0,
             len: size,
             progress: Some(&advance),
+            hash: hash.as_ref(),
         });
     let resp = client.send(ep, &req)?;
     if resp.status().as_u16() != 202 {
@@ -410,7 +435,32 @@ fn upload_once(
         ));
     }
     let location = location_of(ep, &resp, &location)?;
+    drop(resp);
+    verified_or_abandoned(client, ep, &location, scopes, hash, digest, size)?;
     finish_put(client, ep, repo, digest, &location, ReqBody::Empty, scopes)
+}
+
+/// Before the `PUT` that commits an upload: checks what the upload read against the blob's
+/// digest and size. On a mismatch the session is cancelled (`DELETE`, distribution-spec
+/// "canceling an upload"; best effort: an abandoned session expires anyway) and the store's
+/// error naming the blob is returned, so the registry never publishes it.
+fn verified_or_abandoned(
+    client: &Client,
+    ep: &Endpoint,
+    location: &str,
+    scopes: &[String],
+    hash: Option<StreamHash>,
+    digest: &Digest,
+    size: u64,
+) -> Result<()> {
+    let Some(hash) = hash else { return Ok(()) };
+    if let Err(e) = hash.verify(digest, size) {
+        if let Err(cancel) = client.send(ep, &Req::new("DELETE", location.to_string(), scopes)) {
+            tracing::debug!(blob = %digest, error = %cancel, "cancelling the upload failed");
+        }
+        return Err(e.into());
+    }
+    Ok(())
 }
 
 fn finish_put(

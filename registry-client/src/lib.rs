@@ -41,6 +41,7 @@ mod push;
 pub mod retry;
 mod search;
 pub mod speed;
+mod stream_hash;
 pub mod transport;
 
 use strata_store::{Image, Reference, Store};

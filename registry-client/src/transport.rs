@@ -21,18 +21,21 @@ use crate::config::Endpoint;
 use crate::credentials::{Credential, CredentialStore};
 use crate::error::{RegistryError, Result};
 use crate::retry::{is_retryable_status, RetryPolicy};
+use crate::stream_hash::StreamHash;
 
 /// What to send with a request. File bodies are reopened on every attempt, so a retried upload never
 /// needs the blob in memory.
 pub(crate) enum ReqBody<'a> {
     Empty,
     Bytes(&'a [u8]),
-    /// `len` bytes of `path` from `offset`; `progress` is told how many bytes went out.
+    /// `len` bytes of `path` from `offset`; `progress` is told how many bytes went out, and
+    /// `hash` is fed every byte read (with its offset in the file).
     File {
         path: &'a Path,
         offset: u64,
         len: u64,
         progress: Option<&'a (dyn Fn(u64) + Sync)>,
+        hash: Option<&'a StreamHash>,
     },
 }
 
@@ -465,6 +468,7 @@ impl Client {
                 offset,
                 len,
                 progress,
+                hash,
             } => {
                 use std::io::{Seek, SeekFrom};
                 let mut file = std::fs::File::open(path)?;
@@ -472,6 +476,8 @@ impl Client {
                 let mut reader = ProgressReader {
                     inner: file.take(*len),
                     progress: *progress,
+                    hash: *hash,
+                    at: *offset,
                 };
                 builder = builder.header("Content-Length", len.to_string());
                 self.inner
@@ -492,11 +498,18 @@ impl Client {
 struct ProgressReader<'a, R> {
     inner: R,
     progress: Option<&'a (dyn Fn(u64) + Sync)>,
+    hash: Option<&'a StreamHash>,
+    /// The file offset of the next byte read.
+    at: u64,
 }
 
 impl<R: Read> Read for ProgressReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
+        if let Some(h) = self.hash {
+            h.feed(self.at, &buf[..n]);
+        }
+        self.at += n as u64;
         if let Some(p) = self.progress {
             p(n as u64);
         }

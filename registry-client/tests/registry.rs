@@ -1014,3 +1014,95 @@ fn push_refuses_a_stored_blob_whose_bytes_changed_before_sending_it() {
     );
     assert!(err.to_string().contains(layer.hex()), "{err}");
 }
+
+/// A blob above `MONOLITHIC_MAX` is verified as the upload reads it (one read from disk), not in
+/// a pass before: a good one round-trips streamed and chunked; one whose bytes changed is refused
+/// with the store's error naming it, its session cancelled before the committing `PUT`, and the
+/// registry never holds it.
+#[test]
+fn push_verifies_a_large_blob_while_sending_it_and_never_commits_a_changed_one() {
+    let (reg, proxy) = proxied();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut chunked = RegistriesConfig::default();
+    chunked.set(RegistryConfig {
+        host: proxy.host(),
+        insecure: None,
+        mirrors: vec![],
+        chunk_size: Some(1 << 20),
+    });
+    let streamed = client(&empty_creds(tmp.path()), RegistriesConfig::default());
+    let chunky = client(&empty_creds(tmp.path()), chunked);
+    let src = new_store(tmp.path(), "src");
+    let image = make_image(&src, "local/big:1", 31, &[6_000_000]);
+    let layer = Digest::parse(image.manifest.layers()[0].digest().as_ref()).unwrap();
+    assert!(
+        image.manifest.layers()[0].size() > 4 << 20,
+        "above MONOLITHIC_MAX"
+    );
+
+    for (c, repo) in [(&streamed, "streamed"), (&chunky, "chunked")] {
+        let r = reference(&format!("{}/{repo}/big:1", proxy.host()));
+        c.push(&src, &image, &r, &PushOptions::default()).unwrap();
+        let dst = new_store(tmp.path(), &format!("dst-{repo}"));
+        let pulled = streamed
+            .pull(
+                &dst,
+                &reference(&format!("{}/{repo}/big:1", reg.host())),
+                &PullOptions::default(),
+            )
+            .unwrap();
+        assert_same_image(&image, &pulled, &dst);
+    }
+
+    // The same layer with one byte changed on disk, pushed to a fresh registry.
+    let reg2 = Registry::start(Auth::None);
+    let path = src.blob_path(&layer);
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    std::fs::set_permissions(&path, perms).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1_000_000; // past the first chunk: found only after sending
+    bytes[last] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    for chunk_size in [None, Some(1 << 20)] {
+        let mut config = RegistriesConfig::default();
+        config.set(RegistryConfig {
+            host: reg2.host(),
+            insecure: None,
+            mirrors: vec![],
+            chunk_size,
+        });
+        let c = client(&empty_creds(tmp.path()), config);
+        let r = reference(&format!("{}/flip/big:1", reg2.host()));
+        let err = c
+            .push(&src, &image, &r, &PushOptions::default())
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RegistryError::Store(strata_store::StoreError::DigestMismatch { .. })
+            ),
+            "chunk {chunk_size:?}: the local check, not the registry, refuses it: {err:?}"
+        );
+        assert!(err.to_string().contains(layer.hex()), "{err}");
+        assert!(
+            !reg2.has_blob(&layer.to_string()),
+            "chunk {chunk_size:?}: the registry must never hold the changed blob"
+        );
+    }
+
+    // Truncated on disk: refused before a session is opened, naming the blob.
+    std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
+    let r = reference(&format!("{}/short/big:1", reg2.host()));
+    let err = streamed
+        .push(&src, &image, &r, &PushOptions::default())
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RegistryError::Store(strata_store::StoreError::SizeMismatch { .. })
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(layer.hex()), "{err}");
+}

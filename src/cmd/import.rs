@@ -1,4 +1,5 @@
-//! `strata import`: a root filesystem tarball → a one-layer image.
+//! `strata import`: a root filesystem tarball → a one-layer image, unpacked (as `pull` and
+//! `load` do), so the first `run` or build FROM it starts without extracting.
 
 use std::fs::File;
 use std::io::Read;
@@ -28,6 +29,9 @@ pub struct Args {
     /// The platform the root filesystem is for (`linux/arm64`); default: this host's.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
+    /// Only store the layer blob; unpack it later, when first used.
+    #[arg(long)]
+    pub no_unpack: bool,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
@@ -43,6 +47,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
     let path = std::path::Path::new(&args.file);
     if args.file != "-" && path.is_dir() {
         let img = store.import_tree(path, reference.as_ref(), config, args.compression)?;
+        unpack(&store, &img, args)?;
         outln!("{}", img.config_digest);
         return Ok(ExitCode::SUCCESS);
     }
@@ -53,8 +58,23 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
         (Box::new(f), args.file.clone())
     };
     let img = store.import_tarball(reader, &what, reference.as_ref(), config, args.compression)?;
+    unpack(&store, &img, args)?;
     outln!("{}", img.config_digest);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Unpacks the imported layer now (pull's and a first run's extraction), unless `--no-unpack`.
+fn unpack(store: &strata_store::Store, img: &strata_store::Image, args: &Args) -> Result<()> {
+    if args.no_unpack {
+        return Ok(());
+    }
+    store.unpacked_layers(img).with_context(|| {
+        format!(
+            "image {} is imported, but unpacking its layer failed",
+            img.config_digest
+        )
+    })?;
+    Ok(())
 }
 
 /// JSON array of strings, or `None` when `s` is not one (then it is shell form).

@@ -1,4 +1,6 @@
-//! `strata load`: a docker-archive or OCI archive (plain or compressed) → the store.
+//! `strata load`: a docker-archive or OCI archive (plain or compressed) → the store, each image's
+//! layers unpacked (as `pull` does and `docker load` does), so the first `run` or build FROM it
+//! starts without extracting.
 
 use std::fs::File;
 use std::io::Read;
@@ -17,6 +19,9 @@ pub struct Args {
     /// Print only image IDs.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Only store the layer blobs; unpack them later, when first used.
+    #[arg(long)]
+    pub no_unpack: bool,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
@@ -29,6 +34,18 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
         (Box::new(f), args.input.clone())
     };
     let loaded = store.load(reader, &what)?;
+    if !args.no_unpack {
+        for (img, names) in &loaded.images {
+            // The same extraction (verified, in parallel, once per layer) as pull's and a first
+            // run's: the layer directories are ready as overlay lowerdirs.
+            store.unpacked_layers(img).with_context(|| {
+                let name = names
+                    .first()
+                    .map_or_else(|| img.config_digest.to_string(), |n| n.familiar());
+                format!("image {name} is loaded, but unpacking its layers failed")
+            })?;
+        }
+    }
     for (img, names) in &loaded.images {
         if names.is_empty() || args.quiet {
             outln!("Loaded image ID: {}", img.config_digest);
