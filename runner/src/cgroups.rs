@@ -361,3 +361,34 @@ fn quota(cpus: f64) -> u64 {
     // The kernel's minimum quota is 1 ms.
     ((cpus * CPU_PERIOD_US as f64) as u64).max(1000)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_v1_cgroup_is_joined_through_tasks_and_v2_through_cgroup_procs() {
+        let t = tempfile::tempdir().unwrap();
+        let (v1, v2) = (t.path().join("v1"), t.path().join("v2"));
+        for d in [&v1, &v2] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join("cgroup.procs"), "").unwrap();
+        }
+        std::fs::write(v1.join("tasks"), "").unwrap();
+        assert_eq!(join_file(&v1), v1.join("tasks"));
+        assert_eq!(join_file(&v2), v2.join("cgroup.procs"));
+        let cg = Cgroup::from_dirs(vec![v1.clone(), v2.clone()]);
+        assert_eq!(
+            cg.procs_files(),
+            [v1.join("tasks"), v2.join("cgroup.procs")]
+        );
+    }
+
+    #[test]
+    fn a_container_id_that_could_leave_strata_names_no_cgroup() {
+        for id in ["", "../x", ".hidden", "a/b"] {
+            let e = Cgroup::create(id, &ResourceLimits::default()).unwrap_err();
+            assert!(matches!(e, RunnerError::InvalidSpec(_)), "{id:?}: {e}");
+        }
+    }
+}
