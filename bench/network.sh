@@ -74,13 +74,15 @@ for port in 18080 18081; do
   for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/small" && break; sleep 0.1; done
 done
 
-# Where each server runs: its cpu cgroup (v1 `cpu` line, or v2's) and autogroup. Both tools put
-# a container in a cgroup of its own (podman `libpod_parent/libpod-ID`, strata `strata/ID`); a
-# strata without a writable cgroupfs leaves it in the caller's, where it setsid()s into an
-# autogroup of its own (sched(7); an autogroup counts only for a task in the root cgroup).
+# Where each server runs: its cpu and memory cgroups (v1 lines, or v2's) and autogroup. Both
+# tools put a container in cgroups of its own (podman `libpod_parent/libpod-ID` in every
+# hierarchy, strata `strata/ID` in all but cpu without --cpus, README "Networks"); in the root
+# cpu cgroup ours setsid()s into an autogroup of its own (sched(7); an autogroup counts only
+# for a task in the root cpu cgroup).
 placement() {
   [[ -n $1 && -r /proc/$1/cgroup ]] || { echo "?"; return; }
-  echo "$(grep -E '^([0-9]+:([^:]*,)?cpu(,[^:]*)?:|0::)' "/proc/$1/cgroup" | head -n1 | cut -d: -f3)" \
+  echo "cpu $(grep -E '^([0-9]+:([^:]*,)?cpu(,[^:]*)?:|0::)' "/proc/$1/cgroup" | head -n1 | cut -d: -f3)" \
+    "memory $(grep -E '^([0-9]+:([^:]*,)?memory(,[^:]*)?:|0::)' "/proc/$1/cgroup" | head -n1 | cut -d: -f3)" \
     "$(cut -d' ' -f1 "/proc/$1/autogroup" 2>/dev/null)"
 }
 pid_podman=$("${P[@]}" inspect -f '{{.State.Pid}}' web)

@@ -10,8 +10,10 @@
 //!
 //! Placement: like Docker's and podman's (`libpod_parent/libpod-<id>` in every v1 hierarchy), a
 //! container without limits still gets a cgroup of its own in each v1 hierarchy of
-//! [`PLACEMENT_V1`] (or its v2 directory), so it is one scheduling entity and one memory,
-//! pids and blkio account of its own instead of sharing the caller's (`stats`, limits later).
+//! [`PLACEMENT_V1`] (or its v2 directory), so it is one memory, pids, blkio and cpuacct account
+//! of its own instead of sharing the caller's (`stats`, limits later); for the CPU it stays
+//! one scheduling entity of its own through its autogroup unless `--cpus` needs a `cpu` cgroup
+//! (why: [`PLACEMENT_V1`]).
 //! Placement is best effort: where the cgroup filesystem can't be written (rootless, a
 //! read-only `/sys/fs/cgroup`), a container without limits runs in the caller's cgroups as
 //! before; limits that can't be set remain an error.
@@ -27,18 +29,26 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 /// CFS period for `--cpus`, as Docker (100 ms).
 const CPU_PERIOD_US: u64 = 100_000;
 /// The v1 hierarchies every container gets a cgroup of its own in (besides `devices` when it
-/// has device rules). Not `cpuset` (a new cpuset cgroup has no CPUs until `cpuset.cpus` and
-/// `cpuset.mems` are copied in), `devices` (the `nodev` mounts do that job, see `devices`) nor
-/// `freezer` (`pause` moves the processes in when asked: being there means paused or pausing,
+/// has device rules, `cpu` when it has `--cpus`). Not `cpu` otherwise: a container in a
+/// `cpu` cgroup `strata/<id>` is a task group two levels deep, where in the caller's root
+/// `cpu` cgroup its first process's `setsid` gives it an autogroup of its own (sched(7)): one
+/// scheduling entity either way, but the nested group made every fork-per-connection server
+/// slower — busybox httpd's connections/s through `-p`, our server's `cpu` placement switched
+/// by hand between ab runs against podman's (load 7–9): paired ratio to podman 0.90–1.00 with
+/// it, 1.20–1.45 without; memory, pids, blkio and cpuacct cost nothing measurable (1.29–1.37).
+/// Not `cpuset` (a new cpuset cgroup has no CPUs until `cpuset.cpus` and `cpuset.mems` are
+/// copied in), `devices` (the `nodev` mounts do that job, see `devices`) nor `freezer` (`pause`
+/// moves the processes in when asked: being there means paused or pausing,
 /// `container::freezer`).
-pub const PLACEMENT_V1: &[&str] = &["cpu", "cpuacct", "memory", "pids", "blkio"];
+pub const PLACEMENT_V1: &[&str] = &["cpuacct", "memory", "pids", "blkio"];
 
 /// Every cgroup directory a container with `id` may have (the v1 hierarchies of
-/// [`PLACEMENT_V1`], `freezer` and `devices`, or v2), those that exist: what repair removes.
+/// [`PLACEMENT_V1`], `cpu`, `freezer` and `devices`, or v2), those that exist: what repair
+/// removes.
 pub fn candidates(id: &str) -> Vec<PathBuf> {
     let root = Path::new(CGROUP_ROOT);
     let mut out = vec![root.join("strata").join(id)];
-    for c in PLACEMENT_V1.iter().chain(&["freezer", "devices"]) {
+    for c in PLACEMENT_V1.iter().chain(&["cpu", "freezer", "devices"]) {
         out.push(root.join(c).join("strata").join(id));
     }
     out.into_iter().filter(|p| p.exists()).collect()
@@ -134,6 +144,13 @@ impl Cgroup {
             let Ok(real) = std::fs::canonicalize(&controller) else {
                 continue;
             };
+            // `cpuacct` mounted with `cpu` (`cpu,cpuacct`): placing it would place `cpu` too.
+            let with_cpu = real
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().split(',').any(|c| c == "cpu"));
+            if with_cpu {
+                continue;
+            }
             let dir = real.join("strata").join(id);
             if seen.contains(&dir) {
                 continue;
