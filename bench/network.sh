@@ -4,8 +4,10 @@
 # medians and ratios ours/podman.
 #
 #   throughput   MB/s of a 256 MiB download (busybox httpd in the container, curl on the
-#                host side through 127.0.0.1:PORT), two per tool per rep in ABBA order — target
-#                ratio ≥ 1.0. Printed with each side's spread (min–max) and the client's CPU
+#                host side through 127.0.0.1:PORT), 2×DL per tool per rep in ABBA order — target
+#                ratio ≥ 1.0. The ratio of the two medians and, more robust on a shared box,
+#                the median of the per-rep ratios (each rep's two sides saw the same load) with
+#                its quartiles. Printed with each side's spread (min–max) and the client's CPU
 #                per download (curl's user+sys, which includes the receive path's softirq
 #                work run in its context): what the datapath costs, which barely moves with
 #                the load, where MB/s is that cost divided by the CPU share each side gets on
@@ -24,6 +26,7 @@
 # Usage: bench/network.sh [REPS]   (default 5)
 #   STRATA=path   the binary (default: the release build, see bench/lib.sh)
 #   AB_N=3000     requests per conn-rate sample
+#   DL=2          ABBA groups of downloads per rep (2: four downloads per tool per rep)
 set -euo pipefail
 reps=${1:-5}
 here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/.." && pwd)
@@ -44,6 +47,7 @@ fi
 ip link set lo up
 
 AB_N=${AB_N:-3000}
+DL=${DL:-2}
 W=$(mktemp -d /var/tmp/strata-bench-network.XXXXXX)
 ROOT=$W/store
 P=(podman --root "$W/podman" --runroot "$W/podman-run" --runtime /usr/sbin/runc
@@ -70,13 +74,15 @@ for port in 18080 18081; do
   for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/small" && break; sleep 0.1; done
 done
 
-# Where each server runs: its cpu cgroup (v1 `cpu` line, or v2's) and autogroup. Podman puts its
-# container in a cgroup of its own; ours stays in the caller's but setsid()s into an autogroup
-# of its own (sched(7); an autogroup counts only for a task in the root cgroup): both one
-# weight-1024 entity at the top of the scheduler.
+# Where each server runs: its cpu and memory cgroups (v1 lines, or v2's) and autogroup. Both
+# tools put a container in cgroups of its own (podman `libpod_parent/libpod-ID` in every
+# hierarchy, strata `strata/ID` in all but cpu without --cpus, README "Networks"); in the root
+# cpu cgroup ours setsid()s into an autogroup of its own (sched(7); an autogroup counts only
+# for a task in the root cpu cgroup).
 placement() {
   [[ -n $1 && -r /proc/$1/cgroup ]] || { echo "?"; return; }
-  echo "$(grep -E '^([0-9]+:([^:]*,)?cpu(,[^:]*)?:|0::)' "/proc/$1/cgroup" | head -n1 | cut -d: -f3)" \
+  echo "cpu $(grep -E '^([0-9]+:([^:]*,)?cpu(,[^:]*)?:|0::)' "/proc/$1/cgroup" | head -n1 | cut -d: -f3)" \
+    "memory $(grep -E '^([0-9]+:([^:]*,)?memory(,[^:]*)?:|0::)' "/proc/$1/cgroup" | head -n1 | cut -d: -f3)" \
     "$(cut -d' ' -f1 "/proc/$1/autogroup" 2>/dev/null)"
 }
 pid_podman=$("${P[@]}" inspect -f '{{.State.Pid}}' web)
@@ -101,9 +107,17 @@ echo "reps: $reps, interleaved; $(load_note)"
 # Which tool goes first alternates: on this shared box the first of a pair can be favoured.
 # Downloads go ABBA (two per tool per rep), so neither holds the same place every time.
 for i in $(seq "$reps"); do
-  for who in $( ((i % 2)) && echo ours podman podman ours || echo podman ours ours podman); do
-    if [[ $who == ours ]]; then download 18080; else download 18081; fi >>"$W/tp.$who"
+  : >"$W/rep.ours"; : >"$W/rep.podman"
+  for _ in $(seq "$DL"); do
+    for who in $( ((i % 2)) && echo ours podman podman ours || echo podman ours ours podman); do
+      if [[ $who == ours ]]; then download 18080; else download 18081; fi | tee -a "$W/tp.$who" >>"$W/rep.$who"
+    done
   done
+  # This rep's ratio (mean MB/s ours / podman): both sides of a rep saw the same load, so the
+  # median of these paired ratios is not moved by the load drifting between reps.
+  paste <(awk '{s += $1} END {print s / NR}' "$W/rep.ours") \
+        <(awk '{s += $1} END {print s / NR}' "$W/rep.podman") |
+    awk '{printf "%.4f\n", $1 / $2}' >>"$W/tp.pairs"
   for who in $( ((i % 2)) && echo "podman:18081 ours:18080" || echo "ours:18080 podman:18081"); do
     rate "${who#*:}" >>"$W/cr.${who%:*}"
   done
@@ -129,6 +143,10 @@ o=$(col 1 "$W/tp.ours" | med); p=$(col 1 "$W/tp.podman" | med)
 printf '%-12s %12s %12s %8s\n' "MB/s" "$o" "$p" "$(ratio "$o" "$p")"
 spread() { col 1 "$1" | sort -g | awk 'NR == 1 {a = $1} {b = $1} END {printf "%.0f-%.0f", a, b}'; }
 printf '%-12s %12s %12s\n' "  min-max" "$(spread "$W/tp.ours")" "$(spread "$W/tp.podman")"
+pr=$(med <"$W/tp.pairs")
+q() { sort -g "$W/tp.pairs" | awk -v f="$1" '{a[NR] = $1} END {i = int(f * (NR - 1) + 1.5); printf "%.2f", a[i]}'; }
+printf '%-12s %12s %12s %8s   (median of %d per-rep ratios; quartiles %s-%s)\n' "  paired" "" "" \
+  "$pr" "$(wc -l <"$W/tp.pairs")" "$(q 0.25)" "$(q 0.75)"
 o=$(col 2 "$W/tp.ours" | med); p=$(col 2 "$W/tp.podman" | med)
 printf '%-12s %12s %12s %8s   (curl CPU per download)\n' "client ms" "$o" "$p" "$(ratio "$o" "$p")"
 o=$(med <"$W/cr.ours"); p=$(med <"$W/cr.podman")

@@ -355,3 +355,78 @@ fn with_source_date_epoch_cached_and_rerun_builds_are_identical() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v[0]["Config"]["created"], "2023-11-14T22:13:20Z");
 }
+
+/// The diff IDs of an image's layers, bottom first.
+fn diff_ids(env: &Env, name: &str) -> Vec<String> {
+    let v = env.inspect(name);
+    v["Config"]["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_string())
+        .collect()
+}
+
+const LINKED: &str = r#"FROM busybox:latest AS src
+COPY big.bin /out/big.bin
+
+FROM busybox:latest
+COPY first/ /first/
+COPY --link --from=src /out/big.bin /opt/big.bin
+WORKDIR /w
+COPY --link rel.txt ./
+"#;
+
+/// `COPY --link` layers depend on their inputs only (BuildKit's copy onto scratch + merge): when
+/// an earlier step changed, the layer made before is stacked on the new parent instead of
+/// being made again; a change of the copied content or of the WORKDIR a relative destination
+/// resolves against is not reused.
+#[test]
+fn link_copies_reuse_their_layer_when_only_an_earlier_step_changed() {
+    let env = Env::new();
+    env.write("Dockerfile", LINKED);
+    env.write("first/f", "one\n");
+    env.write("big.bin", &"0123456789".repeat(100_000));
+    env.write("rel.txt", "relative\n");
+    let (cold, _) = env.build("l:1", &[]);
+    assert!(cold.iter().all(|(_, c)| !c), "{cold:?}");
+    let layers1 = diff_ids(&env, "l:1");
+
+    env.write("first/f", "two\n");
+    let (second, _) = env.build("l:1", &[]);
+    assert!(!cached_of(&second, "COPY first/"), "{second:?}");
+    assert!(cached_of(&second, "COPY --link --from=src"), "{second:?}");
+    assert!(cached_of(&second, "COPY --link rel.txt"), "{second:?}");
+    let layers2 = diff_ids(&env, "l:1");
+    assert_eq!(layers1.len(), layers2.len());
+    let n = layers1.len();
+    // Layers: …, COPY first/, COPY --link --from, WORKDIR (its directory), COPY --link.
+    assert_ne!(
+        layers1[n - 4],
+        layers2[n - 4],
+        "the changed COPY made a new layer"
+    );
+    assert_eq!(layers1[n - 3], layers2[n - 3], "the --link layer is reused");
+    assert_eq!(layers1[n - 1], layers2[n - 1], "the --link layer is reused");
+    let o = env.ok(&["run", "--rm", "l:1", "cat", "/first/f", "/w/rel.txt"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "two\nrelative\n");
+    let o = env.ok(&["run", "--rm", "l:1", "wc", "-c", "/opt/big.bin"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("1000000"));
+
+    // The relative destination under another WORKDIR is another layer.
+    env.write("Dockerfile", &LINKED.replace("WORKDIR /w", "WORKDIR /v"));
+    let (third, _) = env.build("l:1", &[]);
+    assert!(!cached_of(&third, "COPY --link rel.txt"), "{third:?}");
+    assert_ne!(diff_ids(&env, "l:1")[n - 1], layers1[n - 1]);
+    let o = env.ok(&["run", "--rm", "l:1", "cat", "/v/rel.txt"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "relative\n");
+
+    // New content for the linked COPY is copied again.
+    env.write("Dockerfile", LINKED);
+    env.write("big.bin", "small now\n");
+    env.write("first/f", "three\n");
+    let (fourth, _) = env.build("l:1", &[]);
+    assert!(!cached_of(&fourth, "COPY --link --from=src"), "{fourth:?}");
+    let o = env.ok(&["run", "--rm", "l:1", "cat", "/opt/big.bin"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "small now\n");
+}

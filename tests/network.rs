@@ -1023,3 +1023,94 @@ fn a_lease_from_before_port_maps_is_repaired_with_its_table() {
     assert_eq!(env.ns.snapshot(), before, "the old table is deleted");
     assert!(env.ipam().is_empty(), "{:?}", env.ipam());
 }
+
+/// The cgroup directories strata may make for container `id` that exist (v1 hierarchies and v2).
+fn cgroup_dirs(id: &str) -> Vec<String> {
+    [
+        "", "cpu/", "cpuacct/", "memory/", "pids/", "blkio/", "freezer/", "devices/",
+    ]
+    .iter()
+    .map(|c| format!("/sys/fs/cgroup/{c}strata/{id}"))
+    .filter(|d| std::path::Path::new(d).exists())
+    .collect()
+}
+
+/// Every container gets a cgroup of its own, as podman's and Docker's (README "Networks",
+/// placement): PID 1 is in `strata/ID` in the v1 memory and pids hierarchies (not cpu without
+/// `--cpus`; or v2's),
+/// and the directories go with `rm` and, after a `kill -9` of the monitor, with the next
+/// command's repair. Run through `nsenter --net` (not `ip netns exec`, whose fresh /sys hides
+/// the cgroup filesystem: there strata leaves a container in the caller's cgroups).
+#[test]
+fn each_container_gets_a_cgroup_of_its_own_removed_with_it() {
+    let env = Env::new();
+    let netns = format!("--net=/run/netns/{}", env.ns.name);
+    let strata = |args: &[&str]| -> String {
+        let o = Command::new("nsenter")
+            .args([netns.as_str(), STRATA, "--root"])
+            .arg(env.store.root())
+            .args(args)
+            .env_remove("STRATA_NETWORK")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 0, "strata {args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    // Removes both containers through the same view of /sys, pass or fail.
+    struct Rm<'a, F: Fn(&[&str]) -> String>(&'a F, [&'a str; 2]);
+    impl<F: Fn(&[&str]) -> String> Drop for Rm<'_, F> {
+        fn drop(&mut self) {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                (self.0)(&["rm", "-f", self.1[0], self.1[1]])
+            }));
+        }
+    }
+    let _rm = Rm(&strata, ["web", "other"]);
+    let web = strata(&[
+        "run", "-d", "--name", "web", "-p", "18080:80", "busybox", "sleep", "300",
+    ]);
+    let web = web.trim().to_string();
+    let other = strata(&["run", "-d", "--name", "other", "busybox", "sleep", "300"]);
+    let other = other.trim().to_string();
+    let dir = env.store.root().join("containers").join(&web);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("state")).unwrap()).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let own = format!(":/strata/{web}");
+    let placed: Vec<&str> = cgroup.lines().filter(|l| l.ends_with(&own)).collect();
+    if std::path::Path::new("/sys/fs/cgroup/cpu/cgroup.procs").exists() {
+        let has = |l: &&str, c: &str| {
+            l.split(':')
+                .nth(1)
+                .is_some_and(|cs| cs.split(',').any(|x| x == c))
+        };
+        for c in ["memory", "pids"] {
+            assert!(
+                placed.iter().any(|l| has(l, c)),
+                "PID 1 is not in its own {c} cgroup:\n{cgroup}"
+            );
+        }
+        // Not in a cpu cgroup of its own without --cpus: it schedules as its own autogroup.
+        assert!(!placed.iter().any(|l| has(l, "cpu")), "{cgroup}");
+    } else {
+        assert!(placed.iter().any(|l| l.starts_with("0::")), "{cgroup}");
+    }
+    assert!(!cgroup_dirs(&web).is_empty());
+
+    // kill -9 of web's monitor (this test's own, by the pid its store recorded): the next
+    // command removes its cgroups with its lease.
+    let monitor = std::fs::read_to_string(dir.join("monitor.pid")).unwrap();
+    env.ns.host(&["kill", "-9", monitor.trim()]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    strata(&["ps", "-a"]);
+    assert_eq!(
+        cgroup_dirs(&web),
+        Vec::<String>::new(),
+        "repaired after kill -9"
+    );
+    assert!(!cgroup_dirs(&other).is_empty());
+    strata(&["rm", "-f", "other"]);
+    assert_eq!(cgroup_dirs(&other), Vec::<String>::new(), "removed with rm");
+}

@@ -396,16 +396,6 @@ pub fn remove_dir(dir: &Path) -> Result<(), StateError> {
     }
 }
 
-/// The cgroup directories a container with `id` may have (v1 controllers or v2).
-pub fn cgroup_candidates(id: &str) -> Vec<PathBuf> {
-    let root = Path::new("/sys/fs/cgroup");
-    let mut out = vec![root.join("strata").join(id)];
-    for c in ["memory", "cpu", "pids", "freezer"] {
-        out.push(root.join(c).join("strata").join(id));
-    }
-    out.into_iter().filter(|p| p.exists()).collect()
-}
-
 /// One probe's result, as `inspect` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]

@@ -496,7 +496,8 @@ fn execute(cli: &Cli, args: &Args) -> Result<ExitCode> {
     if args.network == NetworkFlag::Bridge {
         exec_options.bridge_network = Some(store.root().to_path_buf());
     }
-    super::interrupt::watch(store.staging_dir()?.to_path_buf());
+    // The path only: the directory is made when a step first needs it (a no-op build never).
+    super::interrupt::watch(store.staging_path().to_path_buf());
     // Planned once the store is open: the base images are resolved (pulled if missing) first,
     // and a Dockerfile error is still reported before any of that.
     if platforms.len() > 1 {

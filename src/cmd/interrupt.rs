@@ -54,7 +54,8 @@ pub fn block_stop_signals() {
 }
 
 /// Starts the watcher thread that cleans up `staging` (this process's staging directory in
-/// the store) and exits when a stop signal arrives.
+/// the store, if it was made by then: `Store::staging_path`) and exits when a stop signal
+/// arrives.
 pub fn watch(staging: PathBuf) {
     std::thread::spawn(move || {
         let set = stop_set();

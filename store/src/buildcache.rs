@@ -62,6 +62,12 @@ pub enum CachePrune {
 /// without bound (BuildKit's default policy keeps unused entries 48 h, then caps by size).
 pub const DEFAULT_CACHE_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// A hit touches its entry only when it was last used longer ago than this: the mtime serves
+/// "unused for N days" ([`CachePrune::UnusedFor`], a week by default), so a minute's precision
+/// is plenty, and a rebuild that hits every step then dirties no inode (one `futimens` each,
+/// plus the second open it used to take, on every cached step of every no-op rebuild).
+pub(crate) const TOUCH_AFTER: Duration = Duration::from_secs(60);
+
 fn key_hex(key: &str) -> Result<String, StoreError> {
     Ok(Digest::parse(key)?.hex().to_string())
 }
@@ -75,17 +81,29 @@ impl Store {
     /// A missing, unreadable or malformed entry is a miss (the step simply runs again).
     pub fn cache_entry(&self, key: &str) -> Option<serde_json::Value> {
         let path = self.cache_entries_dir().join(key_hex(key).ok()?);
-        let bytes = fs::read(&path).ok()?;
+        // One open for the read and the touch (a read-only store still reads).
+        let mut file = fs::File::options()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .or_else(|_| fs::File::open(&path))
+            .ok()?;
+        let meta = file.metadata().ok()?;
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        std::io::Read::read_to_end(&mut file, &mut bytes).ok()?;
         let entry: EntryFile = serde_json::from_slice(&bytes).ok()?;
         // Every blob the entry needs must still be there (a store edited by hand, a blob lost):
         // otherwise replaying it would produce an image that cannot be exported.
         if !entry.keep.digests.iter().all(|d| self.has_blob(d)) {
             return None;
         }
-        let _ = fs::File::options()
-            .write(true)
-            .open(&path)
-            .and_then(|f| f.set_modified(SystemTime::now()));
+        let now = SystemTime::now();
+        let stale = meta
+            .modified()
+            .map_or(true, |m| m + TOUCH_AFTER < now || m > now);
+        if stale {
+            let _ = file.set_modified(now);
+        }
         Some(entry.data)
     }
 
@@ -268,6 +286,42 @@ mod tests {
         assert!(store.cache_entry(&key).is_none());
         // A malformed key is a miss, never a path outside cache/entries.
         assert!(store.cache_entry("sha256:../../etc").is_none());
+    }
+
+    #[test]
+    fn a_hit_touches_an_entry_unused_for_a_while_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = format!("sha256:{}", "cd".repeat(32));
+        store
+            .put_cache_entry(&key, &CacheRoot::default(), serde_json::json!({"y": 2}))
+            .unwrap();
+        let path = store.cache_entries_dir().join("cd".repeat(32));
+        let mtime = || fs::metadata(&path).unwrap().modified().unwrap();
+        let set = |t: SystemTime| {
+            fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(t)
+                .unwrap()
+        };
+        let now = SystemTime::now();
+        // Used a few seconds ago: left as it is.
+        let recent = now - Duration::from_secs(5);
+        set(recent);
+        assert_eq!(store.cache_entry(&key).unwrap()["y"], 2);
+        assert_eq!(mtime(), recent);
+        // Unused for an hour (what gc's cutoff reads): a hit makes it used now.
+        set(now - Duration::from_secs(3600));
+        assert!(store.cache_entry(&key).is_some());
+        assert!(mtime() >= now, "{:?}", mtime());
+        assert_eq!(
+            store
+                .prune_cache_entries(CachePrune::UnusedFor(Duration::from_secs(600)))
+                .unwrap(),
+            0
+        );
     }
 
     #[test]

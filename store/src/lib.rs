@@ -38,6 +38,7 @@ mod unpacked;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -80,17 +81,23 @@ pub fn default_root() -> PathBuf {
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
-    /// This process's staging directory under `tmp/`, created on first use and held by a lock so
-    /// that other processes know it is alive.
-    staging: OnceLock<Result<(PathBuf, LockGuard), std::sync::Arc<StoreError>>>,
+    /// Where this process's staging directory under `tmp/` is (named at open, nothing created).
+    staging_path: PathBuf,
+    /// That directory once made: created on first use and held by a lock so that other
+    /// processes know it is alive. A command that writes nothing (a no-op build, `images`)
+    /// never pays its mkdir/rmdir, which ext4 makes costly right after mass deletions.
+    staging: OnceLock<Result<LockGuard, std::sync::Arc<StoreError>>>,
     counter: AtomicU64,
     /// Every blob this process created through this handle, in order (a rollback removes only
     /// these; see [`Store::blobs_created_since`]).
     created: Mutex<Vec<Digest>>,
 }
 
+/// The store's directories, each after its parent (so one `mkdir` each makes a new store).
 const LAYOUT_DIRS: &[&str] = &[
+    "blobs",
     "blobs/sha256",
+    "layers",
     "layers/sha256",
     "index",
     "cache",
@@ -114,33 +121,55 @@ pub const PRIVATE_DIR_MODE: u32 = 0o700;
 /// Makes `dir` mode [`PRIVATE_DIR_MODE`] unless it already is; a store created before this (0755)
 /// is closed again when it is next opened.
 fn make_private(dir: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::PermissionsExt;
     let mode = fs::metadata(dir).at(dir)?.permissions().mode() & 0o7777;
+    set_private(dir, mode)
+}
+
+fn set_private(dir: &Path, mode: u32) -> Result<(), StoreError> {
     if mode != PRIVATE_DIR_MODE {
         fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_DIR_MODE)).at(dir)?;
     }
     Ok(())
 }
 
+/// Makes the directory `dir` (its parent exists) unless it is there, then [`make_private`]s it.
+/// One `statx` when the directory is already there and private, the common case: every strata
+/// command opens the store, and its fixed cost is part of each no-op rebuild.
+fn ensure_private_dir(dir: &Path) -> Result<(), StoreError> {
+    match fs::metadata(dir) {
+        Ok(m) => set_private(dir, m.permissions().mode() & 0o7777),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            match fs::create_dir(dir) {
+                // Another process may have made it in between: that is as good.
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(StoreError::io(dir, e)),
+            }
+            make_private(dir)
+        }
+        Err(e) => Err(StoreError::io(dir, e)),
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the store at `root`, closes its directories to other users
     /// ([`PRIVATE_DIR_MODE`]), and removes what dead processes left in `tmp/`.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
-        fs::create_dir_all(root).at(root)?;
+        if !root.is_dir() {
+            fs::create_dir_all(root).at(root)?;
+        }
         let root = fs::canonicalize(root).at(root)?;
         // The root first: nothing below is reachable by others from here on.
         make_private(&root)?;
         for d in LAYOUT_DIRS {
-            let p = root.join(d);
-            fs::create_dir_all(&p).at(&p)?;
-            let mut dir = p.as_path();
-            while dir != root {
-                make_private(dir)?;
-                dir = dir.parent().unwrap_or(&root);
-            }
+            ensure_private_dir(&root.join(d))?;
         }
+        let staging_path = root
+            .join("tmp")
+            .join(format!("p{}-{}", std::process::id(), nanos()));
         let store = Store {
             root,
+            staging_path,
             staging: OnceLock::new(),
             counter: AtomicU64::new(0),
             created: Mutex::new(Vec::new()),
@@ -184,19 +213,26 @@ impl Store {
         self.root.join("tmp")
     }
 
-    /// This process's own staging directory (under `tmp/`), removed by the next `open` after the
-    /// process dies.
+    /// Where this process's staging directory (under `tmp/`) is, or will be once something
+    /// needs it: nothing is created. Its lock file is this path with `.lock` appended. A signal
+    /// handler that cleans up after the process uses this, and removes what exists.
+    pub fn staging_path(&self) -> &Path {
+        &self.staging_path
+    }
+
+    /// This process's own staging directory (under `tmp/`), made on first use and removed by
+    /// the next `open` after the process dies.
     pub fn staging_dir(&self) -> Result<&Path, StoreError> {
         let r = self.staging.get_or_init(|| {
-            let name = format!("p{}-{}", std::process::id(), nanos());
-            let lock_path = self.tmp_dir().join(format!("{name}.lock"));
-            let guard = lock::lock(&lock_path, LockMode::Exclusive)?;
-            let dir = self.tmp_dir().join(&name);
-            fs::create_dir(&dir).at(&dir)?;
-            Ok((dir, guard))
+            let dir = &self.staging_path;
+            let mut lock_path = dir.clone().into_os_string();
+            lock_path.push(".lock");
+            let guard = lock::lock(Path::new(&lock_path), LockMode::Exclusive)?;
+            fs::create_dir(dir).at(dir)?;
+            Ok(guard)
         });
         match r {
-            Ok((p, _)) => Ok(p),
+            Ok(_) => Ok(&self.staging_path),
             Err(e) => Err(StoreError::Staging {
                 tmp: self.tmp_dir(),
                 source: e.clone(),
@@ -376,7 +412,8 @@ impl Drop for Store {
     fn drop(&mut self) {
         // Our staging dir holds only unfinished work; remove it (the lock file last, so no
         // other process mistakes a half-removed dir for a live one).
-        if let Some(Ok((dir, _guard))) = self.staging.get() {
+        if let Some(Ok(_guard)) = self.staging.get() {
+            let dir = &self.staging_path;
             let _ = strata_fs::dir::remove_tree(dir);
             let mut lock = dir.clone().into_os_string();
             lock.push(".lock");
@@ -397,4 +434,57 @@ pub(crate) fn nanos() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn open_makes_every_layout_dir_private_and_closes_an_old_store() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("a/store");
+        drop(Store::open(&root).unwrap());
+        for d in LAYOUT_DIRS {
+            assert_eq!(mode(&root.join(d)), PRIVATE_DIR_MODE, "{d}");
+        }
+        // A store made before the mode was enforced (0755 everywhere) is closed on open.
+        for d in ["", "blobs", "blobs/sha256", "tmp"] {
+            fs::set_permissions(root.join(d), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        fs::remove_dir(root.join("leases")).unwrap();
+        drop(Store::open(&root).unwrap());
+        for d in ["", "blobs", "blobs/sha256", "tmp", "leases"] {
+            assert_eq!(mode(&root.join(d)), PRIVATE_DIR_MODE, "{d}");
+        }
+    }
+
+    #[test]
+    fn staging_is_made_on_first_use_and_removed_with_the_store() {
+        let t = tempfile::tempdir().unwrap();
+        // A new store writes its layout files through staging; an existing one writes nothing.
+        drop(Store::open(t.path()).unwrap());
+        let store = Store::open(t.path()).unwrap();
+        let path = store.staging_path().to_path_buf();
+        let tmp_entries = || fs::read_dir(t.path().join("tmp")).unwrap().count();
+        assert!(!path.exists(), "open makes no staging dir");
+        assert_eq!(tmp_entries(), 0);
+        let made = store.temp_path("x").unwrap();
+        assert_eq!(made.parent(), Some(path.as_path()));
+        assert!(path.is_dir());
+        // The dir and its lock file, which a live process holds.
+        assert_eq!(tmp_entries(), 2);
+        let other = Store::open(t.path()).unwrap();
+        assert!(
+            path.is_dir(),
+            "a live process's staging survives another open"
+        );
+        drop(other);
+        drop(store);
+        assert_eq!(tmp_entries(), 0);
+    }
 }

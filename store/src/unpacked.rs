@@ -116,6 +116,16 @@ impl Store {
     /// in parallel).
     pub fn unpacked_layers(&self, image: &Image) -> Result<Vec<PathBuf>, StoreError> {
         let layers = image.layers()?;
+        // Already unpacked (every layer on a rebuild): one stat each, on this thread. Starting
+        // rayon's pool for that (a cgroup quota read, a thread per core spinning on
+        // sched_yield) cost more than the stats, on every no-op build.
+        let paths: Vec<PathBuf> = layers
+            .iter()
+            .map(|(_, diff_id)| self.unpacked_layer_path(diff_id))
+            .collect();
+        if paths.iter().all(|p| p.is_dir()) {
+            return Ok(paths);
+        }
         layers
             .par_iter()
             .map(|(desc, diff_id)| self.unpacked_layer(desc, diff_id))

@@ -177,6 +177,30 @@ impl<'a> BaseImages<'a> {
     }
 
     /// Loads one image (by name), as the FROM step of `request` would.
+    /// Loads each distinct image (`first_of`: its first request's index) on a thread of its
+    /// own, so pulls of several missing bases overlap.
+    fn load_in_parallel(
+        &self,
+        requests: &[BaseRequest],
+        first_of: &BTreeMap<(String, Option<String>), usize>,
+    ) -> BTreeMap<usize, Result<LoadedBase, ExecError>> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = first_of
+                .values()
+                .map(|&i| (i, s.spawn(move || self.load(&requests[i]))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|(i, h)| {
+                    let loaded = h.join().unwrap_or_else(|_| {
+                        Err(ExecError::Internal("a base image loader panicked".into()))
+                    });
+                    (i, loaded)
+                })
+                .collect()
+        })
+    }
+
     fn load(&self, request: &BaseRequest) -> Result<LoadedBase, ExecError> {
         let mut notes = Vec::new();
         // The stage's `--platform`, else the build's target (BuildKit's rule).
@@ -219,21 +243,16 @@ impl BaseResolver for BaseImages<'_> {
         for (i, r) in requests.iter().enumerate() {
             first_of.entry(key(r)).or_insert(i);
         }
-        let mut loads: BTreeMap<usize, Result<LoadedBase, ExecError>> = std::thread::scope(|s| {
-            let handles: Vec<_> = first_of
+        // One image (most Dockerfiles) is loaded on this thread: a thread of its own would only
+        // add its start and join to every build, no-op rebuilds included.
+        let mut loads: BTreeMap<usize, Result<LoadedBase, ExecError>> = if first_of.len() < 2 {
+            first_of
                 .values()
-                .map(|&i| (i, s.spawn(move || self.load(&requests[i]))))
-                .collect();
-            handles
-                .into_iter()
-                .map(|(i, h)| {
-                    let loaded = h.join().unwrap_or_else(|_| {
-                        Err(ExecError::Internal("a base image loader panicked".into()))
-                    });
-                    (i, loaded)
-                })
+                .map(|&i| (i, self.load(&requests[i])))
                 .collect()
-        });
+        } else {
+            self.load_in_parallel(requests, &first_of)
+        };
         requests
             .iter()
             .enumerate()

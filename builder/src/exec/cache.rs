@@ -17,6 +17,10 @@
 //! step produced, only on its inputs, so a rerun RUN whose output differs still chains the same
 //! keys as BuildKit's do.
 //!
+//! A `--link` COPY/ADD is also filed under a key chained to no parent
+//! ([`BuildCache::link_key`]): its layer is made as if on `scratch`, so when only an earlier
+//! step changed, the layer those inputs made before is stacked on the new parent.
+//!
 //! Keys are [`CacheKey`]s; what a stage or step hands on is a [`ChainKey`]. An input that cannot
 //! be known before the step runs (an ADD URL or git source, a `--from` image that does not
 //! resolve, a stage with no key) makes the step [`Uncacheable`], and with it every step chained
@@ -311,6 +315,30 @@ impl<'a> BuildCache<'a> {
         }
     }
 
+    /// The second key a `COPY --link`/`ADD --link` step's entry is filed under: the step's
+    /// inputs (instruction, build args, content digests) and its working directory (a
+    /// relative destination resolves against it), salted as a stage base is, but chained to
+    /// no parent. A `--link` layer is made as if on `scratch` (see `copy`'s module docs), so
+    /// its bytes depend on nothing else: when only an earlier step changed, the layer made
+    /// before is stacked on the new parent, as BuildKit's merge of a linked copy does, instead
+    /// of copying and compressing it again. `None` for every other step.
+    pub fn link_key(&self, step: &Step, content_digests: &[&str]) -> Option<CacheKey> {
+        let StepKind::Copy(c) = &step.kind else {
+            return None;
+        };
+        let link = match &c.op {
+            CopyOp::Copy(x) => x.link,
+            CopyOp::Add(x) => x.link,
+        };
+        if !link {
+            return None;
+        }
+        let base = self.base_key(&format!("copy-link:{}", step.workdir));
+        step.cache_key(&ChainKey::Key(base), content_digests)
+            .key()
+            .copied()
+    }
+
     /// The entry recorded under `key`, unless `--no-cache`.
     pub fn lookup(&self, key: &CacheKey) -> Option<Entry> {
         if self.options.no_cache {
@@ -355,8 +383,8 @@ impl<'a> BuildCache<'a> {
     }
 
     /// Records what a step produced: its layer and the history entries from `history_from` on
-    /// (the history length before the step). Best effort: a cache that cannot be written only
-    /// costs the next build a rerun.
+    /// (the history length before the step), and returns the entry. Best effort: a cache that
+    /// cannot be written only costs the next build a rerun.
     pub fn record(
         &self,
         key: &CacheKey,
@@ -365,7 +393,7 @@ impl<'a> BuildCache<'a> {
         history_from: usize,
         stage: usize,
         inputs: Option<super::explain::KeyInputs>,
-    ) {
+    ) -> Entry {
         let entry = Entry {
             layer: layer.map(|l| CachedLayer {
                 media_type: l.media_type.to_string(),
@@ -382,12 +410,26 @@ impl<'a> BuildCache<'a> {
             cmd_set: state.cmd_set,
             inputs,
         };
-        self.remember(key, stage, &entry);
+        self.file(key, stage, &entry);
+        entry
+    }
+
+    /// Files `entry` under `key` (and hands it to the remote cache): what [`BuildCache::record`]
+    /// does with a fresh entry, and a `--link` hit with the entry it reused. Best effort.
+    pub fn file(&self, key: &CacheKey, stage: usize, entry: &Entry) {
+        self.remember(key, stage, entry);
+        self.file_local(key, entry);
+    }
+
+    /// Files `entry` under `key` in the store only (a `--link` step's second key, which no
+    /// remote cache needs: importers look steps up by their chain keys).
+    pub fn file_local(&self, key: &CacheKey, entry: &Entry) {
+        let layer = entry.layer.as_ref();
         let keep = CacheRoot {
             digests: layer.map(|l| vec![l.digest.clone()]).unwrap_or_default(),
             diff_ids: layer.map(|l| vec![l.diff_id.clone()]).unwrap_or_default(),
         };
-        if let Ok(data) = serde_json::to_value(&entry) {
+        if let Ok(data) = serde_json::to_value(entry) {
             let _ = self.store.put_cache_entry(&store_key(key), &keep, data);
         }
     }

@@ -463,6 +463,23 @@ impl StageContext<'_> {
                 progress.line(n, "CACHED");
                 continue;
             }
+            // `COPY --link`: the layer these inputs made before, on another parent, is this
+            // step's layer too (see `BuildCache::link_key`); filed under this chain key as well.
+            let link_key = key.key().filter(|_| !filtered).and_then(|_| {
+                let refs: Vec<&str> = contents_used.iter().map(String::as_str).collect();
+                self.cache.link_key(step, &refs)
+            });
+            let linked = link_key
+                .as_ref()
+                .and_then(|lk| self.cache.lookup(lk))
+                .filter(|e| e.layer.is_some());
+            if let (Some(entry), Some(k)) = (linked, key.key()) {
+                layer_room(&state).map_err(fail)?;
+                self.cache.file(k, index, &entry);
+                self.cache.replay(entry, &mut state, step)?;
+                progress.line(n, "CACHED");
+                continue;
+            }
             let inputs = self.key_inputs(index, i, step, &parent, contents_used);
             if let (Some(r), Some(k)) = (self.remote, key.key()) {
                 if remote_cache::try_hit(r, self.cache, store, k, index, &mut state, step) {
@@ -521,8 +538,16 @@ impl StageContext<'_> {
             }
             if let Some(k) = key.key() {
                 let inputs = self.remote.map(|_| inputs);
-                self.cache
-                    .record(k, &state, layer.as_ref(), history_from, index, inputs);
+                let entry =
+                    self.cache
+                        .record(k, &state, layer.as_ref(), history_from, index, inputs);
+                if let Some(lk) = &link_key {
+                    let entry = cache::Entry {
+                        inputs: None,
+                        ..entry
+                    };
+                    self.cache.file_local(lk, &entry);
+                }
                 platform::recorded(k, options);
             }
             progress.done(n, started);

@@ -81,9 +81,14 @@ impl Progress {
         if self.mode != ProgressMode::Plain {
             return;
         }
+        // One write(2) per line: `writeln!` on unbuffered stderr made two (the text, then
+        // "\n"), half of a no-op rebuild's syscalls after startup, and let another process's
+        // output on the same stderr land between a line and its end.
+        let mut line = String::with_capacity(s.len() + 1);
+        line.push_str(s);
+        line.push('\n');
         let _g = self.out.lock();
-        let mut e = std::io::stderr().lock();
-        let _ = writeln!(e, "{s}");
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 
     /// Starts a vertex and returns its number. The title (Dockerfile text, image names) is shown

@@ -5,7 +5,7 @@
 //! was checked against the recorded start time, so it is the container's PID 1 and not a
 //! recycled pid). Joining a pid namespace only applies to children, so the helper forks the
 //! process that will exec: it is in every namespace of the container, moves itself into the
-//! container's cgroup through `cgroup.procs` fds opened on the host beforehand (the host's
+//! container's cgroup through `tasks`/`cgroup.procs` fds opened on the host beforehand (the host's
 //! cgroupfs isn't visible from the container's mount namespace), closes every other fd
 //! (CVE-2024-21626: no host fd may reach the container), resolves the user in the container's
 //! `/etc/passwd`, and goes through the same `exec_command` as PID 1: capability bounding set
@@ -108,9 +108,9 @@ fn exec_inner(
         None
     };
     // Opened on the host, written from inside (see the module docs).
-    let cgroup_procs: Vec<OwnedFd> = state::cgroup_candidates(&st.id)
+    let cgroup_procs: Vec<OwnedFd> = crate::cgroups::candidates(&st.id)
         .into_iter()
-        .map(|d| d.join("cgroup.procs"))
+        .map(|d| crate::cgroups::join_file(&d))
         .filter_map(|p| File::options().write(true).open(p).ok().map(OwnedFd::from))
         .collect();
     let stdin_null = if o.interactive || o.tty || o.detach {

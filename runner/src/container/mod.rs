@@ -793,7 +793,7 @@ pub fn remove(c: &Container, force: bool) -> Result<(), ContainerError> {
                 p.wait_exit(KILL_TIMEOUT);
             }
         }
-        let _ = crate::cgroups::Cgroup::from_dirs(state::cgroup_candidates(&st.id)).remove();
+        let _ = crate::cgroups::Cgroup::from_dirs(crate::cgroups::candidates(&st.id)).remove();
         state::remove_dir(&c.dir)?;
         monitor
     };

@@ -9,8 +9,7 @@ use std::path::Path;
 use nix::fcntl::FlockArg;
 
 use crate::state::{
-    cgroup_candidates, flock_dir, now_nanos, owner_alive, read_state, remove_dir, write_state,
-    Status,
+    flock_dir, now_nanos, owner_alive, read_state, remove_dir, write_state, Status,
 };
 
 /// Cleans up after strata processes that died without doing it themselves (`kill -9`):
@@ -66,7 +65,7 @@ pub fn reap_if_stale(dir: &Path) -> bool {
     if !s.is_live() || owner_alive(&s) {
         return false;
     }
-    let _ = crate::cgroups::Cgroup::from_dirs(cgroup_candidates(&s.id)).remove();
+    let _ = crate::cgroups::Cgroup::from_dirs(crate::cgroups::candidates(&s.id)).remove();
     if s.remove_on_exit {
         let _ = remove_dir(dir);
     } else {

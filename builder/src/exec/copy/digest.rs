@@ -30,6 +30,7 @@ type Hashed = (FileStamp, [u8; 32]);
 /// ([`select_with`]): the key needs neither the entry's destination nor its path as
 /// components, and a no-op rebuild of a big context is mostly this walk (keeping the copy's
 /// `Selected` records too cost a 20k-file context 2,300 more page faults, ~5 ms).
+#[cfg_attr(test, derive(Clone))]
 struct Item {
     rel: Vec<u8>,
     kind: Option<FileKind>,
@@ -129,37 +130,80 @@ fn item(src: &CopySource, e: Found<'_>) -> Result<Item, StepError> {
     })
 }
 
-/// Fills in content hashes: from the index when the stamp is unchanged, else read and hashed,
-/// in parallel, then recorded.
+/// Below this many entries, index lookups run on the calling thread.
+///
+/// Why: the first parallel call starts rayon's global pool — a cgroup quota read and one thread
+/// per core that spins on `sched_yield` while idle — which costs a small COPY's whole digest
+/// (a no-op rebuild of go-multistage spent ~1 ms CPU in it for a 5-file context); a lookup is
+/// one hash probe (~100 ns), so only contexts of thousands of files gain from more cores.
+const PARALLEL_LOOKUPS: usize = 2048;
+
+/// Below this many bytes to read (or with a single file), changed files are hashed on the
+/// calling thread: sha256 runs at ~1 GB/s here, so 4 MiB is ~4 ms, about what starting the
+/// pool and handing the files out costs under load.
+const PARALLEL_HASH_BYTES: u64 = 4 << 20;
+
+/// When [`hash_files`] spreads its work over rayon's pool.
+#[derive(Clone, Copy)]
+struct Parallel {
+    /// Index lookups go parallel from this many entries.
+    lookups: usize,
+    /// Hashing goes parallel (two files or more) from this many bytes to read.
+    hash_bytes: u64,
+}
+
+/// Fills in content hashes: from the index when the stamp is unchanged, else read and hashed
+/// (in parallel when there is enough to read), then recorded.
 fn hash_files(src: &CopySource, items: &mut [Item], index: &Mutex<ContextIndex>) {
+    let parallel = Parallel {
+        lookups: PARALLEL_LOOKUPS,
+        hash_bytes: PARALLEL_HASH_BYTES,
+    };
+    hash_files_with(src, items, index, parallel);
+}
+
+fn hash_files_with(
+    src: &CopySource,
+    items: &mut [Item],
+    index: &Mutex<ContextIndex>,
+    parallel: Parallel,
+) {
     let todo: Vec<usize> = {
-        // Lookups are lock-free reads of the index (one hash probe each), done on every core:
-        // on a no-op rebuild of a big context they are most of what is left after the walk.
         let idx = index.lock().unwrap_or_else(|e| e.into_inner());
-        items
-            .par_iter_mut()
-            .enumerate()
-            .filter_map(|(i, e)| {
-                if e.kind != Some(FileKind::File) {
-                    return None;
+        let lookup = |(i, e): (usize, &mut Item)| {
+            if e.kind != Some(FileKind::File) {
+                return None;
+            }
+            match idx.lookup(&e.rel, &e.stamp) {
+                Some(sha) => {
+                    e.sha = Some(sha);
+                    None
                 }
-                match idx.lookup(&e.rel, &e.stamp) {
-                    Some(sha) => {
-                        e.sha = Some(sha);
-                        None
-                    }
-                    None => Some(i),
-                }
-            })
-            .collect()
+                None => Some(i),
+            }
+        };
+        // Lookups are lock-free reads of the index (one hash probe each), done on every core
+        // for a big context: on its no-op rebuild they are most of what is left after the walk.
+        if items.len() < parallel.lookups {
+            items.iter_mut().enumerate().filter_map(lookup).collect()
+        } else {
+            items
+                .par_iter_mut()
+                .enumerate()
+                .filter_map(lookup)
+                .collect()
+        }
     };
     if todo.is_empty() {
         return;
     }
-    let hashed: Vec<(usize, Option<Hashed>)> = todo
-        .par_iter()
-        .map(|&i| (i, hash_file(src, &items[i].rel)))
-        .collect();
+    let bytes: u64 = todo.iter().map(|&i| items[i].size).sum();
+    let hash = |&i: &usize| (i, hash_file(src, &items[i].rel));
+    let hashed: Vec<(usize, Option<Hashed>)> = if todo.len() < 2 || bytes < parallel.hash_bytes {
+        todo.iter().map(hash).collect()
+    } else {
+        todo.par_iter().map(hash).collect()
+    };
     let mut idx = index.lock().unwrap_or_else(|e| e.into_inner());
     for (i, r) in hashed {
         let e = &mut items[i];
@@ -248,6 +292,59 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", ctx.join("src/evil")).unwrap();
         let d3 = digest(&c, &["src/"], &index);
         assert!(d3.starts_with("sha256:"));
+    }
+
+    /// The calling thread and rayon's pool find the same hashes, from a cold index (reads) and
+    /// a warm one (lookups), and a file changed since is read again on either path.
+    #[test]
+    fn sequential_and_parallel_hashing_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let ctx = dir.path().join("ctx");
+        for i in 0..40 {
+            write(
+                &ctx.join(format!("d{}/f{i}", i % 3)),
+                &format!("{i}").repeat(i * 97),
+            );
+        }
+        std::os::unix::fs::symlink("f1", ctx.join("d0/link")).unwrap();
+        let c = CopySource::context(&ctx).unwrap();
+        let sources = vec![".".to_string()];
+        let spec = SelectSpec {
+            sources: &sources,
+            ..SelectSpec::default()
+        };
+        let seq = Parallel {
+            lookups: usize::MAX,
+            hash_bytes: u64::MAX,
+        };
+        let par = Parallel {
+            lookups: 0,
+            hash_bytes: 0,
+        };
+        let shas = |items: &[Item]| items.iter().map(|e| e.sha).collect::<Vec<_>>();
+        let run = |p: Parallel, index: &Mutex<ContextIndex>| {
+            let mut items = items(&c, &spec).unwrap();
+            hash_files_with(&c, &mut items, index, p);
+            items
+        };
+        let (seq_index, par_index) = (
+            Mutex::new(ContextIndex::load(&store, &ctx)),
+            Mutex::new(ContextIndex::load(&store, &ctx)),
+        );
+        let cold = shas(&run(seq, &seq_index));
+        assert_eq!(cold.iter().filter(|s| s.is_some()).count(), 40);
+        assert_eq!(shas(&run(par, &par_index)), cold);
+        assert_eq!(
+            shas(&run(seq, &par_index)),
+            cold,
+            "warm lookups, sequential"
+        );
+        assert_eq!(shas(&run(par, &seq_index)), cold, "warm lookups, parallel");
+        write(&ctx.join("d1/f7"), "changed, and longer than before");
+        let (a, b) = (run(seq, &seq_index), run(par, &par_index));
+        assert_eq!(shas(&a), shas(&b));
+        assert_ne!(shas(&a), cold);
     }
 
     #[test]

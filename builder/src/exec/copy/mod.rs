@@ -53,7 +53,7 @@ pub(crate) mod stage_digest;
 use crate::exec::lower;
 use crate::exec::source_kind::{is_git, is_url};
 use crate::exec::state::{ExecOptions, StageState};
-use crate::exec::tempdir::TempDir;
+use crate::exec::tempdir::{LazyTempDir, TempDir};
 use emit::{FileData, Tree};
 use select::{resolve_dest, select_sources, CopySource, SelectSpec};
 use stage::{Attrs, Stager};
@@ -325,8 +325,9 @@ fn run_copy(
     }
 
     // Files that only exist for this step (extracted archives, downloads) are staged here; the
-    // context's and stages' files are read in place when the layer is written.
-    let tmp = TempDir::new(store, "copy")?;
+    // context's and stages' files are read in place when the layer is written. Made on first
+    // use: a COPY of context or stage files never needs it.
+    let mut tmp = LazyTempDir::new(store, "copy");
     let mut stager = Stager {
         src,
         tree: Tree::new(),
