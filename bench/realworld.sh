@@ -130,7 +130,8 @@ done
 # build. Every build runs with STRATA_BENCH_BUILD=1 in its environment; the watchdog checks every
 # 5 s and kills a build process older than BUILD_TIMEOUT seconds (the build then fails as below).
 watchdog() {
-  while sleep 5; do
+  # Ends with the bench ($$ is the script's pid in this subshell too), even after a kill -9.
+  while kill -0 $$ 2>/dev/null && sleep 5; do
     for e in /proc/[0-9]*/environ; do
       grep -qz '^STRATA_BENCH_BUILD=1$' "$e" 2>/dev/null || continue
       local pid=${e#/proc/}; pid=${pid%/environ}
