@@ -3,7 +3,10 @@
 # strata, by buildah (Debian's 1.28: `bud --layers --format docker --runtime /usr/sbin/runc`) and
 # by Docker 20.10's embedded BuildKit (`DOCKER_BUILDKIT=1 docker build`), each in three cases:
 #
-#   cold      `--no-cache` (cache mounts stay warm, as they do for BuildKit)
+#   cold      `--no-cache`, cache mounts empty on every tool: strata and BuildKit give a step
+#             that ignores the cache a fresh cache mount; buildah 1.28 keeps its mounts under
+#             $TMPDIR/buildah-cache, so the bench empties that before each of its cold builds
+#             (a warm go build cache made buildah's cold go build 6x faster than the others')
 #   no-op     the same build again
 #   one-file  after one source file changed (the project's case.env names it)
 #
@@ -159,12 +162,13 @@ tool_runs() { # project tool -> whether the tool builds this project
 build() { # project tool case -> seconds (the build's log in $work/logs)
   local p=$1 tool=$2 kase=$3 ctx=$work/ctx/$1 nc=() t0 t1 rc=0
   [ "$kase" = cold ] && nc=(--no-cache)
+  if [ "$kase" = cold ] && [ "$tool" = buildah ]; then rm -rf "$work/buildah-tmp"/buildah-cache*; fi
   local log=$work/logs/$p-$tool-$kase.log
   t0=$EPOCHREALTIME  # no subshell inside the timed span (a no-op build is ~5 ms)
   case $tool in
     strata) STRATA_BENCH_BUILD=1 STRATA_TIMING=1 "$S" --root "$store" build --progress plain \
               "${nc[@]}" -t "rw-$p" "$ctx" >"$log" 2>&1 || rc=$? ;;
-    # buildah keeps RUN cache mounts in $TMPDIR/buildah-cache-UID (/var/tmp by default), which
+    # buildah keeps RUN cache mounts in $TMPDIR/buildah-cache (/var/tmp by default), which
     # outlives --root: a private TMPDIR keeps them from leaking between runs (strata's and
     # Docker's live in their private stores).
     buildah) STRATA_BENCH_BUILD=1 TMPDIR=$work/buildah-tmp buildah --root "$broot" --runroot "$brun" \
