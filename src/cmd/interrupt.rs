@@ -68,10 +68,7 @@ pub fn watch(staging: PathBuf) {
         errln!("");
         errln!("strata build: interrupted; stopping the running steps and cleaning up");
         kill_descendants();
-        let _ = strata_fs::dir::remove_tree(&staging);
-        let mut lock = staging.into_os_string();
-        lock.push(".lock");
-        let _ = std::fs::remove_file(lock);
+        strata_store::remove_staging(&staging);
         std::process::exit(128 + sig);
     });
 }

@@ -225,9 +225,7 @@ impl Store {
     pub fn staging_dir(&self) -> Result<&Path, StoreError> {
         let r = self.staging.get_or_init(|| {
             let dir = &self.staging_path;
-            let mut lock_path = dir.clone().into_os_string();
-            lock_path.push(".lock");
-            let guard = lock::lock(Path::new(&lock_path), LockMode::Exclusive)?;
+            let guard = lock::lock(&staging_lock_path(dir), LockMode::Exclusive)?;
             fs::create_dir(dir).at(dir)?;
             Ok(guard)
         });
@@ -410,16 +408,28 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        // Our staging dir holds only unfinished work; remove it (the lock file last, so no
-        // other process mistakes a half-removed dir for a live one).
+        // Our staging dir holds only unfinished work.
         if let Some(Ok(_guard)) = self.staging.get() {
-            let dir = &self.staging_path;
-            let _ = strata_fs::dir::remove_tree(dir);
-            let mut lock = dir.clone().into_os_string();
-            lock.push(".lock");
-            let _ = fs::remove_file(lock);
+            remove_staging(&self.staging_path);
         }
     }
+}
+
+/// The lock file that marks the staging directory `staging` as alive: its path with `.lock`
+/// appended (what `open` looks for when it removes dead processes' directories).
+fn staging_lock_path(staging: &Path) -> PathBuf {
+    let mut lock = staging.as_os_str().to_owned();
+    lock.push(".lock");
+    PathBuf::from(lock)
+}
+
+/// Removes a staging directory ([`Store::staging_path`]) and then its lock file, so no other
+/// process mistakes a half-removed directory for a live one. Best effort, and a no-op for a
+/// directory never made: what the store does when dropped, and what a signal handler does for
+/// a process about to exit.
+pub fn remove_staging(staging: &Path) {
+    let _ = strata_fs::dir::remove_tree(staging);
+    let _ = fs::remove_file(staging_lock_path(staging));
 }
 
 /// fsyncs the directory holding `path`, making a rename durable.
