@@ -8,8 +8,8 @@ use std::time::Duration;
 
 pub mod common;
 
-use strata_test_support::tool;
 use strata_test_support::tree::Tree;
+use strata_test_support::{run_ok, tool};
 
 use common::{strata, Env};
 
@@ -595,17 +595,7 @@ fn load_and_import_unpack_layers_so_the_first_run_extracts_nothing() {
             .join(id.trim_start_matches("sha256:"))
     };
     let in_root = |root: &std::path::Path, args: &[&str]| {
-        let o = Command::new(strata())
-            .arg("--root")
-            .arg(root)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "strata {args:?} failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        run_ok(Command::new(strata()).arg("--root").arg(root).args(args));
     };
     let archive = env.path("bb.tar");
     let rootfs = env.path("rootfs.tar");

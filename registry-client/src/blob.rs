@@ -279,7 +279,7 @@ pub(crate) fn upload(
     }
     // One PUT with the body commits a small blob: verify it before sending anything.
     let in_stream = size > MONOLITHIC_MAX;
-    let blob = store.open_blob(digest)?.expect_size(size);
+    let mut blob = store.open_blob(digest)?.expect_size(size);
     if in_stream {
         let on_disk = blob.len()?;
         if on_disk != size {
@@ -291,7 +291,6 @@ pub(crate) fn upload(
             .into());
         }
     } else {
-        let mut blob = blob;
         blob.finish()?;
     }
     let path = store.blob_path(digest);

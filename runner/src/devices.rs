@@ -17,7 +17,8 @@
 //!
 //! Why `nodev` rather than a device cgroup for every container: the `nodev` mounts cost nothing
 //! measurable, and they hold on cgroup v1 and v2 alike (v2 has no devices files; every container
-//! has a cgroup of its own, see [`crate::cgroups`], but not in the `devices` hierarchy). The one thing `nodev` can't express is an access mode: root's CAP_DAC_OVERRIDE opens a
+//! has a cgroup of its own, see [`crate::cgroups`], but not in the `devices` hierarchy). The
+//! one thing `nodev` can't express is an access mode: root's CAP_DAC_OVERRIDE opens a
 //! `0444` node for writing, and a read-only mount does not stop writes to a device. A
 //! [`DeviceSpec`] with less than `rw` access therefore also gets a device cgroup (cgroup v1
 //! `devices.deny`/`devices.allow`, see [`crate::cgroups`]) — paid only by the runs that ask.

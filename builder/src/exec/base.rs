@@ -176,7 +176,6 @@ impl<'a> BaseImages<'a> {
         }
     }
 
-    /// Loads one image (by name), as the FROM step of `request` would.
     /// Loads each distinct image (`first_of`: its first request's index) on a thread of its
     /// own, so pulls of several missing bases overlap.
     fn load_in_parallel(
@@ -201,6 +200,7 @@ impl<'a> BaseImages<'a> {
         })
     }
 
+    /// Loads one image (by name), as the FROM step of `request` would.
     fn load(&self, request: &BaseRequest) -> Result<LoadedBase, ExecError> {
         let mut notes = Vec::new();
         // The stage's `--platform`, else the build's target (BuildKit's rule).
