@@ -13,7 +13,8 @@
 #                the load, where MB/s is that cost divided by the CPU share each side gets on
 #                the shared cores and moves with whatever else runs.
 #   conn-rate    connections/s: `ab -n N -c 4` (a new TCP connection per request, no keep-alive)
-#                for a small file — target ratio ≥ 1.0
+#                for a small file, one sample per tool per rep (order alternating) — target
+#                ratio ≥ 1.0; the ratio of the medians and the median of the per-rep ratios
 #   start        `strata run -d -p 18090:80` against `strata run -d --network none` (ms; the
 #                difference is the bridge's start overhead) — target < 20 ms
 #   attach       the network setup phase alone, in process: strata's own per-phase timings
@@ -91,6 +92,10 @@ for d in /proc/[0-9]*; do
   [[ $(cat "$d/comm" 2>/dev/null) == httpd && ${d#/proc/} != "$pid_podman" ]] && { pid_ours=${d#/proc/}; break; }
 done
 echo "servers: strata $(placement "$pid_ours"); podman $(placement "$pid_podman")"
+# The links' MTU (strata: 65520 inside the machine, the way out keeps the uplink's; podman:
+# 1500; README "Networks").
+mtu() { nsenter -t "$1" -n ip -o link show eth0 2>/dev/null | grep -o 'mtu [0-9]*' | cut -d' ' -f2; }
+echo "eth0 MTU: strata $(mtu "$pid_ours"), podman $(mtu "$pid_podman")"
 
 us() { echo "${EPOCHREALTIME/./}"; }
 med() { median | awk '{printf "%.2f", $1}'; }
@@ -121,6 +126,8 @@ for i in $(seq "$reps"); do
   for who in $( ((i % 2)) && echo "podman:18081 ours:18080" || echo "ours:18080 podman:18081"); do
     rate "${who#*:}" >>"$W/cr.${who%:*}"
   done
+  # This rep's conn/s ratio, paired as the downloads'.
+  paste <(tail -n1 "$W/cr.ours") <(tail -n1 "$W/cr.podman") | awk '{printf "%.4f\n", $1 / $2}' >>"$W/cr.pairs"
 done
 bridge() { "$S" --root "$ROOT" run -d -p 18090:80 busybox sleep 1000; }
 none() { "$S" --root "$ROOT" run -d --network none busybox sleep 1000; }
@@ -143,14 +150,18 @@ o=$(col 1 "$W/tp.ours" | med); p=$(col 1 "$W/tp.podman" | med)
 printf '%-12s %12s %12s %8s\n' "MB/s" "$o" "$p" "$(ratio "$o" "$p")"
 spread() { col 1 "$1" | sort -g | awk 'NR == 1 {a = $1} {b = $1} END {printf "%.0f-%.0f", a, b}'; }
 printf '%-12s %12s %12s\n' "  min-max" "$(spread "$W/tp.ours")" "$(spread "$W/tp.podman")"
-pr=$(med <"$W/tp.pairs")
-q() { sort -g "$W/tp.pairs" | awk -v f="$1" '{a[NR] = $1} END {i = int(f * (NR - 1) + 1.5); printf "%.2f", a[i]}'; }
-printf '%-12s %12s %12s %8s   (median of %d per-rep ratios; quartiles %s-%s)\n' "  paired" "" "" \
-  "$pr" "$(wc -l <"$W/tp.pairs")" "$(q 0.25)" "$(q 0.75)"
+# The median of a file's per-rep ratios, with their quartiles.
+q() { sort -g "$2" | awk -v f="$1" '{a[NR] = $1} END {i = int(f * (NR - 1) + 1.5); printf "%.2f", a[i]}'; }
+paired() {
+  printf '%-12s %12s %12s %8s   (median of %d per-rep ratios; quartiles %s-%s)\n' "  paired" "" "" \
+    "$(med <"$1")" "$(wc -l <"$1")" "$(q 0.25 "$1")" "$(q 0.75 "$1")"
+}
+paired "$W/tp.pairs"
 o=$(col 2 "$W/tp.ours" | med); p=$(col 2 "$W/tp.podman" | med)
 printf '%-12s %12s %12s %8s   (curl CPU per download)\n' "client ms" "$o" "$p" "$(ratio "$o" "$p")"
 o=$(med <"$W/cr.ours"); p=$(med <"$W/cr.podman")
 printf '%-12s %12s %12s %8s\n' "conn/s" "$o" "$p" "$(ratio "$o" "$p")"
+paired "$W/cr.pairs"
 b=$(awk '{print $1/1000}' "$W/start.bridge" | med); n=$(awk '{print $1/1000}' "$W/start.none" | med)
 printf 'start run -d -p: %s ms, --network none: %s ms, bridge overhead: %s ms (target < 20)\n' "$b" "$n" \
   "$(awk -v a="$b" -v b="$n" 'BEGIN {printf "%.2f", a-b}')"

@@ -5,7 +5,8 @@ set -euo pipefail
 APT_PKGS=(
   buildah skopeo umoci oci-image-tool fuse-overlayfs crun runc docker-registry hyperfine
   busybox-static debootstrap fuse3 apache2-utils zstd pigz bzip2 xz-utils attr time jq bc
-  python3 iproute2 nftables libnftables1 util-linux kmod openssl curl passwd tar coreutils podman
+  python3 iproute2 iputils-ping nftables libnftables1 util-linux kmod openssl curl passwd tar coreutils
+  podman
   qemu-user-static
 )
 missing=()

@@ -241,6 +241,139 @@ fn subnet_avoids_existing_routes_and_config_overrides() {
     );
 }
 
+/// `ip -o link show eth0` and `ip route show default` in a container on `network`, read with
+/// the host's iproute2 (busybox's `ip route` leaves out a route's MTU).
+fn link_and_route(env: &Env, network: &str) -> String {
+    let id = env.ok(&["run", "-d", "--network", network, "busybox", "sleep", "60"]);
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", id.trim()])).unwrap();
+    let pid = v[0]["State"]["Pid"].as_i64().unwrap();
+    let out = env.ns.sh(&format!(
+        "nsenter -t {pid} -n sh -c 'ip -o link show eth0; ip route show default'"
+    ));
+    env.ok(&["rm", "-f", id.trim()]);
+    out
+}
+
+#[test]
+fn links_carry_local_sized_frames_and_the_way_out_the_uplinks_mtu() {
+    let env = Env::new();
+    // No uplink in the namespace: links 65520, the default route Ethernet's 1500.
+    let out = link_and_route(&env, "bridge");
+    assert!(out.contains(" mtu 65520 "), "eth0: {out}");
+    assert!(
+        out.contains("default via 172.17.0.1 dev eth0 mtu 1500"),
+        "{out}"
+    );
+    // A download through a published port arrives whole.
+    env.ok(&[
+        "run", "-d", "--name", "big", "-p", "8080:80", "busybox", "sh", "-c",
+        "mkdir /w && dd if=/dev/zero of=/w/f bs=1k count=3072 2>/dev/null && exec httpd -f -p 80 -h /w",
+    ]);
+    wait_http(&env.ns, "http://127.0.0.1:8080/f -o /dev/null");
+    // A frame larger than 1500 crosses the bridge unfragmented (DF set), there and back.
+    assert_eq!(
+        env.ns
+            .sh("ping -c1 -W2 -s 30000 -M do 172.17.0.2 >/dev/null && echo BIG-OK")
+            .trim(),
+        "BIG-OK"
+    );
+    assert_eq!(
+        env.ns
+            .sh("curl -s -m 5 -o /dev/null -w '%{size_download}' http://127.0.0.1:8080/f"),
+        "3145728"
+    );
+    assert!(env.ns.sh("ip -o link show strata0").contains(" mtu 65520 "));
+    env.ok(&["rm", "-f", "big"]);
+
+    // An uplink of 9000 (a jumbo-frame LAN): the way out takes its MTU.
+    env.ns.sh(
+        "ip link add up0 mtu 9000 type veth peer name up1 mtu 9000 && ip link set up1 up && ip link set up0 up && ip addr add 192.0.2.2/24 dev up0 && ip route add default via 192.0.2.1",
+    );
+    let out = link_and_route(&env, "bridge");
+    assert!(
+        out.contains("default via 172.17.0.1 dev eth0 mtu 9000"),
+        "{out}"
+    );
+
+    // `-o mtu=N` sets every link; the uplink's 9000 is larger, so the route takes none.
+    env.ok(&[
+        "network",
+        "create",
+        "-o",
+        "com.docker.network.driver.mtu=1400",
+        "small",
+    ]);
+    let out = link_and_route(&env, "small");
+    assert!(out.contains(" mtu 1400 "), "eth0: {out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("default via ") && !l.contains("mtu")),
+        "{out}"
+    );
+    let inspect = env.ok(&["network", "inspect", "small"]);
+    assert!(
+        inspect.contains(r#""com.docker.network.driver.mtu": "1400""#),
+        "{inspect}"
+    );
+    let o = env.strata(&["network", "create", "-o", "mtu=70000", "huge"]);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert!(stderr(&o).contains("must be 68 to 65535"), "{}", stderr(&o));
+
+    // The default network's MTU from config.json (Docker's daemon.json `mtu`).
+    std::fs::write(
+        env.store.root().join("config.json"),
+        r#"{"network": {"mtu": 1500}}"#,
+    )
+    .unwrap();
+    let out = link_and_route(&env, "bridge");
+    assert!(out.contains(" mtu 1500 "), "eth0: {out}");
+}
+
+#[test]
+fn large_transfers_cross_a_1500_byte_uplink_both_ways() {
+    let env = Env::new();
+    // The world behind a 1500-byte uplink, the host's default route; the containers' links
+    // are 65520, so the way out must take the uplink's size (mtu.rs).
+    let ext = Netns::new("ext");
+    env.ns.sh(&format!(
+        "ip link add up0 type veth peer name ext0 netns {ext} && ip addr add 10.99.0.1/24 dev up0 && ip link set up0 up && ip route add default via 10.99.0.2",
+        ext = ext.name
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), vec![7u8; 3 << 20]).unwrap();
+    // A world server, bounded by timeout(1) and killed when the test ends, pass or fail.
+    struct Killer(String);
+    impl Drop for Killer {
+        fn drop(&mut self) {
+            let _ = Command::new("pkill").args(["-f", &self.0]).status();
+        }
+    }
+    let _world = Killer(format!(
+        "httpd -f -p 10.99.0.2:80 -h {}",
+        dir.path().display()
+    ));
+    ext.sh(&format!(
+        "ip addr add 10.99.0.2/24 dev ext0 && ip link set ext0 up && (timeout 60 busybox httpd -f -p 10.99.0.2:80 -h {} </dev/null >/dev/null 2>&1 &)",
+        dir.path().display()
+    ));
+    let got = env.ok(&[
+        "run", "--rm", "busybox", "sh", "-c",
+        // (Debian 12's busybox-static wget crashes; nc and sed do HTTP/1.0, headers cut.)
+        r#"for i in 1 2 3 4 5 6 7 8 9 10; do n=$(printf 'GET /f HTTP/1.0\r\n\r\n' | nc -w 5 10.99.0.2 80 | sed '1,/^\r$/d' | wc -c); [ "$n" -gt 0 ] && echo "$n" && break; sleep 0.2; done"#,
+    ]);
+    assert!(
+        got.lines().any(|l| l.trim() == "3145728"),
+        "container downloads from the world: {got}"
+    );
+    env.ok(&[
+        "run", "-d", "--name", "big", "-p", "8080:80", "busybox", "sh", "-c",
+        "mkdir /w && dd if=/dev/zero of=/w/f bs=1k count=3072 2>/dev/null && exec httpd -f -p 80 -h /w",
+    ]);
+    wait_http(&env.ns, "http://127.0.0.1:8080/f -o /dev/null");
+    let size = ext.sh("curl -s -m 10 -o /dev/null -w '%{size_download}' http://10.99.0.1:8080/f");
+    assert_eq!(size, "3145728", "the world downloads from the container");
+}
+
 #[test]
 fn outbound_traffic_is_masqueraded() {
     let env = Env::new();

@@ -40,24 +40,6 @@ pub fn loopback_up() -> Result<(), Failure> {
     Ok(())
 }
 
-/// The kernel's `struct rtentry` (linux/route.h) for SIOCADDRT; libc has it only for musl.
-#[repr(C)]
-struct RtEntry {
-    rt_pad1: libc::c_ulong,
-    rt_dst: libc::sockaddr,
-    rt_gateway: libc::sockaddr,
-    rt_genmask: libc::sockaddr,
-    rt_flags: libc::c_ushort,
-    rt_pad2: libc::c_short,
-    rt_pad3: libc::c_ulong,
-    rt_pad4: *mut libc::c_void,
-    rt_metric: libc::c_short,
-    rt_dev: *mut libc::c_char,
-    rt_mtu: libc::c_ulong,
-    rt_window: libc::c_ulong,
-    rt_irtt: libc::c_ushort,
-}
-
 fn sockaddr_v4(ip: std::net::Ipv4Addr) -> libc::sockaddr {
     let sin = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
@@ -109,15 +91,25 @@ fn ioctl(
     Ok(())
 }
 
-/// Configures `dev` in the calling thread's network namespace with ioctls (netdevice(7),
-/// route(4)): address and netmask, up, and a default route through `gateway` when given —
-/// what `ip addr add; ip link set up; ip route add default` do, without starting `ip`.
-pub(crate) fn configure_v4(
-    dev: &str,
-    ip: std::net::Ipv4Addr,
-    prefix: u8,
-    gateway: Option<std::net::Ipv4Addr>,
-) -> std::io::Result<()> {
+/// The MTU of the link `dev` in the calling thread's network namespace (`SIOCGIFMTU`,
+/// netdevice(7); unlike /sys/class/net, always this namespace's).
+pub(crate) fn link_mtu(dev: &str) -> std::io::Result<u32> {
+    let sock = dgram_socket()?;
+    let mut req = ifreq_for(dev);
+    ioctl(
+        &sock,
+        "SIOCGIFMTU",
+        libc::SIOCGIFMTU,
+        (&mut req as *mut libc::ifreq).cast(),
+    )?;
+    // SAFETY: the union's mtu member is what SIOCGIFMTU filled in.
+    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
+    u32::try_from(mtu).map_err(|_| std::io::Error::other(format!("{dev} has MTU {mtu}")))
+}
+
+/// Configures `dev` in the calling thread's network namespace with ioctls (netdevice(7)):
+/// address and netmask, up — what `ip addr add; ip link set up` do, without starting `ip`.
+pub(crate) fn configure_v4(dev: &str, ip: std::net::Ipv4Addr, prefix: u8) -> std::io::Result<()> {
     let sock = dgram_socket()?;
     let mut req = ifreq_for(dev);
     req.ifr_ifru.ifru_addr = sockaddr_v4(ip);
@@ -155,29 +147,5 @@ pub(crate) fn configure_v4(
         libc::SIOCSIFFLAGS,
         (&mut req as *mut libc::ifreq).cast(),
     )?;
-    if let Some(gw) = gateway {
-        let any = sockaddr_v4(std::net::Ipv4Addr::UNSPECIFIED);
-        let mut rt = RtEntry {
-            rt_pad1: 0,
-            rt_dst: any,
-            rt_gateway: sockaddr_v4(gw),
-            rt_genmask: any,
-            rt_flags: libc::RTF_UP | libc::RTF_GATEWAY,
-            rt_pad2: 0,
-            rt_pad3: 0,
-            rt_pad4: std::ptr::null_mut(),
-            rt_metric: 0,
-            rt_dev: std::ptr::null_mut(),
-            rt_mtu: 0,
-            rt_window: 0,
-            rt_irtt: 0,
-        };
-        ioctl(
-            &sock,
-            "SIOCADDRT",
-            libc::SIOCADDRT,
-            (&mut rt as *mut RtEntry).cast(),
-        )?;
-    }
     Ok(())
 }

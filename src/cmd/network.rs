@@ -25,6 +25,10 @@ pub enum Sub {
         /// No route out of the network.
         #[arg(long)]
         internal: bool,
+        /// Driver option `KEY=VALUE`: `mtu=N` (or Docker's `com.docker.network.driver.mtu=N`)
+        /// sets every link's MTU (default 65520, the way out keeps the host's).
+        #[arg(short = 'o', long = "opt")]
+        opts: Vec<String>,
         /// The network's name.
         name: String,
     },
@@ -69,8 +73,18 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         Sub::Create {
             subnet,
             internal,
+            opts,
             name,
-        } => println!("{}", network::create(root, name, *subnet, *internal)?.id),
+        } => {
+            let (mtu, ignored) = network::driver_options(opts)?;
+            for key in ignored {
+                eprintln!("strata: network option {key} ignored (strata takes mtu)");
+            }
+            println!(
+                "{}",
+                network::create(root, name, *subnet, *internal, mtu)?.id
+            );
+        }
         Sub::Connect {
             aliases,
             network: net,

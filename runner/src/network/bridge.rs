@@ -55,9 +55,14 @@ fn index_of(link: &str) -> Result<u32, NetworkError> {
     })
 }
 
-/// Creates the bridge with the gateway address, its masquerade rule, and turns on IPv4
-/// forwarding, unless the bridge is already there.
-pub(super) fn ensure(bridge: &str, subnet: Ipv4Net, internal: bool) -> Result<(), NetworkError> {
+/// Creates the bridge with the MTU `mtu`, the gateway address, its masquerade rule, and turns
+/// on IPv4 forwarding, unless the bridge is already there.
+pub(super) fn ensure(
+    bridge: &str,
+    subnet: Ipv4Net,
+    internal: bool,
+    mtu: u32,
+) -> Result<(), NetworkError> {
     if exists(bridge) {
         return Ok(());
     }
@@ -70,7 +75,7 @@ pub(super) fn ensure(bridge: &str, subnet: Ipv4Net, internal: bool) -> Result<()
     // to the kernel it would follow the lowest port's, and when that container left, the others'
     // ARP entries for the gateway would name a MAC nobody has — no way out until they expire.
     let mut nl = Rtnl::open()?;
-    nl.add_bridge(bridge, rtnl::mac_bytes(&mac_for(gateway))?)?;
+    nl.add_bridge(bridge, rtnl::mac_bytes(&mac_for(gateway))?, mtu)?;
     let made = index_of(bridge).and_then(|i| nl.add_address(bridge, i, gateway, subnet.prefix()));
     if let Err(e) = made {
         remove(bridge);
@@ -123,6 +128,15 @@ pub(super) struct Plug<'a> {
     pub internal: bool,
     /// The container end's name (`eth0`, `eth1` for a connected network).
     pub inner: &'a str,
+    /// The veth pair's MTU: the bridge's ([`link_mtu`]).
+    pub mtu: u32,
+}
+
+/// The MTU for a veth on `bridge`: the bridge's own (a bridge an older strata made keeps the
+/// 1500 it had, and every port on a bridge must take frames of the same size), `wanted` if it
+/// can't be read.
+pub(super) fn link_mtu(bridge: &str, wanted: u32) -> u32 {
+    crate::net::link_mtu(bridge).unwrap_or(wanted)
 }
 
 /// Makes the veth pair (`veth` on the bridge, `eth0` in `netns`) and configures the container's
@@ -137,18 +151,20 @@ pub(super) fn plug(netns: &OwnedFd, p: &Plug<'_>) -> Result<(), NetworkError> {
 pub(super) fn plug_host(netns: &OwnedFd, p: &Plug<'_>) -> Result<(), NetworkError> {
     let mac = rtnl::mac_bytes(p.mac)?;
     let mut nl = Rtnl::open()?;
-    nl.add_veth(p.veth, index_of(p.bridge)?, p.inner, mac, netns)?;
+    nl.add_veth(p.veth, index_of(p.bridge)?, p.inner, mac, p.mtu, netns)?;
     nl.set_hairpin(p.veth, index_of(p.veth)?)
 }
 
 /// The container's side of [`plug`]: `lo` and the inner end up, its address and (on the first
-/// interface of a network that is not internal) the default route through the gateway.
+/// interface of a network that is not internal) the default route through the gateway, with
+/// the uplink's MTU when that is smaller than the link's (`mtu.rs`).
 pub(super) fn configure_inner(netns: &OwnedFd, p: &Plug<'_>) -> Result<(), NetworkError> {
     let Plug {
         ip,
         subnet,
         internal,
         inner,
+        mtu,
         ..
     } = *p;
     // Inside, with ioctls from a thread that joins the namespace (netdevice(7), route(4)): no
@@ -156,6 +172,8 @@ pub(super) fn configure_inner(netns: &OwnedFd, p: &Plug<'_>) -> Result<(), Netwo
     // way out: not even a default route.
     // Only the first interface (eth0) routes out; a network connected later adds its subnet.
     let gateway = subnet.gateway().filter(|_| !internal && inner == "eth0");
+    // Read here, in the host's namespace: the uplink is the host's.
+    let route_mtu = gateway.and_then(|_| super::mtu::default_route(mtu));
     let inner_name = inner.to_string();
     let prefix = subnet.prefix();
     let raw = netns.as_raw_fd();
@@ -166,12 +184,18 @@ pub(super) fn configure_inner(netns: &OwnedFd, p: &Plug<'_>) -> Result<(), Netwo
             return Err(std::io::Error::last_os_error());
         }
         crate::net::loopback_up().map_err(|f| std::io::Error::other(f.message))?;
-        crate::net::configure_v4(&inner_name, ip, prefix, gateway)
+        crate::net::configure_v4(&inner_name, ip, prefix)?;
+        if let Some(gw) = gateway {
+            Rtnl::open()
+                .and_then(|mut nl| nl.add_default_route(gw, route_mtu))
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+        }
+        Ok(())
     })
     .join()
     .unwrap_or_else(|_| Err(std::io::Error::other("the configuring thread panicked")))
     .map_err(|e| NetworkError::Tool {
-        tool: "ioctl",
+        tool: "ioctl/rtnetlink",
         what: format!("configuring {inner} ({ip}) in the container"),
         stderr: e.to_string(),
     })

@@ -253,7 +253,7 @@ pub(super) fn lease(
     // a crash between lease and release may have: it is ours to replace.
     st.leases.retain(|_, l| l.container_id != m.container_id);
     let ip = pick(&st, network, m.requested)?;
-    bridge::ensure(&st.bridge, st.subnet, def.internal)?;
+    bridge::ensure(&st.bridge, st.subnet, def.internal, def.link_mtu())?;
     let me = std::process::id() as i32;
     let (owner_pid, owner_start_time) =
         m.owner.unwrap_or_else(|| (me, start_time(me).unwrap_or(0)));

@@ -25,6 +25,7 @@ pub(crate) mod files;
 mod firewall;
 mod ipam;
 mod links;
+mod mtu;
 mod netdef;
 mod nft;
 mod options;
@@ -39,7 +40,7 @@ use std::path::{Path, PathBuf};
 
 pub use files::{parse_add_host, resolv_conf_for, AddHost};
 pub use links::{address_of, link, Link};
-pub use netdef::{create, inspect, list, load, prune, remove, table, NetworkDef};
+pub use netdef::{create, driver_options, inspect, list, load, prune, remove, table, NetworkDef};
 pub use options::NetworkOptions;
 pub use ports::{resolve_ports, PortMapping, Protocol};
 pub use subnet::Ipv4Net;
@@ -275,6 +276,7 @@ pub fn attach(
         mac: &mac,
         internal: def.internal,
         inner: "eth0",
+        mtu: bridge::link_mtu(&def.bridge, def.link_mtu()),
     };
     if let Err(e) = bridge::plug_host(&attachment.netns, &plug) {
         attachment.release_inner();
@@ -406,6 +408,7 @@ pub fn connect(
         mac: &mac,
         internal: def.internal,
         inner: &inner,
+        mtu: bridge::link_mtu(&def.bridge, def.link_mtu()),
     };
     if let Err(e) = bridge::plug(&netns, &plug) {
         bridge::unplug(&veth, &def.bridge, &[]);

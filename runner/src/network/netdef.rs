@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{subnet, Ipv4Net, NetworkError, DEFAULT_BRIDGE, DEFAULT_NETWORK};
+use super::{mtu, subnet, Ipv4Net, NetworkError, DEFAULT_BRIDGE, DEFAULT_NETWORK};
 
 /// A network.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -21,6 +21,9 @@ pub struct NetworkDef {
     pub subnet: Option<Ipv4Net>,
     /// `--internal`: no route out, no masquerade, forwarding to other interfaces dropped.
     pub internal: bool,
+    /// `-o mtu=N`: every link's MTU (default [`mtu::LOCAL`]; `mtu.rs` says why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
     /// Unix seconds.
     pub created: u64,
 }
@@ -30,6 +33,11 @@ impl NetworkDef {
     /// doesn't, Docker's rule).
     pub fn is_user(&self) -> bool {
         self.name != DEFAULT_NETWORK
+    }
+
+    /// The MTU of the network's bridge and veth pairs.
+    pub fn link_mtu(&self) -> u32 {
+        self.mtu.unwrap_or(mtu::LOCAL)
     }
 }
 
@@ -41,21 +49,43 @@ fn def_path(store_root: &Path, name: &str) -> PathBuf {
     networks_dir(store_root).join(name).join("network.json")
 }
 
-fn default_def() -> NetworkDef {
+/// The default network as it is without a `config.json`.
+fn plain_default() -> NetworkDef {
     NetworkDef {
         name: DEFAULT_NETWORK.into(),
         id: "0".repeat(64),
         bridge: DEFAULT_BRIDGE.into(),
         subnet: None,
         internal: false,
+        mtu: None,
         created: 0,
+    }
+}
+
+/// The default network; its MTU is `network.mtu` from the store's `config.json`, if set.
+fn default_def(store_root: &Path) -> Result<NetworkDef, NetworkError> {
+    Ok(NetworkDef {
+        mtu: checked_mtu(subnet::config(store_root)?.mtu)?,
+        ..plain_default()
+    })
+}
+
+/// `mtu` if it is one a veth takes (`mtu::RANGE`).
+fn checked_mtu(mtu: Option<u32>) -> Result<Option<u32>, NetworkError> {
+    match mtu {
+        Some(m) if !mtu::RANGE.contains(&m) => Err(NetworkError::Invalid {
+            what: "MTU",
+            value: m.to_string(),
+            why: "must be 68 to 65535",
+        }),
+        _ => Ok(mtu),
     }
 }
 
 /// The network called `name` (`bridge` is always there).
 pub fn load(store_root: &Path, name: &str) -> Result<NetworkDef, NetworkError> {
     if name == DEFAULT_NETWORK {
-        return Ok(default_def());
+        return default_def(store_root);
     }
     let path = def_path(store_root, name);
     match std::fs::read(&path) {
@@ -72,7 +102,8 @@ pub fn load(store_root: &Path, name: &str) -> Result<NetworkDef, NetworkError> {
 
 /// Every network, the default first, then by name.
 pub fn list(store_root: &Path) -> Vec<NetworkDef> {
-    let mut out = vec![default_def()];
+    // A broken config.json doesn't hide the default network (starting on it reports it).
+    let mut out = vec![default_def(store_root).unwrap_or_else(|_| plain_default())];
     let mut names: Vec<String> = std::fs::read_dir(networks_dir(store_root))
         .map(|d| {
             d.flatten()
@@ -102,14 +133,43 @@ fn valid_name(name: &str) -> bool {
         && !matches!(name, "bridge" | "host" | "none" | "default")
 }
 
-/// `network create [--subnet S] [--internal] NAME`: checks the name and that the subnet (given
+/// The driver options (`network create -o KEY=VALUE`) strata takes: the MTU (`mtu`, or
+/// Docker's `com.docker.network.driver.mtu`). Returns it and the keys it ignores (Docker's
+/// other bridge options, which name things strata chooses itself).
+pub fn driver_options(opts: &[String]) -> Result<(Option<u32>, Vec<String>), NetworkError> {
+    let mut mtu = None;
+    let mut ignored = Vec::new();
+    for o in opts {
+        let (key, value) = o.split_once('=').ok_or_else(|| NetworkError::Invalid {
+            what: "network option",
+            value: o.clone(),
+            why: "expected KEY=VALUE, e.g. mtu=9000",
+        })?;
+        match key {
+            "mtu" | "com.docker.network.driver.mtu" => {
+                let m = value.parse().map_err(|_| NetworkError::Invalid {
+                    what: "MTU",
+                    value: value.into(),
+                    why: "expected a number of bytes, 68 to 65535",
+                })?;
+                mtu = checked_mtu(Some(m))?;
+            }
+            _ => ignored.push(key.to_string()),
+        }
+    }
+    Ok((mtu, ignored))
+}
+
+/// `network create [--subnet S] [--internal] [-o mtu=N] NAME`: checks the name and that the subnet (given
 /// or chosen) overlaps no route and no other network.
 pub fn create(
     store_root: &Path,
     name: &str,
     subnet: Option<Ipv4Net>,
     internal: bool,
+    mtu: Option<u32>,
 ) -> Result<NetworkDef, NetworkError> {
+    let mtu = checked_mtu(mtu)?;
     if !valid_name(name) {
         return Err(NetworkError::Invalid {
             what: "network name",
@@ -135,6 +195,7 @@ pub fn create(
         id,
         subnet: Some(subnet),
         internal,
+        mtu,
         created: crate::state::now_nanos() / 1_000_000_000,
     };
     let path = def_path(store_root, name);
@@ -220,6 +281,10 @@ pub fn inspect(store_root: &Path, name: &str) -> Result<serde_json::Value, Netwo
             .into_iter()
             .map(|id| (id, serde_json::json!({})))
             .collect();
+    let mut options = serde_json::json!({ "com.docker.network.bridge.name": def.bridge });
+    if let Some(mtu) = def.mtu {
+        options["com.docker.network.driver.mtu"] = mtu.to_string().into();
+    }
     Ok(serde_json::json!({
         "Name": def.name,
         "Id": def.id,
@@ -229,6 +294,6 @@ pub fn inspect(store_root: &Path, name: &str) -> Result<serde_json::Value, Netwo
         "Internal": def.internal,
         "IPAM": { "Driver": "default", "Config": config },
         "Containers": containers,
-        "Options": { "com.docker.network.bridge.name": def.bridge },
+        "Options": options,
     }))
 }

@@ -16,6 +16,10 @@ use netlink_packet_route::link::{
     InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
     LinkFlags, LinkInfo, LinkMessage,
 };
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteProtocol,
+    RouteScope, RouteType,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
@@ -121,14 +125,21 @@ impl Rtnl {
         ))
     }
 
-    /// Creates the bridge `name` with the MAC `mac`, up. A bridge made without an address takes
-    /// the lowest of its ports' and changes it as ports come and go; one given an address
-    /// (`NET_ADDR_SET`) keeps it (net/bridge/br_stp_if.c `br_stp_recalculate_bridge_id`).
-    pub(super) fn add_bridge(&mut self, name: &str, mac: [u8; 6]) -> Result<(), NetworkError> {
+    /// Creates the bridge `name` with the MAC `mac` and the MTU `mtu`, up. A bridge made without
+    /// an address takes the lowest of its ports' and changes it as ports come and go; one given
+    /// an address (`NET_ADDR_SET`) keeps it (net/bridge/br_stp_if.c
+    /// `br_stp_recalculate_bridge_id`).
+    pub(super) fn add_bridge(
+        &mut self,
+        name: &str,
+        mac: [u8; 6],
+        mtu: u32,
+    ) -> Result<(), NetworkError> {
         let mut m = link(0);
         up(&mut m);
         m.attributes.push(LinkAttribute::IfName(name.into()));
         m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        m.attributes.push(LinkAttribute::Mtu(mtu));
         m.attributes
             .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
                 InfoKind::Bridge,
@@ -161,26 +172,29 @@ impl Rtnl {
         )
     }
 
-    /// Creates the veth pair `host`/`peer`: `host` up on the bridge `master`, `peer` (with
-    /// `mac`) moved into the namespace `netns` — one message, as `ip link add … master … up
-    /// type veth peer … netns …`.
+    /// Creates the veth pair `host`/`peer` with the MTU `mtu`: `host` up on the bridge `master`,
+    /// `peer` (with `mac`) moved into the namespace `netns` — one message, as `ip link add …
+    /// master … mtu … up type veth peer … netns …`.
     pub(super) fn add_veth(
         &mut self,
         host: &str,
         master: u32,
         peer: &str,
         mac: [u8; 6],
+        mtu: u32,
         netns: &OwnedFd,
     ) -> Result<(), NetworkError> {
         let mut inner = link(0);
         inner.attributes.push(LinkAttribute::IfName(peer.into()));
         inner.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        inner.attributes.push(LinkAttribute::Mtu(mtu));
         inner
             .attributes
             .push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
         let mut m = link(0);
         up(&mut m);
         m.attributes.push(LinkAttribute::IfName(host.into()));
+        m.attributes.push(LinkAttribute::Mtu(mtu));
         m.attributes.push(LinkAttribute::Controller(master));
         m.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
@@ -209,6 +223,32 @@ impl Rtnl {
         self.request(RouteNetlinkMessage::NewLink(m), 0, || {
             format!("turning on hairpin mode of {link_name}")
         })
+    }
+
+    /// Adds the default route through `gateway` (`ip route add default via GATEWAY [mtu MTU]`),
+    /// with a route MTU when `mtu` is given (`mtu.rs`: the uplink's, below the link's).
+    pub(super) fn add_default_route(
+        &mut self,
+        gateway: Ipv4Addr,
+        mtu: Option<u32>,
+    ) -> Result<(), NetworkError> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.protocol = RouteProtocol::Boot;
+        m.header.scope = RouteScope::Universe;
+        m.header.kind = RouteType::Unicast;
+        m.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        if let Some(mtu) = mtu {
+            m.attributes
+                .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
+        }
+        self.request(
+            RouteNetlinkMessage::NewRoute(m),
+            NLM_F_CREATE | NLM_F_EXCL,
+            || format!("adding the default route via {gateway}"),
+        )
     }
 
     /// Deletes the link `index` (`name` names it in errors).

@@ -153,9 +153,28 @@ struct Config {
     network: NetworkConfig,
 }
 
+/// The `network` object of the store's `config.json`.
 #[derive(Deserialize, Default)]
-struct NetworkConfig {
-    default_subnet: Option<Ipv4Net>,
+pub(super) struct NetworkConfig {
+    /// The default network's subnet.
+    pub default_subnet: Option<Ipv4Net>,
+    /// The default network's MTU (Docker's daemon.json `mtu`; `mtu.rs`).
+    pub mtu: Option<u32>,
+}
+
+/// The `network` object of the store's `config.json` (empty when there is no such file).
+pub(super) fn config(store_root: &Path) -> Result<NetworkConfig, NetworkError> {
+    let path = config_path(store_root);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice::<Config>(&bytes)
+            .map(|c| c.network)
+            .map_err(|e| NetworkError::State {
+                path,
+                message: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(NetworkConfig::default()),
+        Err(e) => Err(NetworkError::io("reading", &path, e)),
+    }
 }
 
 /// The default network's subnet: `network.default_subnet` from the store's `config.json` if
@@ -165,20 +184,7 @@ pub(super) fn choose_default(
     network: &str,
     taken: &[Ipv4Net],
 ) -> Result<Ipv4Net, NetworkError> {
-    let config = config_path(store_root);
-    let configured = match std::fs::read(&config) {
-        Ok(bytes) => {
-            serde_json::from_slice::<Config>(&bytes)
-                .map_err(|e| NetworkError::State {
-                    path: config.clone(),
-                    message: e.to_string(),
-                })?
-                .network
-                .default_subnet
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(NetworkError::io("reading", &config, e)),
-    };
+    let configured = config(store_root)?.default_subnet;
     choose(store_root, network, configured, taken)
 }
 
