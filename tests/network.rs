@@ -264,6 +264,11 @@ fn links_carry_local_sized_frames_and_the_way_out_the_uplinks_mtu() {
         out.contains("default via 172.17.0.1 dev eth0 mtu 1500"),
         "{out}"
     );
+    let inspect = env.ok(&["network", "inspect", "bridge"]);
+    assert!(
+        inspect.contains(r#""com.docker.network.driver.mtu": "65520""#),
+        "{inspect}"
+    );
     // A download through a published port arrives whole.
     env.ok(&[
         "run", "-d", "--name", "big", "-p", "8080:80", "busybox", "sh", "-c",

@@ -167,9 +167,9 @@ pub(super) fn configure_inner(netns: &OwnedFd, p: &Plug<'_>) -> Result<(), Netwo
         mtu,
         ..
     } = *p;
-    // Inside, with ioctls from a thread that joins the namespace (netdevice(7), route(4)): no
-    // process start (the bridge's start overhead is the budget). An internal network has no
-    // way out: not even a default route.
+    // Inside, from a thread that joins the namespace (netdevice(7) ioctls, one rtnetlink
+    // route): no process start (the bridge's start overhead is the budget). An internal
+    // network has no way out: not even a default route.
     // Only the first interface (eth0) routes out; a network connected later adds its subnet.
     let gateway = subnet.gateway().filter(|_| !internal && inner == "eth0");
     // Read here, in the host's namespace: the uplink is the host's.

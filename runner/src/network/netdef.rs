@@ -21,7 +21,7 @@ pub struct NetworkDef {
     pub subnet: Option<Ipv4Net>,
     /// `--internal`: no route out, no masquerade, forwarding to other interfaces dropped.
     pub internal: bool,
-    /// `-o mtu=N`: every link's MTU (default [`mtu::LOCAL`]; `mtu.rs` says why).
+    /// `-o mtu=N`: every link's MTU (default 65520; `mtu.rs` says why).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
     /// Unix seconds.
@@ -282,8 +282,9 @@ pub fn inspect(store_root: &Path, name: &str) -> Result<serde_json::Value, Netwo
             .map(|id| (id, serde_json::json!({})))
             .collect();
     let mut options = serde_json::json!({ "com.docker.network.bridge.name": def.bridge });
-    if let Some(mtu) = def.mtu {
-        options["com.docker.network.driver.mtu"] = mtu.to_string().into();
+    // Docker lists the MTU for the default bridge always, for a user network when it was set.
+    if def.mtu.is_some() || !def.is_user() {
+        options["com.docker.network.driver.mtu"] = def.link_mtu().to_string().into();
     }
     Ok(serde_json::json!({
         "Name": def.name,
