@@ -334,16 +334,25 @@ fn links_carry_local_sized_frames_and_the_way_out_the_uplinks_mtu() {
     assert!(out.contains(" mtu 1500 "), "eth0: {out}");
 }
 
+/// An "outside" namespace behind the test's host namespace: a veth pair (1500 bytes), the
+/// host's end `up0` 10.99.0.1/24, the outside's `ext0` 10.99.0.2/24.
+fn outside(env: &Env) -> Netns {
+    let ext = Netns::new("ext");
+    env.ns.sh(&format!(
+        "ip link add up0 type veth peer name ext0 netns {ext} && ip addr add 10.99.0.1/24 dev up0 && ip link set up0 up",
+        ext = ext.name
+    ));
+    ext.sh("ip addr add 10.99.0.2/24 dev ext0 && ip link set ext0 up");
+    ext
+}
+
 #[test]
 fn large_transfers_cross_a_1500_byte_uplink_both_ways() {
     let env = Env::new();
     // The world behind a 1500-byte uplink, the host's default route; the containers' links
     // are 65520, so the way out must take the uplink's size (mtu.rs).
-    let ext = Netns::new("ext");
-    env.ns.sh(&format!(
-        "ip link add up0 type veth peer name ext0 netns {ext} && ip addr add 10.99.0.1/24 dev up0 && ip link set up0 up && ip route add default via 10.99.0.2",
-        ext = ext.name
-    ));
+    let ext = outside(&env);
+    env.ns.sh("ip route add default via 10.99.0.2");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("f"), vec![7u8; 3 << 20]).unwrap();
     // A world server, bounded by timeout(1) and killed when the test ends, pass or fail.
@@ -358,7 +367,7 @@ fn large_transfers_cross_a_1500_byte_uplink_both_ways() {
         dir.path().display()
     ));
     ext.sh(&format!(
-        "ip addr add 10.99.0.2/24 dev ext0 && ip link set ext0 up && (timeout 60 busybox httpd -f -p 10.99.0.2:80 -h {} </dev/null >/dev/null 2>&1 &)",
+        "(timeout 60 busybox httpd -f -p 10.99.0.2:80 -h {} </dev/null >/dev/null 2>&1 &)",
         dir.path().display()
     ));
     let got = env.ok(&[
@@ -382,14 +391,9 @@ fn large_transfers_cross_a_1500_byte_uplink_both_ways() {
 #[test]
 fn outbound_traffic_is_masqueraded() {
     let env = Env::new();
-    // An "outside" namespace behind the test's host namespace, with no route back to the
-    // containers' subnet: only masqueraded packets can be answered.
-    let ext = Netns::new("ext");
-    env.ns.sh(&format!(
-        "ip link add up0 type veth peer name ext0 netns {ext} && ip addr add 10.99.0.1/24 dev up0 && ip link set up0 up",
-        ext = ext.name
-    ));
-    ext.sh("ip addr add 10.99.0.2/24 dev ext0 && ip link set ext0 up");
+    // The outside has no route back to the containers' subnet: only masqueraded packets can
+    // be answered.
+    let _ext = outside(&env);
     let out = env.ok(&[
         "run",
         "--rm",

@@ -1,4 +1,5 @@
-//! Network namespace setup: bring `lo` up (Docker's `--network none` has a working loopback).
+//! Network namespace setup with netdevice(7) ioctls: `lo` up (Docker's `--network none` has a
+//! working loopback), an interface's address, netmask and flags, a link's MTU.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -6,38 +7,9 @@ use crate::failure::Failure;
 
 /// Sets IFF_UP on `lo` with SIOCGIFFLAGS/SIOCSIFFLAGS (netdevice(7)).
 pub fn loopback_up() -> Result<(), Failure> {
-    // SAFETY: plain socket(2); the fd is owned right away.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(Failure::new(format!(
-            "socket for lo: {}",
-            nix::errno::Errno::last().desc()
-        )));
-    }
-    // SAFETY: the kernel just gave us this fd.
-    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: ifreq is plain data; zeroed is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: valid socket and ifreq.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
-        return Err(Failure::new(format!(
-            "SIOCGIFFLAGS lo: {}",
-            nix::errno::Errno::last().desc()
-        )));
-    }
-    // SAFETY: the union's flags member is what SIOCGIFFLAGS filled in.
-    unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
-    // SAFETY: valid socket and ifreq.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
-        return Err(Failure::new(format!(
-            "SIOCSIFFLAGS lo: {}",
-            nix::errno::Errno::last().desc()
-        )));
-    }
-    Ok(())
+    dgram_socket()
+        .and_then(|sock| set_up(&sock, "lo"))
+        .map_err(|e| Failure::new(format!("bringing lo up: {e}")))
 }
 
 fn sockaddr_v4(ip: std::net::Ipv4Addr) -> libc::sockaddr {
@@ -77,18 +49,29 @@ fn ifreq_for(name: &str) -> libc::ifreq {
     req
 }
 
+/// `ioctl(2)` with an `ifreq` (netdevice(7)); `what` names the request in errors.
 fn ioctl(
     sock: &OwnedFd,
     what: &str,
     request: libc::c_ulong,
-    arg: *mut libc::c_void,
+    req: &mut libc::ifreq,
 ) -> std::io::Result<()> {
-    // SAFETY: `arg` points to the structure `request` expects (the callers below).
-    if unsafe { libc::ioctl(sock.as_raw_fd(), request as _, arg) } < 0 {
+    // SAFETY: every request passed here (the callers below) takes a `struct ifreq`, which `req`
+    // is, valid and writable for the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), request as _, req as *mut libc::ifreq) } < 0 {
         let e = std::io::Error::last_os_error();
         return Err(std::io::Error::new(e.kind(), format!("{what}: {e}")));
     }
     Ok(())
+}
+
+/// Sets IFF_UP (and IFF_RUNNING) on `dev`: its flags read, changed, written back.
+fn set_up(sock: &OwnedFd, dev: &str) -> std::io::Result<()> {
+    let mut req = ifreq_for(dev);
+    ioctl(sock, "SIOCGIFFLAGS", libc::SIOCGIFFLAGS, &mut req)?;
+    // SAFETY: the union's flags member is what SIOCGIFFLAGS filled in.
+    unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+    ioctl(sock, "SIOCSIFFLAGS", libc::SIOCSIFFLAGS, &mut req)
 }
 
 /// The MTU of the link `dev` in the calling thread's network namespace (`SIOCGIFMTU`,
@@ -96,12 +79,7 @@ fn ioctl(
 pub(crate) fn link_mtu(dev: &str) -> std::io::Result<u32> {
     let sock = dgram_socket()?;
     let mut req = ifreq_for(dev);
-    ioctl(
-        &sock,
-        "SIOCGIFMTU",
-        libc::SIOCGIFMTU,
-        (&mut req as *mut libc::ifreq).cast(),
-    )?;
+    ioctl(&sock, "SIOCGIFMTU", libc::SIOCGIFMTU, &mut req)?;
     // SAFETY: the union's mtu member is what SIOCGIFMTU filled in.
     let mtu = unsafe { req.ifr_ifru.ifru_mtu };
     u32::try_from(mtu).map_err(|_| std::io::Error::other(format!("{dev} has MTU {mtu}")))
@@ -113,12 +91,7 @@ pub(crate) fn configure_v4(dev: &str, ip: std::net::Ipv4Addr, prefix: u8) -> std
     let sock = dgram_socket()?;
     let mut req = ifreq_for(dev);
     req.ifr_ifru.ifru_addr = sockaddr_v4(ip);
-    ioctl(
-        &sock,
-        "SIOCSIFADDR",
-        libc::SIOCSIFADDR,
-        (&mut req as *mut libc::ifreq).cast(),
-    )?;
+    ioctl(&sock, "SIOCSIFADDR", libc::SIOCSIFADDR, &mut req)?;
     let mask = if prefix == 0 {
         0
     } else {
@@ -126,26 +99,6 @@ pub(crate) fn configure_v4(dev: &str, ip: std::net::Ipv4Addr, prefix: u8) -> std
     };
     let mut req = ifreq_for(dev);
     req.ifr_ifru.ifru_netmask = sockaddr_v4(std::net::Ipv4Addr::from(mask));
-    ioctl(
-        &sock,
-        "SIOCSIFNETMASK",
-        libc::SIOCSIFNETMASK,
-        (&mut req as *mut libc::ifreq).cast(),
-    )?;
-    let mut req = ifreq_for(dev);
-    ioctl(
-        &sock,
-        "SIOCGIFFLAGS",
-        libc::SIOCGIFFLAGS,
-        (&mut req as *mut libc::ifreq).cast(),
-    )?;
-    // SAFETY: the union's flags member is what SIOCGIFFLAGS filled in.
-    unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
-    ioctl(
-        &sock,
-        "SIOCSIFFLAGS",
-        libc::SIOCSIFFLAGS,
-        (&mut req as *mut libc::ifreq).cast(),
-    )?;
-    Ok(())
+    ioctl(&sock, "SIOCSIFNETMASK", libc::SIOCSIFNETMASK, &mut req)?;
+    set_up(&sock, dev)
 }

@@ -38,42 +38,17 @@ pub(super) fn default_route(link_mtu: u32) -> Option<u32> {
 /// The MTU of this network namespace's way out: the smallest MTU of a device its default routes
 /// use (`/proc/net/route`), [`ETHERNET`] when there is none.
 pub(super) fn uplink() -> u32 {
-    let text = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
-    default_route_devices(&text)
+    super::subnet::proc_routes()
         .iter()
-        .filter_map(|dev| crate::net::link_mtu(dev).ok())
+        .filter(|r| r.dest.prefix() == 0)
+        .filter_map(|r| crate::net::link_mtu(&r.device).ok())
         .min()
         .unwrap_or(ETHERNET)
-}
-
-/// The devices of the default routes (destination and mask 0) in `/proc/net/route`'s text.
-fn default_route_devices(text: &str) -> Vec<String> {
-    text.lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            // Iface Destination Gateway Flags RefCnt Use Metric Mask …
-            let default = f.get(1) == Some(&"00000000") && f.get(7) == Some(&"00000000");
-            default.then(|| f.first().map(|s| s.to_string())).flatten()
-        })
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn default_route_devices_are_the_zero_destination_and_mask_lines() {
-        let text =
-            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
-                    eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
-                    eth0\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
-                    wg0\t00000000\t00000000\t0001\t0\t0\t10\t00000000\t0\t0\t0\n\
-                    br0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
-        assert_eq!(default_route_devices(text), vec!["eth0", "wg0"]);
-        assert!(default_route_devices("Iface\tDestination\n").is_empty());
-    }
 
     #[test]
     fn the_default_route_gets_an_mtu_only_below_the_links() {

@@ -113,14 +113,32 @@ impl From<Ipv4Net> for String {
     }
 }
 
-/// Destinations of the IPv4 routes in this network namespace (`/proc/net/route`), the default
-/// route left out.
-pub(super) fn host_routes() -> Vec<Ipv4Net> {
+/// One IPv4 route of `/proc/net/route`: its device and destination (`0.0.0.0/0`: a default
+/// route).
+#[derive(Debug, PartialEq)]
+pub(super) struct ProcRoute {
+    /// The interface (`Iface`).
+    pub device: String,
+    /// The destination network.
+    pub dest: Ipv4Net,
+}
+
+/// The IPv4 routes of this network namespace's main table (`/proc/net/route`).
+pub(super) fn proc_routes() -> Vec<ProcRoute> {
     let text = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
     parse_proc_route(&text)
 }
 
-fn parse_proc_route(text: &str) -> Vec<Ipv4Net> {
+/// Destinations of the IPv4 routes in this network namespace, the default route left out.
+pub(super) fn host_routes() -> Vec<Ipv4Net> {
+    proc_routes()
+        .into_iter()
+        .map(|r| r.dest)
+        .filter(|d| d.prefix() != 0)
+        .collect()
+}
+
+fn parse_proc_route(text: &str) -> Vec<ProcRoute> {
     text.lines()
         .skip(1)
         .filter_map(|l| {
@@ -130,7 +148,10 @@ fn parse_proc_route(text: &str) -> Vec<Ipv4Net> {
             let mask = u32::from_str_radix(f.get(7)?, 16).ok()?;
             // The u32 is the address's network-order bytes read as a little-endian number.
             let dest = Ipv4Addr::from(dest.to_le_bytes());
-            (mask != 0).then(|| Ipv4Net::new(dest, mask.count_ones() as u8))
+            Some(ProcRoute {
+                device: f.first()?.to_string(),
+                dest: Ipv4Net::new(dest, mask.count_ones() as u8),
+            })
         })
         .collect()
 }
@@ -229,12 +250,17 @@ mod tests {
                     eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
                     eth0\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
                     br0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
-        let routes = parse_proc_route(text);
+        let routes: Vec<(String, String)> = parse_proc_route(text)
+            .into_iter()
+            .map(|r| (r.device, r.dest.to_string()))
+            .collect();
+        let pair = |d: &str, n: &str| (d.to_string(), n.to_string());
         assert_eq!(
             routes,
             vec![
-                "192.168.0.0/24".parse::<Ipv4Net>().unwrap(),
-                "172.17.0.0/16".parse().unwrap()
+                pair("eth0", "0.0.0.0/0"),
+                pair("eth0", "192.168.0.0/24"),
+                pair("br0", "172.17.0.0/16"),
             ]
         );
     }
