@@ -9,8 +9,8 @@
 //! default route, the only way to the rest of the world, carries the MTU of the host's own
 //! default route (1500 without one), so TCP still advertises an uplink-sized MSS to remote
 //! peers and path-MTU discovery starts where it does under Docker (ip-sysctl.rst; a route's
-//! `mtu` is ip-route(8)'s). `bench/network.sh`: the `-p` download ran at 2.2× the 1500-byte
-//! links' throughput (README "Networks").
+//! `mtu` is ip-route(8)'s). `bench/network.sh`: a `-p` download runs at 1.85–2.0× podman's
+//! throughput, which was at parity with 1500-byte links (README "Networks").
 //!
 //! `network create -o mtu=N` (Docker's `com.docker.network.driver.mtu`) or `"network": {"mtu":
 //! N}` in the store's `config.json` (the default network; Docker's daemon.json `mtu`) set every
@@ -24,8 +24,7 @@ pub const LOCAL: u32 = 65520;
 /// Ethernet's MTU: the uplink's when the host has no default route.
 const ETHERNET: u32 = 1500;
 
-/// The smallest range an MTU may have (IPv4's minimum datagram, RFC 791) and the largest a
-/// veth takes.
+/// The MTUs a network may set: from IPv4's minimum datagram (RFC 791) to a veth's maximum.
 pub const RANGE: std::ops::RangeInclusive<u32> = 68..=65535;
 
 /// The MTU for the container's default route on links of `link_mtu`: the host's uplink's

@@ -115,7 +115,7 @@ impl From<Ipv4Net> for String {
 
 /// One IPv4 route of `/proc/net/route`: its device and destination (`0.0.0.0/0`: a default
 /// route).
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub(super) struct ProcRoute {
     /// The interface (`Iface`).
     pub device: String,
