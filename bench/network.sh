@@ -24,12 +24,13 @@
 # ends, so the bridges, veths and rules of both tools exist only there; clients talk to
 # 127.0.0.1 in that namespace. The host's network is not touched.
 #
-# Usage: bench/network.sh [REPS]   (default 5)
+# Usage: bench/network.sh [REPS]   (default 15, ~40 s idle: per run, the paired conn/s ratios'
+#                                   quartiles are ±2–8%, fewer reps leave its median to chance)
 #   STRATA=path   the binary (default: the release build, see bench/lib.sh)
 #   AB_N=3000     requests per conn-rate sample
 #   DL=2          ABBA groups of downloads per rep (2: four downloads per tool per rep)
 set -euo pipefail
-reps=${1:-5}
+reps=${1:-15}
 here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/.." && pwd)
 # shellcheck source=bench/lib.sh
 source "$here/lib.sh"

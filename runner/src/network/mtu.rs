@@ -9,7 +9,7 @@
 //! default route, the only way to the rest of the world, carries the MTU of the host's own
 //! default route (1500 without one), so TCP still advertises an uplink-sized MSS to remote
 //! peers and path-MTU discovery starts where it does under Docker (ip-sysctl.rst; a route's
-//! `mtu` is ip-route(8)'s). `bench/network.sh`: a `-p` download runs at 1.85–2.0× podman's
+//! `mtu` is ip-route(8)'s). `bench/network.sh`: a `-p` download runs at 1.85–2.4× podman's
 //! throughput, which was at parity with 1500-byte links (README "Networks").
 //!
 //! `network create -o mtu=N` (Docker's `com.docker.network.driver.mtu`) or `"network": {"mtu":
