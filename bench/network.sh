@@ -14,7 +14,8 @@
 #                the shared cores and moves with whatever else runs.
 #   conn-rate    connections/s: `ab -n N -c 4` (a new TCP connection per request, no keep-alive)
 #                for a small file, one sample per tool per rep (order alternating) — target
-#                ratio ≥ 1.0; the ratio of the medians and the median of the per-rep ratios
+#                ratio ≥ 1.0; the ratio of the medians and the median of the per-rep ratios;
+#                and the whole machine's CPU per 1000 connections (what a connection costs)
 #   start        `strata run -d -p 18090:80` against `strata run -d --network none` (ms; the
 #                difference is the bridge's start overhead) — target < 20 ms
 #   attach       the network setup phase alone, in process: strata's own per-phase timings
@@ -107,7 +108,19 @@ download() {
   { time curl -s -o /dev/null -w '%{speed_download} ' "http://127.0.0.1:$1/big"; } 2>&1 |
     awk '{printf "%.1f %.0f\n", $1 / 1048576, ($2 + $3) * 1000}'
 }
-rate() { ab -q -n "$AB_N" -c 4 "http://127.0.0.1:$1/small" 2>/dev/null | awk '/Requests per second/ {print $4}'; }
+# One conn-rate sample on port $1: "conn/s CPU-ms-per-1000-connections", the CPU being the whole
+# machine's busy time (/proc/stat: user, nice, system, irq, softirq) while ab ran — client,
+# server, forks and the kernel's network work together, which moves less with the load than
+# conn/s does.
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+HZ=$(getconf CLK_TCK)
+rate() {
+  local t0 t1 r
+  t0=$(busy_ticks)
+  r=$(ab -q -n "$AB_N" -c 4 "http://127.0.0.1:$1/small" 2>/dev/null | awk '/Requests per second/ {print $4}')
+  t1=$(busy_ticks)
+  echo "$r $(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$AB_N" 'BEGIN {printf "%.1f", t * 1000 / hz * 1000 / n}')"
+}
 
 echo "reps: $reps, interleaved; $(load_note)"
 # Which tool goes first alternates: on this shared box the first of a pair can be favoured.
@@ -128,7 +141,7 @@ for i in $(seq "$reps"); do
     rate "${who#*:}" >>"$W/cr.${who%:*}"
   done
   # This rep's conn/s ratio, paired as the downloads'.
-  paste <(tail -n1 "$W/cr.ours") <(tail -n1 "$W/cr.podman") | awk '{printf "%.4f\n", $1 / $2}' >>"$W/cr.pairs"
+  paste <(tail -n1 "$W/cr.ours") <(tail -n1 "$W/cr.podman") | awk '{printf "%.4f\n", $1 / $3}' >>"$W/cr.pairs"
 done
 bridge() { "$S" --root "$ROOT" run -d -p 18090:80 busybox sleep 1000; }
 none() { "$S" --root "$ROOT" run -d --network none busybox sleep 1000; }
@@ -160,9 +173,11 @@ paired() {
 paired "$W/tp.pairs"
 o=$(col 2 "$W/tp.ours" | med); p=$(col 2 "$W/tp.podman" | med)
 printf '%-12s %12s %12s %8s   (curl CPU per download)\n' "client ms" "$o" "$p" "$(ratio "$o" "$p")"
-o=$(med <"$W/cr.ours"); p=$(med <"$W/cr.podman")
+o=$(col 1 "$W/cr.ours" | med); p=$(col 1 "$W/cr.podman" | med)
 printf '%-12s %12s %12s %8s\n' "conn/s" "$o" "$p" "$(ratio "$o" "$p")"
 paired "$W/cr.pairs"
+o=$(col 2 "$W/cr.ours" | med); p=$(col 2 "$W/cr.podman" | med)
+printf '%-12s %12s %12s %8s   (machine CPU ms per 1000 connections)\n' "conn CPU" "$o" "$p" "$(ratio "$o" "$p")"
 b=$(awk '{print $1/1000}' "$W/start.bridge" | med); n=$(awk '{print $1/1000}' "$W/start.none" | med)
 printf 'start run -d -p: %s ms, --network none: %s ms, bridge overhead: %s ms (target < 20)\n' "$b" "$n" \
   "$(awk -v a="$b" -v b="$n" 'BEGIN {printf "%.2f", a-b}')"
