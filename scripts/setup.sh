@@ -6,7 +6,7 @@ APT_PKGS=(
   buildah skopeo umoci oci-image-tool fuse-overlayfs crun runc docker-registry hyperfine
   busybox-static debootstrap fuse3 apache2-utils zstd pigz bzip2 xz-utils attr time jq bc
   python3 iproute2 iputils-ping nftables libnftables1 util-linux kmod openssl curl passwd tar coreutils
-  podman
+  podman procps
   qemu-user-static
 )
 missing=()
