@@ -565,6 +565,18 @@ fn multi_arch_index_resolves_to_the_host_platform_or_the_one_asked_for() {
 // ------------------------------------------------------------------------------------------------
 // Faults, through the loopback proxy
 
+/// A configuration that uploads to `host` in `chunk_size` pieces (`None`: one streamed `PUT`).
+fn chunked_config(host: String, chunk_size: Option<u64>) -> RegistriesConfig {
+    let mut config = RegistriesConfig::default();
+    config.set(RegistryConfig {
+        host,
+        insecure: None,
+        mirrors: vec![],
+        chunk_size,
+    });
+    config
+}
+
 fn proxied() -> (Registry, FaultProxy) {
     let reg = Registry::start(Auth::None);
     let proxy = FaultProxy::start(reg.port);
@@ -781,14 +793,10 @@ fn mount_answered_with_202_falls_back_to_an_upload() {
 fn chunked_upload_for_registries_with_request_size_limits() {
     let (reg, proxy) = proxied();
     let tmp = tempfile::tempdir().unwrap();
-    let mut config = RegistriesConfig::default();
-    config.set(RegistryConfig {
-        host: proxy.host(),
-        insecure: None,
-        mirrors: vec![],
-        chunk_size: Some(256 * 1024),
-    });
-    let c = client(&empty_creds(tmp.path()), config);
+    let c = client(
+        &empty_creds(tmp.path()),
+        chunked_config(proxy.host(), Some(256 * 1024)),
+    );
     let src = new_store(tmp.path(), "src");
     let image = make_image(&src, "local/app:1", 15, &[1_000_000]);
     c.push(
@@ -1023,15 +1031,11 @@ fn push_refuses_a_stored_blob_whose_bytes_changed_before_sending_it() {
 fn push_verifies_a_large_blob_while_sending_it_and_never_commits_a_changed_one() {
     let (reg, proxy) = proxied();
     let tmp = tempfile::tempdir().unwrap();
-    let mut chunked = RegistriesConfig::default();
-    chunked.set(RegistryConfig {
-        host: proxy.host(),
-        insecure: None,
-        mirrors: vec![],
-        chunk_size: Some(1 << 20),
-    });
     let streamed = client(&empty_creds(tmp.path()), RegistriesConfig::default());
-    let chunky = client(&empty_creds(tmp.path()), chunked);
+    let chunky = client(
+        &empty_creds(tmp.path()),
+        chunked_config(proxy.host(), Some(1 << 20)),
+    );
     let src = new_store(tmp.path(), "src");
     let image = make_image(&src, "local/big:1", 31, &[6_000_000]);
     let layer = Digest::parse(image.manifest.layers()[0].digest().as_ref()).unwrap();
@@ -1065,14 +1069,10 @@ fn push_verifies_a_large_blob_while_sending_it_and_never_commits_a_changed_one()
     bytes[last] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
     for chunk_size in [None, Some(1 << 20)] {
-        let mut config = RegistriesConfig::default();
-        config.set(RegistryConfig {
-            host: reg2.host(),
-            insecure: None,
-            mirrors: vec![],
-            chunk_size,
-        });
-        let c = client(&empty_creds(tmp.path()), config);
+        let c = client(
+            &empty_creds(tmp.path()),
+            chunked_config(reg2.host(), chunk_size),
+        );
         let r = reference(&format!("{}/flip/big:1", reg2.host()));
         let err = c
             .push(&src, &image, &r, &PushOptions::default())
