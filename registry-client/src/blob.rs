@@ -281,15 +281,7 @@ pub(crate) fn upload(
     let in_stream = size > MONOLITHIC_MAX;
     let mut blob = store.open_blob(digest)?.expect_size(size);
     if in_stream {
-        let on_disk = blob.len()?;
-        if on_disk != size {
-            return Err(StoreError::SizeMismatch {
-                what: format!("stored blob {digest}"),
-                expected: size,
-                actual: on_disk,
-            }
-            .into());
-        }
+        blob.check_size_on_disk()?;
     } else {
         blob.finish()?;
     }

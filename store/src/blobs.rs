@@ -196,6 +196,28 @@ impl BlobReader {
         self.file.metadata().map(|m| m.len()).at(&self.path)
     }
 
+    /// Checks the blob's size on disk against the size [`expect_size`](Self::expect_size) asked
+    /// for, without reading it: the check a reader that hashes the bytes elsewhere (an upload)
+    /// makes before it starts. [`StoreError::SizeMismatch`] names the blob as a full read would.
+    pub fn check_size_on_disk(&self) -> Result<(), StoreError> {
+        let Some(expected) = self.expected_size else {
+            return Ok(());
+        };
+        let actual = self.len()?;
+        if actual != expected {
+            return Err(self.size_mismatch(expected, actual));
+        }
+        Ok(())
+    }
+
+    fn size_mismatch(&self, expected: u64, actual: u64) -> StoreError {
+        StoreError::SizeMismatch {
+            what: format!("stored blob {}", self.digest),
+            expected,
+            actual,
+        }
+    }
+
     /// True when the blob is empty on disk.
     pub fn is_empty(&self) -> Result<bool, StoreError> {
         self.len().map(|n| n == 0)
@@ -220,11 +242,7 @@ impl BlobReader {
             });
         }
         if let Some(expected) = self.expected_size.filter(|s| *s != self.read) {
-            return Err(StoreError::SizeMismatch {
-                what: format!("stored blob {}", self.digest),
-                expected,
-                actual: self.read,
-            });
+            return Err(self.size_mismatch(expected, self.read));
         }
         Ok(())
     }
