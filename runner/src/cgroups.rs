@@ -4,9 +4,10 @@
 //! Hybrid hosts (v1 controllers + an empty v2 hierarchy at `/sys/fs/cgroup/unified`) are common
 //! on older systemd setups; crun refuses them, we use the v1 controllers there. Layout, as
 //! Docker's: v2 `/sys/fs/cgroup/strata/<id>`, v1 `/sys/fs/cgroup/<controller>/strata/<id>`.
-//! The container's first process joins by writing `0` to each `cgroup.procs` before it execs
-//! (cgroups(7)); the directories are removed when the container is gone (and by the next
-//! command's repair after a `kill -9`, through [`candidates`]).
+//! The container's first process joins by writing `0` to each directory's [`join_file`] (v1's
+//! `tasks`, v2's `cgroup.procs`) before it execs (cgroups(7)); the directories are removed when
+//! the container is gone (and by the next command's repair after a `kill -9`, through
+//! [`candidates`]).
 //!
 //! Placement: like Docker's and podman's (`libpod_parent/libpod-<id>` in every v1 hierarchy), a
 //! container without limits still gets a cgroup of its own in each v1 hierarchy of
@@ -303,7 +304,7 @@ impl Cgroup {
     }
 
     /// The files the container's first process writes `0` into to join ([`join_file`]).
-    pub fn procs_files(&self) -> Vec<PathBuf> {
+    pub fn join_files(&self) -> Vec<PathBuf> {
         self.dirs.iter().map(|d| join_file(d)).collect()
     }
 
@@ -395,10 +396,7 @@ mod tests {
         assert_eq!(join_file(&v1), v1.join("tasks"));
         assert_eq!(join_file(&v2), v2.join("cgroup.procs"));
         let cg = Cgroup::from_dirs(vec![v1.clone(), v2.clone()]);
-        assert_eq!(
-            cg.procs_files(),
-            [v1.join("tasks"), v2.join("cgroup.procs")]
-        );
+        assert_eq!(cg.join_files(), [v1.join("tasks"), v2.join("cgroup.procs")]);
     }
 
     #[test]

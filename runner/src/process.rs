@@ -764,7 +764,7 @@ fn setup(
     }
 
     if let Some(cg) = cgroup {
-        for f in cg.procs_files() {
+        for f in cg.join_files() {
             // "0" = the writing thread, here the whole (single-threaded) process; children
             // inherit the cgroup (cgroups(7); why `tasks` on v1: `cgroups::join_file`).
             std::fs::write(&f, "0").ctx(|| format!("joining cgroup {}", f.display()))?;
