@@ -250,9 +250,7 @@ impl Store {
                 continue;
             };
             if let Ok(Some(_g)) = lock::try_lock(&e.path(), LockMode::Exclusive) {
-                let dir = self.tmp_dir().join(base);
-                let _ = strata_fs::dir::remove_tree(&dir);
-                let _ = fs::remove_file(e.path());
+                remove_staging(&self.tmp_dir().join(base));
             }
         }
     }
@@ -425,8 +423,8 @@ fn staging_lock_path(staging: &Path) -> PathBuf {
 
 /// Removes a staging directory ([`Store::staging_path`]) and then its lock file, so no other
 /// process mistakes a half-removed directory for a live one. Best effort, and a no-op for a
-/// directory never made: what the store does when dropped, and what a signal handler does for
-/// a process about to exit.
+/// directory never made: what the store does when dropped, what `open` does for a dead
+/// process's, and what a signal handler does for a process about to exit.
 pub fn remove_staging(staging: &Path) {
     let _ = strata_fs::dir::remove_tree(staging);
     let _ = fs::remove_file(staging_lock_path(staging));
