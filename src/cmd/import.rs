@@ -45,19 +45,17 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode> {
         apply_change(&mut config, c).with_context(|| format!("--change #{} {c:?}", i + 1))?;
     }
     let path = std::path::Path::new(&args.file);
-    if args.file != "-" && path.is_dir() {
-        let img = store.import_tree(path, reference.as_ref(), config, args.compression)?;
-        unpack(&store, &img, args)?;
-        outln!("{}", img.config_digest);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let (reader, what): (Box<dyn Read + Send>, String) = if args.file == "-" {
-        (Box::new(std::io::stdin()), "<stdin>".into())
+    let img = if args.file != "-" && path.is_dir() {
+        store.import_tree(path, reference.as_ref(), config, args.compression)?
     } else {
-        let f = File::open(&args.file).with_context(|| format!("cannot open {}", args.file))?;
-        (Box::new(f), args.file.clone())
+        let (reader, what): (Box<dyn Read + Send>, String) = if args.file == "-" {
+            (Box::new(std::io::stdin()), "<stdin>".into())
+        } else {
+            let f = File::open(&args.file).with_context(|| format!("cannot open {}", args.file))?;
+            (Box::new(f), args.file.clone())
+        };
+        store.import_tarball(reader, &what, reference.as_ref(), config, args.compression)?
     };
-    let img = store.import_tarball(reader, &what, reference.as_ref(), config, args.compression)?;
     unpack(&store, &img, args)?;
     outln!("{}", img.config_digest);
     Ok(ExitCode::SUCCESS)
