@@ -576,14 +576,11 @@ fn output_to_a_device_is_written_in_place() {
 fn load_and_import_unpack_layers_so_the_first_run_extracts_nothing() {
     use std::os::unix::fs::MetadataExt;
     let env = Env::new();
+    let in_root = |root: &std::path::Path, args: &[&str]| {
+        run_ok(Command::new(strata()).arg("--root").arg(root).args(args))
+    };
     let diff_id = |root: &std::path::Path, name: &str| {
-        let o = Command::new(strata())
-            .arg("--root")
-            .arg(root)
-            .args(["inspect", name])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let o = in_root(root, &["inspect", name]);
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let ids = v[0]["Config"]["rootfs"]["diff_ids"]
             .as_array()
@@ -593,9 +590,6 @@ fn load_and_import_unpack_layers_so_the_first_run_extracts_nothing() {
         let id = ids[0].as_str().unwrap().to_string();
         root.join("layers/sha256")
             .join(id.trim_start_matches("sha256:"))
-    };
-    let in_root = |root: &std::path::Path, args: &[&str]| {
-        run_ok(Command::new(strata()).arg("--root").arg(root).args(args));
     };
     let archive = env.path("bb.tar");
     let rootfs = env.path("rootfs.tar");
