@@ -1179,9 +1179,8 @@ fn cgroup_dirs(id: &str) -> Vec<String> {
 
 /// Every container gets a cgroup of its own, as podman's and Docker's (README "Networks",
 /// placement): PID 1 is in `strata/ID` in the v1 memory and pids hierarchies (not cpu without
-/// `--cpus`; or v2's),
-/// and the directories go with `rm` and, after a `kill -9` of the monitor, with the next
-/// command's repair. Run through `nsenter --net` (not `ip netns exec`, whose fresh /sys hides
+/// `--cpus`; or v2's), and the directories go with `rm` and, after a `kill -9` of the monitor,
+/// with the next command's repair. Run through `nsenter --net` (not `ip netns exec`, whose fresh /sys hides
 /// the cgroup filesystem: there strata leaves a container in the caller's cgroups).
 #[test]
 fn each_container_gets_a_cgroup_of_its_own_removed_with_it() {
